@@ -1,0 +1,48 @@
+/**
+ * Every Lambda the workflow invokes. The ASL names a function by the placeholder
+ * `${<arnPlaceholder>}`; CDK substitutes the deployed ARN, the local runner calls the
+ * handler exported by `entry` in-process. This file holds paths only, so infra/ can import it.
+ */
+export interface LambdaFunctionDefinition {
+  /** Logical name, also the CDK construct id. */
+  readonly name: string;
+  /** Path from the repository root to the module that exports `handler`. */
+  readonly entry: string;
+  /** The `${…}` placeholder in state-machines/migration.asl.json. */
+  readonly arnPlaceholder: string;
+  readonly timeoutSeconds: number;
+  readonly memoryMb: number;
+  /** Whether the function connects to the databases (needs the VPC and the secrets). */
+  readonly needsDatabase: boolean;
+}
+
+export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
+  {
+    name: 'ValidateSpec',
+    entry: 'lambdas/validate-spec.ts',
+    arnPlaceholder: 'ValidateSpecFunctionArn',
+    timeoutSeconds: 30,
+    memoryMb: 256,
+    needsDatabase: false,
+  },
+  {
+    name: 'Precheck',
+    entry: 'lambdas/precheck.ts',
+    arnPlaceholder: 'PrecheckFunctionArn',
+    timeoutSeconds: 120,
+    memoryMb: 256,
+    needsDatabase: true,
+  },
+  {
+    name: 'DescribeFailure',
+    entry: 'lambdas/describe-failure.ts',
+    arnPlaceholder: 'DescribeFailureFunctionArn',
+    timeoutSeconds: 30,
+    memoryMb: 128,
+    needsDatabase: false,
+  },
+];
+
+export function lambdaByPlaceholder(placeholder: string): LambdaFunctionDefinition | undefined {
+  return lambdaFunctions.find((fn) => fn.arnPlaceholder === placeholder);
+}

@@ -1,0 +1,19 @@
+/**
+ * Every Fargate task the workflow runs. The ASL names a task definition by the placeholder
+ * `${<taskDefinitionPlaceholder>}`; CDK substitutes the deployed ARN, the local runner starts
+ * `entry` as a child process with the container overrides as its environment.
+ * Paths only, so infra/ can import it.
+ */
+export interface FargateTaskDefinition {
+  readonly name: string;
+  readonly entry: string;
+  readonly taskDefinitionPlaceholder: string;
+  /** Name of the container in the task definition, as the ASL's ContainerOverrides name it. */
+  readonly containerName: string;
+}
+
+export const fargateTasks: readonly FargateTaskDefinition[] = [];
+
+export function taskByPlaceholder(placeholder: string): FargateTaskDefinition | undefined {
+  return fargateTasks.find((task) => task.taskDefinitionPlaceholder === placeholder);
+}
