@@ -1,0 +1,175 @@
+/**
+ * Connection settings for one side of a migration, from its SecretRef and the spec's
+ * database/TLS overrides, and connecting with retries on transient failures.
+ */
+import { readFile } from 'node:fs/promises';
+import type { ConnectionOptions } from 'node:tls';
+import pg from 'pg';
+import { PgferryError, TransientError } from '../errors.js';
+import { parseCredentials, redact, type DatabaseCredentials, type SecretsProvider, type SslMode } from './credentials.js';
+
+export * from './credentials.js';
+
+export type Side = 'source' | 'target';
+
+export interface EndpointSettings {
+  secret: string;
+  database?: string;
+  tls?: { mode?: SslMode; caFile?: string };
+}
+
+export interface Endpoint {
+  readonly side: Side;
+  readonly credentials: DatabaseCredentials;
+  readonly database: string;
+  readonly sslmode: SslMode;
+  readonly caFile?: string;
+}
+
+export async function resolveEndpoint(side: Side, settings: EndpointSettings, secrets: SecretsProvider): Promise<Endpoint> {
+  const credentials = parseCredentials(settings.secret, await secrets.getSecretString(settings.secret));
+  return {
+    side,
+    credentials,
+    database: settings.database ?? credentials.dbname,
+    sslmode: settings.tls?.mode ?? credentials.sslmode ?? 'prefer',
+    caFile: settings.tls?.caFile ?? credentials.sslrootcert,
+  };
+}
+
+export function describeEndpoint(endpoint: Endpoint): string {
+  return `${endpoint.side} (${endpoint.credentials.describe(endpoint.database)})`;
+}
+
+export class ConnectionError extends PgferryError {
+  constructor(message: string, readonly code?: string) {
+    super('pgferry.ConnectionFailed', message);
+  }
+}
+
+const transientCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'EPIPE',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+  '08000',
+  '08001',
+  '08003',
+  '08006',
+]);
+
+export function isTransient(error: unknown): boolean {
+  if (error instanceof TransientError) return true;
+  const code = (error as { code?: string }).code;
+  if (code && transientCodes.has(code)) return true;
+  return /Connection terminated|timeout expired/i.test(String((error as Error)?.message));
+}
+
+export interface ConnectOptions {
+  /** How long transient failures are retried before giving up. */
+  retryWindowMs?: number;
+  applicationName?: string;
+  /** Extra client settings, e.g. `{ replication: 'database' }`. */
+  extra?: Partial<pg.ClientConfig>;
+}
+
+async function sslOptions(endpoint: Endpoint, mode: SslMode): Promise<pg.ClientConfig['ssl']> {
+  if (mode === 'disable' || mode === 'allow') return false;
+  const ca = endpoint.caFile ? await readFile(endpoint.caFile, 'utf8').catch(() => {
+    throw new ConnectionError(`Cannot read the CA file ${endpoint.caFile} for the ${endpoint.side}: set tls.caFile to a readable PEM bundle.`);
+  }) : undefined;
+  if (mode === 'prefer' || mode === 'require') return { rejectUnauthorized: false, ca } satisfies ConnectionOptions;
+  if (mode === 'verify-ca') return { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined };
+  return { rejectUnauthorized: true, ca };
+}
+
+function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): pg.ClientConfig {
+  const { host, port, username, password } = endpoint.credentials;
+  return {
+    host,
+    port,
+    user: username,
+    password,
+    database: endpoint.database,
+    ssl,
+    application_name: options.applicationName ?? 'pgferry',
+    connectionTimeoutMillis: 15_000,
+    keepAlive: true,
+    ...options.extra,
+  };
+}
+
+async function connectOnce(endpoint: Endpoint, options: ConnectOptions): Promise<pg.Client> {
+  const ssl = await sslOptions(endpoint, endpoint.sslmode);
+  const client = new pg.Client(clientConfig(endpoint, ssl, options));
+  try {
+    await client.connect();
+    return client;
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    // libpq's "prefer" falls back to plaintext when the server has no TLS.
+    if (endpoint.sslmode === 'prefer' && /does not support SSL/i.test(String((error as Error).message))) {
+      const plain = new pg.Client(clientConfig(endpoint, false, options));
+      try {
+        await plain.connect();
+        return plain;
+      } catch (plainError) {
+        await plain.end().catch(() => undefined);
+        throw plainError;
+      }
+    }
+    throw error;
+  }
+}
+
+function remedy(error: unknown, endpoint: Endpoint): string {
+  const code = (error as { code?: string }).code;
+  const ref = endpoint.credentials.secretRef;
+  switch (code) {
+    case '28P01':
+    case '28000':
+      return `check the username and password in secret ${ref}, and that pg_hba.conf allows this client`;
+    case '3D000':
+      return `database "${endpoint.database}" does not exist: fix "dbname" in secret ${ref} or "${endpoint.side}.database" in the spec`;
+    case 'ECONNREFUSED':
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `check host and port in secret ${ref}, that the server is running, and that security groups/firewalls let this client in`;
+    default:
+      if (/self[- ]signed|certificate/i.test(String((error as Error)?.message))) {
+        return `TLS verification failed: give the server's CA in "${endpoint.side}.tls.caFile" (or sslrootcert in the secret), or lower tls.mode`;
+      }
+      return `check the connection settings in secret ${ref}`;
+  }
+}
+
+/** Connects, retrying transient failures with backoff within the retry window. Errors are readable and secret-free. */
+export async function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<pg.Client> {
+  const deadline = Date.now() + (options.retryWindowMs ?? 0);
+  let delay = 250;
+  for (;;) {
+    try {
+      return await connectOnce(endpoint, options);
+    } catch (error) {
+      if (isTransient(error) && Date.now() + delay < deadline) {
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 15_000);
+        continue;
+      }
+      const reason = redact(String((error as Error)?.message ?? error), [endpoint.credentials.password]);
+      throw new ConnectionError(
+        `Cannot connect to the ${describeEndpoint(endpoint)}: ${reason} — ${remedy(error, endpoint)}.`,
+        (error as { code?: string }).code,
+      );
+    }
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Precheck: what must hold before a migration starts. One check = one function returning
+ * {id, status, message, remediation}; a check that needs a connection that failed is skipped.
+ */
+import type pg from 'pg';
+import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type SecretsProvider, type Side } from '../connect/index.js';
+import { PgferryError } from '../errors.js';
+import type { MigrationSpec } from '../spec/index.js';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
+
+export interface CheckResult {
+  id: string;
+  status: CheckStatus;
+  message: string;
+  remediation?: string;
+}
+
+export interface PrecheckReport {
+  ok: boolean;
+  checks: CheckResult[];
+}
+
+interface ServerFacts {
+  endpoint: Endpoint;
+  client: pg.Client;
+  versionNum: number;
+  version: string;
+}
+
+const wantsCdc = (spec: Pick<MigrationSpec, 'mode'>) => spec.mode !== 'full';
+
+async function openSide(
+  side: Side,
+  spec: Pick<MigrationSpec, 'source' | 'target'>,
+  secrets: SecretsProvider,
+): Promise<{ facts?: ServerFacts; check: CheckResult }> {
+  const id = `${side}.connect`;
+  try {
+    const endpoint = await resolveEndpoint(side, spec[side], secrets);
+    const client = await connect(endpoint, { retryWindowMs: 10_000, applicationName: 'pgferry-precheck' });
+    const { rows } = await client.query<{ num: string; version: string }>(
+      "SELECT current_setting('server_version_num') AS num, current_setting('server_version') AS version",
+    );
+    const facts = { endpoint, client, versionNum: Number(rows[0]!.num), version: rows[0]!.version };
+    return { facts, check: { id, status: 'pass', message: `Connected to the ${describeEndpoint(endpoint)}, PostgreSQL ${facts.version}.` } };
+  } catch (error) {
+    const message = error instanceof PgferryError ? error.message : `Cannot connect to the ${side}: ${String(error)}`;
+    return {
+      check: {
+        id,
+        status: 'fail',
+        message,
+        remediation: `Make the ${side} reachable from pgferry with the credentials in its secret (${spec[side].secret}).`,
+      },
+    };
+  }
+}
+
+const major = (versionNum: number) => Math.floor(versionNum / 10000);
+
+function checkVersions(source: ServerFacts, target: ServerFacts): CheckResult {
+  const id = 'server.versions';
+  const [from, to] = [major(source.versionNum), major(target.versionNum)];
+  if (to < from) {
+    return {
+      id,
+      status: 'fail',
+      message: `The target runs PostgreSQL ${to}, older than the source's PostgreSQL ${from}.`,
+      remediation: `Migrate to the same or a newer major version: use a target running PostgreSQL ${from} or later.`,
+    };
+  }
+  return { id, status: 'pass', message: `Source PostgreSQL ${from} → target PostgreSQL ${to}.` };
+}
+
+async function setting(client: pg.Client, name: string): Promise<string> {
+  const { rows } = await client.query<{ value: string }>('SELECT current_setting($1) AS value', [name]);
+  return rows[0]!.value;
+}
+
+async function checkWalLevel(source: ServerFacts): Promise<CheckResult> {
+  const id = 'source.wal_level';
+  const walLevel = await setting(source.client, 'wal_level');
+  if (walLevel === 'logical') return { id, status: 'pass', message: 'wal_level is logical on the source.' };
+  return {
+    id,
+    status: 'fail',
+    message: `wal_level is "${walLevel}" on the source; change data capture needs "logical".`,
+    remediation:
+      'Set wal_level = logical on the source and restart it (ALTER SYSTEM SET wal_level = logical; on RDS/Aurora set rds.logical_replication = 1 in the parameter group and reboot), or use "mode": "full".',
+  };
+}
+
+async function checkReplicationSlots(source: ServerFacts): Promise<CheckResult> {
+  const id = 'source.replication_slots';
+  const { rows } = await source.client.query<{ max: number; used: number; senders: number; walsenders_used: number }>(
+    `SELECT current_setting('max_replication_slots')::int AS max,
+            (SELECT count(*)::int FROM pg_replication_slots) AS used,
+            current_setting('max_wal_senders')::int AS senders,
+            (SELECT count(*)::int FROM pg_stat_replication) AS walsenders_used`,
+  );
+  const { max, used, senders, walsenders_used } = rows[0]!;
+  if (max - used < 1 || senders - walsenders_used < 1) {
+    return {
+      id,
+      status: 'fail',
+      message: `The source has ${max - used} free replication slot(s) of ${max} and ${senders - walsenders_used} free WAL sender(s) of ${senders}; CDC needs one of each.`,
+      remediation: 'Raise max_replication_slots and max_wal_senders on the source (restart needed), or drop unused slots.',
+    };
+  }
+  return { id, status: 'pass', message: `${max - used} of ${max} replication slots and ${senders - walsenders_used} of ${senders} WAL senders free.` };
+}
+
+async function checkReplicationPrivilege(source: ServerFacts): Promise<CheckResult> {
+  const id = 'source.replication_privilege';
+  const { rows } = await source.client.query<{ allowed: boolean }>(
+    `SELECT r.rolsuper OR r.rolreplication
+            OR pg_has_role(r.oid, (SELECT oid FROM pg_roles WHERE rolname = 'rds_replication'), 'member') AS allowed
+       FROM pg_roles r WHERE r.rolname = current_user`,
+  );
+  if (rows[0]?.allowed) return { id, status: 'pass', message: `${source.endpoint.credentials.username} may create replication slots.` };
+  return {
+    id,
+    status: 'fail',
+    message: `User ${source.endpoint.credentials.username} on the source may not open replication connections.`,
+    remediation: `ALTER ROLE ${source.endpoint.credentials.username} REPLICATION; (on RDS/Aurora: GRANT rds_replication TO ${source.endpoint.credentials.username};)`,
+  };
+}
+
+function skipped(id: string, reason: string): CheckResult {
+  return { id, status: 'skip', message: `Skipped: ${reason}.` };
+}
+
+export async function runPrecheck(
+  spec: Pick<MigrationSpec, 'mode' | 'source' | 'target'>,
+  secrets: SecretsProvider,
+): Promise<PrecheckReport> {
+  const [source, target] = await Promise.all([openSide('source', spec, secrets), openSide('target', spec, secrets)]);
+  const checks: CheckResult[] = [source.check, target.check];
+  try {
+    checks.push(
+      source.facts && target.facts
+        ? checkVersions(source.facts, target.facts)
+        : skipped('server.versions', 'needs connections to both sides'),
+    );
+    if (wantsCdc(spec)) {
+      const cdcChecks = [
+        ['source.wal_level', checkWalLevel],
+        ['source.replication_slots', checkReplicationSlots],
+        ['source.replication_privilege', checkReplicationPrivilege],
+      ] as const;
+      for (const [id, check] of cdcChecks) {
+        checks.push(source.facts ? await check(source.facts) : skipped(id, 'no connection to the source'));
+      }
+    }
+  } finally {
+    await Promise.all([source.facts?.client.end(), target.facts?.client.end()].map((p) => p?.catch(() => undefined)));
+  }
+  return { ok: checks.every((c) => c.status !== 'fail'), checks };
+}
+
+export class PrecheckFailedError extends PgferryError {
+  constructor(readonly checks: CheckResult[]) {
+    const failed = checks.filter((c) => c.status === 'fail');
+    super(
+      'PrecheckFailed',
+      `Precheck failed: ${failed.length} of ${checks.length} checks failed.\n` +
+        failed.map((c) => `  ✗ ${c.id}: ${c.message}${c.remediation ? `\n    Fix: ${c.remediation}` : ''}`).join('\n'),
+    );
+  }
+}

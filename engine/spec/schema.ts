@@ -1,0 +1,283 @@
+import { z } from 'zod';
+
+const NAME = /^[A-Za-z][A-Za-z0-9_-]{3,49}$/;
+const NO_FORBIDDEN_CHARS = /^[^=<>&'"]*$/;
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/;
+const REGION = '[a-z]{2}(?:-[a-z]+)+-\\d';
+const PARTITION = 'aws(?:-cn|-us-gov)?';
+const SECRET_REF = new RegExp(
+  `^(?:arn:${PARTITION}:secretsmanager:${REGION}:\\d{12}:secret:[A-Za-z0-9/_+=.@-]+` +
+    '|env:[A-Za-z_][A-Za-z0-9_]*' +
+    '|file:.+)$',
+);
+const SNS_TOPIC_ARN = new RegExp(`^arn:${PARTITION}:sns:${REGION}:\\d{12}:[A-Za-z0-9_-]{1,256}(?:\\.fifo)?$`);
+const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+const SCHEMA_TABLE = /^[^.]+\.[^.]+$/;
+const SIZE = /^([1-9]\d*)\s*(b|kb|mb|gb|tb)?$/i;
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
+
+const TIMESTAMP_MESSAGE = 'must be an RFC 3339 timestamp with a time zone, e.g. "2026-11-23T22:00:00Z"';
+const SIZE_MESSAGE = 'must be a size: a positive number of bytes or a string like "512MB" (units B, kB, MB, GB, TB)';
+const PG_IDENTIFIER_MESSAGE =
+  'must be lower-case letters, digits and underscores, not starting with a digit, at most 63 characters';
+
+/** Rejects impossible dates and times; a malformed value is left to the RFC3339 pattern. */
+function isRealTimestamp(value: string): boolean {
+  const m = RFC3339.exec(value);
+  if (!m) return true;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  const offsetOk = m[9] === undefined || (Number(m[9]) <= 23 && Number(m[10]) <= 59);
+  return (
+    date.getUTCFullYear() === year &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offsetOk
+  );
+}
+
+const forbiddenCharsMessage = (input: unknown): string => {
+  const found = [...new Set(String(input).match(/[=<>&'"]/g))];
+  return `must not contain any of = < > & ' " (found ${found.join(' ')})`;
+};
+
+const intBetween = (min: number, max: number) => {
+  const error = `must be between ${min} and ${max}`;
+  return z.int().min(min, { error }).max(max, { error });
+};
+
+const size = z
+  .union([z.int().positive({ error: SIZE_MESSAGE }), z.string().regex(SIZE, { error: SIZE_MESSAGE })], {
+    error: SIZE_MESSAGE,
+  })
+  .transform((value, ctx) => {
+    if (typeof value === 'number') return value;
+    const [, amount, unit = 'b'] = SIZE.exec(value)!;
+    const bytes = Number(amount) * SIZE_UNITS[unit.toLowerCase()]!;
+    if (!Number.isSafeInteger(bytes)) {
+      ctx.issues.push({ code: 'custom', message: 'is too large', input: value });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+const pgIdentifier = z.string().regex(PG_IDENTIFIER, { error: PG_IDENTIFIER_MESSAGE });
+const schemaName = z.string().min(1).max(63);
+const schemaTableKey = z
+  .string()
+  .regex(SCHEMA_TABLE, { error: 'key must be written "schema.table", e.g. "public.users"' })
+  .describe('A table written "schema.table".');
+
+const secretRef = z
+  .string()
+  .regex(SECRET_REF, { error: 'must be a Secrets Manager ARN (arn:aws:secretsmanager:…), "env:NAME" or "file:PATH"' })
+  .describe(
+    'Where the connection settings come from: a Secrets Manager ARN (arn:aws:secretsmanager:…), "env:NAME" (an environment variable) or "file:PATH".',
+  );
+
+const endpointSchema = z
+  .strictObject({
+    secret: secretRef,
+    database: z.string().min(1).max(63).optional().describe("Database name; overrides the secret's dbname."),
+    tls: z
+      .strictObject({
+        mode: z
+          .enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
+          .optional()
+          .describe('libpq sslmode.'),
+        caFile: z.string().min(1).optional().describe('Path of a PEM file with the CA certificate(s) to trust.'),
+      })
+      .optional()
+      .describe('TLS settings for the connection.'),
+  })
+  .describe('A PostgreSQL database to connect to.');
+
+const tableGlobs = z
+  .array(z.string().min(1).describe('A table name or glob ("*", "order_?", "tmp_*").'))
+  .default(['*'])
+  .describe('Tables of the schema, as names or globs.');
+
+const tableOptions = z
+  .strictObject({
+    where: z.string().min(1).optional().describe('SQL condition choosing the rows to migrate.'),
+    columns: z.array(z.string().min(1)).min(1).optional().describe('Only these columns are migrated.'),
+    excludeColumns: z.array(z.string().min(1)).optional().describe('These columns are not migrated.'),
+    operations: z
+      .array(z.enum(['insert', 'update', 'delete', 'truncate']))
+      .min(1)
+      .refine((ops) => new Set(ops).size === ops.length, { error: 'must not list an operation twice' })
+      .optional()
+      .describe('Change operations replicated during CDC.'),
+  })
+  .refine((t) => !(t.columns && t.excludeColumns), { error: 'give either columns or excludeColumns, not both' })
+  .describe('Options for one table.');
+
+const objectsSchema = z
+  .strictObject({
+    include: z
+      .array(z.strictObject({ schema: schemaName.describe('Schema name.'), tables: tableGlobs }))
+      .default([])
+      .describe('Schemas and tables to migrate; empty means every non-system schema.'),
+    exclude: z
+      .array(z.strictObject({ schema: schemaName.describe('Schema name.'), tables: tableGlobs }))
+      .default([])
+      .describe('Schemas and tables to leave out.'),
+    tables: z.record(schemaTableKey, tableOptions).default({}).describe('Per-table options, keyed "schema.table".'),
+  })
+  .describe('What to migrate.');
+
+const mappingSchema = z
+  .strictObject({
+    schemas: z.record(z.string(), z.string()).default({}).describe('Schema renames: source name → target name.'),
+    tables: z.record(schemaTableKey, z.string()).default({}).describe('Table renames: "schema.table" → target table name.'),
+    columns: z
+      .record(schemaTableKey, z.record(z.string(), z.string()))
+      .default({})
+      .describe('Column renames per table: "schema.table" → { source column → target column }.'),
+    nameCase: z
+      .enum(['preserve', 'lower', 'upper'])
+      .default('preserve')
+      .describe('Case of names created on the target.'),
+  })
+  .describe('How names change between source and target.');
+
+const syncFlag = (value: boolean, what: string) => z.boolean().default(value).describe(`Create ${what} on the target.`);
+
+const schemaSchema = z
+  .strictObject({
+    existingTables: z
+      .enum(['error', 'ignore', 'truncate', 'drop'])
+      .default('error')
+      .describe('What to do when a table already exists on the target.'),
+    sync: z
+      .strictObject({
+        indexes: syncFlag(true, 'indexes'),
+        constraints: syncFlag(true, 'constraints'),
+        foreignKeys: syncFlag(true, 'foreign keys'),
+        triggers: syncFlag(true, 'triggers'),
+        views: syncFlag(true, 'views'),
+        functions: syncFlag(true, 'functions'),
+        sequences: syncFlag(true, 'sequences'),
+        materializedViews: syncFlag(true, 'materialized views'),
+        roles: syncFlag(false, 'roles'),
+      })
+      .prefault({})
+      .describe('Which schema objects are created on the target.'),
+  })
+  .describe('Schema migration.');
+
+const fullLoadSchema = z
+  .strictObject({
+    parallelism: intBetween(1, 64).default(4).describe('Tables or table parts copied at once.'),
+    splitTablesLargerThan: size.prefault('1GB').describe('Tables larger than this are copied in parallel parts.'),
+    maxRowsPerSecond: z.int().positive().optional().describe('Limit on rows read from the source per second.'),
+    maxBytesPerSecond: size.optional().describe('Limit on bytes read from the source per second.'),
+    retries: intBetween(0, 10).default(3).describe('Retries of a failed table copy.'),
+  })
+  .describe('The initial copy of the data.');
+
+const cdcSchema = z
+  .strictObject({
+    slotName: pgIdentifier.optional().describe('Name of the logical replication slot on the source.'),
+    publicationName: pgIdentifier.optional().describe('Name of the publication on the source.'),
+    conflictPolicy: z
+      .enum(['error', 'ignore', 'overwrite'])
+      .default('error')
+      .describe('What to do when a change conflicts with a row on the target.'),
+    batch: z
+      .strictObject({
+        maxRows: z.int().min(1).default(50000).describe('Rows per applied batch at most.'),
+        maxBytes: size.prefault('64MB').describe('Bytes per applied batch at most.'),
+        maxDelayMs: intBetween(0, 60000).default(200).describe('Longest wait before applying a partial batch.'),
+      })
+      .prefault({})
+      .describe('How changes are batched when applied.'),
+    retryWindowMinutes: intBetween(10, 1440)
+      .default(120)
+      .describe('How long CDC keeps retrying after failures before giving up.'),
+    keepSlotOnFailure: z.boolean().default(false).describe('Keep the replication slot when the migration fails.'),
+    resumeSlot: z.boolean().default(false).describe('Resume from an existing replication slot of the same name.'),
+  })
+  .describe('Change data capture; only for mode "full+cdc" or "cdc".');
+
+const compareSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe('Compare source and target after the full load.'),
+    method: z.enum(['checksum', 'count']).default('checksum').describe('Compare row checksums or only row counts.'),
+    chunkRows: z.int().min(1000).default(100000).describe('Rows compared per chunk.'),
+    maxDifferencesReported: intBetween(1, 10000).default(100).describe('Differences listed in the report at most.'),
+  })
+  .describe('Comparison of source and target.');
+
+const cutoverSchema = z
+  .strictObject({
+    mode: z.enum(['manual', 'auto']).default('manual').describe('Wait for a person to cut over, or cut over by itself.'),
+    maxLagSeconds: z.number().positive().default(5).describe('CDC lag below which cutover may start.'),
+    fenceSource: z.boolean().default(false).describe('Make the source read-only during cutover.'),
+    syncSequences: z.boolean().default(true).describe('Set target sequences from the source at cutover.'),
+    finalCompare: z.boolean().default(true).describe('Compare source and target once more at cutover.'),
+  })
+  .describe('Switching applications from source to target.');
+
+const alertsSchema = z
+  .strictObject({
+    lagThresholdSeconds: z.int().min(1).default(300).describe('Alert when CDC lag exceeds this.'),
+    snsTopicArn: z
+      .string()
+      .regex(SNS_TOPIC_ARN, { error: 'must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)' })
+      .optional()
+      .describe('SNS topic that receives alerts.'),
+  })
+  .describe('Alerts.');
+
+export const migrationSpecSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(NAME, { error: 'must be 4–50 characters: a letter first, then letters, digits, "-" or "_"' })
+      .describe('Name of the migration: 4–50 characters, a letter first, then letters, digits, "-" or "_".'),
+    description: z
+      .string()
+      .max(256)
+      .regex(NO_FORBIDDEN_CHARS, { error: (issue) => forbiddenCharsMessage(issue.input) })
+      .optional()
+      .describe('Free text, at most 256 characters, without = < > & \' ".'),
+    mode: z
+      .enum(['full', 'full+cdc', 'cdc'])
+      .default('full')
+      .describe('"full": copy once; "full+cdc": copy, then replicate changes; "cdc": replicate changes only.'),
+    startAt: z
+      .string()
+      .regex(RFC3339, { error: TIMESTAMP_MESSAGE })
+      .refine(isRealTimestamp, { error: TIMESTAMP_MESSAGE })
+      .optional()
+      .describe('When to start, as an RFC 3339 timestamp with a time zone; absent means now.'),
+    source: endpointSchema.describe('The database to migrate from.'),
+    target: endpointSchema.describe('The database to migrate to.'),
+    objects: objectsSchema.prefault({}),
+    mapping: mappingSchema.prefault({}),
+    schema: schemaSchema.prefault({}),
+    fullLoad: fullLoadSchema.prefault({}),
+    cdc: cdcSchema.optional(),
+    compare: compareSchema.prefault({}),
+    cutover: cutoverSchema.prefault({}),
+    alerts: alertsSchema.prefault({}),
+  })
+  .superRefine(
+    (spec, ctx) => {
+      if (spec.mode === 'full' && spec.cdc !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['cdc'], message: 'only applies when mode is "full+cdc" or "cdc"' });
+      }
+      const { source, target } = spec;
+      if (typeof source?.secret === 'string' && source.secret === target?.secret && source.database === target.database) {
+        ctx.addIssue({ code: 'custom', path: ['target'], message: 'source and target are the same database' });
+      }
+    },
+    { when: ({ value }) => typeof value === 'object' && value !== null },
+  )
+  .transform((spec) => ({ ...spec, cdc: spec.cdc ?? cdcSchema.parse({}) }))
+  .describe('A pgferry migration: what to copy from which PostgreSQL database to which, and how.');

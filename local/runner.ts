@@ -1,0 +1,352 @@
+/**
+ * Runs the workflow file locally with aws-local-stepfunctions: `lambda:invoke` states call the
+ * handler of lambdas/ in-process, `ecs:runTask.sync` and `ecs:runTask.waitForTaskToken` states
+ * start the tasks/ entrypoint as a child process with the container overrides as its
+ * environment. Each handler returns what the AWS integration returns, so the ASL's
+ * ResultSelector/Catch behave the same in both worlds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { lambdaFunctions, type LambdaFunctionDefinition } from '../lambdas/registry.js';
+import { LOCAL_CALLBACK_ENV, type IpcCallbackMessage } from '../platform/task-callback.js';
+import { fargateTasks, type FargateTaskDefinition } from '../tasks/registry.js';
+
+// aws-local-stepfunctions 3 uses Promise.withResolvers, which Node 20 lacks.
+if (!('withResolvers' in Promise)) {
+  Object.defineProperty(Promise, 'withResolvers', {
+    value<T>() {
+      let resolve!: (value: T) => void;
+      let reject!: (reason?: unknown) => void;
+      const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+      return { promise, resolve, reject };
+    },
+  });
+}
+
+export const repositoryRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const workflowFile = join(repositoryRoot, 'state-machines', 'migration.asl.json');
+
+const LOCAL_ACCOUNT = 'arn:aws:lambda:local:000000000000';
+const localFunctionArn = (fn: LambdaFunctionDefinition) => `${LOCAL_ACCOUNT}:function:pgferry-${fn.name}`;
+const localTaskDefinitionArn = (task: FargateTaskDefinition) =>
+  `arn:aws:ecs:local:000000000000:task-definition/pgferry-${task.name}:1`;
+/** Stands in for `$$.Task.Token` in the context; each callback task gets a fresh token instead. */
+const TOKEN_MARKER = 'pgferry-local-task-token';
+/** Infrastructure placeholders that have no meaning locally. */
+const localInfrastructure: Record<string, string> = {
+  ClusterArn: 'arn:aws:ecs:local:000000000000:cluster/pgferry',
+};
+
+/** One entry of the interpreter's event log (state entered/exited/failed, execution ended, …). */
+export type WorkflowEvent = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
+
+export interface TaskOutputLine {
+  state: string;
+  task: string;
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+export interface LocalRunOptions {
+  definitionFile?: string;
+  lambdas?: readonly LambdaFunctionDefinition[];
+  tasks?: readonly FargateTaskDefinition[];
+  signal?: AbortSignal;
+  onEvent?: (event: WorkflowEvent) => void;
+  onTaskOutput?: (line: TaskOutputLine) => void;
+  /** Milliseconds to wait instead of what a Wait state says (tests). */
+  waitTimeOverrides?: Record<string, number>;
+  /** Milliseconds between retries instead of what a Retry says (tests). */
+  retryIntervalOverrides?: Record<string, number | number[]>;
+  /** Environment given to every task child process on top of this process's own. */
+  taskEnvironment?: NodeJS.ProcessEnv;
+}
+
+export interface LocalRunResult {
+  status: 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+  output?: unknown;
+  error?: string;
+  cause?: string;
+}
+
+export class WorkflowDefinitionError extends Error {}
+
+interface Wiring {
+  lambdas: readonly LambdaFunctionDefinition[];
+  tasks: readonly FargateTaskDefinition[];
+}
+
+/** Replaces every `${X}` placeholder with its local value; an unknown placeholder is an error. */
+export function substituteLocally(text: string, wiring: Wiring): string {
+  const values = new Map<string, string>(Object.entries(localInfrastructure));
+  for (const fn of wiring.lambdas) values.set(fn.arnPlaceholder, localFunctionArn(fn));
+  for (const task of wiring.tasks) values.set(task.taskDefinitionPlaceholder, localTaskDefinitionArn(task));
+  return text.replace(/\$\{([A-Za-z0-9_]+)\}/g, (_, name: string) => {
+    const value = values.get(name);
+    if (value === undefined) throw new WorkflowDefinitionError(`The workflow uses the placeholder \${${name}}, which names no Lambda or task.`);
+    return value;
+  });
+}
+
+type AnyState = Record<string, unknown> & { Type: string; Resource?: string; Parameters?: Record<string, unknown> };
+type StateMap = Record<string, AnyState>;
+
+function* taskStates(states: StateMap): Generator<[string, AnyState]> {
+  for (const [name, state] of Object.entries(states)) {
+    if (state.Type === 'Task') yield [name, state];
+    const nested = (state.ItemProcessor ?? state.Iterator) as { States: StateMap } | undefined;
+    if (nested) yield* taskStates(nested.States);
+    for (const branch of (state.Branches as { States: StateMap }[] | undefined) ?? []) yield* taskStates(branch.States);
+  }
+}
+
+const roundTrip = <T>(value: T): T => (value === undefined ? (null as T) : JSON.parse(JSON.stringify(value)));
+
+/** An error as the local interpreter needs it: `name` is the Step Functions error, `message` the Cause. */
+function stepError(name: string, cause: string): Error {
+  const error = new Error(cause);
+  error.name = name;
+  return error;
+}
+
+function lambdaInvoker(fn: LambdaFunctionDefinition) {
+  let module: Promise<{ handler: (event: unknown, context: unknown) => Promise<unknown> }> | undefined;
+  return async (input: unknown) => {
+    module ??= import(pathToFileURL(join(repositoryRoot, fn.entry)).href);
+    const { handler } = await module;
+    const { Payload } = input as { Payload?: unknown };
+    const requestId = randomUUID();
+    const context = {
+      functionName: `pgferry-${fn.name}`,
+      functionVersion: '$LATEST',
+      awsRequestId: requestId,
+      getRemainingTimeInMillis: () => fn.timeoutSeconds * 1000,
+      callbackWaitsForEmptyEventLoop: false,
+    };
+    try {
+      const result = await handler(roundTrip(Payload), context);
+      return { ExecutedVersion: '$LATEST', Payload: roundTrip(result), StatusCode: 200 };
+    } catch (error) {
+      const errorType = (error as Error)?.name || 'Error';
+      const errorMessage = (error as Error)?.message ?? String(error);
+      throw stepError(errorType, JSON.stringify({ errorType, errorMessage, requestId, trace: [] }));
+    }
+  };
+}
+
+class TaskProcesses {
+  readonly children = new Set<ChildProcess>();
+
+  killAll(): void {
+    for (const child of this.children) kill(child);
+  }
+}
+
+function kill(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), 5_000).unref();
+}
+
+interface ContainerOverrides {
+  Overrides?: { ContainerOverrides?: { Name?: string; Environment?: { Name: string; Value: string }[] }[] };
+}
+
+function containerEnvironment(input: ContainerOverrides, task: FargateTaskDefinition): Record<string, string> {
+  const overrides = input.Overrides?.ContainerOverrides ?? [];
+  const container = overrides.find((o) => o.Name === task.containerName) ?? overrides[0];
+  return Object.fromEntries((container?.Environment ?? []).map(({ Name, Value }) => [Name, String(Value)]));
+}
+
+interface TaskRun {
+  child: ChildProcess;
+  taskArn: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  tail: () => string;
+}
+
+function startTask(
+  stateName: string,
+  task: FargateTaskDefinition,
+  environment: Record<string, string>,
+  processes: TaskProcesses,
+  options: LocalRunOptions,
+): TaskRun {
+  const tsx = import.meta.resolve('tsx');
+  const child = spawn(process.execPath, ['--import', tsx, join(repositoryRoot, task.entry)], {
+    cwd: process.cwd(),
+    env: { ...process.env, ...options.taskEnvironment, ...environment, [LOCAL_CALLBACK_ENV]: '1' },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  processes.children.add(child);
+  let tail = '';
+  for (const stream of ['stdout', 'stderr'] as const) {
+    let pending = '';
+    child[stream]!.setEncoding('utf8').on('data', (chunk: string) => {
+      tail = (tail + chunk).slice(-4000);
+      const lines = (pending + chunk).split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) options.onTaskOutput?.({ state: stateName, task: task.name, stream, line });
+    });
+  }
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      processes.children.delete(child);
+      resolve({ code, signal });
+    });
+    child.once('error', () => {
+      processes.children.delete(child);
+      resolve({ code: null, signal: null });
+    });
+  });
+  return { child, taskArn: `arn:aws:ecs:local:000000000000:task/pgferry/${randomUUID()}`, exited, tail: () => tail };
+}
+
+function taskDescription(task: FargateTaskDefinition, run: TaskRun, code: number | null, signal: NodeJS.Signals | null) {
+  const lastLine = run.tail().trim().split('\n').pop() ?? '';
+  return {
+    TaskArn: run.taskArn,
+    TaskDefinitionArn: localTaskDefinitionArn(task),
+    LastStatus: 'STOPPED',
+    StopCode: 'EssentialContainerExited',
+    StoppedReason: signal ? `Killed by ${signal}` : 'Essential container in task exited',
+    Containers: [
+      {
+        Name: task.containerName,
+        LastStatus: 'STOPPED',
+        ExitCode: code ?? undefined,
+        Reason: code === 0 ? undefined : lastLine.slice(0, 1000) || undefined,
+      },
+    ],
+  };
+}
+
+/** Kills the task's process when the state's own time limit passes (the interpreter does not stop handlers). */
+function timeLimit(state: AnyState, run: TaskRun): () => void {
+  const seconds = typeof state.TimeoutSeconds === 'number' ? state.TimeoutSeconds : 60;
+  const timer = setTimeout(() => kill(run.child), seconds * 1000);
+  return () => clearTimeout(timer);
+}
+
+function syncTaskRunner(stateName: string, state: AnyState, task: FargateTaskDefinition, processes: TaskProcesses, options: LocalRunOptions) {
+  return async (input: unknown) => {
+    const run = startTask(stateName, task, containerEnvironment(input as ContainerOverrides, task), processes, options);
+    const clear = timeLimit(state, run);
+    const { code, signal } = await run.exited;
+    clear();
+    const description = taskDescription(task, run, code, signal);
+    if (code !== 0) throw stepError('States.TaskFailed', JSON.stringify(description));
+    return description;
+  };
+}
+
+function callbackTaskRunner(stateName: string, state: AnyState, task: FargateTaskDefinition, processes: TaskProcesses, options: LocalRunOptions) {
+  return async (input: unknown) => {
+    const token = randomUUID();
+    const environment = containerEnvironment(input as ContainerOverrides, task);
+    for (const [key, value] of Object.entries(environment)) if (value === TOKEN_MARKER) environment[key] = token;
+    const run = startTask(stateName, task, environment, processes, options);
+    const clear = timeLimit(state, run);
+    try {
+      return await new Promise<unknown>((resolve, reject) => {
+        run.child.on('message', (message: IpcCallbackMessage) => {
+          if (message?.token !== token) return;
+          if (message.pgferryTaskCallback === 'success') resolve(roundTrip(message.output));
+          if (message.pgferryTaskCallback === 'failure') reject(stepError(message.error ?? 'States.TaskFailed', message.cause ?? ''));
+        });
+        void run.exited.then(({ code, signal }) =>
+          reject(
+            stepError(
+              'States.TaskFailed',
+              JSON.stringify({ ...taskDescription(task, run, code, signal), StoppedReason: 'The task exited before it reported its result' }),
+            ),
+          ),
+        );
+      });
+    } finally {
+      clear();
+    }
+  };
+}
+
+function findBy<T>(items: readonly T[], arnOf: (item: T) => string, arn: unknown, what: string, stateName: string): T {
+  const item = items.find((candidate) => arnOf(candidate) === arn);
+  if (!item) throw new WorkflowDefinitionError(`State ${stateName} names ${what} ${String(arn)}, which the local runner does not know.`);
+  return item;
+}
+
+function buildHandlers(definition: StateMachineDefinition, wiring: Wiring, processes: TaskProcesses, options: LocalRunOptions) {
+  const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+  for (const [name, state] of taskStates(definition.States as unknown as StateMap)) {
+    if (handlers[name]) throw new WorkflowDefinitionError(`Two Task states are named ${name}; local handlers are keyed by state name.`);
+    const parameters = state.Parameters ?? {};
+    switch (state.Resource) {
+      case 'arn:aws:states:::lambda:invoke':
+        handlers[name] = lambdaInvoker(findBy(wiring.lambdas, localFunctionArn, parameters.FunctionName, 'function', name));
+        break;
+      case 'arn:aws:states:::ecs:runTask.sync':
+        handlers[name] = syncTaskRunner(name, state, findBy(wiring.tasks, localTaskDefinitionArn, parameters.TaskDefinition, 'task definition', name), processes, options);
+        break;
+      case 'arn:aws:states:::ecs:runTask.waitForTaskToken':
+        handlers[name] = callbackTaskRunner(name, state, findBy(wiring.tasks, localTaskDefinitionArn, parameters.TaskDefinition, 'task definition', name), processes, options);
+        break;
+      default:
+        throw new WorkflowDefinitionError(`State ${name} uses resource ${state.Resource}, which the local runner cannot run.`);
+    }
+  }
+  return handlers;
+}
+
+export async function loadLocalDefinition(options: Pick<LocalRunOptions, 'definitionFile' | 'lambdas' | 'tasks'> = {}) {
+  const wiring: Wiring = { lambdas: options.lambdas ?? lambdaFunctions, tasks: options.tasks ?? fargateTasks };
+  const text = await readFile(options.definitionFile ?? workflowFile, 'utf8');
+  return { definition: JSON.parse(substituteLocally(text, wiring)) as StateMachineDefinition, wiring };
+}
+
+/** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
+export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {
+  const { definition, wiring } = await loadLocalDefinition(options);
+  const processes = new TaskProcesses();
+  const stateMachine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  const execution = stateMachine.run(input as never, {
+    overrides: {
+      taskResourceLocalHandlers: buildHandlers(definition, wiring, processes, options) as never,
+      waitTimeOverrides: options.waitTimeOverrides,
+      retryIntervalOverrides: options.retryIntervalOverrides,
+    },
+    context: { Task: { Token: TOKEN_MARKER } },
+  });
+  const onAbort = () => {
+    execution.abort();
+    processes.killAll();
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const killOnExit = () => processes.killAll();
+  process.once('exit', killOnExit);
+
+  let ending: LocalRunResult | undefined;
+  const events = (async () => {
+    for await (const event of execution.eventLogs) {
+      options.onEvent?.(event);
+      if (event.type === 'ExecutionFailed') ending = { status: 'FAILED', error: event.Error, cause: String(event.Cause ?? '') };
+      if (event.type === 'ExecutionAborted') ending = { status: 'ABORTED' };
+      if (event.type === 'ExecutionTimeout') ending = { status: 'TIMED_OUT' };
+    }
+  })();
+  try {
+    const output = await execution.result;
+    await events;
+    return ending ?? { status: 'SUCCEEDED', output };
+  } catch (error) {
+    await events;
+    return ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message };
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    process.off('exit', killOnExit);
+    processes.killAll();
+  }
+}

@@ -1,0 +1,173 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { lambdaFunctions } from '../../lambdas/registry.js';
+import { loadLocalDefinition, runLocalWorkflow, substituteLocally, workflowFile, type LocalRunOptions } from '../../local/runner.js';
+import { fargateTasks } from '../../tasks/registry.js';
+
+const fixtureDir = join(import.meta.dirname, '..', 'fixtures', 'runner');
+const wiring: LocalRunOptions = {
+  definitionFile: join(fixtureDir, 'workflow.asl.json'),
+  lambdas: [
+    {
+      name: 'Echo',
+      entry: 'test/fixtures/runner/echo-lambda.ts',
+      arnPlaceholder: 'EchoFunctionArn',
+      timeoutSeconds: 10,
+      memoryMb: 128,
+      needsDatabase: false,
+    },
+  ],
+  tasks: [
+    {
+      name: 'Fixture',
+      entry: 'test/fixtures/runner/task.ts',
+      taskDefinitionPlaceholder: 'FixtureTaskDefinitionArn',
+      containerName: 'fixture',
+    },
+  ],
+};
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'pgferry-runner-test-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((r) => setTimeout(r, 20));
+}
+
+function pidOf(mode: string): number {
+  return Number(readFileSync(join(dir, `${mode}.pid`), 'utf8'));
+}
+
+describe('local runner', () => {
+  it('invokes Lambdas in-process and runs tasks as child processes, returning what AWS returns', async () => {
+    const result = await runLocalWorkflow({ syncMode: 'exit0', callbackMode: 'report', dir }, wiring);
+    expect(result.status).toBe('SUCCEEDED');
+    expect(result.output).toMatchObject({
+      echo: { echoed: { syncMode: 'exit0', callbackMode: 'report', dir }, status: 200 },
+      sync: { exitCode: 0, lastStatus: 'STOPPED' },
+      callback: { reported: true, env: 'report' },
+    });
+  });
+
+  it('gives a Lambda error the errorType as the error name and a Lambda-shaped Cause', async () => {
+    const result = await runLocalWorkflow({ failWith: 'PrecheckFailed', dir }, wiring);
+    expect(result).toMatchObject({ status: 'FAILED', error: 'PrecheckFailed' });
+    expect(JSON.parse(result.cause!)).toMatchObject({ errorType: 'PrecheckFailed', errorMessage: 'asked to fail with PrecheckFailed' });
+  });
+
+  it('names an unexpected handler error pgferry.Internal', async () => {
+    const result = await runLocalWorkflow({ crash: true, dir }, wiring);
+    expect(result).toMatchObject({ status: 'FAILED', error: 'pgferry.Internal' });
+    expect(JSON.parse(result.cause!).errorMessage).toBe('unexpected crash');
+  });
+
+  it('fails a .sync task that exits non-zero with States.TaskFailed and the task description', async () => {
+    const result = await runLocalWorkflow({ syncMode: 'exit3', callbackMode: 'report', dir }, wiring);
+    expect(result).toMatchObject({ status: 'FAILED', error: 'States.TaskFailed' });
+    const task = JSON.parse(result.cause!);
+    expect(task.Containers[0]).toMatchObject({ Name: 'fixture', ExitCode: 3 });
+    expect(task.Containers[0].Reason).toContain('relation "missing" does not exist');
+  });
+
+  it('resolves a callback task with the failure the task reports', async () => {
+    const result = await runLocalWorkflow({ syncMode: 'exit0', callbackMode: 'report-failure', dir }, wiring);
+    expect(result).toMatchObject({ status: 'FAILED', error: 'pgferry.ReplicationFailed', cause: 'the slot could not be created' });
+  });
+
+  it('fails a callback task that exits without reporting', async () => {
+    const result = await runLocalWorkflow({ syncMode: 'exit0', callbackMode: 'exit-silently', dir }, wiring);
+    expect(result).toMatchObject({ status: 'FAILED', error: 'States.TaskFailed' });
+    expect(JSON.parse(result.cause!).StoppedReason).toContain('exited before it reported');
+  });
+
+  it('kills the task process when the run is aborted', async () => {
+    const abort = new AbortController();
+    const run = runLocalWorkflow({ syncMode: 'hang', callbackMode: 'report', dir }, { ...wiring, signal: abort.signal });
+    await waitFor(() => existsSync(join(dir, 'hang.pid')));
+    const pid = pidOf('hang');
+    expect(isAlive(pid)).toBe(true);
+    abort.abort();
+    const result = await run;
+    expect(result.status).toBe('ABORTED');
+    await waitFor(() => !isAlive(pid));
+  });
+
+  it('kills the task process when its state times out', async () => {
+    const result = await runLocalWorkflow({ syncMode: 'exit0', callbackMode: 'hang', dir }, wiring);
+    expect(result.status).toBe('FAILED');
+    expect(result.error).toBe('States.Timeout');
+    await waitFor(() => !isAlive(pidOf('hang')));
+  });
+
+  it('reports events for every state it enters and exits', async () => {
+    const events: string[] = [];
+    await runLocalWorkflow(
+      { syncMode: 'exit0', callbackMode: 'report', dir },
+      { ...wiring, onEvent: (e) => events.push(e.type === 'StateEntered' || e.type === 'StateExited' ? `${e.type}:${e.state.name}` : e.type) },
+    );
+    expect(events).toEqual([
+      'ExecutionStarted',
+      'StateEntered:Echo',
+      'StateExited:Echo',
+      'StateEntered:SyncTask',
+      'StateExited:SyncTask',
+      'StateEntered:CallbackTask',
+      'StateExited:CallbackTask',
+      'ExecutionSucceeded',
+    ]);
+  });
+
+  it('refuses a placeholder that names nothing', () => {
+    expect(() => substituteLocally('{"x": "${NoSuchFunctionArn}"}', { lambdas: [], tasks: [] })).toThrow(
+      /\$\{NoSuchFunctionArn\}/,
+    );
+  });
+});
+
+describe('the workflow file', () => {
+  type State = { Type: string; TimeoutSeconds?: number; Catch?: unknown[]; Retry?: unknown[]; Next?: string; Default?: string; Choices?: { Next: string }[] };
+
+  it('wires every Task state to a real handler, with a time limit, retries and a catch', async () => {
+    const { definition } = await loadLocalDefinition();
+    const states = definition.States as unknown as Record<string, State>;
+    const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
+    expect(tasks.length).toBeGreaterThanOrEqual(3);
+    for (const [name, state] of tasks) {
+      expect(state.TimeoutSeconds, name).toBeGreaterThan(0);
+      expect(state.Retry?.length, name).toBeGreaterThan(0);
+      expect(state.Catch?.length, name).toBeGreaterThan(0);
+    }
+  });
+
+  it('names only registered Lambdas and tasks, and uses every registered Lambda', () => {
+    const text = readFileSync(workflowFile, 'utf8');
+    const placeholders = new Set([...text.matchAll(/\$\{([A-Za-z0-9_]+)\}/g)].map((m) => m[1]));
+    const known = new Set([
+      ...lambdaFunctions.map((f) => f.arnPlaceholder),
+      ...fargateTasks.map((t) => t.taskDefinitionPlaceholder),
+      'ClusterArn',
+    ]);
+    for (const placeholder of placeholders) expect(known, placeholder).toContain(placeholder);
+    for (const fn of lambdaFunctions) expect(placeholders, fn.name).toContain(fn.arnPlaceholder);
+  });
+
+  it('does not use what the local interpreter cannot run', () => {
+    const text = readFileSync(workflowFile, 'utf8');
+    expect(text).not.toMatch(/"ResultPath":\s*"\$"/);
+    expect(text).not.toMatch(/HeartbeatSeconds|JSONata|"Assign"|"DISTRIBUTED"/);
+  });
+});

@@ -1,0 +1,302 @@
+import { describe, it, expect } from 'vitest';
+import {
+  migrationSpecSchema,
+  parseSpec,
+  specFeatureGate,
+  SpecInvalidError,
+  specJsonSchema,
+  validateSpec,
+  type SpecProblem,
+} from '../../engine/spec/index.js';
+import { PgferryError } from '../../engine/errors.js';
+import { parseWithProblems } from '../../engine/spec/problems.js';
+
+const minimal = { name: 'orders-move', source: { secret: 'env:SOURCE_DB' }, target: { secret: 'env:TARGET_DB' } };
+
+function problemsOf(input: unknown): SpecProblem[] {
+  const result = validateSpec(input);
+  if (result.ok) throw new Error('expected the spec to be invalid');
+  return result.problems;
+}
+
+/** Problems from the ungated schema, for sections that the feature gate still rejects. */
+function schemaProblemsOf(input: unknown): SpecProblem[] {
+  const result = parseWithProblems(migrationSpecSchema, input);
+  if (result.success) throw new Error('expected the spec to be invalid');
+  return result.problems;
+}
+
+function expectOneProblem(problems: SpecProblem[], path: string, fragment: string): void {
+  expect(problems).toHaveLength(1);
+  expect(problems[0]!.path).toBe(path);
+  expect(problems[0]!.message).toContain(fragment);
+}
+
+describe('valid specs', () => {
+  it('accepts a minimal spec and fills every default', () => {
+    const spec = parseSpec(minimal);
+    expect(spec.name).toBe('orders-move');
+    expect(spec.mode).toBe('full');
+    expect(spec.schema.existingTables).toBe('error');
+    expect(spec.schema.sync.roles).toBe(false);
+    expect(spec.schema.sync.indexes).toBe(true);
+    expect(spec.fullLoad.parallelism).toBe(4);
+    expect(spec.fullLoad.splitTablesLargerThan).toBe(1073741824);
+    expect(spec.cdc.retryWindowMinutes).toBe(120);
+    expect(spec.cdc.batch).toEqual({ maxRows: 50000, maxBytes: 64 * 1024 ** 2, maxDelayMs: 200 });
+    expect(spec.objects).toEqual({ include: [], exclude: [], tables: {} });
+    expect(spec.mapping.nameCase).toBe('preserve');
+    expect(spec.compare.method).toBe('checksum');
+    expect(spec.cutover.mode).toBe('manual');
+    expect(spec.alerts.lagThresholdSeconds).toBe(300);
+  });
+
+  it('accepts a spec with description, startAt, mode and endpoint options', () => {
+    const spec = parseSpec({
+      ...minimal,
+      description: 'Move the orders database to the new cluster.',
+      mode: 'full+cdc',
+      startAt: '2026-11-23T22:00:00+01:00',
+      source: { secret: 'env:SOURCE_DB', database: 'orders', tls: { mode: 'verify-full', caFile: '/etc/ca.pem' } },
+    });
+    expect(spec.mode).toBe('full+cdc');
+    expect(spec.startAt).toBe('2026-11-23T22:00:00+01:00');
+    expect(spec.source.tls?.mode).toBe('verify-full');
+  });
+
+  it.each(['2026-11-23T22:00:00Z', '2026-11-23T22:00:00.123Z', '2026-11-23T22:00:00-05:30', '2028-02-29T00:00:00Z'])(
+    'accepts startAt %s',
+    (startAt) => {
+      expect(validateSpec({ ...minimal, startAt }).ok).toBe(true);
+    },
+  );
+
+  it.each([
+    'arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/orders-AbCdEf',
+    'arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:orders',
+    'arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:orders',
+    'env:SOURCE_DB',
+    'env:_x1',
+    'file:/run/secrets/source.json',
+    'file:relative.json',
+  ])('accepts the secret %s', (secret) => {
+    expect(validateSpec({ ...minimal, source: { secret } }).ok).toBe(true);
+  });
+
+  it('accepts the same secret with different databases', () => {
+    expect(validateSpec({ ...minimal, target: { secret: 'env:SOURCE_DB', database: 'copy' } }).ok).toBe(true);
+  });
+});
+
+describe('section rules (ungated schema)', () => {
+  it('parses sizes to bytes', () => {
+    const spec = migrationSpecSchema.parse({
+      ...minimal,
+      fullLoad: { splitTablesLargerThan: '512MB', maxBytesPerSecond: '10 MB' },
+      cdc: { batch: { maxBytes: '64kB' } },
+      mode: 'cdc',
+    });
+    expect(spec.fullLoad.splitTablesLargerThan).toBe(512 * 1024 ** 2);
+    expect(spec.fullLoad.maxBytesPerSecond).toBe(10 * 1024 ** 2);
+    expect(spec.cdc.batch.maxBytes).toBe(64 * 1024);
+    expect(migrationSpecSchema.parse({ ...minimal, fullLoad: { splitTablesLargerThan: 4096 } }).fullLoad.splitTablesLargerThan).toBe(4096);
+    expect(migrationSpecSchema.parse({ ...minimal, fullLoad: { splitTablesLargerThan: '2gb' } }).fullLoad.splitTablesLargerThan).toBe(2 * 1024 ** 3);
+  });
+
+  it.each(['1.5GB', '0MB', '12 parsecs', ''])('rejects the size %j', (splitTablesLargerThan) => {
+    expectOneProblem(schemaProblemsOf({ ...minimal, fullLoad: { splitTablesLargerThan } }), 'fullLoad.splitTablesLargerThan', 'must be a size');
+  });
+
+  it('fills the defaults of a section given empty', () => {
+    const spec = migrationSpecSchema.parse({ ...minimal, objects: { include: [{ schema: 'public' }] } });
+    expect(spec.objects.include).toEqual([{ schema: 'public', tables: ['*'] }]);
+  });
+
+  it.each([5, 2000])('rejects cdc.retryWindowMinutes %i', (retryWindowMinutes) => {
+    expectOneProblem(schemaProblemsOf({ ...minimal, mode: 'cdc', cdc: { retryWindowMinutes } }), 'cdc.retryWindowMinutes', 'must be between 10 and 1440');
+  });
+
+  it('rejects a slot name with upper case', () => {
+    expectOneProblem(schemaProblemsOf({ ...minimal, mode: 'cdc', cdc: { slotName: 'Pgferry' } }), 'cdc.slotName', 'lower-case letters');
+  });
+
+  it('rejects a cdc section when mode is full', () => {
+    const problems = problemsOf({ ...minimal, mode: 'full', cdc: {} });
+    expect(problems).toContainEqual({ path: 'cdc', message: 'only applies when mode is "full+cdc" or "cdc"' });
+    expect(migrationSpecSchema.safeParse({ ...minimal, cdc: {} }).success).toBe(false);
+    expect(migrationSpecSchema.safeParse({ ...minimal, mode: 'full+cdc', cdc: {} }).success).toBe(true);
+  });
+
+  it('rejects columns together with excludeColumns', () => {
+    const problems = schemaProblemsOf({ ...minimal, objects: { tables: { 'public.users': { columns: ['id'], excludeColumns: ['secret'] } } } });
+    expectOneProblem(problems, 'objects.tables["public.users"]', 'not both');
+  });
+
+  it('rejects a table key that is not "schema.table" and repeated operations', () => {
+    const problems = schemaProblemsOf({ ...minimal, objects: { tables: { users: {}, 'public.orders': { operations: ['insert', 'insert'] } } } });
+    expect(problems).toEqual([
+      { path: 'objects.tables.users', message: expect.stringContaining('"schema.table"') },
+      { path: 'objects.tables["public.orders"].operations', message: 'must not list an operation twice' },
+    ]);
+  });
+
+  it('reports indices in paths', () => {
+    expectOneProblem(schemaProblemsOf({ ...minimal, objects: { include: [{ schema: 'public' }, { schema: 7 }] } }), 'objects.include[1].schema', 'must be a string (got a number)');
+  });
+
+  it('rejects an invalid SNS topic ARN', () => {
+    expectOneProblem(schemaProblemsOf({ ...minimal, alerts: { snsTopicArn: 'arn:aws:sqs:us-east-1:123456789012:q' } }), 'alerts.snsTopicArn', 'SNS topic ARN');
+  });
+});
+
+describe('invalid specs', () => {
+  it('requires name, source and target', () => {
+    expect(problemsOf({})).toEqual([
+      { path: 'name', message: 'is required' },
+      { path: 'source', message: 'is required' },
+      { path: 'target', message: 'is required' },
+    ]);
+  });
+
+  it.each([
+    ['too short', 'abc'],
+    ['too long', `a${'b'.repeat(50)}`],
+    ['starting with a digit', '1orders'],
+    ['with a bad character', 'orders.move'],
+  ])('rejects a name %s', (_, name) => {
+    expectOneProblem(problemsOf({ ...minimal, name }), 'name', 'must be 4–50 characters: a letter first');
+  });
+
+  it('rejects a name of the wrong type', () => {
+    expectOneProblem(problemsOf({ ...minimal, name: 42 }), 'name', 'must be a string (got a number)');
+  });
+
+  it('rejects a description that is too long', () => {
+    expectOneProblem(problemsOf({ ...minimal, description: 'x'.repeat(257) }), 'description', 'must be at most 256 characters');
+  });
+
+  it.each(['=', '<', '>', '&', "'", '"'])('rejects a description containing %s', (char) => {
+    expectOneProblem(problemsOf({ ...minimal, description: `a ${char} b` }), 'description', `(found ${char})`);
+  });
+
+  it('rejects an unknown mode', () => {
+    expectOneProblem(problemsOf({ ...minimal, mode: 'ful' }), 'mode', 'must be one of "full", "full+cdc", "cdc" (got "ful")');
+  });
+
+  it.each(['2026-11-23T22:00:00', '2026-02-30T22:00:00Z', '2026-11-23 22:00:00Z', 'tomorrow', '2026-11-23T22:00:00+0100'])(
+    'rejects startAt %s',
+    (startAt) => {
+      expectOneProblem(problemsOf({ ...minimal, startAt }), 'startAt', 'must be an RFC 3339 timestamp with a time zone');
+    },
+  );
+
+  it.each([
+    'arn:aws:secretsmanager:us-east-1:12345:secret:orders',
+    'arn:aws:secretsmanager:useast1:123456789012:secret:orders',
+    'arn:aws:ssm:us-east-1:123456789012:parameter/orders',
+    'env:1BAD',
+    'env:',
+    'file:',
+    'postgres://localhost/orders',
+  ])('rejects the secret %s', (secret) => {
+    expectOneProblem(problemsOf({ ...minimal, source: { secret } }), 'source.secret', 'must be a Secrets Manager ARN (arn:aws:secretsmanager:…), "env:NAME" or "file:PATH"');
+  });
+
+  it('suggests the closest field for an unknown key', () => {
+    expectOneProblem(problemsOf({ ...minimal, descriptoin: 'x' }), 'descriptoin', 'unknown field "descriptoin" — did you mean "description"?');
+  });
+
+  it('reports a nested unknown key at its own path', () => {
+    const problems = problemsOf({ ...minimal, source: { secret: 'env:SOURCE_DB', secert: 'env:X' } });
+    expectOneProblem(problems, 'source.secert', 'did you mean "secret"?');
+  });
+
+  it('lists the allowed fields when no key is close', () => {
+    expectOneProblem(problemsOf({ ...minimal, source: { secret: 'env:A', hostname: 'db' } }), 'source.hostname', 'allowed: secret, database, tls');
+  });
+
+  it('rejects the same database as source and target', () => {
+    expectOneProblem(problemsOf({ ...minimal, target: { secret: 'env:SOURCE_DB' } }), 'target', 'source and target are the same database');
+  });
+
+  it('reports three typos as exactly three problems', () => {
+    const problems = problemsOf({ ...minimal, mdoe: 'full', source: { secret: 'env:SOURCE_DB', databse: 'x' }, target: { secret: 'env:TARGET_DB', tsl: {} } });
+    expect(problems.map((p) => p.path).sort()).toEqual(['mdoe', 'source.databse', 'target.tsl']);
+    expect(problems.every((p) => p.message.includes('did you mean'))).toBe(true);
+  });
+
+  it('reports schema problems and gated sections together', () => {
+    const problems = problemsOf({ name: 'x', mode: 'ful', cdc: { retryWindowMinutes: 5 }, source: { secret: 'env:A' }, target: { secret: 'nope' } });
+    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'cdc']);
+  });
+
+  it.each([null, 'spec', 42, [minimal]])('rejects the non-object %j', (input) => {
+    expect(problemsOf(input)).toEqual([{ path: '(root)', message: 'the spec must be a JSON object' }]);
+  });
+});
+
+describe('feature gate', () => {
+  it.each([
+    ['objects', {}, 'schema migration and full load'],
+    ['mapping', {}, 'schema migration and full load'],
+    ['schema', {}, 'schema migration and full load'],
+    ['fullLoad', {}, 'full load'],
+    ['cdc', {}, 'change data capture'],
+    ['compare', {}, 'comparison'],
+    ['cutover', {}, 'change data capture'],
+    ['alerts', {}, 'the AWS deployment'],
+  ])('rejects %s until its feature lands', (section, value, feature) => {
+    const problems = problemsOf({ ...minimal, mode: 'full+cdc', [section]: value });
+    expect(problems).toEqual([{ path: section, message: `not supported yet: ${section} lands with ${feature}` }]);
+  });
+
+  it('gates exactly the sections without a feature yet', () => {
+    expect(Object.keys(specFeatureGate).sort()).toEqual(
+      ['alerts', 'cdc', 'compare', 'cutover', 'fullLoad', 'mapping', 'objects', 'schema'],
+    );
+  });
+});
+
+describe('SpecInvalidError', () => {
+  it('lists every problem in its message', () => {
+    let error: unknown;
+    try {
+      parseSpec({ ...minimal, name: '1x', mode: 'ful', source: { secret: 'vault:x' } });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(SpecInvalidError);
+    expect(error).toBeInstanceOf(PgferryError);
+    const specError = error as SpecInvalidError;
+    expect(specError.name).toBe('SpecInvalid');
+    expect(specError.problems).toHaveLength(3);
+    expect(specError.message).toBe(
+      [
+        'The migration spec has 3 problems:',
+        '  - name: must be 4–50 characters: a letter first, then letters, digits, "-" or "_"',
+        '  - mode: must be one of "full", "full+cdc", "cdc" (got "ful")',
+        '  - source.secret: must be a Secrets Manager ARN (arn:aws:secretsmanager:…), "env:NAME" or "file:PATH"',
+      ].join('\n'),
+    );
+  });
+
+  it('says "1 problem" for one problem', () => {
+    expect(new SpecInvalidError([{ path: 'name', message: 'is required' }]).message).toBe(
+      'The migration spec has 1 problem:\n  - name: is required',
+    );
+  });
+});
+
+describe('specJsonSchema', () => {
+  it('describes the input form', () => {
+    const schema = specJsonSchema();
+    expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
+    expect(schema.$id).toEqual(expect.any(String));
+    expect(schema.title).toEqual(expect.any(String));
+    const properties = schema.properties as Record<string, { description?: string }>;
+    expect(properties.name?.description).toContain('4–50');
+    expect(schema.required).toEqual(expect.arrayContaining(['name', 'source', 'target']));
+    expect(schema.required).not.toContain('mode');
+    expect(JSON.parse(JSON.stringify(schema))).toEqual(schema);
+  });
+});
