@@ -60,6 +60,17 @@ export function parseSpec(input: unknown): MigrationSpec {
   return result.spec;
 }
 
+/**
+ * Reads the spec as ValidateSpec produced it, when a later state receives it: checked again
+ * (a state's input can be edited by hand on the console), without the feature gate, which
+ * judges what a person wrote rather than the defaults filled in.
+ */
+export function parseNormalizedSpec(input: unknown): MigrationSpec {
+  const result = parseWithProblems(migrationSpecSchema, input);
+  if (!result.success) throw new SpecInvalidError(result.problems);
+  return result.data;
+}
+
 export const SPEC_SCHEMA_ID = 'urn:pgferry:migration-spec';
 
 /** JSON Schema (draft 2020-12) of the spec as written by people, for the console and editors. */

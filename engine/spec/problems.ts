@@ -56,14 +56,17 @@ function editDistance(a: string, b: string): number {
   return previous[b.length]!;
 }
 
-function unknownKeyMessage(key: string, allowed: readonly string[]): string {
+function closestKey(key: string, allowed: readonly string[]): string | undefined {
   const ranked = allowed
     .map((candidate) => ({ candidate, distance: editDistance(key.toLowerCase(), candidate.toLowerCase()) }))
     .sort((x, y) => x.distance - y.distance);
   const best = ranked[0];
-  if (best && best.distance <= Math.max(2, Math.floor(key.length / 3))) {
-    return `unknown field "${key}" — did you mean "${best.candidate}"?`;
-  }
+  return best && best.distance <= Math.max(2, Math.floor(key.length / 3)) ? best.candidate : undefined;
+}
+
+function unknownKeyMessage(key: string, allowed: readonly string[]): string {
+  const suggestion = closestKey(key, allowed);
+  if (suggestion) return `unknown field "${key}" — did you mean "${suggestion}"?`;
   return `unknown field "${key}" (allowed: ${allowed.join(', ')})`;
 }
 
@@ -101,8 +104,24 @@ function plainMessage(issue: RawIssue): string {
   }
 }
 
+/** A misspelt key already explains why the key it stands for is missing: report it once. */
+function explainedByTypo(issues: readonly Issue[], allowedKeys: ReadonlyMap<string, readonly string[]>): Set<string> {
+  const explained = new Set<string>();
+  for (const issue of issues) {
+    if (issue.code !== 'unrecognized_keys') continue;
+    const allowed = allowedKeys.get(formatPath(issue.path)) ?? [];
+    for (const key of issue.keys) {
+      const suggestion = closestKey(key, allowed);
+      if (suggestion) explained.add(formatPath([...issue.path, suggestion]));
+    }
+  }
+  return explained;
+}
+
 function toProblems(issues: readonly Issue[], allowedKeys: ReadonlyMap<string, readonly string[]>): SpecProblem[] {
+  const explained = explainedByTypo(issues, allowedKeys);
   return issues.flatMap((issue): SpecProblem[] => {
+    if (issue.code === 'invalid_type' && issue.input === undefined && explained.has(formatPath(issue.path))) return [];
     if (issue.code === 'unrecognized_keys') {
       const allowed = allowedKeys.get(formatPath(issue.path)) ?? [];
       return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: unknownKeyMessage(key, allowed) }));

@@ -202,7 +202,7 @@ const cdcSchema = z
     keepSlotOnFailure: z.boolean().default(false).describe('Keep the replication slot when the migration fails.'),
     resumeSlot: z.boolean().default(false).describe('Resume from an existing replication slot of the same name.'),
   })
-  .describe('Change data capture; only for mode "full+cdc" or "cdc".');
+  .describe('Change data capture; used when mode is "full+cdc" or "cdc".');
 
 const compareSchema = z
   .strictObject({
@@ -262,16 +262,13 @@ export const migrationSpecSchema = z
     mapping: mappingSchema.prefault({}),
     schema: schemaSchema.prefault({}),
     fullLoad: fullLoadSchema.prefault({}),
-    cdc: cdcSchema.optional(),
+    cdc: cdcSchema.prefault({}),
     compare: compareSchema.prefault({}),
     cutover: cutoverSchema.prefault({}),
     alerts: alertsSchema.prefault({}),
   })
   .superRefine(
     (spec, ctx) => {
-      if (spec.mode === 'full' && spec.cdc !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['cdc'], message: 'only applies when mode is "full+cdc" or "cdc"' });
-      }
       const { source, target } = spec;
       if (typeof source?.secret === 'string' && source.secret === target?.secret && source.database === target.database) {
         ctx.addIssue({ code: 'custom', path: ['target'], message: 'source and target are the same database' });
@@ -279,5 +276,4 @@ export const migrationSpecSchema = z
     },
     { when: ({ value }) => typeof value === 'object' && value !== null },
   )
-  .transform((spec) => ({ ...spec, cdc: spec.cdc ?? cdcSchema.parse({}) }))
   .describe('A pgferry migration: what to copy from which PostgreSQL database to which, and how.');

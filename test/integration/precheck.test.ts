@@ -1,0 +1,150 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runPrecheck, type CheckResult } from '../../engine/precheck/index.js';
+import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { repositoryRoot, runLocalWorkflow } from '../../local/runner.js';
+import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
+import { scratchDir } from '../support/clusters.js';
+
+let pg13: LocalCluster;
+let pg15Replica: LocalCluster;
+let pg17: LocalCluster;
+let pg18: LocalCluster;
+const scratch = scratchDir('precheck-test');
+const secrets = new DefaultSecretsProvider();
+
+beforeAll(async () => {
+  [pg13, pg15Replica, pg17, pg18] = await Promise.all([
+    startCluster({ major: 13, label: 'source13' }),
+    startCluster({ major: 15, label: 'replica15', settings: { wal_level: 'replica' } }),
+    startCluster({ major: 17, label: 'target17' }),
+    startCluster({ major: 18, label: 'target18' }),
+  ]);
+});
+
+afterAll(async () => {
+  await Promise.all([pg13, pg15Replica, pg17, pg18].map((c) => c?.stop()));
+  scratch.remove();
+});
+
+const pair = (source: LocalCluster, target: LocalCluster, mode: 'full' | 'full+cdc' = 'full+cdc') => ({
+  name: 'precheck-test',
+  mode,
+  source: { secret: scratch.secretFor(`source-${source.major}`, source) },
+  target: { secret: scratch.secretFor(`target-${target.major}`, target) },
+});
+
+const byId = (checks: CheckResult[]) => Object.fromEntries(checks.map((c) => [c.id, c]));
+
+describe('precheck on real clusters', () => {
+  it('passes every check on a proper pair (13 → 17, CDC requested)', async () => {
+    const report = await runPrecheck(pair(pg13, pg17), secrets);
+    expect(report.ok).toBe(true);
+    expect(report.checks.map((c) => [c.id, c.status])).toEqual([
+      ['source.connect', 'pass'],
+      ['target.connect', 'pass'],
+      ['server.versions', 'pass'],
+      ['source.wal_level', 'pass'],
+      ['source.replication_slots', 'pass'],
+      ['source.replication_privilege', 'pass'],
+    ]);
+    expect(byId(report.checks)['server.versions']!.message).toBe('Source PostgreSQL 13 → target PostgreSQL 17.');
+  });
+
+  it('passes 13 → 18', async () => {
+    const report = await runPrecheck(pair(pg13, pg18), secrets);
+    expect(report.ok).toBe(true);
+    expect(byId(report.checks)['target.connect']!.message).toContain('PostgreSQL 18.');
+  });
+
+  it('fails on wal_level=replica when CDC is requested, with the remedy', async () => {
+    const report = await runPrecheck(pair(pg15Replica, pg17), secrets);
+    expect(report.ok).toBe(false);
+    const walLevel = byId(report.checks)['source.wal_level']!;
+    expect(walLevel.status).toBe('fail');
+    expect(walLevel.message).toBe('wal_level is "replica" on the source; change data capture needs "logical".');
+    expect(walLevel.remediation).toContain('wal_level = logical');
+  });
+
+  it('does not check wal_level for a full load only', async () => {
+    const report = await runPrecheck(pair(pg15Replica, pg17, 'full'), secrets);
+    expect(report.ok).toBe(true);
+    expect(report.checks.map((c) => c.id)).not.toContain('source.wal_level');
+  });
+
+  it('fails when the target is older than the source', async () => {
+    const report = await runPrecheck(pair(pg17, pg15Replica, 'full'), secrets);
+    const versions = byId(report.checks)['server.versions']!;
+    expect(versions.status).toBe('fail');
+    expect(versions.message).toBe("The target runs PostgreSQL 15, older than the source's PostgreSQL 17.");
+    expect(versions.remediation).toContain('PostgreSQL 17 or later');
+  });
+
+  it('reports a wrong password as a failed connection check without revealing any password', async () => {
+    const spec = pair(pg13, pg17);
+    spec.source.secret = scratch.secretFor('wrong-password', pg13, { password: 'not-the-password' });
+    const report = await runPrecheck(spec, secrets);
+    const connect = byId(report.checks)['source.connect']!;
+    expect(connect.status).toBe('fail');
+    expect(connect.message).toContain('password authentication failed for user "postgres"');
+    expect(connect.message).toContain(spec.source.secret);
+    expect(byId(report.checks)['source.wal_level']!.status).toBe('skip');
+    const everything = JSON.stringify(report);
+    expect(everything).not.toContain('not-the-password');
+    expect(everything).not.toContain(pg13.connection.password);
+  });
+});
+
+describe('the workflow through the local runner', () => {
+  it('runs ValidateSpec and Precheck and succeeds on a proper pair', async () => {
+    const result = await runLocalWorkflow(pair(pg13, pg17));
+    expect(result.status).toBe('SUCCEEDED');
+    const output = result.output as { spec: { name: string; mode: string }; precheck: { checks: CheckResult[] } };
+    expect(output.spec).toMatchObject({ name: 'precheck-test', mode: 'full+cdc' });
+    expect(output.precheck.checks.every((c) => c.status === 'pass')).toBe(true);
+    expect(JSON.stringify(output)).not.toContain(pg13.connection.password);
+  });
+
+  it('waits for startAt when it is given', async () => {
+    const startAt = new Date(Date.now() + 60 * 60_000).toISOString();
+    const entered: string[] = [];
+    const result = await runLocalWorkflow(
+      { ...pair(pg13, pg17), startAt },
+      { waitTimeOverrides: { WaitForStartTime: 0 }, onEvent: (e) => e.type === 'StateEntered' && entered.push(e.state.name) },
+    );
+    expect(result.status).toBe('SUCCEEDED');
+    expect(entered).toContain('WaitForStartTime');
+  });
+
+  it('fails with the failed check and its remedy as a readable cause, without secrets', async () => {
+    const result = await runLocalWorkflow(pair(pg15Replica, pg17));
+    expect(result.status).toBe('FAILED');
+    expect(result.error).toBe('PrecheckFailed');
+    expect(result.cause).toContain('source.wal_level: wal_level is "replica" on the source');
+    expect(result.cause).toContain('Fix: Set wal_level = logical');
+    expect(result.cause).not.toContain(pg15Replica.connection.password);
+  });
+});
+
+describe('pgferry precheck (the installed command)', () => {
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, [join(repositoryRoot, 'bin', 'pgferry.js'), ...args], { encoding: 'utf8', timeout: 60_000 });
+
+  it('exits 1 with the failed check and its remediation on wal_level=replica', () => {
+    const spec = scratch.writeJson('replica-spec.json', pair(pg15Replica, pg17));
+    const result = cli('precheck', spec);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toMatch(/✗ source\.wal_level\s+wal_level is "replica" on the source/);
+    expect(result.stdout).toContain('Fix: Set wal_level = logical');
+    expect(result.stdout).toContain('Precheck failed.');
+  });
+
+  it('exits 0 when every check passes', () => {
+    const spec = scratch.writeJson('good-spec.json', pair(pg13, pg17));
+    const result = cli('precheck', spec);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('All checks passed.');
+  });
+});

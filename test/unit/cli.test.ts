@@ -1,0 +1,73 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main } from '../../bin/cli.js';
+import { repositoryRoot } from '../../local/runner.js';
+import { scratchDir } from '../support/clusters.js';
+
+const scratch = scratchDir('cli-test');
+afterAll(() => scratch.remove());
+
+function capture() {
+  let text = '';
+  return { write: (chunk: string) => ((text += chunk), true), get text() { return text; } };
+}
+
+async function run(...argv: string[]) {
+  const out = capture();
+  const err = capture();
+  const code = await main(argv, out, err);
+  return { code, stdout: out.text, stderr: err.text };
+}
+
+describe('pgferry command line', () => {
+  it('exits 2 listing all three paths of a spec with three typos (through the workflow)', () => {
+    const spec = scratch.writeJson('typos.json', {
+      nmae: 'typo-migration',
+      mode: 'ful',
+      source: { secert: 'env:SOURCE' },
+      target: { secret: 'env:TARGET' },
+    });
+    const result = spawnSync(process.execPath, [join(repositoryRoot, 'bin', 'pgferry.js'), 'run', spec], { encoding: 'utf8', timeout: 60_000 });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('Migration failed (SpecInvalid)');
+    expect(result.stderr).toContain('The migration spec has 3 problems:');
+    expect(result.stderr).toContain('- nmae: unknown field "nmae" — did you mean "name"?');
+    expect(result.stderr).toContain('- mode: must be one of "full", "full+cdc", "cdc" (got "ful")');
+    expect(result.stderr).toContain('- source.secert: unknown field "secert" — did you mean "secret"?');
+  });
+
+  it('precheck exits 2 on an invalid spec, before touching any database', async () => {
+    const spec = scratch.writeJson('bad-name.json', { name: '1x', source: { secret: 'env:A' }, target: { secret: 'nope' } });
+    const result = await run('precheck', spec);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('The migration spec has 2 problems:');
+    expect(result.stderr).toContain('- name: must be 4–50 characters');
+    expect(result.stderr).toContain('- target.secret: must be a Secrets Manager ARN');
+  });
+
+  it('exits 2 on a missing spec file or one that is not JSON', async () => {
+    expect(await run('run', join(scratch.dir, 'absent.json'))).toMatchObject({ code: 2, stderr: expect.stringContaining('no such file') });
+    const broken = join(scratch.dir, 'broken.json');
+    (await import('node:fs')).writeFileSync(broken, '{"name": ');
+    expect(await run('precheck', broken)).toMatchObject({ code: 2, stderr: expect.stringContaining('is not valid JSON') });
+  });
+
+  it('exits 2 on usage errors and prints help on --help', async () => {
+    expect(await run()).toMatchObject({ code: 2, stderr: expect.stringContaining('Usage:') });
+    expect(await run('migrate')).toMatchObject({ code: 2, stderr: expect.stringContaining('Unknown command "migrate"') });
+    expect(await run('run')).toMatchObject({ code: 2, stderr: 'Usage: pgferry run SPEC\n' });
+    expect(await run('--bogus')).toMatchObject({ code: 2 });
+    const help = await run('--help');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('pgferry precheck SPEC');
+  });
+
+  it('prints the JSON Schema of the spec', async () => {
+    const result = await run('spec-schema');
+    expect(result.code).toBe(0);
+    const schema = JSON.parse(result.stdout);
+    expect(schema.required).toEqual(expect.arrayContaining(['name', 'source', 'target']));
+    expect(schema.properties.mode.enum).toEqual(['full', 'full+cdc', 'cdc']);
+  });
+});
