@@ -39,6 +39,8 @@ const TOKEN_MARKER = 'pgferry-local-task-token';
 /** Infrastructure placeholders that have no meaning locally. */
 const localInfrastructure: Record<string, string> = {
   ClusterArn: 'arn:aws:ecs:local:000000000000:cluster/pgferry',
+  TaskSubnetIds: 'subnet-local',
+  TaskSecurityGroupIds: 'sg-local',
 };
 
 /** One entry of the interpreter's event log (state entered/exited/failed, execution ended, …). */

@@ -12,7 +12,12 @@ export interface FargateTaskDefinition {
   readonly containerName: string;
 }
 
-export const fargateTasks: readonly FargateTaskDefinition[] = [];
+export const fargateTasks: readonly FargateTaskDefinition[] = [
+  { name: 'Snapshot', entry: 'tasks/snapshot.ts', taskDefinitionPlaceholder: 'SnapshotTaskDefinitionArn', containerName: 'pgferry' },
+  { name: 'Copy', entry: 'tasks/copy.ts', taskDefinitionPlaceholder: 'CopyTaskDefinitionArn', containerName: 'pgferry' },
+  { name: 'PostData', entry: 'tasks/post-data.ts', taskDefinitionPlaceholder: 'PostDataTaskDefinitionArn', containerName: 'pgferry' },
+  { name: 'Compare', entry: 'tasks/compare.ts', taskDefinitionPlaceholder: 'CompareTaskDefinitionArn', containerName: 'pgferry' },
+];
 
 export function taskByPlaceholder(placeholder: string): FargateTaskDefinition | undefined {
   return fargateTasks.find((task) => task.taskDefinitionPlaceholder === placeholder);

@@ -173,3 +173,20 @@ export async function connect(endpoint: Endpoint, options: ConnectOptions = {}):
     }
   }
 }
+
+/** Connects to one side of a migration from its spec settings. */
+export async function connectSide(
+  side: Side,
+  settings: EndpointSettings,
+  secrets: SecretsProvider,
+  options: ConnectOptions = {},
+): Promise<pg.Client> {
+  return connect(await resolveEndpoint(side, settings, secrets), { retryWindowMs: 60_000, ...options });
+}
+
+/**
+ * Session settings under which both sides print and read values the same way, whatever their
+ * versions or server defaults: exact floats, ISO dates, UTC, hex bytea.
+ */
+export const CANONICAL_SESSION_SQL =
+  "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'";

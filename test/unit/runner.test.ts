@@ -160,6 +160,8 @@ describe('the workflow file', () => {
       ...lambdaFunctions.map((f) => f.arnPlaceholder),
       ...fargateTasks.map((t) => t.taskDefinitionPlaceholder),
       'ClusterArn',
+      'TaskSubnetIds',
+      'TaskSecurityGroupIds',
     ]);
     for (const placeholder of placeholders) expect(known, placeholder).toContain(placeholder);
     for (const fn of lambdaFunctions) expect(placeholders, fn.name).toContain(fn.arnPlaceholder);

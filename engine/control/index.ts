@@ -1,0 +1,165 @@
+/**
+ * The control schema in the target (`pgferry`): progress, units of work, events, schema
+ * results and comparisons, keyed by migration name so many sources can feed one target.
+ * Status, progress output and reports read from here.
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { CONTROL_SCHEMA } from '../catalog/tables.js';
+
+export { CONTROL_SCHEMA };
+
+const DDL = `
+CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.migrations (
+  name text PRIMARY KEY,
+  spec_digest text NOT NULL,
+  mode text NOT NULL,
+  spec jsonb NOT NULL,
+  phase text NOT NULL,
+  snapshot text,
+  snapshot_released boolean NOT NULL DEFAULT false,
+  error text,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS pgferry.schema_objects (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  phase text NOT NULL,
+  kind text NOT NULL,
+  identity text NOT NULL,
+  status text NOT NULL,
+  detail text,
+  PRIMARY KEY (migration, kind, identity)
+);
+CREATE TABLE IF NOT EXISTS pgferry.tables (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  target_schema text NOT NULL,
+  target_table text NOT NULL,
+  estimated_rows bigint NOT NULL DEFAULT 0,
+  estimated_bytes bigint NOT NULL DEFAULT 0,
+  units_total int NOT NULL DEFAULT 0,
+  PRIMARY KEY (migration, source_schema, source_table)
+);
+CREATE TABLE IF NOT EXISTS pgferry.units (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  id int NOT NULL,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  target_schema text NOT NULL,
+  target_table text NOT NULL,
+  columns text[] NOT NULL,
+  where_clause text,
+  from_page bigint,
+  to_page bigint,
+  binary_format boolean NOT NULL,
+  freeze boolean NOT NULL,
+  estimated_bytes bigint NOT NULL,
+  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+  attempts int NOT NULL DEFAULT 0,
+  last_error text,
+  rows_copied bigint NOT NULL DEFAULT 0,
+  bytes_copied bigint NOT NULL DEFAULT 0,
+  started_at timestamptz,
+  finished_at timestamptz,
+  PRIMARY KEY (migration, id)
+);
+CREATE TABLE IF NOT EXISTS pgferry.unit_progress (
+  migration text NOT NULL,
+  id int NOT NULL,
+  rows_copied bigint NOT NULL DEFAULT 0,
+  bytes_copied bigint NOT NULL DEFAULT 0,
+  attempt_started_at timestamptz,
+  PRIMARY KEY (migration, id),
+  FOREIGN KEY (migration, id) REFERENCES pgferry.units ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS pgferry.comparisons (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  method text NOT NULL,
+  status text NOT NULL,
+  source_rows bigint,
+  target_rows bigint,
+  ranges int NOT NULL DEFAULT 0,
+  mismatched_ranges int NOT NULL DEFAULT 0,
+  differences jsonb NOT NULL DEFAULT '[]',
+  compared_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, source_schema, source_table)
+);
+CREATE TABLE IF NOT EXISTS pgferry.events (
+  id bigserial PRIMARY KEY,
+  migration text NOT NULL,
+  at timestamptz NOT NULL DEFAULT now(),
+  level text NOT NULL,
+  message text NOT NULL
+);`;
+
+/** Creates the control schema if it is missing (safe to run concurrently with itself). */
+export async function ensureControlSchema(client: pg.Client): Promise<void> {
+  // An advisory lock keeps two migrations starting at once from racing on CREATE … IF NOT EXISTS.
+  await client.query('SELECT pg_advisory_lock(hashtext($1))', ['pgferry.control-schema']);
+  try {
+    await client.query(DDL);
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['pgferry.control-schema']);
+  }
+}
+
+export function specDigest(spec: unknown): string {
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
+}
+
+/** Registers a run of the migration, replacing what an earlier run of the same name left. */
+export async function beginMigration(client: pg.Client, name: string, spec: { mode: string }): Promise<void> {
+  await client.query('DELETE FROM pgferry.migrations WHERE name = $1', [name]);
+  await client.query('INSERT INTO pgferry.migrations (name, spec_digest, mode, spec, phase) VALUES ($1, $2, $3, $4, $5)', [
+    name,
+    specDigest(spec),
+    spec.mode,
+    JSON.stringify(spec),
+    'schema',
+  ]);
+}
+
+/** The spec a migration runs with, as ValidateSpec normalized it (tasks read it here rather than from their environment). */
+export async function loadSpec(client: pg.Client, name: string): Promise<unknown> {
+  const { rows } = await client.query<{ spec: unknown }>('SELECT spec FROM pgferry.migrations WHERE name = $1', [name]);
+  if (rows.length === 0) throw new Error(`Migration ${name} is not registered in the target's control schema.`);
+  return rows[0]!.spec;
+}
+
+export interface MigrationState {
+  phase: Phase;
+  snapshot: string | null;
+  snapshotReleased: boolean;
+  error: string | null;
+}
+
+export async function migrationState(client: pg.Client, name: string): Promise<MigrationState | undefined> {
+  const { rows } = await client.query(
+    'SELECT phase, snapshot, snapshot_released, error FROM pgferry.migrations WHERE name = $1',
+    [name],
+  );
+  const row = rows[0];
+  return row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error };
+}
+
+export type Phase = 'schema' | 'load' | 'post-data' | 'compare' | 'done' | 'failed';
+
+export async function setPhase(client: pg.Client, name: string, phase: Phase, error?: string): Promise<void> {
+  await client.query(
+    `UPDATE pgferry.migrations SET phase = $2, error = coalesce($3, error), updated_at = now(),
+            finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END,
+            snapshot_released = snapshot_released OR $2 IN ('done', 'failed')
+      WHERE name = $1`,
+    [name, phase, error ?? null],
+  );
+}
+
+export async function recordEvent(client: pg.Client, name: string, level: 'info' | 'warn' | 'error', message: string): Promise<void> {
+  await client.query('INSERT INTO pgferry.events (migration, level, message) VALUES ($1, $2, $3)', [name, level, message]);
+}

@@ -1,0 +1,201 @@
+/**
+ * A copy worker: claims pending work units from the control schema and streams each one
+ * source → target with COPY. A unit is one target transaction that also marks the unit done,
+ * and the claim is a row lock inside that same transaction: if the worker dies mid-unit, the
+ * transaction rolls back, the lock goes, and the unit is simply pending again for the next
+ * worker. Nothing is applied twice and nothing needs cleaning up.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
+import { CANONICAL_SESSION_SQL } from '../connect/index.js';
+import { importSnapshot } from './snapshot.js';
+
+export interface ClaimedUnit {
+  id: number;
+  source: TableRef;
+  target: TableRef;
+  columns: string[];
+  where: string | null;
+  fromPage: number | null;
+  toPage: number | null;
+  binaryFormat: boolean;
+  freeze: boolean;
+  attempts: number;
+}
+
+export interface WorkerOptions {
+  migration: string;
+  snapshot: string;
+  /** How often a unit is tried before it is marked failed. */
+  maxAttempts: number;
+  connectSource: () => Promise<pg.Client>;
+  connectTarget: () => Promise<pg.Client>;
+  log?: (message: string) => void;
+  /** Milliseconds before retrying a failed unit, by attempt number (tests shorten it). */
+  backoffMs?: (attempt: number) => number;
+}
+
+export interface WorkerSummary {
+  units: number;
+  rows: number;
+  bytes: number;
+  failedAttempts: number;
+}
+
+/** The source query of a unit: a plain table COPY when it can, a SELECT when it filters. */
+export function sourceCopySql(unit: Pick<ClaimedUnit, 'source' | 'columns' | 'where' | 'fromPage' | 'toPage' | 'binaryFormat'>): string {
+  const columns = unit.columns.map(quoteIdent).join(', ');
+  const format = unit.binaryFormat ? 'binary' : 'text';
+  const filters: string[] = [];
+  if (unit.fromPage !== null && unit.fromPage !== undefined) filters.push(`ctid >= '(${Number(unit.fromPage)},0)'::tid`);
+  if (unit.toPage !== null && unit.toPage !== undefined) filters.push(`ctid < '(${Number(unit.toPage)},0)'::tid`);
+  if (unit.where) filters.push(`(${unit.where})`);
+  if (filters.length === 0) return `COPY ${quoteTable(unit.source)} (${columns}) TO STDOUT (FORMAT ${format})`;
+  return `COPY (SELECT ${columns} FROM ONLY ${quoteTable(unit.source)} WHERE ${filters.join(' AND ')}) TO STDOUT (FORMAT ${format})`;
+}
+
+export function targetCopySql(unit: Pick<ClaimedUnit, 'target' | 'columns' | 'binaryFormat' | 'freeze'>): string {
+  const options = [`FORMAT ${unit.binaryFormat ? 'binary' : 'text'}`, ...(unit.freeze ? ['FREEZE'] : [])];
+  return `COPY ${quoteTable(unit.target)} (${unit.columns.map(quoteIdent).join(', ')}) FROM STDIN (${options.join(', ')})`;
+}
+
+class ByteCounter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+}
+
+const CLAIM_SQL = `
+SELECT id, source_schema, source_table, target_schema, target_table, columns, where_clause, from_page, to_page,
+       binary_format, freeze, attempts
+  FROM pgferry.units
+ WHERE migration = $1 AND state = 'pending'
+ ORDER BY estimated_bytes DESC, id
+ LIMIT 1
+   FOR UPDATE SKIP LOCKED`;
+
+function claimedUnit(row: Record<string, any>): ClaimedUnit {
+  return {
+    id: row.id,
+    source: { schema: row.source_schema, name: row.source_table },
+    target: { schema: row.target_schema, name: row.target_table },
+    columns: row.columns,
+    where: row.where_clause,
+    fromPage: row.from_page === null ? null : Number(row.from_page),
+    toPage: row.to_page === null ? null : Number(row.to_page),
+    binaryFormat: row.binary_format,
+    freeze: row.freeze,
+    attempts: row.attempts,
+  };
+}
+
+async function prepareTarget(client: pg.Client): Promise<void> {
+  // Replica role: user triggers and FK checks do not fire for copied rows.
+  await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica; SET synchronous_commit = off`);
+}
+
+/** Runs until no pending unit is left; units that fail `maxAttempts` times are marked failed. */
+export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSummary> {
+  const { migration, snapshot, log = () => undefined } = options;
+  const backoff = options.backoffMs ?? ((attempt: number) => Math.min(1000 * 2 ** (attempt - 1), 30_000));
+  const summary: WorkerSummary = { units: 0, rows: 0, bytes: 0, failedAttempts: 0 };
+  let source: pg.Client | undefined;
+  let target: pg.Client | undefined;
+  const control = await options.connectTarget();
+  try {
+    for (;;) {
+      if (!source) {
+        source = await options.connectSource();
+        await source.query(CANONICAL_SESSION_SQL);
+      }
+      if (!target) {
+        target = await options.connectTarget();
+        await prepareTarget(target);
+      }
+      await target.query('BEGIN');
+      const { rows } = await target.query(CLAIM_SQL, [migration]);
+      if (rows.length === 0) {
+        await target.query('COMMIT');
+        return summary;
+      }
+      const unit = claimedUnit(rows[0]!);
+      const attempt = unit.attempts + 1;
+      await control.query(
+        `UPDATE pgferry.units SET attempts = $3, started_at = coalesce(started_at, now()) WHERE migration = $1 AND id = $2`,
+        [migration, unit.id, attempt],
+      );
+      await control.query(
+        `UPDATE pgferry.unit_progress SET rows_copied = 0, bytes_copied = 0, attempt_started_at = now() WHERE migration = $1 AND id = $2`,
+        [migration, unit.id],
+      );
+      try {
+        const copied = await copyUnit(source, target, control, migration, unit, snapshot);
+        await target.query(
+          `UPDATE pgferry.units SET state = 'done', rows_copied = $3, bytes_copied = $4, finished_at = now(), last_error = NULL
+            WHERE migration = $1 AND id = $2`,
+          [migration, unit.id, copied.rows, copied.bytes],
+        );
+        await target.query('COMMIT');
+        await source.query('COMMIT');
+        await control.query(
+          'UPDATE pgferry.unit_progress SET rows_copied = $3, bytes_copied = $4 WHERE migration = $1 AND id = $2',
+          [migration, unit.id, copied.rows, copied.bytes],
+        );
+        summary.units++;
+        summary.rows += copied.rows;
+        summary.bytes += copied.bytes;
+        log(`unit ${unit.id} ${unit.source.schema}.${unit.source.name}: ${copied.rows} rows, ${copied.bytes} bytes`);
+      } catch (error) {
+        summary.failedAttempts++;
+        const message = (error as Error).message ?? String(error);
+        // Fresh connections after a failure: a broken COPY can leave a session in any state.
+        await Promise.all([target, source].map((c) => c.end().catch(() => undefined)));
+        target = undefined;
+        source = undefined;
+        const failed = attempt >= options.maxAttempts;
+        await control.query(
+          `UPDATE pgferry.units SET last_error = $3, state = CASE WHEN $4 THEN 'failed' ELSE state END WHERE migration = $1 AND id = $2`,
+          [migration, unit.id, message, failed],
+        );
+        log(`unit ${unit.id} ${unit.source.schema}.${unit.source.name} attempt ${attempt} failed: ${message}${failed ? ' (giving up)' : ''}`);
+        if (!failed) await new Promise((r) => setTimeout(r, backoff(attempt)));
+      }
+    }
+  } finally {
+    await Promise.all([source, target, control].map((c) => c?.end().catch(() => undefined)));
+  }
+}
+
+async function copyUnit(
+  source: pg.Client,
+  target: pg.Client,
+  control: pg.Client,
+  migration: string,
+  unit: ClaimedUnit,
+  snapshot: string,
+): Promise<{ rows: number; bytes: number }> {
+  await importSnapshot(source, snapshot);
+  if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
+  const counter = new ByteCounter();
+  const reader = source.query(copyTo(sourceCopySql(unit)));
+  const writer = target.query(copyFrom(targetCopySql(unit)));
+  let reported = 0;
+  const progress = setInterval(() => {
+    if (counter.bytes === reported) return;
+    reported = counter.bytes;
+    void control
+      .query('UPDATE pgferry.unit_progress SET bytes_copied = $3 WHERE migration = $1 AND id = $2', [migration, unit.id, reported])
+      .catch(() => undefined);
+  }, 500);
+  try {
+    await pipeline(reader, counter, writer);
+  } finally {
+    clearInterval(progress);
+  }
+  return { rows: Number(writer.rowCount ?? 0), bytes: counter.bytes };
+}

@@ -1,0 +1,11 @@
+import type { CaughtError } from '../engine/failure.js';
+import { cleanupStep } from '../engine/migration.js';
+import { parseNormalizedSpec } from '../engine/spec/index.js';
+import { DefaultSecretsProvider } from '../platform/secrets/index.js';
+import { lambdaHandler } from './handler.js';
+
+const secrets = new DefaultSecretsProvider();
+
+export const handler = lambdaHandler(async (event: { spec: unknown; error: CaughtError }) =>
+  cleanupStep(parseNormalizedSpec(event.spec), secrets, event.error),
+);

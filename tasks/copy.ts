@@ -1,0 +1,15 @@
+/** A full-load copy worker: takes pending work units until none is left. */
+import { runCopyWorker } from '../engine/load/worker.js';
+import { requiredEnv, runTask } from './task.js';
+
+await runTask('copy', async ({ migration, spec, env, connectSource, connectTarget, log }) => {
+  const summary = await runCopyWorker({
+    migration,
+    snapshot: requiredEnv(env, 'PGFERRY_SNAPSHOT'),
+    maxAttempts: spec.fullLoad.retries + 1,
+    connectSource,
+    connectTarget,
+    log,
+  });
+  log(`worker ${env.PGFERRY_WORKER ?? ''} done: ${summary.units} units, ${summary.rows} rows, ${summary.bytes} bytes`);
+});
