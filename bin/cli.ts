@@ -4,20 +4,17 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { runPrecheck, type CheckResult } from '../engine/precheck/index.js';
+import { runPrecheck } from '../engine/precheck/index.js';
 import { parseSpec, SpecInvalidError, specJsonSchema, type MigrationSpec } from '../engine/spec/index.js';
-import { createProgress } from '../local/progress.js';
-import { runLocalWorkflow, type LocalRunResult } from '../local/runner.js';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '../local/run.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
 
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
 
 Usage:
-  pgferry run SPEC          Run the migration workflow locally (the same workflow file as on AWS)
+  pgferry run SPEC [--report FILE]
+                            Run the migration workflow locally (the same workflow file as on AWS);
+                            --report writes the report as JSON too
   pgferry precheck SPEC     Check both databases against what the migration needs
   pgferry spec-schema       Print the JSON Schema of the migration spec
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
@@ -46,18 +43,10 @@ async function readSpecFile(path: string): Promise<unknown> {
   }
 }
 
-const statusIcon: Record<CheckResult['status'], string> = { pass: '✓', warn: '!', fail: '✗', skip: '-' };
-
-export function formatChecks(checks: CheckResult[]): string {
-  return checks
-    .map((c) => `  ${statusIcon[c.status]} ${c.id.padEnd(30)} ${c.message}${c.remediation ? `\n    ${''.padEnd(30)} Fix: ${c.remediation}` : ''}`)
-    .join('\n');
-}
-
 async function precheckCommand(path: string, out: Out, err: Out): Promise<number> {
   let spec: MigrationSpec;
   try {
-    spec = parseSpec(await readSpecFile(path));
+    spec = parseSpec(await readSpecFile(path), { featureGate: false });
   } catch (error) {
     if (!(error instanceof SpecInvalidError)) throw error;
     err.write(`${error.message}\n`);
@@ -69,44 +58,15 @@ async function precheckCommand(path: string, out: Out, err: Out): Promise<number
   return report.ok ? EXIT_OK : EXIT_FAILED;
 }
 
-export function exitCodeOf(result: LocalRunResult): number {
-  if (result.status === 'SUCCEEDED') return EXIT_OK;
-  return result.error === 'SpecInvalid' ? EXIT_USAGE : EXIT_FAILED;
-}
-
-export function describeRunResult(result: LocalRunResult): string {
-  switch (result.status) {
-    case 'SUCCEEDED': {
-      const checks = (result.output as { precheck?: { checks?: CheckResult[] } } | undefined)?.precheck?.checks;
-      return `Migration workflow succeeded.${checks ? `\nPrecheck:\n${formatChecks(checks)}` : ''}\n`;
-    }
-    case 'FAILED':
-      return `Migration failed (${result.error}):\n${result.cause}\n`;
-    case 'ABORTED':
-      return 'Migration stopped.\n';
-    case 'TIMED_OUT':
-      return 'Migration timed out.\n';
-  }
-}
-
-async function runCommand(path: string, out: Out, err: Out): Promise<number> {
+async function runCommand(path: string, reportFile: string | undefined, out: Out, err: Out): Promise<number> {
   const spec = await readSpecFile(path);
-  const progress = createProgress();
   const abort = new AbortController();
   const onSignal = () => abort.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const result = await runLocalWorkflow(spec, {
-      signal: abort.signal,
-      onEvent: (event) => progress.onEvent(event),
-      onTaskOutput: ({ task, line }) => progress.note(`[${task}] ${line}`),
-    });
-    progress.stop();
-    (result.status === 'SUCCEEDED' ? out : err).write(describeRunResult(result));
-    return abort.signal.aborted ? 130 : exitCodeOf(result);
+    return (await runMigration(spec, { signal: abort.signal, out, err, reportFile })).exitCode;
   } finally {
-    progress.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
@@ -118,7 +78,11 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+        report: { type: 'string' },
+      },
     });
   } catch (error) {
     err.write(`${(error as Error).message}\n\n${HELP}`);
@@ -141,8 +105,8 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
   try {
     switch (command) {
       case 'run':
-        expectArgs(1, 'run SPEC');
-        return await runCommand(rest[0]!, out, err);
+        expectArgs(1, 'run SPEC [--report FILE]');
+        return await runCommand(rest[0]!, values.report, out, err);
       case 'precheck':
         expectArgs(1, 'precheck SPEC');
         return await precheckCommand(rest[0]!, out, err);

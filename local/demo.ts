@@ -6,10 +6,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeRunResult, exitCodeOf } from '../bin/cli.js';
 import { startCluster, stopAllClusters, type LocalCluster } from './cluster.js';
 import { createProgress } from './progress.js';
-import { runLocalWorkflow } from './runner.js';
+import { runMigration } from './run.js';
 import { createSampleDatabase, SAMPLE_DATABASE } from './sample-database.js';
 
 type Out = Pick<NodeJS.WriteStream, 'write'>;
@@ -46,15 +45,14 @@ export async function runDemo(out: Out, err: Out): Promise<number> {
     const spec = {
       name: 'demo-shop',
       description: 'The pgferry demo: a sample shop database from PostgreSQL 15 to 17',
-      mode: 'full+cdc',
+      mode: 'full',
+      fullLoad: { parallelism: 4 },
       source: { secret: await writeSecret(workDir, 'source', source) },
       target: { secret: await writeSecret(workDir, 'target', target) },
     };
     progress.note(`Running the migration workflow (state-machines/migration.asl.json) for "${spec.name}"…`);
-    const result = await runLocalWorkflow(spec, { signal: abort.signal, onEvent: (event) => progress.onEvent(event) });
     progress.stop();
-    (result.status === 'SUCCEEDED' ? out : err).write(describeRunResult(result));
-    return abort.signal.aborted ? 130 : exitCodeOf(result);
+    return (await runMigration(spec, { signal: abort.signal, out, err })).exitCode;
   } finally {
     progress.stop();
     await stopAllClusters();

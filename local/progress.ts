@@ -1,16 +1,20 @@
 /**
- * Progress output driven by the runner's event log: on a terminal, a live line per running
- * state with a spinner and the elapsed time; otherwise, plain timestamped lines.
+ * Progress output driven by the runner's event log: on a terminal, a live block — a spinner
+ * line with the running states and their elapsed time, then detail lines such as progress
+ * bars; otherwise plain timestamped lines (detail at most every few seconds).
  */
 import type { WorkflowEvent } from './runner.js';
 
 const shownTypes = new Set(['Task', 'Wait', 'Map', 'Parallel']);
 const spinner = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+const PLAIN_DETAIL_INTERVAL_MS = 5000;
 
 export interface Progress {
   onEvent(event: WorkflowEvent): void;
-  /** A line from outside the event log (task output, notes), printed without breaking the live line. */
+  /** A line from outside the event log (task output, notes), printed without breaking the live block. */
   note(line: string): void;
+  /** Lines shown under the running states (a terminal) or, the first of them, now and then (plain output). */
+  detail(lines: string[]): void;
   stop(): void;
 }
 
@@ -20,18 +24,24 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): Pro
   const started = new Map<string, number>();
   const tty = Boolean(stream.isTTY);
   let frame = 0;
-  let liveLineShown = false;
+  let liveLines = 0;
+  let details: string[] = [];
+  let lastPlainDetail = 0;
 
   const clearLive = () => {
-    if (tty && liveLineShown) stream.write('\r\x1b[2K');
-    liveLineShown = false;
+    if (!tty || liveLines === 0) return;
+    stream.write(`\r\x1b[2K${'\x1b[1A\x1b[2K'.repeat(liveLines - 1)}`);
+    liveLines = 0;
   };
   const drawLive = () => {
-    if (!tty || started.size === 0) return;
+    if (!tty || (started.size === 0 && details.length === 0)) return;
+    clearLive();
     const now = Date.now();
     const running = [...started].map(([name, at]) => `${name} ${seconds(now - at)}`).join(' · ');
-    stream.write(`\r\x1b[2K${spinner[frame++ % spinner.length]} ${running}`);
-    liveLineShown = true;
+    const width = stream.columns ?? 100;
+    const lines = [`${spinner[frame++ % spinner.length]} ${running}`, ...details].map((l) => l.slice(0, width - 1));
+    stream.write(lines.join('\n'));
+    liveLines = lines.length;
   };
   const print = (line: string) => {
     clearLive();
@@ -79,8 +89,17 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): Pro
       }
     },
     note: print,
+    detail(lines) {
+      details = lines;
+      if (tty) return drawLive();
+      if (lines.length > 0 && Date.now() - lastPlainDetail >= PLAIN_DETAIL_INTERVAL_MS) {
+        lastPlainDetail = Date.now();
+        print(lines[0]!);
+      }
+    },
     stop() {
       if (timer) clearInterval(timer);
+      details = [];
       clearLive();
     },
   };

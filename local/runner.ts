@@ -60,6 +60,8 @@ export interface LocalRunOptions {
   signal?: AbortSignal;
   onEvent?: (event: WorkflowEvent) => void;
   onTaskOutput?: (line: TaskOutputLine) => void;
+  /** Called with each task's child process as it starts (tests use it to kill workers). */
+  onTaskStarted?: (task: { state: string; task: string; pid: number }) => void;
   /** Milliseconds to wait instead of what a Wait state says (tests). */
   waitTimeOverrides?: Record<string, number>;
   /** Milliseconds between retries instead of what a Retry says (tests). */
@@ -185,6 +187,7 @@ function startTask(
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   processes.children.add(child);
+  if (child.pid !== undefined) options.onTaskStarted?.({ state: stateName, task: task.name, pid: child.pid });
   let tail = '';
   for (const stream of ['stdout', 'stderr'] as const) {
     let pending = '';

@@ -7,6 +7,7 @@ await runTask('copy', async ({ migration, spec, env, connectSource, connectTarge
     migration,
     snapshot: requiredEnv(env, 'PGFERRY_SNAPSHOT'),
     maxAttempts: spec.fullLoad.retries + 1,
+    maxBytesPerSecond: spec.fullLoad.maxBytesPerSecond && spec.fullLoad.maxBytesPerSecond / spec.fullLoad.parallelism,
     connectSource,
     connectTarget,
     log,

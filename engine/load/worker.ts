@@ -34,6 +34,8 @@ export interface WorkerOptions {
   connectSource: () => Promise<pg.Client>;
   connectTarget: () => Promise<pg.Client>;
   log?: (message: string) => void;
+  /** This worker's share of `fullLoad.maxBytesPerSecond`. */
+  maxBytesPerSecond?: number;
   /** Milliseconds before retrying a failed unit, by attempt number (tests shorten it). */
   backoffMs?: (attempt: number) => number;
 }
@@ -62,11 +64,20 @@ export function targetCopySql(unit: Pick<ClaimedUnit, 'target' | 'columns' | 'bi
   return `COPY ${quoteTable(unit.target)} (${unit.columns.map(quoteIdent).join(', ')}) FROM STDIN (${options.join(', ')})`;
 }
 
+/** Counts the bytes that pass and, with a limit, holds them back to at most `bytesPerSecond`. */
 class ByteCounter extends Transform {
   bytes = 0;
+  private readonly startedAt = Date.now();
+
+  constructor(private readonly bytesPerSecond?: number) {
+    super();
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
-    callback(null, chunk);
+    const due = this.bytesPerSecond ? this.startedAt + (this.bytes / this.bytesPerSecond) * 1000 - Date.now() : 0;
+    if (due > 5) setTimeout(() => callback(null, chunk), due);
+    else callback(null, chunk);
   }
 }
 
@@ -134,7 +145,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
         [migration, unit.id],
       );
       try {
-        const copied = await copyUnit(source, target, control, migration, unit, snapshot);
+        const copied = await copyUnit(source, target, control, migration, unit, snapshot, options.maxBytesPerSecond);
         await target.query(
           `UPDATE pgferry.units SET state = 'done', rows_copied = $3, bytes_copied = $4, finished_at = now(), last_error = NULL
             WHERE migration = $1 AND id = $2`,
@@ -178,10 +189,11 @@ async function copyUnit(
   migration: string,
   unit: ClaimedUnit,
   snapshot: string,
+  maxBytesPerSecond: number | undefined,
 ): Promise<{ rows: number; bytes: number }> {
   await importSnapshot(source, snapshot);
   if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
-  const counter = new ByteCounter();
+  const counter = new ByteCounter(maxBytesPerSecond);
   const reader = source.query(copyTo(sourceCopySql(unit)));
   const writer = target.query(copyFrom(targetCopySql(unit)));
   let reported = 0;

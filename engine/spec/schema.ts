@@ -173,7 +173,7 @@ const schemaSchema = z
 const fullLoadSchema = z
   .strictObject({
     parallelism: intBetween(1, 64).default(4).describe('Tables or table parts copied at once.'),
-    splitTablesLargerThan: size.prefault('1GB').describe('Tables larger than this are copied in parallel parts.'),
+    splitTablesLargerThan: size.prefault('512MB').describe('Tables larger than this are copied in parallel parts.'),
     maxRowsPerSecond: z.int().positive().optional().describe('Limit on rows read from the source per second.'),
     maxBytesPerSecond: size.optional().describe('Limit on bytes read from the source per second.'),
     retries: intBetween(0, 10).default(3).describe('Retries of a failed table copy.'),

@@ -56,7 +56,7 @@ describe('pgferry command line', () => {
   it('exits 2 on usage errors and prints help on --help', async () => {
     expect(await run()).toMatchObject({ code: 2, stderr: expect.stringContaining('Usage:') });
     expect(await run('migrate')).toMatchObject({ code: 2, stderr: expect.stringContaining('Unknown command "migrate"') });
-    expect(await run('run')).toMatchObject({ code: 2, stderr: 'Usage: pgferry run SPEC\n' });
+    expect(await run('run')).toMatchObject({ code: 2, stderr: 'Usage: pgferry run SPEC [--report FILE]\n' });
     expect(await run('--bogus')).toMatchObject({ code: 2 });
     const help = await run('--help');
     expect(help.code).toBe(0);

@@ -3,7 +3,6 @@ import {
   migrationSpecSchema,
   parseNormalizedSpec,
   parseSpec,
-  specFeatureGate,
   SpecInvalidError,
   specJsonSchema,
   validateSpec,
@@ -42,7 +41,7 @@ describe('valid specs', () => {
     expect(spec.schema.sync.roles).toBe(false);
     expect(spec.schema.sync.indexes).toBe(true);
     expect(spec.fullLoad.parallelism).toBe(4);
-    expect(spec.fullLoad.splitTablesLargerThan).toBe(1073741824);
+    expect(spec.fullLoad.splitTablesLargerThan).toBe(536870912);
     expect(spec.cdc.retryWindowMinutes).toBe(120);
     expect(spec.cdc.batch).toEqual({ maxRows: 50000, maxBytes: 64 * 1024 ** 2, maxDelayMs: 200 });
     expect(spec.objects).toEqual({ include: [], exclude: [], tables: {} });
@@ -56,11 +55,11 @@ describe('valid specs', () => {
     const spec = parseSpec({
       ...minimal,
       description: 'Move the orders database to the new cluster.',
-      mode: 'full+cdc',
+      mode: 'full',
       startAt: '2026-11-23T22:00:00+01:00',
       source: { secret: 'env:SOURCE_DB', database: 'orders', tls: { mode: 'verify-full', caFile: '/etc/ca.pem' } },
     });
-    expect(spec.mode).toBe('full+cdc');
+    expect(spec.mode).toBe('full');
     expect(spec.startAt).toBe('2026-11-23T22:00:00+01:00');
     expect(spec.source.tls?.mode).toBe('verify-full');
   });
@@ -122,7 +121,7 @@ describe('section rules (ungated schema)', () => {
   });
 
   it('reads the spec it produced back unchanged, as later states do', () => {
-    const spec = parseSpec({ ...minimal, mode: 'full+cdc', startAt: '2026-11-23T22:00:00Z' });
+    const spec = parseSpec({ ...minimal, mode: 'full+cdc', startAt: '2026-11-23T22:00:00Z' }, { featureGate: false });
     expect(parseNormalizedSpec(JSON.parse(JSON.stringify(spec)))).toEqual(spec);
   });
 
@@ -236,23 +235,41 @@ describe('invalid specs', () => {
 
 describe('feature gate', () => {
   it.each([
-    ['objects', {}, 'schema migration and full load'],
-    ['mapping', {}, 'schema migration and full load'],
-    ['schema', {}, 'schema migration and full load'],
-    ['fullLoad', {}, 'full load'],
-    ['cdc', {}, 'change data capture'],
-    ['compare', {}, 'comparison'],
-    ['cutover', {}, 'change data capture'],
-    ['alerts', {}, 'the AWS deployment'],
-  ])('rejects %s until its feature lands', (section, value, feature) => {
-    const problems = problemsOf({ ...minimal, mode: 'full+cdc', [section]: value });
-    expect(problems).toEqual([{ path: section, message: `not supported yet: ${section} lands with ${feature}` }]);
+    ['mapping', {}, 'mapping', 'name mapping'],
+    ['cdc', {}, 'cdc', 'change data capture'],
+    ['cutover', {}, 'cutover', 'change data capture'],
+    ['alerts', {}, 'alerts', 'the AWS deployment'],
+  ])('rejects %s until its feature lands', (section, value, what, feature) => {
+    const problems = problemsOf({ ...minimal, [section]: value });
+    expect(problems).toEqual([{ path: section, message: `not supported yet: ${what} lands with ${feature}` }]);
   });
 
-  it('gates exactly the sections without a feature yet', () => {
-    expect(Object.keys(specFeatureGate).sort()).toEqual(
-      ['alerts', 'cdc', 'compare', 'cutover', 'fullLoad', 'mapping', 'objects', 'schema'],
-    );
+  it.each(['full+cdc', 'cdc'])('rejects mode %s until change data capture lands', (mode) => {
+    expect(problemsOf({ ...minimal, mode })).toEqual([
+      { path: 'mode', message: `not supported yet: mode "${mode}" lands with change data capture` },
+    ]);
+  });
+
+  it('rejects migrating roles, but not an explicit false', () => {
+    expect(problemsOf({ ...minimal, schema: { sync: { roles: true } } })).toEqual([
+      { path: 'schema.sync.roles', message: 'not supported yet: schema.sync.roles true lands with role migration' },
+    ]);
+    expect(validateSpec({ ...minimal, schema: { sync: { roles: false } } }).ok).toBe(true);
+  });
+
+  it('accepts the sections whose features have landed', () => {
+    const spec = parseSpec({
+      ...minimal,
+      objects: { include: [{ schema: 'shop' }], tables: { 'shop.orders': { where: 'id > 10' } } },
+      schema: { existingTables: 'truncate' },
+      fullLoad: { parallelism: 8 },
+      compare: { method: 'count' },
+    });
+    expect(spec.fullLoad.parallelism).toBe(8);
+  });
+
+  it('is off for reading-only checks such as precheck', () => {
+    expect(validateSpec({ ...minimal, mode: 'full+cdc', cdc: {} }, { featureGate: false }).ok).toBe(true);
   });
 });
 

@@ -1,0 +1,171 @@
+/**
+ * `npm run bench:full-load [-- --size-mb 750 --parallelism 2]`: on one generated dataset
+ * (pgbench-like tables plus a jsonb/text table), in the same run, measures
+ *   1. a raw parallel `COPY … TO STDOUT | COPY … FROM STDIN` pipe (tables pre-created, no indexes),
+ *   2. pgferry's whole run through the workflow, and its data phase,
+ *   3. `pgcopydb clone` when it is installed,
+ * and prints wall times, MB/s and the ratios. Not part of `npm test`.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { startCluster, stopAllClusters, type LocalCluster } from '../local/cluster.js';
+import { runLocalWorkflow } from '../local/runner.js';
+
+const { values } = parseArgs({
+  options: { 'size-mb': { type: 'string', default: '750' }, parallelism: { type: 'string', default: '2' } },
+});
+const sizeMb = Number(values['size-mb']);
+const parallelism = Number(values.parallelism);
+const MB = 1024 * 1024;
+
+const SCHEMA = `
+CREATE TABLE pgbench_branches (bid int NOT NULL, bbalance int, filler char(88));
+CREATE TABLE pgbench_tellers (tid int NOT NULL, bid int, tbalance int, filler char(84));
+CREATE TABLE pgbench_accounts (aid int NOT NULL, bid int, abalance int, filler char(84));
+CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22));
+CREATE TABLE documents (id bigint NOT NULL, doc jsonb NOT NULL, body text NOT NULL, created_at timestamptz NOT NULL);`;
+const KEYS = `
+ALTER TABLE pgbench_branches ADD PRIMARY KEY (bid);
+ALTER TABLE pgbench_tellers ADD PRIMARY KEY (tid);
+ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid);
+ALTER TABLE documents ADD PRIMARY KEY (id);
+CREATE INDEX documents_created_idx ON documents (created_at);`;
+const TABLES = ['pgbench_accounts', 'documents', 'pgbench_tellers', 'pgbench_branches', 'pgbench_history'];
+
+async function generate(source: LocalCluster): Promise<number> {
+  const accounts = Math.round((sizeMb * 0.8 * MB) / 121);
+  const documents = Math.round((sizeMb * 0.2 * MB) / 1400);
+  const scale = Math.max(1, Math.round(accounts / 100_000));
+  await source.sql('CREATE DATABASE bench');
+  await source.sql(
+    `${SCHEMA}
+     INSERT INTO pgbench_branches SELECT b, 0, '' FROM generate_series(1, ${scale}) b;
+     INSERT INTO pgbench_tellers SELECT t, (t - 1) / 10 + 1, 0, '' FROM generate_series(1, ${scale * 10}) t;
+     INSERT INTO pgbench_accounts SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, ${accounts}) a;
+     INSERT INTO documents SELECT g,
+            jsonb_build_object('id', g, 'tags', jsonb_build_array('a' || g % 10, 'b' || g % 7), 'price', g / 100.0, 'text', repeat(md5(g::text), 8)),
+            repeat(md5((g * 7)::text), 16), timestamptz '2025-01-01' + g * interval '1 second'
+       FROM generate_series(1, ${documents}) g;
+     ${KEYS}
+     VACUUM ANALYZE;`,
+    'bench',
+  );
+  const [size] = await source.sql(`SELECT sum(pg_relation_size(oid))::float8 AS bytes FROM pg_class WHERE relname = ANY($$${'{' + TABLES.join(',') + '}'}$$::text[])`, 'bench');
+  return size!.rows[0].bytes;
+}
+
+async function rawPipe(source: LocalCluster, target: LocalCluster): Promise<{ seconds: number; bytes: number }> {
+  await target.sql('CREATE DATABASE raw_pipe');
+  await target.sql(SCHEMA, 'raw_pipe');
+  const queue = [...TABLES];
+  let bytes = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: parallelism }, async () => {
+      const [from, to] = [await source.connect('bench'), await target.connect('raw_pipe')];
+      try {
+        for (let table = queue.shift(); table; table = queue.shift()) {
+          const reader = from.query(copyTo(`COPY ${table} TO STDOUT`));
+          reader.on('data', (chunk: Buffer) => (bytes += chunk.length));
+          await pipeline(reader, to.query(copyFrom(`COPY ${table} FROM STDIN`)));
+        }
+      } finally {
+        await Promise.all([from.end(), to.end()]);
+      }
+    }),
+  );
+  return { seconds: (performance.now() - started) / 1000, bytes };
+}
+
+async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) {
+  await target.sql('CREATE DATABASE pgferry_run');
+  const secret = (name: string, c: LocalCluster, db: string) => {
+    const path = join(dir, `${name}.json`);
+    const { host, port, username, password } = c.connection;
+    writeFileSync(path, JSON.stringify({ host, port, username, password, dbname: db }), { mode: 0o600 });
+    return `file:${path}`;
+  };
+  const states = new Map<string, number>();
+  const phases = new Map<string, number>();
+  const started = performance.now();
+  const result = await runLocalWorkflow(
+    {
+      name: 'bench',
+      mode: 'full',
+      source: { secret: secret('source', source, 'bench') },
+      target: { secret: secret('target', target, 'pgferry_run') },
+      fullLoad: { parallelism },
+    },
+    {
+      onEvent: (event) => {
+        if (event.type === 'StateEntered') states.set(event.state.name, performance.now());
+        if (event.type === 'StateExited') phases.set(event.state.name, (performance.now() - states.get(event.state.name)!) / 1000);
+      },
+      onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line),
+    },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  if (result.status !== 'SUCCEEDED') throw new Error(`pgferry run failed: ${result.error} ${result.cause}`);
+  const client: pg.Client = await target.connect('pgferry_run');
+  const { rows } = await client.query(
+    `SELECT extract(epoch FROM max(finished_at) - min(started_at))::float8 AS seconds, sum(bytes_copied)::float8 AS bytes
+       FROM pgferry.units WHERE migration = 'bench'`,
+  );
+  await client.end();
+  return { seconds, dataSeconds: rows[0].seconds as number, bytes: rows[0].bytes as number, phases };
+}
+
+function pgcopydb(source: LocalCluster, target: LocalCluster, dir: string): number | undefined {
+  if (spawnSync('pgcopydb', ['--version']).status !== 0) return undefined;
+  const started = performance.now();
+  execFileSync(
+    'pgcopydb',
+    ['clone', '--source', source.uri('bench'), '--target', target.uri('pgcopydb_run'), '--table-jobs', String(parallelism),
+     '--index-jobs', String(parallelism), '--dir', join(dir, 'pgcopydb'), '--no-owner', '--no-acl'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  return (performance.now() - started) / 1000;
+}
+
+const fmt = (seconds: number) => `${seconds.toFixed(2)} s`;
+const rate = (bytes: number, seconds: number) => `${(bytes / MB / seconds).toFixed(1)} MB/s`;
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'pgferry-bench-'));
+  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', maintenance_work_mem: '512MB' };
+  try {
+    console.log(`Starting PostgreSQL 15 (source) and 17 (target); dataset ~${sizeMb} MB; parallelism ${parallelism}.`);
+    const [source, target] = await Promise.all([
+      startCluster({ major: 15, label: 'bench-source', settings }),
+      startCluster({ major: 17, label: 'bench-target', settings }),
+    ]);
+    const tableBytes = await generate(source);
+    console.log(`Dataset: ${(tableBytes / MB).toFixed(0)} MB in ${TABLES.length} tables.\n`);
+
+    const raw = await rawPipe(source, target);
+    console.log(`raw COPY pipe        ${fmt(raw.seconds)}  ${rate(raw.bytes, raw.seconds)}  (${(raw.bytes / MB).toFixed(0)} MB of COPY text)`);
+
+    const run = await pgferry(source, target, dir);
+    console.log(`pgferry data phase   ${fmt(run.dataSeconds)}  ${rate(run.bytes, run.dataSeconds)}  (${(run.bytes / MB).toFixed(0)} MB of COPY data)`);
+    console.log(`pgferry whole run    ${fmt(run.seconds)}  (${[...run.phases].filter(([, s]) => s >= 0.05).map(([n, s]) => `${n} ${s.toFixed(2)}`).join(', ')})`);
+
+    await target.sql('CREATE DATABASE pgcopydb_run');
+    const copydb = pgcopydb(source, target, dir);
+    console.log(copydb === undefined ? 'pgcopydb             not installed (apt-get install pgcopydb to compare)' : `pgcopydb clone       ${fmt(copydb)}`);
+
+    console.log('\nRatios (lower is better for pgferry):');
+    console.log(`  pgferry data phase / raw pipe : ${(run.dataSeconds / raw.seconds).toFixed(2)}×  (bar: ≤ 1.10×)`);
+    if (copydb !== undefined) console.log(`  pgferry whole run / pgcopydb  : ${(run.seconds / copydb).toFixed(2)}×  (bar: ≤ 1.00×)`);
+  } finally {
+    await stopAllClusters();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

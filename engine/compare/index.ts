@@ -1,0 +1,293 @@
+/**
+ * Data comparison of source and target: per-table row counts, or count + checksum per key
+ * range with bisection of mismatching ranges down to small ranges whose rows are diffed by
+ * key. Only counts and hash sums cross the wire until a range is small.
+ */
+import type pg from 'pg';
+import { qualified, quoteIdent, type TableRef } from '../catalog/tables.js';
+import { CONTROL_SCHEMA } from '../control/index.js';
+import { PgferryError } from '../errors.js';
+import { minus, sameChecksum, Side, WHOLE_TABLE, type Checksum, type Key, type Range } from './side.js';
+
+export interface CompareTarget {
+  source: TableRef;
+  target: TableRef;
+  columns: string[];
+  primaryKey: string[] | null;
+  /** Filter applied on the source only: the target holds just the filtered rows. */
+  where?: string;
+}
+
+export interface RowDifference {
+  /** Primary key values in PostgreSQL text form. */
+  key: Record<string, string | null>;
+  /** missing: on the source, not on the target; extra: on the target only; different: on both with other values. */
+  kind: 'missing' | 'extra' | 'different';
+}
+
+export interface TableComparison {
+  source: TableRef;
+  method: 'checksum' | 'count';
+  status: 'match' | 'mismatch';
+  sourceRows: number;
+  targetRows: number;
+  ranges: number;
+  mismatchedRanges: number;
+  differences: RowDifference[];
+  note?: string;
+}
+
+export interface CompareOptions {
+  method: 'checksum' | 'count';
+  chunkRows: number;
+  maxDifferences: number;
+}
+
+/** Bisection stops at ranges this small and lists their rows. */
+const LEAF_ROWS = 100;
+const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+-[0-9]+$/i;
+
+/** Identical output settings on both sides, so every value's text form (and so its hash) agrees across major versions. */
+export async function prepareCompareSession(client: pg.Client): Promise<void> {
+  await client.query(
+    `SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';
+     SET bytea_output = 'hex'; SET lc_monetary = 'C'; SET statement_timeout = 0`,
+  );
+}
+
+/** Compares one table. Applies the session settings itself; the caller chooses the transactions. */
+export async function compareTable(
+  source: pg.Client,
+  target: pg.Client,
+  table: CompareTarget,
+  options: CompareOptions,
+): Promise<TableComparison> {
+  await Promise.all([prepareCompareSession(source), prepareCompareSession(target)]);
+  const key = table.primaryKey?.length ? table.primaryKey : [];
+  const [src, tgt] = await Promise.all([
+    Side.open(source, table.source, table.columns, key, table.where),
+    Side.open(target, table.target, table.columns, key),
+  ]);
+  const base = { source: table.source, method: options.method, differences: [] as RowDifference[] };
+
+  if (options.method === 'count') {
+    const [sourceRows, targetRows] = await Promise.all([src.count(), tgt.count()]);
+    const match = sourceRows === targetRows;
+    return { ...base, status: match ? 'match' : 'mismatch', sourceRows, targetRows, ranges: 1, mismatchedRanges: match ? 0 : 1 };
+  }
+
+  if (key.length === 0) {
+    const [s, t] = await Promise.all([src.checksum(WHOLE_TABLE), tgt.checksum(WHOLE_TABLE)]);
+    const match = sameChecksum(s, t);
+    return {
+      ...base,
+      status: match ? 'match' : 'mismatch',
+      sourceRows: s.rows,
+      targetRows: t.rows,
+      ranges: 1,
+      mismatchedRanges: match ? 0 : 1,
+      ...(match ? {} : { note: 'rows cannot be identified without a primary key' }),
+    };
+  }
+
+  const buckets = await src.buckets(options.chunkRows);
+  const bisection = new Bisection(src, tgt, key, options.maxDifferences);
+  let targetRows = 0;
+  let mismatchedRanges = 0;
+  // One range per source bucket; the first and last are open-ended so target rows below or above every source key are found too.
+  const ranges = Math.max(buckets.length, 1);
+  for (let i = 0; i < ranges; i++) {
+    const range: Range = { lo: i === 0 ? null : buckets[i]!.first, hi: buckets[i + 1]?.first ?? null };
+    const s = buckets[i]?.checksum ?? { rows: 0, a: 0n, b: 0n };
+    const t = await tgt.checksum(range);
+    targetRows += t.rows;
+    if (sameChecksum(s, t)) continue;
+    mismatchedRanges++;
+    await bisection.run(range, s, t);
+  }
+  const sourceRows = buckets.reduce((sum, b) => sum + b.checksum.rows, 0);
+  return {
+    ...base,
+    status: mismatchedRanges > 0 ? 'mismatch' : 'match',
+    sourceRows,
+    targetRows,
+    ranges,
+    mismatchedRanges,
+    differences: bisection.differences,
+    ...(bisection.truncated ? { note: `only the first ${options.maxDifferences} differences are listed` } : {}),
+  };
+}
+
+class Bisection {
+  readonly differences: RowDifference[] = [];
+  truncated = false;
+
+  constructor(
+    private readonly source: Side,
+    private readonly target: Side,
+    private readonly key: string[],
+    private readonly maxDifferences: number,
+  ) {}
+
+  /** Narrows a mismatching range (whose checksums on each side are `s` and `t`) down to rows. */
+  async run(range: Range, s: Checksum, t: Checksum): Promise<void> {
+    if (this.differences.length >= this.maxDifferences) {
+      this.truncated = true;
+      return;
+    }
+    if (Math.max(s.rows, t.rows) <= LEAF_ROWS) return this.diffRows(range);
+    // Split at the middle key of the side with more rows: that side's halves both shrink, so this ends
+    // even when the source has few rows here and the target many.
+    const bySource = s.rows >= t.rows;
+    const mid = bySource ? await this.source.keyAt(range, Math.floor(s.rows / 2)) : await this.target.keyAt(range, Math.floor(t.rows / 2));
+    const left: Range = { lo: range.lo, hi: mid };
+    const right: Range = { lo: mid, hi: range.hi };
+    const [ls, lt] = await Promise.all([this.source.checksum(left), this.target.checksum(left)]);
+    const [half, whole] = bySource ? [ls.rows, s.rows] : [lt.rows, t.rows];
+    if (half === 0 || half === whole) {
+      throw new PgferryError('pgferry.CompareFailed', 'the table changed while it was being compared (read it in a REPEATABLE READ transaction)');
+    }
+    // Sums are additive, so the right half's checksums need no query.
+    const [rs, rt] = [minus(s, ls), minus(t, lt)];
+    if (!sameChecksum(ls, lt)) await this.run(left, ls, lt);
+    if (!sameChecksum(rs, rt)) await this.run(right, rs, rt);
+  }
+
+  private async diffRows(range: Range): Promise<void> {
+    const [sourceRows, targetRows] = await Promise.all([this.source.rowHashes(range), this.target.rowHashes(range)]);
+    const onTarget = new Map(targetRows.map((row) => [JSON.stringify(row.key), row]));
+    for (const row of sourceRows) {
+      const id = JSON.stringify(row.key);
+      const other = onTarget.get(id);
+      onTarget.delete(id);
+      if (!other) this.add(row.key, 'missing');
+      else if (other.hash !== row.hash) this.add(row.key, 'different');
+    }
+    for (const row of onTarget.values()) this.add(row.key, 'extra');
+  }
+
+  private add(key: Key, kind: RowDifference['kind']): void {
+    if (this.differences.length >= this.maxDifferences) {
+      this.truncated = true;
+      return;
+    }
+    this.differences.push({ key: Object.fromEntries(this.key.map((name, i) => [name, key[i] ?? null])), kind });
+  }
+}
+
+async function openSession(connect: () => Promise<pg.Client>, snapshot?: string): Promise<pg.Client> {
+  const client = await connect();
+  // A dropped idle connection must fail the next query, not crash the process with an unhandled 'error' event.
+  client.on('error', () => undefined);
+  try {
+    await prepareCompareSession(client);
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // SET TRANSACTION SNAPSHOT takes no parameters; the id is validated by the caller.
+    if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+    return client;
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Compares tables over `parallelism` connection pairs, each in one REPEATABLE READ transaction per
+ * side; with `snapshot`, the source is read at that exported snapshot (the point the full load copied).
+ * Results come back in the order of `tables`; `onTable` sees each as it completes.
+ */
+export async function compareTables(
+  sourceConnect: () => Promise<pg.Client>,
+  targetConnect: () => Promise<pg.Client>,
+  tables: CompareTarget[],
+  options: CompareOptions & { parallelism: number; snapshot?: string; onTable?: (r: TableComparison) => void },
+): Promise<TableComparison[]> {
+  const { snapshot } = options;
+  if (snapshot !== undefined && !SNAPSHOT_ID.test(snapshot)) {
+    throw new PgferryError('pgferry.CompareFailed', `"${snapshot}" is not a snapshot id (like 00000003-0000001B-1)`);
+  }
+  const results: TableComparison[] = [];
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    const clients: pg.Client[] = [];
+    try {
+      clients.push(await openSession(sourceConnect, snapshot));
+      clients.push(await openSession(targetConnect));
+      const [source, target] = clients as [pg.Client, pg.Client];
+      while (!failed && next < tables.length) {
+        const index = next++;
+        const result = await compareTable(source, target, tables[index]!, options);
+        results[index] = result;
+        options.onTable?.(result);
+      }
+    } catch (error) {
+      failed = true;
+      throw error;
+    } finally {
+      await Promise.allSettled(clients.map((client) => client.end()));
+    }
+  };
+  if (tables.length === 0) return [];
+  const workers = Math.max(1, Math.min(options.parallelism, tables.length));
+  const outcomes = await Promise.allSettled(Array.from({ length: workers }, worker));
+  const rejected = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (rejected) throw rejected.reason;
+  return results;
+}
+
+/** Records a table's comparison in the control schema, replacing an earlier one of the same migration. */
+export async function saveComparison(target: pg.Client, migration: string, result: TableComparison): Promise<void> {
+  await target.query(
+    `INSERT INTO ${quoteIdent(CONTROL_SCHEMA)}.comparisons
+       (migration, source_schema, source_table, method, status, source_rows, target_rows, ranges, mismatched_ranges, differences)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
+     ON CONFLICT (migration, source_schema, source_table) DO UPDATE SET
+       method = EXCLUDED.method, status = EXCLUDED.status, source_rows = EXCLUDED.source_rows,
+       target_rows = EXCLUDED.target_rows, ranges = EXCLUDED.ranges, mismatched_ranges = EXCLUDED.mismatched_ranges,
+       differences = EXCLUDED.differences, compared_at = now()`,
+    [
+      migration,
+      result.source.schema,
+      result.source.name,
+      result.method,
+      result.status,
+      result.sourceRows,
+      result.targetRows,
+      result.ranges,
+      result.mismatchedRanges,
+      JSON.stringify(result.differences),
+    ],
+  );
+}
+
+const KEYS_SHOWN = 10;
+
+function formatKey(key: RowDifference['key']): string {
+  const parts = Object.entries(key).map(([name, value]) => `${name}=${value ?? 'NULL'}`);
+  return parts.length === 1 ? parts[0]! : `(${parts.join(', ')})`;
+}
+
+/** One line per mismatching table with the differing keys by kind; empty when everything matches. */
+export function describeMismatches(results: TableComparison[]): string {
+  return results
+    .filter((r) => r.status === 'mismatch')
+    .map((r) => {
+      let what: string;
+      if (r.differences.length > 0) {
+        const groups = (['different', 'missing', 'extra'] as const).flatMap((kind) => {
+          const keys = r.differences.filter((d) => d.kind === kind).map((d) => formatKey(d.key));
+          if (keys.length === 0) return [];
+          const more = keys.length > KEYS_SHOWN ? `, … ${keys.length - KEYS_SHOWN} more` : '';
+          return [`${kind}: ${keys.slice(0, KEYS_SHOWN).join(', ')}${more}`];
+        });
+        const n = r.differences.length;
+        what = `${n} ${n === 1 ? 'row differs' : 'rows differ'} (${groups.join('; ')})`;
+      } else {
+        what = `${r.sourceRows} rows on the source, ${r.targetRows} on the target`;
+        if (r.method === 'checksum' && r.sourceRows === r.targetRows) what += `, ${r.mismatchedRanges} of ${r.ranges} ranges differ`;
+      }
+      return `${qualified(r.source)}: ${what}${r.note ? `; ${r.note}` : ''}`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,66 @@
+/**
+ * Live progress of a running migration, read from the target's control schema: an overall
+ * bar and one bar per table being copied.
+ */
+import type pg from 'pg';
+import { formatBytes } from '../engine/report.js';
+import type { Progress } from './progress.js';
+
+const POLL_MS = 500;
+const MAX_TABLE_LINES = 8;
+
+export function bar(fraction: number, width = 24): string {
+  const filled = Math.round(Math.max(0, Math.min(1, fraction)) * width);
+  return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}]`;
+}
+
+const PROGRESS_SQL = `
+SELECT t.source_schema || '.' || t.source_table AS table, t.estimated_bytes::float8 AS estimated,
+       coalesce(sum(p.bytes_copied), 0)::float8 AS copied,
+       count(u.id) FILTER (WHERE u.state = 'done')::int AS done, t.units_total AS units,
+       bool_or(u.state = 'pending' AND p.attempt_started_at IS NOT NULL) AS running
+  FROM pgferry.tables t
+  JOIN pgferry.units u ON (u.migration, u.source_schema, u.source_table) = (t.migration, t.source_schema, t.source_table)
+  JOIN pgferry.unit_progress p ON (p.migration, p.id) = (u.migration, u.id)
+ WHERE t.migration = $1
+ GROUP BY t.source_schema, t.source_table, t.estimated_bytes, t.units_total`;
+
+export function progressLines(rows: { table: string; estimated: number; copied: number; done: number; units: number; running: boolean }[]): string[] {
+  if (rows.length === 0) return [];
+  const estimated = rows.reduce((s, r) => s + Math.max(r.estimated, r.copied), 0);
+  const copied = rows.reduce((s, r) => s + r.copied, 0);
+  const tablesDone = rows.filter((r) => r.done === r.units).length;
+  const overall = `  ${bar(estimated > 0 ? copied / estimated : tablesDone / rows.length)} ${formatBytes(copied)} of ~${formatBytes(estimated)} · ${tablesDone}/${rows.length} tables`;
+  const active = rows
+    .filter((r) => r.running && r.done < r.units)
+    .slice(0, MAX_TABLE_LINES)
+    .map((r) => `    ${bar(r.estimated > 0 ? r.copied / r.estimated : 0, 16)} ${r.table} ${formatBytes(r.copied)}`);
+  return [overall, ...active];
+}
+
+/** Polls the load's progress into `progress.detail` until stopped. */
+export function watchLoad(connectTarget: () => Promise<pg.Client>, migration: string, progress: Progress): { stop(): Promise<void> } {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  const loop = (async () => {
+    try {
+      client = await connectTarget();
+      while (!stopped) {
+        const { rows } = await client.query(PROGRESS_SQL, [migration]).catch(() => ({ rows: [] }));
+        if (!stopped) progress.detail(progressLines(rows));
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+    } catch {
+      // Progress is a convenience: a target we cannot poll only means no bars.
+    } finally {
+      await client?.end().catch(() => undefined);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      progress.detail([]);
+    },
+  };
+}

@@ -1,0 +1,153 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { runLocalWorkflow, type LocalRunOptions } from '../../local/runner.js';
+import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-database.js';
+import { scratchDir } from '../support/clusters.js';
+import { schemaFingerprint, tableHashes } from '../support/equality.js';
+
+let pg13: LocalCluster;
+let pg15: LocalCluster;
+let pg17: LocalCluster;
+let pg18: LocalCluster;
+const scratch = scratchDir('e2e');
+
+beforeAll(async () => {
+  [pg13, pg15, pg17, pg18] = await Promise.all([
+    startCluster({ major: 13, label: 'e2e13' }),
+    startCluster({ major: 15, label: 'e2e15' }),
+    startCluster({ major: 17, label: 'e2e17' }),
+    startCluster({ major: 18, label: 'e2e18' }),
+  ]);
+  await Promise.all([pg13, pg15, pg17].map((cluster) => createSampleDatabase(cluster)));
+});
+
+afterAll(async () => {
+  await Promise.all([pg13, pg15, pg17, pg18].map((c) => c?.stop()));
+  scratch.remove();
+});
+
+function specFor(name: string, source: LocalCluster, sourceDb: string, target: LocalCluster, targetDb: string, extra: object = {}) {
+  return {
+    name,
+    mode: 'full',
+    source: { secret: scratch.secretFor(`${name}-source`, source), database: sourceDb },
+    target: { secret: scratch.secretFor(`${name}-target`, target), database: targetDb },
+    fullLoad: { parallelism: 3 },
+    ...extra,
+  };
+}
+
+async function expectIdentical(source: LocalCluster, sourceDb: string, target: LocalCluster, targetDb: string) {
+  const [s, t] = [await source.connect(sourceDb), await target.connect(targetDb)];
+  try {
+    expect(await tableHashes(t)).toEqual(await tableHashes(s));
+    expect(await schemaFingerprint(t)).toEqual(await schemaFingerprint(s));
+  } finally {
+    await Promise.all([s.end(), t.end()]);
+  }
+}
+
+const runOptions: LocalRunOptions = { retryIntervalOverrides: { CopyWorker: 0 } };
+
+describe.each([
+  ['13 → 17', () => pg13, () => pg17, 'shop_from13'],
+  ['15 → 17', () => pg15, () => pg17, 'shop_from15'],
+  ['17 → 18', () => pg17, () => pg18, 'shop_from17'],
+])('full migration %s through the workflow', (label, source, target, targetDb) => {
+  const name = `e2e-${targetDb.replace(/_/g, '-')}`;
+
+  it('migrates the sample database: target equals source, data and schema', async () => {
+    await target().sql(`CREATE DATABASE ${targetDb}`);
+    const result = await runLocalWorkflow(specFor(name, source(), SAMPLE_DATABASE, target(), targetDb), runOptions);
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    await expectIdentical(source(), SAMPLE_DATABASE, target(), targetDb);
+    const [comparisons] = await target().sql(
+      `SELECT count(*) FILTER (WHERE status = 'match')::int AS matched, count(*)::int AS total FROM pgferry.comparisons WHERE migration = '${name}'`,
+      targetDb,
+    );
+    expect(comparisons!.rows[0].total).toBeGreaterThanOrEqual(17);
+    expect(comparisons!.rows[0].matched).toBe(comparisons!.rows[0].total);
+  });
+
+  it('refuses to run over existing tables by default, listing every conflict', async () => {
+    const result = await runLocalWorkflow(specFor(name, source(), SAMPLE_DATABASE, target(), targetDb), runOptions);
+    expect(result.status).toBe('FAILED');
+    expect(result.error).toBe('SchemaConflict');
+    for (const table of ['shop.customers', 'shop.orders', 'shop.order_items']) expect(result.cause).toContain(table);
+    expect(result.cause).toMatch(/existingTables/);
+  });
+});
+
+describe('existing tables on the target', () => {
+  const targetDb = 'shop_from15';
+  const name = 'e2e-shop-from15';
+
+  it('drop: replaces changed tables and still ends identical', async () => {
+    await pg17.sql('ALTER TABLE shop.reviews ADD COLUMN extra int; DELETE FROM shop.orders WHERE id < 10', targetDb);
+    const result = await runLocalWorkflow(specFor(name, pg15, SAMPLE_DATABASE, pg17, targetDb, { schema: { existingTables: 'drop' } }), runOptions);
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    await expectIdentical(pg15, SAMPLE_DATABASE, pg17, targetDb);
+  });
+
+  it('truncate: empties the existing tables and loads them again', async () => {
+    await pg17.sql("INSERT INTO \"Sales Data\".\"MixedCase\" VALUES (99999, 1, 'stray', 'x')", targetDb);
+    const result = await runLocalWorkflow(specFor(name, pg15, SAMPLE_DATABASE, pg17, targetDb, { schema: { existingTables: 'truncate' } }), runOptions);
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    await expectIdentical(pg15, SAMPLE_DATABASE, pg17, targetDb);
+  });
+
+  it('ignore: keeps existing tables as they are and loads into them', async () => {
+    const tables = (await pg17.sql(
+      `SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') AS list FROM pg_tables WHERE schemaname IN ('shop', 'Sales Data')`,
+      targetDb,
+    ))[0]!.rows[0].list;
+    await pg17.sql(`TRUNCATE ${tables}`, targetDb);
+    const result = await runLocalWorkflow(specFor(name, pg15, SAMPLE_DATABASE, pg17, targetDb, { schema: { existingTables: 'ignore' } }), runOptions);
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    await expectIdentical(pg15, SAMPLE_DATABASE, pg17, targetDb);
+  });
+});
+
+describe('a copy worker killed in the middle of a unit', () => {
+  it('has its unit redone, and the target still equals the source', async () => {
+    await pg15.sql('CREATE DATABASE killtest');
+    await pg15.sql(
+      `CREATE TABLE big (id bigint PRIMARY KEY, payload text NOT NULL, amount numeric NOT NULL);
+       INSERT INTO big SELECT g, repeat(md5(g::text), 3), g / 7.0 FROM generate_series(1, 400000) g;
+       CREATE TABLE small (id int PRIMARY KEY, note text);
+       INSERT INTO small SELECT g, 'n' || g FROM generate_series(1, 1000) g;`,
+      'killtest',
+    );
+    await pg17.sql('CREATE DATABASE killtest');
+    const workers = new Set<number>();
+    let killed = 0;
+    const watcher = await pg17.connect('killtest');
+    let done = false;
+    const killer = (async () => {
+      // Kill every copy worker as soon as the big table's COPY is running on the target.
+      while (!done && killed === 0) {
+        const { rows } = await watcher.query(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = 'killtest' AND state = 'active' AND query LIKE 'COPY \"public\".\"big\"%'",
+        );
+        if (rows.length > 0 && workers.size > 0) {
+          for (const pid of workers) process.kill(pid, 'SIGKILL');
+          killed = workers.size;
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const result = await runLocalWorkflow(specFor('e2e-killed-worker', pg15, 'killtest', pg17, 'killtest', { fullLoad: { parallelism: 2 } }), {
+      ...runOptions,
+      onTaskStarted: ({ task, pid }) => task === 'Copy' && workers.add(pid),
+      onEvent: (e) => e.type === 'StateExited' && e.state.name === 'FullLoad' && (done = true),
+    });
+    done = true;
+    await killer;
+    await watcher.end();
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    expect(killed).toBeGreaterThan(0);
+    const [units] = await pg17.sql("SELECT attempts, state FROM pgferry.units WHERE migration = 'e2e-killed-worker' AND source_table = 'big'", 'killtest');
+    expect(units!.rows).toEqual([{ attempts: 2, state: 'done' }]);
+    await expectIdentical(pg15, 'killtest', pg17, 'killtest');
+  });
+});
