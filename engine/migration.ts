@@ -96,7 +96,7 @@ export class CompareMismatchError extends PgferryError {
 export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
     const { rows } = await target.query(
-      `SELECT source_schema, source_table, source_rows, target_rows, differences, status
+      `SELECT source_schema, source_table, source_rows, target_rows, differences, status, note
          FROM pgferry.comparisons WHERE migration = $1 ORDER BY source_schema, source_table`,
       [spec.name],
     );
@@ -106,7 +106,8 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
         const keys = (r.differences as { key: Record<string, string | null>; kind: string }[])
           .slice(0, 10)
           .map((d) => `${d.kind}: ${Object.entries(d.key).map(([k, v]) => `${k}=${v ?? 'NULL'}`).join(', ')}`);
-        return `  - ${r.source_schema}.${r.source_table}: source ${r.source_rows} rows, target ${r.target_rows} rows${keys.length ? ` (${keys.join('; ')})` : ''}`;
+        const detail = [...keys, ...(r.note ? [r.note] : [])];
+        return `  - ${r.source_schema}.${r.source_table}: source ${r.source_rows} rows, target ${r.target_rows} rows${detail.length ? ` (${detail.join('; ')})` : ''}`;
       });
       const message = `The comparison found differences in ${mismatches.length} table(s):\n${lines.join('\n')}`;
       await setPhase(target, spec.name, 'failed', message);

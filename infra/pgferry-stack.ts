@@ -26,6 +26,14 @@ export class PgferryStack extends Stack {
       value: this.migration.stateMachine.stateMachineArn,
       description: 'Start a migration by starting an execution of this state machine with the spec as input.',
     });
+    new CfnOutput(this, 'DatabaseClientSecurityGroupId', {
+      value: this.migration.databaseClientSecurityGroup.securityGroupId,
+      description: 'Allow this security group (the database functions) on the source and target databases.',
+    });
+    new CfnOutput(this, 'TaskSecurityGroupId', {
+      value: this.migration.taskSecurityGroup.securityGroupId,
+      description: 'Allow this security group (the Fargate tasks) on the source and target databases.',
+    });
   }
 }
 

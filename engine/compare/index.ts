@@ -139,7 +139,9 @@ class Bisection {
     // Split at the middle key of the side with more rows: that side's halves both shrink, so this ends
     // even when the source has few rows here and the target many.
     const bySource = s.rows >= t.rows;
-    const mid = bySource ? await this.source.keyAt(range, Math.floor(s.rows / 2)) : await this.target.keyAt(range, Math.floor(t.rows / 2));
+    const mid = bySource
+      ? await this.source.keyAt(range, Math.floor(s.rows / 2))
+      : await this.target.keyAt(range, Math.floor(t.rows / 2));
     const left: Range = { lo: range.lo, hi: mid };
     const right: Range = { lo: mid, hi: range.hi };
     const [ls, lt] = await Promise.all([this.source.checksum(left), this.target.checksum(left)]);
@@ -180,7 +182,6 @@ async function openSession(connect: () => Promise<pg.Client>, snapshot?: string)
   // A dropped idle connection must fail the next query, not crash the process with an unhandled 'error' event.
   client.on('error', () => undefined);
   try {
-    await prepareCompareSession(client);
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     // SET TRANSACTION SNAPSHOT takes no parameters; the id is validated by the caller.
     if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
@@ -240,12 +241,12 @@ export async function compareTables(
 export async function saveComparison(target: pg.Client, migration: string, result: TableComparison): Promise<void> {
   await target.query(
     `INSERT INTO ${quoteIdent(CONTROL_SCHEMA)}.comparisons
-       (migration, source_schema, source_table, method, status, source_rows, target_rows, ranges, mismatched_ranges, differences)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
+       (migration, source_schema, source_table, method, status, source_rows, target_rows, ranges, mismatched_ranges, differences, note)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)
      ON CONFLICT (migration, source_schema, source_table) DO UPDATE SET
        method = EXCLUDED.method, status = EXCLUDED.status, source_rows = EXCLUDED.source_rows,
        target_rows = EXCLUDED.target_rows, ranges = EXCLUDED.ranges, mismatched_ranges = EXCLUDED.mismatched_ranges,
-       differences = EXCLUDED.differences, compared_at = now()`,
+       differences = EXCLUDED.differences, note = EXCLUDED.note, compared_at = now()`,
     [
       migration,
       result.source.schema,
@@ -257,6 +258,7 @@ export async function saveComparison(target: pg.Client, migration: string, resul
       result.ranges,
       result.mismatchedRanges,
       JSON.stringify(result.differences),
+      result.note ?? null,
     ],
   );
 }

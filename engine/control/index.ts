@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS pgferry.units (
   from_page bigint,
   to_page bigint,
   binary_format boolean NOT NULL,
-  freeze boolean NOT NULL,
+  owns_table boolean NOT NULL,
   estimated_bytes bigint NOT NULL,
   state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
   attempts int NOT NULL DEFAULT 0,
@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS pgferry.comparisons (
   ranges int NOT NULL DEFAULT 0,
   mismatched_ranges int NOT NULL DEFAULT 0,
   differences jsonb NOT NULL DEFAULT '[]',
+  note text,
   compared_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, source_schema, source_table)
 );

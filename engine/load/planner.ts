@@ -113,7 +113,7 @@ export async function savePlan(target: pg.Client, migration: string, tables: Tab
     for (const unit of units) {
       await target.query(
         `INSERT INTO pgferry.units (migration, id, source_schema, source_table, target_schema, target_table, columns, where_clause,
-                                    from_page, to_page, binary_format, freeze, estimated_bytes)
+                                    from_page, to_page, binary_format, owns_table, estimated_bytes)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
         [
           migration,

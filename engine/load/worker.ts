@@ -83,7 +83,7 @@ class ByteCounter extends Transform {
 
 const CLAIM_SQL = `
 SELECT id, source_schema, source_table, target_schema, target_table, columns, where_clause, from_page, to_page,
-       binary_format, freeze, attempts
+       binary_format, owns_table, attempts
   FROM pgferry.units
  WHERE migration = $1 AND state = 'pending'
  ORDER BY estimated_bytes DESC, id
@@ -100,7 +100,7 @@ function claimedUnit(row: Record<string, any>): ClaimedUnit {
     fromPage: row.from_page === null ? null : Number(row.from_page),
     toPage: row.to_page === null ? null : Number(row.to_page),
     binaryFormat: row.binary_format,
-    freeze: row.freeze,
+    freeze: row.owns_table,
     attempts: row.attempts,
   };
 }

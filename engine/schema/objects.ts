@@ -1,0 +1,133 @@
+/** What schema migration reports per object, its errors, and the session plumbing shared by its phases. */
+import type pg from 'pg';
+import { CONTROL_SCHEMA, quoteIdent } from '../catalog/tables.js';
+import { PgferryError } from '../errors.js';
+
+export type SchemaObjectStatus = 'created' | 'existing' | 'truncated' | 'replaced' | 'not_migrated' | 'skipped';
+
+export interface SchemaObjectResult {
+  kind: string;
+  identity: string;
+  status: SchemaObjectStatus;
+  detail?: string;
+}
+
+/** Selected tables already exist on the target and `schema.existingTables` is `error`. */
+export class SchemaConflictError extends PgferryError {
+  readonly tables: string[];
+
+  constructor(tables: string[]) {
+    const list = tables.join(', ');
+    super(
+      'SchemaConflict',
+      `${tables.length === 1 ? 'Table' : `${tables.length} tables`} already exist${tables.length === 1 ? 's' : ''} on the target: ${list}. ` +
+        'Set schema.existingTables to ignore, truncate or drop, or drop them.',
+    );
+    this.tables = tables;
+  }
+}
+
+/** A statement of the schema migration failed: names the object and PostgreSQL's reason. */
+export function schemaFailed(action: string, kind: string, identity: string, error: unknown): PgferryError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new PgferryError('pgferry.SchemaFailed', `Cannot ${action} ${kind} ${identity}: ${reason}`, { cause: error });
+}
+
+/** Runs `statements` for one object, turning a failure into a SchemaFailed error that names it. */
+export async function runFor(client: pg.Client, kind: string, identity: string, statements: string[], action = 'create'): Promise<void> {
+  for (const sql of statements) {
+    try {
+      await client.query(sql);
+    } catch (error) {
+      throw schemaFailed(action, kind, identity, error);
+    }
+  }
+}
+
+/**
+ * Reads the source catalog in one read-only snapshot with an empty search_path, so every
+ * name the server deparses (`pg_get_viewdef`, `format_type`, `pg_get_expr`…) is schema-qualified.
+ */
+export async function readSource<T>(source: pg.Client, read: () => Promise<T>): Promise<T> {
+  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    await source.query(`SET LOCAL search_path = ''`);
+    const result = await read();
+    await source.query('COMMIT');
+    return result;
+  } catch (error) {
+    await source.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Session settings for DDL on the target: function bodies may name tables created later. */
+export const TARGET_SETTINGS = ['check_function_bodies = off', 'client_min_messages = warning', `search_path = ''`];
+
+export async function serverVersion(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
+  return rows[0]!.v;
+}
+
+/**
+ * Runs `work` over `items` with up to `parallelism` target connections at once. The first
+ * failure stops handing out items; the others finish their current one, then it is thrown.
+ */
+export async function inParallel<T>(
+  items: T[],
+  parallelism: number,
+  connect: () => Promise<pg.Client>,
+  settings: string[],
+  work: (client: pg.Client, item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async () => {
+    const client = await connect();
+    try {
+      for (const setting of settings) await client.query(`SET ${setting}`);
+      while (failure === undefined && next < items.length) {
+        const item = items[next++]!;
+        try {
+          await work(client, item);
+        } catch (error) {
+          failure ??= error;
+        }
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  };
+  const workers = Math.max(1, Math.min(parallelism, items.length));
+  if (items.length === 0) return;
+  const outcomes = await Promise.allSettled(Array.from({ length: workers }, worker));
+  for (const outcome of outcomes) if (outcome.status === 'rejected') failure ??= outcome.reason;
+  if (failure !== undefined) throw failure;
+}
+
+/** Upserts results into `pgferry.schema_objects` (the control schema and the migration's row must exist). */
+export async function recordSchemaObjects(
+  target: pg.Client,
+  migration: string,
+  phase: 'pre-data' | 'post-data' | 'sequences',
+  objects: SchemaObjectResult[],
+): Promise<void> {
+  // One row per (kind, identity): a batch naming an object twice would make ON CONFLICT fail.
+  const unique = [...new Map(objects.map((o) => [`${o.kind}\u0000${o.identity}`, o])).values()];
+  if (unique.length === 0) return;
+  await target.query(
+    `INSERT INTO ${quoteIdent(CONTROL_SCHEMA)}.schema_objects (migration, phase, kind, identity, status, detail)
+     SELECT $1, $2, u.kind, u.identity, u.status, u.detail
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(kind, identity, status, detail)
+     ON CONFLICT (migration, kind, identity)
+     DO UPDATE SET phase = EXCLUDED.phase, status = EXCLUDED.status, detail = EXCLUDED.detail`,
+    [
+      migration,
+      phase,
+      unique.map((o) => o.kind),
+      unique.map((o) => o.identity),
+      unique.map((o) => o.status),
+      unique.map((o) => o.detail ?? null),
+    ],
+  );
+}
