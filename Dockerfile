@@ -8,8 +8,11 @@ FROM --platform=$BUILDPLATFORM node:22-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # Production dependencies hold everything the tasks import, and esbuild (a dependency of tsx).
-# The development ones are not needed, and some are x64-only PostgreSQL binaries.
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# The development ones are not needed, and some are x64-only PostgreSQL binaries that older npm
+# versions still refuse on arm64 build hosts even when omitted (npm/cli#2921): --force skips
+# that check for required packages only; optional ones (esbuild's binaries) are still chosen
+# for the build platform.
+RUN npm ci --omit=dev --ignore-scripts --force --no-audit --no-fund
 COPY tsconfig.json ./
 COPY engine ./engine
 COPY platform ./platform

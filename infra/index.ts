@@ -1,2 +1,2 @@
-export { PgferryMigration, type PgferryMigrationProps } from './pgferry-migration.js';
+export { PgferryMigration, type FargateTaskSize, type PgferryMigrationProps } from './pgferry-migration.js';
 export { PgferryStack } from './pgferry-stack.js';

@@ -5,10 +5,12 @@ import { PgferryMigration } from './pgferry-migration.js';
 
 /**
  * The deployable pgferry workflow, configured from CDK context:
- * - `secretArns`: Secrets Manager ARNs the functions may read, a JSON list
+ * - `secretArns`: Secrets Manager ARNs the functions and tasks may read, a JSON list
  *   (`-c 'secretArns=["arn:aws:secretsmanager:…"]'` or a list in cdk.json);
  * - `stateMachineName`: optional fixed name;
  * - `logRetentionDays`: one of the CloudWatch Logs retention values.
+ * The workflow runs in a VPC of its own (private subnets, one NAT gateway); the outputs name the
+ * security groups of its functions and tasks, to allow on the databases.
  */
 export class PgferryStack extends Stack {
   readonly migration: PgferryMigration;

@@ -52,6 +52,7 @@ export async function readSource<T>(source: pg.Client, read: () => Promise<T>): 
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     await source.query(`SET LOCAL search_path = ''`);
+    await source.query('SET LOCAL standard_conforming_strings = on');
     const result = await read();
     await source.query('COMMIT');
     return result;
@@ -62,7 +63,12 @@ export async function readSource<T>(source: pg.Client, read: () => Promise<T>): 
 }
 
 /** Session settings for DDL on the target: function bodies may name tables created later. */
-export const TARGET_SETTINGS = ['check_function_bodies = off', 'client_min_messages = warning', `search_path = ''`];
+export const TARGET_SETTINGS = [
+  'check_function_bodies = off',
+  'client_min_messages = warning',
+  `search_path = ''`,
+  'standard_conforming_strings = on',
+];
 
 export async function serverVersion(client: pg.Client): Promise<number> {
   const { rows } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
@@ -98,8 +104,8 @@ export async function inParallel<T>(
       await client.end().catch(() => undefined);
     }
   };
-  const workers = Math.max(1, Math.min(parallelism, items.length));
   if (items.length === 0) return;
+  const workers = Math.min(Math.max(1, parallelism), items.length);
   const outcomes = await Promise.allSettled(Array.from({ length: workers }, worker));
   for (const outcome of outcomes) if (outcome.status === 'rejected') failure ??= outcome.reason;
   if (failure !== undefined) throw failure;

@@ -1,28 +1,40 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgferryMigration, PgferryStack } from '../../infra/index.js';
+import { callbackTaskPlaceholders } from '../../infra/pgferry-migration.js';
 import { lambdaByPlaceholder, lambdaFunctions } from '../../lambdas/registry.js';
+import { fargateTasks, taskByPlaceholder } from '../../tasks/registry.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const aslPath = join(repoRoot, 'state-machines', 'migration.asl.json');
 const sourceArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/source-AbCdEf';
 const targetArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/target-GhIjKl';
+/** What the container of each task runs, straight from the registry entry. */
+const expectedCommand = (entry: string) => [entry.replace(/^tasks\/(.+)\.ts$/, 'dist/tasks/$1.mjs')];
 
-type Resource = { Type: string; Properties: Record<string, any>; DependsOn?: string[] };
-type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
+type Resource = { Type: string; Properties: Record<string, any>; DependsOn?: string | string[] };
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
 
 const tempDirs: string[] = [];
+// Any attempt to use Docker fails with this: synth (and the whole file) must not need it.
+const previousDocker = process.env.CDK_DOCKER;
+beforeAll(() => {
+  process.env.CDK_DOCKER = '/nonexistent/docker';
+});
 afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  if (previousDocker === undefined) delete process.env.CDK_DOCKER;
+  else process.env.CDK_DOCKER = previousDocker;
 });
 
 function tempDir(): string {
@@ -40,9 +52,19 @@ function newApp(context: Record<string, unknown> = {}, { bundle = false } = {}):
 }
 
 function synthStack(context: Record<string, unknown> = {}) {
-  const stack = new PgferryStack(newApp(context), 'Pgferry');
-  return { stack, template: Template.fromStack(stack) };
+  const app = newApp(context);
+  const stack = new PgferryStack(app, 'Pgferry');
+  return { app, stack, template: Template.fromStack(stack) };
 }
+
+function memo<T>(make: () => T): () => T {
+  let value: { v: T } | undefined;
+  return () => (value ??= { v: make() }).v;
+}
+
+// Synthesized once, shared by the tests that only read them.
+const defaultStack = memo(() => synthStack());
+const secretStack = memo(() => synthStack({ secretArns: [sourceArn, targetArn] }));
 
 function logicalId(construct: Construct): string {
   return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement);
@@ -54,8 +76,16 @@ function only<T>(record: Record<string, T>): [string, T] {
   return entries[0]!;
 }
 
+function resourcesOf(template: Template): Record<string, Resource> {
+  return template.toJSON().Resources as Record<string, Resource>;
+}
+
 function stateMachineOf(template: Template): Resource {
   return only(template.findResources('AWS::StepFunctions::StateMachine') as Record<string, Resource>)[1];
+}
+
+function stateMachineRoleId(template: Template): string {
+  return stateMachineOf(template).Properties.RoleArn['Fn::GetAtt'][0] as string;
 }
 
 /** Every statement of the inline policies attached to a role. */
@@ -67,12 +97,14 @@ function roleStatements(template: Template, roleLogicalId: string): Statement[] 
 }
 
 function functionRoleId(template: Template, functionLogicalId: string): string {
-  const fn = template.toJSON().Resources[functionLogicalId] as Resource;
+  const fn = resourcesOf(template)[functionLogicalId]!;
   return fn.Properties.Role['Fn::GetAtt'][0];
 }
 
 const asList = (value: unknown): unknown[] => (Array.isArray(value) ? value : [value]);
 const actionsOf = (statement: Statement): string[] => asList(statement.Action) as string[];
+const sortJson = (values: unknown[]) => values.map((v) => JSON.stringify(v)).sort();
+const roleIdOf = (arn: unknown) => (arn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
 
 /** A CloudFormation value as text, intrinsic functions written as `<<LogicalId.Attribute>>`. */
 function render(value: unknown): string {
@@ -95,28 +127,64 @@ function deployedDefinition(stateMachine: Resource): string {
   );
 }
 
+function substitution(template: Template, name: string): string {
+  const substitutions = stateMachineOf(template).Properties.DefinitionSubstitutions as Record<string, unknown>;
+  expect(Object.keys(substitutions)).toContain(name);
+  return render(substitutions[name]);
+}
+
+/** The generated task definitions, by task name. */
+function taskDefinitionsOf(template: Template, migration: PgferryMigration): Record<string, Resource> {
+  const resources = resourcesOf(template);
+  return Object.fromEntries(fargateTasks.map((task) => [task.name, resources[logicalId(migration.taskDefinitions[task.name]!)]!]));
+}
+
+/** Every Task state of an ASL document, Map and Parallel states included. */
+function taskStates(node: unknown, found: Record<string, any>[] = []): Record<string, any>[] {
+  if (Array.isArray(node)) node.forEach((child) => taskStates(child, found));
+  else if (node !== null && typeof node === 'object') {
+    const value = node as Record<string, any>;
+    if (value.Type === 'Task' && typeof value.Resource === 'string') found.push(value);
+    Object.values(value).forEach((child) => taskStates(child, found));
+  }
+  return found;
+}
+
 describe('PgferryStack', () => {
   it('creates a standard state machine with tracing and ERROR logging to a retained log group', () => {
-    const { stack, template } = synthStack();
+    const { stack, template } = defaultStack();
     const stateMachine = stateMachineOf(template);
     expect(stateMachine.Properties.StateMachineType).toBe('STANDARD');
     expect(stateMachine.Properties.TracingConfiguration).toEqual({ Enabled: true });
     expect(stateMachine.Properties.LoggingConfiguration.Level).toBe('ERROR');
     const logGroupId = stateMachine.Properties.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
-    expect(template.toJSON().Resources[logGroupId].Properties.RetentionInDays).toBe(30);
+    expect(resourcesOf(template)[logGroupId]!.Properties.RetentionInDays).toBe(30);
     template.hasOutput('StateMachineArn', { Value: { Ref: logicalId(stack.migration.stateMachine) } });
+    template.hasOutput('TaskSecurityGroupId', { Value: { 'Fn::GetAtt': [logicalId(stack.migration.taskSecurityGroup), 'GroupId'] } });
+    template.hasOutput('DatabaseClientSecurityGroupId', {
+      Value: { 'Fn::GetAtt': [logicalId(stack.migration.databaseClientSecurityGroup), 'GroupId'] },
+    });
   });
 
-  it('deploys the ASL file unchanged except that every ${…} becomes the right function ARN', () => {
-    const { stack, template } = synthStack();
+  it('deploys the ASL file unchanged except that every ${…} becomes the right ARN, subnets or security group', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
     const asl = readFileSync(aslPath, 'utf8');
-    const placeholders = [...asl.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]);
-    expect(placeholders.length).toBeGreaterThan(0);
+    const placeholders = new Set([...asl.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]!));
+    for (const name of ['ClusterArn', 'TaskSubnetIds', 'TaskSecurityGroupIds']) expect(placeholders).toContain(name);
+    for (const task of fargateTasks) expect(placeholders).toContain(task.taskDefinitionPlaceholder);
 
+    const privateSubnets = (migration.vpc as ec2.Vpc).privateSubnets;
+    expect(privateSubnets).toHaveLength(2);
     const expected = asl.replace(/\$\{([^}]*)\}/g, (_whole, name: string) => {
-      const definition = lambdaByPlaceholder(name);
-      if (!definition) throw new Error(`The ASL uses \${${name}}, which no registered function provides`);
-      return `<<${logicalId(stack.migration.functions[definition.name]!)}.Arn>>`;
+      const fn = lambdaByPlaceholder(name);
+      if (fn) return `<<${logicalId(migration.functions[fn.name]!)}.Arn>>`;
+      const task = taskByPlaceholder(name);
+      if (task) return `<<${logicalId(migration.taskDefinitions[task.name]!)}>>`;
+      if (name === 'ClusterArn') return `<<${logicalId(migration.cluster)}.Arn>>`;
+      if (name === 'TaskSubnetIds') return privateSubnets.map((subnet) => `<<${logicalId(subnet)}>>`).join(',');
+      if (name === 'TaskSecurityGroupIds') return `<<${logicalId(migration.taskSecurityGroup)}.GroupId>>`;
+      throw new Error(`The ASL uses \${${name}}, which nothing provides`);
     });
     const deployed = deployedDefinition(stateMachineOf(template));
 
@@ -125,9 +193,10 @@ describe('PgferryStack', () => {
     expect(() => JSON.parse(deployed)).not.toThrow();
   });
 
-  it('builds every registered Lambda as a nodejs22.x arm64 ESM bundle with its registry settings', () => {
-    const { stack, template } = synthStack();
-    const resources = template.toJSON().Resources as Record<string, Resource>;
+  it('builds every registered Lambda as a nodejs22.x arm64 ESM bundle, the database ones in private subnets', () => {
+    const { stack, template } = defaultStack();
+    const resources = resourcesOf(template);
+    const privateSubnets = (stack.migration.vpc as ec2.Vpc).privateSubnets.map((subnet) => ({ Ref: logicalId(subnet) }));
     template.resourceCountIs('AWS::Lambda::Function', lambdaFunctions.length);
     for (const definition of lambdaFunctions) {
       const fn = resources[logicalId(stack.migration.functions[definition.name]!)]!;
@@ -139,62 +208,258 @@ describe('PgferryStack', () => {
         MemorySize: definition.memoryMb,
         Environment: { Variables: { NODE_OPTIONS: '--enable-source-maps' } },
       });
-      expect(fn.Properties.VpcConfig).toBeUndefined();
+      if (definition.needsDatabase) {
+        expect(fn.Properties.VpcConfig).toEqual({
+          SubnetIds: privateSubnets,
+          SecurityGroupIds: [{ 'Fn::GetAtt': [logicalId(stack.migration.databaseClientSecurityGroup), 'GroupId'] }],
+        });
+      } else {
+        expect(fn.Properties.VpcConfig).toBeUndefined();
+      }
       const logGroup = resources[fn.Properties.LoggingConfig.LogGroup.Ref]!;
       expect(logGroup.Type).toBe('AWS::Logs::LogGroup');
       expect(logGroup.Properties.RetentionInDays).toBe(30);
     }
   });
 
-  it('lets the state machine invoke exactly the registered functions and nothing else', () => {
-    const { stack, template } = synthStack();
-    const roleId = stateMachineOf(template).Properties.RoleArn['Fn::GetAtt'][0] as string;
-    const role = template.toJSON().Resources[roleId] as Resource;
-    expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+  it('creates a VPC over 2 AZs with one NAT gateway and a cluster with container insights', () => {
+    const { template } = defaultStack();
+    template.resourceCountIs('AWS::EC2::VPC', 1);
+    template.resourceCountIs('AWS::EC2::NatGateway', 1);
+    template.resourceCountIs('AWS::EC2::Subnet', 4);
+    template.resourceCountIs('AWS::ECS::Cluster', 1);
+    template.hasResourceProperties('AWS::ECS::Cluster', {
+      ClusterSettings: [{ Name: 'containerInsights', Value: 'enabled' }],
+    });
+  });
 
+  it('defines one ARM64 Fargate task per registry entry, container pgferry running its bundle, logging to a retained group', () => {
+    const { app, stack, template } = defaultStack();
+    const resources = resourcesOf(template);
+    template.resourceCountIs('AWS::ECS::TaskDefinition', fargateTasks.length);
+    const taskDefinitions = taskDefinitionsOf(template, stack.migration);
+    const images = new Set<string>();
+    for (const task of fargateTasks) {
+      const properties = taskDefinitions[task.name]!.Properties;
+      const size = task.name === 'Copy' ? { Cpu: '1024', Memory: '2048' } : { Cpu: '512', Memory: '1024' };
+      expect(properties, task.name).toMatchObject({
+        ...size,
+        RequiresCompatibilities: ['FARGATE'],
+        NetworkMode: 'awsvpc',
+        RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      });
+      const [container, ...others] = properties.ContainerDefinitions as Record<string, any>[];
+      expect(others).toEqual([]);
+      expect(container!.Name).toBe(task.containerName);
+      expect(container!.Name).toBe('pgferry');
+      expect(container!.Command).toEqual(expectedCommand(task.entry));
+      expect(container!.Environment).toBeUndefined();
+      expect(container!.LogConfiguration.LogDriver).toBe('awslogs');
+      const logGroup = resources[container!.LogConfiguration.Options['awslogs-group'].Ref]!;
+      expect(logGroup.Type).toBe('AWS::Logs::LogGroup');
+      expect(logGroup.Properties.RetentionInDays).toBe(30);
+      images.add(JSON.stringify(container!.Image));
+    }
+    // One image for every task, the one the Dockerfile builds: staged at synth, built at deploy.
+    expect(images.size).toBe(1);
+    const assets = JSON.parse(readFileSync(join(app.outdir, 'Pgferry.assets.json'), 'utf8'));
+    const [hash, image] = only(assets.dockerImages as Record<string, any>);
+    expect(image.source).toEqual({ directory: `asset.${hash}`, platform: 'linux/arm64' });
+    expect([...images][0]).toContain(hash);
+  });
+
+  it('lets the state machine invoke exactly the registered functions, run exactly the task definitions, and nothing else', () => {
+    const { stack, template } = defaultStack();
+    const roleId = stateMachineRoleId(template);
+    const role = resourcesOf(template)[roleId]!;
+    expect(role.Properties.ManagedPolicyArns).toBeUndefined();
     const statements = roleStatements(template, roleId);
-    const invoking = statements.filter((s) => actionsOf(s).some((action) => action === '*' || action.startsWith('lambda:')));
+    const matching = (prefix: string) => statements.filter((s) => actionsOf(s).some((action) => action === '*' || action.startsWith(prefix)));
+
+    const invoking = matching('lambda:');
     expect(invoking).toHaveLength(1);
     expect(invoking[0]!.Effect).toBe('Allow');
     expect(invoking[0]!.Action).toBe('lambda:InvokeFunction');
-
-    const expectedResources = lambdaFunctions.flatMap((definition) => {
+    const expectedFunctions = lambdaFunctions.flatMap((definition) => {
       const arn = { 'Fn::GetAtt': [logicalId(stack.migration.functions[definition.name]!), 'Arn'] };
       return [arn, { 'Fn::Join': ['', [arn, ':*']] }];
     });
-    const sortJson = (values: unknown[]) => values.map((v) => JSON.stringify(v)).sort();
-    expect(sortJson(asList(invoking[0]!.Resource))).toEqual(sortJson(expectedResources));
+    expect(sortJson(asList(invoking[0]!.Resource))).toEqual(sortJson(expectedFunctions));
 
-    // The only wildcard resources are the log delivery and X-Ray actions Step Functions needs.
-    for (const statement of statements.filter((s) => asList(s.Resource).includes('*'))) {
+    const inCluster = { ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [logicalId(stack.migration.cluster), 'Arn'] } } };
+    const taskDefinitions = Object.values(taskDefinitionsOf(template, stack.migration));
+    const ecsStatements = matching('ecs:');
+    expect(ecsStatements).toHaveLength(2);
+    const [running, following] = ecsStatements;
+    expect(running).toMatchObject({ Effect: 'Allow', Action: 'ecs:RunTask', Condition: inCluster });
+    expect(asList(running!.Resource).map(render).sort()).toEqual(
+      taskDefinitions
+        .map((taskDefinition) => `arn:<<AWS::Partition>>:ecs:<<AWS::Region>>:<<AWS::AccountId>>:task-definition/${taskDefinition.Properties.Family}:*`)
+        .sort(),
+    );
+    expect(following).toMatchObject({ Effect: 'Allow', Condition: inCluster });
+    expect(actionsOf(following!).sort()).toEqual(['ecs:DescribeTasks', 'ecs:StopTask']);
+    expect(render(following!.Resource)).toBe('arn:<<AWS::Partition>>:ecs:<<AWS::Region>>:<<AWS::AccountId>>:task/*');
+
+    const passing = matching('iam:');
+    expect(passing).toHaveLength(1);
+    expect(passing[0]).toMatchObject({
+      Effect: 'Allow',
+      Action: 'iam:PassRole',
+      Condition: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+    });
+    const taskRoles = taskDefinitions.flatMap((taskDefinition) => [taskDefinition.Properties.TaskRoleArn, taskDefinition.Properties.ExecutionRoleArn]);
+    expect(sortJson(asList(passing[0]!.Resource))).toEqual([...new Set(sortJson(taskRoles))]);
+    // Four task roles and one shared execution role, each a role of this stack.
+    expect(asList(passing[0]!.Resource)).toHaveLength(fargateTasks.length + 1);
+    for (const arn of asList(passing[0]!.Resource)) expect(resourcesOf(template)[roleIdOf(arn)]!.Type).toBe('AWS::IAM::Role');
+
+    const events = matching('events:');
+    expect(events).toHaveLength(1);
+    expect(actionsOf(events[0]!).sort()).toEqual(['events:DescribeRule', 'events:PutRule', 'events:PutTargets']);
+    expect(render(events[0]!.Resource)).toBe(
+      'arn:<<AWS::Partition>>:events:<<AWS::Region>>:<<AWS::AccountId>>:rule/StepFunctionsGetEventsForECSTaskRule',
+    );
+
+    // Nothing else: only the log delivery and X-Ray statements Step Functions needs remain,
+    // and they are the only wildcard resources.
+    const known = new Set([invoking[0], running, following, passing[0], events[0]]);
+    for (const statement of statements.filter((s) => !known.has(s))) {
+      expect(statement.Resource).toBe('*');
       for (const action of actionsOf(statement)) expect(action).toMatch(/^(logs|xray):/);
     }
   });
 
+  it('runs every Fargate task in the private subnets with the task security group and no public IP', () => {
+    const { stack, template } = defaultStack();
+    const resources = resourcesOf(template);
+    const vpc = stack.migration.vpc as ec2.Vpc;
+
+    const subnetIds = substitution(template, 'TaskSubnetIds').split(',');
+    expect(subnetIds).toEqual(vpc.privateSubnets.map((subnet) => `<<${logicalId(subnet)}>>`));
+    const associations = Object.values(resources).filter((r) => r.Type === 'AWS::EC2::SubnetRouteTableAssociation');
+    for (const id of subnetIds.map((text) => text.slice(2, -2))) {
+      expect(resources[id]!.Type).toBe('AWS::EC2::Subnet');
+      expect(resources[id]!.Properties.MapPublicIpOnLaunch).toBe(false);
+      // Its default route leads to the NAT gateway, not to the internet gateway.
+      const association = associations.find((a) => a.Properties.SubnetId.Ref === id)!;
+      const routeTable = association.Properties.RouteTableId.Ref;
+      const routes = Object.values(resources).filter((r) => r.Type === 'AWS::EC2::Route' && r.Properties.RouteTableId.Ref === routeTable);
+      expect(routes).toHaveLength(1);
+      expect(routes[0]!.Properties.DestinationCidrBlock).toBe('0.0.0.0/0');
+      expect(routes[0]!.Properties.GatewayId).toBeUndefined();
+      expect(resources[routes[0]!.Properties.NatGatewayId.Ref]!.Type).toBe('AWS::EC2::NatGateway');
+    }
+
+    const securityGroupId = logicalId(stack.migration.taskSecurityGroup);
+    expect(substitution(template, 'TaskSecurityGroupIds')).toBe(`<<${securityGroupId}.GroupId>>`);
+    expect(resources[securityGroupId]!.Properties.SecurityGroupEgress).toEqual([
+      { CidrIp: '0.0.0.0/0', Description: 'Allow all outbound traffic by default', IpProtocol: '-1' },
+    ]);
+    expect(resources[securityGroupId]!.Properties.SecurityGroupIngress).toBeUndefined();
+    expect(substitution(template, 'ClusterArn')).toBe(`<<${logicalId(stack.migration.cluster)}.Arn>>`);
+
+    const ecsStates = taskStates(JSON.parse(deployedDefinition(stateMachineOf(template)))).filter((state) =>
+      state.Resource.startsWith('arn:aws:states:::ecs:runTask'),
+    );
+    expect(ecsStates.length).toBeGreaterThanOrEqual(fargateTasks.length);
+    for (const state of ecsStates) {
+      expect(state.Parameters.LaunchType).toBe('FARGATE');
+      expect(state.Parameters.NetworkConfiguration.AwsvpcConfiguration).toEqual({
+        'Subnets.$': `States.StringSplit('${subnetIds.join(',')}', ',')`,
+        'SecurityGroups.$': `States.StringSplit('<<${securityGroupId}.GroupId>>', ',')`,
+        AssignPublicIp: 'DISABLED',
+      });
+    }
+  });
+
+  it('lets only the callback task report to the state machine, and no task anything else', () => {
+    const { stack, template } = secretStack();
+    expect(callbackTaskPlaceholders(JSON.parse(readFileSync(aslPath, 'utf8')))).toEqual(['SnapshotTaskDefinitionArn']);
+    const taskDefinitions = taskDefinitionsOf(template, stack.migration);
+    for (const task of fargateTasks) {
+      const statements = roleStatements(template, roleIdOf(taskDefinitions[task.name]!.Properties.TaskRoleArn));
+      const reporting = statements.filter((s) => actionsOf(s).some((action) => action.startsWith('states:')));
+      if (task.name === 'Snapshot') {
+        expect(reporting).toEqual([
+          {
+            Effect: 'Allow',
+            Action: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+            Resource: { Ref: logicalId(stack.migration.stateMachine) },
+          },
+        ]);
+      } else {
+        expect(reporting, task.name).toEqual([]);
+      }
+      for (const statement of statements) {
+        for (const action of actionsOf(statement)) expect(action).toMatch(/^(states:SendTask|secretsmanager:GetSecretValue$)/);
+      }
+    }
+  });
+
+  it('has no dependency cycle (the callback grant names the state machine that runs the task)', () => {
+    const { template } = secretStack();
+    const resources = resourcesOf(template);
+    const dependencies = (value: unknown, found = new Set<string>()): Set<string> => {
+      if (Array.isArray(value)) value.forEach((child) => dependencies(child, found));
+      else if (value !== null && typeof value === 'object') {
+        const intrinsic = value as Record<string, any>;
+        if (typeof intrinsic.Ref === 'string' && intrinsic.Ref in resources) found.add(intrinsic.Ref);
+        if (Array.isArray(intrinsic['Fn::GetAtt']) && intrinsic['Fn::GetAtt'][0] in resources) found.add(intrinsic['Fn::GetAtt'][0]);
+        if ('Fn::Sub' in intrinsic) {
+          const text = asList(intrinsic['Fn::Sub'])[0] as string;
+          for (const [, name] of text.matchAll(/\$\{([^}.!]+)/g)) if (name! in resources) found.add(name!);
+        }
+        Object.values(intrinsic).forEach((child) => dependencies(child, found));
+      }
+      return found;
+    };
+    const graph = new Map(
+      Object.entries(resources).map(([id, resource]) => [
+        id,
+        [...dependencies(resource.Properties ?? {}), ...asList(resource.DependsOn ?? [])] as string[],
+      ]),
+    );
+    const done = new Set<string>();
+    const visiting: string[] = [];
+    const visit = (id: string) => {
+      if (done.has(id)) return;
+      if (visiting.includes(id)) throw new Error(`Dependency cycle: ${[...visiting.slice(visiting.indexOf(id)), id].join(' -> ')}`);
+      visiting.push(id);
+      for (const next of graph.get(id) ?? []) visit(next);
+      visiting.pop();
+      done.add(id);
+    };
+    for (const id of graph.keys()) visit(id);
+    expect(done.size).toBe(graph.size);
+  });
+
   it('grants no secret access when no secret ARNs are configured', () => {
-    const { template } = synthStack();
+    const { template } = defaultStack();
     expect(JSON.stringify(template.toJSON())).not.toContain('secretsmanager');
   });
 
   it.each([
-    ['a list (cdk.json)', [sourceArn, targetArn]],
-    ['a JSON string (-c on the command line)', JSON.stringify([sourceArn, targetArn])],
-  ])('grants GetSecretValue on exactly the context secretArns given as %s, to database functions only', (_, secretArns) => {
-    const { stack, template } = synthStack({ secretArns });
+    ['a list (cdk.json)', () => secretStack()],
+    ['a JSON string (-c on the command line)', () => synthStack({ secretArns: JSON.stringify([sourceArn, targetArn]) })],
+  ])('grants GetSecretValue on exactly the context secretArns given as %s, to database functions and tasks only', (_, synth) => {
+    const { stack, template } = synth();
+    const secretStatementsOf = (roleId: string) =>
+      roleStatements(template, roleId).filter((s) => actionsOf(s).some((action) => action.startsWith('secretsmanager:')));
+    const granted = [{ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: [sourceArn, targetArn] }];
     for (const definition of lambdaFunctions) {
       const roleId = functionRoleId(template, logicalId(stack.migration.functions[definition.name]!));
-      const secretStatements = roleStatements(template, roleId).filter((s) =>
-        actionsOf(s).some((action) => action.startsWith('secretsmanager:')),
-      );
-      if (definition.needsDatabase) {
-        expect(secretStatements).toEqual([
-          { Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: [sourceArn, targetArn] },
-        ]);
-      } else {
-        expect(secretStatements).toEqual([]);
-      }
+      expect(secretStatementsOf(roleId)).toEqual(definition.needsDatabase ? granted : []);
     }
     expect(lambdaFunctions.some((definition) => definition.needsDatabase)).toBe(true);
+
+    const executionRoles = new Set<string>();
+    for (const taskDefinition of Object.values(taskDefinitionsOf(template, stack.migration))) {
+      expect(secretStatementsOf(roleIdOf(taskDefinition.Properties.TaskRoleArn))).toEqual(granted);
+      executionRoles.add(roleIdOf(taskDefinition.Properties.ExecutionRoleArn));
+    }
+    for (const roleId of executionRoles) expect(secretStatementsOf(roleId)).toEqual([]);
+    expect(secretStatementsOf(stateMachineRoleId(template))).toEqual([]);
   });
 
   it('rejects context that is not what it should be', () => {
@@ -211,7 +476,7 @@ describe('PgferryStack', () => {
 });
 
 describe('PgferryMigration', () => {
-  it('puts the database functions in the VPC private subnets with a shared security group', () => {
+  it('puts the database functions and the tasks in the given VPC private subnets', () => {
     const stack = new Stack(newApp(), 'WithVpc');
     const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
     const migration = new PgferryMigration(stack, 'Migration', {
@@ -221,15 +486,17 @@ describe('PgferryMigration', () => {
       logRetention: logs.RetentionDays.ONE_WEEK,
     });
     const template = Template.fromStack(stack);
-    const resources = template.toJSON().Resources as Record<string, Resource>;
+    const resources = resourcesOf(template);
     const privateSubnets = vpc.privateSubnets.map((subnet) => ({ Ref: logicalId(subnet) }));
 
+    template.resourceCountIs('AWS::EC2::VPC', 1);
+    expect(migration.vpc).toBe(vpc);
     for (const definition of lambdaFunctions) {
       const fn = resources[logicalId(migration.functions[definition.name]!)]!;
       if (definition.needsDatabase) {
         expect(fn.Properties.VpcConfig).toEqual({
           SubnetIds: privateSubnets,
-          SecurityGroupIds: [{ 'Fn::GetAtt': [logicalId(migration.databaseClientSecurityGroup!), 'GroupId'] }],
+          SecurityGroupIds: [{ 'Fn::GetAtt': [logicalId(migration.databaseClientSecurityGroup), 'GroupId'] }],
         });
         const secretStatements = roleStatements(template, functionRoleId(template, logicalId(migration.functions[definition.name]!)))
           .filter((s) => actionsOf(s).includes('secretsmanager:GetSecretValue'));
@@ -238,8 +505,52 @@ describe('PgferryMigration', () => {
         expect(fn.Properties.VpcConfig).toBeUndefined();
       }
     }
+    expect(substitution(template, 'TaskSubnetIds')).toBe(privateSubnets.map((subnet) => `<<${subnet.Ref}>>`).join(','));
+    expect(resources[logicalId(migration.taskSecurityGroup)]!.Properties.VpcId).toEqual({ Ref: logicalId(vpc) });
     template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 7 });
     template.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineName: 'pgferry-test' });
+  });
+
+  it('uses a given task definition and task sizes, and still scopes RunTask and PassRole to the tasks it runs', () => {
+    const stack = new Stack(newApp(), 'Given');
+    const given = new ecs.FargateTaskDefinition(stack, 'CustomCopy', { cpu: 4096, memoryLimitMiB: 8192 });
+    given.addContainer('pgferry', { image: ecs.ContainerImage.fromRegistry('public.ecr.aws/example/pgferry:1') });
+    const migration = new PgferryMigration(stack, 'Migration', {
+      taskDefinitions: { Copy: given },
+      taskSizes: { Compare: { cpu: 2048, memoryLimitMiB: 4096 } },
+    });
+    const template = Template.fromStack(stack);
+
+    template.resourceCountIs('AWS::ECS::TaskDefinition', fargateTasks.length);
+    expect(migration.taskDefinitions.Copy).toBe(given);
+    expect(substitution(template, 'CopyTaskDefinitionArn')).toBe(`<<${logicalId(given)}>>`);
+    expect(taskDefinitionsOf(template, migration).Compare!.Properties).toMatchObject({ Cpu: '2048', Memory: '4096' });
+
+    const statements = roleStatements(template, stateMachineRoleId(template));
+    const runTask = statements.find((s) => actionsOf(s).includes('ecs:RunTask'))!;
+    expect(asList(runTask.Resource).map(render)).toContain(
+      `arn:<<AWS::Partition>>:ecs:<<AWS::Region>>:<<AWS::AccountId>>:task-definition/${given.family}:*`,
+    );
+    const passRole = statements.find((s) => actionsOf(s).includes('iam:PassRole'))!;
+    // The given task role (it needs no execution role), the generated task roles and their shared execution role.
+    expect(given.executionRole).toBeUndefined();
+    expect(asList(passRole.Resource)).toContainEqual({ 'Fn::GetAtt': [logicalId(given.taskRole), 'Arn'] });
+    expect(asList(passRole.Resource)).toHaveLength(fargateTasks.length + 1);
+  });
+
+  it('rejects task definitions and sizes it cannot use', () => {
+    const noContainer = new Stack(newApp(), 'NoContainer');
+    const bare = new ecs.FargateTaskDefinition(noContainer, 'Bare');
+    bare.addContainer('app', { image: ecs.ContainerImage.fromRegistry('public.ecr.aws/example/app:1') });
+    expect(() => new PgferryMigration(noContainer, 'Migration', { taskDefinitions: { Copy: bare } })).toThrow(/container named 'pgferry'/);
+    expect(() => new PgferryMigration(new Stack(newApp(), 'Unknown'), 'Migration', { taskSizes: { Cpoy: { cpu: 256, memoryLimitMiB: 512 } } })).toThrow(
+      /'Cpoy' is not a task/,
+    );
+    const publicStack = new Stack(newApp(), 'Public');
+    const vpc = new ec2.Vpc(publicStack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    expect(() => new PgferryMigration(publicStack, 'Migration', { vpc, vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } })).toThrow(
+      /private subnets/,
+    );
   });
 
   it('fails at synth when the definition uses a placeholder nothing substitutes', () => {
@@ -252,45 +563,102 @@ describe('PgferryMigration', () => {
     expect(() => new PgferryMigration(stack, 'Migration', { definitionPath })).toThrow(/\$\{MysteryFunctionArn\}/);
   });
 
-  it('warns about a registered function the definition never invokes', () => {
+  it('warns about a registered function or task the definition never uses', () => {
     const definitionPath = join(tempDir(), 'partial.asl.json');
-    writeFileSync(definitionPath, readFileSync(aslPath, 'utf8').replaceAll('${DescribeFailureFunctionArn}', 'arn:aws:lambda:eu-west-1:123456789012:function:x'));
+    writeFileSync(
+      definitionPath,
+      readFileSync(aslPath, 'utf8')
+        .replaceAll('${DescribeFailureFunctionArn}', 'arn:aws:lambda:eu-west-1:123456789012:function:x')
+        .replaceAll('${CompareTaskDefinitionArn}', 'arn:aws:ecs:eu-west-1:123456789012:task-definition/x:1'),
+    );
     const stack = new Stack(newApp(), 'Partial');
     new PgferryMigration(stack, 'Migration', { definitionPath });
-    Annotations.fromStack(stack).hasWarning('*', Match.stringLikeRegexp('DescribeFailureFunctionArn'));
+    const annotations = Annotations.fromStack(stack);
+    annotations.hasWarning('*', Match.stringLikeRegexp('DescribeFailureFunctionArn'));
+    annotations.hasWarning('*', Match.stringLikeRegexp('CompareTaskDefinitionArn'));
   });
 });
 
 describe('bundling', () => {
   it('bundles every function with the local esbuild into a loadable ESM module', () => {
-    // Any attempt to use Docker fails with this, so a passing synth proves local bundling.
-    const previousDocker = process.env.CDK_DOCKER;
-    process.env.CDK_DOCKER = '/nonexistent/docker';
-    try {
-      const app = newApp({}, { bundle: true });
-      const stack = new PgferryStack(app, 'Bundled');
-      const template = Template.fromStack(stack);
-      const outdir = app.outdir;
-      // Lambda provides @aws-sdk/*; here the bundles find it in the repository's node_modules.
-      symlinkSync(join(repoRoot, 'node_modules'), join(outdir, 'node_modules'), 'dir');
+    const app = newApp({}, { bundle: true });
+    const stack = new PgferryStack(app, 'Bundled');
+    const template = Template.fromStack(stack);
+    const outdir = app.outdir;
+    // Lambda provides @aws-sdk/*; here the bundles find it in the repository's node_modules.
+    symlinkSync(join(repoRoot, 'node_modules'), join(outdir, 'node_modules'), 'dir');
 
-      for (const definition of lambdaFunctions) {
-        const fn = template.toJSON().Resources[logicalId(stack.migration.functions[definition.name]!)] as Resource;
-        const assetDir = join(outdir, `asset.${(fn.Properties.Code.S3Key as string).replace(/\.zip$/, '')}`);
-        expect(readdirSync(assetDir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
-        const bundle = join(assetDir, 'index.mjs');
-        expect(readFileSync(bundle, 'utf8')).toMatch(/^import \{ createRequire \} from 'module'; const require = createRequire\(import\.meta\.url\);/);
+    for (const definition of lambdaFunctions) {
+      const fn = resourcesOf(template)[logicalId(stack.migration.functions[definition.name]!)]!;
+      const assetDir = join(outdir, `asset.${(fn.Properties.Code.S3Key as string).replace(/\.zip$/, '')}`);
+      expect(readdirSync(assetDir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
+      const bundle = join(assetDir, 'index.mjs');
+      expect(readFileSync(bundle, 'utf8')).toMatch(/^import \{ createRequire \} from 'module'; const require = createRequire\(import\.meta\.url\);/);
 
-        const exported = execFileSync(
-          process.execPath,
-          ['--input-type=module', '-e', `const m = await import(${JSON.stringify(pathToFileURL(bundle).href)}); console.log(typeof m.handler);`],
-          { encoding: 'utf8', timeout: 30_000 },
-        );
-        expect(exported.trim(), definition.name).toBe('function');
-      }
-    } finally {
-      if (previousDocker === undefined) delete process.env.CDK_DOCKER;
-      else process.env.CDK_DOCKER = previousDocker;
+      const exported = execFileSync(
+        process.execPath,
+        ['--input-type=module', '-e', `const m = await import(${JSON.stringify(pathToFileURL(bundle).href)}); console.log(typeof m.handler);`],
+        { encoding: 'utf8', timeout: 30_000 },
+      );
+      expect(exported.trim(), definition.name).toBe('function');
+    }
+  });
+
+  it('stages a Docker context from which the Dockerfile builds a runnable, self-contained bundle per task', () => {
+    const { app } = defaultStack();
+    const assets = JSON.parse(readFileSync(join(app.outdir, 'Pgferry.assets.json'), 'utf8'));
+    const [, image] = only(assets.dockerImages as Record<string, any>);
+    const staged = join(app.outdir, image.source.directory as string);
+
+    // The context is the .dockerignore allowlist: sources of the tasks, not the rest of the repository.
+    const top = readdirSync(staged).sort();
+    for (const name of ['Dockerfile', 'package.json', 'package-lock.json', 'tasks']) expect(top).toContain(name);
+    for (const name of ['node_modules', 'cdk.out', '.git', 'test', 'bench', 'lambdas', 'local', 'scratch']) expect(top).not.toContain(name);
+    for (const task of fargateTasks) expect(existsSync(join(staged, task.entry)), task.entry).toBe(true);
+
+    const dockerfile = readFileSync(join(staged, 'Dockerfile'), 'utf8');
+    expect(dockerfile).toBe(readFileSync(join(repoRoot, 'Dockerfile'), 'utf8'));
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    expect(stages).toHaveLength(2);
+    expect(stages[0]).toMatch(/^--platform=\$BUILDPLATFORM node:22-slim AS build\n/);
+    expect(stages[0]).toMatch(/^RUN npm ci\b/m);
+    const final = stages[1]!;
+    expect(final).toMatch(/^node:22-slim\n/);
+    expect(final).toMatch(/^COPY --from=build \S+\/dist\/tasks \.\/dist\/tasks$/m);
+    expect(final).toMatch(/^WORKDIR \/app$/m);
+    expect(final).toMatch(/^USER node$/m);
+    expect(final).toMatch(/^ENTRYPOINT \["node"\]$/m);
+    expect(final).not.toMatch(/^(CMD|RUN) /m);
+
+    // The build stage, without Docker: the context plus installed dependencies, then the
+    // Dockerfile's own bundle command.
+    const bundleCommand = /^RUN (npx tsx infra\/bundle-tasks\.ts dist\/tasks)$/m.exec(stages[0]!)?.[1];
+    expect(bundleCommand).toBeDefined();
+    const build = join(tempDir(), 'build');
+    cpSync(staged, build, { recursive: true });
+    symlinkSync(join(repoRoot, 'node_modules'), join(build, 'node_modules'), 'dir');
+    execFileSync('sh', ['-c', bundleCommand!], { cwd: build, encoding: 'utf8', timeout: 60_000, stdio: 'pipe' });
+
+    // The final stage: the bundles alone, run the way the task definitions run them.
+    const app2 = join(tempDir(), 'app');
+    mkdirSync(join(app2, 'dist'), { recursive: true });
+    cpSync(join(build, 'dist', 'tasks'), join(app2, 'dist', 'tasks'), { recursive: true });
+    for (const task of fargateTasks) {
+      const [command] = expectedCommand(task.entry);
+      const bundle = join(app2, command!);
+      expect(existsSync(bundle), command).toBe(true);
+      expect(readFileSync(bundle, 'utf8')).toMatch(/^import \{ createRequire \} from 'module'; const require = createRequire\(import\.meta\.url\);/);
+      // Without the workflow's environment every task stops at its first setting: proof that
+      // the whole bundle loaded, without any node_modules.
+      const run = spawnSync(process.execPath, ['--enable-source-maps', command!], {
+        cwd: app2,
+        env: { PATH: process.env.PATH },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(run.stderr, task.name).toMatch(/PGFERRY_MIGRATION is not set/);
+      expect(run.stderr, task.name).not.toMatch(/Cannot find (module|package)|Dynamic require/);
+      expect(run.status, task.name).toBe(1);
     }
   });
 });

@@ -1,0 +1,485 @@
+/**
+ * Reads pre-data objects from the source catalog and turns them into DDL with the server's own
+ * deparsers. Must run inside `readSource` (empty search_path: every deparsed name is qualified).
+ * Identities are `format('%I.%I')` strings: readable, and valid SQL for the target.
+ */
+import type pg from 'pg';
+import { SYSTEM_SCHEMAS, type TableInfo } from '../catalog/tables.js';
+
+export type NodeKind = 'collation' | 'type' | 'sequence' | 'function' | 'procedure' | 'table' | 'view' | 'materialized view';
+
+/** One pre-data object: its dependency key (`rel:<oid>`, `type:<oid>`, `proc:<oid>`, `coll:<oid>`) and its DDL. */
+export interface Node {
+  key: string;
+  kind: NodeKind;
+  identity: string;
+  schema: string;
+  create: string[];
+  /** Run after every object exists (a sequence's OWNED BY). */
+  finish: string[];
+  /** Why the object is not wanted by itself (a sync flag, its schema, its owner); it is still created when a wanted object needs it. */
+  exclusion?: string;
+  /** Tables: the primary key created with the table. */
+  primaryKey?: string;
+  /** Materialized views: whether the source's is populated (refreshed in post-data). */
+  populated?: boolean;
+  /** Tables: the selected parent a partition or child was created from (notes on unselected parents). */
+  note?: string;
+}
+
+const USER_SCHEMA = (n: string) => `${n}.nspname <> ALL($1::text[]) AND ${n}.nspname NOT LIKE 'pg\\_%'`;
+const NOT_MEMBER = (classid: string, oid: string) =>
+  `NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '${classid}'::regclass AND e.objid = ${oid} AND e.deptype = 'e')`;
+const COLLATION_NAME = (oid: string) =>
+  `(SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = ${oid})`;
+
+export interface UserSchema {
+  name: string;
+  identity: string;
+}
+
+export async function userSchemas(source: pg.Client): Promise<UserSchema[]> {
+  const { rows } = await source.query<UserSchema>(
+    `SELECT n.nspname AS name, quote_ident(n.nspname) AS identity FROM pg_namespace n
+      WHERE ${USER_SCHEMA('n')} AND ${NOT_MEMBER('pg_namespace', 'n.oid')} ORDER BY n.nspname`,
+    [SYSTEM_SCHEMAS],
+  );
+  return rows;
+}
+
+const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
+const PROVIDERS: Record<string, string> = { c: 'libc', i: 'icu', b: 'builtin' };
+
+/** Collations; their columns differ between versions (ICU and builtin locales), hence `to_jsonb`. */
+export async function collationNodes(source: pg.Client): Promise<Node[]> {
+  const { rows } = await source.query(
+    `SELECT 'coll:' || co.oid AS key, n.nspname AS schema, format('%I.%I', n.nspname, co.collname) AS identity, to_jsonb(co) AS c
+       FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
+      WHERE ${USER_SCHEMA('n')} AND ${NOT_MEMBER('pg_collation', 'co.oid')} AND co.collprovider <> 'd'`,
+    [SYSTEM_SCHEMAS],
+  );
+  return rows.map((row): Node => {
+    const c = row.c;
+    const options = [`provider = ${PROVIDERS[c.collprovider] ?? c.collprovider}`];
+    if (c.collprovider === 'c') options.push(`lc_collate = ${literal(c.collcollate)}`, `lc_ctype = ${literal(c.collctype)}`);
+    else options.push(`locale = ${literal(c.colllocale ?? c.colliculocale ?? c.collcollate)}`);
+    if (c.collicurules) options.push(`rules = ${literal(c.collicurules)}`);
+    if (c.collisdeterministic === false) options.push('deterministic = false');
+    const create = [`CREATE COLLATION IF NOT EXISTS ${row.identity} (${options.join(', ')})`];
+    return { key: row.key, kind: 'collation', identity: row.identity, schema: row.schema, create, finish: [] };
+  });
+}
+
+export async function typeNodes(source: pg.Client, version: number): Promise<Node[]> {
+  const multirange =
+    version >= 140000
+      ? `, 'MULTIRANGE_TYPE_NAME = ' || (SELECT format('%I.%I', mn.nspname, m.typname) FROM pg_type m JOIN pg_namespace mn ON mn.oid = m.typnamespace WHERE m.oid = r.rngmultitypid)`
+      : '';
+  const { rows } = await source.query(
+    `SELECT 'type:' || t.oid AS key, n.nspname AS schema, format('%I.%I', n.nspname, t.typname) AS identity, t.typtype::text AS typtype,
+            (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) AS labels,
+            format_type(t.typbasetype, t.typtypmod) AS base,
+            CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN ${COLLATION_NAME('t.typcollation')} END AS collation,
+            pg_get_expr(t.typdefaultbin, 0) AS default_expr, t.typnotnull AS not_null,
+            ARRAY(SELECT format('CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
+                   WHERE k.contypid = t.oid AND k.contype = 'c' ORDER BY k.conname) AS checks,
+            (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
+                     || CASE WHEN a.attcollation <> at.typcollation THEN ' COLLATE ' || ${COLLATION_NAME('a.attcollation')} ELSE '' END,
+                     ', ' ORDER BY a.attnum)
+               FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+              WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) AS attributes,
+            (SELECT concat_ws(', ', 'SUBTYPE = ' || format_type(r.rngsubtype, NULL),
+                      'SUBTYPE_OPCLASS = ' || format('%I.%I', ocn.nspname, oc.opcname),
+                      CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> st.typcollation THEN 'COLLATION = ' || ${COLLATION_NAME('r.rngcollation')} END,
+                      CASE WHEN r.rngcanonical <> 0 THEN 'CANONICAL = ' || r.rngcanonical::regproc::text END,
+                      CASE WHEN r.rngsubdiff <> 0 THEN 'SUBTYPE_DIFF = ' || r.rngsubdiff::regproc::text END
+                      ${multirange})
+               FROM pg_range r JOIN pg_opclass oc ON oc.oid = r.rngsubopc JOIN pg_namespace ocn ON ocn.oid = oc.opcnamespace
+               JOIN pg_type st ON st.oid = r.rngsubtype
+              WHERE r.rngtypid = t.oid) AS range
+       FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_type b ON b.oid = t.typbasetype
+      WHERE ${USER_SCHEMA('n')} AND ${NOT_MEMBER('pg_type', 't.oid')}
+        AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))`,
+    [SYSTEM_SCHEMAS],
+  );
+  return rows.map((t) => {
+    const id = t.identity as string;
+    let create: string[];
+    if (t.typtype === 'e') create = [`CREATE TYPE ${id} AS ENUM (${t.labels ?? ''})`];
+    else if (t.typtype === 'c') create = [`CREATE TYPE ${id} AS (${t.attributes ?? ''})`];
+    else if (t.typtype === 'r') create = [`CREATE TYPE ${id} AS RANGE (${t.range})`];
+    else {
+      let domain = `CREATE DOMAIN ${id} AS ${t.base}`;
+      if (t.collation) domain += ` COLLATE ${t.collation}`;
+      if (t.default_expr !== null) domain += ` DEFAULT ${t.default_expr}`;
+      if (t.not_null) domain += ' NOT NULL';
+      // Checks are added one by one: CREATE DOMAIN does not accept NOT VALID ones.
+      create = [domain, ...(t.checks as string[]).map((check) => `ALTER DOMAIN ${id} ADD ${check}`)];
+    }
+    return { key: t.key, kind: 'type', identity: id, schema: t.schema, create, finish: [] };
+  });
+}
+
+export interface SequenceRow {
+  oid: number;
+  key: string;
+  schema: string;
+  identity: string;
+  unlogged: boolean;
+  type: string;
+  start: string;
+  increment: string;
+  min: string;
+  max: string;
+  cache: string;
+  cycle: boolean;
+  /** 'i': an identity column's, 'a': OWNED BY a column, null: free-standing. */
+  owner_deptype: 'i' | 'a' | null;
+  owner_oid: number | null;
+  owner_table: string | null;
+  owner_column: string | null;
+}
+
+/** Every sequence in user schemas, identity ones included. */
+export async function sequenceRows(source: pg.Client): Promise<SequenceRow[]> {
+  const { rows } = await source.query<SequenceRow>(
+    `SELECT c.oid::int AS oid, 'rel:' || c.oid AS key, n.nspname AS schema, format('%I.%I', n.nspname, c.relname) AS identity,
+            c.relpersistence = 'u' AS unlogged, format_type(s.seqtypid, NULL) AS type,
+            s.seqstart::text AS start, s.seqincrement::text AS increment, s.seqmin::text AS min, s.seqmax::text AS max,
+            s.seqcache::text AS cache, s.seqcycle AS cycle,
+            d.deptype::text AS owner_deptype, d.refobjid::int AS owner_oid,
+            CASE WHEN t.oid IS NOT NULL THEN format('%I.%I', tn.nspname, t.relname) END AS owner_table,
+            quote_ident(a.attname) AS owner_column
+       FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass
+                            AND d.deptype IN ('a', 'i')
+       LEFT JOIN pg_class t ON t.oid = d.refobjid LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
+       LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+      WHERE ${USER_SCHEMA('n')} AND ${NOT_MEMBER('pg_class', 'c.oid')}
+      ORDER BY 4`,
+    [SYSTEM_SCHEMAS],
+  );
+  return rows;
+}
+
+export function sequenceNode(s: SequenceRow, ownerSelected: boolean): Node {
+  const options =
+    `AS ${s.type} START WITH ${s.start} INCREMENT BY ${s.increment} MINVALUE ${s.min} MAXVALUE ${s.max} ` +
+    `CACHE ${s.cache}${s.cycle ? ' CYCLE' : ' NO CYCLE'}`;
+  return {
+    key: s.key,
+    kind: 'sequence',
+    identity: s.identity,
+    schema: s.schema,
+    create: [`CREATE ${s.unlogged ? 'UNLOGGED ' : ''}SEQUENCE IF NOT EXISTS ${s.identity} ${options}`],
+    finish: ownerSelected ? [`ALTER SEQUENCE ${s.identity} OWNED BY ${s.owner_table}.${s.owner_column}`] : [],
+  };
+}
+
+export async function routineNodes(source: pg.Client): Promise<{ nodes: Node[]; aggregates: number }> {
+  const { rows } = await source.query(
+    `SELECT 'proc:' || p.oid AS key, n.nspname AS schema, p.prokind::text AS prokind,
+            format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS identity,
+            CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END AS def
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE ${USER_SCHEMA('n')} AND ${NOT_MEMBER('pg_proc', 'p.oid')}
+        -- a range type's constructors come with the type (an internal dependency)
+        AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass AND i.objid = p.oid AND i.deptype = 'i')`,
+    [SYSTEM_SCHEMAS],
+  );
+  // Aggregates are reported as not migrated (see notMigrated); a view using one is skipped through its dependency.
+  const nodes = rows
+    .filter((p) => p.prokind !== 'a')
+    .map(
+      (p): Node => ({
+        key: p.key,
+        kind: p.prokind === 'p' ? 'procedure' : 'function',
+        identity: p.identity,
+        schema: p.schema,
+        create: [p.def],
+        finish: [],
+      }),
+    );
+  return { nodes, aggregates: rows.length - nodes.length };
+}
+
+export async function viewNodes(source: pg.Client): Promise<Node[]> {
+  const { rows } = await source.query(
+    `SELECT 'rel:' || c.oid AS key, n.nspname AS schema, c.relkind::text AS relkind, format('%I.%I', n.nspname, c.relname) AS identity,
+            pg_get_viewdef(c.oid) AS def, c.relispopulated AS populated,
+            ARRAY(SELECT format('%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(c.reloptions) o
+                   WHERE o.option_name <> 'check_option') AS options,
+            (SELECT upper(o.option_value) FROM pg_options_to_table(c.reloptions) o WHERE o.option_name = 'check_option') AS check_option,
+            CASE WHEN am.amname <> 'heap' THEN quote_ident(am.amname) END AS access_method,
+            ARRAY(SELECT format('ALTER VIEW %I.%I ALTER COLUMN %I SET DEFAULT %s', n.nspname, c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid))
+                    FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                   WHERE d.adrelid = c.oid ORDER BY a.attnum) AS defaults
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam
+      WHERE c.relkind IN ('v', 'm') AND ${USER_SCHEMA('n')} AND ${NOT_MEMBER('pg_class', 'c.oid')}`,
+    [SYSTEM_SCHEMAS],
+  );
+  return rows.map((v): Node => {
+    const def = (v.def as string).trim().replace(/;$/, '');
+    const options = v.options.length ? ` WITH (${v.options.join(', ')})` : '';
+    if (v.relkind === 'm') {
+      const using = v.access_method ? ` USING ${v.access_method}` : '';
+      return {
+        key: v.key,
+        kind: 'materialized view',
+        identity: v.identity,
+        schema: v.schema,
+        create: [`CREATE MATERIALIZED VIEW IF NOT EXISTS ${v.identity}${using}${options} AS\n${def}\nWITH NO DATA`],
+        finish: [],
+        populated: v.populated,
+      };
+    }
+    const check = v.check_option ? `\nWITH ${v.check_option} CHECK OPTION` : '';
+    return {
+      key: v.key,
+      kind: 'view',
+      identity: v.identity,
+      schema: v.schema,
+      create: [`CREATE OR REPLACE VIEW ${v.identity}${options} AS\n${def}${check}`, ...v.defaults],
+      finish: [],
+    };
+  });
+}
+
+interface TableRow {
+  oid: number;
+  identity: string;
+  schema: string;
+  unlogged: boolean;
+  partition: boolean;
+  partkey: string | null;
+  bound: string | null;
+  parents: number[];
+  access_method: string | null;
+  options: string[];
+  primary_key: string | null;
+  primary_key_name: string | null;
+  replident: string;
+}
+
+interface ColumnRow {
+  rel: number;
+  name: string;
+  type: string;
+  collation: string | null;
+  expr: string | null;
+  not_null: boolean;
+  not_null_name: string | null;
+  generated: string;
+  identity: string;
+  local: boolean;
+  identity_options: string | null;
+  storage: string | null;
+  statistics: number | null;
+  compression: string | null;
+}
+
+const STORAGE: Record<string, string> = { p: 'PLAIN', e: 'EXTERNAL', m: 'MAIN', x: 'EXTENDED' };
+const COMPRESSION: Record<string, string> = { p: 'pglz', l: 'lz4' };
+
+function columnDefinition(c: ColumnRow): string {
+  let def = `${c.name} ${c.type}`;
+  if (c.collation) def += ` COLLATE ${c.collation}`;
+  if (c.generated) def += ` GENERATED ALWAYS AS (${c.expr}) ${c.generated === 'v' ? 'VIRTUAL' : 'STORED'}`;
+  else if (c.identity) def += ` GENERATED ${c.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY (${c.identity_options})`;
+  else if (c.expr !== null) def += ` DEFAULT ${c.expr}`;
+  if (c.not_null) def += c.not_null_name ? ` CONSTRAINT ${c.not_null_name} NOT NULL` : ' NOT NULL';
+  return def;
+}
+
+/**
+ * Tables, partitions and inheritance children, with their primary keys. A partition is created
+ * `PARTITION OF` its parent (columns, defaults, keys come from it); a child `INHERITS` only
+ * selected parents and declares the columns it does not get from them.
+ */
+export async function tableNodes(source: pg.Client, tables: TableInfo[], version: number): Promise<Node[]> {
+  const oids = tables.map((t) => t.oid);
+  const { rows: tableRows } = await source.query<TableRow>(
+    `SELECT c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS identity, n.nspname AS schema,
+            c.relpersistence = 'u' AS unlogged, c.relispartition AS partition,
+            CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
+            CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
+            ARRAY(SELECT i.inhparent::int FROM pg_inherits i WHERE i.inhrelid = c.oid ORDER BY i.inhseqno) AS parents,
+            CASE WHEN am.amname <> 'heap' THEN quote_ident(am.amname) END AS access_method,
+            ARRAY(SELECT format('%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(c.reloptions) o
+                  UNION ALL
+                  SELECT format('toast.%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(tc.reloptions) o) AS options,
+            (SELECT format('CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
+              WHERE k.conrelid = c.oid AND k.contype = 'p' AND k.conparentid = 0) AS primary_key,
+            (SELECT quote_ident(k.conname) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p' AND k.conparentid = 0) AS primary_key_name,
+            c.relreplident::text AS replident
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_am am ON am.oid = c.relam LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
+      WHERE c.oid = ANY($1::oid[])`,
+    [oids],
+  );
+  const notNullName =
+    version >= 180000
+      ? `(SELECT quote_ident(k.conname) FROM pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND k.conkey = ARRAY[a.attnum] AND k.conislocal)`
+      : 'NULL';
+  const { rows: columnRows } = await source.query<ColumnRow>(
+    `SELECT a.attrelid::int AS rel, quote_ident(a.attname) AS name, format_type(a.atttypid, a.atttypmod) AS type,
+            CASE WHEN a.attcollation <> t.typcollation THEN ${COLLATION_NAME('a.attcollation')} END AS collation,
+            pg_get_expr(d.adbin, d.adrelid) AS expr, a.attnotnull AS not_null, ${notNullName} AS not_null_name,
+            a.attgenerated::text AS generated, a.attidentity::text AS identity, a.attislocal AS local,
+            (SELECT format('SEQUENCE NAME %I.%I START WITH %s INCREMENT BY %s MINVALUE %s MAXVALUE %s CACHE %s%s',
+                           sn.nspname, sc.relname, s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcache,
+                           CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END)
+               FROM pg_depend sd JOIN pg_sequence s ON s.seqrelid = sd.objid
+               JOIN pg_class sc ON sc.oid = s.seqrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+              WHERE a.attidentity <> '' AND sd.classid = 'pg_class'::regclass AND sd.refclassid = 'pg_class'::regclass
+                AND sd.refobjid = a.attrelid AND sd.refobjsubid = a.attnum AND sd.deptype = 'i') AS identity_options,
+            CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
+            nullif(a.attstattarget, -1)::int AS statistics,
+            ${version >= 140000 ? `nullif(a.attcompression, '')::text` : 'NULL'} AS compression
+       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attrelid, a.attnum`,
+    [oids],
+  );
+  const columnsOf = new Map<number, ColumnRow[]>();
+  for (const c of columnRows) columnsOf.set(c.rel, [...(columnsOf.get(c.rel) ?? []), c]);
+  const byOid = new Map(tableRows.map((t) => [t.oid, t]));
+
+  return tableRows.map((t): Node => {
+    const columns = columnsOf.get(t.oid) ?? [];
+    const parents = t.parents.map((oid) => byOid.get(oid)).filter((p): p is TableRow => p !== undefined);
+    const parentColumns = parents.flatMap((p) => columnsOf.get(p.oid) ?? []);
+    const ofPartition = t.partition && parents.length > 0;
+    const declared = columns.filter((c) => !ofPartition && (c.local || !parentColumns.some((p) => p.name === c.name)));
+    const definitions = [...declared.map(columnDefinition), ...(t.primary_key ? [t.primary_key] : [])];
+
+    let sql = `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${t.identity} `;
+    if (ofPartition) sql += `PARTITION OF ${parents[0]!.identity}${definitions.length ? ` (${definitions.join(', ')})` : ''} ${t.bound}`;
+    else {
+      sql += `(\n  ${definitions.join(',\n  ')}\n)`;
+      if (parents.length) sql += ` INHERITS (${parents.map((p) => p.identity).join(', ')})`;
+    }
+    if (t.partkey) sql += ` PARTITION BY ${t.partkey}`;
+    if (t.access_method) sql += ` USING ${t.access_method}`;
+    if (t.options.length) sql += ` WITH (${t.options.join(', ')})`;
+
+    // Inherited columns start with the parent's default and NOT NULL; the child may differ.
+    const changes: string[] = [];
+    for (const c of columns) {
+      const column = `ALTER COLUMN ${c.name}`;
+      if (!declared.includes(c)) {
+        const inherited = parentColumns.find((p) => p.name === c.name);
+        if (!c.generated && !c.identity && (c.expr ?? null) !== (inherited?.generated ? null : (inherited?.expr ?? null)))
+          changes.push(c.expr !== null ? `${column} SET DEFAULT ${c.expr}` : `${column} DROP DEFAULT`);
+        if (c.not_null && !inherited?.not_null) changes.push(`${column} SET NOT NULL`);
+      }
+      if (c.storage) changes.push(`${column} SET STORAGE ${STORAGE[c.storage]}`);
+      if (c.statistics !== null) changes.push(`${column} SET STATISTICS ${c.statistics}`);
+      if (c.compression) changes.push(`${column} SET COMPRESSION ${COMPRESSION[c.compression]}`);
+    }
+    if (t.replident === 'f') changes.push('REPLICA IDENTITY FULL');
+    if (t.replident === 'n') changes.push('REPLICA IDENTITY NOTHING');
+
+    const unselected = t.parents.length - parents.length;
+    return {
+      key: `rel:${t.oid}`,
+      kind: 'table',
+      identity: t.identity,
+      schema: t.schema,
+      create: [sql, ...(changes.length ? [`ALTER TABLE ONLY ${t.identity} ${changes.join(', ')}`] : [])],
+      finish: [],
+      primaryKey: t.primary_key_name ? `${t.identity}.${t.primary_key_name}` : undefined,
+      note: unselected ? `inherits from ${unselected} table(s) that are not selected; their columns are declared on it instead` : undefined,
+    };
+  });
+}
+
+export interface Edge {
+  node: string;
+  ref: string | null;
+  deptype: string;
+  /** null for the object itself (a column default, a view's query); else the kind of table sub-object behind the edge. */
+  via: 'index' | 'constraint' | 'trigger' | 'rule' | null;
+  /** The extension the referenced object belongs to. */
+  extension: string | null;
+  refName: string | null;
+}
+
+/**
+ * Dependencies between user objects from pg_depend, each side mapped to the node that creates
+ * it: a column default, a view's rewrite rule or a domain's check belong to their table, view or
+ * domain; an array type to its element type; a table's row type and identity sequences to the table.
+ */
+export async function dependencies(source: pg.Client, version: number): Promise<Edge[]> {
+  const multirange = version >= 140000 ? ', (SELECT rg.rngtypid FROM pg_range rg WHERE rg.rngmultitypid = t.oid)' : '';
+  const { rows } = await source.query<Edge>(
+    `WITH obj(classid, objid, node, via) AS (
+       SELECT 'pg_class'::regclass, c.oid,
+              CASE WHEN c.relkind = 'c' THEN 'type:' || c.reltype
+                   WHEN c.relkind IN ('i', 'I') THEN 'rel:' || x.indrelid
+                   ELSE 'rel:' || coalesce(ident.refobjid, c.oid) END,
+              CASE WHEN c.relkind IN ('i', 'I') THEN 'index' END
+         FROM pg_class c
+         LEFT JOIN pg_index x ON x.indexrelid = c.oid
+         LEFT JOIN pg_depend ident ON c.relkind = 'S' AND ident.classid = 'pg_class'::regclass AND ident.objid = c.oid
+                                  AND ident.refclassid = 'pg_class'::regclass AND ident.deptype = 'i'
+        WHERE c.oid >= 16384 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c', 'i', 'I')
+       UNION ALL
+       SELECT 'pg_type'::regclass, t.oid,
+              CASE WHEN b.typrelid <> 0 AND r.relkind <> 'c' THEN 'rel:' || b.typrelid ELSE 'type:' || b.oid END, NULL
+         FROM pg_type t
+         JOIN pg_type b ON b.oid = coalesce((SELECT e.oid FROM pg_type e WHERE e.typarray = t.oid)${multirange}, t.oid)
+         LEFT JOIN pg_class r ON r.oid = b.typrelid
+        WHERE t.oid >= 16384
+       UNION ALL SELECT 'pg_proc'::regclass, oid, 'proc:' || oid, NULL FROM pg_proc WHERE oid >= 16384
+       UNION ALL SELECT 'pg_collation'::regclass, oid, 'coll:' || oid, NULL FROM pg_collation WHERE oid >= 16384
+       UNION ALL SELECT 'pg_attrdef'::regclass, oid, 'rel:' || adrelid, NULL FROM pg_attrdef WHERE oid >= 16384
+       UNION ALL SELECT 'pg_rewrite'::regclass, oid, 'rel:' || ev_class, CASE WHEN rulename <> '_RETURN' THEN 'rule' END
+                   FROM pg_rewrite WHERE oid >= 16384
+       UNION ALL SELECT 'pg_constraint'::regclass, oid,
+                        CASE WHEN contypid <> 0 THEN 'type:' || contypid ELSE 'rel:' || conrelid END,
+                        CASE WHEN contypid = 0 THEN 'constraint' END
+                   FROM pg_constraint WHERE oid >= 16384
+       UNION ALL SELECT 'pg_trigger'::regclass, oid, 'rel:' || tgrelid, 'trigger' FROM pg_trigger WHERE oid >= 16384
+     ),
+     member AS (SELECT m.classid, m.objid, x.extname FROM pg_depend m JOIN pg_extension x ON x.oid = m.refobjid WHERE m.deptype = 'e')
+     SELECT DISTINCT a.node, b.node AS ref, d.deptype::text AS deptype, a.via, coalesce(m1.extname, m2.extname) AS extension,
+            CASE WHEN b.node IS NOT NULL THEN pg_describe_object(d.refclassid, d.refobjid, 0) END AS "refName"
+       FROM pg_depend d
+       JOIN obj a ON a.classid = d.classid AND a.objid = d.objid
+       LEFT JOIN obj b ON b.classid = d.refclassid AND b.objid = d.refobjid
+       LEFT JOIN member m1 ON m1.classid = d.refclassid AND m1.objid = d.refobjid
+       LEFT JOIN pg_type arr ON d.refclassid = 'pg_type'::regclass AND arr.typarray = d.refobjid
+       LEFT JOIN member m2 ON m2.classid = 'pg_type'::regclass AND m2.objid = arr.oid
+      WHERE d.deptype IN ('n', 'a') AND d.refobjid >= 16384 AND a.node IS DISTINCT FROM b.node`,
+  );
+  return rows;
+}
+
+export interface ExtensionRow {
+  name: string;
+  identity: string;
+  schema: string;
+  schemaIdentity: string;
+}
+
+export async function extensionRows(source: pg.Client): Promise<ExtensionRow[]> {
+  const { rows } = await source.query<ExtensionRow>(
+    `SELECT x.extname AS name, quote_ident(x.extname) AS identity, n.nspname AS schema, quote_ident(n.nspname) AS "schemaIdentity"
+       FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace ORDER BY x.oid`,
+  );
+  return rows;
+}
+
+/** Tables in the selected schemas that the selection leaves out (partitions follow their root). */
+export async function unselectedTables(source: pg.Client, schemas: string[], selected: Set<number>): Promise<string[]> {
+  const { rows } = await source.query<{ oid: number; identity: string }>(
+    `SELECT c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS identity
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY($1::text[]) AND ${NOT_MEMBER('pg_class', 'c.oid')}
+      ORDER BY 2`,
+    [schemas],
+  );
+  return rows.filter((r) => !selected.has(r.oid)).map((r) => r.identity);
+}

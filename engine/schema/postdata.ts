@@ -1,0 +1,198 @@
+/**
+ * Post-data, once the rows are in: secondary indexes and unique/check/exclusion constraints
+ * (several at once), foreign keys (added NOT VALID, then validated against the loaded rows),
+ * triggers with their enabled state, materialized view refreshes, ANALYZE. Re-runnable:
+ * whatever already exists on the target is left alone and reported 'existing'.
+ */
+import type pg from 'pg';
+import { quoteTable } from '../catalog/tables.js';
+import type { MigrationSpec } from '../spec/index.js';
+import { planSchema } from './plan.js';
+import {
+  inParallel,
+  readSource,
+  runFor,
+  serverVersion,
+  TARGET_SETTINGS,
+  type SchemaObjectResult,
+} from './objects.js';
+
+export interface PostDataResult {
+  objects: SchemaObjectResult[];
+}
+
+interface Job {
+  kind: string;
+  identity: string;
+  sql: string[];
+  action?: string;
+}
+
+// An index on a partitioned table is printed `ON ONLY` (pg_dump attaches the partitions' one by one); created without it, it cascades.
+const ON_ONLY = /^(CREATE (?:UNIQUE )?INDEX (?:"(?:[^"]|"")*"|\S+) ON )ONLY /;
+
+async function readCatalog(source: pg.Client, relations: number[]) {
+  const { rows: indexes } = await source.query(
+    `SELECT format('%I.%I', n.nspname, ic.relname) AS identity, quote_ident(ic.relname) AS name,
+            format('%I.%I', tn.nspname, tc.relname) AS table_identity, pg_get_indexdef(x.indexrelid) AS def,
+            x.indisvalid AS valid, x.indisclustered AS clustered, x.indisreplident AS replident,
+            EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x')) AS by_constraint,
+            EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid) AS inherited
+       FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
+       JOIN pg_class tc ON tc.oid = x.indrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+      WHERE x.indrelid = ANY($1::oid[])
+      ORDER BY (SELECT sum(pg_relation_size(p.relid)) FROM pg_partition_tree(x.indrelid) p) DESC NULLS LAST, 1`,
+    [relations],
+  );
+  const { rows: constraints } = await source.query(
+    `SELECT format('%I.%I.%I', n.nspname, c.relname, k.conname) AS identity, quote_ident(k.conname) AS name,
+            format('%I.%I', n.nspname, c.relname) AS table_identity, c.relkind::text AS relkind, k.contype::text AS contype,
+            pg_get_constraintdef(k.oid) AS def, k.convalidated AS validated, k.confrelid::int AS ref_oid, r.relkind::text AS ref_relkind,
+            CASE WHEN r.oid IS NOT NULL THEN format('%I.%I', rn.nspname, r.relname) END AS ref_identity
+       FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_class r ON r.oid = k.confrelid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+      WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('u', 'c', 'x', 'f') AND k.conparentid = 0 AND k.conislocal
+      ORDER BY 1`,
+    [relations],
+  );
+  const { rows: triggers } = await source.query(
+    `SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname) AS identity, quote_ident(t.tgname) AS name,
+            format('%I.%I', n.nspname, c.relname) AS table_identity, c.relkind::text AS relkind,
+            pg_get_triggerdef(t.oid) AS def, t.tgenabled::text AS enabled
+       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE t.tgrelid = ANY($1::oid[]) AND NOT t.tgisinternal AND t.tgparentid = 0
+      ORDER BY 1`,
+    [relations],
+  );
+  return { indexes, constraints, triggers };
+}
+
+async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
+  const { rows } = await target.query<{ key: string }>(
+    `SELECT 'index ' || format('%I.%I', n.nspname, c.relname) AS key FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('i', 'I')
+     UNION ALL SELECT 'constraint ' || format('%I.%I.%I', n.nspname, c.relname, k.conname)
+       FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     UNION ALL SELECT 'trigger ' || format('%I.%I.%I', n.nspname, c.relname, t.tgname)
+       FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal`,
+  );
+  return new Set(rows.map((r) => r.key));
+}
+
+const ENABLE: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };
+
+export async function migratePostData(
+  sourceConnect: () => Promise<pg.Client>,
+  targetConnect: () => Promise<pg.Client>,
+  spec: MigrationSpec,
+  options: { parallelism?: number } = {},
+): Promise<PostDataResult> {
+  const parallelism = options.parallelism ?? 2;
+  const sync = spec.schema.sync;
+  const source = await sourceConnect();
+  let plan: Awaited<ReturnType<typeof planSchema>>;
+  let catalog: Awaited<ReturnType<typeof readCatalog>>;
+  try {
+    ({ plan, catalog } = await readSource(source, async () => {
+      const plan = await planSchema(source, spec);
+      const relations = [
+        ...plan.tables.map((t) => t.oid),
+        ...plan.nodes.filter((n) => n.kind === 'view' || n.kind === 'materialized view').map((n) => Number(n.key.slice(4))),
+      ];
+      return { plan, catalog: await readCatalog(source, relations) };
+    }));
+  } finally {
+    await source.end().catch(() => undefined);
+  }
+
+  const objects: SchemaObjectResult[] = [];
+  const report = (kind: string, identity: string, status: SchemaObjectResult['status'], detail?: string) =>
+    objects.push(detail ? { kind, identity, status, detail } : { kind, identity, status });
+  const settings = [...TARGET_SETTINGS, `maintenance_work_mem = '256MB'`];
+  const target = await targetConnect();
+  try {
+    for (const setting of settings) await target.query(`SET ${setting}`);
+    const targetVersion = await serverVersion(target);
+    const existing = await existingOnTarget(target);
+    /** Whether a job should run: reports it 'existing' or 'skipped' otherwise. */
+    const wanted = (kind: string, identity: string, enabled: boolean, flag: string) => {
+      if (!enabled) report(kind, identity, 'skipped', `schema.sync.${flag} is false`);
+      else if (existing.has(`${kind === 'index' ? 'index' : kind === 'trigger' ? 'trigger' : 'constraint'} ${identity}`))
+        report(kind, identity, 'existing');
+      else return true;
+      return false;
+    };
+    const runAll = (jobs: Job[]) =>
+      inParallel(jobs, parallelism, targetConnect, settings, async (client, job) => {
+        await runFor(client, job.kind, job.identity, job.sql, job.action);
+        if (!job.action) report(job.kind, job.identity, 'created');
+      });
+
+    // 1. Indexes and unique/check/exclusion constraints: each touches one table, so they can run side by side.
+    const build: Job[] = [];
+    for (const index of catalog.indexes) {
+      if (index.by_constraint || index.inherited) continue;
+      if (!index.valid) report('index', index.identity, 'skipped', 'invalid on the source');
+      else if (wanted('index', index.identity, sync.indexes, 'indexes'))
+        build.push({ kind: 'index', identity: index.identity, sql: [index.def.replace(ON_ONLY, '$1')] });
+    }
+    for (const c of catalog.constraints.filter((c) => c.contype !== 'f'))
+      if (wanted('constraint', c.identity, sync.constraints, 'constraints'))
+        build.push({ kind: 'constraint', identity: c.identity, sql: [`ALTER TABLE ${c.table_identity} ADD CONSTRAINT ${c.name} ${c.def}`] });
+    await runAll(build);
+
+    // 2. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side.
+    const selected = new Set(plan.tables.map((t) => t.oid));
+    const validate: Job[] = [];
+    for (const fk of catalog.constraints.filter((c) => c.contype === 'f')) {
+      if (!selected.has(fk.ref_oid)) {
+        report('foreign key', fk.identity, 'skipped', `references ${fk.ref_identity}, which is not selected`);
+        continue;
+      }
+      if (!wanted('foreign key', fk.identity, sync.foreignKeys, 'foreignKeys')) continue;
+      // Before PostgreSQL 18 a foreign key on a partitioned table cannot be NOT VALID, and one referencing a
+      // partitioned table keeps its per-partition parts unvalidated after VALIDATE: both are checked as they are added.
+      const deferValidation = fk.validated && !((fk.relkind === 'p' || fk.ref_relkind === 'p') && targetVersion < 180000);
+      const add = `ALTER TABLE ${fk.table_identity} ADD CONSTRAINT ${fk.name} ${fk.def}${deferValidation ? ' NOT VALID' : ''}`;
+      await runFor(target, 'foreign key', fk.identity, [add]);
+      if (deferValidation)
+        validate.push({ kind: 'foreign key', identity: fk.identity, sql: [`ALTER TABLE ${fk.table_identity} VALIDATE CONSTRAINT ${fk.name}`], action: 'validate' });
+      report('foreign key', fk.identity, 'created', fk.validated ? undefined : 'NOT VALID on the source, left unvalidated');
+    }
+    await runAll(validate);
+
+    // 3. Table properties that name an index, now that the indexes exist.
+    const indexesNow = await existingOnTarget(target);
+    for (const index of catalog.indexes.filter((i) => (i.clustered || i.replident) && indexesNow.has(`index ${i.identity}`))) {
+      const sql = [
+        ...(index.clustered ? [`ALTER TABLE ONLY ${index.table_identity} CLUSTER ON ${index.name}`] : []),
+        ...(index.replident ? [`ALTER TABLE ONLY ${index.table_identity} REPLICA IDENTITY USING INDEX ${index.name}`] : []),
+      ];
+      await runFor(target, 'table', index.table_identity, sql, 'alter');
+    }
+
+    // 4. Triggers, with their enabled state.
+    for (const trigger of catalog.triggers) {
+      if (!wanted('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
+      const state = ENABLE[trigger.enabled];
+      const sql = [trigger.def, ...(state && trigger.relkind !== 'v' ? [`ALTER TABLE ${trigger.table_identity} ${state} ${trigger.name}`] : [])];
+      await runFor(target, 'trigger', trigger.identity, sql);
+      report('trigger', trigger.identity, 'created', state ? state.replace(' TRIGGER', '').toLowerCase() : undefined);
+    }
+
+    // 5. Materialized views, in dependency order, then statistics for the planner.
+    for (const view of plan.nodes.filter((n) => n.kind === 'materialized view')) {
+      if (!view.populated) {
+        report('materialized view data', view.identity, 'skipped', 'not populated on the source');
+        continue;
+      }
+      await runFor(target, 'materialized view', view.identity, [`REFRESH MATERIALIZED VIEW ${view.identity}`], 'refresh');
+      report('materialized view data', view.identity, 'created', 'refreshed');
+    }
+    const roots = plan.tables.filter((t) => !t.root).map(quoteTable);
+    await inParallel(roots, parallelism, targetConnect, settings, (client, table) => runFor(client, 'table', table, [`ANALYZE ${table}`], 'analyze'));
+  } finally {
+    await target.end().catch(() => undefined);
+  }
+  return { objects };
+}

@@ -1,0 +1,98 @@
+/**
+ * Pre-data: extensions, schemas, types, sequences, functions, tables with their primary keys,
+ * views and materialized views (empty) — everything the full load needs — in one target
+ * transaction, so a failure leaves the target as it was.
+ */
+import type pg from 'pg';
+import type { TableInfo } from '../catalog/tables.js';
+import type { MigrationSpec } from '../spec/index.js';
+import { planSchema } from './plan.js';
+import { readSource, runFor, SchemaConflictError, TARGET_SETTINGS, type SchemaObjectResult } from './objects.js';
+
+export interface PreDataResult {
+  tables: TableInfo[];
+  objects: SchemaObjectResult[];
+}
+
+/** Objects already on the target, as `<kind> <identity>` (functions with their identity arguments). */
+async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
+  const { rows } = await target.query<{ key: string }>(
+    `SELECT 'rel ' || format('%I.%I', n.nspname, c.relname) AS key
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+     UNION ALL SELECT 'type ' || format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     UNION ALL SELECT 'proc ' || format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+     UNION ALL SELECT 'coll ' || format('%I.%I', n.nspname, co.collname) FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
+     UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM pg_namespace
+     UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension`,
+  );
+  return new Set(rows.map((r) => r.key));
+}
+
+const EXISTS_AS: Record<string, string> = { collation: 'coll', type: 'type', function: 'proc', procedure: 'proc' };
+
+export async function migratePreData(source: pg.Client, target: pg.Client, spec: MigrationSpec): Promise<PreDataResult> {
+  const plan = await readSource(source, () => planSchema(source, spec));
+  const objects: SchemaObjectResult[] = [];
+  const report = (kind: string, identity: string, status: SchemaObjectResult['status'], detail?: string) =>
+    objects.push(detail ? { kind, identity, status, detail } : { kind, identity, status });
+
+  await target.query('BEGIN');
+  try {
+    for (const setting of TARGET_SETTINGS) await target.query(`SET LOCAL ${setting}`);
+
+    // Conflicts first, all of them at once, before anything changes.
+    const tableIds = plan.nodes.filter((n) => n.kind === 'table').map((n) => n.identity);
+    const { rows } = await target.query<{ identity: string }>(
+      `SELECT format('%I.%I', n.nspname, c.relname) AS identity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND format('%I.%I', n.nspname, c.relname) = ANY($1::text[]) ORDER BY 1`,
+      [tableIds],
+    );
+    const conflicts = new Set(rows.map((r) => r.identity));
+    const policy = spec.schema.existingTables;
+    if (conflicts.size && policy === 'error') throw new SchemaConflictError([...conflicts]);
+    if (conflicts.size && policy === 'drop') await runFor(target, 'table', [...conflicts].join(', '), [`DROP TABLE IF EXISTS ${[...conflicts].join(', ')} CASCADE`], 'drop');
+    if (conflicts.size && policy === 'truncate') await runFor(target, 'table', [...conflicts].join(', '), [`TRUNCATE TABLE ${[...conflicts].join(', ')}`], 'truncate');
+    const onTarget = await existingOnTarget(target);
+    const exists = (kind: string, identity: string) => onTarget.has(`${kind} ${identity}`);
+
+    for (const schema of plan.schemas) {
+      const existed = exists('schema', schema.identity);
+      if (!existed) await runFor(target, 'schema', schema.identity, [`CREATE SCHEMA IF NOT EXISTS ${schema.identity}`]);
+      report('schema', schema.identity, existed ? 'existing' : 'created', schema.detail);
+    }
+    for (const x of plan.extensions) {
+      const existed = exists('extension', x.identity);
+      if (!existed) await runFor(target, 'extension', x.identity, [`CREATE EXTENSION IF NOT EXISTS ${x.identity} WITH SCHEMA ${x.schemaIdentity} CASCADE`]);
+      report('extension', x.identity, existed ? 'existing' : 'created', x.detail);
+    }
+
+    const finish: { kind: string; identity: string; sql: string[] }[] = [];
+    for (const node of plan.nodes) {
+      const detail = plan.details.get(node.key) ?? node.note;
+      if (node.kind === 'table') {
+        const conflict = conflicts.has(node.identity);
+        if (!conflict || policy === 'drop') await runFor(target, 'table', node.identity, node.create);
+        const status = !conflict ? 'created' : policy === 'drop' ? 'replaced' : policy === 'truncate' ? 'truncated' : 'existing';
+        report('table', node.identity, status, detail);
+        if (node.primaryKey) report('constraint', node.primaryKey, !conflict || policy === 'drop' ? 'created' : 'existing');
+        continue;
+      }
+      const existed = exists(EXISTS_AS[node.kind] ?? 'rel', node.identity);
+      const replaceable = node.kind === 'function' || node.kind === 'procedure' || node.kind === 'view';
+      if (existed && !replaceable) {
+        report(node.kind, node.identity, 'existing', detail);
+        continue;
+      }
+      await runFor(target, node.kind, node.identity, node.create);
+      if (node.finish.length) finish.push({ kind: node.kind, identity: node.identity, sql: node.finish });
+      report(node.kind, node.identity, existed ? 'replaced' : 'created', detail);
+    }
+    for (const f of finish) await runFor(target, f.kind, f.identity, f.sql, 'finish');
+    await target.query('COMMIT');
+  } catch (error) {
+    await target.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+  return { tables: plan.tables, objects: [...objects, ...plan.omitted] };
+}
