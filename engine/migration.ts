@@ -66,8 +66,9 @@ export class LoadFailedError extends PgferryError {
 export async function finishFullLoadStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     const { rows } = await target.query(
-      `SELECT id, source_schema, source_table, state, attempts, last_error FROM pgferry.units
-        WHERE migration = $1 AND state <> 'done' ORDER BY id`,
+      `SELECT u.id, u.source_schema, u.source_table, u.state, p.attempts, u.last_error
+         FROM pgferry.units u JOIN pgferry.unit_progress p USING (migration, id)
+        WHERE u.migration = $1 AND u.state <> 'done' ORDER BY u.id`,
       [spec.name],
     );
     if (rows.length > 0) {

@@ -67,11 +67,12 @@ export async function buildReport(target: pg.Client, migration: string): Promise
   const { rows: tableRows } = await target.query(
     `SELECT t.source_schema || '.' || t.source_table AS table, t.target_schema || '.' || t.target_table AS target,
             coalesce(sum(u.rows_copied), 0)::float8 AS rows, coalesce(sum(u.bytes_copied), 0)::float8 AS bytes,
-            coalesce(extract(epoch FROM max(u.finished_at) - min(u.started_at)), 0)::float8 AS seconds,
+            coalesce(extract(epoch FROM max(u.finished_at) - min(p.started_at)), 0)::float8 AS seconds,
             count(u.id)::int AS units, c.status AS compare,
             coalesce(jsonb_array_length(c.differences), 0) AS differences
        FROM pgferry.tables t
        LEFT JOIN pgferry.units u ON (u.migration, u.source_schema, u.source_table) = (t.migration, t.source_schema, t.source_table)
+       LEFT JOIN pgferry.unit_progress p ON (p.migration, p.id) = (u.migration, u.id)
        LEFT JOIN pgferry.comparisons c ON (c.migration, c.source_schema, c.source_table) = (t.migration, t.source_schema, t.source_table)
       WHERE t.migration = $1
       GROUP BY t.source_schema, t.source_table, t.target_schema, t.target_table, c.status, c.differences
@@ -79,7 +80,8 @@ export async function buildReport(target: pg.Client, migration: string): Promise
     [migration],
   );
   const { rows: window } = await target.query(
-    `SELECT coalesce(extract(epoch FROM max(finished_at) - min(started_at)), 0)::float8 AS seconds FROM pgferry.units WHERE migration = $1`,
+    `SELECT coalesce(extract(epoch FROM max(u.finished_at) - min(p.started_at)), 0)::float8 AS seconds
+       FROM pgferry.units u JOIN pgferry.unit_progress p USING (migration, id) WHERE u.migration = $1`,
     [migration],
   );
   const tables: TableReport[] = tableRows.map((row) => ({

@@ -59,20 +59,21 @@ CREATE TABLE IF NOT EXISTS pgferry.units (
   owns_table boolean NOT NULL,
   estimated_bytes bigint NOT NULL,
   state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
-  attempts int NOT NULL DEFAULT 0,
   last_error text,
   rows_copied bigint NOT NULL DEFAULT 0,
   bytes_copied bigint NOT NULL DEFAULT 0,
-  started_at timestamptz,
   finished_at timestamptz,
   PRIMARY KEY (migration, id)
 );
+-- Written outside the unit's own transaction (which holds the unit row locked while it copies).
 CREATE TABLE IF NOT EXISTS pgferry.unit_progress (
   migration text NOT NULL,
   id int NOT NULL,
+  attempts int NOT NULL DEFAULT 0,
+  started_at timestamptz,
+  attempt_started_at timestamptz,
   rows_copied bigint NOT NULL DEFAULT 0,
   bytes_copied bigint NOT NULL DEFAULT 0,
-  attempt_started_at timestamptz,
   PRIMARY KEY (migration, id),
   FOREIGN KEY (migration, id) REFERENCES pgferry.units ON DELETE CASCADE
 );

@@ -82,13 +82,13 @@ class ByteCounter extends Transform {
 }
 
 const CLAIM_SQL = `
-SELECT id, source_schema, source_table, target_schema, target_table, columns, where_clause, from_page, to_page,
-       binary_format, owns_table, attempts
-  FROM pgferry.units
- WHERE migration = $1 AND state = 'pending'
- ORDER BY estimated_bytes DESC, id
+SELECT u.id, u.source_schema, u.source_table, u.target_schema, u.target_table, u.columns, u.where_clause, u.from_page,
+       u.to_page, u.binary_format, u.owns_table, p.attempts
+  FROM pgferry.units u JOIN pgferry.unit_progress p USING (migration, id)
+ WHERE u.migration = $1 AND u.state = 'pending'
+ ORDER BY u.estimated_bytes DESC, u.id
  LIMIT 1
-   FOR UPDATE SKIP LOCKED`;
+   FOR UPDATE OF u SKIP LOCKED`;
 
 function claimedUnit(row: Record<string, any>): ClaimedUnit {
   return {
@@ -136,13 +136,12 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
       }
       const unit = claimedUnit(rows[0]!);
       const attempt = unit.attempts + 1;
+      // The unit row stays locked by this worker's target transaction: attempts live beside it.
       await control.query(
-        `UPDATE pgferry.units SET attempts = $3, started_at = coalesce(started_at, now()) WHERE migration = $1 AND id = $2`,
+        `UPDATE pgferry.unit_progress SET attempts = $3, started_at = coalesce(started_at, now()), attempt_started_at = now(),
+                rows_copied = 0, bytes_copied = 0
+          WHERE migration = $1 AND id = $2`,
         [migration, unit.id, attempt],
-      );
-      await control.query(
-        `UPDATE pgferry.unit_progress SET rows_copied = 0, bytes_copied = 0, attempt_started_at = now() WHERE migration = $1 AND id = $2`,
-        [migration, unit.id],
       );
       try {
         const copied = await copyUnit(source, target, control, migration, unit, snapshot, options.maxBytesPerSecond);

@@ -179,7 +179,7 @@ export function sequenceNode(s: SequenceRow, ownerSelected: boolean): Node {
 export async function routineNodes(source: pg.Client): Promise<{ nodes: Node[]; aggregates: number }> {
   const { rows } = await source.query(
     `SELECT 'proc:' || p.oid AS key, n.nspname AS schema, p.prokind::text AS prokind,
-            format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS identity,
+            format('%I.%I(%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes)) AS identity,
             CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END AS def
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
       WHERE ${USER_SCHEMA('n')} AND ${NOT_MEMBER('pg_proc', 'p.oid')}

@@ -78,7 +78,12 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
        UNION ALL SELECT nspowner FROM pg_namespace WHERE ${IN_SELECTION('oid')} AND nspname <> 'public'
      ),
      member AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e')
-     SELECT f.kind, o.identity, NULL AS detail
+     SELECT f.kind,
+            -- functions as everywhere else in the report: name(identity arguments)
+            coalesce((SELECT format('%I.%I(%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes))
+                        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                       WHERE f.classid = 'pg_proc'::regclass AND p.oid = f.objid), o.identity) AS identity,
+            NULL AS detail
        FROM found f, pg_identify_object(f.classid, f.objid, f.sub) o
       WHERE NOT EXISTS (SELECT 1 FROM member m WHERE m.classid = f.classid AND m.objid = f.objid)
      UNION ALL

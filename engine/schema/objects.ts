@@ -87,28 +87,22 @@ export async function inParallel<T>(
   work: (client: pg.Client, item: T) => Promise<void>,
 ): Promise<void> {
   let next = 0;
-  let failure: unknown;
+  let failure: { error: unknown } | undefined;
   const worker = async () => {
-    const client = await connect();
+    let client: pg.Client | undefined;
     try {
+      client = await connect();
       for (const setting of settings) await client.query(`SET ${setting}`);
-      while (failure === undefined && next < items.length) {
-        const item = items[next++]!;
-        try {
-          await work(client, item);
-        } catch (error) {
-          failure ??= error;
-        }
-      }
+      while (!failure && next < items.length) await work(client, items[next++]!);
+    } catch (error) {
+      failure ??= { error };
     } finally {
-      await client.end().catch(() => undefined);
+      await client?.end().catch(() => undefined);
     }
   };
-  if (items.length === 0) return;
   const workers = Math.min(Math.max(1, parallelism), items.length);
-  const outcomes = await Promise.allSettled(Array.from({ length: workers }, worker));
-  for (const outcome of outcomes) if (outcome.status === 'rejected') failure ??= outcome.reason;
-  if (failure !== undefined) throw failure;
+  await Promise.all(Array.from({ length: workers }, worker));
+  if (failure) throw failure.error;
 }
 
 /** Upserts results into `pgferry.schema_objects` (the control schema and the migration's row must exist). */

@@ -5,7 +5,7 @@
  * what it depends on. Read-only on the source; run inside `readSource`.
  */
 import type pg from 'pg';
-import { listTables, type TableInfo } from '../catalog/tables.js';
+import { listTables, quoteIdent, type TableInfo } from '../catalog/tables.js';
 import type { MigrationSpec } from '../spec/index.js';
 import {
   collationNodes,
@@ -166,7 +166,7 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
   const quoted = new Map(schemaRows.map((s) => [s.name, s.identity]));
   const schemaList: SchemaPlan['schemas'] = schemas.map((s) => ({ identity: quoted.get(s)! }));
   const addSchema = (name: string, detail: string) => {
-    const identity = quoted.get(name) ?? name;
+    const identity = quoted.get(name) ?? quoteIdent(name);
     if (!schemaList.some((s) => s.identity === identity)) schemaList.push({ identity, detail });
   };
   for (const node of nodes) if (!inSelection.has(node.schema)) addSchema(node.schema, `needed by ${node.identity}`);

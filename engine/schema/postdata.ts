@@ -114,11 +114,10 @@ export async function migratePostData(
     for (const setting of settings) await target.query(`SET ${setting}`);
     const targetVersion = await serverVersion(target);
     const existing = await existingOnTarget(target);
-    /** Whether a job should run: reports it 'existing' or 'skipped' otherwise. */
-    const wanted = (kind: string, identity: string, enabled: boolean, flag: string) => {
+    /** Whether to create an object; when not, it is reported 'skipped' (sync flag off) or 'existing'. */
+    const toCreate = (kind: string, identity: string, enabled: boolean, flag: string) => {
       if (!enabled) report(kind, identity, 'skipped', `schema.sync.${flag} is false`);
-      else if (existing.has(`${kind === 'index' ? 'index' : kind === 'trigger' ? 'trigger' : 'constraint'} ${identity}`))
-        report(kind, identity, 'existing');
+      else if (existing.has(`${kind === 'foreign key' ? 'constraint' : kind} ${identity}`)) report(kind, identity, 'existing');
       else return true;
       return false;
     };
@@ -133,11 +132,11 @@ export async function migratePostData(
     for (const index of catalog.indexes) {
       if (index.by_constraint || index.inherited) continue;
       if (!index.valid) report('index', index.identity, 'skipped', 'invalid on the source');
-      else if (wanted('index', index.identity, sync.indexes, 'indexes'))
+      else if (toCreate('index', index.identity, sync.indexes, 'indexes'))
         build.push({ kind: 'index', identity: index.identity, sql: [index.def.replace(ON_ONLY, '$1')] });
     }
     for (const c of catalog.constraints.filter((c) => c.contype !== 'f'))
-      if (wanted('constraint', c.identity, sync.constraints, 'constraints'))
+      if (toCreate('constraint', c.identity, sync.constraints, 'constraints'))
         build.push({ kind: 'constraint', identity: c.identity, sql: [`ALTER TABLE ${c.table_identity} ADD CONSTRAINT ${c.name} ${c.def}`] });
     await runAll(build);
 
@@ -149,7 +148,7 @@ export async function migratePostData(
         report('foreign key', fk.identity, 'skipped', `references ${fk.ref_identity}, which is not selected`);
         continue;
       }
-      if (!wanted('foreign key', fk.identity, sync.foreignKeys, 'foreignKeys')) continue;
+      if (!toCreate('foreign key', fk.identity, sync.foreignKeys, 'foreignKeys')) continue;
       // Before PostgreSQL 18 a foreign key on a partitioned table cannot be NOT VALID, and one referencing a
       // partitioned table keeps its per-partition parts unvalidated after VALIDATE: both are checked as they are added.
       const deferValidation = fk.validated && !((fk.relkind === 'p' || fk.ref_relkind === 'p') && targetVersion < 180000);
@@ -173,7 +172,7 @@ export async function migratePostData(
 
     // 4. Triggers, with their enabled state.
     for (const trigger of catalog.triggers) {
-      if (!wanted('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
+      if (!toCreate('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
       const state = ENABLE[trigger.enabled];
       const sql = [trigger.def, ...(state && trigger.relkind !== 'v' ? [`ALTER TABLE ${trigger.table_identity} ${state} ${trigger.name}`] : [])];
       await runFor(target, 'trigger', trigger.identity, sql);

@@ -20,7 +20,7 @@ async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
     `SELECT 'rel ' || format('%I.%I', n.nspname, c.relname) AS key
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
      UNION ALL SELECT 'type ' || format('%I.%I', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-     UNION ALL SELECT 'proc ' || format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+     UNION ALL SELECT 'proc ' || format('%I.%I(%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes))
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
      UNION ALL SELECT 'coll ' || format('%I.%I', n.nspname, co.collname) FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
      UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM pg_namespace
@@ -51,8 +51,9 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
     const conflicts = new Set(rows.map((r) => r.identity));
     const policy = spec.schema.existingTables;
     if (conflicts.size && policy === 'error') throw new SchemaConflictError([...conflicts]);
-    if (conflicts.size && policy === 'drop') await runFor(target, 'table', [...conflicts].join(', '), [`DROP TABLE IF EXISTS ${[...conflicts].join(', ')} CASCADE`], 'drop');
-    if (conflicts.size && policy === 'truncate') await runFor(target, 'table', [...conflicts].join(', '), [`TRUNCATE TABLE ${[...conflicts].join(', ')}`], 'truncate');
+    const list = [...conflicts].join(', ');
+    if (conflicts.size && policy === 'drop') await runFor(target, 'tables', list, [`DROP TABLE IF EXISTS ${list} CASCADE`], 'drop');
+    if (conflicts.size && policy === 'truncate') await runFor(target, 'tables', list, [`TRUNCATE TABLE ${list}`], 'truncate');
     const onTarget = await existingOnTarget(target);
     const exists = (kind: string, identity: string) => onTarget.has(`${kind} ${identity}`);
 
@@ -88,7 +89,7 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
       if (node.finish.length) finish.push({ kind: node.kind, identity: node.identity, sql: node.finish });
       report(node.kind, node.identity, existed ? 'replaced' : 'created', detail);
     }
-    for (const f of finish) await runFor(target, f.kind, f.identity, f.sql, 'finish');
+    for (const f of finish) await runFor(target, f.kind, f.identity, f.sql, 'set the owning column of');
     await target.query('COMMIT');
   } catch (error) {
     await target.query('ROLLBACK').catch(() => undefined);

@@ -146,7 +146,10 @@ describe('a copy worker killed in the middle of a unit', () => {
     await watcher.end();
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     expect(killed).toBeGreaterThan(0);
-    const [units] = await pg17.sql("SELECT attempts, state FROM pgferry.units WHERE migration = 'e2e-killed-worker' AND source_table = 'big'", 'killtest');
+    const [units] = await pg17.sql(
+      "SELECT attempts, state FROM pgferry.units JOIN pgferry.unit_progress USING (migration, id) WHERE migration = 'e2e-killed-worker' AND source_table = 'big'",
+      'killtest',
+    );
     expect(units!.rows).toEqual([{ attempts: 2, state: 'done' }]);
     await expectIdentical(pg15, 'killtest', pg17, 'killtest');
   });

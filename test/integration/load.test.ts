@@ -110,7 +110,9 @@ describe('the full load', () => {
     const { tgt, units } = await prepareTarget('parallel', 'load-parallel', spec);
     const summaries = await Promise.all([1, 2, 3].map(() => worker('parallel', 'load-parallel', snapshot)));
     expect(summaries.reduce((n, s) => n + s.units, 0)).toBe(units.length);
-    const { rows } = await tgt.query("SELECT count(*) FILTER (WHERE state = 'done')::int AS done, max(attempts) AS attempts FROM pgferry.units WHERE migration = 'load-parallel'");
+    const { rows } = await tgt.query(
+      "SELECT count(*) FILTER (WHERE state = 'done')::int AS done, max(attempts) AS attempts FROM pgferry.units JOIN pgferry.unit_progress USING (migration, id) WHERE migration = 'load-parallel'",
+    );
     expect(rows[0]).toEqual({ done: units.length, attempts: 1 });
     await tgt.end();
 
@@ -133,7 +135,9 @@ describe('the full load', () => {
     await tgt.query('ALTER TABLE moods ADD CONSTRAINT never CHECK (id < 0)');
     const summary = await worker('failing', 'load-failing', snapshot, 2);
     expect(summary.failedAttempts).toBe(2);
-    const { rows } = await tgt.query("SELECT source_table, state, attempts, last_error FROM pgferry.units WHERE migration = 'load-failing' AND state <> 'done'");
+    const { rows } = await tgt.query(
+      "SELECT source_table, state, attempts, last_error FROM pgferry.units JOIN pgferry.unit_progress USING (migration, id) WHERE migration = 'load-failing' AND state <> 'done'",
+    );
     expect(rows).toEqual([
       { source_table: 'moods', state: 'failed', attempts: 2, last_error: expect.stringContaining('violates check constraint "never"') },
     ]);

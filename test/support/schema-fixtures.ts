@@ -107,10 +107,17 @@ const NOT_MEMBER = (classid: string, oid: string) =>
 const REL = `format('%I.%I', n.nspname, c.relname)`;
 
 /**
+ * PostgreSQL 16 stopped qualifying column references with their relation when a query reads only
+ * one (a view prints `tickets.code` on 15 and `code` on 17): across that boundary view definitions
+ * are compared without relation qualifiers (schema qualifiers stay).
+ */
+const unqualified = (def: string) => def.replace(/\b(?!(?:shop|extra|aaa|public)\.)[a-z_][a-z0-9_]*\.(?=[a-z_"])/g, '');
+
+/**
  * The user part of a database's catalog, read with the server's deparsers (pgferry's control
  * schema and extension members left out), for comparing a source with its target.
  */
-export async function catalogSnapshot(client: pg.Client): Promise<Record<string, unknown[]>> {
+export async function catalogSnapshot(client: pg.Client, options: { unqualifiedViews?: boolean; olderThan14?: boolean } = {}): Promise<Record<string, unknown[]>> {
   await client.query(`SET search_path = ''`);
   const read = async (sql: string) => (await client.query(sql)).rows;
   return {
@@ -144,8 +151,11 @@ export async function catalogSnapshot(client: pg.Client): Promise<Record<string,
     // fkey_1 from 18): a clone is shown by its parent's name.
     constraints: await read(
       `SELECT CASE WHEN c.oid IS NOT NULL THEN ${REL} ELSE format_type(k.contypid, NULL) END AS owner,
-              CASE WHEN k.conparentid <> 0 THEN 'clone of ' || (SELECT p.conname FROM pg_constraint p WHERE p.oid = k.conparentid)
-                   ELSE k.conname END AS conname,
+              CASE WHEN k.conparentid <> 0 THEN 'clone of ' || (
+                WITH RECURSIVE up AS (SELECT k.conparentid AS oid
+                                      UNION ALL SELECT p.conparentid FROM pg_constraint p JOIN up ON p.oid = up.oid WHERE p.conparentid <> 0)
+                SELECT p.conname FROM pg_constraint p WHERE p.oid IN (SELECT oid FROM up) AND p.conparentid = 0)
+              ELSE k.conname END AS conname,
               k.contype, pg_get_constraintdef(k.oid) AS def, k.convalidated, k.conislocal
          FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace
          LEFT JOIN pg_class c ON c.oid = k.conrelid
@@ -156,16 +166,20 @@ export async function catalogSnapshot(client: pg.Client): Promise<Record<string,
          FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE ${USER} ORDER BY 1`,
     ),
+    // A partition's clone of its parent's trigger is internal up to PostgreSQL 14 and not from 15:
+    // only the triggers users create are compared.
     triggers: await read(
       `SELECT ${REL} AS rel, t.tgname, pg_get_triggerdef(t.oid) AS def, t.tgenabled
          FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE NOT t.tgisinternal AND ${USER} ORDER BY 1, 2`,
+        WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND ${USER} ORDER BY 1, 2`,
     ),
-    views: await read(
-      `SELECT ${REL} AS rel, pg_get_viewdef(c.oid) AS def
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('v', 'm') AND ${USER} AND ${NOT_MEMBER('pg_class', 'c.oid')} ORDER BY 1`,
-    ),
+    views: (
+      await read(
+        `SELECT ${REL} AS rel, pg_get_viewdef(c.oid) AS def
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('v', 'm') AND ${USER} AND ${NOT_MEMBER('pg_class', 'c.oid')} ORDER BY 1`,
+      )
+    ).map((v) => (options.unqualifiedViews ? { ...v, def: unqualified(v.def) } : v)),
     sequences: await read(
       `SELECT s.schemaname, s.sequencename, s.data_type::text, s.start_value, s.min_value, s.max_value, s.increment_by, s.cycle, s.cache_size,
               (SELECT format('%s %s', d.deptype, pg_describe_object(d.refclassid, d.refobjid, d.refobjsubid)) FROM pg_depend d
@@ -183,12 +197,19 @@ export async function catalogSnapshot(client: pg.Client): Promise<Record<string,
           AND (t.typtype <> 'c' OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
         ORDER BY 1`,
     ),
-    functions: await read(
-      `SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS identity,
-              pg_get_functiondef(p.oid) AS def
-         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE p.prokind <> 'a' AND ${USER} AND ${NOT_MEMBER('pg_proc', 'p.oid')} ORDER BY 1`,
-    ),
+    // Functions users create: a range type's constructors come with it (and from PostgreSQL 14 so
+    // do a multirange type and its constructors). PostgreSQL 14 prints a procedure's input
+    // arguments with an explicit IN: older sources are compared without it.
+    functions: (
+      await read(
+        `SELECT format('%I.%I(%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes)) AS identity,
+                pg_get_functiondef(p.oid) AS def
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE p.prokind <> 'a' AND ${USER} AND ${NOT_MEMBER('pg_proc', 'p.oid')}
+            AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass AND i.objid = p.oid AND i.deptype = 'i')
+          ORDER BY 1`,
+      )
+    ).map((f) => (options.olderThan14 ? { ...f, def: f.def.replace(/^(CREATE OR REPLACE PROCEDURE [^\n]*)/, (line: string) => line.replace(/([(,] ?)IN /g, '$1')) } : f)),
     collations: await read(
       `SELECT format('%I.%I', n.nspname, co.collname) AS collation, co.collprovider, co.collcollate, co.collctype, co.collisdeterministic
          FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace WHERE ${USER} ORDER BY 1`,
