@@ -20,6 +20,10 @@ export interface Progress {
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
+/** States inside a Map iteration carry the iteration's index: `CopyWorker #2`. */
+const labelOf = (event: { state: { name: string }; index?: number }) =>
+  event.index === undefined ? event.state.name : `${event.state.name} #${event.index + 1}`;
+
 export function createProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
   const started = new Map<string, number>();
   const tty = Boolean(stream.isTTY);
@@ -62,22 +66,22 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): Pro
       switch (event.type) {
         case 'StateEntered':
           if (!shownTypes.has(event.state.type)) return;
-          started.set(event.state.name, Date.now());
-          if (!tty) print(`${event.state.name} started`);
+          started.set(labelOf(event), Date.now());
+          if (!tty) print(`${labelOf(event)} started`);
           else drawLive();
           return;
         case 'StateExited': {
-          const at = started.get(event.state.name);
+          const at = started.get(labelOf(event));
           if (at === undefined) return;
-          started.delete(event.state.name);
-          print(`${tty ? '✓ ' : ''}${event.state.name} done (${seconds(Date.now() - at)})`);
+          started.delete(labelOf(event));
+          print(`${tty ? '✓ ' : ''}${labelOf(event)} done (${seconds(Date.now() - at)})`);
           return;
         }
         case 'StateRetried':
-          print(`${tty ? '↻ ' : ''}${event.state.name} retrying (attempt ${event.retry.attempt})`);
+          print(`${tty ? '↻ ' : ''}${labelOf(event)} retrying (attempt ${event.retry.attempt})`);
           return;
         case 'StateCaught':
-          finish(event.state.name, 'failed');
+          finish(labelOf(event), 'failed');
           return;
         case 'ExecutionFailed':
         case 'ExecutionAborted':

@@ -38,7 +38,7 @@ export interface TableInfo extends TableRef {
   primaryKey: string[] | null;
   replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
   estimatedRows: number;
-  /** Size of the main fork in bytes, and in pages. */
+  /** Size with TOAST in bytes; pages of the main fork (what ctid ranges divide). */
   bytes: number;
   pages: number;
 }
@@ -101,7 +101,7 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS k
        CASE WHEN tree.root <> c.oid THEN r.relname END AS root_name,
        c.relreplident AS replident,
        greatest(c.reltuples, 0)::float8 AS estimated_rows,
-       pg_relation_size(c.oid)::float8 AS bytes,
+       pg_table_size(c.oid)::float8 AS bytes,
        (pg_relation_size(c.oid) / current_setting('block_size')::int)::float8 AS pages,
        (SELECT array_agg(a.attname::text ORDER BY k.ord)
           FROM pg_index x, unnest(x.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a

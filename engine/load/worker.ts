@@ -138,7 +138,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
       const attempt = unit.attempts + 1;
       // The unit row stays locked by this worker's target transaction: attempts live beside it.
       await control.query(
-        `UPDATE pgferry.unit_progress SET attempts = $3, started_at = coalesce(started_at, now()), attempt_started_at = now(),
+        `UPDATE pgferry.unit_progress SET attempts = $3, started_at = coalesce(started_at, clock_timestamp()), attempt_started_at = clock_timestamp(),
                 rows_copied = 0, bytes_copied = 0
           WHERE migration = $1 AND id = $2`,
         [migration, unit.id, attempt],
@@ -146,7 +146,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
       try {
         const copied = await copyUnit(source, target, control, migration, unit, snapshot, options.maxBytesPerSecond);
         await target.query(
-          `UPDATE pgferry.units SET state = 'done', rows_copied = $3, bytes_copied = $4, finished_at = now(), last_error = NULL
+          `UPDATE pgferry.units SET state = 'done', rows_copied = $3, bytes_copied = $4, finished_at = clock_timestamp(), last_error = NULL
             WHERE migration = $1 AND id = $2`,
           [migration, unit.id, copied.rows, copied.bytes],
         );
