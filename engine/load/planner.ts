@@ -24,8 +24,23 @@ export interface WorkUnit {
 /** Where a source table's rows go on the target (names are kept as they are). */
 export const targetOf = (table: TableRef): TableRef => ({ schema: table.schema, name: table.name });
 
-/** `format_type` of every column of the given target tables, keyed by `schema.table`. */
-export async function targetColumnTypes(target: pg.Client, tables: TableRef[]): Promise<Map<string, Map<string, string>>> {
+export interface TargetFacts {
+  /** `format_type` of every column, keyed by `schema.table`. */
+  columnTypes: Map<string, Map<string, string>>;
+  /** Tables another table's foreign key references: they cannot be truncated. */
+  referenced: Set<string>;
+}
+
+export async function targetFacts(target: pg.Client, tables: TableRef[]): Promise<TargetFacts> {
+  const { rows } = await target.query<{ schema: string; name: string }>(
+    `SELECT DISTINCT n.nspname AS schema, c.relname AS name
+       FROM pg_constraint k JOIN pg_class c ON c.oid = k.confrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE k.contype = 'f' AND k.conrelid <> k.confrelid`,
+  );
+  return { columnTypes: await targetColumnTypes(target, tables), referenced: new Set(rows.map(qualified)) };
+}
+
+async function targetColumnTypes(target: pg.Client, tables: TableRef[]): Promise<Map<string, Map<string, string>>> {
   const { rows } = await target.query<{ schema: string; name: string; column: string; type: string }>(
     `SELECT n.nspname AS schema, c.relname AS name, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type
        FROM unnest($1::text[], $2::text[]) AS t(schema, name)
@@ -45,12 +60,12 @@ export async function targetColumnTypes(target: pg.Client, tables: TableRef[]): 
 
 export interface PlanInput {
   tables: TableInfo[];
-  targetTypes: Map<string, Map<string, string>>;
+  target: TargetFacts;
   spec: Pick<MigrationSpec, 'objects' | 'fullLoad' | 'schema'>;
   sourceVersionNum: number;
 }
 
-export function planUnits({ tables, targetTypes, spec, sourceVersionNum }: PlanInput): WorkUnit[] {
+export function planUnits({ tables, target: facts, spec, sourceVersionNum }: PlanInput): WorkUnit[] {
   const threshold = spec.fullLoad.splitTablesLargerThan;
   const canSplit = sourceVersionNum >= 140000;
   const units: Omit<WorkUnit, 'id'>[] = [];
@@ -58,7 +73,7 @@ export function planUnits({ tables, targetTypes, spec, sourceVersionNum }: PlanI
     const target = targetOf(table);
     const options = tableOptions(spec.objects, table.root ?? table);
     const columns = copiedColumns(table, options);
-    const types = targetTypes.get(qualified(target));
+    const types = facts.columnTypes.get(qualified(target));
     if (!types) throw new Error(`Table ${qualified(target)} does not exist on the target.`);
     const binaryFormat = columns.every((name) => {
       const column = table.columns.find((c) => c.name === name)!;
@@ -67,7 +82,8 @@ export function planUnits({ tables, targetTypes, spec, sourceVersionNum }: PlanI
     const base = { source: { schema: table.schema, name: table.name }, target, columns, where: options.where, binaryFormat };
     const pieces = canSplit && table.bytes > threshold && table.pages > 1 ? Math.ceil(table.bytes / threshold) : 1;
     if (pieces === 1) {
-      units.push({ ...base, freeze: spec.schema.existingTables !== 'ignore', estimatedBytes: table.bytes });
+      const freeze = spec.schema.existingTables !== 'ignore' && !facts.referenced.has(qualified(target));
+      units.push({ ...base, freeze, estimatedBytes: table.bytes });
       continue;
     }
     const step = Math.ceil(table.pages / pieces);

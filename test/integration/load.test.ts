@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listTables } from '../../engine/catalog/tables.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
-import { planUnits, savePlan, targetColumnTypes, targetOf } from '../../engine/load/planner.js';
+import { planUnits, savePlan, targetFacts, targetOf } from '../../engine/load/planner.js';
 import { exportSnapshot } from '../../engine/load/snapshot.js';
 import { runCopyWorker } from '../../engine/load/worker.js';
 import { parseSpec } from '../../engine/spec/index.js';
@@ -57,7 +57,7 @@ async function prepareTarget(db: string, name: string, spec: ReturnType<typeof s
   const tables = await listTables(src, spec.objects);
   const units = planUnits({
     tables,
-    targetTypes: await targetColumnTypes(tgt, tables.map(targetOf)),
+    target: await targetFacts(tgt, tables.map(targetOf)),
     spec,
     sourceVersionNum: 150000,
   });

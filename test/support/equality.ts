@@ -48,10 +48,11 @@ async function rowsOf(client: pg.Client, sql: string): Promise<string[]> {
 /** The schema of the user's objects as the catalog describes it, comparable across major versions. */
 export async function schemaFingerprint(client: pg.Client): Promise<Record<string, string[]>> {
   return {
+    // PostgreSQL 17 gives partitions their parent's identity column; older servers keep it on the parent only.
     columns: await rowsOf(
       client,
       `SELECT n.nspname, c.relname, c.relkind, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-              pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, co.collname
+              pg_get_expr(d.adbin, d.adrelid), CASE WHEN c.relispartition THEN '' ELSE a.attidentity END, a.attgenerated, co.collname
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
          LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> (SELECT oid FROM pg_collation WHERE collname = 'default')
