@@ -52,10 +52,10 @@ async function generate(source: LocalCluster): Promise<number> {
             jsonb_build_object('id', g, 'tags', jsonb_build_array('a' || g % 10, 'b' || g % 7), 'price', g / 100.0, 'text', repeat(md5(g::text), 8)),
             repeat(md5((g * 7)::text), 16), timestamptz '2025-01-01' + g * interval '1 second'
        FROM generate_series(1, ${documents}) g;
-     ${KEYS}
-     VACUUM ANALYZE;`,
+     ${KEYS}`,
     'bench',
   );
+  await source.sql('VACUUM ANALYZE', 'bench');
   const [size] = await source.sql(`SELECT sum(pg_relation_size(oid))::float8 AS bytes FROM pg_class WHERE relname = ANY($$${'{' + TABLES.join(',') + '}'}$$::text[])`, 'bench');
   return size!.rows[0].bytes;
 }

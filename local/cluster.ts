@@ -177,6 +177,8 @@ class ClusterImpl implements LocalCluster {
 
   async connect(database = this.connection.dbname): Promise<pg.Client> {
     const client = new pg.Client({ ...this.connection, user: this.connection.username, database });
+    // An idle client whose server stops must not crash the test process; queries still reject.
+    client.on('error', () => undefined);
     await client.connect();
     return client;
   }

@@ -120,6 +120,17 @@ CREATE TABLE "Sales Data"."it's ""quoted""; really" (
   value text
 );
 
+CREATE TABLE shop.all_types (
+  id int PRIMARY KEY,
+  i2 smallint, i4 integer, i8 bigint, f4 real, f8 double precision, num numeric, num_scaled numeric(20, 6), mny money,
+  b boolean, ch char(5), vc varchar(20), t text, nm name, bt bytea, bits bit(12), vbits varbit(20),
+  d date, tm time, tmtz timetz, ts timestamp, tstz timestamptz, iv interval,
+  u uuid, j json, jb jsonb, x xml, inet_v inet, cidr_v cidr, mac macaddr, mac8 macaddr8,
+  pt point, ln line, ls lseg, bx box, pth path, pg polygon, cir circle,
+  tsv tsvector, tsq tsquery, lsn pg_lsn, o oid,
+  r_int int4range, r_num numrange, r_ts tstzrange, r_date daterange,
+  a_int int[], a_text text[], a_2d float8[][], a_ts timestamptz[]
+);
 CREATE VIEW shop.order_totals AS
   SELECT o.id, o.customer_id, sum(i.line_total) AS items_total
     FROM shop.orders o JOIN shop.order_items i ON i.order_id = o.id
@@ -183,6 +194,28 @@ INSERT INTO "Sales Data"."Quarterly Report" VALUES ('2025-Q1', 123456.78, 'first
 INSERT INTO "Sales Data"."MixedCase" SELECT g, g / 7.0, 'select ' || g, 'a;' || g FROM generate_series(1, 50) g;
 INSERT INTO "Sales Data"."MixedCase" VALUES (1000, 'Infinity', NULL, NULL), (1001, '-0', '', ''), (1002, 1e-308, ';', ';');
 INSERT INTO "Sales Data"."it's ""quoted""; really" SELECT g, 'v' || g FROM generate_series(1, 10) g;
+INSERT INTO shop.all_types VALUES
+  (1, -32768, -2147483648, -9223372036854775808, 'NaN', '-Infinity', 'NaN', -0.000001, -92233720368547758.08,
+   true, 'ab', 'varchar ü', E'tab\\there\\nnewline \\\\ backslash', 'name', '\\x00ff00'::bytea, B'101010101010', B'1',
+   '4713-01-01 BC', '00:00:00', '23:59:59.999999+14:59', '294276-12-31 23:59:59.999999', 'infinity', '-178000000 years',
+   '00000000-0000-0000-0000-000000000000', '{"b": 1,   "a": [1, 2.50]}', '{"b": 1, "a": [1, 2.50], "z": null}', '<a x="1">t&amp;</a>',
+   '::ffff:1.2.3.4/128', '10.0.0.0/8', '08:00:2b:01:02:03', '08:00:2b:01:02:03:04:05',
+   '(1.5,-2.25)', '{1,-1,0}', '[(0,0),(1,1)]', '((0,0),(1,1))', '[(0,0),(1,1),(2,0)]', '((0,0),(1,1),(2,0))', '<(0,0),1.5>',
+   'a fat cat:2A sat', 'fat & (rat | cat)', '16/B374D848', 4294967295,
+   '[1,10)', '(0.5,1.5]', '["2025-01-01 00:00:00+00","2025-12-31 23:59:59.999999+00")', 'empty',
+   '{1,NULL,3}', '{"a b","c\\"d",NULL,""}', '{{1.5,2.5},{3.5,-0}}', '{"2025-01-01 00:00:00.000001+00"}'),
+  (2, 32767, 2147483647, 9223372036854775807, 3.4028235e38, 1e-308, 1e1000, 99999999999999.999999, 0,
+   false, '', '', '', '', ''::bytea, B'000000000000', B'', '2025-02-28', '24:00:00', '00:00:00-15:59', '2000-01-01 00:00:00', '-infinity', '1 year 2 mons 3 days 04:05:06.789012',
+   'ffffffff-ffff-ffff-ffff-ffffffffffff', '[]', '{}', '<empty/>', '2001:db8::/32', '2001:db8::', 'ff:ff:ff:ff:ff:ff', 'ff:ff:ff:ff:ff:ff:ff:ff',
+   '(0,0)', '{0,1,0}', '[(0,0),(0,0)]', '((0,0),(0,0))', '((0,0))', '((0,0))', '<(0,0),0>',
+   '', '!x', '0/0', 0, 'empty', '[,)', '(,)', '[2025-01-01,2025-01-02)',
+   '{}', '{}', '{}', '{}'),
+  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO shop.all_types (id, f4, f8, num, ts, tstz, iv, t)
+  SELECT 100 + g, g / 7.0, g / 7.0, g / 7.0, timestamp '2025-01-01' + g * interval '1.000001 s', timestamptz '2025-01-01 12:00+05:30' + g * interval '1 day',
+         g * interval '1.5 s', repeat('ü', g) FROM generate_series(1, 200) g;
 SELECT setval('shop.invoice_number', 5000, true);
 `;
 

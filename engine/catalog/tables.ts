@@ -94,7 +94,9 @@ WITH RECURSIVE tree AS (
   SELECT c.oid, c.oid AS root FROM pg_class c
    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   UNION ALL
+  -- Only partitions belong to their parent; a legacy-inheritance child is a table of its own.
   SELECT i.inhrelid, tree.root FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
+    JOIN pg_class child ON child.oid = i.inhrelid AND child.relispartition
 )
 SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
        CASE WHEN tree.root <> c.oid THEN rn.nspname END AS root_schema,

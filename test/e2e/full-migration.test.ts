@@ -65,7 +65,7 @@ describe.each([
       `SELECT count(*) FILTER (WHERE status = 'match')::int AS matched, count(*)::int AS total FROM pgferry.comparisons WHERE migration = '${name}'`,
       targetDb,
     );
-    expect(comparisons!.rows[0].total).toBe(16);
+    expect(comparisons!.rows[0].total).toBe(17);
     expect(comparisons!.rows[0].matched).toBe(comparisons!.rows[0].total);
   });
 
