@@ -38,9 +38,13 @@ export interface Bucket {
   checksum: Checksum;
 }
 
-const sums = (hash: string) =>
-  `count(*) AS rows, sum(('x' || substr(${hash}, 1, 16))::bit(64)::bigint) AS a, ` +
-  `sum(('x' || substr(${hash}, 17, 16))::bit(64)::bigint) AS b`;
+/**
+ * A range's checksum from its rows' text forms: the count and two sums of 64-bit hashes with
+ * different seeds (128 bits, order-independent). hashtextextended is several times cheaper
+ * than md5 plus hex slicing, and the comparison is CPU-bound on both sides.
+ */
+const sums = (rowText: string) =>
+  `count(*) AS rows, sum(hashtextextended(${rowText}, 0)) AS a, sum(hashtextextended(${rowText}, 1)) AS b`;
 
 const toChecksum = (row: { rows: string; a: string | null; b: string | null }): Checksum => ({
   rows: Number(row.rows),
@@ -50,6 +54,7 @@ const toChecksum = (row: { rows: string; a: string | null; b: string | null }): 
 
 export class Side {
   private readonly table: string;
+  private readonly rowText: string;
   private readonly hash: string;
   private readonly keyList: string;
   private readonly keyOrder: string;
@@ -65,7 +70,8 @@ export class Side {
     private readonly filter: string | undefined,
   ) {
     this.table = quoteTable(ref);
-    this.hash = `md5(ROW(${columns.map(quoteIdent).join(', ')})::text)`;
+    this.rowText = `ROW(${columns.map(quoteIdent).join(', ')})::text`;
+    this.hash = `md5(${this.rowText})`;
     this.keyList = key.map(quoteIdent).join(', ');
     // Qualified, because a bare ORDER BY name would pick the `::text` output column of the same name.
     this.keyOrder = key.map((k) => `${this.table}.${quoteIdent(k)}`).join(', ');
@@ -98,7 +104,7 @@ export class Side {
     const params: unknown[] = [];
     const where = this.where(range, params);
     const { rows } = await this.client.query(
-      `SELECT ${sums('h')} FROM (SELECT ${this.hash} AS h FROM ${this.table}${where}) s`,
+      `SELECT ${sums('r')} FROM (SELECT ${this.rowText} AS r FROM ${this.table}${where}) s`,
       params,
     );
     return toChecksum(rows[0]);
@@ -113,9 +119,9 @@ export class Side {
     const where = this.where(WHOLE_TABLE, params);
     const firsts = this.key.map((_, i) => `max(k${i}::text) FILTER (WHERE n % $1 = 0)`).join(', ');
     const { rows } = await this.client.query<unknown[]>({
-      text: `SELECT ${sums('h')}, ${firsts}
+      text: `SELECT ${sums('r')}, ${firsts}
                FROM (SELECT row_number() OVER (ORDER BY ${this.keyList}) - 1 AS n,
-                            ${this.key.map((k, i) => `${quoteIdent(k)} AS k${i}`).join(', ')}, ${this.hash} AS h
+                            ${this.key.map((k, i) => `${quoteIdent(k)} AS k${i}`).join(', ')}, ${this.rowText} AS r
                        FROM ${this.table}${where}) s
               GROUP BY n / $1::bigint ORDER BY n / $1::bigint`,
       values: params,
