@@ -18,7 +18,11 @@ import { startCluster, stopAllClusters, type LocalCluster } from '../local/clust
 import { runLocalWorkflow } from '../local/runner.js';
 
 const { values } = parseArgs({
-  options: { 'size-mb': { type: 'string', default: '750' }, parallelism: { type: 'string', default: '2' } },
+  options: {
+    'size-mb': { type: 'string', default: '750' },
+    parallelism: { type: 'string', default: '2' },
+    'split-larger-than': { type: 'string' },
+  },
 });
 const sizeMb = Number(values['size-mb']);
 const parallelism = Number(values.parallelism);
@@ -100,7 +104,7 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) 
       mode: 'full',
       source: { secret: secret('source', source, 'bench') },
       target: { secret: secret('target', target, 'pgferry_run') },
-      fullLoad: { parallelism },
+      fullLoad: { parallelism, ...(values['split-larger-than'] ? { splitTablesLargerThan: values['split-larger-than'] } : {}) },
     },
     {
       onEvent: (event) => {

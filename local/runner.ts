@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -173,15 +174,50 @@ interface TaskRun {
   tail: () => string;
 }
 
-function startTask(
+const bundles = new Map<string, Promise<string>>();
+
+/**
+ * A task's entry bundled once per process with esbuild (dependencies stay in node_modules), so
+ * each task process starts as plain Node instead of compiling TypeScript on every start — as
+ * the container runs its prebuilt bundle.
+ */
+function taskBundle(task: FargateTaskDefinition): Promise<string> {
+  let bundle = bundles.get(task.entry);
+  if (!bundle) {
+    const outfile = join(repositoryRoot, 'node_modules', '.cache', 'pgferry', `${process.pid}-${task.name}.mjs`);
+    bundle = import('esbuild')
+      .then((esbuild) =>
+        esbuild.build({
+          entryPoints: [join(repositoryRoot, task.entry)],
+          outfile,
+          bundle: true,
+          packages: 'external',
+          platform: 'node',
+          format: 'esm',
+          target: 'node20',
+          sourcemap: 'inline',
+          logLevel: 'silent',
+        }),
+      )
+      .then(() => {
+        process.once('exit', () => rmSync(outfile, { force: true }));
+        return outfile;
+      });
+    bundles.set(task.entry, bundle);
+  }
+  return bundle;
+}
+
+async function startTask(
   stateName: string,
   task: FargateTaskDefinition,
   environment: Record<string, string>,
   processes: TaskProcesses,
   options: LocalRunOptions,
-): TaskRun {
-  const tsx = import.meta.resolve('tsx');
-  const child = spawn(process.execPath, ['--import', tsx, join(repositoryRoot, task.entry)], {
+): Promise<TaskRun> {
+  const script = await taskBundle(task);
+  if (options.signal?.aborted) throw stepError('States.TaskFailed', 'The run was stopped before the task started.');
+  const child = spawn(process.execPath, ['--enable-source-maps', script], {
     cwd: process.cwd(),
     env: { ...process.env, ...options.taskEnvironment, ...environment, [LOCAL_CALLBACK_ENV]: '1' },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -239,7 +275,7 @@ function timeLimit(state: AnyState, run: TaskRun): () => void {
 
 function syncTaskRunner(stateName: string, state: AnyState, task: FargateTaskDefinition, processes: TaskProcesses, options: LocalRunOptions) {
   return async (input: unknown) => {
-    const run = startTask(stateName, task, containerEnvironment(input as ContainerOverrides, task), processes, options);
+    const run = await startTask(stateName, task, containerEnvironment(input as ContainerOverrides, task), processes, options);
     const clear = timeLimit(state, run);
     const { code, signal } = await run.exited;
     clear();
@@ -254,7 +290,7 @@ function callbackTaskRunner(stateName: string, state: AnyState, task: FargateTas
     const token = randomUUID();
     const environment = containerEnvironment(input as ContainerOverrides, task);
     for (const [key, value] of Object.entries(environment)) if (value === TOKEN_MARKER) environment[key] = token;
-    const run = startTask(stateName, task, environment, processes, options);
+    const run = await startTask(stateName, task, environment, processes, options);
     const clear = timeLimit(state, run);
     try {
       return await new Promise<unknown>((resolve, reject) => {
