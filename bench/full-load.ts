@@ -119,6 +119,9 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) 
   const client = await target.connect('pgferry_run');
   const report = await buildReport(client, 'bench');
   await client.end();
+  for (const t of report!.tables) {
+    console.log(`    ${t.table.padEnd(20)} ${String(t.units).padStart(2)} unit(s)  ${(t.bytes / MB).toFixed(0).padStart(4)} MB  ${t.seconds.toFixed(2).padStart(6)} s  ${t.mbPerSecond.toFixed(1).padStart(6)} MB/s`);
+  }
   return { seconds, dataSeconds: report!.totals.loadSeconds, bytes: report!.totals.bytes, units: report!.tables.reduce((n, t) => n + t.units, 0), phases };
 }
 
