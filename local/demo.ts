@@ -13,6 +13,9 @@ import { createSampleDatabase, SAMPLE_DATABASE } from './sample-database.js';
 
 type Out = Pick<NodeJS.WriteStream, 'write'>;
 
+/** Rows of the sample database times this: enough data to watch the load's progress bars move. */
+const DEMO_SCALE = 25;
+
 async function writeSecret(dir: string, name: string, cluster: LocalCluster): Promise<string> {
   const path = join(dir, `${name}.json`);
   const { host, port, username, password } = cluster.connection;
@@ -38,7 +41,7 @@ export async function runDemo(out: Out, err: Out): Promise<number> {
     ]);
     progress.note(`Source on 127.0.0.1:${source.connection.port}, target on 127.0.0.1:${target.connection.port}.`);
     progress.note(`Creating the sample database "${SAMPLE_DATABASE}" on the source…`);
-    const summary = await createSampleDatabase(source);
+    const summary = await createSampleDatabase(source, DEMO_SCALE);
     progress.note(`Sample database: ${summary.tables} tables, ${summary.rows} rows.`);
     await target.sql(`CREATE DATABASE ${SAMPLE_DATABASE}`);
 

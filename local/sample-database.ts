@@ -171,7 +171,7 @@ INSERT INTO shop.payments (id, order_id, amount, paid_at, method)
   SELECT md5('payment' || g)::uuid, g, g * 3.5, timestamptz '2025-02-01 12:00:00.999+01' + g * interval '1 minute', (ARRAY['card','sepa','paypal'])[1 + g % 3]
     FROM generate_series(1, ${500 * scale}) g;
 INSERT INTO shop.events (happened_at, kind, payload)
-  SELECT timestamptz '2025-06-01 00:00:00+00' + g * interval '1 hour', 'kind' || g % 5, jsonb_build_object('n', g, 'f', g / 3.0)
+  SELECT timestamptz '2025-06-01 00:00:00+00' + (g % 8000) * interval '1 hour', 'kind' || g % 5, jsonb_build_object('n', g, 'f', g / 3.0)
     FROM generate_series(1, ${1000 * scale}) g;
 INSERT INTO shop.reviews (product_id, customer_id, rating, body)
   SELECT 1 + g % ${100 * scale}, CASE WHEN g % 5 = 0 THEN NULL ELSE 1 + g % ${200 * scale} END, 1 + g % 5, 'Review text ' || g

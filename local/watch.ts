@@ -30,7 +30,7 @@ export function progressLines(rows: { table: string; estimated: number; copied: 
   const estimated = rows.reduce((s, r) => s + Math.max(r.estimated, r.copied), 0);
   const copied = rows.reduce((s, r) => s + r.copied, 0);
   const tablesDone = rows.filter((r) => r.done === r.units).length;
-  const overall = `  ${bar(estimated > 0 ? copied / estimated : tablesDone / rows.length)} ${formatBytes(copied)} of ~${formatBytes(estimated)} · ${tablesDone}/${rows.length} tables`;
+  const overall = `${bar(estimated > 0 ? copied / estimated : tablesDone / rows.length)} ${formatBytes(copied)} / ~${formatBytes(estimated)} · ${tablesDone}/${rows.length} tables`;
   const active = rows
     .filter((r) => r.running && r.done < r.units)
     .slice(0, MAX_TABLE_LINES)
