@@ -167,6 +167,22 @@ describe('the workflow file', () => {
     for (const fn of lambdaFunctions) expect(placeholders, fn.name).toContain(fn.arnPlaceholder);
   });
 
+  it('waits for startAt, then runs the precheck, and fails readably without a database', async () => {
+    const entered: string[] = [];
+    const result = await runLocalWorkflow(
+      {
+        name: 'wait-then-check',
+        startAt: new Date(Date.now() + 3_600_000).toISOString(),
+        source: { secret: 'env:PGFERRY_TEST_UNSET_SOURCE' },
+        target: { secret: 'env:PGFERRY_TEST_UNSET_TARGET' },
+      },
+      { waitTimeOverrides: { WaitForStartTime: 0 }, onEvent: (e) => e.type === 'StateEntered' && entered.push(e.state.name) },
+    );
+    expect(entered.slice(0, 4)).toEqual(['ValidateSpec', 'HasStartTime', 'WaitForStartTime', 'Precheck']);
+    expect(result).toMatchObject({ status: 'FAILED', error: 'PrecheckFailed' });
+    expect(result.cause).toContain('environment variable PGFERRY_TEST_UNSET_SOURCE is not set');
+  });
+
   it('does not use what the local interpreter cannot run', () => {
     const text = readFileSync(workflowFile, 'utf8');
     expect(text).not.toMatch(/"ResultPath":\s*"\$"/);
