@@ -22,6 +22,7 @@ const { values } = parseArgs({
     'size-mb': { type: 'string', default: '750' },
     parallelism: { type: 'string', default: '2' },
     'split-larger-than': { type: 'string' },
+    verbose: { type: 'boolean', default: false },
   },
 });
 const sizeMb = Number(values['size-mb']);
@@ -128,13 +129,15 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) 
 function pgcopydb(source: LocalCluster, target: LocalCluster, dir: string): number | undefined {
   if (spawnSync('pgcopydb', ['--version']).status !== 0) return undefined;
   const started = performance.now();
-  execFileSync(
+  const output = execFileSync(
     'pgcopydb',
     ['clone', '--source', source.uri('bench'), '--target', target.uri('pgcopydb_run'), '--table-jobs', String(parallelism),
      '--index-jobs', String(parallelism), '--dir', join(dir, 'pgcopydb'), '--no-owner', '--no-acl'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' },
   );
-  return (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
+  if (values.verbose) console.log(output);
+  return seconds;
 }
 
 const fmt = (seconds: number) => `${seconds.toFixed(2)} s`;

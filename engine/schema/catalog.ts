@@ -19,8 +19,6 @@ export interface Node {
   finish: string[];
   /** Why the object is not wanted by itself (a sync flag, its schema, its owner); it is still created when a wanted object needs it. */
   exclusion?: string;
-  /** Tables: the primary key created with the table. */
-  primaryKey?: string;
   /** Materialized views: whether the source's is populated (refreshed in post-data). */
   populated?: boolean;
   /** Tables: the selected parent a partition or child was created from (notes on unselected parents). */
@@ -256,8 +254,6 @@ interface TableRow {
   parents: number[];
   access_method: string | null;
   options: string[];
-  primary_key: string | null;
-  primary_key_name: string | null;
   replident: string;
 }
 
@@ -308,9 +304,6 @@ export async function tableNodes(source: pg.Client, tables: TableInfo[], version
             ARRAY(SELECT format('%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(c.reloptions) o
                   UNION ALL
                   SELECT format('toast.%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(tc.reloptions) o) AS options,
-            (SELECT format('CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
-              WHERE k.conrelid = c.oid AND k.contype = 'p' AND k.conparentid = 0) AS primary_key,
-            (SELECT quote_ident(k.conname) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p' AND k.conparentid = 0) AS primary_key_name,
             c.relreplident::text AS replident
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_am am ON am.oid = c.relam LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
@@ -352,7 +345,8 @@ export async function tableNodes(source: pg.Client, tables: TableInfo[], version
     const parentColumns = parents.flatMap((p) => columnsOf.get(p.oid) ?? []);
     const ofPartition = t.partition && parents.length > 0;
     const declared = columns.filter((c) => !ofPartition && (c.local || !parentColumns.some((p) => p.name === c.name)));
-    const definitions = [...declared.map(columnDefinition), ...(t.primary_key ? [t.primary_key] : [])];
+    // The primary key comes in post-data with the other indexes: a load into an unindexed heap is much faster.
+    const definitions = declared.map(columnDefinition);
 
     let sql = `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${t.identity} `;
     if (ofPartition) sql += `PARTITION OF ${parents[0]!.identity}${definitions.length ? ` (${definitions.join(', ')})` : ''} ${t.bound}`;
@@ -389,7 +383,6 @@ export async function tableNodes(source: pg.Client, tables: TableInfo[], version
       schema: t.schema,
       create: [sql, ...(changes.length ? [`ALTER TABLE ONLY ${t.identity} ${changes.join(', ')}`] : [])],
       finish: [],
-      primaryKey: t.primary_key_name ? `${t.identity}.${t.primary_key_name}` : undefined,
       note: unselected ? `inherits from ${unselected} table(s) that are not selected; their columns are declared on it instead` : undefined,
     };
   });

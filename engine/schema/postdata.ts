@@ -51,7 +51,7 @@ async function readCatalog(source: pg.Client, relations: number[]) {
             CASE WHEN r.oid IS NOT NULL THEN format('%I.%I', rn.nspname, r.relname) END AS ref_identity
        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_class r ON r.oid = k.confrelid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
-      WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('u', 'c', 'x', 'f') AND k.conparentid = 0 AND k.conislocal
+      WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('p', 'u', 'c', 'x', 'f') AND k.conparentid = 0 AND k.conislocal
       ORDER BY 1`,
     [relations],
   );
@@ -127,7 +127,15 @@ export async function migratePostData(
         if (!job.action) report(job.kind, job.identity, 'created');
       });
 
-    // 1. Indexes and unique/check/exclusion constraints: each touches one table, so they can run side by side.
+    const addConstraint = (c: (typeof catalog.constraints)[number]): Job => ({
+      kind: 'constraint',
+      identity: c.identity,
+      sql: [`ALTER TABLE ${c.table_identity} ADD CONSTRAINT ${c.name} ${c.def}`],
+    });
+    // 1. Primary keys, always (CDC and the comparison need them), one table hierarchy each, side by side.
+    await runAll(catalog.constraints.filter((c) => c.contype === 'p' && toCreate('constraint', c.identity, true, 'constraints')).map(addConstraint));
+
+    // 2. Indexes and unique/check/exclusion constraints: each touches one table, so they can run side by side.
     const build: Job[] = [];
     for (const index of catalog.indexes) {
       if (index.by_constraint || index.inherited) continue;
@@ -135,12 +143,11 @@ export async function migratePostData(
       else if (toCreate('index', index.identity, sync.indexes, 'indexes'))
         build.push({ kind: 'index', identity: index.identity, sql: [index.def.replace(ON_ONLY, '$1')] });
     }
-    for (const c of catalog.constraints.filter((c) => c.contype !== 'f'))
-      if (toCreate('constraint', c.identity, sync.constraints, 'constraints'))
-        build.push({ kind: 'constraint', identity: c.identity, sql: [`ALTER TABLE ${c.table_identity} ADD CONSTRAINT ${c.name} ${c.def}`] });
+    for (const c of catalog.constraints.filter((c) => c.contype !== 'f' && c.contype !== 'p'))
+      if (toCreate('constraint', c.identity, sync.constraints, 'constraints')) build.push(addConstraint(c));
     await runAll(build);
 
-    // 2. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side.
+    // 3. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side.
     const selected = new Set(plan.tables.map((t) => t.oid));
     const validate: Job[] = [];
     for (const fk of catalog.constraints.filter((c) => c.contype === 'f')) {
@@ -160,7 +167,7 @@ export async function migratePostData(
     }
     await runAll(validate);
 
-    // 3. Table properties that name an index, now that the indexes exist.
+    // 4. Table properties that name an index, now that the indexes exist.
     const indexesNow = await existingOnTarget(target);
     for (const index of catalog.indexes.filter((i) => (i.clustered || i.replident) && indexesNow.has(`index ${i.identity}`))) {
       const sql = [
@@ -170,7 +177,7 @@ export async function migratePostData(
       await runFor(target, 'table', index.table_identity, sql, 'alter');
     }
 
-    // 4. Triggers, with their enabled state.
+    // 5. Triggers, with their enabled state.
     for (const trigger of catalog.triggers) {
       if (!toCreate('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
       const state = ENABLE[trigger.enabled];
@@ -179,7 +186,7 @@ export async function migratePostData(
       report('trigger', trigger.identity, 'created', state ? state.replace(' TRIGGER', '').toLowerCase() : undefined);
     }
 
-    // 5. Materialized views, in dependency order, then statistics for the planner.
+    // 6. Materialized views, in dependency order, then statistics for the planner.
     for (const view of plan.nodes.filter((n) => n.kind === 'materialized view')) {
       if (!view.populated) {
         report('materialized view data', view.identity, 'skipped', 'not populated on the source');

@@ -1,5 +1,5 @@
 /**
- * Pre-data: extensions, schemas, types, sequences, functions, tables with their primary keys,
+ * Pre-data: extensions, schemas, types, sequences, functions, tables (their primary keys come in post-data),
  * views and materialized views (empty) — everything the full load needs — in one target
  * transaction, so a failure leaves the target as it was.
  */
@@ -76,7 +76,6 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
         if (!conflict || policy === 'drop') await runFor(target, 'table', node.identity, node.create);
         const status = !conflict ? 'created' : policy === 'drop' ? 'replaced' : policy === 'truncate' ? 'truncated' : 'existing';
         report('table', node.identity, status, detail);
-        if (node.primaryKey) report('constraint', node.primaryKey, !conflict || policy === 'drop' ? 'created' : 'existing');
         continue;
       }
       const existed = exists(EXISTS_AS[node.kind] ?? 'rel', node.identity);
