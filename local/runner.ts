@@ -351,6 +351,8 @@ export async function loadLocalDefinition(options: Pick<LocalRunOptions, 'defini
 /** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
 export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {
   const { definition, wiring } = await loadLocalDefinition(options);
+  // Bundled while the first states run; a bundling error surfaces when its task starts.
+  for (const task of wiring.tasks) taskBundle(task).catch(() => undefined);
   const processes = new TaskProcesses();
   const stateMachine = new StateMachine(definition, { validationOptions: { checkArn: false } });
   const execution = stateMachine.run(input as never, {

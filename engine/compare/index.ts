@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { qualified, quoteIdent, type TableRef } from '../catalog/tables.js';
 import { CONTROL_SCHEMA } from '../control/index.js';
 import { PgferryError } from '../errors.js';
-import { minus, sameChecksum, Side, WHOLE_TABLE, type Checksum, type Key, type Range } from './side.js';
+import { minus, sameChecksum, Side, WHOLE_TABLE, type Bucket, type Checksum, type Key, type Range } from './side.js';
 
 export interface CompareTarget {
   source: TableRef;
@@ -56,6 +56,13 @@ export async function prepareCompareSession(client: pg.Client): Promise<void> {
 }
 
 /** Compares one table. Applies the session settings itself; the caller chooses the transactions. */
+function sameBuckets(a: Bucket[], b: Bucket[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((bucket, i) => sameChecksum(bucket.checksum, b[i]!.checksum) && bucket.first.every((k, j) => k === b[i]!.first[j]))
+  );
+}
+
 export async function compareTable(
   source: pg.Client,
   target: pg.Client,
@@ -90,7 +97,13 @@ export async function compareTable(
     };
   }
 
-  const buckets = await src.buckets(options.chunkRows);
+  // Both sides bucket their rows the same way at once: identical buckets prove the match in one
+  // concurrent pass. Otherwise the target is checked against the source's ranges and bisected.
+  const [buckets, targetBuckets] = await Promise.all([src.buckets(options.chunkRows), tgt.buckets(options.chunkRows)]);
+  if (sameBuckets(buckets, targetBuckets)) {
+    const rows = buckets.reduce((sum, b) => sum + b.checksum.rows, 0);
+    return { ...base, status: 'match', sourceRows: rows, targetRows: rows, ranges: Math.max(buckets.length, 1), mismatchedRanges: 0 };
+  }
   const bisection = new Bisection(src, tgt, key, options.maxDifferences);
   let targetRows = 0;
   let mismatchedRanges = 0;
