@@ -3,6 +3,7 @@
  * {id, status, message, remediation}; a check that needs a connection that failed is skipped.
  */
 import type pg from 'pg';
+import { listTables, qualified, quoteTable } from '../catalog/tables.js';
 import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type SecretsProvider, type Side } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -127,12 +128,48 @@ async function checkReplicationPrivilege(source: ServerFacts): Promise<CheckResu
   };
 }
 
+/** The selection names real tables, and its per-table filters and columns make sense on the source. */
+async function checkSelection(source: ServerFacts, objects: MigrationSpec['objects']): Promise<CheckResult> {
+  const id = 'source.selection';
+  const tables = await listTables(source.client, objects);
+  if (tables.length === 0) {
+    return {
+      id,
+      status: 'fail',
+      message: 'The spec selects no table on the source.',
+      remediation: 'Check objects.include and objects.exclude: schemas and table globs are case-sensitive.',
+    };
+  }
+  const problems: string[] = [];
+  for (const [key, options] of Object.entries(objects.tables)) {
+    const table = tables.find((t) => qualified(t) === key);
+    if (!table) {
+      problems.push(`objects.tables["${key}"] names no selected table`);
+      continue;
+    }
+    const names = new Set(table.columns.map((c) => c.name));
+    const unknown = [...(options.columns ?? []), ...(options.excludeColumns ?? [])].filter((c) => !names.has(c));
+    if (unknown.length > 0) problems.push(`objects.tables["${key}"]: no column ${unknown.map((c) => `"${c}"`).join(', ')}`);
+    if (options.where) {
+      try {
+        await source.client.query(`EXPLAIN SELECT 1 FROM ONLY ${quoteTable(table)} WHERE (${options.where})`);
+      } catch (error) {
+        problems.push(`objects.tables["${key}"].where: ${(error as Error).message}`);
+      }
+    }
+  }
+  if (problems.length > 0) {
+    return { id, status: 'fail', message: problems.join('; '), remediation: 'Fix objects.tables in the spec.' };
+  }
+  return { id, status: 'pass', message: `${tables.filter((t) => t.kind === 'table').length} tables selected.` };
+}
+
 function skipped(id: string, reason: string): CheckResult {
   return { id, status: 'skip', message: `Skipped: ${reason}.` };
 }
 
 export async function runPrecheck(
-  spec: Pick<MigrationSpec, 'mode' | 'source' | 'target'>,
+  spec: Pick<MigrationSpec, 'mode' | 'source' | 'target' | 'objects'>,
   secrets: SecretsProvider,
 ): Promise<PrecheckReport> {
   const [source, target] = await Promise.all([openSide('source', spec, secrets), openSide('target', spec, secrets)]);
@@ -142,6 +179,7 @@ export async function runPrecheck(
       source.facts && target.facts
         ? checkVersions(source.facts, target.facts)
         : skipped('server.versions', 'needs connections to both sides'),
+      source.facts ? await checkSelection(source.facts, spec.objects) : skipped('source.selection', 'no connection to the source'),
     );
     if (wantsCdc(spec)) {
       const cdcChecks = [

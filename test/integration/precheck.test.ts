@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPrecheck, type CheckResult } from '../../engine/precheck/index.js';
+import { parseSpec } from '../../engine/spec/index.js';
 import { startCluster, type LocalCluster } from '../../local/cluster.js';
 import { repositoryRoot, runLocalWorkflow } from '../../local/runner.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
@@ -21,6 +22,7 @@ beforeAll(async () => {
     startCluster({ major: 17, label: 'target17' }),
     startCluster({ major: 18, label: 'target18' }),
   ]);
+  await Promise.all([pg13, pg15Replica, pg17, pg18].map((c) => c.sql('CREATE TABLE items (id int PRIMARY KEY, region text)')));
 });
 
 afterAll(async () => {
@@ -28,23 +30,26 @@ afterAll(async () => {
   scratch.remove();
 });
 
-const pair = (source: LocalCluster, target: LocalCluster, mode: 'full' | 'full+cdc' = 'full+cdc') => ({
+const pair = (source: LocalCluster, target: LocalCluster, mode: 'full' | 'full+cdc' = 'full+cdc', extra: object = {}) => ({
   name: 'precheck-test',
   mode,
   source: { secret: scratch.secretFor(`source-${source.major}`, source) },
   target: { secret: scratch.secretFor(`target-${target.major}`, target) },
+  ...extra,
 });
+const precheck = (spec: object) => runPrecheck(parseSpec(spec, { featureGate: false }), secrets);
 
 const byId = (checks: CheckResult[]) => Object.fromEntries(checks.map((c) => [c.id, c]));
 
 describe('precheck on real clusters', () => {
   it('passes every check on a proper pair (13 → 17, CDC requested)', async () => {
-    const report = await runPrecheck(pair(pg13, pg17), secrets);
+    const report = await precheck(pair(pg13, pg17));
     expect(report.ok).toBe(true);
     expect(report.checks.map((c) => [c.id, c.status])).toEqual([
       ['source.connect', 'pass'],
       ['target.connect', 'pass'],
       ['server.versions', 'pass'],
+      ['source.selection', 'pass'],
       ['source.wal_level', 'pass'],
       ['source.replication_slots', 'pass'],
       ['source.replication_privilege', 'pass'],
@@ -53,13 +58,13 @@ describe('precheck on real clusters', () => {
   });
 
   it('passes 13 → 18', async () => {
-    const report = await runPrecheck(pair(pg13, pg18), secrets);
+    const report = await precheck(pair(pg13, pg18));
     expect(report.ok).toBe(true);
     expect(byId(report.checks)['target.connect']!.message).toContain('PostgreSQL 18.');
   });
 
   it('fails on wal_level=replica when CDC is requested, with the remedy', async () => {
-    const report = await runPrecheck(pair(pg15Replica, pg17), secrets);
+    const report = await precheck(pair(pg15Replica, pg17));
     expect(report.ok).toBe(false);
     const walLevel = byId(report.checks)['source.wal_level']!;
     expect(walLevel.status).toBe('fail');
@@ -68,23 +73,43 @@ describe('precheck on real clusters', () => {
   });
 
   it('does not check wal_level for a full load only', async () => {
-    const report = await runPrecheck(pair(pg15Replica, pg17, 'full'), secrets);
+    const report = await precheck(pair(pg15Replica, pg17, 'full'));
     expect(report.ok).toBe(true);
     expect(report.checks.map((c) => c.id)).not.toContain('source.wal_level');
   });
 
   it('fails when the target is older than the source', async () => {
-    const report = await runPrecheck(pair(pg17, pg15Replica, 'full'), secrets);
+    const report = await precheck(pair(pg17, pg15Replica, 'full'));
     const versions = byId(report.checks)['server.versions']!;
     expect(versions.status).toBe('fail');
     expect(versions.message).toBe("The target runs PostgreSQL 15, older than the source's PostgreSQL 17.");
     expect(versions.remediation).toContain('PostgreSQL 17 or later');
   });
 
+  it('fails on a selection that names no table, a missing column or a where clause that does not compile', async () => {
+    const report = await precheck(
+      pair(pg13, pg17, 'full', {
+        objects: {
+          tables: {
+            'public.items': { where: 'regoin = 1', excludeColumns: ['colour'] },
+            'public.nothing': { where: 'true' },
+          },
+        },
+      }),
+    );
+    const selection = byId(report.checks)['source.selection']!;
+    expect(selection.status).toBe('fail');
+    expect(selection.message).toContain('objects.tables["public.nothing"] names no selected table');
+    expect(selection.message).toContain('objects.tables["public.items"]: no column "colour"');
+    expect(selection.message).toContain('objects.tables["public.items"].where: column "regoin" does not exist');
+    const nothing = await precheck(pair(pg13, pg17, 'full', { objects: { include: [{ schema: 'sales' }] } }));
+    expect(byId(nothing.checks)['source.selection']).toMatchObject({ status: 'fail', message: 'The spec selects no table on the source.' });
+  });
+
   it('reports a wrong password as a failed connection check without revealing any password', async () => {
     const spec = pair(pg13, pg17);
     spec.source.secret = scratch.secretFor('wrong-password', pg13, { password: 'not-the-password' });
-    const report = await runPrecheck(spec, secrets);
+    const report = await precheck(spec);
     const connect = byId(report.checks)['source.connect']!;
     expect(connect.status).toBe('fail');
     expect(connect.message).toContain('password authentication failed for user "postgres"');
