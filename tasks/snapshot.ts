@@ -3,7 +3,7 @@
  * callback, then keeps the transaction open until the migration releases the snapshot (load
  * and comparison done) or ends.
  */
-import { exportSnapshot } from '../engine/load/snapshot.js';
+import { exportSnapshot } from '../engine/snapshot.js';
 import { migrationState } from '../engine/control/index.js';
 import { taskCallbackFromEnvironment } from '../platform/task-callback.js';
 import { runTask } from './task.js';

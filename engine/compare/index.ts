@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { qualified, quoteIdent, type TableRef } from '../catalog/tables.js';
 import { CONTROL_SCHEMA } from '../control/index.js';
 import { PgferryError } from '../errors.js';
+import { checkSnapshotId, importSnapshot } from '../snapshot.js';
 import { minus, sameChecksum, Side, WHOLE_TABLE, type Bucket, type Checksum, type Key, type Range } from './side.js';
 
 export interface CompareTarget {
@@ -45,7 +46,6 @@ export interface CompareOptions {
 
 /** Bisection stops at ranges this small and lists their rows. */
 const LEAF_ROWS = 100;
-const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+-[0-9]+$/i;
 
 /** Identical output settings on both sides, so every value's text form (and so its hash) agrees across major versions. */
 export async function prepareCompareSession(client: pg.Client): Promise<void> {
@@ -195,9 +195,7 @@ async function openSession(connect: () => Promise<pg.Client>, snapshot?: string)
   // A dropped idle connection must fail the next query, not crash the process with an unhandled 'error' event.
   client.on('error', () => undefined);
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    // SET TRANSACTION SNAPSHOT takes no parameters; the id is validated by the caller.
-    if (snapshot) await client.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+    await importSnapshot(client, snapshot);
     return client;
   } catch (error) {
     await client.end().catch(() => undefined);
@@ -217,9 +215,7 @@ export async function compareTables(
   options: CompareOptions & { parallelism: number; snapshot?: string; onTable?: (r: TableComparison) => void },
 ): Promise<TableComparison[]> {
   const { snapshot } = options;
-  if (snapshot !== undefined && !SNAPSHOT_ID.test(snapshot)) {
-    throw new PgferryError('pgferry.CompareFailed', `"${snapshot}" is not a snapshot id (like 00000003-0000001B-1)`);
-  }
+  if (snapshot !== undefined) checkSnapshotId(snapshot);
   const results: TableComparison[] = [];
   let next = 0;
   let failed = false;

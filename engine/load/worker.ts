@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
 import { CANONICAL_SESSION_SQL } from '../connect/index.js';
-import { importSnapshot } from './snapshot.js';
+import { importSnapshot } from '../snapshot.js';
 
 export interface ClaimedUnit {
   id: number;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listTables } from '../../engine/catalog/tables.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
 import { planUnits, savePlan, targetFacts, targetOf } from '../../engine/load/planner.js';
-import { exportSnapshot } from '../../engine/load/snapshot.js';
+import { exportSnapshot } from '../../engine/snapshot.js';
 import { runCopyWorker } from '../../engine/load/worker.js';
 import { parseSpec } from '../../engine/spec/index.js';
 import { startCluster, type LocalCluster } from '../../local/cluster.js';

@@ -4,7 +4,7 @@
  * the comparison import it.
  */
 import type pg from 'pg';
-import { PgferryError } from '../errors.js';
+import { PgferryError } from './errors.js';
 
 const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
 
@@ -16,11 +16,18 @@ export async function exportSnapshot(source: pg.Client): Promise<string> {
   return rows[0]!.snapshot;
 }
 
-/** Starts a transaction on `source` that sees exactly what the exported snapshot sees. */
-export async function importSnapshot(source: pg.Client, snapshot: string): Promise<void> {
-  // SET TRANSACTION SNAPSHOT takes no bind parameters: the id is checked, then quoted.
-  if (!SNAPSHOT_ID.test(snapshot)) throw new PgferryError('pgferry.SnapshotInvalid', `"${snapshot}" is not a snapshot id.`);
+export function checkSnapshotId(snapshot: string): void {
+  // SET TRANSACTION SNAPSHOT takes no bind parameters: the id is checked before it is quoted into SQL.
+  if (!SNAPSHOT_ID.test(snapshot)) {
+    throw new PgferryError('pgferry.SnapshotInvalid', `"${snapshot}" is not a snapshot id (like 00000003-0000001B-1).`);
+  }
+}
+
+/** Starts a read-only repeatable-read transaction that sees exactly what the exported snapshot sees (or its own, without one). */
+export async function importSnapshot(source: pg.Client, snapshot?: string): Promise<void> {
+  if (snapshot !== undefined) checkSnapshotId(snapshot);
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  if (snapshot === undefined) return;
   try {
     await source.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
   } catch (error) {
