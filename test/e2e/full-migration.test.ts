@@ -53,7 +53,7 @@ describe.each([
   ['13 → 17', () => pg13, () => pg17, 'shop_from13'],
   ['15 → 17', () => pg15, () => pg17, 'shop_from15'],
   ['17 → 18', () => pg17, () => pg18, 'shop_from17'],
-])('full migration %s through the workflow', (label, source, target, targetDb) => {
+])('full migration %s through the workflow', (_pair, source, target, targetDb) => {
   const name = `e2e-${targetDb.replace(/_/g, '-')}`;
 
   it('migrates the sample database: target equals source, data and schema', async () => {
