@@ -7,7 +7,8 @@ import { connectSide, type SecretsProvider } from './connect/index.js';
 import { beginMigration, ensureControlSchema, recordEvent, setPhase } from './control/index.js';
 import { PgferryError } from './errors.js';
 import { planUnits, savePlan, targetFacts, targetOf } from './load/planner.js';
-import { copySequenceValues, migratePreData, recordSchemaObjects } from './schema/index.js';
+import { copySequenceValues, loadTimeIndexJobs, migratePreData, recordSchemaObjects } from './schema/index.js';
+import { saveIndexJobs } from './load/index-jobs.js';
 import { dataTables, listTables } from './catalog/tables.js';
 import type { MigrationSpec } from './spec/index.js';
 
@@ -52,6 +53,7 @@ export async function planFullLoadStep(spec: MigrationSpec, secrets: SecretsProv
     const facts = await targetFacts(target, dataTables(tables).map(targetOf));
     const units = planUnits({ tables, target: facts, spec, sourceVersionNum: Number(rows[0]!.num) });
     await savePlan(target, spec.name, tables, units);
+    await saveIndexJobs(target, spec.name, await loadTimeIndexJobs(source, spec));
     const workerCount = Math.max(1, Math.min(spec.fullLoad.parallelism, units.length));
     return { units: units.length, workers: Array.from({ length: workerCount }, (_, i) => i + 1) };
   });

@@ -77,6 +77,19 @@ CREATE TABLE IF NOT EXISTS pgferry.unit_progress (
   PRIMARY KEY (migration, id),
   FOREIGN KEY (migration, id) REFERENCES pgferry.units ON DELETE CASCADE
 );
+-- Index builds and single-table constraints a copy worker runs as soon as the table's rows are in.
+CREATE TABLE IF NOT EXISTS pgferry.index_jobs (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  id int NOT NULL,
+  table_schema text NOT NULL,
+  table_name text NOT NULL,
+  kind text NOT NULL,
+  identity text NOT NULL,
+  statements text[] NOT NULL,
+  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'existing', 'failed')),
+  error text,
+  PRIMARY KEY (migration, id)
+);
 CREATE TABLE IF NOT EXISTS pgferry.comparisons (
   migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
   source_schema text NOT NULL,

@@ -12,6 +12,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
 import { CANONICAL_SESSION_SQL } from '../connect/index.js';
 import { importSnapshot } from '../snapshot.js';
+import { runReadyIndexJobs } from './index-jobs.js';
 
 export interface ClaimedUnit {
   id: number;
@@ -160,6 +161,15 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
         summary.rows += copied.rows;
         summary.bytes += copied.bytes;
         log(`unit ${unit.id} ${unit.source.schema}.${unit.source.name}: ${copied.rows} rows, ${copied.bytes} bytes`);
+        try {
+          const built = await runReadyIndexJobs(target, migration, unit.source);
+          if (built > 0) log(`${unit.source.schema}.${unit.source.name}: ${built} index(es) and constraint(s) built`);
+        } catch (error) {
+          // Post-data builds whatever is left; the unit itself is done.
+          log(`${unit.source.schema}.${unit.source.name}: index builds left to post-data: ${(error as Error).message}`);
+          await target.end().catch(() => undefined);
+          target = undefined;
+        }
       } catch (error) {
         summary.failedAttempts++;
         const message = (error as Error).message ?? String(error);

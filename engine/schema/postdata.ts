@@ -5,7 +5,7 @@
  * whatever already exists on the target is left alone and reported 'existing'.
  */
 import type pg from 'pg';
-import { quoteTable } from '../catalog/tables.js';
+import { quoteTable, type TableRef } from '../catalog/tables.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { planSchema } from './plan.js';
 import {
@@ -35,6 +35,7 @@ async function readCatalog(source: pg.Client, relations: number[]) {
   const { rows: indexes } = await source.query(
     `SELECT format('%I.%I', n.nspname, ic.relname) AS identity, quote_ident(ic.relname) AS name,
             format('%I.%I', tn.nspname, tc.relname) AS table_identity, pg_get_indexdef(x.indexrelid) AS def,
+            tn.nspname AS table_schema, tc.relname AS table_name, tc.relkind = 'r' AND NOT tc.relispartition AS plain_table,
             x.indisvalid AS valid, x.indisclustered AS clustered, x.indisreplident AS replident,
             EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x')) AS by_constraint,
             EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid) AS inherited
@@ -47,6 +48,7 @@ async function readCatalog(source: pg.Client, relations: number[]) {
   const { rows: constraints } = await source.query(
     `SELECT format('%I.%I.%I', n.nspname, c.relname, k.conname) AS identity, quote_ident(k.conname) AS name,
             format('%I.%I', n.nspname, c.relname) AS table_identity, c.relkind::text AS relkind, k.contype::text AS contype,
+            n.nspname AS table_schema, c.relname AS table_name, c.relkind = 'r' AND NOT c.relispartition AS plain_table,
             pg_get_constraintdef(k.oid) AS def, k.convalidated AS validated, k.confrelid::int AS ref_oid, r.relkind::text AS ref_relkind,
             CASE WHEN r.oid IS NOT NULL THEN format('%I.%I', rn.nspname, r.relname) END AS ref_identity
        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -77,6 +79,56 @@ async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal`,
   );
   return new Set(rows.map((r) => r.key));
+}
+
+/** An index build or a constraint that touches one table. */
+export interface TableJob extends Job {
+  table: TableRef;
+  /** A plain table (not partitioned, not a partition): a copy worker may run the job once the table's rows are in. */
+  plainTable: boolean;
+}
+
+type Catalog = Awaited<ReturnType<typeof readCatalog>>;
+
+/** The single-table jobs of post-data: primary keys, then indexes and unique/check/exclusion constraints. */
+function singleTableJobs(catalog: Catalog, sync: MigrationSpec['schema']['sync']): [TableJob[], TableJob[]] {
+  const job = (row: { table_schema: string; table_name: string; plain_table: boolean }, kind: string, identity: string, sql: string): TableJob => ({
+    kind,
+    identity,
+    sql: [sql],
+    table: { schema: row.table_schema, name: row.table_name },
+    plainTable: row.plain_table,
+  });
+  const constraint = (c: Catalog['constraints'][number]) =>
+    job(c, 'constraint', c.identity, `ALTER TABLE ${c.table_identity} ADD CONSTRAINT ${c.name} ${c.def}`);
+  const keys = catalog.constraints.filter((c) => c.contype === 'p').map(constraint);
+  const others = [
+    ...catalog.indexes
+      .filter((i) => i.valid && !i.by_constraint && !i.inherited && sync.indexes)
+      .map((i) => job(i, 'index', i.identity, i.def.replace(ON_ONLY, '$1'))),
+    ...catalog.constraints.filter((c) => c.contype !== 'f' && c.contype !== 'p' && sync.constraints).map(constraint),
+  ];
+  return [keys, others];
+}
+
+/**
+ * The jobs a copy worker may run as soon as a plain table's rows are in, in the order post-data
+ * would run them; post-data runs whatever the load did not.
+ */
+export async function loadTimeIndexJobs(source: pg.Client, spec: MigrationSpec): Promise<TableJob[]> {
+  const catalog = await readSource(source, async () => {
+    const plan = await planSchema(source, spec);
+    return readCatalog(source, plan.tables.map((t) => t.oid));
+  });
+  const [keys, others] = singleTableJobs(catalog, spec.schema.sync);
+  return [...keys, ...others].filter((job) => job.plainTable);
+}
+
+async function indexJobStates(target: pg.Client, migration: string): Promise<Map<string, string>> {
+  const { rows: found } = await target.query("SELECT to_regclass('pgferry.index_jobs') IS NOT NULL AS ok");
+  if (!found[0]?.ok) return new Map();
+  const { rows } = await target.query('SELECT identity, state FROM pgferry.index_jobs WHERE migration = $1', [migration]);
+  return new Map(rows.map((r) => [r.identity as string, r.state as string]));
 }
 
 const ENABLE: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };
@@ -115,8 +167,12 @@ export async function migratePostData(
     const targetVersion = await serverVersion(target);
     const existing = await existingOnTarget(target);
     /** Whether to create an object; when not, it is reported 'skipped' (sync flag off) or 'existing'. */
+    const builtDuringLoad = await indexJobStates(target, spec.name);
     const toCreate = (kind: string, identity: string, enabled: boolean, flag: string) => {
-      if (!enabled) report(kind, identity, 'skipped', `schema.sync.${flag} is false`);
+      const early = builtDuringLoad.get(identity);
+      if (early === 'done') report(kind, identity, 'created', 'built as soon as its table was loaded');
+      else if (early === 'existing') report(kind, identity, 'existing');
+      else if (!enabled) report(kind, identity, 'skipped', `schema.sync.${flag} is false`);
       else if (existing.has(`${kind === 'foreign key' ? 'constraint' : kind} ${identity}`)) report(kind, identity, 'existing');
       else return true;
       return false;
@@ -127,25 +183,13 @@ export async function migratePostData(
         if (!job.action) report(job.kind, job.identity, 'created');
       });
 
-    const addConstraint = (c: (typeof catalog.constraints)[number]): Job => ({
-      kind: 'constraint',
-      identity: c.identity,
-      sql: [`ALTER TABLE ${c.table_identity} ADD CONSTRAINT ${c.name} ${c.def}`],
-    });
     // 1. Primary keys, always (CDC and the comparison need them), one table hierarchy each, side by side.
-    await runAll(catalog.constraints.filter((c) => c.contype === 'p' && toCreate('constraint', c.identity, true, 'constraints')).map(addConstraint));
-
-    // 2. Indexes and unique/check/exclusion constraints: each touches one table, so they can run side by side.
-    const build: Job[] = [];
-    for (const index of catalog.indexes) {
-      if (index.by_constraint || index.inherited) continue;
-      if (!index.valid) report('index', index.identity, 'skipped', 'invalid on the source');
-      else if (toCreate('index', index.identity, sync.indexes, 'indexes'))
-        build.push({ kind: 'index', identity: index.identity, sql: [index.def.replace(ON_ONLY, '$1')] });
-    }
-    for (const c of catalog.constraints.filter((c) => c.contype !== 'f' && c.contype !== 'p'))
-      if (toCreate('constraint', c.identity, sync.constraints, 'constraints')) build.push(addConstraint(c));
-    await runAll(build);
+    // 2. Then indexes and unique/check/exclusion constraints: each touches one table, so they run side by side too.
+    const [keys, others] = singleTableJobs(catalog, sync);
+    for (const index of catalog.indexes.filter((i) => !i.valid && !i.by_constraint && !i.inherited))
+      report('index', index.identity, 'skipped', 'invalid on the source');
+    await runAll(keys.filter((job) => toCreate(job.kind, job.identity, true, 'constraints')));
+    await runAll(others.filter((job) => toCreate(job.kind, job.identity, job.kind === 'index' ? sync.indexes : sync.constraints, job.kind === 'index' ? 'indexes' : 'constraints')));
 
     // 3. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side.
     const selected = new Set(plan.tables.map((t) => t.oid));
