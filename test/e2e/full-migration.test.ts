@@ -67,6 +67,13 @@ describe.each([
     );
     expect(comparisons!.rows[0].total).toBe(17);
     expect(comparisons!.rows[0].matched).toBe(comparisons!.rows[0].total);
+    // Plain tables get their keys and indexes while the load goes on; post-data does the rest.
+    const [jobs] = await target().sql(
+      `SELECT count(*)::int AS total, count(*) FILTER (WHERE state = 'done')::int AS done FROM pgferry.index_jobs WHERE migration = '${name}'`,
+      targetDb,
+    );
+    expect(jobs!.rows[0].total).toBeGreaterThan(10);
+    expect(jobs!.rows[0].done).toBe(jobs!.rows[0].total);
   });
 
   it('refuses to run over existing tables by default, listing every conflict', async () => {
