@@ -9,6 +9,8 @@ import { taskCallbackFromEnvironment } from '../platform/task-callback.js';
 import { runTask } from './task.js';
 
 const POLL_MS = 1000;
+/** The load's own time limit (the FullLoad workers' TimeoutSeconds): past it nobody can still need the snapshot. */
+const MAX_HOLD_MS = 172_800_000;
 
 await runTask('snapshot', async ({ migration, connectSource, connectTarget, log }) => {
   const callback = taskCallbackFromEnvironment();
@@ -27,9 +29,14 @@ await runTask('snapshot', async ({ migration, connectSource, connectTarget, log 
   }
   let sourceLost: Error | undefined;
   source.on('error', (error) => (sourceLost = error));
+  const heldSince = Date.now();
   for (;;) {
     await new Promise((r) => setTimeout(r, POLL_MS));
     if (sourceLost) throw new Error(`lost the source connection that holds the snapshot: ${sourceLost.message}`);
+    if (Date.now() - heldSince > MAX_HOLD_MS) {
+      log('snapshot held for the longest a load may take; releasing it');
+      break;
+    }
     const state = await migrationState(control, migration);
     if (!state || state.snapshotReleased || state.phase === 'done' || state.phase === 'failed') break;
   }
