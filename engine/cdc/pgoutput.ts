@@ -1,0 +1,334 @@
+/**
+ * Decoder for PostgreSQL's logical replication protocol as produced by the built-in
+ * `pgoutput` plugin, protocol version 1 (no streaming, no two-phase).
+ *
+ * One call decodes one message: the payload of an XLogData frame, or the `data` column of a
+ * row from `pg_logical_slot_get_binary_changes` / `pg_logical_slot_peek_binary_changes`.
+ * Column values are kept exactly as the server sent them (text output form, or the raw bytes
+ * of the rare binary form); nothing is parsed into JS numbers or Dates.
+ *
+ * Layouts: PostgreSQL docs, "Logical Replication Message Formats".
+ */
+
+export type TupleValue =
+  | { kind: 'null' }
+  | { kind: 'unchanged-toast' }
+  | { kind: 'text'; value: string }
+  | { kind: 'binary'; value: Buffer };
+
+export interface RelationMessage {
+  tag: 'relation';
+  relationId: number;
+  /** Namespace name; pgoutput sends '' for pg_catalog. */
+  schema: string;
+  name: string;
+  replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+  columns: { name: string; typeOid: number; typeMod: number; partOfKey: boolean }[];
+}
+
+export type PgoutputMessage =
+  | { tag: 'begin'; finalLsn: string; commitTime: bigint /* microseconds since 2000-01-01 */; xid: number }
+  | { tag: 'commit'; flags: number; commitLsn: string; endLsn: string; commitTime: bigint }
+  | RelationMessage
+  | { tag: 'type'; typeOid: number; schema: string; name: string }
+  | { tag: 'origin'; originLsn: string; name: string }
+  | { tag: 'insert'; relationId: number; newTuple: TupleValue[] }
+  | { tag: 'update'; relationId: number; oldKey?: TupleValue[]; oldTuple?: TupleValue[]; newTuple: TupleValue[] }
+  | { tag: 'delete'; relationId: number; oldKey?: TupleValue[]; oldTuple?: TupleValue[] }
+  | { tag: 'truncate'; cascade: boolean; restartIdentity: boolean; relationIds: number[] }
+  | { tag: 'message'; transactional: boolean; lsn: string; prefix: string; content: Buffer };
+
+const UINT32 = 0xffffffffn;
+
+/** Formats a 64-bit LSN the way PostgreSQL's `pg_lsn` output does: `%X/%X`, upper-case hex, no padding. */
+export function formatLsn(value: bigint): string {
+  if (value < 0n || value > 0xffffffffffffffffn) throw new RangeError(`LSN out of range: ${value}`);
+  return `${(value >> 32n).toString(16).toUpperCase()}/${(value & UINT32).toString(16).toUpperCase()}`;
+}
+
+const LSN_PATTERN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
+
+/** Parses `pg_lsn` text (`16/B374D848`, either case, optional zero padding) into a 64-bit value. */
+export function parseLsn(text: string): bigint {
+  const match = LSN_PATTERN.exec(text);
+  if (!match) throw new Error(`invalid LSN ${JSON.stringify(text)}: expected two hexadecimal numbers separated by "/"`);
+  return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+const tagName = (byte: number): string => {
+  const ch = String.fromCharCode(byte);
+  return byte >= 0x20 && byte < 0x7f ? `'${ch}' (0x${byte.toString(16).padStart(2, '0')})` : `0x${byte.toString(16).padStart(2, '0')}`;
+};
+
+class Reader {
+  private offset = 0;
+  constructor(
+    private readonly buffer: Buffer,
+    private readonly context: string,
+  ) {}
+
+  private need(bytes: number, what: string): void {
+    if (this.offset + bytes > this.buffer.length) {
+      throw new Error(
+        `pgoutput ${this.context} message truncated: needed ${bytes} byte(s) for ${what} at offset ${this.offset}, message is ${this.buffer.length} byte(s)`,
+      );
+    }
+  }
+
+  uint8(what: string): number {
+    this.need(1, what);
+    return this.buffer.readUInt8(this.offset++);
+  }
+
+  int16(what: string): number {
+    this.need(2, what);
+    const value = this.buffer.readInt16BE(this.offset);
+    this.offset += 2;
+    return value;
+  }
+
+  int32(what: string): number {
+    this.need(4, what);
+    const value = this.buffer.readInt32BE(this.offset);
+    this.offset += 4;
+    return value;
+  }
+
+  uint32(what: string): number {
+    this.need(4, what);
+    const value = this.buffer.readUInt32BE(this.offset);
+    this.offset += 4;
+    return value;
+  }
+
+  int64(what: string): bigint {
+    this.need(8, what);
+    const value = this.buffer.readBigInt64BE(this.offset);
+    this.offset += 8;
+    return value;
+  }
+
+  uint64(what: string): bigint {
+    this.need(8, what);
+    const value = this.buffer.readBigUInt64BE(this.offset);
+    this.offset += 8;
+    return value;
+  }
+
+  lsn(what: string): string {
+    return formatLsn(this.uint64(what));
+  }
+
+  bytes(length: number, what: string): Buffer {
+    if (length < 0) throw new Error(`pgoutput ${this.context} message malformed: negative length ${length} for ${what}`);
+    this.need(length, what);
+    const value = this.buffer.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return value;
+  }
+
+  text(bytes: Buffer, what: string): string {
+    try {
+      return utf8.decode(bytes);
+    } catch {
+      throw new Error(`pgoutput ${this.context} message malformed: ${what} is not valid UTF-8`);
+    }
+  }
+
+  /** A NUL-terminated UTF-8 string. */
+  string(what: string): string {
+    const end = this.buffer.indexOf(0, this.offset);
+    if (end < 0) {
+      throw new Error(`pgoutput ${this.context} message truncated: ${what} at offset ${this.offset} has no NUL terminator`);
+    }
+    const value = this.text(this.buffer.subarray(this.offset, end), what);
+    this.offset = end + 1;
+    return value;
+  }
+
+  tuple(what: string): TupleValue[] {
+    const count = this.int16(`${what} column count`);
+    if (count < 0) throw new Error(`pgoutput ${this.context} message malformed: negative column count ${count} in ${what}`);
+    const values: TupleValue[] = [];
+    for (let i = 0; i < count; i++) {
+      const kind = this.uint8(`${what} column ${i + 1} kind`);
+      switch (kind) {
+        case 0x6e: // 'n'
+          values.push({ kind: 'null' });
+          break;
+        case 0x75: // 'u'
+          values.push({ kind: 'unchanged-toast' });
+          break;
+        case 0x74: {
+          // 't'
+          const length = this.int32(`${what} column ${i + 1} length`);
+          values.push({ kind: 'text', value: this.text(this.bytes(length, `${what} column ${i + 1} value`), `${what} column ${i + 1}`) });
+          break;
+        }
+        case 0x62: {
+          // 'b'
+          const length = this.int32(`${what} column ${i + 1} length`);
+          values.push({ kind: 'binary', value: Buffer.from(this.bytes(length, `${what} column ${i + 1} value`)) });
+          break;
+        }
+        default:
+          throw new Error(`pgoutput ${this.context} message malformed: unknown tuple column kind ${tagName(kind)} in ${what} column ${i + 1}`);
+      }
+    }
+    return values;
+  }
+
+  expect(byte: number, what: string): void {
+    const got = this.uint8(what);
+    if (got !== byte) {
+      throw new Error(`pgoutput ${this.context} message malformed: expected ${tagName(byte)} for ${what}, got ${tagName(got)}`);
+    }
+  }
+
+  end(): void {
+    if (this.offset !== this.buffer.length) {
+      throw new Error(
+        `pgoutput ${this.context} message malformed: ${this.buffer.length - this.offset} unexpected trailing byte(s) at offset ${this.offset}`,
+      );
+    }
+  }
+}
+
+const REPLICA_IDENTITY: Record<string, RelationMessage['replicaIdentity']> = {
+  d: 'default',
+  n: 'nothing',
+  f: 'full',
+  i: 'index',
+};
+
+/** Tags that exist only in later protocol versions; named so the error says why. */
+const LATER_PROTOCOL_TAGS: Record<string, string> = {
+  S: 'Stream Start (protocol 2+)',
+  E: 'Stream Stop (protocol 2+)',
+  c: 'Stream Commit (protocol 2+)',
+  A: 'Stream Abort (protocol 2+)',
+  b: 'Begin Prepare (protocol 3+)',
+  P: 'Prepare (protocol 3+)',
+  K: 'Commit Prepared (protocol 3+)',
+  r: 'Rollback Prepared (protocol 3+)',
+  p: 'Stream Prepare (protocol 3+)',
+};
+
+/** Decodes one pgoutput (protocol version 1) message. Throws a descriptive Error on anything malformed or unsupported. */
+export function decodePgoutput(buffer: Buffer): PgoutputMessage {
+  if (buffer.length === 0) throw new Error('pgoutput message is empty: no tag byte');
+  const tag = buffer[0]!;
+  const letter = String.fromCharCode(tag);
+  const unsupported = LATER_PROTOCOL_TAGS[letter];
+  if (unsupported !== undefined) {
+    throw new Error(`unsupported pgoutput message tag ${tagName(tag)}: ${unsupported} is not part of protocol version 1`);
+  }
+  const context = `'${letter}'`;
+  const r = new Reader(buffer, context);
+  r.uint8('tag');
+  let message: PgoutputMessage;
+  switch (letter) {
+    case 'B':
+      message = {
+        tag: 'begin',
+        finalLsn: r.lsn('final LSN'),
+        commitTime: r.int64('commit timestamp'),
+        xid: r.uint32('xid'),
+      };
+      break;
+    case 'C':
+      message = {
+        tag: 'commit',
+        flags: r.uint8('flags'),
+        commitLsn: r.lsn('commit LSN'),
+        endLsn: r.lsn('end LSN'),
+        commitTime: r.int64('commit timestamp'),
+      };
+      break;
+    case 'O':
+      message = { tag: 'origin', originLsn: r.lsn('origin LSN'), name: r.string('origin name') };
+      break;
+    case 'R': {
+      const relationId = r.uint32('relation OID');
+      const schema = r.string('namespace');
+      const name = r.string('relation name');
+      const identityByte = r.uint8('replica identity');
+      const replicaIdentity = REPLICA_IDENTITY[String.fromCharCode(identityByte)];
+      if (replicaIdentity === undefined) {
+        throw new Error(`pgoutput ${context} message malformed: unknown replica identity ${tagName(identityByte)} for ${schema}.${name}`);
+      }
+      const count = r.int16('column count');
+      if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative column count ${count}`);
+      const columns: RelationMessage['columns'] = [];
+      for (let i = 0; i < count; i++) {
+        const flags = r.uint8(`column ${i + 1} flags`);
+        columns.push({
+          partOfKey: (flags & 1) !== 0,
+          name: r.string(`column ${i + 1} name`),
+          typeOid: r.uint32(`column ${i + 1} type OID`),
+          typeMod: r.int32(`column ${i + 1} type modifier`),
+        });
+      }
+      message = { tag: 'relation', relationId, schema, name, replicaIdentity, columns };
+      break;
+    }
+    case 'Y':
+      message = { tag: 'type', typeOid: r.uint32('type OID'), schema: r.string('namespace'), name: r.string('type name') };
+      break;
+    case 'I': {
+      const relationId = r.uint32('relation OID');
+      r.expect(0x4e, 'new tuple marker');
+      message = { tag: 'insert', relationId, newTuple: r.tuple('new tuple') };
+      break;
+    }
+    case 'U': {
+      const relationId = r.uint32('relation OID');
+      const update: Extract<PgoutputMessage, { tag: 'update' }> = { tag: 'update', relationId, newTuple: [] };
+      let marker = r.uint8('tuple marker');
+      if (marker === 0x4b) {
+        update.oldKey = r.tuple('old key');
+        marker = r.uint8('new tuple marker');
+      } else if (marker === 0x4f) {
+        update.oldTuple = r.tuple('old tuple');
+        marker = r.uint8('new tuple marker');
+      }
+      if (marker !== 0x4e) {
+        throw new Error(`pgoutput ${context} message malformed: expected 'K', 'O' or 'N' tuple marker, got ${tagName(marker)}`);
+      }
+      update.newTuple = r.tuple('new tuple');
+      message = update;
+      break;
+    }
+    case 'D': {
+      const relationId = r.uint32('relation OID');
+      const marker = r.uint8('old tuple marker');
+      if (marker === 0x4b) message = { tag: 'delete', relationId, oldKey: r.tuple('old key') };
+      else if (marker === 0x4f) message = { tag: 'delete', relationId, oldTuple: r.tuple('old tuple') };
+      else throw new Error(`pgoutput ${context} message malformed: expected 'K' or 'O' tuple marker, got ${tagName(marker)}`);
+      break;
+    }
+    case 'T': {
+      const count = r.int32('relation count');
+      if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative relation count ${count}`);
+      const options = r.uint8('options');
+      const relationIds: number[] = [];
+      for (let i = 0; i < count; i++) relationIds.push(r.uint32(`relation ${i + 1} OID`));
+      message = { tag: 'truncate', cascade: (options & 1) !== 0, restartIdentity: (options & 2) !== 0, relationIds };
+      break;
+    }
+    case 'M': {
+      const flags = r.uint8('flags');
+      const lsn = r.lsn('message LSN');
+      const prefix = r.string('prefix');
+      const length = r.int32('content length');
+      message = { tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content: Buffer.from(r.bytes(length, 'content')) };
+      break;
+    }
+    default:
+      throw new Error(`unknown pgoutput message tag ${tagName(tag)}`);
+  }
+  r.end();
+  return message;
+}
