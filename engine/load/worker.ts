@@ -8,11 +8,11 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
 import { CANONICAL_SESSION_SQL } from '../connect/index.js';
 import { importSnapshot } from '../snapshot.js';
 import { runReadyIndexJobs } from './index-jobs.js';
+import { RawCopyOut, rawCopyIn } from './raw-copy.js';
 
 export interface ClaimedUnit {
   id: number;
@@ -203,8 +203,8 @@ async function copyUnit(
   await importSnapshot(source, snapshot);
   if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
   const counter = new ByteCounter(maxBytesPerSecond);
-  const reader = source.query(copyTo(sourceCopySql(unit)));
-  const writer = target.query(copyFrom(targetCopySql(unit)));
+  const reader = source.query(new RawCopyOut(sourceCopySql(unit)));
+  const writer = target.query(rawCopyIn(targetCopySql(unit)));
   let reported = 0;
   const progress = setInterval(() => {
     if (counter.bytes === reported) return;
@@ -218,5 +218,5 @@ async function copyUnit(
   } finally {
     clearInterval(progress);
   }
-  return { rows: Number(writer.rowCount ?? 0), bytes: counter.bytes };
+  return { rows: Number(writer.rowCount ?? 0), bytes: reader.payloadBytes };
 }

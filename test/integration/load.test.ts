@@ -146,6 +146,23 @@ describe('the full load', () => {
     await tgt.end();
   });
 
+  it('fails a unit whose source errors in the middle of its COPY, keeping none of its rows', async () => {
+    const spec = specFor('load-midway', { objects: { tables: { 'public.wide': { where: 'id / (id - 15000) IS NOT NULL' } } } });
+    const { tgt } = await prepareTarget('midway', 'load-midway', spec);
+    await worker('midway', 'load-midway', snapshot, 1);
+    const { rows } = await tgt.query(
+      "SELECT state, last_error FROM pgferry.units WHERE migration = 'load-midway' AND source_table = 'wide' AND state <> 'done'",
+    );
+    expect(rows).toEqual([{ state: 'failed', last_error: 'division by zero' }]);
+    const { rows: counts } = await tgt.query(
+      `SELECT (SELECT count(*) FROM wide)::int AS loaded,
+              (SELECT sum(rows_copied) FROM pgferry.units WHERE migration = 'load-midway' AND source_table = 'wide' AND state = 'done')::int AS done`,
+    );
+    expect(counts[0].loaded).toBe(counts[0].done);
+    expect(counts[0].loaded).toBeLessThan(19999);
+    await tgt.end();
+  });
+
   it('fails readably when the snapshot is gone', async () => {
     const spec = specFor('load-nosnap');
     const { tgt } = await prepareTarget('nosnap', 'load-nosnap', spec);
