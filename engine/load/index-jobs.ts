@@ -1,7 +1,7 @@
 /**
  * Index builds overlapped with the load: as soon as every unit of a plain table is copied, the
  * worker that copied the last one builds the table's primary key, indexes and single-table
- * constraints while the other workers go on copying. Each job is one target transaction that
+ * constraints, then analyzes it, while the other workers go on copying. Each job is one target transaction that
  * also marks it done, so a job is built once; post-data builds whatever is left.
  */
 import type pg from 'pg';
@@ -40,8 +40,12 @@ export async function runReadyIndexJobs(client: pg.Client, migration: string, ta
   for (;;) {
     await client.query('BEGIN');
     const { rows } = await client.query<{ id: number; statements: string[] }>(
-      `SELECT id, statements FROM pgferry.index_jobs
+      `SELECT id, statements FROM pgferry.index_jobs j
         WHERE migration = $1 AND table_schema = $2 AND table_name = $3 AND state = 'pending'
+          AND (kind <> 'analyze' OR NOT EXISTS (
+                SELECT 1 FROM pgferry.index_jobs o
+                 WHERE (o.migration, o.table_schema, o.table_name) = (j.migration, j.table_schema, j.table_name)
+                   AND o.kind <> 'analyze' AND o.state = 'pending'))
         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`,
       [migration, table.schema, table.name],
     );

@@ -116,19 +116,23 @@ function singleTableJobs(catalog: Catalog, sync: MigrationSpec['schema']['sync']
  * would run them; post-data runs whatever the load did not.
  */
 export async function loadTimeIndexJobs(source: pg.Client, spec: MigrationSpec): Promise<TableJob[]> {
-  const catalog = await readSource(source, async () => {
+  const { plan, catalog } = await readSource(source, async () => {
     const plan = await planSchema(source, spec);
-    return readCatalog(source, plan.tables.map((t) => t.oid));
+    return { plan, catalog: await readCatalog(source, plan.tables.map((t) => t.oid)) };
   });
   const [keys, others] = singleTableJobs(catalog, spec.schema.sync);
-  return [...keys, ...others].filter((job) => job.plainTable);
+  // Statistics last, once the table's indexes exist (expression indexes have statistics of their own).
+  const analyze = plan.tables
+    .filter((t) => t.kind === 'table' && !t.root)
+    .map((t): TableJob => ({ kind: 'analyze', identity: quoteTable(t), sql: [`ANALYZE ${quoteTable(t)}`], table: t, plainTable: true }));
+  return [...keys, ...others, ...analyze].filter((job) => job.plainTable);
 }
 
 async function indexJobStates(target: pg.Client, migration: string): Promise<Map<string, string>> {
   const { rows: found } = await target.query("SELECT to_regclass('pgferry.index_jobs') IS NOT NULL AS ok");
   if (!found[0]?.ok) return new Map();
-  const { rows } = await target.query('SELECT identity, state FROM pgferry.index_jobs WHERE migration = $1', [migration]);
-  return new Map(rows.map((r) => [r.identity as string, r.state as string]));
+  const { rows } = await target.query('SELECT kind, identity, state FROM pgferry.index_jobs WHERE migration = $1', [migration]);
+  return new Map(rows.map((r) => [`${r.kind} ${r.identity}`, r.state as string]));
 }
 
 const ENABLE: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };
@@ -169,7 +173,7 @@ export async function migratePostData(
     /** Whether to create an object; when not, it is reported 'skipped' (sync flag off) or 'existing'. */
     const builtDuringLoad = await indexJobStates(target, spec.name);
     const toCreate = (kind: string, identity: string, enabled: boolean, flag: string) => {
-      const early = builtDuringLoad.get(identity);
+      const early = builtDuringLoad.get(`${kind} ${identity}`);
       if (early === 'done') report(kind, identity, 'created', 'built as soon as its table was loaded');
       else if (early === 'existing') report(kind, identity, 'existing');
       else if (!enabled) report(kind, identity, 'skipped', `schema.sync.${flag} is false`);
@@ -239,7 +243,7 @@ export async function migratePostData(
       await runFor(target, 'materialized view', view.identity, [`REFRESH MATERIALIZED VIEW ${view.identity}`], 'refresh');
       report('materialized view data', view.identity, 'created', 'refreshed');
     }
-    const roots = plan.tables.filter((t) => !t.root).map(quoteTable);
+    const roots = plan.tables.filter((t) => !t.root).map(quoteTable).filter((t) => builtDuringLoad.get(`analyze ${t}`) !== 'done');
     await inParallel(roots, parallelism, targetConnect, settings, (client, table) => runFor(client, 'table', table, [`ANALYZE ${table}`], 'analyze'));
   } finally {
     await target.end().catch(() => undefined);
