@@ -149,7 +149,7 @@ export async function stopAllClusters(): Promise<void> {
 const LAUNCHER = `
 "$PG_BIN/postgres" -D "$PG_BASE/data" "$@" &
 pg=$!
-trap 'kill -INT $pg 2>/dev/null; wait $pg; exit 0' INT TERM
+trap 'kill -INT $pg 2>/dev/null; wait $pg; rm -rf "$PG_BASE"; exit 0' INT TERM
 while [ -d "/proc/$PG_OWNER" ] && kill -0 $pg 2>/dev/null; do sleep 1; done
 kill -INT $pg 2>/dev/null
 wait $pg
