@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { buildReport } from '../engine/report.js';
-import { startCluster, stopAllClusters, type LocalCluster } from '../local/cluster.js';
+import { startClusters, stopAllClusters, type LocalCluster } from '../local/cluster.js';
 import { runLocalWorkflow } from '../local/runner.js';
 
 const { values } = parseArgs({
@@ -148,9 +148,9 @@ async function main() {
   const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', maintenance_work_mem: '512MB' };
   try {
     console.log(`Starting PostgreSQL 15 (source) and 17 (target); dataset ~${sizeMb} MB; parallelism ${parallelism}.`);
-    const [source, target] = await Promise.all([
-      startCluster({ major: 15, label: 'bench-source', settings }),
-      startCluster({ major: 17, label: 'bench-target', settings }),
+    const [source, target] = await startClusters([
+      { major: 15, label: 'bench-source', settings },
+      { major: 17, label: 'bench-target', settings },
     ]);
     const tableBytes = await generate(source);
     console.log(`Dataset: ${(tableBytes / MB).toFixed(0)} MB in ${TABLES.length} tables.\n`);

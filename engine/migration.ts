@@ -10,6 +10,7 @@ import { planUnits, savePlan, targetFacts, targetOf } from './load/planner.js';
 import { copySequenceValues, loadTimeIndexJobs, migratePreData, recordSchemaObjects } from './schema/index.js';
 import { saveIndexJobs } from './load/index-jobs.js';
 import { dataTables, listTables } from './catalog/tables.js';
+import { describeMismatches, loadComparisons } from './compare/index.js';
 import type { MigrationSpec } from './spec/index.js';
 
 async function withSides<T>(
@@ -98,27 +99,17 @@ export class CompareMismatchError extends PgferryError {
 
 export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
-    const { rows } = await target.query(
-      `SELECT source_schema, source_table, source_rows, target_rows, differences, status, note
-         FROM pgferry.comparisons WHERE migration = $1 ORDER BY source_schema, source_table`,
-      [spec.name],
-    );
-    const mismatches = rows.filter((r) => r.status !== 'match');
-    if (mismatches.length > 0) {
-      const lines = mismatches.map((r) => {
-        const keys = (r.differences as { key: Record<string, string | null>; kind: string }[])
-          .slice(0, 10)
-          .map((d) => `${d.kind}: ${Object.entries(d.key).map(([k, v]) => `${k}=${v ?? 'NULL'}`).join(', ')}`);
-        const detail = [...keys, ...(r.note ? [r.note] : [])];
-        return `  - ${r.source_schema}.${r.source_table}: source ${r.source_rows} rows, target ${r.target_rows} rows${detail.length ? ` (${detail.join('; ')})` : ''}`;
-      });
-      const message = `The comparison found differences in ${mismatches.length} table(s):\n${lines.join('\n')}`;
+    const comparisons = await loadComparisons(target, spec.name);
+    const mismatches = describeMismatches(comparisons);
+    if (mismatches) {
+      const count = comparisons.filter((c) => c.status === 'mismatch').length;
+      const message = `The comparison found differences in ${count} table(s):\n${mismatches.replace(/^/gm, '  - ')}`;
       await setPhase(target, spec.name, 'failed', message);
       throw new CompareMismatchError(message);
     }
     await setPhase(target, spec.name, 'done');
     await recordEvent(target, spec.name, 'info', 'migration done');
-    return { tables: rows.length, compared: spec.compare.enabled };
+    return { tables: comparisons.length, compared: spec.compare.enabled };
   });
 }
 

@@ -229,6 +229,15 @@ class ClusterImpl implements LocalCluster {
   }
 }
 
+/** Starts several clusters at once; if one fails, the others are stopped before the error is thrown. */
+export async function startClusters(options: ClusterOptions[]): Promise<LocalCluster[]> {
+  const started = await Promise.allSettled(options.map(startCluster));
+  const failed = started.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (!failed) return started.map((result) => (result as PromiseFulfilledResult<LocalCluster>).value);
+  await Promise.allSettled(started.map((result) => result.status === 'fulfilled' && result.value.stop()));
+  throw failed.reason;
+}
+
 export async function startCluster(options: ClusterOptions): Promise<LocalCluster> {
   const bin = binDir(options.major);
   await hydrateSymlinks(dirname(bin));

@@ -6,7 +6,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCluster, stopAllClusters, type LocalCluster } from './cluster.js';
+import { startClusters, stopAllClusters, type LocalCluster } from './cluster.js';
 import { createProgress } from './progress.js';
 import { runMigration } from './run.js';
 import { createSampleDatabase, SAMPLE_DATABASE } from './sample-database.js';
@@ -35,9 +35,9 @@ export async function runDemo(out: Out, err: Out): Promise<number> {
   const workDir = await mkdtemp(join(tmpdir(), 'pgferry-demo-'));
   try {
     progress.note('Starting PostgreSQL 15 (source) and PostgreSQL 17 (target)…');
-    const [source, target] = await Promise.all([
-      startCluster({ major: 15, label: 'demo-source' }),
-      startCluster({ major: 17, label: 'demo-target' }),
+    const [source, target] = await startClusters([
+      { major: 15, label: 'demo-source' },
+      { major: 17, label: 'demo-target' },
     ]);
     progress.note(`Source on 127.0.0.1:${source.connection.port}, target on 127.0.0.1:${target.connection.port}.`);
     progress.note(`Creating the sample database "${SAMPLE_DATABASE}" on the source…`);

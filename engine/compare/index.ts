@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { qualified, quoteIdent, type TableRef } from '../catalog/tables.js';
+import { CANONICAL_SESSION_SQL } from '../connect/index.js';
 import { CONTROL_SCHEMA } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import { checkSnapshotId, importSnapshot } from '../snapshot.js';
@@ -49,13 +50,9 @@ const LEAF_ROWS = 100;
 
 /** Identical output settings on both sides, so every value's text form (and so its hash) agrees across major versions. */
 export async function prepareCompareSession(client: pg.Client): Promise<void> {
-  await client.query(
-    `SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres';
-     SET bytea_output = 'hex'; SET lc_monetary = 'C'; SET statement_timeout = 0`,
-  );
+  await client.query(`${CANONICAL_SESSION_SQL}; SET statement_timeout = 0`);
 }
 
-/** Compares one table. Applies the session settings itself; the caller chooses the transactions. */
 function sameBuckets(a: Bucket[], b: Bucket[]): boolean {
   return (
     a.length === b.length &&
@@ -63,6 +60,7 @@ function sameBuckets(a: Bucket[], b: Bucket[]): boolean {
   );
 }
 
+/** Compares one table. Applies the session settings itself; the caller chooses the transactions. */
 export async function compareTable(
   source: pg.Client,
   target: pg.Client,
@@ -273,6 +271,26 @@ export async function saveComparison(target: pg.Client, migration: string, resul
 }
 
 const KEYS_SHOWN = 10;
+
+/** The comparisons saved for a migration, as `saveComparison` wrote them. */
+export async function loadComparisons(target: pg.Client, migration: string): Promise<TableComparison[]> {
+  const { rows } = await target.query(
+    `SELECT source_schema, source_table, method, status, source_rows, target_rows, ranges, mismatched_ranges, differences, note
+       FROM ${quoteIdent(CONTROL_SCHEMA)}.comparisons WHERE migration = $1 ORDER BY source_schema, source_table`,
+    [migration],
+  );
+  return rows.map((r) => ({
+    source: { schema: r.source_schema, name: r.source_table },
+    method: r.method,
+    status: r.status,
+    sourceRows: Number(r.source_rows),
+    targetRows: Number(r.target_rows),
+    ranges: r.ranges,
+    mismatchedRanges: r.mismatched_ranges,
+    differences: r.differences,
+    ...(r.note ? { note: r.note } : {}),
+  }));
+}
 
 function formatKey(key: RowDifference['key']): string {
   const parts = Object.entries(key).map(([name, value]) => `${name}=${value ?? 'NULL'}`);

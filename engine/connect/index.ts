@@ -106,24 +106,24 @@ function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: 
   };
 }
 
-async function connectOnce(endpoint: Endpoint, options: ConnectOptions): Promise<pg.Client> {
-  const ssl = await sslOptions(endpoint, endpoint.sslmode);
+async function connectWith(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): Promise<pg.Client> {
   const client = new pg.Client(clientConfig(endpoint, ssl, options));
   try {
     await client.connect();
     return client;
   } catch (error) {
     await client.end().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function connectOnce(endpoint: Endpoint, options: ConnectOptions): Promise<pg.Client> {
+  try {
+    return await connectWith(endpoint, await sslOptions(endpoint, endpoint.sslmode), options);
+  } catch (error) {
     // libpq's "prefer" falls back to plaintext when the server has no TLS.
     if (endpoint.sslmode === 'prefer' && /does not support SSL/i.test(String((error as Error).message))) {
-      const plain = new pg.Client(clientConfig(endpoint, false, options));
-      try {
-        await plain.connect();
-        return plain;
-      } catch (plainError) {
-        await plain.end().catch(() => undefined);
-        throw plainError;
-      }
+      return connectWith(endpoint, false, options);
     }
     throw error;
   }
@@ -186,7 +186,7 @@ export async function connectSide(
 
 /**
  * Session settings under which both sides print and read values the same way, whatever their
- * versions or server defaults: exact floats, ISO dates, UTC, hex bytea.
+ * versions or server defaults: exact floats, ISO dates, UTC, hex bytea, locale-free money.
  */
 export const CANONICAL_SESSION_SQL =
-  "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'";
+  "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'; SET lc_monetary = 'C'";

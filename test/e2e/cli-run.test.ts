@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { repositoryRoot } from '../../local/runner.js';
 import { scratchDir } from '../support/clusters.js';
 
@@ -11,7 +11,7 @@ let target: LocalCluster;
 const scratch = scratchDir('cli-run');
 
 beforeAll(async () => {
-  [source, target] = await Promise.all([startCluster({ major: 15, label: 'cli-source' }), startCluster({ major: 17, label: 'cli-target' })]);
+  [source, target] = await startClusters([{ major: 15, label: 'cli-source' }, { major: 17, label: 'cli-target' }]);
   await source.sql('CREATE DATABASE app');
   await source.sql(
     `CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { runLocalWorkflow, type LocalRunOptions } from '../../local/runner.js';
 import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-database.js';
 import { scratchDir } from '../support/clusters.js';
@@ -12,11 +12,11 @@ let pg18: LocalCluster;
 const scratch = scratchDir('e2e');
 
 beforeAll(async () => {
-  [pg13, pg15, pg17, pg18] = await Promise.all([
-    startCluster({ major: 13, label: 'e2e13' }),
-    startCluster({ major: 15, label: 'e2e15' }),
-    startCluster({ major: 17, label: 'e2e17' }),
-    startCluster({ major: 18, label: 'e2e18' }),
+  [pg13, pg15, pg17, pg18] = await startClusters([
+    { major: 13, label: 'e2e13' },
+    { major: 15, label: 'e2e15' },
+    { major: 17, label: 'e2e17' },
+    { major: 18, label: 'e2e18' },
   ]);
   await Promise.all([pg13, pg15, pg17].map((cluster) => createSampleDatabase(cluster)));
 });

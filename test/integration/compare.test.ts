@@ -10,7 +10,7 @@ import {
   type TableComparison,
 } from '../../engine/compare/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 
 let source: LocalCluster;
 let target: LocalCluster;
@@ -64,7 +64,7 @@ const sorted = (diffs: RowDifference[]) => [...diffs].sort((a, b) => JSON.string
 const tokenId = (owner: number) => createHash('md5').update(`t${owner}`).digest('hex').replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5');
 
 beforeAll(async () => {
-  [source, target] = await Promise.all([startCluster({ major: 15, label: 'compare-src' }), startCluster({ major: 17, label: 'compare-tgt' })]);
+  [source, target] = await startClusters([{ major: 15, label: 'compare-src' }, { major: 17, label: 'compare-tgt' }]);
   await both(['same', 'changed', 'snap', 'filt'].map(fixture).join('\n'));
   await target.sql(`
     UPDATE changed.items SET f = f + 1 WHERE id = 7;

@@ -6,7 +6,7 @@ import { planUnits, savePlan, targetFacts, targetOf } from '../../engine/load/pl
 import { exportSnapshot } from '../../engine/snapshot.js';
 import { runCopyWorker } from '../../engine/load/worker.js';
 import { parseSpec } from '../../engine/spec/index.js';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { tableHashes } from '../support/equality.js';
 
 let source: LocalCluster;
@@ -39,7 +39,7 @@ const specFor = (name: string, extra: object = {}) =>
   });
 
 beforeAll(async () => {
-  [source, target] = await Promise.all([startCluster({ major: 15, label: 'load-source' }), startCluster({ major: 17, label: 'load-target' })]);
+  [source, target] = await startClusters([{ major: 15, label: 'load-source' }, { major: 17, label: 'load-target' }]);
   await source.sql('CREATE DATABASE app');
   await source.sql(DDL + DATA + 'ANALYZE;', 'app');
 });

@@ -7,7 +7,7 @@ import {
   type RelationMessage,
   type TupleValue,
 } from '../../engine/cdc/pgoutput.js';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 
 const majors = [13, 17, 18] as const;
 type Major = (typeof majors)[number];
@@ -105,12 +105,7 @@ async function capture(major: Major, cluster: LocalCluster): Promise<Captured> {
 }
 
 beforeAll(async () => {
-  const started = await Promise.allSettled(
-    majors.map((major) => startCluster({ major, label: `pgoutput${major}`, settings: SETTINGS })),
-  );
-  for (const result of started) if (result.status === 'fulfilled') clusters.push(result.value);
-  const failed = started.find((result) => result.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
+  clusters.push(...(await startClusters(majors.map((major) => ({ major, label: `pgoutput${major}`, settings: SETTINGS })))));
   const results = await Promise.all(majors.map((major, i) => capture(major, clusters[i]!)));
   majors.forEach((major, i) => captured.set(major, results[i]!));
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPrecheck, type CheckResult } from '../../engine/precheck/index.js';
 import { parseSpec } from '../../engine/spec/index.js';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { repositoryRoot, runLocalWorkflow } from '../../local/runner.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { scratchDir } from '../support/clusters.js';
@@ -16,11 +16,11 @@ const scratch = scratchDir('precheck-test');
 const secrets = new DefaultSecretsProvider();
 
 beforeAll(async () => {
-  [pg13, pg15Replica, pg17, pg18] = await Promise.all([
-    startCluster({ major: 13, label: 'source13' }),
-    startCluster({ major: 15, label: 'replica15', settings: { wal_level: 'replica' } }),
-    startCluster({ major: 17, label: 'target17' }),
-    startCluster({ major: 18, label: 'target18' }),
+  [pg13, pg15Replica, pg17, pg18] = await startClusters([
+    { major: 13, label: 'source13' },
+    { major: 15, label: 'replica15', settings: { wal_level: 'replica' } },
+    { major: 17, label: 'target17' },
+    { major: 18, label: 'target18' },
   ]);
   await Promise.all([pg13, pg15Replica, pg17, pg18].map((c) => c.sql('CREATE TABLE items (id int PRIMARY KEY, region text)')));
 });

@@ -13,7 +13,7 @@ import {
 } from '../../engine/schema/index.js';
 import type { MigrationSpecInput } from '../../engine/spec/index.js';
 import { migrationSpecSchema } from '../../engine/spec/schema.js';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { createSampleDatabase } from '../../local/sample-database.js';
 import { catalogSnapshot, extraSchemaSql } from '../support/schema-fixtures.js';
 
@@ -58,7 +58,7 @@ INSERT INTO app.numbered (v) SELECT 'x' FROM generate_series(1, 5);
 `;
 
 beforeAll(async () => {
-  const started = await Promise.all([13, 15, 17, 18].map((major) => startCluster({ major: major as 13, label: `schema${major}` })));
+  const started = await startClusters(([13, 15, 17, 18] as const).map((major) => ({ major, label: `schema${major}` })));
   for (const c of started) clusters.set(c.major, c);
   await Promise.all(
     [13, 15, 17].map(async (major) => {

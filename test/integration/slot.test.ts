@@ -9,7 +9,7 @@ import {
   type SlotHolder,
 } from '../../engine/cdc/slot.js';
 import { importSnapshot } from '../../engine/snapshot.js';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 
 const majors = [13, 17, 18] as const;
 type Major = (typeof majors)[number];
@@ -56,10 +56,10 @@ const slotCount = async (cluster: LocalCluster, name?: string) =>
   );
 
 beforeAll(async () => {
-  const started = await Promise.allSettled(majors.map((major) => startCluster({ major, label: 'slot', settings: major === 13 ? { ...SETTINGS, max_replication_slots: SLOTS_13 } : SETTINGS })));
-  started.forEach((result, i) => result.status === 'fulfilled' && clusters.set(majors[i]!, result.value));
-  const failed = started.find((result) => result.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const started = await startClusters(
+    majors.map((major) => ({ major, label: 'slot', settings: major === 13 ? { ...SETTINGS, max_replication_slots: SLOTS_13 } : SETTINGS })),
+  );
+  started.forEach((cluster, i) => clusters.set(majors[i]!, cluster));
   await Promise.all([...clusters.values()].map((cluster) => cluster.sql(SETUP)));
 });
 

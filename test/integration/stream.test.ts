@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatLsn, parseLsn, type PgoutputMessage, type TupleValue } from '../../engine/cdc/pgoutput.js';
 import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication, slotState } from '../../engine/cdc/slot.js';
 import { ChangeStream, type KeepaliveEvent, type StreamedMessage } from '../../engine/cdc/stream.js';
-import { startCluster, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
 
 const majors = [13, 17] as const;
 type Major = (typeof majors)[number];
@@ -60,10 +60,8 @@ const commits = (messages: StreamedMessage[]) => messages.filter((m) => m.messag
 const insertedIds = (messages: StreamedMessage[]) => messages.flatMap((m) => (m.message.tag === 'insert' ? [text(m.message.newTuple)![0]] : []));
 
 beforeAll(async () => {
-  const started = await Promise.allSettled(majors.map((major) => startCluster({ major, label: 'stream', settings: SETTINGS })));
-  started.forEach((result, i) => result.status === 'fulfilled' && clusters.set(majors[i]!, result.value));
-  const failed = started.find((result) => result.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const started = await startClusters(majors.map((major) => ({ major, label: 'stream', settings: SETTINGS })));
+  started.forEach((cluster, i) => clusters.set(majors[i]!, cluster));
   await Promise.all([...clusters.values()].map((cluster) => cluster.sql(SETUP)));
 });
 

@@ -107,10 +107,16 @@ describe('local runner', () => {
   });
 
   it('kills the task process when its state times out', async () => {
-    const result = await runLocalWorkflow({ syncMode: 'exit0', callbackMode: 'hang', dir }, wiring);
+    // The pid from the spawn, not the task's pid file: on a busy machine the time limit may strike before the task writes it.
+    let pid = 0;
+    const result = await runLocalWorkflow(
+      { syncMode: 'exit0', callbackMode: 'hang', dir },
+      { ...wiring, onTaskStarted: (task) => task.state === 'CallbackTask' && (pid = task.pid) },
+    );
     expect(result.status).toBe('FAILED');
     expect(result.error).toBe('States.Timeout');
-    await waitFor(() => !isAlive(pidOf('hang')));
+    expect(pid).toBeGreaterThan(0);
+    await waitFor(() => !isAlive(pid));
   });
 
   it('reports events for every state it enters and exits', async () => {
