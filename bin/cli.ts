@@ -8,6 +8,9 @@ import { runPrecheck } from '../engine/precheck/index.js';
 import { parseSpec, SpecInvalidError, specJsonSchema, type MigrationSpec } from '../engine/spec/index.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '../local/run.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
+import { connectSide } from '../engine/connect/index.js';
+import { requestCutover } from '../engine/cdc/state.js';
+import { formatStatus, readMigrationStatus } from '../engine/status.js';
 
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
 
@@ -16,6 +19,10 @@ Usage:
                             Run the migration workflow locally (the same workflow file as on AWS);
                             --report writes the report as JSON too
   pgferry precheck SPEC     Check both databases against what the migration needs
+  pgferry status SPEC       Show a running migration: phase, tables, CDC lag and apply rate
+  pgferry cutover SPEC      Ask a running CDC migration to cut over (it waits until lag is
+                            under cutover.maxLagSeconds, fences the source if the spec says
+                            so, drains, sets sequences and compares)
   pgferry spec-schema       Print the JSON Schema of the migration spec
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
   pgferry --help | --version
@@ -56,6 +63,52 @@ async function precheckCommand(path: string, out: Out, err: Out): Promise<number
   out.write(`Precheck of migration ${spec.name}:\n${formatChecks(report.checks)}\n`);
   out.write(report.ok ? 'All checks passed.\n' : 'Precheck failed.\n');
   return report.ok ? EXIT_OK : EXIT_FAILED;
+}
+
+/** status and cutover read the spec only to find the target that holds the migration's state. */
+async function withControl(path: string, err: Out, body: (target: import('pg').Client, spec: MigrationSpec) => Promise<number>): Promise<number> {
+  let spec: MigrationSpec;
+  try {
+    spec = parseSpec(await readSpecFile(path), { featureGate: false });
+  } catch (error) {
+    if (!(error instanceof SpecInvalidError)) throw error;
+    err.write(`${error.message}\n`);
+    return EXIT_USAGE;
+  }
+  const target = await connectSide('target', spec.target, new DefaultSecretsProvider(), { applicationName: 'pgferry-cli', retryWindowMs: 0 });
+  try {
+    return await body(target, spec);
+  } finally {
+    await target.end();
+  }
+}
+
+async function statusCommand(path: string, out: Out, err: Out): Promise<number> {
+  return withControl(path, err, async (target, spec) => {
+    const status = await readMigrationStatus(target, spec.name);
+    if (!status) {
+      err.write(`Migration ${spec.name} has not started on this target (no state in its control schema).\n`);
+      return EXIT_FAILED;
+    }
+    out.write(`${formatStatus(status)}\n`);
+    return status.phase === 'failed' ? EXIT_FAILED : EXIT_OK;
+  });
+}
+
+async function cutoverCommand(path: string, out: Out, err: Out): Promise<number> {
+  return withControl(path, err, async (target, spec) => {
+    const status = await readMigrationStatus(target, spec.name);
+    if (!status?.replication || status.phase === 'done' || status.phase === 'failed') {
+      err.write(`Migration ${spec.name} is not replicating changes (phase: ${status?.phase ?? 'not started'}): there is nothing to cut over.\n`);
+      return EXIT_FAILED;
+    }
+    await requestCutover(target, spec.name);
+    out.write(
+      `Cutover requested for ${spec.name}: it starts once lag is under ${spec.cutover.maxLagSeconds} s` +
+        `${spec.cutover.fenceSource ? ', makes the source read-only' : ''}, drains the remaining changes, then sets sequences and compares.\n`,
+    );
+    return EXIT_OK;
+  });
 }
 
 async function runCommand(path: string, reportFile: string | undefined, out: Out, err: Out): Promise<number> {
@@ -110,6 +163,12 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
       case 'precheck':
         expectArgs(1, 'precheck SPEC');
         return await precheckCommand(rest[0]!, out, err);
+      case 'status':
+        expectArgs(1, 'status SPEC');
+        return await statusCommand(rest[0]!, out, err);
+      case 'cutover':
+        expectArgs(1, 'cutover SPEC');
+        return await cutoverCommand(rest[0]!, out, err);
       case 'spec-schema':
         expectArgs(0, 'spec-schema');
         out.write(`${JSON.stringify(specJsonSchema(), null, 2)}\n`);

@@ -12,6 +12,10 @@ import { saveIndexJobs } from './load/index-jobs.js';
 import { dataTables, listTables } from './catalog/tables.js';
 import { describeMismatches, loadComparisons } from './compare/index.js';
 import type { MigrationSpec } from './spec/index.js';
+import { defaultSlotName, dropSlotAndPublication } from './cdc/slot.js';
+import { readReplicationStatus, recordFence, requestApply, setDrainLsn } from './cdc/state.js';
+import { ReplicationFailedError } from './cdc/replicator.js';
+import { currentWalLsn, fenceSource, unfenceSource } from './cutover/index.js';
 
 async function withSides<T>(
   spec: MigrationSpec,
@@ -39,6 +43,10 @@ export async function schemaPreDataStep(spec: MigrationSpec, secrets: SecretsPro
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     await ensureControlSchema(target);
     await beginMigration(target, spec.name, spec);
+    if (spec.mode === 'cdc') {
+      await recordEvent(target, spec.name, 'info', 'pre-data: skipped, mode "cdc" streams into existing tables');
+      return { tables: 0, objects: {} };
+    }
     const result = await migratePreData(source, target, spec);
     await recordSchemaObjects(target, spec.name, 'pre-data', result.objects);
     await recordEvent(target, spec.name, 'info', `pre-data: ${result.objects.length} objects`);
@@ -97,8 +105,86 @@ export class CompareMismatchError extends PgferryError {
   }
 }
 
-export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsProvider) {
+const usesCdc = (spec: MigrationSpec) => spec.mode !== 'full';
+const replicationNames = (spec: MigrationSpec) => {
+  const slotName = spec.cdc.slotName ?? defaultSlotName(spec.name);
+  return { slotName, publicationName: spec.cdc.publicationName ?? slotName };
+};
+
+/** Post-data has built the keys: the streamer may start applying. */
+export async function beginApplyStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
+    await requestApply(target, spec.name);
+    await setPhase(target, spec.name, 'replicate');
+    await recordEvent(target, spec.name, 'info', 'CDC: applying changes');
+    return { applying: true };
+  });
+}
+
+export type ReplicationAction = 'wait' | 'restart' | 'cutover' | 'drained';
+
+/**
+ * What the CDC loop of the workflow does next: wait, restart a silent streamer, start cutover
+ * (caught up, and asked to or automatic), or go on once cutover has drained.
+ */
+export async function replicationStatusStep(spec: MigrationSpec, secrets: SecretsProvider) {
+  return withSides(spec, secrets, { target: true }, async ({ target }) => {
+    const status = await readReplicationStatus(target, spec.name);
+    if (!status) throw new ReplicationFailedError(`Migration ${spec.name} has no replication registered in the target's control schema.`);
+    if (status.lastError) throw new ReplicationFailedError(`Change data capture stopped: ${status.lastError}`);
+    const report = {
+      lagSeconds: status.lagSeconds,
+      lagBytes: status.lagBytes,
+      heartbeatAgeSeconds: status.heartbeatAgeSeconds,
+      appliedLsn: status.appliedLsn,
+      rowsApplied: status.rowsApplied,
+      restarts: status.restarts,
+      cutoverRequested: status.cutoverRequested,
+    };
+    const action = (a: ReplicationAction) => ({ action: a, ...report });
+    if (status.drained) return action('drained');
+    const windowSeconds = spec.cdc.retryWindowMinutes * 60;
+    if ((status.unhealthySeconds ?? 0) > windowSeconds) {
+      throw new ReplicationFailedError(
+        `The CDC streamer has not reported for ${Math.round(status.unhealthySeconds! / 60)} minute(s), longer than cdc.retryWindowMinutes (${spec.cdc.retryWindowMinutes}); see its log for the reason.`,
+      );
+    }
+    if (status.heartbeatAgeSeconds === null || status.heartbeatAgeSeconds > spec.cdc.heartbeatTimeoutSeconds) return action('restart');
+    if (status.drainLsn !== null) return action('wait');
+    const caughtUp = status.streamingSince !== null && status.lagSeconds !== null && status.lagSeconds <= spec.cutover.maxLagSeconds;
+    if (caughtUp && (spec.cutover.mode === 'auto' || status.cutoverRequested)) return action('cutover');
+    return action('wait');
+  });
+}
+
+/** Fences the source if the spec says so, then tells the streamer the LSN to drain to. */
+export async function cutoverStep(spec: MigrationSpec, secrets: SecretsProvider) {
+  return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
+    let fence: { sessionsEnded: number } | undefined;
+    if (spec.cutover.fenceSource) {
+      await recordFence(target, spec.name, true);
+      fence = await fenceSource(source);
+      await recordEvent(target, spec.name, 'info', `cutover: source made read-only, ${fence.sessionsEnded} session(s) ended`);
+    }
+    const drainLsn = await currentWalLsn(source);
+    await setDrainLsn(target, spec.name, drainLsn);
+    await setPhase(target, spec.name, 'cutover');
+    await recordEvent(target, spec.name, 'info', `cutover: draining to ${drainLsn}`);
+    return { drainLsn, fenced: Boolean(fence), sessionsEnded: fence?.sessionsEnded ?? 0 };
+  });
+}
+
+/** Drained: sequences take the source's values before applications move. */
+export async function finishCutoverStep(spec: MigrationSpec, secrets: SecretsProvider) {
+  return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
+    const sequences = spec.cutover.syncSequences && spec.schema.sync.sequences ? await copySequenceValues(source, target, spec) : [];
+    await recordSchemaObjects(target, spec.name, 'sequences', sequences);
+    return { sequences: sequences.length };
+  });
+}
+
+export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsProvider) {
+  return withSides(spec, secrets, { target: true, source: usesCdc(spec) }, async ({ source, target }) => {
     const comparisons = await loadComparisons(target, spec.name);
     const mismatches = describeMismatches(comparisons);
     if (mismatches) {
@@ -107,23 +193,50 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
       await setPhase(target, spec.name, 'failed', message);
       throw new CompareMismatchError(message);
     }
+    if (usesCdc(spec)) {
+      await source.query('SET default_transaction_read_only = off'); // this session may write through a cutover fence
+      const dropped = await dropSlotAndPublication(source, replicationNames(spec));
+      await recordEvent(target, spec.name, 'info', `CDC ended: slot ${dropped.slotDropped ? 'dropped' : 'already gone'}`);
+    }
     await setPhase(target, spec.name, 'done');
     await recordEvent(target, spec.name, 'info', 'migration done');
     return { tables: comparisons.length, compared: spec.compare.enabled };
   });
 }
 
-/** Marks the migration failed (which also releases the snapshot holder). Best effort: it never hides the original error. */
+/**
+ * After a failure: marks the migration failed (which releases the snapshot holder and stops the
+ * streamer), lifts a cutover fence, and drops the slot and publication unless
+ * cdc.keepSlotOnFailure. Best effort, step by step: it never hides the original error.
+ */
 export async function cleanupStep(spec: MigrationSpec, secrets: SecretsProvider, failure: { Error?: string; Cause?: string }) {
-  try {
-    return await withSides(spec, secrets, { target: true }, async ({ target }) => {
+  const problems: string[] = [];
+  const attempt = async (what: string, body: () => Promise<void>) => {
+    try {
+      await body();
+    } catch (error) {
+      problems.push(`${what}: ${(error as Error).message}`);
+    }
+  };
+  let fenced = false;
+  await attempt('control schema', () =>
+    withSides(spec, secrets, { target: true }, async ({ target }) => {
       const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
-      if (!exists.rows[0]?.ok) return { cleaned: false };
+      if (!exists.rows[0]?.ok) return;
       await setPhase(target, spec.name, 'failed', `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`.slice(0, 10_000));
       await recordEvent(target, spec.name, 'error', `${failure.Error ?? 'error'}`);
-      return { cleaned: true };
-    });
-  } catch (error) {
-    return { cleaned: false, reason: (error as Error).message };
+      fenced = (await readReplicationStatus(target, spec.name))?.fenced ?? false;
+    }),
+  );
+  let slot: { slotDropped: boolean; publicationDropped: boolean } | undefined;
+  if (usesCdc(spec)) {
+    await attempt('source', () =>
+      withSides(spec, secrets, { source: true }, async ({ source }) => {
+        await source.query('SET default_transaction_read_only = off'); // this session may write through a cutover fence
+        if (fenced) await unfenceSource(source);
+        if (!spec.cdc.keepSlotOnFailure) slot = await dropSlotAndPublication(source, replicationNames(spec));
+      }),
+    );
   }
+  return { cleaned: problems.length === 0, unfenced: fenced, ...(slot ?? {}), ...(problems.length ? { reason: problems.join('; ') } : {}) };
 }

@@ -34,6 +34,20 @@ export interface MigrationReport {
   notMigrated: { kind: string; identity: string; detail: string | null }[];
   tables: TableReport[];
   totals: { tables: number; rows: number; bytes: number; loadSeconds: number; mbPerSecond: number };
+  /** CDC modes: what was streamed and applied, and how cutover went. */
+  replication?: ReplicationReport;
+}
+
+export interface ReplicationReport {
+  slot: string;
+  consistentLsn: string | null;
+  appliedLsn: string | null;
+  transactions: number;
+  rows: number;
+  restarts: number;
+  fenced: boolean;
+  /** Seconds from the cutover request until the target had applied the source's last change. */
+  drainSeconds: number | null;
 }
 
 const MB = 1024 * 1024;
@@ -95,6 +109,7 @@ export async function buildReport(target: pg.Client, migration: string): Promise
     compare: row.compare ?? 'not compared',
     differences: row.differences,
   }));
+  const replication = await replicationReport(target, migration);
   const rows = tables.reduce((sum, t) => sum + t.rows, 0);
   const bytes = tables.reduce((sum, t) => sum + t.bytes, 0);
   const loadSeconds = Math.round(window[0].seconds * 100) / 100;
@@ -110,6 +125,31 @@ export async function buildReport(target: pg.Client, migration: string): Promise
     notMigrated,
     tables,
     totals: { tables: tables.length, rows, bytes, loadSeconds, mbPerSecond: rate(bytes, loadSeconds) },
+    ...(replication ? { replication } : {}),
+  };
+}
+
+async function replicationReport(target: pg.Client, migration: string): Promise<ReplicationReport | undefined> {
+  const exists = await target.query("SELECT to_regclass('pgferry.replication_status') IS NOT NULL AS ok");
+  if (!exists.rows[0]?.ok) return undefined;
+  const { rows } = await target.query(
+    `SELECT r.slot_name, r.consistent_lsn::text, r.applied_lsn::text, r.transactions_applied::float8 AS transactions,
+            r.rows_applied::float8 AS rows, s.restarts, s.fenced,
+            extract(epoch FROM s.drained_at - s.cutover_requested_at)::float8 AS drain_seconds
+       FROM pgferry.replication r JOIN pgferry.replication_status s USING (migration) WHERE r.migration = $1`,
+    [migration],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    slot: row.slot_name,
+    consistentLsn: row.consistent_lsn,
+    appliedLsn: row.applied_lsn,
+    transactions: row.transactions,
+    rows: row.rows,
+    restarts: row.restarts,
+    fenced: row.fenced,
+    drainSeconds: row.drain_seconds === null ? null : Math.round(row.drain_seconds * 100) / 100,
   };
 }
 
@@ -168,5 +208,13 @@ export function formatReport(report: MigrationReport): string {
     '',
     `${totals.tables} tables, ${totals.rows} rows, ${formatBytes(totals.bytes)} loaded in ${totals.loadSeconds.toFixed(2)} s (${totals.mbPerSecond.toFixed(1)} MB/s); whole run ${report.seconds.toFixed(1)} s.`,
   );
+  const r = report.replication;
+  if (r) {
+    lines.push(
+      `CDC: ${r.rows} rows in ${r.transactions} transactions applied from slot ${r.slot} (${r.consistentLsn ?? '-'} → ${r.appliedLsn ?? '-'})` +
+        `${r.restarts ? `, ${r.restarts} streamer restart(s)` : ''}` +
+        `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source is left read-only)' : ''}` : ''}.`,
+    );
+  }
   return lines.join('\n');
 }

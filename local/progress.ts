@@ -6,6 +6,8 @@
 import type { WorkflowEvent } from './runner.js';
 
 const shownTypes = new Set(['Task', 'Wait', 'Map', 'Parallel']);
+/** The CDC loop's states run every few seconds; the lag line shows what they do. */
+const loopStates = new Set(['CatchUp', 'ReplicationStatus']);
 const spinner = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const PLAIN_DETAIL_INTERVAL_MS = 5000;
 
@@ -65,7 +67,7 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): Pro
     onEvent(event) {
       switch (event.type) {
         case 'StateEntered':
-          if (!shownTypes.has(event.state.type)) return;
+          if (!shownTypes.has(event.state.type) || loopStates.has(event.state.name)) return;
           started.set(labelOf(event), Date.now());
           if (!tty) print(`${labelOf(event)} started`);
           else drawLive();

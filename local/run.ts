@@ -10,7 +10,7 @@ import type { MigrationSpec } from '../engine/spec/index.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { createProgress } from './progress.js';
 import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from './runner.js';
-import { watchLoad } from './watch.js';
+import { watchMigration } from './watch.js';
 
 type Out = Pick<NodeJS.WriteStream, 'write'>;
 
@@ -61,7 +61,7 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
   const progress = createProgress();
   const secrets = new DefaultSecretsProvider();
   let spec: MigrationSpec | undefined;
-  let watcher: ReturnType<typeof watchLoad> | undefined;
+  let watcher: ReturnType<typeof watchMigration> | undefined;
   const stopWatching = () => {
     void watcher?.stop();
     watcher = undefined;
@@ -79,11 +79,12 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
           const checks = (event.state.output as { precheck?: { checks?: CheckResult[] } }).precheck?.checks ?? [];
           progress.note(`Precheck:\n${formatChecks(checks)}`);
         }
-        if (event.type === 'StateEntered' && event.state.name === 'FullLoad' && spec) {
+        if (event.type === 'StateEntered' && (event.state.name === 'FullLoad' || event.state.name === 'BeginApply') && spec && !watcher) {
           const target = spec.target;
-          watcher = watchLoad(() => connectSide('target', target, secrets, { applicationName: 'pgferry-progress' }), spec.name, progress);
+          watcher = watchMigration(() => connectSide('target', target, secrets, { applicationName: 'pgferry-progress' }), spec.name, progress);
         }
-        if ((event.type === 'StateExited' || event.type === 'StateCaught') && event.state.name === 'FullLoad') stopWatching();
+        const loadEnded = (event.type === 'StateExited' || event.type === 'StateCaught') && event.state.name === 'FullLoad' && spec?.mode === 'full';
+        if (loadEnded || (event.type === 'StateEntered' && event.state.name === 'FinishCutover')) stopWatching();
       },
       onTaskOutput: ({ task, stream, line }) => stream === 'stderr' && progress.note(`[${task}] ${line}`),
     });

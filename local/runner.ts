@@ -348,6 +348,19 @@ export async function loadLocalDefinition(options: Pick<LocalRunOptions, 'defini
   return { definition: JSON.parse(substituteLocally(text, wiring)) as StateMachineDefinition, wiring };
 }
 
+/**
+ * A stopped or timed-out execution never reaches its Cleanup state (on AWS neither: an
+ * EventBridge rule on the execution's status invokes the Cleanup function). Locally the runner
+ * invokes it the same way, so the slot and the fence do not outlive the run.
+ */
+async function cleanUpStoppedRun(definition: StateMachineDefinition, wiring: Wiring, spec: unknown, status: 'ABORTED' | 'TIMED_OUT') {
+  const state = (definition.States as unknown as StateMap).Cleanup;
+  if (!state?.Parameters) return;
+  const cleanup = lambdaInvoker(findBy(wiring.lambdas, localFunctionArn, state.Parameters.FunctionName, 'function', 'Cleanup'));
+  const error = { Error: status === 'ABORTED' ? 'pgferry.Stopped' : 'States.Timeout', Cause: `The run was ${status === 'ABORTED' ? 'stopped' : 'timed out'}.` };
+  await cleanup({ Payload: { spec, error } }).catch(() => undefined);
+}
+
 /** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
 export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {
   const { definition, wiring } = await loadLocalDefinition(options);
@@ -372,9 +385,11 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   process.once('exit', killOnExit);
 
   let ending: LocalRunResult | undefined;
+  let validatedSpec: unknown;
   const events = (async () => {
     for await (const event of execution.eventLogs) {
       options.onEvent?.(event);
+      if (event.type === 'StateExited' && event.state.name === 'ValidateSpec') validatedSpec = (event.state.output as { spec?: unknown }).spec;
       if (event.type === 'ExecutionFailed') ending = { status: 'FAILED', error: event.Error, cause: String(event.Cause ?? '') };
       if (event.type === 'ExecutionAborted') ending = { status: 'ABORTED' };
       if (event.type === 'ExecutionTimeout') ending = { status: 'TIMED_OUT' };
@@ -386,7 +401,12 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
     return ending ?? { status: 'SUCCEEDED', output };
   } catch (error) {
     await events;
-    return ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message };
+    const result = ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message };
+    if ((result.status === 'ABORTED' || result.status === 'TIMED_OUT') && validatedSpec) {
+      processes.killAll();
+      await cleanUpStoppedRun(definition, wiring, validatedSpec, result.status);
+    }
+    return result;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     process.off('exit', killOnExit);

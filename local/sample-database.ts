@@ -144,6 +144,8 @@ CREATE TRIGGER reviews_audit AFTER INSERT ON shop.reviews FOR EACH ROW EXECUTE F
 CREATE INDEX orders_customer_idx ON shop.orders (customer_id, ordered_at DESC);
 CREATE INDEX products_attributes_idx ON shop.products USING gin (attributes);
 CREATE INDEX page_views_path_idx ON shop.page_views (path);
+-- No primary key: CDC matches its rows on all old values.
+ALTER TABLE shop.page_views REPLICA IDENTITY FULL;
 `;
 
 const sampleDataSql = (scale: number) => `

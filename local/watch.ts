@@ -1,9 +1,11 @@
 /**
- * Live progress of a running migration, read from the target's control schema: an overall
- * bar and one bar per table being copied.
+ * Live progress of a running migration, read from the target's control schema: during the
+ * full load an overall bar and one bar per table being copied; with CDC a line of lag and rate.
  */
 import type pg from 'pg';
+import { readReplicationStatus } from '../engine/cdc/state.js';
 import { formatBytes } from '../engine/report.js';
+import { formatReplicationLine } from '../engine/status.js';
 import type { Progress } from './progress.js';
 
 const POLL_MS = 500;
@@ -38,8 +40,8 @@ export function progressLines(rows: { table: string; estimated: number; copied: 
   return [overall, ...active];
 }
 
-/** Polls the load's progress into `progress.detail` until stopped. */
-export function watchLoad(connectTarget: () => Promise<pg.Client>, migration: string, progress: Progress): { stop(): Promise<void> } {
+/** Polls the load's progress and the CDC lag into `progress.detail` until stopped. */
+export function watchMigration(connectTarget: () => Promise<pg.Client>, migration: string, progress: Progress): { stop(): Promise<void> } {
   let stopped = false;
   let client: pg.Client | undefined;
   const loop = (async () => {
@@ -47,7 +49,10 @@ export function watchLoad(connectTarget: () => Promise<pg.Client>, migration: st
       client = await connectTarget();
       while (!stopped) {
         const { rows } = await client.query(PROGRESS_SQL, [migration]).catch(() => ({ rows: [] }));
-        if (!stopped) progress.detail(progressLines(rows));
+        const loading = rows.some((r) => r.done < r.units);
+        const replication = await readReplicationStatus(client, migration).catch(() => undefined);
+        const lines = [...(loading ? progressLines(rows) : []), ...(replication ? [formatReplicationLine(replication)] : [])];
+        if (!stopped) progress.detail(lines);
         await new Promise((r) => setTimeout(r, POLL_MS));
       }
     } catch {

@@ -13,7 +13,8 @@ await runTask('compare', async ({ migration, spec, connectSource, connectTarget,
   const source = await connectSource();
   try {
     await setPhase(control, migration, 'compare');
-    const snapshot = (await migrationState(control, migration))?.snapshot ?? undefined;
+    // After a full load the source is read at the load's snapshot; with CDC, at cutover, as it is now (fenced or drained).
+    const snapshot = spec.mode === 'full' ? ((await migrationState(control, migration))?.snapshot ?? undefined) : undefined;
     const primaryKeys = new Map((await listTables(source, spec.objects)).map((t) => [qualified(t), t.primaryKey]));
     const { rows } = await control.query(
       `SELECT DISTINCT ON (source_schema, source_table) source_schema, source_table, target_schema, target_table, columns, where_clause

@@ -17,6 +17,7 @@ export const fargateTasks: readonly FargateTaskDefinition[] = [
   { name: 'Copy', entry: 'tasks/copy.ts', taskDefinitionPlaceholder: 'CopyTaskDefinitionArn', containerName: 'pgferry' },
   { name: 'PostData', entry: 'tasks/post-data.ts', taskDefinitionPlaceholder: 'PostDataTaskDefinitionArn', containerName: 'pgferry' },
   { name: 'Compare', entry: 'tasks/compare.ts', taskDefinitionPlaceholder: 'CompareTaskDefinitionArn', containerName: 'pgferry' },
+  { name: 'Replicate', entry: 'tasks/replicate.ts', taskDefinitionPlaceholder: 'ReplicateTaskDefinitionArn', containerName: 'pgferry' },
 ];
 
 export function taskByPlaceholder(placeholder: string): FargateTaskDefinition | undefined {

@@ -209,6 +209,15 @@ export class ChangeStream extends EventEmitter {
     this.send(value);
   }
 
+  /**
+   * Whether messages already received are still waiting to be handed over (or one is being
+   * handled). Reads the library's private queue, like `send` its connection: tied to 2.5.0.
+   */
+  hasQueuedMessages(): boolean {
+    const service = this.service as unknown as { _messageQueue?: unknown[]; _processing?: boolean };
+    return (service._messageQueue?.length ?? 0) > 0 || service._processing === true;
+  }
+
   /** Ends the replication connection (the walsender exits and releases the slot). Idempotent. */
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;

@@ -106,18 +106,24 @@ function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: 
   };
 }
 
-async function connectWith(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): Promise<pg.Client> {
-  const client = new pg.Client(clientConfig(endpoint, ssl, options));
+interface Connected {
+  client: pg.Client;
+  config: pg.ClientConfig;
+}
+
+async function connectWith(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): Promise<Connected> {
+  const config = clientConfig(endpoint, ssl, options);
+  const client = new pg.Client(config);
   try {
     await client.connect();
-    return client;
+    return { client, config };
   } catch (error) {
     await client.end().catch(() => undefined);
     throw error;
   }
 }
 
-async function connectOnce(endpoint: Endpoint, options: ConnectOptions): Promise<pg.Client> {
+async function connectOnce(endpoint: Endpoint, options: ConnectOptions): Promise<Connected> {
   try {
     return await connectWith(endpoint, await sslOptions(endpoint, endpoint.sslmode), options);
   } catch (error) {
@@ -154,6 +160,20 @@ function remedy(error: unknown, endpoint: Endpoint): string {
 
 /** Connects, retrying transient failures with backoff within the retry window. Errors are readable and secret-free. */
 export async function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<pg.Client> {
+  return (await connectConfigured(endpoint, options)).client;
+}
+
+/**
+ * The client settings that reach the endpoint (TLS or libpq's plaintext fallback resolved by a
+ * test connection), for code that opens its own connections, such as the replication stream.
+ */
+export async function workingClientConfig(endpoint: Endpoint, options: ConnectOptions = {}): Promise<pg.ClientConfig> {
+  const { client, config } = await connectConfigured(endpoint, options);
+  await client.end().catch(() => undefined);
+  return config;
+}
+
+async function connectConfigured(endpoint: Endpoint, options: ConnectOptions): Promise<Connected> {
   const deadline = Date.now() + (options.retryWindowMs ?? 0);
   let delay = 250;
   for (;;) {
@@ -188,5 +208,18 @@ export async function connectSide(
  * Session settings under which both sides print and read values the same way, whatever their
  * versions or server defaults: exact floats, ISO dates, UTC, hex bytea, locale-free money.
  */
-export const CANONICAL_SESSION_SQL =
-  "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'; SET lc_monetary = 'C'";
+const CANONICAL_SETTINGS: [string, string][] = [
+  ['extra_float_digits', '3'],
+  ['DateStyle', 'ISO, YMD'],
+  ['IntervalStyle', 'postgres'],
+  ['TimeZone', 'UTC'],
+  ['bytea_output', 'hex'],
+  ['lc_monetary', 'C'],
+];
+export const CANONICAL_SESSION_SQL = CANONICAL_SETTINGS.map(([name, value]) => `SET ${name} = '${value}'`).join('; ');
+
+/**
+ * The same settings as a startup `options` string, for connections that cannot run SET first:
+ * pgoutput prints column values under the walsender's settings.
+ */
+export const CANONICAL_STARTUP_OPTIONS = CANONICAL_SETTINGS.map(([name, value]) => `-c ${name}=${value.replace(/ /g, '\\ ')}`).join(' ');

@@ -105,6 +105,40 @@ CREATE TABLE IF NOT EXISTS pgferry.comparisons (
   compared_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, source_schema, source_table)
 );
+-- CDC checkpoint: applied_lsn is written by the applier in the same target transaction as the
+-- changes it covers; the slot is acknowledged only up to it.
+CREATE TABLE IF NOT EXISTS pgferry.replication (
+  migration text PRIMARY KEY REFERENCES pgferry.migrations ON DELETE CASCADE,
+  slot_name text NOT NULL,
+  publication_name text NOT NULL,
+  consistent_lsn pg_lsn,
+  applied_lsn pg_lsn,
+  applied_commit_time timestamptz,
+  applied_at timestamptz,
+  transactions_applied bigint NOT NULL DEFAULT 0,
+  rows_applied bigint NOT NULL DEFAULT 0
+);
+-- CDC heartbeat and requests, apart from the checkpoint row that a long apply transaction holds locked.
+CREATE TABLE IF NOT EXISTS pgferry.replication_status (
+  migration text PRIMARY KEY REFERENCES pgferry.migrations ON DELETE CASCADE,
+  received_lsn pg_lsn,
+  processed_lsn pg_lsn,
+  source_lsn pg_lsn,
+  heartbeat_at timestamptz,
+  lag_bytes bigint,
+  lag_seconds double precision,
+  rows_per_second double precision,
+  apply_requested boolean NOT NULL DEFAULT false,
+  apply_requested_at timestamptz,
+  restarted_at timestamptz,
+  fenced boolean NOT NULL DEFAULT false,
+  streaming_since timestamptz,
+  cutover_requested_at timestamptz,
+  drain_lsn pg_lsn,
+  drained_at timestamptz,
+  restarts int NOT NULL DEFAULT 0,
+  last_error text
+);
 CREATE TABLE IF NOT EXISTS pgferry.events (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,
@@ -163,7 +197,7 @@ export async function migrationState(client: pg.Client, name: string): Promise<M
   return row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error };
 }
 
-export type Phase = 'schema' | 'load' | 'post-data' | 'compare' | 'done' | 'failed';
+export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'done' | 'failed';
 
 export async function setPhase(client: pg.Client, name: string, phase: Phase, error?: string): Promise<void> {
   await client.query(

@@ -164,6 +164,46 @@ async function checkSelection(source: ServerFacts, objects: MigrationSpec['objec
   return { id, status: 'pass', message: `${tables.filter((t) => t.kind === 'table').length} tables selected.` };
 }
 
+/**
+ * With a publication that publishes updates and deletes, the source itself refuses UPDATE and
+ * DELETE on a table without a replica identity: the migration would break the application.
+ */
+async function checkReplicaIdentity(source: ServerFacts, objects: MigrationSpec['objects']): Promise<CheckResult> {
+  const id = 'source.replica_identity';
+  const tables = (await listTables(source.client, objects)).filter((t) => t.kind === 'table');
+  const { rows } = await source.client.query<{ name: string; identity: string }>(
+    `SELECT format('%s.%s', n.nspname, c.relname) AS name, c.relreplident AS identity
+       FROM unnest($1::text[], $2::text[]) AS t(schema, name)
+       JOIN pg_namespace n ON n.nspname = t.schema
+       JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+      WHERE c.relreplident = 'n'
+         OR c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+      ORDER BY 1`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  const full = await source.client.query<{ count: number }>(
+    `SELECT count(*)::int AS count FROM unnest($1::text[], $2::text[]) AS t(schema, name)
+       JOIN pg_namespace n ON n.nspname = t.schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
+      WHERE c.relreplident = 'f'`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  if (rows.length > 0) {
+    const names = rows.map((r) => r.name);
+    return {
+      id,
+      status: 'fail',
+      message: `${names.length} selected table(s) have no primary key or replica identity: ${names.join(', ')}. Once published, the source refuses UPDATE and DELETE on them.`,
+      remediation: `Add a primary key, or run ALTER TABLE … REPLICA IDENTITY FULL on each (pgferry then matches rows on all their old values), or exclude them from objects.`,
+    };
+  }
+  const fullCount = full.rows[0]!.count;
+  return {
+    id,
+    status: 'pass',
+    message: `Every selected table has a primary key or replica identity${fullCount ? ` (${fullCount} with REPLICA IDENTITY FULL, matched on all old values)` : ''}.`,
+  };
+}
+
 function skipped(id: string, reason: string): CheckResult {
   return { id, status: 'skip', message: `Skipped: ${reason}.` };
 }
@@ -190,6 +230,7 @@ export async function runPrecheck(
       for (const [id, check] of cdcChecks) {
         checks.push(source.facts ? await check(source.facts) : skipped(id, 'no connection to the source'));
       }
+      checks.push(source.facts ? await checkReplicaIdentity(source.facts, spec.objects) : skipped('source.replica_identity', 'no connection to the source'));
     }
   } finally {
     await Promise.all([source.facts?.client.end(), target.facts?.client.end()].map((p) => p?.catch(() => undefined)));

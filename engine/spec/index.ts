@@ -16,11 +16,8 @@ export type EndpointSpec = MigrationSpec['source'];
  * fields, with the feature they land with. Delete a line when its feature lands.
  */
 export const specFeatureGate: readonly { path: string[]; when?: (value: unknown) => boolean; feature: string }[] = [
-  { path: ['mode'], when: (mode) => mode === 'full+cdc' || mode === 'cdc', feature: 'change data capture' },
   { path: ['mapping'], feature: 'name mapping' },
   { path: ['fullLoad', 'maxRowsPerSecond'], feature: 'row-rate throttling (use maxBytesPerSecond)' },
-  { path: ['cdc'], feature: 'change data capture' },
-  { path: ['cutover'], feature: 'change data capture' },
   { path: ['alerts'], feature: 'the AWS deployment' },
   { path: ['schema', 'sync', 'roles'], when: (roles) => roles === true, feature: 'role migration' },
 ];
@@ -34,7 +31,27 @@ function valueAt(input: unknown, path: string[]): { found: boolean; value?: unkn
   return { found: true, value };
 }
 
+/** Per-table row filters and column choices are applied by the full load only; CDC would replicate every row and column. */
+function cdcTableOptionProblems(input: unknown): SpecProblem[] {
+  const mode = valueAt(input, ['mode']).value;
+  if (mode !== 'full+cdc' && mode !== 'cdc') return [];
+  const tables = valueAt(input, ['objects', 'tables']).value;
+  if (typeof tables !== 'object' || tables === null) return [];
+  return Object.entries(tables as Record<string, unknown>).flatMap(([name, options]) =>
+    ['where', 'columns', 'excludeColumns']
+      .filter((key) => typeof options === 'object' && options !== null && Object.hasOwn(options, key))
+      .map((key) => ({
+        path: formatPath(['objects', 'tables', name, key]),
+        message: `not supported yet with change data capture: ${key} applies to the full load only; remove it or use "mode": "full"`,
+      })),
+  );
+}
+
 function gateProblems(input: unknown): SpecProblem[] {
+  return [...cdcTableOptionProblems(input), ...specFeatureGateProblems(input)];
+}
+
+function specFeatureGateProblems(input: unknown): SpecProblem[] {
   return specFeatureGate.flatMap(({ path, when, feature }) => {
     const { found, value } = valueAt(input, path);
     if (!found || (when && !when(value))) return [];

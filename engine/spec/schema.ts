@@ -199,6 +199,9 @@ const cdcSchema = z
     retryWindowMinutes: intBetween(10, 1440)
       .default(120)
       .describe('How long CDC keeps retrying after failures before giving up.'),
+    heartbeatTimeoutSeconds: intBetween(2, 3600)
+      .default(60)
+      .describe('A streamer silent for this long is restarted; it resumes from the target checkpoint.'),
     keepSlotOnFailure: z.boolean().default(false).describe('Keep the replication slot when the migration fails.'),
     resumeSlot: z.boolean().default(false).describe('Resume from an existing replication slot of the same name.'),
   })

@@ -53,6 +53,7 @@ describe('precheck on real clusters', () => {
       ['source.wal_level', 'pass'],
       ['source.replication_slots', 'pass'],
       ['source.replication_privilege', 'pass'],
+      ['source.replica_identity', 'pass'],
     ]);
     expect(byId(report.checks)['server.versions']!.message).toBe('Source PostgreSQL 13 → target PostgreSQL 17.');
   });
@@ -61,6 +62,21 @@ describe('precheck on real clusters', () => {
     const report = await precheck(pair(pg13, pg18));
     expect(report.ok).toBe(true);
     expect(byId(report.checks)['target.connect']!.message).toContain('PostgreSQL 18.');
+  });
+
+  it('fails a CDC run on tables without primary key or replica identity, naming them, and passes once they are REPLICA IDENTITY FULL', async () => {
+    await pg13.sql('CREATE DATABASE ident');
+    await pg13.sql('CREATE TABLE logs (at timestamptz, line text); CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE "odd name" (v int)', 'ident');
+    const spec = pair(pg13, pg17, 'full+cdc', { source: { secret: scratch.secretFor('source-13', pg13), database: 'ident' } });
+    const check = byId((await precheck(spec)).checks)['source.replica_identity']!;
+    expect(check.status).toBe('fail');
+    expect(check.message).toBe(
+      '2 selected table(s) have no primary key or replica identity: public.logs, public.odd name. Once published, the source refuses UPDATE and DELETE on them.',
+    );
+    expect(check.remediation).toContain('REPLICA IDENTITY FULL');
+    await pg13.sql('ALTER TABLE logs REPLICA IDENTITY FULL; ALTER TABLE "odd name" REPLICA IDENTITY FULL', 'ident');
+    const fixed = byId((await precheck(spec)).checks)['source.replica_identity']!;
+    expect(fixed).toMatchObject({ status: 'pass', message: 'Every selected table has a primary key or replica identity (2 with REPLICA IDENTITY FULL, matched on all old values).' });
   });
 
   it('fails on wal_level=replica when CDC is requested, with the remedy', async () => {
@@ -132,10 +148,10 @@ describe('the workflow through the local runner', () => {
     expect(result.cause).not.toContain(pg17.connection.password);
   });
 
-  it('refuses change data capture until it lands, before touching a database', async () => {
-    const result = await runLocalWorkflow(pair(pg13, pg17, 'full+cdc'));
+  it('refuses what has not landed yet, before touching a database', async () => {
+    const result = await runLocalWorkflow(pair(pg13, pg17, 'full+cdc', { mapping: {} }));
     expect(result).toMatchObject({ status: 'FAILED', error: 'SpecInvalid' });
-    expect(result.cause).toContain('mode: not supported yet: mode "full+cdc" lands with change data capture');
+    expect(result.cause).toContain('mapping: not supported yet: mapping lands with name mapping');
   });
 });
 

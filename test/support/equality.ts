@@ -34,7 +34,8 @@ export async function tableHashes(client: pg.Client): Promise<Record<string, str
   for (const { schema, name } of rows) {
     const table = `${ident(schema)}.${ident(name)}`;
     const { rows: count } = await client.query(`SELECT count(*)::int AS n FROM ONLY ${table}`);
-    const { hash } = await hashOf(client, `COPY (SELECT t.* FROM ONLY ${table} t ORDER BY t::text COLLATE "C") TO STDOUT`);
+    // The alias must not be a column name too (all_types has a column "t"): then it sorts by that column, leaving ties unordered.
+    const { hash } = await hashOf(client, `COPY (SELECT whole_row.* FROM ONLY ${table} whole_row ORDER BY whole_row::text COLLATE "C") TO STDOUT`);
     result[`${schema}.${name}`] = `${count[0].n} rows ${hash}`;
   }
   return result;

@@ -373,15 +373,15 @@ describe('PgferryStack', () => {
     }
   });
 
-  it('lets only the callback task report to the state machine, and no task anything else', () => {
+  it('lets only the callback tasks report to the state machine, and no task anything else', () => {
     const { stack, template } = secretStack();
-    expect(callbackTaskPlaceholders(JSON.parse(readFileSync(aslPath, 'utf8')))).toEqual(['SnapshotTaskDefinitionArn']);
+    expect(callbackTaskPlaceholders(JSON.parse(readFileSync(aslPath, 'utf8')))).toEqual(['SnapshotTaskDefinitionArn', 'ReplicateTaskDefinitionArn']);
     const taskDefinitions = taskDefinitionsOf(template, stack.migration);
     for (const task of fargateTasks) {
       const statements = roleStatements(template, roleIdOf(taskDefinitions[task.name]!.Properties.TaskRoleArn));
       const reporting = statements.filter((s) => actionsOf(s).some((action) => action.startsWith('states:')));
-      if (task.name === 'Snapshot') {
-        expect(reporting).toEqual([
+      if (task.name === 'Snapshot' || task.name === 'Replicate') {
+        expect(reporting, task.name).toEqual([
           {
             Effect: 'Allow',
             Action: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],

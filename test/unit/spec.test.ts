@@ -224,8 +224,8 @@ describe('invalid specs', () => {
   });
 
   it('reports schema problems and gated sections together', () => {
-    const problems = problemsOf({ name: 'x', mode: 'ful', cdc: { retryWindowMinutes: 5 }, source: { secret: 'env:A' }, target: { secret: 'nope' } });
-    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'cdc']);
+    const problems = problemsOf({ name: 'x', mode: 'ful', cdc: { retryWindowMinutes: 5 }, alerts: {}, source: { secret: 'env:A' }, target: { secret: 'nope' } });
+    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'alerts']);
   });
 
   it.each([null, 'spec', 42, [minimal]])('rejects the non-object %j', (input) => {
@@ -236,18 +236,25 @@ describe('invalid specs', () => {
 describe('feature gate', () => {
   it.each([
     ['mapping', {}, 'mapping', 'name mapping'],
-    ['cdc', {}, 'cdc', 'change data capture'],
-    ['cutover', {}, 'cutover', 'change data capture'],
     ['alerts', {}, 'alerts', 'the AWS deployment'],
   ])('rejects %s until its feature lands', (section, value, what, feature) => {
     const problems = problemsOf({ ...minimal, [section]: value });
     expect(problems).toEqual([{ path: section, message: `not supported yet: ${what} lands with ${feature}` }]);
   });
 
-  it.each(['full+cdc', 'cdc'])('rejects mode %s until change data capture lands', (mode) => {
-    expect(problemsOf({ ...minimal, mode })).toEqual([
-      { path: 'mode', message: `not supported yet: mode "${mode}" lands with change data capture` },
-    ]);
+  it.each(['full+cdc', 'cdc'])('accepts mode %s with its cdc and cutover sections', (mode) => {
+    const result = validateSpec({ ...minimal, mode, cdc: { conflictPolicy: 'overwrite', heartbeatTimeoutSeconds: 5 }, cutover: { mode: 'auto', fenceSource: true } });
+    expect(result.ok).toBe(true);
+  });
+
+  it('refuses row filters and column choices with CDC, naming each, since the stream would carry every row and column', () => {
+    const problems = problemsOf({
+      ...minimal,
+      mode: 'full+cdc',
+      objects: { tables: { 'public.a': { where: 'id > 1' }, 'public.b': { excludeColumns: ['secret'] } } },
+    });
+    expect(problems.map((p) => p.path)).toEqual(['objects.tables["public.a"].where', 'objects.tables["public.b"].excludeColumns']);
+    expect(problems[0]!.message).toMatch(/full load only.*"mode": "full"/);
   });
 
   it('rejects migrating roles, but not an explicit false', () => {

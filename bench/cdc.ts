@@ -1,0 +1,273 @@
+/**
+ * `npm run bench:cdc [-- --rows 1000000 --nopk-rows 100000 --delete-rows 20000 --tps 2000 --seconds 20]`:
+ * change data capture, pgferry against PostgreSQL's native logical replication
+ * (`CREATE SUBSCRIPTION … copy_data = false`), on the same data, in the same run:
+ *   1. seconds from commit to applied for a 1M-row UPDATE, a 1M-row INSERT, and a 20k-row
+ *      DELETE on a table without a primary key (REPLICA IDENTITY FULL);
+ *   2. replication lag (p50, p99, max) under pgbench at a fixed rate.
+ * "Applied" is when a marker row, updated in a transaction committed right after the measured
+ * one, becomes visible on the target: both appliers apply in commit order. Lag is measured the
+ * same way, by a probe row written every 50 ms during pgbench. Not part of `npm test`.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { readReplicationStatus, requestCutover } from '../engine/cdc/state.js';
+import { startClusters, stopAllClusters, type LocalCluster } from '../local/cluster.js';
+import { runLocalWorkflow } from '../local/runner.js';
+
+const { values } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '1000000' },
+    'nopk-rows': { type: 'string', default: '100000' },
+    'delete-rows': { type: 'string', default: '20000' },
+    tps: { type: 'string', default: '2000' },
+    seconds: { type: 'string', default: '20' },
+    only: { type: 'string' },
+  },
+});
+const ROWS = Number(values.rows);
+const NOPK_ROWS = Number(values['nopk-rows']);
+const DELETE_ROWS = Number(values['delete-rows']);
+const TPS = Number(values.tps);
+const PGBENCH_SECONDS = Number(values.seconds);
+const PGBENCH_SCALE = 10;
+
+const TABLES_SQL = `
+CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+CREATE TABLE inserted (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+CREATE TABLE nopk (id int, v text, at timestamptz);
+ALTER TABLE nopk REPLICA IDENTITY FULL;
+CREATE TABLE marker (id int PRIMARY KEY, v bigint NOT NULL);
+CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int, filler char(88));
+CREATE TABLE pgbench_tellers (tid int PRIMARY KEY, bid int, tbalance int, filler char(84));
+CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22));
+ALTER TABLE pgbench_history REPLICA IDENTITY FULL;`;
+const TABLES = ['accounts', 'inserted', 'nopk', 'marker', 'pgbench_branches', 'pgbench_tellers', 'pgbench_accounts', 'pgbench_history'];
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function generate(source: LocalCluster): Promise<void> {
+  await source.sql('CREATE DATABASE bench');
+  await source.sql(
+    `${TABLES_SQL}
+     INSERT INTO accounts SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, ${ROWS}) a;
+     INSERT INTO nopk SELECT g % ${Math.max(1, Math.floor(NOPK_ROWS / 2))}, md5(g::text), timestamptz '2025-01-01' + g * interval '1 second' FROM generate_series(1, ${NOPK_ROWS}) g;
+     INSERT INTO marker VALUES (1, 0), (2, 0);
+     INSERT INTO pgbench_branches SELECT b, 0, '' FROM generate_series(1, ${PGBENCH_SCALE}) b;
+     INSERT INTO pgbench_tellers SELECT t, (t - 1) / 10 + 1, 0, '' FROM generate_series(1, ${PGBENCH_SCALE * 10}) t;
+     INSERT INTO pgbench_accounts SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, ${PGBENCH_SCALE * 100000}) a;`,
+    'bench',
+  );
+  await source.sql('VACUUM ANALYZE', 'bench');
+}
+
+/** Target tables with the source's rows, for the native subscriber (which copies no data). */
+async function copyForNative(source: LocalCluster, target: LocalCluster): Promise<void> {
+  await target.sql('CREATE DATABASE native');
+  await target.sql(TABLES_SQL, 'native');
+  const [from, to] = [await source.connect('bench'), await target.connect('native')];
+  try {
+    for (const table of TABLES) {
+      await pipeline(from.query(copyTo(`COPY ${table} TO STDOUT`)), to.query(copyFrom(`COPY ${table} FROM STDIN`)));
+    }
+  } finally {
+    await Promise.all([from.end(), to.end()]);
+  }
+  await target.sql('VACUUM ANALYZE', 'native');
+}
+
+interface Side {
+  label: string;
+  source: pg.Client;
+  target: pg.Client;
+}
+
+/** Commits `sql` on the source, then bumps the marker; returns seconds until the target shows the marker. */
+async function commitToApplied(side: Side, sql: string): Promise<number> {
+  await side.source.query(sql);
+  const started = performance.now();
+  const { rows } = await side.source.query<{ v: string }>('UPDATE marker SET v = v + 1 WHERE id = 1 RETURNING v::text');
+  const expected = BigInt(rows[0]!.v);
+  for (;;) {
+    const seen = await side.target.query<{ v: string }>('SELECT v::text FROM marker WHERE id = 1');
+    if (BigInt(seen.rows[0]!.v) >= expected) return (performance.now() - started) / 1000;
+    if (performance.now() - started > 1_800_000) throw new Error(`${side.label}: not applied after 30 minutes`);
+    await sleep(10);
+  }
+}
+
+/** Probe row 2 every 50 ms during pgbench; lag = commit on the source → visible on the target. */
+async function lagUnderPgbench(side: Side, source: LocalCluster): Promise<{ p50: number; p99: number; max: number; samples: number; tps: number }> {
+  const committed = new Map<bigint, number>();
+  const lags: number[] = [];
+  let running = true;
+  let stopAt = Number.POSITIVE_INFINITY;
+  const prober = (async () => {
+    while (running) {
+      const { rows } = await side.source.query<{ v: string }>('UPDATE marker SET v = v + 1 WHERE id = 2 RETURNING v::text');
+      committed.set(BigInt(rows[0]!.v), performance.now());
+      await sleep(50);
+    }
+  })();
+  let lastSeen = -1n;
+  const poller = (async () => {
+    while (running || committed.size > 0) {
+      const { rows } = await side.target.query<{ v: string }>('SELECT v::text FROM marker WHERE id = 2');
+      const seen = BigInt(rows[0]!.v);
+      if (seen > lastSeen) {
+        const now = performance.now();
+        for (const [value, at] of committed) {
+          if (value <= seen) {
+            if (lastSeen >= 0n) lags.push(now - at);
+            committed.delete(value);
+          }
+        }
+        lastSeen = seen;
+      }
+      if (!running && committed.size > 0 && performance.now() > stopAt + 60_000) break;
+      await sleep(2);
+    }
+  })();
+  const { host, port, username, password } = source.connection;
+  const pgbench = spawn(
+    'pgbench',
+    ['-n', '-M', 'prepared', '-c', '8', '-j', '2', '-R', String(TPS), '-T', String(PGBENCH_SECONDS), '-h', host, '-p', String(port), '-U', username, 'bench'],
+    { env: { ...process.env, PGPASSWORD: password }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  pgbench.stdout.on('data', (chunk) => (output += chunk));
+  pgbench.stderr.on('data', (chunk) => (output += chunk));
+  const code = await new Promise<number | null>((resolve) => pgbench.on('exit', resolve));
+  running = false;
+  stopAt = performance.now();
+  await Promise.all([prober, poller]);
+  if (code !== 0) throw new Error(`${side.label}: pgbench failed:\n${output}`);
+  const tps = Number(/tps = ([\d.]+)/.exec(output)?.[1] ?? 'NaN');
+  lags.sort((a, b) => a - b);
+  const at = (q: number) => lags[Math.min(lags.length - 1, Math.floor(q * lags.length))] ?? NaN;
+  return { p50: at(0.5), p99: at(0.99), max: lags.at(-1) ?? NaN, samples: lags.length, tps };
+}
+
+interface Figures {
+  update: number;
+  insert: number;
+  deleteNoPk: number;
+  lag: Awaited<ReturnType<typeof lagUnderPgbench>>;
+}
+
+async function measure(side: Side, source: LocalCluster): Promise<Figures> {
+  const say = (what: string, seconds: number) => console.log(`  ${side.label.padEnd(8)} ${what.padEnd(34)} ${seconds.toFixed(2).padStart(8)} s`);
+  const update = await commitToApplied(side, `UPDATE accounts SET abalance = abalance + 1`);
+  say(`UPDATE of ${ROWS} rows`, update);
+  const insert = await commitToApplied(side, `INSERT INTO inserted SELECT aid, bid, abalance, filler FROM accounts`);
+  say(`INSERT of ${ROWS} rows`, insert);
+  const deleteNoPk = await commitToApplied(side, `DELETE FROM nopk WHERE ctid IN (SELECT ctid FROM nopk ORDER BY at LIMIT ${DELETE_ROWS})`);
+  say(`DELETE of ${DELETE_ROWS} rows, no primary key`, deleteNoPk);
+  const lag = await lagUnderPgbench(side, source);
+  console.log(
+    `  ${side.label.padEnd(8)} lag under pgbench -R ${TPS} (${lag.tps.toFixed(0)} tps)   p50 ${lag.p50.toFixed(0)} ms · p99 ${lag.p99.toFixed(0)} ms · max ${lag.max.toFixed(0)} ms (${lag.samples} probes)`,
+  );
+  return { update, insert, deleteNoPk, lag };
+}
+
+async function native(source: LocalCluster, target: LocalCluster): Promise<Figures> {
+  await copyForNative(source, target);
+  await source.sql(`CREATE PUBLICATION native_pub FOR TABLE ${TABLES.join(', ')}`, 'bench');
+  await target.sql(
+    `CREATE SUBSCRIPTION native_sub CONNECTION '${source.uri('bench')}' PUBLICATION native_pub WITH (copy_data = false)`,
+    'native',
+  );
+  const side: Side = { label: 'native', source: await source.connect('bench'), target: await target.connect('native') };
+  try {
+    // The subscription is live once its apply worker streams.
+    for (let i = 0; ; i++) {
+      const { rows } = await side.target.query("SELECT 1 FROM pg_stat_subscription WHERE subname = 'native_sub' AND pid IS NOT NULL");
+      if (rows.length > 0) break;
+      if (i > 600) throw new Error('the native subscription did not start');
+      await sleep(100);
+    }
+    await commitToApplied(side, 'SELECT 1');
+    return await measure(side, source);
+  } finally {
+    await Promise.all([side.source.end(), side.target.end()]);
+    await target.sql('DROP SUBSCRIPTION native_sub', 'native');
+    await source.sql('DROP PUBLICATION native_pub', 'bench');
+  }
+}
+
+async function pgferry(source: LocalCluster, target: LocalCluster, dir: string): Promise<Figures> {
+  await target.sql('CREATE DATABASE ferry');
+  const secret = (name: string, c: LocalCluster, db: string) => {
+    const path = join(dir, `${name}.json`);
+    const { host, port, username, password } = c.connection;
+    writeFileSync(path, JSON.stringify({ host, port, username, password, dbname: db }), { mode: 0o600 });
+    return `file:${path}`;
+  };
+  const run = runLocalWorkflow(
+    {
+      name: 'bench-cdc',
+      mode: 'full+cdc',
+      source: { secret: secret('source', source, 'bench') },
+      target: { secret: secret('target', target, 'ferry') },
+      fullLoad: { parallelism: 2 },
+      compare: { enabled: false },
+    },
+    { onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line) },
+  );
+  let ended = false;
+  void run.finally(() => (ended = true));
+  const side: Side = { label: 'pgferry', source: await source.connect('bench'), target: await target.connect('ferry') };
+  try {
+    for (;;) {
+      if (ended) throw new Error(`pgferry run ended before streaming: ${JSON.stringify(await run)}`);
+      const status = await readReplicationStatus(side.target, 'bench-cdc').catch(() => undefined);
+      if (status?.streamingSince) break;
+      await sleep(200);
+    }
+    await commitToApplied(side, 'SELECT 1');
+    const figures = await measure(side, source);
+    await requestCutover(side.target, 'bench-cdc');
+    const result = await run;
+    if (result.status !== 'SUCCEEDED') throw new Error(`pgferry run failed: ${result.error} ${result.cause}`);
+    return figures;
+  } finally {
+    await Promise.all([side.source.end(), side.target.end()]);
+  }
+}
+
+async function main() {
+  if (spawnSync('pgbench', ['--version']).status !== 0) throw new Error('pgbench is needed for the lag measurement (apt-get install postgresql-client or postgresql-15).');
+  const dir = mkdtempSync(join(tmpdir(), 'pgferry-bench-cdc-'));
+  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min' };
+  try {
+    console.log(`Starting PostgreSQL 15 (source) and 17 (target); ${ROWS} rows, no-PK table of ${NOPK_ROWS} rows, pgbench scale ${PGBENCH_SCALE} at ${TPS} tps for ${PGBENCH_SECONDS} s.`);
+    const [source, target] = await startClusters([
+      { major: 15, label: 'bench-cdc-source', settings },
+      { major: 17, label: 'bench-cdc-target', settings },
+    ]);
+    await generate(source);
+    const only = values.only;
+    const nativeFigures = only === 'pgferry' ? undefined : await native(source, target);
+    await Promise.all([source.sql('CHECKPOINT'), target.sql('CHECKPOINT')]);
+    const ferry = only === 'native' ? undefined : await pgferry(source, target, dir);
+    if (!nativeFigures || !ferry) return;
+    const ratio = (n: number, f: number) => `${(n / f).toFixed(1)}× faster`;
+    console.log('\nRatios (native seconds / pgferry seconds; bar: ≥ 3× on each, and pgferry lag p99 ≤ 150 ms):');
+    console.log(`  UPDATE ${ROWS} rows            ${ratio(nativeFigures.update, ferry.update)}  (${nativeFigures.update.toFixed(2)} s → ${ferry.update.toFixed(2)} s)`);
+    console.log(`  INSERT ${ROWS} rows            ${ratio(nativeFigures.insert, ferry.insert)}  (${nativeFigures.insert.toFixed(2)} s → ${ferry.insert.toFixed(2)} s)`);
+    console.log(`  DELETE ${DELETE_ROWS} rows, no PK    ${ratio(nativeFigures.deleteNoPk, ferry.deleteNoPk)}  (${nativeFigures.deleteNoPk.toFixed(2)} s → ${ferry.deleteNoPk.toFixed(2)} s)`);
+    console.log(`  lag p99 at ${TPS} tps          native ${nativeFigures.lag.p99.toFixed(0)} ms, pgferry ${ferry.lag.p99.toFixed(0)} ms (p50 ${nativeFigures.lag.p50.toFixed(0)} / ${ferry.lag.p50.toFixed(0)} ms)`);
+  } finally {
+    await stopAllClusters();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

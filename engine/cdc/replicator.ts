@@ -1,0 +1,276 @@
+/**
+ * The streamer + applier loop of CDC: streams the slot from the target's checkpoint, hands every
+ * message to the Applier, commits batches of whole source transactions, acknowledges the slot
+ * only up to what the target committed, writes a heartbeat with lag, drains to the cutover LSN,
+ * and survives lost connections by resuming from the checkpoint within the retry window.
+ *
+ * Batching adapts to the load: a batch is committed as soon as the stream goes idle (every
+ * message already received has been handled), so light load sees one-transaction latency, and
+ * while messages keep coming the batch grows up to `maxDelayMs`, so heavy load commits rarely
+ * and applies set-wise. Very large transactions are applied in chunks inside the open target
+ * transaction by the Applier itself.
+ */
+import type pg from 'pg';
+import { CANONICAL_SESSION_SQL, isTransient } from '../connect/index.js';
+import { PgferryError } from '../errors.js';
+import { Applier, readAppliedLsn, type ConflictPolicy } from './apply.js';
+import { formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
+import { currentWalLsn } from '../cutover/index.js';
+import { readReplicationStatus } from './state.js';
+import { ChangeStream, type StreamedMessage } from './stream.js';
+
+export interface ReplicatorOptions {
+  migration: string;
+  slotName: string;
+  publicationName: string;
+  conflictPolicy: ConflictPolicy;
+  batch: { maxRows: number; maxBytes: number; maxDelayMs: number };
+  /** How long lost connections are retried (from the first failure of a streak) before giving up. */
+  retryWindowMs: number;
+  /** Interval of heartbeat rows in the control schema. Default 1000 ms. */
+  heartbeatMs?: number;
+  connectSource: () => Promise<pg.Client>;
+  connectTarget: () => Promise<pg.Client>;
+  /** Settings of the replication connection (`replication: 'database'`, canonical startup options). */
+  streamConfig: () => Promise<pg.ClientConfig>;
+  log: (message: string) => void;
+  /** Stops streaming; the run ends with 'stopped'. */
+  signal?: AbortSignal;
+}
+
+export type ReplicatorEnd = 'drained' | 'stopped';
+
+export class ReplicationFailedError extends PgferryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('pgferry.ReplicationFailed', message, options);
+  }
+}
+
+/** Stream failures a fresh connection may cure; StreamFailed covers a slot still held by a dying walsender. */
+const RETRYABLE_NAMES = new Set(['pgferry.StreamLost', 'pgferry.StreamEnded', 'pgferry.StreamFailed', 'pgferry.Transient']);
+
+function retryable(error: unknown): boolean {
+  if (RETRYABLE_NAMES.has((error as Error)?.name)) return true;
+  const code = (error as { code?: string })?.code;
+  if (typeof code === 'string' && /^(08|57P0|40001|40P01|53300)/.test(code)) return true;
+  return isTransient(error) || /Connection terminated|not queryable|ECONNRESET|EPIPE|ECONNREFUSED/i.test(String((error as Error)?.message));
+}
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+  });
+
+/** Runs until drained (cutover) or stopped; throws ReplicationFailedError when it cannot go on. */
+export async function runReplicator(options: ReplicatorOptions): Promise<ReplicatorEnd> {
+  let failingSince: number | undefined;
+  let delay = 500;
+  for (;;) {
+    try {
+      return await streamOnce(options, () => {
+        failingSince = undefined;
+        delay = 500;
+      });
+    } catch (error) {
+      if (options.signal?.aborted) return 'stopped';
+      if (!retryable(error)) throw error;
+      failingSince ??= Date.now();
+      const failingFor = Date.now() - failingSince;
+      if (failingFor > options.retryWindowMs) {
+        throw new ReplicationFailedError(
+          `Replication kept failing for ${Math.round(failingFor / 60_000)} minute(s), longer than cdc.retryWindowMinutes: ${messageOf(error)}`,
+          { cause: error },
+        );
+      }
+      options.log(`replication interrupted (${messageOf(error)}); resuming from the target's checkpoint in ${delay} ms`);
+      await sleep(delay, options.signal);
+      delay = Math.min(delay * 2, 30_000);
+    }
+  }
+}
+
+/** Key of the session advisory lock that makes one streamer per migration apply at a time. */
+const LOCK_CLASS = 0x70676672; // 'pgfr'
+
+async function takeApplyLock(target: pg.Client, migration: string, log: (m: string) => void): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const { rows } = await target.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_CLASS, migration]);
+    if (rows[0]!.ok) return;
+    if (attempt >= 50) throw new ReplicationFailedError(`Another streamer still applies migration ${migration} to the target and could not be stopped.`);
+    // A streamer the workflow gave up on (stale heartbeat) may still hold its session: end it.
+    const ended = await target.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2
+          AND pid <> pg_backend_pid()`,
+      [LOCK_CLASS, migration],
+    );
+    if (attempt === 0 && ended.rowCount) log('ended the session of an earlier streamer of this migration');
+    await sleep(200);
+  }
+}
+
+async function streamOnce(options: ReplicatorOptions, healthy: () => void): Promise<ReplicatorEnd> {
+  const { migration, log, signal } = options;
+  const clients: pg.Client[] = [];
+  const open = async (connect: () => Promise<pg.Client>) => {
+    const client = await connect();
+    clients.push(client);
+    return client;
+  };
+  let stream: ChangeStream | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let applier: Applier | undefined;
+  try {
+    const target = await open(options.connectTarget);
+    await target.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
+    await takeApplyLock(target, migration, log);
+    const control = await open(options.connectTarget);
+    const source = await open(options.connectSource);
+    for (const client of clients) client.on('error', () => undefined); // surfaced by the next query
+
+    // Holding the apply lock makes this the migration's streamer: a walsender still on the slot is a stale one's.
+    await source.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [options.slotName]);
+    const status = await readReplicationStatus(control, migration);
+    if (!status) throw new ReplicationFailedError(`Migration ${migration} has no replication registered in the target's control schema.`);
+    const startLsn = (await readAppliedLsn(target, migration)) ?? status.consistentLsn ?? '0/0';
+    let applied = parseLsn(startLsn);
+    /** Everything received up to here is on the target: the applied LSN, or the server's position while we were idle. */
+    let processed = applied;
+    let received = applied;
+    let oldestPendingCommit: number | undefined; // ms since the Unix epoch
+    let lastFlushAt = Date.now();
+    let flushScheduled = false;
+
+    const thisApplier = new Applier(target, { migration, conflictPolicy: options.conflictPolicy, maxChunkRows: options.batch.maxRows, maxChunkBytes: options.batch.maxBytes });
+    applier = thisApplier;
+    const thisStream = new ChangeStream(await options.streamConfig(), {
+      slotName: options.slotName,
+      publicationName: options.publicationName,
+      startLsn,
+      appliedLsn: () => formatLsn(processed),
+      statusIntervalMs: 5_000,
+    });
+    stream = thisStream;
+
+    let chain: Promise<unknown> = Promise.resolve();
+    const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+      const run = chain.then(fn);
+      chain = run.catch(() => undefined);
+      return run;
+    };
+
+    let fail!: (error: Error) => void;
+    const failed = new Promise<never>((_, reject) => (fail = reject));
+    failed.catch(() => undefined);
+    thisStream.on('error', (error) => fail(error));
+
+    const flush = async () => {
+      if (!thisApplier.atBoundary || thisApplier.pendingTransactions === 0) return;
+      const result = await thisApplier.flush();
+      oldestPendingCommit = undefined;
+      lastFlushAt = Date.now();
+      if (result.appliedLsn) {
+        applied = parseLsn(result.appliedLsn);
+        if (applied > processed) processed = applied;
+        await thisStream.acknowledge(formatLsn(processed));
+      }
+    };
+    const scheduleFlush = () => {
+      if (flushScheduled) return;
+      flushScheduled = true;
+      setImmediate(() => {
+        flushScheduled = false;
+        exclusive(flush).catch((error) => fail(error as Error));
+      });
+    };
+    /** After a keepalive: if nothing is waiting anywhere, the server's position is processed too. */
+    const noteIdle = (serverLsn: bigint) =>
+      setImmediate(() => {
+        exclusive(async () => {
+          if (thisStream.hasQueuedMessages() || !thisApplier.atBoundary || thisApplier.pendingTransactions > 0) return;
+          if (serverLsn > processed) {
+            processed = serverLsn;
+            if (serverLsn > received) received = serverLsn;
+            await thisStream.acknowledge(formatLsn(processed));
+          }
+        }).catch((error) => fail(error as Error));
+      });
+    thisStream.on('keepalive', (event) => noteIdle(parseLsn(event.serverLsn)));
+
+    const onMessage = (streamed: StreamedMessage) =>
+      exclusive(async () => {
+        const message: PgoutputMessage = streamed.message;
+        await thisApplier.handle(message);
+        if (message.tag === 'commit') {
+          received = parseLsn(message.endLsn);
+          oldestPendingCommit ??= Number(message.commitTime / 1000n) + 946_684_800_000;
+          if (Date.now() - lastFlushAt >= options.batch.maxDelayMs) {
+            await flush();
+          } else {
+            scheduleFlush();
+          }
+        }
+      });
+
+    await thisStream.start(onMessage);
+    await control.query('UPDATE pgferry.replication_status SET streaming_since = now(), last_error = NULL WHERE migration = $1', [migration]);
+    log(`streaming from slot ${options.slotName} at ${startLsn}`);
+
+    let lastRows = 0;
+    let lastBeat = Date.now();
+    let healthyReported = false;
+    const beat = async (): Promise<ReplicatorEnd | undefined> => {
+      const sourceLsn = parseLsn(await currentWalLsn(source));
+      const now = Date.now();
+      const lagBytes = sourceLsn > processed ? sourceLsn - processed : 0n;
+      // Seconds since the oldest source commit received but not yet on the target.
+      const lagSeconds = oldestPendingCommit !== undefined ? Math.max(0, now - oldestPendingCommit) / 1000 : 0;
+      const rowsPerSecond = ((thisApplier.stats.rows - lastRows) * 1000) / Math.max(1, now - lastBeat);
+      lastRows = thisApplier.stats.rows;
+      lastBeat = now;
+      const { rows: requests } = await control.query<{ drain_lsn: string | null; phase: string | null }>(
+        `UPDATE pgferry.replication_status s
+            SET received_lsn = $2::pg_lsn, processed_lsn = $3::pg_lsn, source_lsn = $4::pg_lsn, heartbeat_at = now(),
+                lag_bytes = $5, lag_seconds = $6, rows_per_second = $7
+          WHERE migration = $1
+          RETURNING drain_lsn::text, (SELECT phase FROM pgferry.migrations WHERE name = $1) AS phase`,
+        [migration, formatLsn(received), formatLsn(processed), formatLsn(sourceLsn), lagBytes.toString(), lagSeconds, rowsPerSecond],
+      );
+      if (!healthyReported) {
+        healthyReported = true;
+        healthy();
+      }
+      const request = requests[0];
+      if (!request || request.phase === 'failed' || request.phase === 'done') return 'stopped';
+      if (request.drain_lsn && processed >= parseLsn(request.drain_lsn)) {
+        await control.query('UPDATE pgferry.replication_status SET drained_at = now() WHERE migration = $1', [migration]);
+        log(`drained to ${request.drain_lsn} (applied ${formatLsn(applied)})`);
+        return 'drained';
+      }
+      return undefined;
+    };
+
+    const ended = new Promise<ReplicatorEnd>((resolve, reject) => {
+      const tick = () => {
+        if (signal?.aborted) return resolve('stopped');
+        beat().then(
+          (end) => (end ? resolve(end) : (heartbeat = setTimeout(tick, options.heartbeatMs ?? 1000))),
+          reject,
+        );
+      };
+      signal?.addEventListener('abort', () => resolve('stopped'), { once: true });
+      tick();
+    });
+    const end = await Promise.race([ended, failed]);
+    // Let a batch being applied finish; nothing pending is lost (the checkpoint says where to resume).
+    await exclusive(async () => undefined);
+    return end;
+  } finally {
+    if (heartbeat) clearTimeout(heartbeat);
+    await stream?.stop();
+    await applier?.abort().catch(() => undefined);
+    await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
+  }
+}

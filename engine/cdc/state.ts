@@ -1,0 +1,132 @@
+/**
+ * The CDC rows of the control schema: `replication` (slot, consistent point, and the checkpoint
+ * the applier writes with its changes) and `replication_status` (the streamer's heartbeat, lag,
+ * and the workflow's requests: start applying, drain to an LSN for cutover).
+ */
+import type pg from 'pg';
+
+export interface ReplicationStatusRow {
+  slotName: string;
+  publicationName: string;
+  consistentLsn: string | null;
+  appliedLsn: string | null;
+  appliedAt: Date | null;
+  transactionsApplied: number;
+  rowsApplied: number;
+  receivedLsn: string | null;
+  processedLsn: string | null;
+  sourceLsn: string | null;
+  /** Seconds since the streamer's last heartbeat, or since it was (re)started if it has not beaten since. */
+  heartbeatAgeSeconds: number | null;
+  /** Seconds since the last heartbeat, or since apply was requested if there was none. */
+  unhealthySeconds: number | null;
+  fenced: boolean;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  rowsPerSecond: number | null;
+  applyRequested: boolean;
+  streamingSince: Date | null;
+  cutoverRequested: boolean;
+  drainLsn: string | null;
+  drained: boolean;
+  restarts: number;
+  lastError: string | null;
+}
+
+/** Registers (or re-registers, for a new run of the same name) the slot a migration streams from. */
+export async function registerReplication(
+  target: pg.Client,
+  migration: string,
+  slot: { slotName: string; publicationName: string; consistentLsn: string | null },
+): Promise<void> {
+  await target.query(
+    `INSERT INTO pgferry.replication (migration, slot_name, publication_name, consistent_lsn) VALUES ($1, $2, $3, $4::pg_lsn)
+     ON CONFLICT (migration) DO UPDATE SET slot_name = excluded.slot_name, publication_name = excluded.publication_name,
+       consistent_lsn = excluded.consistent_lsn, applied_lsn = NULL, applied_commit_time = NULL, applied_at = NULL,
+       transactions_applied = 0, rows_applied = 0`,
+    [migration, slot.slotName, slot.publicationName, slot.consistentLsn],
+  );
+  await target.query(
+    `INSERT INTO pgferry.replication_status (migration) VALUES ($1)
+     ON CONFLICT (migration) DO UPDATE SET received_lsn = NULL, processed_lsn = NULL, source_lsn = NULL, heartbeat_at = NULL,
+       lag_bytes = NULL, lag_seconds = NULL, rows_per_second = NULL, apply_requested = false, apply_requested_at = NULL,
+       restarted_at = NULL, fenced = false, streaming_since = NULL,
+       cutover_requested_at = NULL, drain_lsn = NULL, drained_at = NULL, restarts = 0, last_error = NULL`,
+    [migration],
+  );
+}
+
+export async function readReplicationStatus(target: pg.Client, migration: string): Promise<ReplicationStatusRow | undefined> {
+  const exists = await target.query("SELECT to_regclass('pgferry.replication_status') IS NOT NULL AS ok");
+  if (!exists.rows[0]?.ok) return undefined;
+  const { rows } = await target.query(
+    `SELECT r.slot_name, r.publication_name, r.consistent_lsn::text, r.applied_lsn::text, r.applied_at,
+            r.transactions_applied::float8, r.rows_applied::float8,
+            s.received_lsn::text, s.processed_lsn::text, s.source_lsn::text,
+            extract(epoch FROM clock_timestamp() - greatest(s.heartbeat_at, s.restarted_at, s.apply_requested_at))::float8 AS heartbeat_age,
+            extract(epoch FROM clock_timestamp() - coalesce(s.heartbeat_at, s.apply_requested_at))::float8 AS unhealthy,
+            s.fenced,
+            s.lag_bytes::float8, s.lag_seconds, s.rows_per_second, s.apply_requested, s.streaming_since,
+            s.cutover_requested_at IS NOT NULL AS cutover_requested, s.drain_lsn::text, s.drained_at IS NOT NULL AS drained,
+            s.restarts, s.last_error
+       FROM pgferry.replication r JOIN pgferry.replication_status s USING (migration)
+      WHERE r.migration = $1`,
+    [migration],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    slotName: row.slot_name,
+    publicationName: row.publication_name,
+    consistentLsn: row.consistent_lsn,
+    appliedLsn: row.applied_lsn,
+    appliedAt: row.applied_at,
+    transactionsApplied: row.transactions_applied,
+    rowsApplied: row.rows_applied,
+    receivedLsn: row.received_lsn,
+    processedLsn: row.processed_lsn,
+    sourceLsn: row.source_lsn,
+    heartbeatAgeSeconds: row.heartbeat_age,
+    unhealthySeconds: row.unhealthy,
+    fenced: row.fenced,
+    lagBytes: row.lag_bytes,
+    lagSeconds: row.lag_seconds,
+    rowsPerSecond: row.rows_per_second,
+    applyRequested: row.apply_requested,
+    streamingSince: row.streaming_since,
+    cutoverRequested: row.cutover_requested,
+    drainLsn: row.drain_lsn,
+    drained: row.drained,
+    restarts: row.restarts,
+    lastError: row.last_error,
+  };
+}
+
+export async function requestApply(target: pg.Client, migration: string): Promise<void> {
+  await target.query('UPDATE pgferry.replication_status SET apply_requested = true, apply_requested_at = coalesce(apply_requested_at, now()) WHERE migration = $1', [migration]);
+}
+
+/** Asks for cutover; the drain LSN is set separately, once the source is fenced (or right away without a fence). */
+export async function requestCutover(target: pg.Client, migration: string): Promise<boolean> {
+  const { rowCount } = await target.query(
+    'UPDATE pgferry.replication_status SET cutover_requested_at = coalesce(cutover_requested_at, now()) WHERE migration = $1',
+    [migration],
+  );
+  return rowCount === 1;
+}
+
+export async function setDrainLsn(target: pg.Client, migration: string, lsn: string): Promise<void> {
+  await target.query('UPDATE pgferry.replication_status SET drain_lsn = $2::pg_lsn WHERE migration = $1', [migration, lsn]);
+}
+
+export async function recordRestart(target: pg.Client, migration: string): Promise<void> {
+  await target.query('UPDATE pgferry.replication_status SET restarts = restarts + 1, restarted_at = now() WHERE migration = $1', [migration]);
+}
+
+export async function recordReplicationError(target: pg.Client, migration: string, message: string): Promise<void> {
+  await target.query('UPDATE pgferry.replication_status SET last_error = $2 WHERE migration = $1', [migration, message.slice(0, 10_000)]);
+}
+
+export async function recordFence(target: pg.Client, migration: string, fenced: boolean): Promise<void> {
+  await target.query('UPDATE pgferry.replication_status SET fenced = $2 WHERE migration = $1', [migration, fenced]);
+}

@@ -1,0 +1,37 @@
+/**
+ * The source side of cutover: an optional write fence (new transactions read-only, other
+ * sessions ended) and the LSN the streamer must reach before the target takes over.
+ */
+import type pg from 'pg';
+
+/** application_name of the CDC task's sessions: the fence leaves them be, they drain the source. */
+export const STREAMER_APPLICATION_NAME = 'pgferry-replicate';
+
+/** Makes the source database read-only for new sessions and ends every other client session on it. */
+export async function fenceSource(source: pg.Client): Promise<{ database: string; sessionsEnded: number }> {
+  const { rows } = await source.query<{ db: string }>('SELECT current_database() AS db');
+  const database = rows[0]!.db;
+  await source.query(`ALTER DATABASE ${source.escapeIdentifier(database)} SET default_transaction_read_only = on`);
+  const ended = await source.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+        AND application_name <> $1`,
+    [STREAMER_APPLICATION_NAME],
+  );
+  return { database, sessionsEnded: ended.rowCount ?? 0 };
+}
+
+/** Lifts the fence (after a failed cutover the source must take writes again). */
+export async function unfenceSource(source: pg.Client): Promise<void> {
+  const { rows } = await source.query<{ db: string }>('SELECT current_database() AS db');
+  await source.query(`ALTER DATABASE ${source.escapeIdentifier(rows[0]!.db)} RESET default_transaction_read_only`);
+}
+
+/**
+ * Where the source's WAL ends: the insert position, which covers every committed transaction
+ * even under synchronous_commit = off (pg_current_wal_lsn, the write position, may not yet).
+ */
+export async function currentWalLsn(source: pg.Client): Promise<string> {
+  const { rows } = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  return rows[0]!.lsn;
+}

@@ -1,0 +1,67 @@
+/**
+ * A migration's status as `pgferry status` and the live progress show it, read from the
+ * target's control schema: phase, load progress per table, CDC lag and apply rate, last error.
+ */
+import type pg from 'pg';
+import { readReplicationStatus, type ReplicationStatusRow } from './cdc/state.js';
+import { migrationState } from './control/index.js';
+import { formatBytes } from './report.js';
+
+export interface MigrationStatus {
+  name: string;
+  phase: string;
+  error: string | null;
+  tables: { table: string; unitsDone: number; units: number; rows: number; bytes: number }[];
+  replication?: ReplicationStatusRow;
+}
+
+export async function readMigrationStatus(target: pg.Client, name: string): Promise<MigrationStatus | undefined> {
+  const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
+  if (!exists.rows[0]?.ok) return undefined;
+  const state = await migrationState(target, name);
+  if (!state) return undefined;
+  const { rows } = await target.query(
+    `SELECT source_schema || '.' || source_table AS table, count(*) FILTER (WHERE state = 'done')::int AS done, count(*)::int AS units,
+            coalesce(sum(rows_copied), 0)::float8 AS rows, coalesce(sum(bytes_copied), 0)::float8 AS bytes
+       FROM pgferry.units WHERE migration = $1 GROUP BY 1 ORDER BY 1`,
+    [name],
+  );
+  const replication = await readReplicationStatus(target, name);
+  return {
+    name,
+    phase: state.phase,
+    error: state.error,
+    tables: rows.map((r) => ({ table: r.table, unitsDone: r.done, units: r.units, rows: r.rows, bytes: r.bytes })),
+    ...(replication ? { replication } : {}),
+  };
+}
+
+const number = (value: number) => Math.round(value).toLocaleString('en-US');
+
+/** One line: lag, apply rate, what has been applied, heartbeat. */
+export function formatReplicationLine(r: ReplicationStatusRow): string {
+  if (!r.streamingSince) return r.applyRequested ? 'CDC: starting the stream' : 'CDC: slot created, waiting for the full load';
+  const lag = `lag ${(r.lagSeconds ?? 0).toFixed(1)} s / ${formatBytes(r.lagBytes ?? 0)}`;
+  const rate = `${number(r.rowsPerSecond ?? 0)} rows/s`;
+  const drain = r.drained ? ' · drained' : r.drainLsn ? ` · draining to ${r.drainLsn}` : r.cutoverRequested ? ' · cutover requested' : '';
+  return `CDC: ${lag} · ${rate} · ${number(r.rowsApplied)} rows in ${number(r.transactionsApplied)} transactions applied (at ${r.appliedLsn ?? '-'})${drain}`;
+}
+
+export function formatStatus(status: MigrationStatus): string {
+  const lines = [`Migration ${status.name}: ${status.phase}`];
+  if (status.error) lines.push(`  last error: ${status.error}`);
+  if (status.tables.length > 0) {
+    const done = status.tables.filter((t) => t.unitsDone === t.units).length;
+    lines.push(`  full load: ${done}/${status.tables.length} tables copied`);
+    for (const t of status.tables) {
+      lines.push(`    ${t.unitsDone === t.units ? '✓' : '…'} ${t.table.padEnd(40)} ${number(t.rows).padStart(12)} rows ${formatBytes(t.bytes).padStart(10)}`);
+    }
+  }
+  const r = status.replication;
+  if (r) {
+    lines.push(`  ${formatReplicationLine(r)}`);
+    lines.push(`  slot ${r.slotName}, publication ${r.publicationName}; heartbeat ${r.heartbeatAgeSeconds === null ? '-' : `${r.heartbeatAgeSeconds.toFixed(1)} s ago`}; restarts ${r.restarts}`);
+    if (r.lastError) lines.push(`  CDC error: ${r.lastError}`);
+  }
+  return lines.join('\n');
+}

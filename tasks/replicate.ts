@@ -1,0 +1,133 @@
+/**
+ * The CDC task. First start (StartReplication): creates the publication and the slot with its
+ * exported snapshot, reports them through the task callback, holds the snapshot until the full
+ * load no longer needs it, waits for BeginApply, then streams and applies until cutover has
+ * drained. A restart (ResumeReplication, PGFERRY_RESUME=1) goes straight to streaming from the
+ * target's checkpoint.
+ */
+import pg from 'pg';
+import { dataTables, listTables } from '../engine/catalog/tables.js';
+import { createSlotWithSnapshot, defaultSlotName, ensurePublication, slotState } from '../engine/cdc/slot.js';
+import { runReplicator } from '../engine/cdc/replicator.js';
+import { readReplicationStatus, recordReplicationError, recordRestart, registerReplication } from '../engine/cdc/state.js';
+import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig } from '../engine/connect/index.js';
+import { migrationState } from '../engine/control/index.js';
+import { STREAMER_APPLICATION_NAME } from '../engine/cutover/index.js';
+import { PgferryError } from '../engine/errors.js';
+import { DefaultSecretsProvider } from '../platform/secrets/index.js';
+import { taskCallbackFromEnvironment } from '../platform/task-callback.js';
+import { runTask } from './task.js';
+
+const POLL_MS = 500;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+await runTask('replicate', async ({ migration, spec, env, connectSource, connectTarget, log }) => {
+  const callback = taskCallbackFromEnvironment();
+  const slotName = spec.cdc.slotName ?? defaultSlotName(migration);
+  const publicationName = spec.cdc.publicationName ?? slotName;
+  const resume = env.PGFERRY_RESUME === '1';
+  const stop = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => stop.abort());
+
+  const endpoint = await resolveEndpoint('source', spec.source, new DefaultSecretsProvider(env));
+  const streamConfig = () =>
+    workingClientConfig(endpoint, {
+      applicationName: STREAMER_APPLICATION_NAME,
+      extra: { replication: 'database', options: CANONICAL_STARTUP_OPTIONS } as Partial<pg.ClientConfig>,
+    });
+
+  const control = await connectTarget();
+  control.on('error', () => undefined);
+  try {
+    if (resume) {
+      await recordRestart(control, migration);
+      await callback.success({ resumed: true });
+      log('restarted: resuming from the checkpoint');
+    } else {
+      await startReplication();
+    }
+    const end = await runReplicator({
+      migration,
+      slotName,
+      publicationName,
+      conflictPolicy: spec.cdc.conflictPolicy,
+      batch: spec.cdc.batch,
+      retryWindowMs: spec.cdc.retryWindowMinutes * 60_000,
+      heartbeatMs: 1000,
+      connectSource,
+      connectTarget,
+      streamConfig,
+      log,
+      signal: stop.signal,
+    });
+    log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
+  } catch (error) {
+    await recordReplicationError(control, migration, (error as Error).message).catch(() => undefined);
+    throw error;
+  } finally {
+    await control.end().catch(() => undefined);
+  }
+
+  async function startReplication(): Promise<void> {
+    const source = await connectSource();
+    let holder: Awaited<ReturnType<typeof createSlotWithSnapshot>> | undefined;
+    try {
+      const tables = dataTables(await listTables(source, spec.objects));
+      await ensurePublication(source, { name: publicationName, tables });
+      const existing = await slotState(source, slotName);
+      let consistentLsn: string | null;
+      let snapshot: string | undefined;
+      if (existing.exists && spec.cdc.resumeSlot && spec.mode === 'cdc') {
+        consistentLsn = existing.confirmedFlushLsn;
+        log(`resuming existing slot ${slotName} at ${consistentLsn}`);
+      } else {
+        holder = await createSlotWithSnapshot(async () => {
+          const client = new pg.Client(await streamConfig());
+          await client.connect();
+          return client;
+        }, slotName);
+        consistentLsn = holder.slot.consistentLsn;
+        snapshot = holder.slot.snapshot;
+        log(`created slot ${slotName} at ${consistentLsn} with snapshot ${snapshot}`);
+      }
+      await registerReplication(control, migration, { slotName, publicationName, consistentLsn });
+      await control.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [migration, snapshot ?? null]);
+      await callback.success({ slotName, publicationName, consistentLsn, ...(snapshot ? { snapshot } : {}) });
+    } catch (error) {
+      await holder?.release();
+      await source.end().catch(() => undefined);
+      const message = (error as Error).message;
+      await callback.failure(error instanceof PgferryError ? error.name : 'pgferry.ReplicationFailed', `Cannot start replication: ${message}`);
+      throw error;
+    }
+    await source.end().catch(() => undefined);
+
+    // The full load imports the snapshot; keep it until every unit is copied (a failed unit is redone on it).
+    if (holder) {
+      while (!stop.signal.aborted && spec.mode !== 'cdc') {
+        const { rows } = await control.query<{ waiting: boolean; phase: string }>(
+          `SELECT m.phase,
+                  m.phase = 'schema' OR m.phase = 'load' AND (NOT EXISTS (SELECT 1 FROM pgferry.units u WHERE u.migration = m.name)
+                    OR EXISTS (SELECT 1 FROM pgferry.units u WHERE u.migration = m.name AND u.state <> 'done')) AS waiting
+             FROM pgferry.migrations m WHERE m.name = $1`,
+          [migration],
+        );
+        if (!rows[0]?.waiting) break;
+        await sleep(POLL_MS);
+      }
+      await holder.release();
+      log('snapshot released');
+    }
+    // Apply starts once post-data has built the keys (BeginApply).
+    while (!stop.signal.aborted) {
+      const status = await readReplicationStatus(control, migration);
+      if (status?.applyRequested) return;
+      const state = await migrationState(control, migration);
+      if (!state || state.phase === 'failed' || state.phase === 'done') {
+        stop.abort();
+        return;
+      }
+      await sleep(POLL_MS);
+    }
+  }
+});

@@ -1,0 +1,207 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../bin/cli.js';
+import { readReplicationStatus, requestCutover } from '../../engine/cdc/state.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { runLocalWorkflow, type LocalRunResult } from '../../local/runner.js';
+import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-database.js';
+import { createWorkloadSchema, startWorkload } from '../../local/workload.js';
+import { scratchDir } from '../support/clusters.js';
+import { tableHashes } from '../support/equality.js';
+
+let source: LocalCluster;
+let target: LocalCluster;
+const scratch = scratchDir('cdc');
+
+beforeAll(async () => {
+  [source, target] = await startClusters([
+    { major: 15, label: 'cdc15' },
+    { major: 17, label: 'cdc17' },
+  ]);
+});
+
+afterAll(async () => {
+  await Promise.all([source, target].map((c) => c?.stop()));
+  scratch.remove();
+});
+
+function cdcSpec(name: string, database: string, extra: Record<string, unknown> = {}) {
+  return {
+    name,
+    mode: 'full+cdc',
+    source: { secret: scratch.secretFor(`${name}-source`, source), database },
+    target: { secret: scratch.secretFor(`${name}-target`, target), database },
+    fullLoad: { parallelism: 2 },
+    ...extra,
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function expectSameData(database: string) {
+  const [s, t] = [await source.connect(database), await target.connect(database)];
+  try {
+    const [sourceHashes, targetHashes] = [await tableHashes(s), await tableHashes(t)];
+    expect(Object.keys(sourceHashes).length).toBeGreaterThan(0);
+    expect(targetHashes).toEqual(sourceHashes);
+  } finally {
+    await Promise.all([s.end(), t.end()]);
+  }
+}
+
+async function pgferrySlots(): Promise<{ slots: string[]; publications: string[] }> {
+  const [slots] = await source.sql("SELECT coalesce(array_agg(slot_name::text), '{}') AS names FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%'");
+  const publications: string[] = [];
+  for (const database of ['bank', SAMPLE_DATABASE, 'stopped']) {
+    const [rows] = await source.sql("SELECT pubname FROM pg_publication WHERE pubname LIKE 'pgferry%'", database).catch(() => [{ rows: [] }]);
+    publications.push(...rows!.rows.map((r: { pubname: string }) => `${database}.${r.pubname}`));
+  }
+  return { slots: slots!.rows[0].names, publications };
+}
+
+/** Waits until the streamer started after `restarts` restarts is applying and has applied more rows than `after`. */
+async function streamingPast(control: pg.Client, name: string, restarts: number, after: number) {
+  return waitFor(`streamer #${restarts + 1} to apply more than ${after} rows`, async () => {
+    const status = await readReplicationStatus(control, name);
+    return status?.streamingSince && status.restarts === restarts && status.rowsApplied > after ? status : undefined;
+  });
+}
+
+describe('full+cdc through the workflow', () => {
+  it('keeps the target in sync under a live write load, survives the streamer being SIGKILLed, cuts over and ends identical', async () => {
+    await source.sql('CREATE DATABASE bank');
+    await target.sql('CREATE DATABASE bank');
+    const setup = await source.connect('bank');
+    await createWorkloadSchema(setup, { scale: 1, accountsPerScale: 20_000 });
+    await setup.end();
+    const workload = startWorkload(() => source.connect('bank'), { clients: 2, ratePerSecond: 150, seed: 7, scale: 1, accountsPerScale: 20_000 });
+
+    const name = 'cdc-bank';
+    const streamers: number[] = [];
+    let result: LocalRunResult | undefined;
+    const run = runLocalWorkflow(
+      cdcSpec(name, 'bank', { cdc: { heartbeatTimeoutSeconds: 3 }, cutover: { mode: 'manual', fenceSource: true, maxLagSeconds: 5 } }),
+      { onTaskStarted: ({ task, pid }) => task === 'Replicate' && streamers.push(pid) },
+    ).then((r) => (result = r));
+
+    // Random moments: right after streaming resumed, or a little later while batches are applied.
+    const delays = [0, 350, 90, 700, 20, 500];
+    const control = await target.connect('bank');
+    try {
+      let applied = 0;
+      for (const [kills, delay] of delays.entries()) {
+        applied = (await streamingPast(control, name, kills, applied)).rowsApplied;
+        await sleep(delay);
+        expect(result, JSON.stringify(result)).toBeUndefined();
+        expect(streamers).toHaveLength(kills + 1);
+        process.kill(streamers.at(-1)!, 'SIGKILL');
+      }
+      await streamingPast(control, name, delays.length, applied);
+      expect(await requestCutover(control, name)).toBe(true);
+      await run;
+    } finally {
+      await control.end();
+    }
+    const stats = await Promise.race([workload.finished, sleep(30_000).then(() => workload.stop())]);
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    // The fence stopped the load; every kind of change was replicated while it ran.
+    expect(stats.stoppedBecause).toBeDefined();
+    expect(stats.transactions).toBeGreaterThan(300);
+    for (const count of Object.values(stats.byKind)) expect(count).toBeGreaterThan(0);
+
+    await expectSameData('bank');
+    const [restarts] = await target.sql(`SELECT restarts FROM pgferry.replication_status WHERE migration = '${name}'`, 'bank');
+    expect(restarts!.rows[0].restarts).toBeGreaterThanOrEqual(delays.length);
+    const [comparisons] = await target.sql(`SELECT count(*) FILTER (WHERE status <> 'match')::int AS different FROM pgferry.comparisons WHERE migration = '${name}'`, 'bank');
+    expect(comparisons!.rows[0].different).toBe(0);
+    expect(await pgferrySlots()).toEqual({ slots: [], publications: [] });
+  });
+
+  it('replicates every built-in type byte for byte, including rows without a primary key', async () => {
+    await createSampleDatabase(source);
+    await target.sql(`CREATE DATABASE ${SAMPLE_DATABASE}`);
+    const name = 'cdc-types';
+    const spec = cdcSpec(name, SAMPLE_DATABASE, { cdc: { heartbeatTimeoutSeconds: 10 } });
+    const specFile = scratch.writeJson(`${name}.json`, spec);
+    const cli = async (...args: string[]) => {
+      let out = '';
+      let err = '';
+      const code = await main(args, { write: (s: string) => ((out += s), true) }, { write: (s: string) => ((err += s), true) });
+      return { code, out, err };
+    };
+    let result: LocalRunResult | undefined;
+    const run = runLocalWorkflow(spec).then((r) => (result = r));
+    const control = await target.connect(SAMPLE_DATABASE);
+    try {
+      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+      await source.sql(
+        `INSERT INTO shop.all_types SELECT id + 100000, i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
+                u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
+           FROM shop.all_types;
+         UPDATE shop.all_types a
+            SET (i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
+                 u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts) =
+                (SELECT i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
+                 u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
+                   FROM shop.all_types b WHERE b.id = (SELECT min(id) FROM shop.all_types c WHERE c.id > a.id AND c.id < 100000))
+          WHERE a.id < 100000 AND EXISTS (SELECT 1 FROM shop.all_types c WHERE c.id > a.id AND c.id < 100000);
+         DELETE FROM shop.all_types WHERE id % 3 = 0 AND id > 100000;
+         UPDATE shop.page_views SET duration = duration + interval '1 second' WHERE path LIKE '%1%';
+         DELETE FROM shop.page_views WHERE ctid IN (SELECT ctid FROM shop.page_views ORDER BY viewed_at LIMIT 25);
+         INSERT INTO shop.page_views SELECT * FROM shop.page_views LIMIT 5;
+         UPDATE shop.documents SET title = title || ' (edited)' WHERE id % 2 = 0;
+         UPDATE "Sales Data"."MixedCase" SET "Id" = "Id" + 1000000;`,
+        SAMPLE_DATABASE,
+      );
+      expect(result).toBeUndefined();
+      const status = await cli('status', specFile);
+      expect(status.code).toBe(0);
+      expect(status.out).toMatch(/Migration cdc-types: replicate/);
+      expect(status.out).toMatch(/full load: 17\/17 tables copied/);
+      expect(status.out).toMatch(/CDC: lag [\d.]+ s/);
+      const cutover = await cli('cutover', specFile);
+      expect(cutover).toMatchObject({ code: 0, err: '' });
+      expect(cutover.out).toMatch(/Cutover requested for cdc-types/);
+      await run;
+    } finally {
+      await control.end();
+    }
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    await expectSameData(SAMPLE_DATABASE);
+    expect((await cli('status', specFile)).out).toMatch(/Migration cdc-types: done/);
+    const late = await cli('cutover', specFile);
+    expect(late.code).toBe(1);
+    expect(late.err).toMatch(/not replicating changes \(phase: done\): there is nothing to cut over/);
+  });
+
+  it('drops the slot and the publication when the run is stopped', async () => {
+    await source.sql('CREATE DATABASE stopped');
+    await source.sql('CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g', 'stopped');
+    await target.sql('CREATE DATABASE stopped');
+    const name = 'cdc-stopped';
+    const stop = new AbortController();
+    const run = runLocalWorkflow(cdcSpec(name, 'stopped'), { signal: stop.signal });
+    const control = await target.connect('stopped');
+    try {
+      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+      expect((await pgferrySlots()).slots).toEqual(['pgferry_cdc_stopped']);
+      stop.abort();
+      expect((await run).status).toBe('ABORTED');
+    } finally {
+      await control.end();
+    }
+    expect(await pgferrySlots()).toEqual({ slots: [], publications: [] });
+    const [phase] = await target.sql(`SELECT phase FROM pgferry.migrations WHERE name = '${name}'`, 'stopped');
+    expect(phase!.rows[0].phase).toBe('failed');
+  });
+});

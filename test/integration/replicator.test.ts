@@ -1,0 +1,173 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
+import { createSlotWithSnapshot, ensurePublication, slotState } from '../../engine/cdc/slot.js';
+import { readReplicationStatus, registerReplication, setDrainLsn } from '../../engine/cdc/state.js';
+import { parseLsn } from '../../engine/cdc/pgoutput.js';
+import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
+import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
+import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { tableHashes } from '../support/equality.js';
+
+let source: LocalCluster;
+let target: LocalCluster;
+
+const TABLES = `
+  CREATE TABLE items (id int PRIMARY KEY, name text, at timestamptz);
+  CREATE TABLE log (line text, n int);
+  ALTER TABLE log REPLICA IDENTITY FULL;`;
+
+beforeAll(async () => {
+  // A short wal_sender_timeout makes the walsender send keepalives (and ask for replies) often.
+  [source, target] = await startClusters([
+    { major: 17, label: 'replicator-source', settings: { wal_sender_timeout: '2s' } },
+    { major: 17, label: 'replicator-target' },
+  ]);
+});
+
+afterAll(async () => {
+  await Promise.all([source, target].map((c) => c?.stop()));
+});
+
+const clientConfig = (cluster: LocalCluster, database: string): pg.ClientConfig => {
+  const { username, dbname: _default, ...rest } = cluster.connection;
+  return { ...rest, user: username, database };
+};
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** A database pair with a registered slot, and a replicator running on it. */
+async function setUp(database: string) {
+  const migration = `rep-${database}`;
+  const slotName = `pgferry_${database}`;
+  await source.sql(`CREATE DATABASE ${database}`);
+  await target.sql(`CREATE DATABASE ${database}`);
+  await source.sql(TABLES, database);
+  await target.sql(TABLES, database);
+  const control = await target.connect(database);
+  await ensureControlSchema(control);
+  await beginMigration(control, migration, { mode: 'full+cdc' });
+  const src = await source.connect(database);
+  await ensurePublication(src, { name: slotName, tables: [{ schema: 'public', name: 'items' }, { schema: 'public', name: 'log' }] });
+  const holder = await createSlotWithSnapshot(async () => {
+    const client = new pg.Client({ ...clientConfig(source, database), replication: 'database' } as pg.ClientConfig);
+    await client.connect();
+    return client;
+  }, slotName);
+  await holder.release();
+  await registerReplication(control, migration, { slotName, publicationName: slotName, consistentLsn: holder.slot.consistentLsn });
+
+  const stop = new AbortController();
+  const logs: string[] = [];
+  let ended: ReplicatorEnd | Error | undefined;
+  const run = runReplicator({
+    migration,
+    slotName,
+    publicationName: slotName,
+    conflictPolicy: 'error',
+    batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: 200 },
+    retryWindowMs: 60_000,
+    heartbeatMs: 200,
+    connectSource: () => source.connect(database),
+    connectTarget: async () => {
+      const client = new pg.Client({ ...clientConfig(target, database), application_name: 'applier' });
+      await client.connect();
+      return client;
+    },
+    streamConfig: async () =>
+      ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
+    log: (line) => logs.push(line),
+    signal: stop.signal,
+  }).then(
+    (end) => (ended = end),
+    (error: Error) => (ended = error),
+  );
+  const slot = () => slotState(src, slotName);
+  const applied = async () => (await readReplicationStatus(control, migration))?.appliedLsn ?? '0/0';
+  const stopAll = async () => {
+    stop.abort();
+    await run;
+    await src.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1', [slotName]);
+    await Promise.all([control.end(), src.end()]);
+  };
+  return { migration, slotName, control, src, slot, applied, run, stop: stopAll, logs, ended: () => ended };
+}
+
+async function expectSame(database: string) {
+  const [s, t] = [await source.connect(database), await target.connect(database)];
+  try {
+    expect(await tableHashes(t)).toEqual(await tableHashes(s));
+  } finally {
+    await Promise.all([s.end(), t.end()]);
+  }
+}
+
+describe('the CDC streamer + applier loop', () => {
+  it('never lets the slot confirm past what the target has committed, even across keepalives, then catches up', async () => {
+    const r = await setUp('blocked');
+    try {
+      await r.src.query("INSERT INTO items VALUES (1, 'first', now())");
+      await waitFor('the first row on the target', async () => (await r.control.query('SELECT 1 FROM items WHERE id = 1')).rowCount === 1);
+      const held = await waitFor('an applied checkpoint', async () => (await r.applied()) !== '0/0' && r.applied());
+
+      // Block the applier: it receives the changes but cannot commit them.
+      const blocker = await target.connect('blocked');
+      await blocker.query('BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE');
+      for (let i = 2; i <= 20; i++) await r.src.query('INSERT INTO items VALUES ($1, $2, now())', [i, `row ${i}`]);
+      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      // Several keepalive rounds (wal_sender_timeout 2 s) while the changes wait.
+      for (let i = 0; i < 20; i++) {
+        const slot = await r.slot();
+        expect(parseLsn(slot.confirmedFlushLsn!)).toBeLessThan(parseLsn(rows[0]!.lsn));
+        expect(parseLsn(slot.confirmedFlushLsn!)).toBeLessThanOrEqual(parseLsn(await r.applied()));
+        await sleep(250);
+      }
+      expect(await r.applied()).toBe(held);
+      await blocker.query('COMMIT');
+      await blocker.end();
+      await waitFor('the slot to confirm the changes', async () => parseLsn((await r.slot()).confirmedFlushLsn!) >= parseLsn(rows[0]!.lsn));
+      expect(parseLsn(await r.applied())).toBeGreaterThan(parseLsn(held as string));
+      await expectSame('blocked');
+      expect(r.ended()).toBeUndefined();
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('resumes after its connections are killed, applying nothing twice, and ends once drained to the cutover LSN', async () => {
+    const r = await setUp('resumed');
+    try {
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 20; i++) {
+          const n = round * 100 + i;
+          await r.src.query('BEGIN');
+          await r.src.query('INSERT INTO items VALUES ($1, $2, now()) ON CONFLICT (id) DO UPDATE SET name = excluded.name', [n % 30, `v${n}`]);
+          await r.src.query("INSERT INTO log VALUES ('same line', 1)"); // duplicates on purpose
+          if (i % 5 === 0) await r.src.query("DELETE FROM log WHERE ctid = (SELECT ctid FROM log WHERE line = 'same line' LIMIT 1)");
+          await r.src.query('COMMIT');
+        }
+        // Kill the walsender and the applier's target session in the middle of the stream.
+        await r.src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'streamer'");
+        await target.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'applier'");
+      }
+      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
+      await r.run;
+      expect(r.ended()).toBe('drained');
+      expect(r.logs.some((line) => line.startsWith('replication interrupted'))).toBe(true);
+      await expectSame('resumed');
+      const status = await readReplicationStatus(r.control, r.migration);
+      expect(status?.drained).toBe(true);
+    } finally {
+      await r.stop();
+    }
+  });
+});
