@@ -166,9 +166,11 @@ async function measure(side: Side, source: LocalCluster): Promise<Figures> {
   const say = (what: string, seconds: number) => console.log(`  ${side.label.padEnd(8)} ${what.padEnd(34)} ${seconds.toFixed(2).padStart(8)} s`);
   const update = await commitToApplied(side, `UPDATE accounts SET abalance = abalance + 1`);
   say(`UPDATE of ${ROWS} rows`, update);
+  await commitToApplied(side, 'TRUNCATE inserted'); // the other side's run filled it
   const insert = await commitToApplied(side, `INSERT INTO inserted SELECT aid, bid, abalance, filler FROM accounts`);
   say(`INSERT of ${ROWS} rows`, insert);
-  const deleteNoPk = await commitToApplied(side, `DELETE FROM nopk WHERE ctid IN (SELECT ctid FROM nopk ORDER BY at LIMIT ${DELETE_ROWS})`);
+  // Rows spread over the whole table, as deletes usually are (not its first pages).
+  const deleteNoPk = await commitToApplied(side, `DELETE FROM nopk WHERE ctid IN (SELECT ctid FROM nopk ORDER BY md5(v || at::text) LIMIT ${DELETE_ROWS})`);
   say(`DELETE of ${DELETE_ROWS} rows, no primary key`, deleteNoPk);
   const lag = await lagUnderPgbench(side, source);
   console.log(
@@ -245,7 +247,8 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string):
 async function main() {
   if (spawnSync('pgbench', ['--version']).status !== 0) throw new Error('pgbench is needed for the lag measurement (apt-get install postgresql-client or postgresql-15).');
   const dir = mkdtempSync(join(tmpdir(), 'pgferry-bench-cdc-'));
-  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min' };
+  // Test clusters commit asynchronously; a walsender sends only flushed WAL, so that would add up to wal_writer_delay of lag.
+  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', synchronous_commit: 'on' };
   try {
     console.log(`Starting PostgreSQL 15 (source) and 17 (target); ${ROWS} rows, no-PK table of ${NOPK_ROWS} rows, pgbench scale ${PGBENCH_SCALE} at ${TPS} tps for ${PGBENCH_SECONDS} s.`);
     const [source, target] = await startClusters([

@@ -6,32 +6,36 @@
  * Transaction model. The target transaction opens lazily and spans one or more whole source
  * transactions; it commits only in flush(), at a source-commit boundary, together with the
  * checkpoint (pgferry.replication.applied_lsn = end LSN of the last source commit included).
- * Changes are buffered per table in stream order; when the buffer exceeds maxChunkRows or
+ * Changes are buffered per table in stream order; when the buffer reaches maxChunkRows or
  * maxChunkBytes (even in the middle of one huge source transaction) it is applied as a chunk
- * inside the still-open target transaction, so memory stays bounded.
+ * inside the still-open target transaction, so memory stays bounded. That chunk runs in the
+ * background while the next one is buffered (the target works while this process decodes);
+ * anything else that talks to the target waits for it first, so at most two chunks are held.
  *
  * A chunk is applied table by table (under session_replication_role = replica no trigger or
  * foreign key ties tables together, so per-table order is all that matters), each table in a
  * SAVEPOINT:
+ * - Only inserts: COPY (text format, the exact text the source sent).
  * - Tables with a key (replica identity default = primary key, or index): changes collapse per
  *   key into a final state (absent / full row / patch of known columns on top of the target's
  *   row) and whether the key existed before the chunk; then one DELETE, one UPDATE per set of
- *   known columns, and one INSERT … ON CONFLICT DO NOTHING, each over unnest() of typed array
- *   parameters (the parameters are PostgreSQL array literals of the exact text output the
- *   source sent, parsed by each element type's own input function).
+ *   known columns (unchanged-TOAST columns are left out of SET lists) and one COPY of new rows,
+ *   the DELETE/UPDATE over unnest() of array parameters whose elements are the source's text,
+ *   parsed by each column type's own input function. Joins probe the key's unique index
+ *   (nested loop) instead of hashing the whole table for every chunk.
  * - Tables with REPLICA IDENTITY FULL: a multiset of rows (an UPDATE = one old row out, the new
  *   row in; pairs inside the chunk cancel). Rows to remove are matched on all old values:
  *   equality on columns whose type has a btree opclass (per NULL pattern, so indexes and hash
  *   joins work) plus `ROW(…)::text` equality, which is exact (NULL vs '', -0 vs 0) and works
  *   for types without equality (json, point, xml); row_number() per distinct old row removes
  *   exactly as many duplicates as the source deleted.
- * - Conflicts are detected set-wise by comparing affected-row counts with the expected counts.
- *   If a count is off, or a set-wise statement hits unique_violation/exclusion_violation (e.g. a
- *   unique value moved between rows inside the chunk), or the chunk cannot be collapsed exactly
- *   (a key-changing UPDATE whose unchanged TOAST value lives only in the target's old row), the
- *   table's part of the chunk is rolled back to the savepoint and applied row by row in exact
- *   source order with single-row parameterized statements: the reference semantics, which also
- *   implements the conflict policy.
+ * - Conflicts are detected set-wise by comparing affected-row counts with the expected counts
+ *   (and by unique_violation from the COPY of new keys). If a count is off, or a set-wise
+ *   statement hits unique_violation/exclusion_violation (e.g. a unique value moved between rows
+ *   inside the chunk), or the chunk cannot be collapsed exactly (a key-changing UPDATE whose
+ *   unchanged TOAST value lives only in the target's old row), the table's part of the chunk is
+ *   rolled back to the savepoint and applied row by row in exact source order with single-row
+ *   parameterized statements: the reference semantics, which also implements the conflict policy.
  *
  * Conflict policy (a conflict is an INSERT whose key exists, or an UPDATE/DELETE whose row is
  * missing): `error` throws ApplyConflictError (and rolls the target transaction back: nothing of
@@ -41,9 +45,15 @@
  * missing row, so the change is skipped and counted as ignored), DELETE of a missing row does
  * nothing (counted as overwritten: the target already matches).
  *
+ * Other rules: extra target columns are left alone (but a REPLICA IDENTITY FULL row that the
+ * set-wise path updates is deleted and re-inserted, so its extra columns get their defaults);
+ * generated target columns are never written; GENERATED ALWAYS identity columns are inserted
+ * with OVERRIDING SYSTEM VALUE and left out of UPDATE SET lists (the source can only change
+ * them to DEFAULT, which is applied as a move of the row when they form the key).
+ *
  * Values are never parsed in JS and never concatenated into SQL: they travel as bound text
- * parameters. The caller configures the target session (`SET session_replication_role =
- * replica` and CANONICAL_SESSION_SQL).
+ * parameters or COPY data. The caller configures the target session (`SET
+ * session_replication_role = replica` and CANONICAL_SESSION_SQL).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -179,6 +189,10 @@ interface TargetTable {
   writable: number[];
   /** A unique, immediate, non-partial index on exactly the key columns exists (ON CONFLICT arbiter). */
   uniqueKey: boolean;
+  /** GENERATED ALWAYS identity columns: INSERTs need OVERRIDING SYSTEM VALUE, UPDATEs cannot set them (nor could the source, except to DEFAULT). */
+  alwaysIdentity: Set<number>;
+  /** `OVERRIDING SYSTEM VALUE ` when the table has such a column. */
+  overriding: string;
 }
 
 interface Relation {
@@ -327,6 +341,7 @@ SELECT c.relkind::text AS relkind,
             'arrayType', CASE WHEN t.typarray <> 0 THEN format_type(t.typarray, a.atttypmod) END,
             'delim', t.typdelim::text,
             'generated', a.attgenerated <> '',
+            'identityAlways', a.attidentity = 'a',
             'eq', CASE
                     WHEN t.typtype = 'e' THEN 'plain'
                     WHEN t.typcategory = 'A' OR t.typtype IN ('c', 'r', 'm', 'p') THEN NULL
@@ -692,16 +707,21 @@ export class Applier {
     if (!row) {
       throw new ApplyError(`Table ${rel.display} does not exist on the target: create it (schema sync) or remove it from the publication.`);
     }
-    const byName = new Map<string, { name: string; type: string; arrayType: string | null; delim: string; generated: boolean; eq: string | null }>(
+    const byName = new Map<
+      string,
+      { name: string; type: string; arrayType: string | null; delim: string; generated: boolean; identityAlways: boolean; eq: string | null }
+    >(
       (row.columns ?? []).map((c: { name: string }) => [c.name, c]),
     );
     const columns: TargetColumn[] = [];
     const writable: number[] = [];
+    const alwaysIdentity = new Set<number>();
     rel.message.columns.forEach((source, i) => {
       const c = byName.get(source.name);
       if (!c) throw new ApplyError(`Column ${source.name} of ${rel.display} does not exist in the target table: add it to the target, then restart replication.`);
       columns.push({ name: c.name, quoted: quoteIdent(c.name), type: c.type, arrayType: c.arrayType, delim: c.delim, eq: c.eq });
       if (!c.generated) writable.push(i);
+      if (c.identityAlways) alwaysIdentity.add(i);
     });
     for (const k of rel.key) {
       if (!writable.includes(k)) throw new ApplyError(`Key column ${rel.message.columns[k]!.name} of ${rel.display} is a generated column on the target.`);
@@ -709,7 +729,8 @@ export class Applier {
     const keyNames = new Set(rel.key.map((k) => rel.message.columns[k]!.name));
     const uniqueKey = ((row.unique_indexes ?? []) as string[][]).some((cols) => cols.length === keyNames.size && cols.every((c) => keyNames.has(c)));
     const partitioned = row.relkind === 'p';
-    rel.target = { quoted: rel.quoted, only: partitioned ? '' : 'ONLY ', partitioned, columns, writable, uniqueKey };
+    const overriding = alwaysIdentity.size > 0 ? 'OVERRIDING SYSTEM VALUE ' : '';
+    rel.target = { quoted: rel.quoted, only: partitioned ? '' : 'ONLY ', partitioned, columns, writable, uniqueKey, alwaysIdentity, overriding };
     return rel.target;
   }
 
@@ -822,7 +843,7 @@ export class Applier {
     const inserts: KeyEntry[] = [];
     const updates = new Map<string, { cols: number[]; entries: KeyEntry[] }>();
     const keySet = new Set(rel.key);
-    const nonKey = table.writable.filter((i) => !keySet.has(i));
+    const nonKey = table.writable.filter((i) => !keySet.has(i) && !table.alwaysIdentity.has(i));
     for (const e of entries.values()) {
       if (e.values === undefined) {
         if (e.existed) deletes.push(e);
@@ -851,10 +872,14 @@ export class Applier {
       const all = [...rel.key, ...cols];
       const data = [...keyData(group), ...cols.map((i) => group.map((e) => e.values![i] as string | null))];
       const u = unnest(table, all, data, params);
-      const set =
-        cols.length > 0
-          ? cols.map((i) => `${table.columns[i]!.quoted} = ${u.expr(i)}`).join(', ')
-          : `${table.columns[rel.key[0]!]!.quoted} = t.${table.columns[rel.key[0]!]!.quoted}`; // nothing known to change: still prove the row exists
+      if (cols.length === 0) {
+        // Nothing known to change: only prove the rows exist.
+        const sql = `SELECT count(*)::int8::text AS n FROM ${table.only}${table.quoted} AS t JOIN ${u.from} ON ${keyCond(u.expr)}`;
+        const result = await this.run(sql, params.values, rel.display, { setWise: true });
+        if (Number(result.rows[0].n) !== group.length) return false;
+        continue;
+      }
+      const set = cols.map((i) => `${table.columns[i]!.quoted} = ${u.expr(i)}`).join(', ');
       const sql = `UPDATE ${table.only}${table.quoted} AS t SET ${set} FROM ${u.from} WHERE ${keyCond(u.expr)}`;
       const result = await this.run(sql, params.values, rel.display, { setWise: true });
       if (result.rowCount !== group.length) return false;
@@ -868,7 +893,7 @@ export class Applier {
         const params = new Params();
         const u = unnest(table, cols, cols.map((i) => inserts.map((e) => e.values![i] as string | null)), params);
         const names = cols.map((i) => table.columns[i]!.quoted).join(', ');
-        const sql = `INSERT INTO ${table.quoted} AS t (${names}) SELECT ${cols.map((i) => u.expr(i)).join(', ')} FROM ${u.from}
+        const sql = `INSERT INTO ${table.quoted} AS t (${names}) ${table.overriding}SELECT ${cols.map((i) => u.expr(i)).join(', ')} FROM ${u.from}
                       WHERE NOT EXISTS (SELECT 1 FROM ${table.only}${table.quoted} AS t WHERE ${keyCond(u.expr)})`;
         const result = await this.run(sql, params.values, rel.display, { setWise: true });
         if (result.rowCount !== inserts.length) return false;
@@ -969,7 +994,7 @@ export class Applier {
     const policy = this.options.conflictPolicy;
     const col = (i: number) => table.columns[i]!;
     const keyNames = rel.key.map((k) => col(k).quoted).join(', ');
-    const upsertSet = (cols: number[]) => cols.filter((i) => !rel.key.includes(i));
+    const upsertSet = (cols: number[]) => cols.filter((i) => !rel.key.includes(i) && !table.alwaysIdentity.has(i));
 
     const insertRow = async (row: Row, onConflict: 'nothing' | 'update'): Promise<number> => {
       const cols = table.writable;
@@ -982,7 +1007,7 @@ export class Applier {
           onConflict === 'update' && update.length > 0
             ? `DO UPDATE SET ${update.map((i) => `${col(i).quoted} = EXCLUDED.${col(i).quoted}`).join(', ')}`
             : 'DO NOTHING';
-        return this.exec(rel, `INSERT INTO ${table.quoted} AS t (${names}) VALUES (${exprs.join(', ')}) ON CONFLICT (${keyNames}) ${action}`, values);
+        return this.exec(rel, `INSERT INTO ${table.quoted} AS t (${names}) ${table.overriding}VALUES (${exprs.join(', ')}) ON CONFLICT (${keyNames}) ${action}`, values);
       }
       const cond = rel.key.map((k) => `t.${col(k).quoted} = $${cols.indexOf(k) + 1}::${col(k).type}`).join(' AND ');
       if (onConflict === 'update') {
@@ -998,18 +1023,17 @@ export class Applier {
       }
       return this.exec(
         rel,
-        `INSERT INTO ${table.quoted} AS t (${names}) SELECT ${exprs.join(', ')} WHERE NOT EXISTS (SELECT 1 FROM ${table.only}${table.quoted} AS t WHERE ${cond})`,
+        `INSERT INTO ${table.quoted} AS t (${names}) ${table.overriding}SELECT ${exprs.join(', ')} WHERE NOT EXISTS (SELECT 1 FROM ${table.only}${table.quoted} AS t WHERE ${cond})`,
         values,
       );
     };
 
     const updateRow = async (key: (string | null)[], row: Row, includeKey: boolean): Promise<number> => {
-      const cols = table.writable.filter((i) => row[i] !== TOAST && (includeKey || !rel.key.includes(i)));
+      const cols = table.writable.filter((i) => row[i] !== TOAST && (includeKey || !rel.key.includes(i)) && !table.alwaysIdentity.has(i));
       const values: (string | null)[] = cols.map((i) => row[i] as string | null);
-      const set = cols.length === 0
-        ? `${col(rel.key[0]!).quoted} = t.${col(rel.key[0]!).quoted}`
-        : cols.map((i, j) => `${col(i).quoted} = $${j + 1}::${col(i).type}`).join(', ');
       const cond = rel.key.map((k, j) => `t.${col(k).quoted} = $${values.length + j + 1}::${col(k).type}`).join(' AND ');
+      if (cols.length === 0) return this.exec(rel, `SELECT 1 FROM ${table.only}${table.quoted} AS t WHERE ${cond}`, key); // nothing to change: does it exist?
+      const set = cols.map((i, j) => `${col(i).quoted} = $${j + 1}::${col(i).type}`).join(', ');
       return this.exec(rel, `UPDATE ${table.only}${table.quoted} AS t SET ${set} WHERE ${cond}`, [...values, ...key]);
     };
 
@@ -1027,7 +1051,19 @@ export class Applier {
       const newKey = this.keyValues(rel, ch.new!, ch.old);
       const oldKey = ch.old ? this.keyValues(rel, ch.old) : newKey;
       const keyChanged = identity(oldKey) !== identity(newKey);
-      if ((await updateRow(oldKey, ch.new!, keyChanged)) > 0) return;
+      if (keyChanged && rel.key.some((k) => table.alwaysIdentity.has(k))) {
+        // An UPDATE cannot set a GENERATED ALWAYS column (the source did SET … = DEFAULT): move the row instead.
+        if (hasToast(ch.new!)) {
+          throw new ApplyError(
+            `Cannot apply an UPDATE of ${rel.display} that changes the GENERATED ALWAYS identity key ${this.describe(rel, rel.key, oldKey)} while leaving a TOASTed value unchanged: make the target column GENERATED BY DEFAULT.`,
+          );
+        }
+        const cond = rel.key.map((k, j) => `t.${col(k).quoted} = $${j + 1}::${col(k).type}`).join(' AND ');
+        if ((await this.exec(rel, `DELETE FROM ${table.only}${table.quoted} AS t WHERE ${cond}`, oldKey)) > 0) {
+          if ((await insertRow(ch.new!, 'nothing')) > 0) return;
+          throw new ApplyError(`Cannot apply an UPDATE of ${rel.display}: its new key ${this.describe(rel, rel.key, newKey)} already exists on the target.`);
+        }
+      } else if ((await updateRow(oldKey, ch.new!, keyChanged)) > 0) return;
       if (policy === 'error') this.conflict(rel, ch, 'UPDATE', this.describe(rel, rel.key, oldKey));
       if (policy === 'ignore' || hasToast(ch.new!)) {
         // overwrite with unchanged TOAST values: they exist only in the missing row, so nothing exact can be written.
@@ -1081,7 +1117,7 @@ export class Applier {
     const insert = (row: Row) =>
       this.exec(
         rel,
-        `INSERT INTO ${table.quoted} (${cols.map((i) => table.columns[i]!.quoted).join(', ')}) VALUES (${cols
+        `INSERT INTO ${table.quoted} (${cols.map((i) => table.columns[i]!.quoted).join(', ')}) ${table.overriding}VALUES (${cols
           .map((i, j) => `$${j + 1}::${table.columns[i]!.type}`)
           .join(', ')})`,
         cols.map((i) => row[i] as string | null),
@@ -1096,13 +1132,17 @@ export class Applier {
       const match = this.matchOne(table, old, 1);
       affected = await this.exec(rel, `DELETE FROM ${table.only}${table.quoted} AS t WHERE ${match.where}`, match.values);
     } else {
-      const set = cols.filter((i) => ch.new![i] !== TOAST);
+      const set = cols.filter((i) => ch.new![i] !== TOAST && !table.alwaysIdentity.has(i));
       const values = set.map((i) => ch.new![i] as string | null);
       const match = this.matchOne(table, old, values.length + 1);
-      const assignments = set.length
-        ? set.map((i, j) => `${table.columns[i]!.quoted} = $${j + 1}::${table.columns[i]!.type}`).join(', ')
-        : `${table.columns[cols[0]!]!.quoted} = t.${table.columns[cols[0]!]!.quoted}`;
-      affected = await this.exec(rel, `UPDATE ${table.only}${table.quoted} AS t SET ${assignments} WHERE ${match.where}`, [...values, ...match.values]);
+      affected =
+        set.length === 0
+          ? await this.exec(rel, `SELECT 1 FROM ${table.only}${table.quoted} AS t WHERE ${match.where}`, match.values)
+          : await this.exec(
+              rel,
+              `UPDATE ${table.only}${table.quoted} AS t SET ${set.map((i, j) => `${table.columns[i]!.quoted} = $${j + 1}::${table.columns[i]!.type}`).join(', ')} WHERE ${match.where}`,
+              [...values, ...match.values],
+            );
     }
     if (affected > 0) return;
     if (policy === 'error') this.conflict(rel, ch, ch.op === 'D' ? 'DELETE' : 'UPDATE', this.describe(rel, cols, cols.map((i) => old[i] as string | null)));

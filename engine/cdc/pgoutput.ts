@@ -1,6 +1,7 @@
 /**
  * Decoder for PostgreSQL's logical replication protocol as produced by the built-in
- * `pgoutput` plugin, protocol version 1 (no streaming, no two-phase).
+ * `pgoutput` plugin, protocol versions 1 and 2 (streaming of large in-progress transactions;
+ * no two-phase).
  *
  * One call decodes one message: the payload of an XLogData frame, or the `data` column of a
  * row from `pg_logical_slot_get_binary_changes` / `pg_logical_slot_peek_binary_changes`.
@@ -18,6 +19,7 @@ export type TupleValue =
 
 export interface RelationMessage {
   tag: 'relation';
+  xid?: number;
   relationId: number;
   /** Namespace name; pgoutput sends '' for pg_catalog. */
   schema: string;
@@ -26,17 +28,25 @@ export interface RelationMessage {
   columns: { name: string; typeOid: number; typeMod: number; partOfKey: boolean }[];
 }
 
+/**
+ * Inside a stream block (protocol 2, between Stream Start and Stream Stop) data messages carry
+ * `xid`: the (sub)transaction that made the change.
+ */
 export type PgoutputMessage =
   | { tag: 'begin'; finalLsn: string; commitTime: bigint /* microseconds since 2000-01-01 */; xid: number }
+  | { tag: 'stream-start'; xid: number; firstSegment: boolean }
+  | { tag: 'stream-stop' }
+  | { tag: 'stream-commit'; xid: number; flags: number; commitLsn: string; endLsn: string; commitTime: bigint }
+  | { tag: 'stream-abort'; xid: number; subxid: number }
   | { tag: 'commit'; flags: number; commitLsn: string; endLsn: string; commitTime: bigint }
   | RelationMessage
-  | { tag: 'type'; typeOid: number; schema: string; name: string }
+  | { tag: 'type'; xid?: number; typeOid: number; schema: string; name: string }
   | { tag: 'origin'; originLsn: string; name: string }
-  | { tag: 'insert'; relationId: number; newTuple: TupleValue[] }
-  | { tag: 'update'; relationId: number; oldKey?: TupleValue[]; oldTuple?: TupleValue[]; newTuple: TupleValue[] }
-  | { tag: 'delete'; relationId: number; oldKey?: TupleValue[]; oldTuple?: TupleValue[] }
-  | { tag: 'truncate'; cascade: boolean; restartIdentity: boolean; relationIds: number[] }
-  | { tag: 'message'; transactional: boolean; lsn: string; prefix: string; content: Buffer };
+  | { tag: 'insert'; xid?: number; relationId: number; newTuple: TupleValue[] }
+  | { tag: 'update'; xid?: number; relationId: number; oldKey?: TupleValue[]; oldTuple?: TupleValue[]; newTuple: TupleValue[] }
+  | { tag: 'delete'; xid?: number; relationId: number; oldKey?: TupleValue[]; oldTuple?: TupleValue[] }
+  | { tag: 'truncate'; xid?: number; cascade: boolean; restartIdentity: boolean; relationIds: number[] }
+  | { tag: 'message'; xid?: number; transactional: boolean; lsn: string; prefix: string; content: Buffer };
 
 const UINT32 = 0xffffffffn;
 
@@ -130,6 +140,10 @@ class Reader {
   }
 
   text(bytes: Buffer, what: string): string {
+    // Buffer#toString is several times faster than TextDecoder but replaces invalid bytes with
+    // U+FFFD silently; only then (or for a real U+FFFD) does the strict decoder decide.
+    const fast = bytes.toString('utf8');
+    if (!fast.includes('\uFFFD')) return fast;
     try {
       return utf8.decode(bytes);
     } catch {
@@ -205,10 +219,6 @@ const REPLICA_IDENTITY: Record<string, RelationMessage['replicaIdentity']> = {
 
 /** Tags that exist only in later protocol versions; named so the error says why. */
 const LATER_PROTOCOL_TAGS: Record<string, string> = {
-  S: 'Stream Start (protocol 2+)',
-  E: 'Stream Stop (protocol 2+)',
-  c: 'Stream Commit (protocol 2+)',
-  A: 'Stream Abort (protocol 2+)',
   b: 'Begin Prepare (protocol 3+)',
   P: 'Prepare (protocol 3+)',
   K: 'Commit Prepared (protocol 3+)',
@@ -216,20 +226,47 @@ const LATER_PROTOCOL_TAGS: Record<string, string> = {
   p: 'Stream Prepare (protocol 3+)',
 };
 
-/** Decodes one pgoutput (protocol version 1) message. Throws a descriptive Error on anything malformed or unsupported. */
-export function decodePgoutput(buffer: Buffer): PgoutputMessage {
+/** Data messages that carry an xid inside a stream block. */
+const STREAMED_DATA_TAGS = new Set(['R', 'Y', 'I', 'U', 'D', 'T', 'M']);
+
+/**
+ * Decodes one pgoutput (protocol 1 or 2) message. `inStream`: the message arrived between a
+ * Stream Start and a Stream Stop, so data messages lead with an xid. Throws a descriptive Error
+ * on anything malformed or unsupported.
+ */
+export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?: boolean } = {}): PgoutputMessage {
   if (buffer.length === 0) throw new Error('pgoutput message is empty: no tag byte');
   const tag = buffer[0]!;
   const letter = String.fromCharCode(tag);
   const unsupported = LATER_PROTOCOL_TAGS[letter];
   if (unsupported !== undefined) {
-    throw new Error(`unsupported pgoutput message tag ${tagName(tag)}: ${unsupported} is not part of protocol version 1`);
+    throw new Error(`unsupported pgoutput message tag ${tagName(tag)}: ${unsupported} is not part of protocol versions 1 and 2`);
   }
   const context = `'${letter}'`;
   const r = new Reader(buffer, context);
   r.uint8('tag');
+  const xid = inStream && STREAMED_DATA_TAGS.has(letter) ? r.uint32('xid') : undefined;
   let message: PgoutputMessage;
   switch (letter) {
+    case 'S':
+      message = { tag: 'stream-start', xid: r.uint32('xid'), firstSegment: r.uint8('first segment') === 1 };
+      break;
+    case 'E':
+      message = { tag: 'stream-stop' };
+      break;
+    case 'c':
+      message = {
+        tag: 'stream-commit',
+        xid: r.uint32('xid'),
+        flags: r.uint8('flags'),
+        commitLsn: r.lsn('commit LSN'),
+        endLsn: r.lsn('end LSN'),
+        commitTime: r.int64('commit timestamp'),
+      };
+      break;
+    case 'A':
+      message = { tag: 'stream-abort', xid: r.uint32('xid'), subxid: r.uint32('subtransaction xid') };
+      break;
     case 'B':
       message = {
         tag: 'begin',
@@ -330,5 +367,6 @@ export function decodePgoutput(buffer: Buffer): PgoutputMessage {
       throw new Error(`unknown pgoutput message tag ${tagName(tag)}`);
   }
   r.end();
+  if (xid !== undefined) (message as { xid?: number }).xid = xid;
   return message;
 }
