@@ -172,6 +172,10 @@ async function measure(side: Side, source: LocalCluster): Promise<Figures> {
   // Rows spread over the whole table, as deletes usually are (not its first pages).
   const deleteNoPk = await commitToApplied(side, `DELETE FROM nopk WHERE ctid IN (SELECT ctid FROM nopk ORDER BY md5(v || at::text) LIMIT ${DELETE_ROWS})`);
   say(`DELETE of ${DELETE_ROWS} rows, no primary key`, deleteNoPk);
+  const { rows: slots } = await side.source.query(
+    `SELECT slot_name, spill_txns, spill_bytes, stream_txns, stream_count, stream_bytes FROM pg_stat_replication_slots`,
+  );
+  for (const slot of slots) console.log(`  ${side.label.padEnd(8)} slot ${slot.slot_name}: spilled ${slot.spill_txns} tx (${slot.spill_bytes} B), streamed ${slot.stream_txns} tx in ${slot.stream_count} blocks (${slot.stream_bytes} B)`);
   const lag = await lagUnderPgbench(side, source);
   console.log(
     `  ${side.label.padEnd(8)} lag under pgbench -R ${TPS} (${lag.tps.toFixed(0)} tps)   p50 ${lag.p50.toFixed(0)} ms · p99 ${lag.p99.toFixed(0)} ms · max ${lag.max.toFixed(0)} ms (${lag.samples} probes)`,

@@ -34,6 +34,8 @@ export interface ReplicatorOptions {
   /** Settings of the replication connection (`replication: 'database'`, canonical startup options). */
   streamConfig: () => Promise<pg.ClientConfig>;
   log: (message: string) => void;
+  /** logical_decoding_work_mem of the walsender: the size of the blocks a large transaction is streamed in. Default 8MB. */
+  streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
   signal?: AbortSignal;
 }
@@ -67,14 +69,22 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export async function runReplicator(options: ReplicatorOptions): Promise<ReplicatorEnd> {
   let failingSince: number | undefined;
   let delay = 500;
+  let streamingAfter = 0;
   for (;;) {
     try {
-      return await streamOnce(options, () => {
+      return await streamOnce(options, Date.now() >= streamingAfter, () => {
         failingSince = undefined;
         delay = 500;
       });
     } catch (error) {
       if (options.signal?.aborted) return 'stopped';
+      // lock_timeout is set only on the main session, and only while streaming: it waited for a streamed transaction.
+      if (error instanceof StreamingFallback || (error as { code?: string })?.code === '55P03') {
+        // Resume from the checkpoint without early apply for a while: the transaction comes again, whole.
+        options.log(`${messageOf(error)}; resuming from the target's checkpoint without streaming in-progress transactions for ${STREAMING_PAUSE_MS / 60_000} minutes`);
+        streamingAfter = Date.now() + STREAMING_PAUSE_MS;
+        continue;
+      }
       if (!retryable(error)) throw error;
       failingSince ??= Date.now();
       const failingFor = Date.now() - failingSince;
@@ -90,6 +100,19 @@ export async function runReplicator(options: ReplicatorOptions): Promise<Replica
     }
   }
 }
+
+/**
+ * Early apply of a streamed transaction met something it does not handle (a subtransaction
+ * abort, too many concurrent streamed transactions, a lock wait between its session and the
+ * main one): the stream restarts from the checkpoint without streaming.
+ */
+class StreamingFallback extends Error {}
+const STREAMING_PAUSE_MS = 10 * 60_000;
+const STREAM_BLOCK = '8MB';
+/** Streamed transactions applied early at once, each on a target session of its own. */
+const MAX_EARLY_STREAMS = 4;
+/** The main session gives up waiting for a lock after this (only while streamed transactions are open). */
+const MAIN_LOCK_TIMEOUT = '10s';
 
 /** Key of the session advisory lock that makes one streamer per migration apply at a time. */
 const LOCK_CLASS = 0x70676672; // 'pgfr'
@@ -111,7 +134,7 @@ async function takeApplyLock(target: pg.Client, migration: string, log: (m: stri
   }
 }
 
-async function streamOnce(options: ReplicatorOptions, healthy: () => void): Promise<ReplicatorEnd> {
+async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
   const { migration, log, signal } = options;
   const clients: pg.Client[] = [];
   const open = async (connect: () => Promise<pg.Client>) => {
@@ -122,6 +145,8 @@ async function streamOnce(options: ReplicatorOptions, healthy: () => void): Prom
   let stream: ChangeStream | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let applier: Applier | undefined;
+  /** Streamed transactions being applied early, by top-level xid: each in its own open target transaction. */
+  const early = new Map<number, { applier: Applier; client: pg.Client }>();
   try {
     const target = await open(options.connectTarget);
     await target.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
@@ -145,9 +170,17 @@ async function streamOnce(options: ReplicatorOptions, healthy: () => void): Prom
 
     const thisApplier = new Applier(target, { migration, conflictPolicy: options.conflictPolicy, maxChunkRows: options.batch.maxRows, maxChunkBytes: options.batch.maxBytes });
     applier = thisApplier;
-    const thisStream = new ChangeStream(await options.streamConfig(), {
+    const { rows: version } = await source.query<{ num: string }>("SELECT current_setting('server_version_num') AS num");
+    const streaming = allowStreaming && Number(version[0]!.num) >= 140000;
+    if (streaming) await target.query(`SET lock_timeout = '${MAIN_LOCK_TIMEOUT}'`);
+    const config = await options.streamConfig();
+    // The walsender streams an in-progress transaction once it holds this much of it: small
+    // blocks keep what is left to apply after the commit small.
+    if (streaming) config.options = [config.options, `-c logical_decoding_work_mem=${options.streamBlock ?? STREAM_BLOCK}`].filter(Boolean).join(' ');
+    const thisStream = new ChangeStream(config, {
       slotName: options.slotName,
       publicationName: options.publicationName,
+      streaming,
       startLsn,
       appliedLsn: () => formatLsn(processed),
       statusIntervalMs: 5_000,
@@ -199,9 +232,73 @@ async function streamOnce(options: ReplicatorOptions, healthy: () => void): Prom
       });
     thisStream.on('keepalive', (event) => noteIdle(parseLsn(event.serverLsn)));
 
+    /**
+     * A large transaction streamed while in progress is applied as it arrives, in a target
+     * transaction of its own, and committed at its Stream Commit, after everything that
+     * committed before it (the main session is flushed first). Rows cannot conflict with the
+     * main session's: on the source, a transaction touching rows of an uncommitted one waits
+     * for it, so it commits after it.
+     */
+    let streamXid: number | undefined;
+    const openEarly = async (xid: number) => {
+      if (early.size >= MAX_EARLY_STREAMS) throw new StreamingFallback(`more than ${MAX_EARLY_STREAMS} large transactions in progress at once`);
+      const client = await options.connectTarget();
+      client.on('error', () => undefined);
+      await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
+      const entry = {
+        client,
+        applier: new Applier(client, { migration, conflictPolicy: options.conflictPolicy, maxChunkRows: options.batch.maxRows, maxChunkBytes: options.batch.maxBytes }),
+      };
+      early.set(xid, entry);
+      await entry.applier.handle({ tag: 'begin', finalLsn: '0/0', commitTime: 0n, xid });
+      return entry;
+    };
+    const closeEarly = async (xid: number, abort: boolean) => {
+      const entry = early.get(xid)!;
+      early.delete(xid);
+      if (abort) await entry.applier.abort().catch(() => undefined);
+      await entry.client.end().catch(() => undefined);
+    };
+    const handleStreamed = async (message: PgoutputMessage): Promise<boolean> => {
+      switch (message.tag) {
+        case 'stream-start':
+          streamXid = message.xid;
+          if (!early.has(message.xid)) await openEarly(message.xid);
+          return true;
+        case 'stream-stop':
+          streamXid = undefined;
+          return true;
+        case 'stream-abort': {
+          if (message.subxid !== message.xid) throw new StreamingFallback(`a subtransaction of streamed transaction ${message.xid} was rolled back`);
+          if (early.has(message.xid)) await closeEarly(message.xid, true);
+          return true;
+        }
+        case 'stream-commit': {
+          const entry = early.get(message.xid);
+          if (!entry) throw new StreamingFallback(`streamed transaction ${message.xid} committed without its start`);
+          await flush();
+          await entry.applier.handle({ tag: 'commit', flags: message.flags, commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: message.commitTime });
+          const result = await entry.applier.flush();
+          await closeEarly(message.xid, false);
+          received = parseLsn(message.endLsn);
+          if (result.appliedLsn) {
+            applied = parseLsn(result.appliedLsn);
+            if (applied > processed) processed = applied;
+            await thisStream.acknowledge(formatLsn(processed));
+          }
+          return true;
+        }
+        default:
+          if (streamXid === undefined) return false;
+          await early.get(streamXid)!.applier.handle(message);
+          return true;
+      }
+    };
+
     const onMessage = (streamed: StreamedMessage) =>
       exclusive(async () => {
         const message: PgoutputMessage = streamed.message;
+        if (streaming && (await handleStreamed(message))) return;
         await thisApplier.handle(message);
         if (message.tag === 'commit') {
           received = parseLsn(message.endLsn);
@@ -271,6 +368,10 @@ async function streamOnce(options: ReplicatorOptions, healthy: () => void): Prom
     if (heartbeat) clearTimeout(heartbeat);
     await stream?.stop();
     await applier?.abort().catch(() => undefined);
+    for (const entry of early.values()) {
+      await entry.applier.abort().catch(() => undefined);
+      await entry.client.end().catch(() => undefined);
+    }
     await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
   }
 }

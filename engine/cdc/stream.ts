@@ -27,6 +27,11 @@ import { decodePgoutput, formatLsn, parseLsn, type PgoutputMessage } from './pgo
 export interface StreamOptions {
   slotName: string;
   publicationName: string;
+  /**
+   * Protocol 2 with `streaming 'on'` (PostgreSQL 14+): the server sends a large transaction in
+   * blocks while it is still in progress, instead of all at once after its commit. Default false.
+   */
+  streaming?: boolean;
   /** Where to start; the server starts at the slot's confirmed_flush_lsn if that is later. Default 0/0. */
   startLsn?: string;
   /** LSN the target holds (committed); the only LSN ever acknowledged */
@@ -67,7 +72,7 @@ export interface ChangeStream {
  * own. Structurally the library's AbstractPlugin, which its index does not export.
  */
 class RawPgoutputPlugin {
-  constructor(readonly options: { publicationName: string }) {}
+  constructor(readonly options: { publicationName: string; streaming: boolean }) {}
 
   get name(): string {
     return 'pgoutput';
@@ -76,7 +81,8 @@ class RawPgoutputPlugin {
   start(client: pg.Client, slotName: string, lastLsn: string): Promise<unknown> {
     // publication_names is a list of identifiers inside a string literal: quote, then escape.
     const publications = quoteIdent(this.options.publicationName).replace(/'/g, "''");
-    return client.query(`START_REPLICATION SLOT ${quoteIdent(slotName)} LOGICAL ${lastLsn} (proto_version '1', publication_names '${publications}')`);
+    const protocol = this.options.streaming ? "proto_version '2', streaming 'on'" : "proto_version '1'";
+    return client.query(`START_REPLICATION SLOT ${quoteIdent(slotName)} LOGICAL ${lastLsn} (${protocol}, publication_names '${publications}')`);
   }
 
   parse(buffer: Buffer): Buffer {
@@ -130,11 +136,14 @@ export class ChangeStream extends EventEmitter {
     this.state = 'starting';
     const { slotName } = this.options;
     const startLsn = formatLsn(this.reported);
+    let inStream = false;
 
     this.service.on('data', async (lsn: string, payload: Buffer) => {
       if (this.state !== 'streaming') return;
       try {
-        const message = decodePgoutput(payload);
+        const message = decodePgoutput(payload, { inStream });
+        if (message.tag === 'stream-start') inStream = true;
+        else if (message.tag === 'stream-stop') inStream = false;
         await onMessage({ lsn: formatLsn(parseLsn(lsn)), message });
       } catch (error) {
         // No later message may be handed over once one failed: the applier would skip it.
@@ -175,7 +184,7 @@ export class ChangeStream extends EventEmitter {
         }
         resolve();
       });
-      this.service.subscribe(new RawPgoutputPlugin({ publicationName: this.options.publicationName }), slotName, startLsn).then(
+      this.service.subscribe(new RawPgoutputPlugin({ publicationName: this.options.publicationName, streaming: this.options.streaming ?? false }), slotName, startLsn).then(
         () => {
           // START_REPLICATION completed: the server ended the stream on its own.
           if (this.state === 'streaming') this.fail(new PgferryError('pgferry.StreamEnded', `The source ended replication from slot ${slotName} unexpectedly.`));

@@ -45,7 +45,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined | fal
 }
 
 /** A database pair with a registered slot, and a replicator running on it. */
-async function setUp(database: string) {
+async function setUp(database: string, extra: { streamBlock?: string } = {}) {
   const migration = `rep-${database}`;
   const slotName = `pgferry_${database}`;
   await source.sql(`CREATE DATABASE ${database}`);
@@ -86,6 +86,7 @@ async function setUp(database: string) {
       ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
     log: (line) => logs.push(line),
     signal: stop.signal,
+    ...extra,
   }).then(
     (end) => (ended = end),
     (error: Error) => (ended = error),
@@ -166,6 +167,74 @@ describe('the CDC streamer + applier loop', () => {
       await expectSame('resumed');
       const status = await readReplicationStatus(r.control, r.migration);
       expect(status?.drained).toBe(true);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('applies large transactions streamed while in progress, interleaved with small ones, and drops streamed ones that roll back', async () => {
+    // 64kB blocks: every transaction below with more than a few hundred rows is streamed in progress.
+    const r = await setUp('streamed', { streamBlock: '64kB' });
+    try {
+      await r.src.query("INSERT INTO items VALUES (0, 'seed', now())");
+      await waitFor('streaming', async () => (await readReplicationStatus(r.control, r.migration))?.streamingSince);
+      const big = await source.connect('streamed');
+      const other = await source.connect('streamed');
+      try {
+        // A big transaction in progress, small ones committing in between, then the big one commits.
+        await big.query('BEGIN');
+        await big.query("INSERT INTO items SELECT g, repeat('x', 200), now() FROM generate_series(1000, 6000) g");
+        await other.query("INSERT INTO items VALUES (1, 'small one', now())");
+        await big.query("UPDATE items SET name = 'updated in the big one' WHERE id BETWEEN 1000 AND 3000");
+        await other.query("UPDATE items SET name = 'small two' WHERE id = 1");
+        await big.query("INSERT INTO log SELECT 'big ' || g, g FROM generate_series(1, 3000) g");
+        await big.query('COMMIT');
+        // A big transaction that rolls back after being streamed: nothing of it may arrive.
+        await big.query('BEGIN');
+        await big.query("INSERT INTO items SELECT g, repeat('y', 200), now() FROM generate_series(10000, 15000) g");
+        await big.query('ROLLBACK');
+        // Two big ones in progress at once, committing in the opposite order.
+        await big.query('BEGIN');
+        await other.query('BEGIN');
+        await big.query("INSERT INTO items SELECT g, 'first', now() FROM generate_series(20000, 24000) g");
+        await other.query("INSERT INTO items SELECT g, 'second', now() FROM generate_series(30000, 34000) g");
+        await other.query('COMMIT');
+        await big.query("DELETE FROM items WHERE id BETWEEN 1000 AND 1500");
+        await big.query('COMMIT');
+      } finally {
+        await Promise.all([big.end(), other.end()]);
+      }
+      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
+      await r.run;
+      expect(r.ended()).toBe('drained');
+      const [stats] = await source.sql("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'pgferry_streamed'", 'streamed');
+      expect(Number(stats!.rows[0].stream_txns)).toBeGreaterThanOrEqual(3);
+      expect(r.logs.filter((line) => line.includes('without streaming'))).toEqual([]);
+      await expectSame('streamed');
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('falls back to whole transactions when a streamed one rolls back a subtransaction, and still ends identical', async () => {
+    const r = await setUp('subxact', { streamBlock: '64kB' });
+    try {
+      await r.src.query("INSERT INTO items VALUES (0, 'seed', now())");
+      await waitFor('streaming', async () => (await readReplicationStatus(r.control, r.migration))?.streamingSince);
+      await r.src.query(`BEGIN;
+        INSERT INTO items SELECT g, repeat('a', 200), now() FROM generate_series(1000, 4000) g;
+        SAVEPOINT s;
+        INSERT INTO items SELECT g, repeat('b', 200), now() FROM generate_series(5000, 8000) g;
+        ROLLBACK TO SAVEPOINT s;
+        INSERT INTO items SELECT g, repeat('c', 200), now() FROM generate_series(9000, 12000) g;
+        COMMIT`);
+      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
+      await r.run;
+      expect(r.ended()).toBe('drained');
+      expect(r.logs.some((line) => line.includes('a subtransaction of streamed transaction'))).toBe(true);
+      await expectSame('subxact');
     } finally {
       await r.stop();
     }
