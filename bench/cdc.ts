@@ -183,8 +183,33 @@ async function measure(side: Side, source: LocalCluster): Promise<Figures> {
   return { update, insert, deleteNoPk, lag };
 }
 
+/**
+ * The target running the same statements itself (then rolling back): the floor under any
+ * applier's commit-to-applied time, which also pays for decoding on the source.
+ */
+async function targetFloor(target: LocalCluster): Promise<{ update: number; insert: number }> {
+  const client = await target.connect('native');
+  const timed = async (sql: string) => {
+    await client.query('BEGIN');
+    const started = performance.now();
+    await client.query(sql);
+    const seconds = (performance.now() - started) / 1000;
+    await client.query('ROLLBACK');
+    return seconds;
+  };
+  try {
+    const update = await timed('UPDATE accounts SET abalance = abalance + 1');
+    const insert = await timed('INSERT INTO inserted SELECT aid, bid, abalance, filler FROM accounts');
+    console.log(`  target   UPDATE / INSERT of ${ROWS} rows run on the target itself: ${update.toFixed(2)} s / ${insert.toFixed(2)} s (the floor for any applier)`);
+    return { update, insert };
+  } finally {
+    await client.end();
+  }
+}
+
 async function native(source: LocalCluster, target: LocalCluster): Promise<Figures> {
   await copyForNative(source, target);
+  await targetFloor(target);
   await source.sql(`CREATE PUBLICATION native_pub FOR TABLE ${TABLES.join(', ')}`, 'bench');
   await target.sql(
     `CREATE SUBSCRIPTION native_sub CONNECTION '${source.uri('bench')}' PUBLICATION native_pub WITH (copy_data = false)`,

@@ -50,15 +50,20 @@ async function readSpecFile(path: string): Promise<unknown> {
   }
 }
 
-async function precheckCommand(path: string, out: Out, err: Out): Promise<number> {
-  let spec: MigrationSpec;
+/** The spec as commands that only read it see it (no feature gate); undefined after reporting why it is invalid. */
+async function readSpecForChecks(path: string, err: Out): Promise<MigrationSpec | undefined> {
   try {
-    spec = parseSpec(await readSpecFile(path), { featureGate: false });
+    return parseSpec(await readSpecFile(path), { featureGate: false });
   } catch (error) {
     if (!(error instanceof SpecInvalidError)) throw error;
     err.write(`${error.message}\n`);
-    return EXIT_USAGE;
+    return undefined;
   }
+}
+
+async function precheckCommand(path: string, out: Out, err: Out): Promise<number> {
+  const spec = await readSpecForChecks(path, err);
+  if (!spec) return EXIT_USAGE;
   const report = await runPrecheck(spec, new DefaultSecretsProvider());
   out.write(`Precheck of migration ${spec.name}:\n${formatChecks(report.checks)}\n`);
   out.write(report.ok ? 'All checks passed.\n' : 'Precheck failed.\n');
@@ -67,14 +72,8 @@ async function precheckCommand(path: string, out: Out, err: Out): Promise<number
 
 /** status and cutover read the spec only to find the target that holds the migration's state. */
 async function withControl(path: string, err: Out, body: (target: import('pg').Client, spec: MigrationSpec) => Promise<number>): Promise<number> {
-  let spec: MigrationSpec;
-  try {
-    spec = parseSpec(await readSpecFile(path), { featureGate: false });
-  } catch (error) {
-    if (!(error instanceof SpecInvalidError)) throw error;
-    err.write(`${error.message}\n`);
-    return EXIT_USAGE;
-  }
+  const spec = await readSpecForChecks(path, err);
+  if (!spec) return EXIT_USAGE;
   const target = await connectSide('target', spec.target, new DefaultSecretsProvider(), { applicationName: 'pgferry-cli', retryWindowMs: 0 });
   try {
     return await body(target, spec);

@@ -226,6 +226,14 @@ const LATER_PROTOCOL_TAGS: Record<string, string> = {
   p: 'Stream Prepare (protocol 3+)',
 };
 
+/** The fields Commit and Stream Commit share, in wire order. */
+const commitFields = (r: Reader) => ({
+  flags: r.uint8('flags'),
+  commitLsn: r.lsn('commit LSN'),
+  endLsn: r.lsn('end LSN'),
+  commitTime: r.int64('commit timestamp'),
+});
+
 /** Data messages that carry an xid inside a stream block. */
 const STREAMED_DATA_TAGS = new Set(['R', 'Y', 'I', 'U', 'D', 'T', 'M']);
 
@@ -255,14 +263,7 @@ export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?
       message = { tag: 'stream-stop' };
       break;
     case 'c':
-      message = {
-        tag: 'stream-commit',
-        xid: r.uint32('xid'),
-        flags: r.uint8('flags'),
-        commitLsn: r.lsn('commit LSN'),
-        endLsn: r.lsn('end LSN'),
-        commitTime: r.int64('commit timestamp'),
-      };
+      message = { tag: 'stream-commit', xid: r.uint32('xid'), ...commitFields(r) };
       break;
     case 'A':
       message = { tag: 'stream-abort', xid: r.uint32('xid'), subxid: r.uint32('subtransaction xid') };
@@ -276,13 +277,7 @@ export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?
       };
       break;
     case 'C':
-      message = {
-        tag: 'commit',
-        flags: r.uint8('flags'),
-        commitLsn: r.lsn('commit LSN'),
-        endLsn: r.lsn('end LSN'),
-        commitTime: r.int64('commit timestamp'),
-      };
+      message = { tag: 'commit', ...commitFields(r) };
       break;
     case 'O':
       message = { tag: 'origin', originLsn: r.lsn('origin LSN'), name: r.string('origin name') };
