@@ -29,6 +29,7 @@ const { values } = parseArgs({
     tps: { type: 'string', default: '2000' },
     seconds: { type: 'string', default: '20' },
     only: { type: 'string' },
+    'batch-rows': { type: 'string' },
   },
 });
 const ROWS = Number(values.rows);
@@ -249,6 +250,7 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string):
       target: { secret: secret('target', target, 'ferry') },
       fullLoad: { parallelism: 2 },
       compare: { enabled: false },
+      ...(values['batch-rows'] ? { cdc: { batch: { maxRows: Number(values['batch-rows']) } } } : {}),
     },
     { onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line) },
   );
