@@ -57,6 +57,9 @@ await runTask('replicate', async ({ migration, spec, env, connectSource, connect
       connectSource,
       connectTarget,
       streamConfig,
+      operations: Object.fromEntries(
+        Object.entries(spec.objects.tables).flatMap(([table, options]) => (options.operations ? [[table, options.operations]] : [])),
+      ),
       log,
       signal: stop.signal,
     });

@@ -34,6 +34,11 @@ export interface ReplicatorOptions {
   /** Settings of the replication connection (`replication: 'database'`, canonical startup options). */
   streamConfig: () => Promise<pg.ClientConfig>;
   log: (message: string) => void;
+  /**
+   * Tables (`schema.table`) whose changes are applied only for the listed operations
+   * (objects.tables[…].operations); every other table gets all of them.
+   */
+  operations?: Record<string, Operation[]>;
   /** logical_decoding_work_mem of the walsender: the size of the blocks a large transaction is streamed in. Default 8MB. */
   streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
@@ -41,6 +46,39 @@ export interface ReplicatorOptions {
 }
 
 export type ReplicatorEnd = 'drained' | 'stopped';
+export type Operation = 'insert' | 'update' | 'delete' | 'truncate';
+
+/**
+ * Drops the changes a table's `operations` leave out. The publication carries every operation
+ * (its `publish` list is for all its tables at once), so the choice per table is made here.
+ */
+function operationFilter(operations: Record<string, Operation[]> | undefined) {
+  const restricted = new Map(Object.entries(operations ?? {}).map(([table, ops]) => [table, new Set(ops)]));
+  const tables = new Map<number, string>();
+  const allows = (relationId: number, op: Operation) => {
+    const table = tables.get(relationId);
+    const ops = table === undefined ? undefined : restricted.get(table);
+    return !ops || ops.has(op);
+  };
+  return (message: PgoutputMessage): PgoutputMessage | undefined => {
+    if (restricted.size === 0) return message;
+    switch (message.tag) {
+      case 'relation':
+        tables.set(message.relationId, `${message.schema}.${message.name}`);
+        return message;
+      case 'insert':
+      case 'update':
+      case 'delete':
+        return allows(message.relationId, message.tag) ? message : undefined;
+      case 'truncate': {
+        const relationIds = message.relationIds.filter((id) => allows(id, 'truncate'));
+        return relationIds.length === 0 ? undefined : { ...message, relationIds };
+      }
+      default:
+        return message;
+    }
+  };
+}
 
 export class ReplicationFailedError extends PgferryError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -295,9 +333,11 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
       }
     };
 
+    const keep = operationFilter(options.operations);
     const onMessage = (streamed: StreamedMessage) =>
       exclusive(async () => {
-        const message: PgoutputMessage = streamed.message;
+        const message = keep(streamed.message);
+        if (!message) return;
         if (streaming && (await handleStreamed(message))) return;
         await thisApplier.handle(message);
         if (message.tag === 'commit') {

@@ -45,7 +45,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined | fal
 }
 
 /** A database pair with a registered slot, and a replicator running on it. */
-async function setUp(database: string, extra: { streamBlock?: string } = {}) {
+async function setUp(database: string, extra: { streamBlock?: string; operations?: Record<string, ('insert' | 'update' | 'delete' | 'truncate')[]> } = {}) {
   const migration = `rep-${database}`;
   const slotName = `pgferry_${database}`;
   await source.sql(`CREATE DATABASE ${database}`);
@@ -235,6 +235,30 @@ describe('the CDC streamer + applier loop', () => {
       expect(r.ended()).toBe('drained');
       expect(r.logs.some((line) => line.includes('a subtransaction of streamed transaction'))).toBe(true);
       await expectSame('subxact');
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('applies only the operations a table is configured for', async () => {
+    const r = await setUp('ops', { operations: { 'public.log': ['insert'] } });
+    try {
+      await r.src.query("INSERT INTO items VALUES (1, 'one', now()), (2, 'two', now())");
+      await r.src.query("INSERT INTO log VALUES ('kept', 1), ('deleted on the source only', 2)");
+      await r.src.query("DELETE FROM log WHERE n = 2");
+      await r.src.query("UPDATE log SET line = 'changed on the source only'");
+      await r.src.query('DELETE FROM items WHERE id = 2');
+      await r.src.query('TRUNCATE log');
+      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
+      await r.run;
+      expect(r.ended()).toBe('drained');
+      const [items, log] = await target.sql('SELECT id FROM items ORDER BY id; SELECT line, n FROM log ORDER BY n', 'ops');
+      expect(items!.rows).toEqual([{ id: 1 }]);
+      expect(log!.rows).toEqual([
+        { line: 'kept', n: 1 },
+        { line: 'deleted on the source only', n: 2 },
+      ]);
     } finally {
       await r.stop();
     }
