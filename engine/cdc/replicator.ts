@@ -177,6 +177,8 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
   const clients: pg.Client[] = [];
   const open = async (connect: () => Promise<pg.Client>) => {
     const client = await connect();
+    // A terminated idle session emits 'error'; the next query on it fails and says why.
+    client.on('error', () => undefined);
     clients.push(client);
     return client;
   };
@@ -191,7 +193,6 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
     await takeApplyLock(target, migration, log);
     const control = await open(options.connectTarget);
     const source = await open(options.connectSource);
-    for (const client of clients) client.on('error', () => undefined); // surfaced by the next query
 
     // Holding the apply lock makes this the migration's streamer: a walsender still on the slot is a stale one's.
     await source.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [options.slotName]);
