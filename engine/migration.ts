@@ -121,7 +121,7 @@ export async function beginApplyStep(spec: MigrationSpec, secrets: SecretsProvid
   });
 }
 
-export type ReplicationAction = 'wait' | 'restart' | 'cutover' | 'drained';
+export type ReplicationAction = 'wait' | 'restart' | 'compare' | 'cutover' | 'drained';
 
 /**
  * What the CDC loop of the workflow does next: wait, restart a silent streamer, start cutover
@@ -152,6 +152,7 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
     if (status.heartbeatAgeSeconds === null || status.heartbeatAgeSeconds > spec.cdc.heartbeatTimeoutSeconds) return action('restart');
     if (status.drainLsn !== null) return action('wait');
     const caughtUp = status.streamingSince !== null && status.lagSeconds !== null && status.lagSeconds <= spec.cutover.maxLagSeconds;
+    if (caughtUp && spec.compare.enabled && !status.liveCompared) return action('compare');
     if (caughtUp && (spec.cutover.mode === 'auto' || status.cutoverRequested)) return action('cutover');
     return action('wait');
   });

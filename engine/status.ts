@@ -12,6 +12,7 @@ export interface MigrationStatus {
   phase: string;
   error: string | null;
   tables: { table: string; unitsDone: number; units: number; rows: number; bytes: number }[];
+  comparison?: { tables: number; matching: number; differing: string[] };
   replication?: ReplicationStatusRow;
 }
 
@@ -27,12 +28,25 @@ export async function readMigrationStatus(target: pg.Client, name: string): Prom
     [name],
   );
   const replication = await readReplicationStatus(target, name);
+  const { rows: compared } = await target.query<{ table: string; status: string }>(
+    `SELECT source_schema || '.' || source_table AS table, status FROM pgferry.comparisons WHERE migration = $1 ORDER BY 1`,
+    [name],
+  );
   return {
     name,
     phase: state.phase,
     error: state.error,
     tables: rows.map((r) => ({ table: r.table, unitsDone: r.done, units: r.units, rows: r.rows, bytes: r.bytes })),
     ...(replication ? { replication } : {}),
+    ...(compared.length
+      ? {
+          comparison: {
+            tables: compared.length,
+            matching: compared.filter((c) => c.status === 'match').length,
+            differing: compared.filter((c) => c.status !== 'match').map((c) => c.table),
+          },
+        }
+      : {}),
   };
 }
 
@@ -56,6 +70,11 @@ export function formatStatus(status: MigrationStatus): string {
     for (const t of status.tables) {
       lines.push(`    ${t.unitsDone === t.units ? '✓' : '…'} ${t.table.padEnd(40)} ${number(t.rows).padStart(12)} rows ${formatBytes(t.bytes).padStart(10)}`);
     }
+  }
+  const c = status.comparison;
+  if (c) {
+    const when = status.phase === 'replicate' ? ' (compared while replicating)' : '';
+    lines.push(`  comparison: ${c.matching} of ${c.tables} tables match${c.differing.length ? `; differing: ${c.differing.join(', ')}` : ''}${when}`);
   }
   const r = status.replication;
   if (r) {

@@ -21,6 +21,8 @@ export interface ReplicationStatusRow {
   /** Seconds since the last heartbeat, or since apply was requested if there was none. */
   unhealthySeconds: number | null;
   fenced: boolean;
+  /** The comparison while replicating (before cutover) has run. */
+  liveCompared: boolean;
   lagBytes: number | null;
   lagSeconds: number | null;
   rowsPerSecond: number | null;
@@ -50,7 +52,7 @@ export async function registerReplication(
     `INSERT INTO pgferry.replication_status (migration) VALUES ($1)
      ON CONFLICT (migration) DO UPDATE SET received_lsn = NULL, processed_lsn = NULL, source_lsn = NULL, heartbeat_at = NULL,
        lag_bytes = NULL, lag_seconds = NULL, rows_per_second = NULL, apply_requested = false, apply_requested_at = NULL,
-       restarted_at = NULL, fenced = false, streaming_since = NULL,
+       restarted_at = NULL, fenced = false, live_compared_at = NULL, streaming_since = NULL,
        cutover_requested_at = NULL, drain_lsn = NULL, drained_at = NULL, restarts = 0, last_error = NULL`,
     [migration],
   );
@@ -65,7 +67,7 @@ export async function readReplicationStatus(target: pg.Client, migration: string
             s.received_lsn::text, s.processed_lsn::text, s.source_lsn::text,
             extract(epoch FROM clock_timestamp() - greatest(s.heartbeat_at, s.restarted_at, s.apply_requested_at))::float8 AS heartbeat_age,
             extract(epoch FROM clock_timestamp() - coalesce(s.heartbeat_at, s.apply_requested_at))::float8 AS unhealthy,
-            s.fenced,
+            s.fenced, s.live_compared_at IS NOT NULL AS live_compared,
             s.lag_bytes::float8, s.lag_seconds, s.rows_per_second, s.apply_requested, s.streaming_since,
             s.cutover_requested_at IS NOT NULL AS cutover_requested, s.drain_lsn::text, s.drained_at IS NOT NULL AS drained,
             s.restarts, s.last_error
@@ -89,6 +91,7 @@ export async function readReplicationStatus(target: pg.Client, migration: string
     heartbeatAgeSeconds: row.heartbeat_age,
     unhealthySeconds: row.unhealthy,
     fenced: row.fenced,
+    liveCompared: row.live_compared,
     lagBytes: row.lag_bytes,
     lagSeconds: row.lag_seconds,
     rowsPerSecond: row.rows_per_second,
@@ -129,4 +132,8 @@ export async function recordReplicationError(target: pg.Client, migration: strin
 
 export async function recordFence(target: pg.Client, migration: string, fenced: boolean): Promise<void> {
   await target.query('UPDATE pgferry.replication_status SET fenced = $2 WHERE migration = $1', [migration, fenced]);
+}
+
+export async function recordLiveComparison(target: pg.Client, migration: string): Promise<void> {
+  await target.query('UPDATE pgferry.replication_status SET live_compared_at = now() WHERE migration = $1', [migration]);
 }

@@ -132,6 +132,7 @@ CREATE TABLE IF NOT EXISTS pgferry.replication_status (
   apply_requested_at timestamptz,
   restarted_at timestamptz,
   fenced boolean NOT NULL DEFAULT false,
+  live_compared_at timestamptz,
   streaming_since timestamptz,
   cutover_requested_at timestamptz,
   drain_lsn pg_lsn,

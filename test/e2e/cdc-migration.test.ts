@@ -143,7 +143,9 @@ describe('full+cdc through the workflow', () => {
     const run = runLocalWorkflow(spec).then((r) => (result = r));
     const control = await target.connect(SAMPLE_DATABASE);
     try {
-      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+      await waitFor('the comparison while replicating', async () => (await readReplicationStatus(control, name))?.liveCompared);
+      const live = await cli('status', specFile);
+      expect(live.out).toMatch(/comparison: 17 of 17 tables match \(compared while replicating\)/);
       await source.sql(
         `INSERT INTO shop.all_types SELECT id + 100000, i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
                 u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
