@@ -10,7 +10,7 @@
  * same way, by a probe row written every 50 ms during pgbench. Not part of `npm test`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -20,6 +20,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { readReplicationStatus, requestCutover } from '../engine/cdc/state.js';
 import { startClusters, stopAllClusters, type LocalCluster } from '../local/cluster.js';
 import { runLocalWorkflow } from '../local/runner.js';
+import { secretFile } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -236,18 +237,12 @@ async function native(source: LocalCluster, target: LocalCluster): Promise<Figur
 
 async function pgferry(source: LocalCluster, target: LocalCluster, dir: string): Promise<Figures> {
   await target.sql('CREATE DATABASE ferry');
-  const secret = (name: string, c: LocalCluster, db: string) => {
-    const path = join(dir, `${name}.json`);
-    const { host, port, username, password } = c.connection;
-    writeFileSync(path, JSON.stringify({ host, port, username, password, dbname: db }), { mode: 0o600 });
-    return `file:${path}`;
-  };
   const run = runLocalWorkflow(
     {
       name: 'bench-cdc',
       mode: 'full+cdc',
-      source: { secret: secret('source', source, 'bench') },
-      target: { secret: secret('target', target, 'ferry') },
+      source: { secret: secretFile(dir, 'source', source, 'bench') },
+      target: { secret: secretFile(dir, 'target', target, 'ferry') },
       fullLoad: { parallelism: 2 },
       compare: { enabled: false },
       ...(values['batch-rows'] ? { cdc: { batch: { maxRows: Number(values['batch-rows']) } } } : {}),

@@ -7,7 +7,7 @@
  * and prints wall times, MB/s and the ratios. Not part of `npm test`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +16,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { buildReport } from '../engine/report.js';
 import { startClusters, stopAllClusters, type LocalCluster } from '../local/cluster.js';
 import { runLocalWorkflow } from '../local/runner.js';
+import { secretFile } from './support.js';
 
 const { values } = parseArgs({
   options: {
@@ -90,12 +91,6 @@ async function rawPipe(source: LocalCluster, target: LocalCluster): Promise<{ se
 
 async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) {
   await target.sql('CREATE DATABASE pgferry_run');
-  const secret = (name: string, c: LocalCluster, db: string) => {
-    const path = join(dir, `${name}.json`);
-    const { host, port, username, password } = c.connection;
-    writeFileSync(path, JSON.stringify({ host, port, username, password, dbname: db }), { mode: 0o600 });
-    return `file:${path}`;
-  };
   const states = new Map<string, number>();
   const phases = new Map<string, number>();
   const started = performance.now();
@@ -103,8 +98,8 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) 
     {
       name: 'bench',
       mode: 'full',
-      source: { secret: secret('source', source, 'bench') },
-      target: { secret: secret('target', target, 'pgferry_run') },
+      source: { secret: secretFile(dir, 'source', source, 'bench') },
+      target: { secret: secretFile(dir, 'target', target, 'pgferry_run') },
       fullLoad: { parallelism, ...(values['split-larger-than'] ? { splitTablesLargerThan: values['split-larger-than'] } : {}) },
     },
     {

@@ -8,6 +8,7 @@ import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-databa
 import { createWorkloadSchema, startWorkload } from '../../local/workload.js';
 import { scratchDir } from '../support/clusters.js';
 import { tableHashes } from '../support/equality.js';
+import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
 let source: LocalCluster;
 let target: LocalCluster;
@@ -36,17 +37,8 @@ function cdcSpec(name: string, database: string, extra: Record<string, unknown> 
   };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+/** A streamer restart takes a heartbeat timeout plus a task start: allow for a slow machine. */
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false | null>) => waitUntil(what, probe, 90_000, 100);
 
 async function expectSameData(database: string) {
   const [s, t] = [await source.connect(database), await target.connect(database)];

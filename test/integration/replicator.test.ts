@@ -8,6 +8,7 @@ import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { tableHashes } from '../support/equality.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 let source: LocalCluster;
 let target: LocalCluster;
@@ -33,16 +34,6 @@ const clientConfig = (cluster: LocalCluster, database: string): pg.ClientConfig 
   const { username, dbname: _default, ...rest } = cluster.connection;
   return { ...rest, user: username, database };
 };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** A database pair with a registered slot, and a replicator running on it. */
 async function setUp(database: string, extra: { streamBlock?: string; operations?: Record<string, ('insert' | 'update' | 'delete' | 'truncate')[]> } = {}) {
@@ -99,7 +90,14 @@ async function setUp(database: string, extra: { streamBlock?: string; operations
     await src.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1', [slotName]);
     await Promise.all([control.end(), src.end()]);
   };
-  return { migration, slotName, control, src, slot, applied, run, stop: stopAll, logs, ended: () => ended };
+  /** Drains to the source's current end of WAL: the run ends with everything so far applied. */
+  const drain = async () => {
+    const { rows } = await src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    await setDrainLsn(control, migration, rows[0]!.lsn);
+    await run;
+    expect(ended).toBe('drained');
+  };
+  return { migration, slotName, control, src, slot, applied, run, drain, stop: stopAll, logs, ended: () => ended };
 }
 
 async function expectSame(database: string) {
@@ -159,10 +157,7 @@ describe('the CDC streamer + applier loop', () => {
         await r.src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'streamer'");
         await target.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'applier'");
       }
-      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
-      await r.run;
-      expect(r.ended()).toBe('drained');
+      await r.drain();
       expect(r.logs.some((line) => line.startsWith('replication interrupted'))).toBe(true);
       await expectSame('resumed');
       const status = await readReplicationStatus(r.control, r.migration);
@@ -204,10 +199,7 @@ describe('the CDC streamer + applier loop', () => {
       } finally {
         await Promise.all([big.end(), other.end()]);
       }
-      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
-      await r.run;
-      expect(r.ended()).toBe('drained');
+      await r.drain();
       const [stats] = await source.sql("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'pgferry_streamed'", 'streamed');
       expect(Number(stats!.rows[0].stream_txns)).toBeGreaterThanOrEqual(3);
       expect(r.logs.filter((line) => line.includes('without streaming'))).toEqual([]);
@@ -229,10 +221,7 @@ describe('the CDC streamer + applier loop', () => {
         ROLLBACK TO SAVEPOINT s;
         INSERT INTO items SELECT g, repeat('c', 200), now() FROM generate_series(9000, 12000) g;
         COMMIT`);
-      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
-      await r.run;
-      expect(r.ended()).toBe('drained');
+      await r.drain();
       expect(r.logs.some((line) => line.includes('a subtransaction of streamed transaction'))).toBe(true);
       await expectSame('subxact');
     } finally {
@@ -249,10 +238,7 @@ describe('the CDC streamer + applier loop', () => {
       await r.src.query("UPDATE log SET line = 'changed on the source only'");
       await r.src.query('DELETE FROM items WHERE id = 2');
       await r.src.query('TRUNCATE log');
-      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-      await setDrainLsn(r.control, r.migration, rows[0]!.lsn);
-      await r.run;
-      expect(r.ended()).toBe('drained');
+      await r.drain();
       const [items, log] = await target.sql('SELECT id FROM items ORDER BY id; SELECT line, n FROM log ORDER BY n', 'ops');
       expect(items!.rows).toEqual([{ id: 1 }]);
       expect(log!.rows).toEqual([
