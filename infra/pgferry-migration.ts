@@ -5,6 +5,8 @@ import { Annotations, ArnFormat, Duration, Fn, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -109,6 +111,8 @@ export function callbackTaskPlaceholders(definition: unknown): string[] {
  */
 export class PgferryMigration extends Construct {
   readonly stateMachine: sfn.StateMachine;
+  /** Runs Cleanup for executions that were stopped or timed out (undefined if the registry has no Cleanup function). */
+  readonly stoppedExecutionRule?: events.Rule;
   readonly functions: Readonly<Record<string, NodejsFunction>>;
   readonly vpc: ec2.IVpc;
   readonly cluster: ecs.Cluster;
@@ -310,6 +314,21 @@ export class PgferryMigration extends Construct {
         includeExecutionData: true,
       },
     });
+
+    // A stopped or timed-out execution runs no state, not even Cleanup: this rule runs it, so
+    // no replication slot, publication or cutover fence outlives the run.
+    const cleanup = functions.Cleanup;
+    if (cleanup) {
+      this.stoppedExecutionRule = new events.Rule(this, 'CleanupStoppedExecutions', {
+        description: 'pgferry: runs Cleanup for executions that were stopped or timed out',
+        eventPattern: {
+          source: ['aws.states'],
+          detailType: ['Step Functions Execution Status Change'],
+          detail: { status: ['ABORTED', 'TIMED_OUT'], stateMachineArn: [this.stateMachine.stateMachineArn] },
+        },
+        targets: [new targets.LambdaFunction(cleanup, { retryAttempts: 4, maxEventAge: Duration.hours(2) })],
+      });
+    }
 
     // DefinitionBody.fromString derives no permissions from the definition.
     const functionList = Object.values(functions);

@@ -397,6 +397,24 @@ describe('PgferryStack', () => {
     }
   });
 
+  it('runs the Cleanup function for executions of this state machine that were stopped or timed out', () => {
+    const { stack, template } = secretStack();
+    const rule = stack.migration.stoppedExecutionRule!;
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { status: ['ABORTED', 'TIMED_OUT'], stateMachineArn: [{ Ref: logicalId(stack.migration.stateMachine) }] },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(stack.migration.functions.Cleanup!), 'Arn'] } })],
+    });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      SourceArn: { 'Fn::GetAtt': [logicalId(rule), 'Arn'] },
+    });
+  });
+
   it('has no dependency cycle (the callback grant names the state machine that runs the task)', () => {
     const { template } = secretStack();
     const resources = resourcesOf(template);
