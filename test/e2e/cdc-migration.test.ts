@@ -12,25 +12,27 @@ import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
 let source: LocalCluster;
 let target: LocalCluster;
+let pg13: LocalCluster;
 const scratch = scratchDir('cdc');
 
 beforeAll(async () => {
-  [source, target] = await startClusters([
+  [source, target, pg13] = await startClusters([
     { major: 15, label: 'cdc15' },
     { major: 17, label: 'cdc17' },
+    { major: 13, label: 'cdc13' },
   ]);
 });
 
 afterAll(async () => {
-  await Promise.all([source, target].map((c) => c?.stop()));
+  await Promise.all([source, target, pg13].map((c) => c?.stop()));
   scratch.remove();
 });
 
-function cdcSpec(name: string, database: string, extra: Record<string, unknown> = {}) {
+function cdcSpec(name: string, database: string, extra: Record<string, unknown> = {}, from: LocalCluster = source) {
   return {
     name,
     mode: 'full+cdc',
-    source: { secret: scratch.secretFor(`${name}-source`, source), database },
+    source: { secret: scratch.secretFor(`${name}-source`, from), database },
     target: { secret: scratch.secretFor(`${name}-target`, target), database },
     fullLoad: { parallelism: 2 },
     ...extra,
@@ -197,5 +199,47 @@ describe('full+cdc through the workflow', () => {
     expect(await pgferrySlots()).toEqual({ slots: [], publications: [] });
     const [phase] = await target.sql(`SELECT phase FROM pgferry.migrations WHERE name = '${name}'`, 'stopped');
     expect(phase!.rows[0].phase).toBe('failed');
+  });
+
+  it('streams from PostgreSQL 13 (protocol 1, no in-progress streaming) and ends identical', async () => {
+    await pg13.sql('CREATE DATABASE legacy');
+    await target.sql('CREATE DATABASE legacy');
+    await pg13.sql(
+      `CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(12, 2), opened timestamptz, tags text[]);
+       CREATE TABLE ledger (at timestamptz, amount numeric, note text);
+       ALTER TABLE ledger REPLICA IDENTITY FULL;
+       INSERT INTO accounts SELECT g, 'owner ' || g, g * 1.5, '2020-01-01 00:00:00.123456+00'::timestamptz + g * interval '1 hour', ARRAY['a' || g]
+         FROM generate_series(1, 2000) g;
+       INSERT INTO ledger SELECT '2021-01-01'::timestamptz + (g % 50) * interval '1 day', g % 7, 'n' FROM generate_series(1, 500) g;`,
+      'legacy',
+    );
+    const name = 'cdc-from13';
+    let result: LocalRunResult | undefined;
+    const run = runLocalWorkflow(cdcSpec(name, 'legacy', { cdc: { heartbeatTimeoutSeconds: 10 } }, pg13)).then((r) => (result = r));
+    const control = await target.connect('legacy');
+    try {
+      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+      await pg13.sql(
+        `UPDATE accounts SET balance = balance * -1, tags = array_append(tags, 'moved') WHERE id % 3 = 0;
+         UPDATE accounts SET id = id + 100000 WHERE id % 10 = 0;
+         DELETE FROM accounts WHERE id % 7 = 0;
+         INSERT INTO accounts VALUES (999999, 'new', 'NaN', 'infinity', '{}');
+         DELETE FROM ledger WHERE ctid IN (SELECT ctid FROM ledger WHERE amount = 3 LIMIT 20);
+         UPDATE ledger SET note = 'edited' WHERE amount = 5;`,
+        'legacy',
+      );
+      expect(result).toBeUndefined();
+      await requestCutover(control, name);
+      await run;
+    } finally {
+      await control.end();
+    }
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    const [s, t] = [await pg13.connect('legacy'), await target.connect('legacy')];
+    try {
+      expect(await tableHashes(t)).toEqual(await tableHashes(s));
+    } finally {
+      await Promise.all([s.end(), t.end()]);
+    }
   });
 });
