@@ -15,7 +15,7 @@ import type { MigrationSpec } from './spec/index.js';
 import { defaultSlotName, dropSlotAndPublication } from './cdc/slot.js';
 import { readReplicationStatus, recordFence, requestApply, setDrainLsn } from './cdc/state.js';
 import { ReplicationFailedError } from './cdc/replicator.js';
-import { currentWalLsn, fenceSource, unfenceSource } from './cutover/index.js';
+import { fenceSource, markDrainPoint, unfenceSource } from './cutover/index.js';
 
 async function withSides<T>(
   spec: MigrationSpec,
@@ -167,7 +167,7 @@ export async function cutoverStep(spec: MigrationSpec, secrets: SecretsProvider)
       fence = await fenceSource(source);
       await recordEvent(target, spec.name, 'info', `cutover: source made read-only, ${fence.sessionsEnded} session(s) ended`);
     }
-    const drainLsn = await currentWalLsn(source);
+    const drainLsn = await markDrainPoint(source);
     await setDrainLsn(target, spec.name, drainLsn);
     await setPhase(target, spec.name, 'cutover');
     await recordEvent(target, spec.name, 'info', `cutover: draining to ${drainLsn}`);

@@ -387,6 +387,8 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
         log(`drained to ${request.drain_lsn} (applied ${formatLsn(applied)})`);
         return 'drained';
       }
+      // Draining and nothing left to apply: the server's answer says whether it has read up to the drain LSN.
+      if (request.drain_lsn) thisStream.requestKeepalive();
       return undefined;
     };
 

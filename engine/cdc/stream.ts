@@ -95,15 +95,15 @@ class RawPgoutputPlugin {
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
 const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 
-/** Standby status update ('r'): write = flush = apply = `lsn`; no reply requested. */
-function standbyStatusUpdate(lsn: bigint): Buffer {
+/** Standby status update ('r'): write = flush = apply = `lsn`; with `replyRequested` the server answers with a keepalive at once. */
+function standbyStatusUpdate(lsn: bigint, replyRequested = false): Buffer {
   const message = Buffer.alloc(34);
   message.write('r', 0, 'latin1');
   message.writeBigUInt64BE(lsn, 1);
   message.writeBigUInt64BE(lsn, 9);
   message.writeBigUInt64BE(lsn, 17);
   message.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_OFFSET_US, 25);
-  message.writeUInt8(0, 33);
+  message.writeUInt8(replyRequested ? 1 : 0, 33);
   return message;
 }
 
@@ -242,14 +242,23 @@ export class ChangeStream extends EventEmitter {
     return formatLsn(this.reported);
   }
 
-  private send(lsn: bigint): void {
+  /**
+   * Reports `appliedLsn()` and asks the server for a keepalive right away: its position tells
+   * an idle consumer how far the WAL has been read (used while draining for cutover).
+   */
+  requestKeepalive(): void {
+    if (this.state !== 'streaming') return;
+    this.send(parseLsn(this.options.appliedLsn()), true);
+  }
+
+  private send(lsn: bigint, replyRequested = false): void {
     if (lsn > this.reported) this.reported = lsn;
     // The library keeps the pg Connection private; it is the only way to write CopyData.
     const connection = (this.service as unknown as { _connection: { sendCopyFromChunk(chunk: Buffer): void } | null })._connection;
     if (!connection || typeof connection.sendCopyFromChunk !== 'function') {
       throw new PgferryError('pgferry.StreamFailed', `Cannot send a status update on slot ${this.options.slotName}: the replication connection is closed.`);
     }
-    connection.sendCopyFromChunk(standbyStatusUpdate(this.reported));
+    connection.sendCopyFromChunk(standbyStatusUpdate(this.reported, replyRequested));
   }
 
   private connectionError(error: unknown): PgferryError {

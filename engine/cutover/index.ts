@@ -28,6 +28,24 @@ export async function unfenceSource(source: pg.Client): Promise<void> {
 }
 
 /**
+ * The LSN the streamer drains to at cutover: a logical decoding message committed
+ * synchronously after the fence. Everything committed before it has a smaller LSN, and its
+ * synchronous commit flushes the WAL up to it (asynchronously committed transactions included),
+ * so the walsender can read that far at once instead of waiting for the next flush.
+ */
+export async function markDrainPoint(source: pg.Client): Promise<string> {
+  await source.query("BEGIN; SET LOCAL transaction_read_only = off; SET LOCAL synchronous_commit = on");
+  try {
+    const { rows } = await source.query<{ lsn: string }>("SELECT pg_logical_emit_message(true, 'pgferry', 'cutover')::text AS lsn");
+    await source.query('COMMIT');
+    return rows[0]!.lsn;
+  } catch (error) {
+    await source.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
  * Where the source's WAL ends: the insert position, which covers every committed transaction
  * even under synchronous_commit = off (pg_current_wal_lsn, the write position, may not yet).
  */

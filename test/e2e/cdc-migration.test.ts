@@ -13,27 +13,29 @@ import { sleep, waitFor as waitUntil } from '../support/wait.js';
 let source: LocalCluster;
 let target: LocalCluster;
 let pg13: LocalCluster;
+let pg18: LocalCluster;
 const scratch = scratchDir('cdc');
 
 beforeAll(async () => {
-  [source, target, pg13] = await startClusters([
+  [source, target, pg13, pg18] = await startClusters([
     { major: 15, label: 'cdc15' },
     { major: 17, label: 'cdc17' },
     { major: 13, label: 'cdc13' },
+    { major: 18, label: 'cdc18' },
   ]);
 });
 
 afterAll(async () => {
-  await Promise.all([source, target, pg13].map((c) => c?.stop()));
+  await Promise.all([source, target, pg13, pg18].map((c) => c?.stop()));
   scratch.remove();
 });
 
-function cdcSpec(name: string, database: string, extra: Record<string, unknown> = {}, from: LocalCluster = source) {
+function cdcSpec(name: string, database: string, extra: Record<string, unknown> = {}, from: LocalCluster = source, to: LocalCluster = target) {
   return {
     name,
     mode: 'full+cdc',
     source: { secret: scratch.secretFor(`${name}-source`, from), database },
-    target: { secret: scratch.secretFor(`${name}-target`, target), database },
+    target: { secret: scratch.secretFor(`${name}-target`, to), database },
     fullLoad: { parallelism: 2 },
     ...extra,
   };
@@ -201,9 +203,9 @@ describe('full+cdc through the workflow', () => {
     expect(phase!.rows[0].phase).toBe('failed');
   });
 
-  it('streams from PostgreSQL 13 (protocol 1, no in-progress streaming) and ends identical', async () => {
+  it('streams from PostgreSQL 13 (protocol 1, no in-progress streaming) to 18 and ends identical', async () => {
     await pg13.sql('CREATE DATABASE legacy');
-    await target.sql('CREATE DATABASE legacy');
+    await pg18.sql('CREATE DATABASE legacy');
     await pg13.sql(
       `CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(12, 2), opened timestamptz, tags text[]);
        CREATE TABLE ledger (at timestamptz, amount numeric, note text);
@@ -215,8 +217,8 @@ describe('full+cdc through the workflow', () => {
     );
     const name = 'cdc-from13';
     let result: LocalRunResult | undefined;
-    const run = runLocalWorkflow(cdcSpec(name, 'legacy', { cdc: { heartbeatTimeoutSeconds: 10 } }, pg13)).then((r) => (result = r));
-    const control = await target.connect('legacy');
+    const run = runLocalWorkflow(cdcSpec(name, 'legacy', { cdc: { heartbeatTimeoutSeconds: 10 } }, pg13, pg18)).then((r) => (result = r));
+    const control = await pg18.connect('legacy');
     try {
       await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
       await pg13.sql(
@@ -235,7 +237,9 @@ describe('full+cdc through the workflow', () => {
       await control.end();
     }
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
-    const [s, t] = [await pg13.connect('legacy'), await target.connect('legacy')];
+    const [restarts] = await pg18.sql(`SELECT restarts FROM pgferry.replication_status WHERE migration = '${name}'`, 'legacy');
+    expect(restarts!.rows[0].restarts).toBe(0);
+    const [s, t] = [await pg13.connect('legacy'), await pg18.connect('legacy')];
     try {
       expect(await tableHashes(t)).toEqual(await tableHashes(s));
     } finally {
