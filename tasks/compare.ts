@@ -5,7 +5,7 @@
  * changes still flow and compares differing tables again once the target has applied what the
  * source had when they were read, so only lasting differences are reported.
  */
-import { listTables, qualified } from '../engine/catalog/tables.js';
+import { copiedColumns, dataTables, listTables, qualified, tableOptions } from '../engine/catalog/tables.js';
 import { recordLiveComparison, readReplicationStatus } from '../engine/cdc/state.js';
 import { parseLsn } from '../engine/cdc/pgoutput.js';
 import { migrationState, recordEvent, setPhase } from '../engine/control/index.js';
@@ -28,7 +28,8 @@ await runTask('compare', async ({ migration, spec, env, connectSource, connectTa
   try {
     if (!live) await setPhase(control, migration, 'compare');
     const snapshot = spec.mode === 'full' ? ((await migrationState(control, migration))?.snapshot ?? undefined) : undefined;
-    const primaryKeys = new Map((await listTables(source, spec.objects)).map((t) => [qualified(t), t.primaryKey]));
+    const sourceTables = await listTables(source, spec.objects);
+    const primaryKeys = new Map(sourceTables.map((t) => [qualified(t), t.primaryKey]));
     const { rows } = await control.query(
       `SELECT DISTINCT ON (source_schema, source_table) source_schema, source_table, target_schema, target_table, columns, where_clause
          FROM pgferry.units WHERE migration = $1 ORDER BY source_schema, source_table`,
@@ -41,6 +42,13 @@ await runTask('compare', async ({ migration, spec, env, connectSource, connectTa
       primaryKey: primaryKeys.get(`${row.source_schema}.${row.source_table}`) ?? null,
       where: row.where_clause ?? undefined,
     }));
+    if (spec.mode === 'cdc') {
+      // No load planned the tables: compare every selected one, under the same name on the target.
+      for (const table of dataTables(sourceTables)) {
+        const ref = { schema: table.schema, name: table.name };
+        tables.push({ source: ref, target: ref, columns: copiedColumns(table, tableOptions(spec.objects, table)), primaryKey: table.primaryKey });
+      }
+    }
     const compare = (subset: CompareTarget[]) =>
       compareTables(connectSource, connectTarget, subset, {
         method: spec.compare.method,

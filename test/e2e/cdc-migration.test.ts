@@ -246,4 +246,35 @@ describe('full+cdc through the workflow', () => {
       await Promise.all([s.end(), t.end()]);
     }
   });
+
+  it('mode "cdc" streams into tables that already hold the data, then compares them all', async () => {
+    const setup = `CREATE TABLE items (id int PRIMARY KEY, name text, price numeric);
+                   INSERT INTO items SELECT g, 'item ' || g, g / 3.0 FROM generate_series(1, 1000) g;`;
+    await source.sql('CREATE DATABASE streamonly');
+    await target.sql('CREATE DATABASE streamonly');
+    await source.sql(setup, 'streamonly');
+    await target.sql(setup, 'streamonly');
+    const name = 'cdc-only';
+    let result: LocalRunResult | undefined;
+    const run = runLocalWorkflow({ ...cdcSpec(name, 'streamonly'), mode: 'cdc' }).then((r) => (result = r));
+    const control = await target.connect('streamonly');
+    try {
+      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+      await source.sql("UPDATE items SET price = -price WHERE id % 4 = 0; DELETE FROM items WHERE id > 990; INSERT INTO items VALUES (5000, 'late', NULL)", 'streamonly');
+      expect(result).toBeUndefined();
+      await requestCutover(control, name);
+      await run;
+    } finally {
+      await control.end();
+    }
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    const [comparisons] = await target.sql(`SELECT source_table, status FROM pgferry.comparisons WHERE migration = '${name}'`, 'streamonly');
+    expect(comparisons!.rows).toEqual([{ source_table: 'items', status: 'match' }]);
+    const [s, t] = [await source.connect('streamonly'), await target.connect('streamonly')];
+    try {
+      expect(await tableHashes(t)).toEqual(await tableHashes(s));
+    } finally {
+      await Promise.all([s.end(), t.end()]);
+    }
+  });
 });
