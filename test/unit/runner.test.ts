@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { loadLocalDefinition, runLocalWorkflow, substituteLocally, workflowFile, type LocalRunOptions } from '../../local/runner.js';
 import { fargateTasks } from '../../tasks/registry.js';
+import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
 const fixtureDir = join(import.meta.dirname, '..', 'fixtures', 'runner');
 const wiring: LocalRunOptions = {
@@ -44,9 +45,8 @@ const isAlive = (pid: number) => {
   }
 };
 
-async function waitFor(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((r) => setTimeout(r, 20));
-}
+/** Every wait names what it waits for, so a stuck test says where instead of timing out as a whole. */
+const waitFor = (what: string, condition: () => boolean) => waitUntil(what, async () => condition(), 60_000, 20);
 
 function pidOf(mode: string): number {
   return Number(readFileSync(join(dir, `${mode}.pid`), 'utf8'));
@@ -97,13 +97,13 @@ describe('local runner', () => {
   it('kills the task process when the run is aborted', async () => {
     const abort = new AbortController();
     const run = runLocalWorkflow({ syncMode: 'hang', callbackMode: 'report', dir }, { ...wiring, signal: abort.signal });
-    await waitFor(() => existsSync(join(dir, 'hang.pid')));
+    await waitFor('the task to write its pid file', () => existsSync(join(dir, 'hang.pid')));
     const pid = pidOf('hang');
     expect(isAlive(pid)).toBe(true);
     abort.abort();
-    const result = await run;
+    const result = await Promise.race([run, sleep(60_000).then(() => Promise.reject(new Error('the aborted run did not end within 60 s')))]);
     expect(result.status).toBe('ABORTED');
-    await waitFor(() => !isAlive(pid));
+    await waitFor(`task process ${pid} to end`, () => !isAlive(pid));
   });
 
   it('kills the task process when its state times out', async () => {
@@ -116,7 +116,7 @@ describe('local runner', () => {
     expect(result.status).toBe('FAILED');
     expect(result.error).toBe('States.Timeout');
     expect(pid).toBeGreaterThan(0);
-    await waitFor(() => !isAlive(pid));
+    await waitFor(`task process ${pid} to end`, () => !isAlive(pid));
   });
 
   it('reports events for every state it enters and exits', async () => {
