@@ -111,6 +111,9 @@ const replicationNames = (spec: MigrationSpec) => {
   return { slotName, publicationName: spec.cdc.publicationName ?? slotName };
 };
 
+/** A session opened after a cutover fence starts read-only; pgferry's own cleanup of the source must still write. */
+const writeThroughFence = (source: pg.Client) => source.query('SET default_transaction_read_only = off');
+
 /** Post-data has built the keys: the streamer may start applying. */
 export async function beginApplyStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
@@ -195,7 +198,7 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
       throw new CompareMismatchError(message);
     }
     if (usesCdc(spec)) {
-      await source.query('SET default_transaction_read_only = off'); // this session may write through a cutover fence
+      await writeThroughFence(source);
       const dropped = await dropSlotAndPublication(source, replicationNames(spec));
       await recordEvent(target, spec.name, 'info', `CDC ended: slot ${dropped.slotDropped ? 'dropped' : 'already gone'}`);
     }
@@ -233,7 +236,7 @@ export async function cleanupStep(spec: MigrationSpec, secrets: SecretsProvider,
   if (usesCdc(spec)) {
     await attempt('source', () =>
       withSides(spec, secrets, { source: true }, async ({ source }) => {
-        await source.query('SET default_transaction_read_only = off'); // this session may write through a cutover fence
+        await writeThroughFence(source);
         if (fenced) await unfenceSource(source);
         if (!spec.cdc.keepSlotOnFailure) slot = await dropSlotAndPublication(source, replicationNames(spec));
       }),

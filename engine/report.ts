@@ -4,6 +4,7 @@
  * feeds `pgferry run --report FILE`, the printed tables, and the status views.
  */
 import type pg from 'pg';
+import { readReplicationStatus } from './cdc/state.js';
 
 export interface TableReport {
   table: string;
@@ -130,26 +131,17 @@ export async function buildReport(target: pg.Client, migration: string): Promise
 }
 
 async function replicationReport(target: pg.Client, migration: string): Promise<ReplicationReport | undefined> {
-  const exists = await target.query("SELECT to_regclass('pgferry.replication_status') IS NOT NULL AS ok");
-  if (!exists.rows[0]?.ok) return undefined;
-  const { rows } = await target.query(
-    `SELECT r.slot_name, r.consistent_lsn::text, r.applied_lsn::text, r.transactions_applied::float8 AS transactions,
-            r.rows_applied::float8 AS rows, s.restarts, s.fenced,
-            extract(epoch FROM s.drained_at - s.cutover_requested_at)::float8 AS drain_seconds
-       FROM pgferry.replication r JOIN pgferry.replication_status s USING (migration) WHERE r.migration = $1`,
-    [migration],
-  );
-  const row = rows[0];
-  if (!row) return undefined;
+  const status = await readReplicationStatus(target, migration);
+  if (!status) return undefined;
   return {
-    slot: row.slot_name,
-    consistentLsn: row.consistent_lsn,
-    appliedLsn: row.applied_lsn,
-    transactions: row.transactions,
-    rows: row.rows,
-    restarts: row.restarts,
-    fenced: row.fenced,
-    drainSeconds: row.drain_seconds === null ? null : Math.round(row.drain_seconds * 100) / 100,
+    slot: status.slotName,
+    consistentLsn: status.consistentLsn,
+    appliedLsn: status.appliedLsn,
+    transactions: status.transactionsApplied,
+    rows: status.rowsApplied,
+    restarts: status.restarts,
+    fenced: status.fenced,
+    drainSeconds: status.drainSeconds === null ? null : Math.round(status.drainSeconds * 100) / 100,
   };
 }
 

@@ -238,16 +238,24 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
     failed.catch(() => undefined);
     thisStream.on('error', (error) => fail(error));
 
+    /** Everything the server sent up to `lsn` is on the target: the slot may forget it. */
+    const markProcessed = async (lsn: bigint) => {
+      if (lsn <= processed) return;
+      processed = lsn;
+      await thisStream.acknowledge(formatLsn(processed));
+    };
+    /** A target transaction committed, with the checkpoint `lsn` in it. */
+    const markApplied = async (lsn: string | undefined) => {
+      if (!lsn) return;
+      applied = parseLsn(lsn);
+      await markProcessed(applied);
+    };
     const flush = async () => {
       if (!thisApplier.atBoundary || thisApplier.pendingTransactions === 0) return;
       const result = await thisApplier.flush();
       oldestPendingCommit = undefined;
       lastFlushAt = Date.now();
-      if (result.appliedLsn) {
-        applied = parseLsn(result.appliedLsn);
-        if (applied > processed) processed = applied;
-        await thisStream.acknowledge(formatLsn(processed));
-      }
+      await markApplied(result.appliedLsn);
     };
     const scheduleFlush = () => {
       if (flushScheduled) return;
@@ -262,11 +270,8 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
       setImmediate(() => {
         exclusive(async () => {
           if (thisStream.hasQueuedMessages() || !thisApplier.atBoundary || thisApplier.pendingTransactions > 0) return;
-          if (serverLsn > processed) {
-            processed = serverLsn;
-            if (serverLsn > received) received = serverLsn;
-            await thisStream.acknowledge(formatLsn(processed));
-          }
+          if (serverLsn > received) received = serverLsn;
+          await markProcessed(serverLsn);
         }).catch((error) => fail(error as Error));
       });
     thisStream.on('keepalive', (event) => noteIdle(parseLsn(event.serverLsn)));
@@ -320,11 +325,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
           const result = await entry.applier.flush();
           await closeEarly(message.xid, false);
           received = parseLsn(message.endLsn);
-          if (result.appliedLsn) {
-            applied = parseLsn(result.appliedLsn);
-            if (applied > processed) processed = applied;
-            await thisStream.acknowledge(formatLsn(processed));
-          }
+          await markApplied(result.appliedLsn);
           return true;
         }
         default:

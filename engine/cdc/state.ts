@@ -31,31 +31,25 @@ export interface ReplicationStatusRow {
   cutoverRequested: boolean;
   drainLsn: string | null;
   drained: boolean;
+  /** Seconds from the cutover request until drained. */
+  drainSeconds: number | null;
   restarts: number;
   lastError: string | null;
 }
 
-/** Registers (or re-registers, for a new run of the same name) the slot a migration streams from. */
+/** Registers the slot a migration streams from, with fresh checkpoint and status rows (a task started twice starts over). */
 export async function registerReplication(
   target: pg.Client,
   migration: string,
   slot: { slotName: string; publicationName: string; consistentLsn: string | null },
 ): Promise<void> {
+  await target.query('DELETE FROM pgferry.replication WHERE migration = $1', [migration]);
+  await target.query('DELETE FROM pgferry.replication_status WHERE migration = $1', [migration]);
   await target.query(
-    `INSERT INTO pgferry.replication (migration, slot_name, publication_name, consistent_lsn) VALUES ($1, $2, $3, $4::pg_lsn)
-     ON CONFLICT (migration) DO UPDATE SET slot_name = excluded.slot_name, publication_name = excluded.publication_name,
-       consistent_lsn = excluded.consistent_lsn, applied_lsn = NULL, applied_commit_time = NULL, applied_at = NULL,
-       transactions_applied = 0, rows_applied = 0`,
+    'INSERT INTO pgferry.replication (migration, slot_name, publication_name, consistent_lsn) VALUES ($1, $2, $3, $4::pg_lsn)',
     [migration, slot.slotName, slot.publicationName, slot.consistentLsn],
   );
-  await target.query(
-    `INSERT INTO pgferry.replication_status (migration) VALUES ($1)
-     ON CONFLICT (migration) DO UPDATE SET received_lsn = NULL, processed_lsn = NULL, source_lsn = NULL, heartbeat_at = NULL,
-       lag_bytes = NULL, lag_seconds = NULL, rows_per_second = NULL, apply_requested = false, apply_requested_at = NULL,
-       restarted_at = NULL, fenced = false, live_compared_at = NULL, streaming_since = NULL,
-       cutover_requested_at = NULL, drain_lsn = NULL, drained_at = NULL, restarts = 0, last_error = NULL`,
-    [migration],
-  );
+  await target.query('INSERT INTO pgferry.replication_status (migration) VALUES ($1)', [migration]);
 }
 
 export async function readReplicationStatus(target: pg.Client, migration: string): Promise<ReplicationStatusRow | undefined> {
@@ -70,6 +64,7 @@ export async function readReplicationStatus(target: pg.Client, migration: string
             s.fenced, s.live_compared_at IS NOT NULL AS live_compared,
             s.lag_bytes::float8, s.lag_seconds, s.rows_per_second, s.apply_requested, s.streaming_since,
             s.cutover_requested_at IS NOT NULL AS cutover_requested, s.drain_lsn::text, s.drained_at IS NOT NULL AS drained,
+            extract(epoch FROM s.drained_at - s.cutover_requested_at)::float8 AS drain_seconds,
             s.restarts, s.last_error
        FROM pgferry.replication r JOIN pgferry.replication_status s USING (migration)
       WHERE r.migration = $1`,
@@ -100,6 +95,7 @@ export async function readReplicationStatus(target: pg.Client, migration: string
     cutoverRequested: row.cutover_requested,
     drainLsn: row.drain_lsn,
     drained: row.drained,
+    drainSeconds: row.drain_seconds,
     restarts: row.restarts,
     lastError: row.last_error,
   };

@@ -44,15 +44,46 @@ function cdcSpec(name: string, database: string, extra: Record<string, unknown> 
 /** A streamer restart takes a heartbeat timeout plus a task start: allow for a slow machine. */
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false | null>) => waitUntil(what, probe, 90_000, 100);
 
-async function expectSameData(database: string) {
-  const [s, t] = [await source.connect(database), await target.connect(database)];
+/** The tests' own check: every table's sorted COPY text hashed on both sides. */
+async function tableHashesOf(from: LocalCluster, to: LocalCluster, database: string) {
+  const [s, t] = [await from.connect(database), await to.connect(database)];
   try {
-    const [sourceHashes, targetHashes] = [await tableHashes(s), await tableHashes(t)];
-    expect(Object.keys(sourceHashes).length).toBeGreaterThan(0);
-    expect(targetHashes).toEqual(sourceHashes);
+    return { sourceHashes: await tableHashes(s), targetHashes: await tableHashes(t) };
   } finally {
     await Promise.all([s.end(), t.end()]);
   }
+}
+
+async function expectSameData(database: string) {
+  const { sourceHashes, targetHashes } = await tableHashesOf(source, target, database);
+  expect(Object.keys(sourceHashes).length).toBeGreaterThan(0);
+  expect(targetHashes).toEqual(sourceHashes);
+}
+
+/**
+ * Runs a full+cdc (or cdc) migration to its end: once the streamer applies, `whileStreaming`
+ * writes to the source, then cutover is requested (by default as `pgferry cutover` does).
+ */
+async function migrateLive(
+  spec: { name: string } & Record<string, unknown>,
+  to: LocalCluster,
+  database: string,
+  whileStreaming: (control: pg.Client) => Promise<void>,
+  cutover: (control: pg.Client) => Promise<unknown> = (control) => requestCutover(control, spec.name),
+): Promise<LocalRunResult | undefined> {
+  let result: LocalRunResult | undefined;
+  const run = runLocalWorkflow(spec).then((r) => (result = r));
+  const control = await to.connect(database);
+  try {
+    await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, spec.name))?.streamingSince);
+    await whileStreaming(control);
+    expect(result).toBeUndefined();
+    await cutover(control);
+    await run;
+  } finally {
+    await control.end();
+  }
+  return result;
 }
 
 async function pgferrySlots(): Promise<{ slots: string[]; publications: string[] }> {
@@ -135,45 +166,45 @@ describe('full+cdc through the workflow', () => {
       const code = await main(args, { write: (s: string) => ((out += s), true) }, { write: (s: string) => ((err += s), true) });
       return { code, out, err };
     };
-    let result: LocalRunResult | undefined;
-    const run = runLocalWorkflow(spec).then((r) => (result = r));
-    const control = await target.connect(SAMPLE_DATABASE);
-    try {
-      await waitFor('the comparison while replicating', async () => (await readReplicationStatus(control, name))?.liveCompared);
-      const live = await cli('status', specFile);
-      expect(live.out).toMatch(/comparison: 17 of 17 tables match \(compared while replicating\)/);
-      await source.sql(
-        `INSERT INTO shop.all_types SELECT id + 100000, i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
-                u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
-           FROM shop.all_types;
-         UPDATE shop.all_types a
-            SET (i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
-                 u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts) =
-                (SELECT i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
-                 u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
-                   FROM shop.all_types b WHERE b.id = (SELECT min(id) FROM shop.all_types c WHERE c.id > a.id AND c.id < 100000))
-          WHERE a.id < 100000 AND EXISTS (SELECT 1 FROM shop.all_types c WHERE c.id > a.id AND c.id < 100000);
-         DELETE FROM shop.all_types WHERE id % 3 = 0 AND id > 100000;
-         UPDATE shop.page_views SET duration = duration + interval '1 second' WHERE path LIKE '%1%';
-         DELETE FROM shop.page_views WHERE ctid IN (SELECT ctid FROM shop.page_views ORDER BY viewed_at LIMIT 25);
-         INSERT INTO shop.page_views SELECT * FROM shop.page_views LIMIT 5;
-         UPDATE shop.documents SET title = title || ' (edited)' WHERE id % 2 = 0;
-         UPDATE "Sales Data"."MixedCase" SET "Id" = "Id" + 1000000;`,
-        SAMPLE_DATABASE,
-      );
-      expect(result).toBeUndefined();
-      const status = await cli('status', specFile);
-      expect(status.code).toBe(0);
-      expect(status.out).toMatch(/Migration cdc-types: replicate/);
-      expect(status.out).toMatch(/full load: 17\/17 tables copied/);
-      expect(status.out).toMatch(/CDC: lag [\d.]+ s/);
-      const cutover = await cli('cutover', specFile);
-      expect(cutover).toMatchObject({ code: 0, err: '' });
-      expect(cutover.out).toMatch(/Cutover requested for cdc-types/);
-      await run;
-    } finally {
-      await control.end();
-    }
+    const result = await migrateLive(
+      spec,
+      target,
+      SAMPLE_DATABASE,
+      async (control) => {
+        await waitFor('the comparison while replicating', async () => (await readReplicationStatus(control, name))?.liveCompared);
+        const live = await cli('status', specFile);
+        expect(live.out).toMatch(/comparison: 17 of 17 tables match \(compared while replicating\)/);
+        await source.sql(
+          `INSERT INTO shop.all_types SELECT id + 100000, i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
+                  u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
+             FROM shop.all_types;
+           UPDATE shop.all_types a
+              SET (i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
+                   u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts) =
+                  (SELECT i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
+                   u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
+                     FROM shop.all_types b WHERE b.id = (SELECT min(id) FROM shop.all_types c WHERE c.id > a.id AND c.id < 100000))
+            WHERE a.id < 100000 AND EXISTS (SELECT 1 FROM shop.all_types c WHERE c.id > a.id AND c.id < 100000);
+           DELETE FROM shop.all_types WHERE id % 3 = 0 AND id > 100000;
+           UPDATE shop.page_views SET duration = duration + interval '1 second' WHERE path LIKE '%1%';
+           DELETE FROM shop.page_views WHERE ctid IN (SELECT ctid FROM shop.page_views ORDER BY viewed_at LIMIT 25);
+           INSERT INTO shop.page_views SELECT * FROM shop.page_views LIMIT 5;
+           UPDATE shop.documents SET title = title || ' (edited)' WHERE id % 2 = 0;
+           UPDATE "Sales Data"."MixedCase" SET "Id" = "Id" + 1000000;`,
+          SAMPLE_DATABASE,
+        );
+        const status = await cli('status', specFile);
+        expect(status.code).toBe(0);
+        expect(status.out).toMatch(/Migration cdc-types: replicate/);
+        expect(status.out).toMatch(/full load: 17\/17 tables copied/);
+        expect(status.out).toMatch(/CDC: lag [\d.]+ s/);
+      },
+      async () => {
+        const cutover = await cli('cutover', specFile);
+        expect(cutover).toMatchObject({ code: 0, err: '' });
+        expect(cutover.out).toMatch(/Cutover requested for cdc-types/);
+      },
+    );
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     await expectSameData(SAMPLE_DATABASE);
     expect((await cli('status', specFile)).out).toMatch(/Migration cdc-types: done/);
@@ -216,11 +247,7 @@ describe('full+cdc through the workflow', () => {
       'legacy',
     );
     const name = 'cdc-from13';
-    let result: LocalRunResult | undefined;
-    const run = runLocalWorkflow(cdcSpec(name, 'legacy', { cdc: { heartbeatTimeoutSeconds: 10 } }, pg13, pg18)).then((r) => (result = r));
-    const control = await pg18.connect('legacy');
-    try {
-      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+    const result = await migrateLive(cdcSpec(name, 'legacy', { cdc: { heartbeatTimeoutSeconds: 10 } }, pg13, pg18), pg18, 'legacy', async () => {
       await pg13.sql(
         `UPDATE accounts SET balance = balance * -1, tags = array_append(tags, 'moved') WHERE id % 3 = 0;
          UPDATE accounts SET id = id + 100000 WHERE id % 10 = 0;
@@ -230,21 +257,12 @@ describe('full+cdc through the workflow', () => {
          UPDATE ledger SET note = 'edited' WHERE amount = 5;`,
         'legacy',
       );
-      expect(result).toBeUndefined();
-      await requestCutover(control, name);
-      await run;
-    } finally {
-      await control.end();
-    }
+    });
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     const [restarts] = await pg18.sql(`SELECT restarts FROM pgferry.replication_status WHERE migration = '${name}'`, 'legacy');
     expect(restarts!.rows[0].restarts).toBe(0);
-    const [s, t] = [await pg13.connect('legacy'), await pg18.connect('legacy')];
-    try {
-      expect(await tableHashes(t)).toEqual(await tableHashes(s));
-    } finally {
-      await Promise.all([s.end(), t.end()]);
-    }
+    const { sourceHashes, targetHashes } = await tableHashesOf(pg13, pg18, 'legacy');
+    expect(targetHashes).toEqual(sourceHashes);
   });
 
   it('mode "cdc" streams into tables that already hold the data, then compares them all', async () => {
@@ -255,26 +273,13 @@ describe('full+cdc through the workflow', () => {
     await source.sql(setup, 'streamonly');
     await target.sql(setup, 'streamonly');
     const name = 'cdc-only';
-    let result: LocalRunResult | undefined;
-    const run = runLocalWorkflow({ ...cdcSpec(name, 'streamonly'), mode: 'cdc' }).then((r) => (result = r));
-    const control = await target.connect('streamonly');
-    try {
-      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+    const result = await migrateLive({ ...cdcSpec(name, 'streamonly'), mode: 'cdc' }, target, 'streamonly', async () => {
       await source.sql("UPDATE items SET price = -price WHERE id % 4 = 0; DELETE FROM items WHERE id > 990; INSERT INTO items VALUES (5000, 'late', NULL)", 'streamonly');
-      expect(result).toBeUndefined();
-      await requestCutover(control, name);
-      await run;
-    } finally {
-      await control.end();
-    }
+    });
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     const [comparisons] = await target.sql(`SELECT source_table, status FROM pgferry.comparisons WHERE migration = '${name}'`, 'streamonly');
     expect(comparisons!.rows).toEqual([{ source_table: 'items', status: 'match' }]);
-    const [s, t] = [await source.connect('streamonly'), await target.connect('streamonly')];
-    try {
-      expect(await tableHashes(t)).toEqual(await tableHashes(s));
-    } finally {
-      await Promise.all([s.end(), t.end()]);
-    }
+    const { sourceHashes, targetHashes } = await tableHashesOf(source, target, 'streamonly');
+    expect(targetHashes).toEqual(sourceHashes);
   });
 });

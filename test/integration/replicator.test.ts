@@ -7,6 +7,7 @@ import { parseLsn } from '../../engine/cdc/pgoutput.js';
 import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { clientConfig, replicationConnector } from '../support/clusters.js';
 import { tableHashes } from '../support/equality.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -30,10 +31,6 @@ afterAll(async () => {
   await Promise.all([source, target].map((c) => c?.stop()));
 });
 
-const clientConfig = (cluster: LocalCluster, database: string): pg.ClientConfig => {
-  const { username, dbname: _default, ...rest } = cluster.connection;
-  return { ...rest, user: username, database };
-};
 
 /** A database pair with a registered slot, and a replicator running on it. */
 async function setUp(database: string, extra: { streamBlock?: string; operations?: Record<string, ('insert' | 'update' | 'delete' | 'truncate')[]> } = {}) {
@@ -48,11 +45,7 @@ async function setUp(database: string, extra: { streamBlock?: string; operations
   await beginMigration(control, migration, { mode: 'full+cdc' });
   const src = await source.connect(database);
   await ensurePublication(src, { name: slotName, tables: [{ schema: 'public', name: 'items' }, { schema: 'public', name: 'log' }] });
-  const holder = await createSlotWithSnapshot(async () => {
-    const client = new pg.Client({ ...clientConfig(source, database), replication: 'database' } as pg.ClientConfig);
-    await client.connect();
-    return client;
-  }, slotName);
+  const holder = await createSlotWithSnapshot(replicationConnector(source, database), slotName);
   await holder.release();
   await registerReplication(control, migration, { slotName, publicationName: slotName, consistentLsn: holder.slot.consistentLsn });
 

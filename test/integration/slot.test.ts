@@ -10,6 +10,7 @@ import {
 } from '../../engine/cdc/slot.js';
 import { importSnapshot } from '../../engine/snapshot.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { replicationConnector, withClient } from '../support/clusters.js';
 
 const majors = [13, 17, 18] as const;
 type Major = (typeof majors)[number];
@@ -30,23 +31,7 @@ const SETUP = `
   INSERT INTO shop.items VALUES (1, 'one'), (2, 'two');
 `;
 
-function replicationConnector(cluster: LocalCluster): () => Promise<pg.Client> {
-  return async () => {
-    const { username, ...rest } = cluster.connection;
-    const client = new pg.Client({ ...rest, user: username, database: rest.dbname, replication: 'database' } as pg.ClientConfig);
-    await client.connect();
-    return client;
-  };
-}
 
-async function withClient<T>(cluster: LocalCluster, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = await cluster.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 const slotCount = async (cluster: LocalCluster, name?: string) =>
   Number(

@@ -1,9 +1,9 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatLsn, parseLsn, type PgoutputMessage, type TupleValue } from '../../engine/cdc/pgoutput.js';
 import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication, slotState } from '../../engine/cdc/slot.js';
 import { ChangeStream, type KeepaliveEvent, type StreamedMessage } from '../../engine/cdc/stream.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { clientConfig, replicationConnector, withClient } from '../support/clusters.js';
 
 const majors = [13, 17] as const;
 type Major = (typeof majors)[number];
@@ -18,28 +18,11 @@ const SETUP = `
   CREATE TABLE shop.items (id int PRIMARY KEY, name text, at timestamptz);
 `;
 
-const clientConfig = (cluster: LocalCluster): pg.ClientConfig => {
-  const { username, dbname, ...rest } = cluster.connection;
-  return { ...rest, user: username, database: dbname };
-};
-
-async function withClient<T>(cluster: LocalCluster, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = await cluster.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Creates publication and slot (releasing the snapshot right away); returns the consistent point. */
 async function createSlot(cluster: LocalCluster, slotName: string, publicationName: string): Promise<string> {
   await withClient(cluster, (c) => ensurePublication(c, { name: publicationName, tables: [{ schema: 'shop', name: 'items' }] }));
-  const holder = await createSlotWithSnapshot(async () => {
-    const client = new pg.Client({ ...clientConfig(cluster), replication: 'database' } as pg.ClientConfig);
-    await client.connect();
-    return client;
-  }, slotName);
+  const holder = await createSlotWithSnapshot(replicationConnector(cluster), slotName);
   await holder.release();
   return holder.slot.consistentLsn;
 }

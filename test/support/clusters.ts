@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import type { LocalCluster } from '../../local/cluster.js';
 
 /** A scratch directory for secret and spec files, removed by `remove()`. */
@@ -21,5 +22,30 @@ export function scratchDir(label: string) {
       return path;
     },
     remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** `pg` client settings for one of the cluster's databases (default: its own), e.g. to add `replication: 'database'`. */
+export function clientConfig(cluster: LocalCluster, database = cluster.connection.dbname): pg.ClientConfig {
+  const { username, dbname: _own, ...rest } = cluster.connection;
+  return { ...rest, user: username, database };
+}
+
+/** Runs `fn` on a fresh client of the cluster's default database, closing it afterwards. */
+export async function withClient<T>(cluster: LocalCluster, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await cluster.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Opens replication connections (`replication: 'database'`), as createSlotWithSnapshot expects. */
+export function replicationConnector(cluster: LocalCluster, database?: string): () => Promise<pg.Client> {
+  return async () => {
+    const client = new pg.Client({ ...clientConfig(cluster, database), replication: 'database' } as pg.ClientConfig);
+    await client.connect();
+    return client;
   };
 }
