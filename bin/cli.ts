@@ -9,8 +9,7 @@ import { parseSpec, SpecInvalidError, specJsonSchema, type MigrationSpec } from 
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '../local/run.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { connectSide } from '../engine/connect/index.js';
-import { requestCutover } from '../engine/cdc/state.js';
-import { formatStatus, readMigrationStatus } from '../engine/status.js';
+import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
 
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
 
@@ -96,16 +95,12 @@ async function statusCommand(path: string, out: Out, err: Out): Promise<number> 
 
 async function cutoverCommand(path: string, out: Out, err: Out): Promise<number> {
   return withControl(path, err, async (target, spec) => {
-    const status = await readMigrationStatus(target, spec.name);
-    if (!status?.replication || status.phase === 'done' || status.phase === 'failed') {
-      err.write(`Migration ${spec.name} is not replicating changes (phase: ${status?.phase ?? 'not started'}): there is nothing to cut over.\n`);
+    const result = await requestMigrationCutover(target, spec);
+    if (!result.requested) {
+      err.write(`${result.reason}\n`);
       return EXIT_FAILED;
     }
-    await requestCutover(target, spec.name);
-    out.write(
-      `Cutover requested for ${spec.name}: it starts once lag is under ${spec.cutover.maxLagSeconds} s` +
-        `${spec.cutover.fenceSource ? ', makes the source read-only' : ''}, drains the remaining changes, then sets sequences and compares.\n`,
-    );
+    out.write(`${result.message}\n`);
     return EXIT_OK;
   });
 }

@@ -3,9 +3,10 @@
  * target's control schema: phase, load progress per table, CDC lag and apply rate, last error.
  */
 import type pg from 'pg';
-import { readReplicationStatus, type ReplicationStatusRow } from './cdc/state.js';
+import { readReplicationStatus, requestCutover, type ReplicationStatusRow } from './cdc/state.js';
 import { migrationState } from './control/index.js';
 import { formatBytes } from './report.js';
+import type { MigrationSpec } from './spec/index.js';
 
 export interface MigrationStatus {
   name: string;
@@ -83,4 +84,27 @@ export function formatStatus(status: MigrationStatus): string {
     if (r.lastError) lines.push(`  CDC error: ${r.lastError}`);
   }
   return lines.join('\n');
+}
+
+export type CutoverRequest = { requested: true; message: string } | { requested: false; reason: string };
+
+/**
+ * Asks a replicating migration to cut over (what `pgferry cutover` does, locally or through the
+ * Operator function on AWS): the workflow's status loop sees the request at its next poll.
+ */
+export async function requestMigrationCutover(target: pg.Client, spec: MigrationSpec): Promise<CutoverRequest> {
+  const status = await readMigrationStatus(target, spec.name);
+  if (!status?.replication || status.phase === 'done' || status.phase === 'failed') {
+    return {
+      requested: false,
+      reason: `Migration ${spec.name} is not replicating changes (phase: ${status?.phase ?? 'not started'}): there is nothing to cut over.`,
+    };
+  }
+  await requestCutover(target, spec.name);
+  return {
+    requested: true,
+    message:
+      `Cutover requested for ${spec.name}: it starts once lag is under ${spec.cutover.maxLagSeconds} s` +
+      `${spec.cutover.fenceSource ? ', makes the source read-only' : ''}, drains the remaining changes, then sets sequences and compares.`,
+  };
 }

@@ -14,6 +14,11 @@ export interface LambdaFunctionDefinition {
   readonly memoryMb: number;
   /** Whether the function connects to the databases (needs the VPC and the secrets). */
   readonly needsDatabase: boolean;
+  /**
+   * Invoked by the pgferry CLI (found through a state machine tag), not by the workflow: the
+   * ASL does not name it.
+   */
+  readonly operator?: true;
 }
 
 export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
@@ -112,6 +117,15 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     timeoutSeconds: 30,
     memoryMb: 128,
     needsDatabase: false,
+  },
+  {
+    name: 'Operator',
+    entry: 'lambdas/operate.ts',
+    arnPlaceholder: 'OperatorFunctionArn',
+    timeoutSeconds: 60,
+    memoryMb: 256,
+    needsDatabase: true,
+    operator: true,
   },
 ];
 

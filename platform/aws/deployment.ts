@@ -1,0 +1,43 @@
+/**
+ * The contract between the CDK construct (infra/) and what reaches a deployed pgferry from
+ * outside: the CLI, EventBridge events and the tasks' metrics. Names only, no AWS SDK.
+ */
+import type { MigrationStatus, CutoverRequest } from '../../engine/status.js';
+
+/**
+ * Tags the construct puts on the state machine, so `--state-machine ARN` (or an execution ARN)
+ * is all the CLI needs to find the rest of the deployment.
+ */
+export const stateMachineTags = {
+  /** ARN of the Operator function (lambdas/operate.ts): status and cutover of a run. */
+  operatorFunction: 'pgferry:operator-function',
+  /** ARN of the role EventBridge Scheduler assumes to start executions (`pgferry schedule`). */
+  schedulerRole: 'pgferry:scheduler-role',
+  /** Name of the EventBridge Scheduler schedule group of this deployment. */
+  scheduleGroup: 'pgferry:schedule-group',
+} as const;
+
+/** An event with this source and detail-type starts a migration; its `detail` is the spec. */
+export const startMigrationEvent = { source: 'pgferry', detailType: 'Start migration' } as const;
+
+/** CloudWatch metrics (embedded metric format) the tasks write; the dashboard and alarms read them. */
+export const metrics = {
+  namespace: 'pgferry',
+  /** Dimension naming the deployment (the construct sets POWERTOOLS_SERVICE_NAME to it). */
+  serviceDimension: 'service',
+  names: {
+    lagSeconds: 'ReplicationLagSeconds',
+    lagBytes: 'ReplicationLagBytes',
+    /** 1 while lag is over the spec's alerts.lagThresholdSeconds, else 0: the lag alarm's metric. */
+    lagOverThreshold: 'ReplicationLagOverThreshold',
+    rowsApplied: 'RowsApplied',
+    heartbeat: 'ReplicatorHeartbeat',
+    rowsCopied: 'RowsCopied',
+    bytesCopied: 'BytesCopied',
+  },
+} as const;
+
+export type OperatorRequest = { action: 'status' | 'cutover'; spec: unknown };
+export type OperatorResponse =
+  | { action: 'status'; status: MigrationStatus | null }
+  | { action: 'cutover'; result: CutoverRequest };
