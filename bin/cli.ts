@@ -5,11 +5,12 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { runPrecheck } from '../engine/precheck/index.js';
-import { parseSpec, SpecInvalidError, specJsonSchema, type MigrationSpec } from '../engine/spec/index.js';
+import { parseSpec, SpecInvalidError, specJsonSchema, validateSpec, type MigrationSpec } from '../engine/spec/index.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '../local/run.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { connectSide } from '../engine/connect/index.js';
 import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
+import type { RunDescription } from '../platform/aws/workflow.js';
 
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
 
@@ -26,8 +27,21 @@ Usage:
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
   pgferry --help | --version
 
-SPEC is a JSON file (see README.md, "The spec"). Exit codes: 0 success,
-1 the migration or a check failed, 2 invalid spec or usage.
+On AWS (a deployed pgferry stack; AWS credentials as for the aws CLI, the region comes from the ARN):
+  pgferry start SPEC --state-machine ARN
+                            Start an execution of the state machine with SPEC as its input
+  pgferry schedule SPEC --at TIME --state-machine ARN
+                            Start it at TIME, an RFC 3339 timestamp with a zone
+                            (e.g. 2026-12-01T02:00:00Z), through EventBridge Scheduler
+  pgferry status EXECUTION_ARN
+                            The execution's state, and the migration's status as above
+  pgferry cutover EXECUTION_ARN
+                            Ask the running execution to cut over, as above
+  pgferry stop EXECUTION_ARN
+                            Stop the execution; the stack then drops the slot and publication
+
+SPEC is a JSON file (see README.md, "The spec"); on AWS its secrets must be Secrets Manager
+ARNs. Exit codes: 0 success, 1 the migration or a check failed, 2 invalid spec or usage.
 `;
 
 export class UsageError extends Error {}
@@ -119,6 +133,135 @@ async function runCommand(path: string, reportFile: string | undefined, out: Out
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// On AWS: the SDK is loaded only by these commands.
+
+type AwsWorkflow = typeof import('../platform/aws/workflow.js');
+
+async function withAws(body: (aws: AwsWorkflow) => Promise<number>): Promise<number> {
+  const aws = await import('../platform/aws/workflow.js');
+  try {
+    return await body(aws);
+  } catch (error) {
+    if (error instanceof aws.InvalidArgumentError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+/** An argument starting with arn: is meant as an execution ARN (and refused if it is not one), anything else is a spec file. */
+const isArn = (argument: string) => argument.startsWith('arn:');
+
+const isoSeconds = (date: Date) => date.toISOString().replace(/\.\d+Z$/, 'Z');
+
+/** The spec as start and schedule send it: checked as `run` checks it, and refused with secrets only this machine can read. */
+async function readSpecForAws(path: string, err: Out, aws: AwsWorkflow): Promise<{ spec: MigrationSpec; input: unknown } | undefined> {
+  const input = await readSpecFile(path);
+  const result = validateSpec(input);
+  const problems = [...(result.ok ? [] : result.problems), ...aws.localOnlySecretProblems(input)];
+  if (!result.ok || problems.length > 0) {
+    err.write(`${new SpecInvalidError(problems).message}\n`);
+    return undefined;
+  }
+  return { spec: result.spec, input };
+}
+
+function nextCommands(executionArn: string, spec: MigrationSpec): string {
+  const lines = [`  pgferry status ${executionArn}`];
+  if (spec.mode !== 'full' && spec.cutover.mode === 'manual') lines.push(`  pgferry cutover ${executionArn}    (once it replicates)`);
+  lines.push(`  pgferry stop ${executionArn}`);
+  return `Next:\n${lines.join('\n')}\n`;
+}
+
+async function startCommand(path: string, stateMachineArn: string, out: Out, err: Out): Promise<number> {
+  return withAws(async (aws) => {
+    const stateMachine = aws.parseStateMachineArn(stateMachineArn);
+    const read = await readSpecForAws(path, err, aws);
+    if (!read) return EXIT_USAGE;
+    const started = await aws.startMigration({ stateMachineArn, ...read });
+    out.write(`Started migration ${read.spec.name} on ${stateMachine.name} (${stateMachine.region}): execution ${started.executionName}\n`);
+    out.write(`  ${started.executionArn}\n`);
+    if (read.spec.startAt) out.write(`It waits until ${read.spec.startAt} (the spec's startAt) before it touches a database.\n`);
+    out.write(nextCommands(started.executionArn, read.spec));
+    return EXIT_OK;
+  });
+}
+
+async function scheduleCommand(path: string, time: string, stateMachineArn: string, out: Out, err: Out): Promise<number> {
+  return withAws(async (aws) => {
+    const stateMachine = aws.parseStateMachineArn(stateMachineArn);
+    const at = aws.parseScheduleTime(time, new Date());
+    const read = await readSpecForAws(path, err, aws);
+    if (!read) return EXIT_USAGE;
+    const scheduled = await aws.scheduleMigration({ stateMachineArn, ...read, at });
+    out.write(`Scheduled migration ${read.spec.name} to start at ${isoSeconds(scheduled.at)} (UTC) on ${stateMachine.name} (${stateMachine.region}).\n`);
+    out.write(`  schedule ${scheduled.scheduleName} in group ${scheduled.groupName}; it deletes itself once it has started the execution\n`);
+    out.write(`  ${scheduled.scheduleArn}\n`);
+    if (read.spec.startAt) out.write(`The execution then also waits until ${read.spec.startAt} (the spec's startAt).\n`);
+    out.write(
+      `Find the execution then with: aws stepfunctions list-executions --state-machine-arn ${stateMachineArn}\n` +
+        `Cancel with: aws scheduler delete-schedule --name ${scheduled.scheduleName} --group-name ${scheduled.groupName} --region ${scheduled.region}\n`,
+    );
+    return EXIT_OK;
+  });
+}
+
+const indentLines = (text: string, prefix: string) => text.split('\n').join(`\n${prefix}`);
+
+function formatRun(run: RunDescription): string {
+  const where = run.lastState ? ` (${run.status === 'RUNNING' ? 'in' : 'last state'} ${run.lastState})` : '';
+  const lines = [`Execution ${run.executionName}: ${run.status}${where}`];
+  const dates = [run.startDate && `started ${isoSeconds(run.startDate)}`, run.stopDate && `stopped ${isoSeconds(run.stopDate)}`].filter(Boolean);
+  if (dates.length) lines.push(`  ${dates.join(', ')}`);
+  if (run.error) lines.push(`  error: ${run.error}`);
+  if (run.cause) lines.push(`  cause: ${indentLines(run.cause, '         ')}`);
+  const progress = run.progress;
+  if (!progress.available) lines.push(`Progress unavailable: ${progress.reason}`);
+  else if (progress.status) lines.push(formatStatus(progress.status));
+  else lines.push(`Migration ${run.migrationName ?? '(unnamed)'} has not started on its target yet (no state in its control schema).`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function awsStatusCommand(executionArn: string, out: Out): Promise<number> {
+  return withAws(async (aws) => {
+    const run = await aws.describeRun(executionArn);
+    out.write(formatRun(run));
+    return run.status === 'RUNNING' || run.status === 'SUCCEEDED' ? EXIT_OK : EXIT_FAILED;
+  });
+}
+
+async function awsCutoverCommand(executionArn: string, out: Out, err: Out): Promise<number> {
+  return withAws(async (aws) => {
+    const { name } = aws.parseExecutionArn(executionArn);
+    const outcome = await aws.requestRunCutover(executionArn);
+    if (!outcome.running) {
+      err.write(`Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to cut over.\n`);
+      return EXIT_FAILED;
+    }
+    if (!outcome.result.requested) {
+      err.write(`${outcome.result.reason}\n`);
+      return EXIT_FAILED;
+    }
+    out.write(`${outcome.result.message}\nFollow it with: pgferry status ${executionArn}\n`);
+    return EXIT_OK;
+  });
+}
+
+async function stopCommand(executionArn: string, out: Out, err: Out): Promise<number> {
+  return withAws(async (aws) => {
+    const { name } = aws.parseExecutionArn(executionArn);
+    const outcome = await aws.stopRun(executionArn);
+    if (!outcome.stopped) {
+      err.write(`Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to stop.\n`);
+      return EXIT_FAILED;
+    }
+    out.write(
+      `Stopped execution ${name} at ${isoSeconds(outcome.stopDate)}.\n` +
+        "The stack's cleanup rule now drops the replication slot and publication, and lifts a cutover fence on the source if there is one.\n",
+    );
+    return EXIT_OK;
+  });
+}
+
 export async function main(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   let parsed;
   try {
@@ -129,6 +272,8 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
         report: { type: 'string' },
+        'state-machine': { type: 'string' },
+        at: { type: 'string' },
       },
     });
   } catch (error) {
@@ -146,23 +291,45 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
     (values.help ? out : err).write(HELP);
     return values.help ? EXIT_OK : EXIT_USAGE;
   }
-  const expectArgs = (count: number, usage: string) => {
+  const commandOptions = (['report', 'state-machine', 'at'] as const).filter((option) => values[option] !== undefined);
+  /** Checks the number of arguments and that only the options of this command are given. */
+  const expectArgs = (count: number, usage: string, options: readonly string[] = []) => {
     if (rest.length !== count) throw new UsageError(`Usage: pgferry ${usage}`);
+    const foreign = commandOptions.find((option) => !options.includes(option));
+    if (foreign) throw new UsageError(`pgferry ${command} does not take --${foreign}.\nUsage: pgferry ${usage}`);
+  };
+  const required = (option: 'state-machine' | 'at', usage: string): string => {
+    const value = values[option];
+    if (!value) throw new UsageError(`pgferry ${command} needs --${option}.\nUsage: pgferry ${usage}`);
+    return value;
   };
   try {
     switch (command) {
       case 'run':
-        expectArgs(1, 'run SPEC [--report FILE]');
+        expectArgs(1, 'run SPEC [--report FILE]', ['report']);
         return await runCommand(rest[0]!, values.report, out, err);
       case 'precheck':
         expectArgs(1, 'precheck SPEC');
         return await precheckCommand(rest[0]!, out, err);
       case 'status':
-        expectArgs(1, 'status SPEC');
-        return await statusCommand(rest[0]!, out, err);
+        expectArgs(1, 'status SPEC | EXECUTION_ARN');
+        return isArn(rest[0]!) ? await awsStatusCommand(rest[0]!, out) : await statusCommand(rest[0]!, out, err);
       case 'cutover':
-        expectArgs(1, 'cutover SPEC');
-        return await cutoverCommand(rest[0]!, out, err);
+        expectArgs(1, 'cutover SPEC | EXECUTION_ARN');
+        return isArn(rest[0]!) ? await awsCutoverCommand(rest[0]!, out, err) : await cutoverCommand(rest[0]!, out, err);
+      case 'start': {
+        const usage = 'start SPEC --state-machine ARN';
+        expectArgs(1, usage, ['state-machine']);
+        return await startCommand(rest[0]!, required('state-machine', usage), out, err);
+      }
+      case 'schedule': {
+        const usage = 'schedule SPEC --at TIME --state-machine ARN';
+        expectArgs(1, usage, ['state-machine', 'at']);
+        return await scheduleCommand(rest[0]!, required('at', usage), required('state-machine', usage), out, err);
+      }
+      case 'stop':
+        expectArgs(1, 'stop EXECUTION_ARN');
+        return await stopCommand(rest[0]!, out, err);
       case 'spec-schema':
         expectArgs(0, 'spec-schema');
         out.write(`${JSON.stringify(specJsonSchema(), null, 2)}\n`);

@@ -61,6 +61,25 @@ describe('pgferry command line', () => {
     const help = await run('--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('pgferry precheck SPEC');
+    expect(help.stdout).toContain('pgferry start SPEC --state-machine ARN');
+    expect(help.stdout).toContain('pgferry status EXECUTION_ARN');
+    expect(await run('precheck', 'spec.json', '--at', '2030-01-01T00:00:00Z')).toMatchObject({
+      code: 2,
+      stderr: 'pgferry precheck does not take --at.\nUsage: pgferry precheck SPEC\n',
+    });
+  });
+
+  it('status and cutover of a spec file read its target, not AWS', async () => {
+    const spec = scratch.writeJson('local-control.json', {
+      name: 'local-control',
+      source: { secret: 'env:PGFERRY_CLI_TEST_SOURCE' },
+      target: { secret: 'env:PGFERRY_CLI_TEST_UNSET' },
+    });
+    for (const command of ['status', 'cutover']) {
+      const result = await run(command, spec);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('Secret env:PGFERRY_CLI_TEST_UNSET: environment variable PGFERRY_CLI_TEST_UNSET is not set');
+    }
   });
 
   it('prints the JSON Schema of the spec', async () => {
