@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 import { connectSide, type SecretsProvider } from './connect/index.js';
-import { beginMigration, ensureControlSchema, recordEvent, setPhase } from './control/index.js';
+import { beginMigration, ensureControlSchema, migrationState, recordEvent, setPhase } from './control/index.js';
 import { PgferryError } from './errors.js';
 import { planUnits, savePlan, targetFacts, targetOf } from './load/planner.js';
 import { copySequenceValues, loadTimeIndexJobs, migratePreData, recordSchemaObjects } from './schema/index.js';
@@ -39,10 +39,11 @@ async function withSides<T>(
 const countBy = <T>(items: T[], key: (item: T) => string) =>
   items.reduce<Record<string, number>>((counts, item) => ((counts[key(item)] = (counts[key(item)] ?? 0) + 1), counts), {});
 
-export async function schemaPreDataStep(spec: MigrationSpec, secrets: SecretsProvider) {
+/** `execution`: the Step Functions execution running the migration, recorded for cleanup (see cleanupStep). */
+export async function schemaPreDataStep(spec: MigrationSpec, secrets: SecretsProvider, execution?: string) {
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     await ensureControlSchema(target);
-    await beginMigration(target, spec.name, spec);
+    await beginMigration(target, spec.name, spec, execution);
     if (spec.mode === 'cdc') {
       await recordEvent(target, spec.name, 'info', 'pre-data: skipped, mode "cdc" streams into existing tables');
       return { tables: 0, objects: {} };
@@ -130,35 +131,58 @@ export type ReplicationAction = 'wait' | 'restart' | 'compare' | 'cutover' | 'dr
  * What the CDC loop of the workflow does next: wait, restart a silent streamer, start cutover
  * (caught up, and asked to or automatic), or go on once cutover has drained.
  */
-export async function replicationStatusStep(spec: MigrationSpec, secrets: SecretsProvider) {
+/** How often replicationStatusStep looks again while it waits. */
+const STATUS_POLL_MS = 2_000;
+
+/**
+ * Says what the workflow's CDC loop does next: wait, restart a silent streamer, compare while
+ * replicating, cut over, or finish once drained. While the answer is "wait" it looks again
+ * every 2 s for up to `waitUpToSeconds`: each turn of the loop costs the execution about nine
+ * history events, and a Standard execution ends at 25,000, so on AWS one turn must span
+ * minutes, not seconds (at 4 minutes a turn, about nine days of replication).
+ */
+export async function replicationStatusStep(spec: MigrationSpec, secrets: SecretsProvider, { waitUpToSeconds = 0 } = {}) {
+  const deadline = Date.now() + waitUpToSeconds * 1000;
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
-    const status = await readReplicationStatus(target, spec.name);
-    if (!status) throw new ReplicationFailedError(`Migration ${spec.name} has no replication registered in the target's control schema.`);
-    if (status.lastError) throw new ReplicationFailedError(`Change data capture stopped: ${status.lastError}`);
-    const report = {
-      lagSeconds: status.lagSeconds,
-      lagBytes: status.lagBytes,
-      heartbeatAgeSeconds: status.heartbeatAgeSeconds,
-      appliedLsn: status.appliedLsn,
-      rowsApplied: status.rowsApplied,
-      restarts: status.restarts,
-      cutoverRequested: status.cutoverRequested,
-    };
-    const action = (a: ReplicationAction) => ({ action: a, ...report });
-    if (status.drained) return action('drained');
-    const windowSeconds = spec.cdc.retryWindowMinutes * 60;
-    if ((status.unhealthySeconds ?? 0) > windowSeconds) {
-      throw new ReplicationFailedError(
-        `The CDC streamer has not reported for ${Math.round(status.unhealthySeconds! / 60)} minute(s), longer than cdc.retryWindowMinutes (${spec.cdc.retryWindowMinutes}); see its log for the reason.`,
-      );
+    for (;;) {
+      const decision = await replicationDecision(spec, target);
+      if (decision.action !== 'wait' || Date.now() + STATUS_POLL_MS > deadline) return decision;
+      await new Promise((resolve) => setTimeout(resolve, STATUS_POLL_MS));
+      const phase = (await migrationState(target, spec.name))?.phase;
+      if (phase === 'failed' || phase === undefined) {
+        throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
+      }
     }
-    if (status.heartbeatAgeSeconds === null || status.heartbeatAgeSeconds > spec.cdc.heartbeatTimeoutSeconds) return action('restart');
-    if (status.drainLsn !== null) return action('wait');
-    const caughtUp = status.streamingSince !== null && status.lagSeconds !== null && status.lagSeconds <= spec.cutover.maxLagSeconds;
-    if (caughtUp && spec.compare.enabled && !status.liveCompared) return action('compare');
-    if (caughtUp && (spec.cutover.mode === 'auto' || status.cutoverRequested)) return action('cutover');
-    return action('wait');
   });
+}
+
+async function replicationDecision(spec: MigrationSpec, target: pg.Client) {
+  const status = await readReplicationStatus(target, spec.name);
+  if (!status) throw new ReplicationFailedError(`Migration ${spec.name} has no replication registered in the target's control schema.`);
+  if (status.lastError) throw new ReplicationFailedError(`Change data capture stopped: ${status.lastError}`);
+  const report = {
+    lagSeconds: status.lagSeconds,
+    lagBytes: status.lagBytes,
+    heartbeatAgeSeconds: status.heartbeatAgeSeconds,
+    appliedLsn: status.appliedLsn,
+    rowsApplied: status.rowsApplied,
+    restarts: status.restarts,
+    cutoverRequested: status.cutoverRequested,
+  };
+  const action = (a: ReplicationAction) => ({ action: a, ...report });
+  if (status.drained) return action('drained');
+  const windowSeconds = spec.cdc.retryWindowMinutes * 60;
+  if ((status.unhealthySeconds ?? 0) > windowSeconds) {
+    throw new ReplicationFailedError(
+      `The CDC streamer has not reported for ${Math.round(status.unhealthySeconds! / 60)} minute(s), longer than cdc.retryWindowMinutes (${spec.cdc.retryWindowMinutes}); see its log for the reason.`,
+    );
+  }
+  if (status.heartbeatAgeSeconds === null || status.heartbeatAgeSeconds > spec.cdc.heartbeatTimeoutSeconds) return action('restart');
+  if (status.drainLsn !== null) return action('wait');
+  const caughtUp = status.streamingSince !== null && status.lagSeconds !== null && status.lagSeconds <= spec.cutover.maxLagSeconds;
+  if (caughtUp && spec.compare.enabled && !status.liveCompared) return action('compare');
+  if (caughtUp && (spec.cutover.mode === 'auto' || status.cutoverRequested)) return action('cutover');
+  return action('wait');
 }
 
 /** Fences the source if the spec says so, then tells the streamer the LSN to drain to. */
@@ -213,7 +237,19 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
  * streamer), lifts a cutover fence, and drops the slot and publication unless
  * cdc.keepSlotOnFailure. Best effort, step by step: it never hides the original error.
  */
-export async function cleanupStep(spec: MigrationSpec, secrets: SecretsProvider, failure: { Error?: string; Cause?: string }) {
+/**
+ * Marks the run failed, lifts a cutover fence and drops the slot and publication (unless
+ * cdc.keepSlotOnFailure). Safe to run twice. With `stoppedExecution` (cleanup started by an
+ * execution's status event rather than by the workflow), it touches only the run that execution
+ * registered: a later run of the same name keeps its slot, and a failure the workflow already
+ * recorded keeps its own reason.
+ */
+export async function cleanupStep(
+  spec: MigrationSpec,
+  secrets: SecretsProvider,
+  failure: { Error?: string; Cause?: string },
+  stoppedExecution?: string,
+) {
   const problems: string[] = [];
   const attempt = async (what: string, body: () => Promise<void>) => {
     try {
@@ -223,15 +259,26 @@ export async function cleanupStep(spec: MigrationSpec, secrets: SecretsProvider,
     }
   };
   let fenced = false;
+  let notOurs: string | undefined;
   await attempt('control schema', () =>
     withSides(spec, secrets, { target: true }, async ({ target }) => {
       const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
-      if (!exists.rows[0]?.ok) return;
-      await setPhase(target, spec.name, 'failed', `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`.slice(0, 10_000));
-      await recordEvent(target, spec.name, 'error', `${failure.Error ?? 'error'}`);
+      const state = exists.rows[0]?.ok ? await migrationState(target, spec.name) : undefined;
+      if (stoppedExecution !== undefined && state?.execution !== stoppedExecution) {
+        notOurs = state
+          ? `migration ${spec.name} on the target belongs to ${state.execution ?? 'a local run'}, not to ${stoppedExecution}`
+          : `execution ${stoppedExecution} never registered migration ${spec.name} on the target: it created nothing to clean up`;
+        return;
+      }
+      if (!state) return;
+      if (state.phase !== 'failed') {
+        await setPhase(target, spec.name, 'failed', `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`.slice(0, 10_000));
+        await recordEvent(target, spec.name, 'error', `${failure.Error ?? 'error'}`);
+      }
       fenced = (await readReplicationStatus(target, spec.name))?.fenced ?? false;
     }),
   );
+  if (notOurs) return { cleaned: false, reason: notOurs };
   let slot: { slotDropped: boolean; publicationDropped: boolean } | undefined;
   if (usesCdc(spec)) {
     await attempt('source', () =>

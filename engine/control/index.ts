@@ -20,10 +20,13 @@ CREATE TABLE IF NOT EXISTS pgferry.migrations (
   snapshot text,
   snapshot_released boolean NOT NULL DEFAULT false,
   error text,
+  execution text,
   started_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   finished_at timestamptz
 );
+-- Control schemas created before runs recorded their execution.
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS execution text;
 CREATE TABLE IF NOT EXISTS pgferry.schema_objects (
   migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
   phase text NOT NULL,
@@ -163,15 +166,20 @@ export function specDigest(spec: unknown): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }
 
-/** Registers a run of the migration, replacing what an earlier run of the same name left. */
-export async function beginMigration(client: pg.Client, name: string, spec: { mode: string }): Promise<void> {
+/**
+ * Registers a run of the migration, replacing what an earlier run of the same name left.
+ * `execution` is the Step Functions execution that runs it, when known: cleanup started by an
+ * execution's status event only touches the run that execution registered.
+ */
+export async function beginMigration(client: pg.Client, name: string, spec: { mode: string }, execution?: string): Promise<void> {
   await client.query('DELETE FROM pgferry.migrations WHERE name = $1', [name]);
-  await client.query('INSERT INTO pgferry.migrations (name, spec_digest, mode, spec, phase) VALUES ($1, $2, $3, $4, $5)', [
+  await client.query('INSERT INTO pgferry.migrations (name, spec_digest, mode, spec, phase, execution) VALUES ($1, $2, $3, $4, $5, $6)', [
     name,
     specDigest(spec),
     spec.mode,
     JSON.stringify(spec),
     'schema',
+    execution ?? null,
   ]);
 }
 
@@ -187,15 +195,16 @@ export interface MigrationState {
   snapshot: string | null;
   snapshotReleased: boolean;
   error: string | null;
+  execution: string | null;
 }
 
 export async function migrationState(client: pg.Client, name: string): Promise<MigrationState | undefined> {
   const { rows } = await client.query(
-    'SELECT phase, snapshot, snapshot_released, error FROM pgferry.migrations WHERE name = $1',
+    'SELECT phase, snapshot, snapshot_released, error, execution FROM pgferry.migrations WHERE name = $1',
     [name],
   );
   const row = rows[0];
-  return row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error };
+  return row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error, execution: row.execution };
 }
 
 export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'done' | 'failed';
