@@ -1,30 +1,49 @@
 /**
  * Cleanup, invoked two ways: by the workflow's Cleanup state after a caught failure, and by an
- * EventBridge rule when an execution is stopped or times out (Step Functions then runs no
- * state at all, so the slot, the publication and a cutover fence would outlive the run).
+ * EventBridge rule when an execution is stopped, times out or fails (Step Functions then runs
+ * no state at all, or, for a caught failure, has run Cleanup already: it is safe to run twice),
+ * so the slot, the publication and a cutover fence never outlive the run. From an event it
+ * touches only the run that execution registered (see cleanupStep).
  */
-import type { EventBridgeEvent } from 'aws-lambda';
-import type { CaughtError } from '../engine/failure.js';
+import { z } from 'zod';
 import { cleanupStep } from '../engine/migration.js';
-import { parseNormalizedSpec, parseSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { parseSpec, type MigrationSpec } from '../engine/spec/index.js';
+import { lambdaHandler, specEvent } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
+/** From the workflow's Cleanup state: the normalized spec and the error its Catch caught. */
+const failureEvent = specEvent.extend({
+  error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }),
+});
 
-type ExecutionStatusChange = EventBridgeEvent<'Step Functions Execution Status Change', { status: string; executionArn: string; input: string | null }>;
-type CleanupEvent = { spec: unknown; error: CaughtError } | ExecutionStatusChange;
+/** From EventBridge: "Step Functions Execution Status Change" of an execution that ended without succeeding. */
+const statusChangeEvent = z
+  .object({
+    'detail-type': z.literal('Step Functions Execution Status Change'),
+    detail: z.object({ status: z.string(), executionArn: z.string(), input: z.string().nullish() }),
+  })
+  .transform((event) => ({ ...event, spec: specOfExecution(event.detail.input) }));
 
-export const handler = lambdaHandler(async (event: CleanupEvent) => {
-  if (!('detail' in event)) return cleanupStep(parseNormalizedSpec(event.spec), secrets, event.error);
-  const { status, executionArn, input } = event.detail;
-  let spec;
+/** The execution's input is the spec as the person gave it (ValidateSpec fills in the defaults); undefined if it is none. */
+function specOfExecution(input: string | null | undefined): MigrationSpec | undefined {
   try {
-    // The execution's input is the spec as the person gave it (ValidateSpec fills in the defaults).
-    spec = parseSpec(JSON.parse(input ?? 'null'), { featureGate: false });
+    return parseSpec(JSON.parse(input ?? 'null'), { featureGate: false });
   } catch {
-    return { cleaned: false, reason: `execution ${executionArn} had no valid spec as input: it cannot have created anything` };
+    return undefined;
   }
-  const reason = status === 'TIMED_OUT' ? 'States.Timeout' : 'pgferry.Stopped';
-  return cleanupStep(spec, secrets, { Error: reason, Cause: `The execution ${executionArn} ended ${status}.` });
+}
+
+const isEventBridgeEvent = (event: unknown) => typeof event === 'object' && event !== null && 'detail' in event;
+
+export const handler = lambdaHandler({
+  name: 'Cleanup',
+  input: (event): typeof failureEvent | typeof statusChangeEvent => (isEventBridgeEvent(event) ? statusChangeEvent : failureEvent),
+  secrets: ({ spec }) => (spec ? [spec.source.secret, spec.target.secret] : []),
+  migration: ({ spec }) => spec?.name,
+  handler: async (event, { secrets }) => {
+    if (!('detail' in event)) return cleanupStep(event.spec, secrets, event.error);
+    const { status, executionArn } = event.detail;
+    if (!event.spec) return { cleaned: false, reason: `execution ${executionArn} had no valid spec as input: it cannot have created anything` };
+    const reason = status === 'TIMED_OUT' ? 'States.Timeout' : status === 'ABORTED' ? 'pgferry.Stopped' : 'pgferry.ExecutionFailed';
+    return cleanupStep(event.spec, secrets, { Error: reason, Cause: `The execution ${executionArn} ended ${status}.` }, executionArn);
+  },
 });

@@ -1,8 +1,10 @@
 import { cutoverStep } from '../engine/migration.js';
-import { parseNormalizedSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
-
-export const handler = lambdaHandler(async (event: { spec: unknown }) => cutoverStep(parseNormalizedSpec(event.spec), secrets));
+export const handler = lambdaHandler({
+  name: 'Cutover',
+  input: specEvent,
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: ({ spec }, { secrets }) => cutoverStep(spec, secrets),
+});

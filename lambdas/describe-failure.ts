@@ -1,4 +1,12 @@
-import { describeFailure, type CaughtError } from '../engine/failure.js';
+import { z } from 'zod';
+import { describeFailure } from '../engine/failure.js';
 import { lambdaHandler } from './handler.js';
 
-export const handler = lambdaHandler(async (event: { error: CaughtError }) => describeFailure(event.error));
+/** What a Catch puts in ResultPath. Tolerant: describing a failure must not fail itself. */
+const caughtError = z.object({ Error: z.string().nullish(), Cause: z.string().nullish() });
+
+export const handler = lambdaHandler({
+  name: 'DescribeFailure',
+  input: z.object({ error: caughtError.nullish() }),
+  handler: async ({ error }) => describeFailure({ Error: error?.Error ?? undefined, Cause: error?.Cause ?? undefined }),
+});

@@ -1,8 +1,10 @@
 import { finishCutoverStep } from '../engine/migration.js';
-import { parseNormalizedSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
-
-export const handler = lambdaHandler(async (event: { spec: unknown }) => finishCutoverStep(parseNormalizedSpec(event.spec), secrets));
+export const handler = lambdaHandler({
+  name: 'FinishCutover',
+  input: specEvent,
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: ({ spec }, { secrets }) => finishCutoverStep(spec, secrets),
+});

@@ -1,8 +1,10 @@
 import { finishFullLoadStep } from '../engine/migration.js';
-import { parseNormalizedSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
-
-export const handler = lambdaHandler(async (event: { spec: unknown }) => finishFullLoadStep(parseNormalizedSpec(event.spec), secrets));
+export const handler = lambdaHandler({
+  name: 'FinishFullLoad',
+  input: specEvent,
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: ({ spec }, { secrets }) => finishFullLoadStep(spec, secrets),
+});

@@ -1,8 +1,10 @@
 import { finishMigrationStep } from '../engine/migration.js';
-import { parseNormalizedSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
-
-export const handler = lambdaHandler(async (event: { spec: unknown }) => finishMigrationStep(parseNormalizedSpec(event.spec), secrets));
+export const handler = lambdaHandler({
+  name: 'FinishMigration',
+  input: specEvent,
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: ({ spec }, { secrets }) => finishMigrationStep(spec, secrets),
+});

@@ -4,26 +4,32 @@
  * through a tag of the state machine (platform/aws/deployment.ts) and passes the execution's
  * input, the spec as the person gave it.
  */
+import { z } from 'zod';
 import { connectSide } from '../engine/connect/index.js';
-import { PgferryError } from '../engine/errors.js';
-import { parseSpec } from '../engine/spec/index.js';
+import { migrationSpecSchema } from '../engine/spec/index.js';
 import { readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
 import type { OperatorRequest, OperatorResponse } from '../platform/aws/deployment.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specMigration } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
+/** An OperatorRequest; the spec is read without the feature gate (it only reads the spec). */
+const operatorRequest = z.object({
+  action: z.enum(['status', 'cutover']),
+  spec: migrationSpecSchema,
+}) satisfies z.ZodType<OperatorRequest, unknown>;
 
-export const handler = lambdaHandler(async (event: OperatorRequest): Promise<OperatorResponse> => {
-  if (event?.action !== 'status' && event?.action !== 'cutover') {
-    throw new PgferryError('pgferry.InvalidRequest', `action must be "status" or "cutover", got ${JSON.stringify(event?.action)}`);
-  }
-  const spec = parseSpec(event.spec, { featureGate: false });
-  const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-operator', retryWindowMs: 0 });
-  try {
-    if (event.action === 'status') return { action: 'status', status: (await readMigrationStatus(target, spec.name)) ?? null };
-    return { action: 'cutover', result: await requestMigrationCutover(target, spec) };
-  } finally {
-    await target.end();
-  }
+export const handler = lambdaHandler({
+  name: 'Operator',
+  input: operatorRequest,
+  // Only the target is read: the control schema lives there.
+  secrets: ({ spec }) => [spec.target.secret],
+  migration: specMigration,
+  handler: async ({ action, spec }, { secrets }): Promise<OperatorResponse> => {
+    const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-operator', retryWindowMs: 0 });
+    try {
+      if (action === 'status') return { action: 'status', status: (await readMigrationStatus(target, spec.name)) ?? null };
+      return { action: 'cutover', result: await requestMigrationCutover(target, spec) };
+    } finally {
+      await target.end();
+    }
+  },
 });

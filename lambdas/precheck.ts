@@ -1,12 +1,14 @@
 import { PrecheckFailedError, runPrecheck } from '../engine/precheck/index.js';
-import { parseNormalizedSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
-
-export const handler = lambdaHandler(async (event: { spec: unknown }) => {
-  const report = await runPrecheck(parseNormalizedSpec(event.spec), secrets);
-  if (!report.ok) throw new PrecheckFailedError(report.checks);
-  return { checks: report.checks };
+export const handler = lambdaHandler({
+  name: 'Precheck',
+  input: specEvent,
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: async ({ spec }, { secrets }) => {
+    const report = await runPrecheck(spec, secrets);
+    if (!report.ok) throw new PrecheckFailedError(report.checks);
+    return { checks: report.checks };
+  },
 });

@@ -1,8 +1,17 @@
+import { z } from 'zod';
 import { replicationStatusStep } from '../engine/migration.js';
-import { parseNormalizedSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
+/** Time kept back from the function's timeout to answer after the last look. */
+const MARGIN_MS = 15_000;
 
-export const handler = lambdaHandler(async (event: { spec: unknown }) => replicationStatusStep(parseNormalizedSpec(event.spec), secrets));
+export const handler = lambdaHandler({
+  name: 'ReplicationStatus',
+  input: specEvent.extend({ waitUpToSeconds: z.number().min(0).max(840).default(0) }),
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: ({ spec, waitUpToSeconds }, { secrets, context }) => {
+    const remainingMs = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() - MARGIN_MS : Infinity;
+    return replicationStatusStep(spec, secrets, { waitUpToSeconds: Math.max(0, Math.min(waitUpToSeconds, remainingMs / 1000)) });
+  },
+});

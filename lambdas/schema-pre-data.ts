@@ -1,8 +1,13 @@
+import { z } from 'zod';
 import { schemaPreDataStep } from '../engine/migration.js';
-import { parseNormalizedSpec } from '../engine/spec/index.js';
-import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { lambdaHandler } from './handler.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-const secrets = new DefaultSecretsProvider();
-
-export const handler = lambdaHandler(async (event: { spec: unknown }) => schemaPreDataStep(parseNormalizedSpec(event.spec), secrets));
+export const handler = lambdaHandler({
+  name: 'SchemaPreData',
+  // `execution`: the workflow's $$.Execution.Id, recorded so that cleanup started by that
+  // execution's status event knows the run is its own.
+  input: specEvent.extend({ execution: z.string().optional() }),
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: ({ spec, execution }, { secrets }) => schemaPreDataStep(spec, secrets, execution),
+});

@@ -1,4 +1,14 @@
+import { z } from 'zod';
 import { parseSpec } from '../engine/spec/index.js';
 import { lambdaHandler } from './handler.js';
 
-export const handler = lambdaHandler(async (event: { spec: unknown }) => ({ spec: parseSpec(event.spec) }));
+export const handler = lambdaHandler({
+  name: 'ValidateSpec',
+  // The spec as a person wrote it: its problems, and what has not landed yet, are a SpecInvalid error of their own.
+  input: z.object({ spec: z.unknown() }),
+  migration: ({ spec }) => {
+    const name = (spec as { name?: unknown } | null)?.name;
+    return typeof name === 'string' ? name.slice(0, 64) : undefined;
+  },
+  handler: async ({ spec }) => ({ spec: parseSpec(spec) }),
+});

@@ -83,3 +83,75 @@ export function taskCallbackFromEnvironment(env: NodeJS.ProcessEnv = process.env
   if (!token) throw new Error(`${TASK_TOKEN_ENV} is not set: this task must be started by the workflow.`);
   return env[LOCAL_CALLBACK_ENV] === '1' ? new IpcTaskCallback(token) : new StepFunctionsTaskCallback(token);
 }
+
+/** How often a task that the workflow waits for says it is alive (the ASL's HeartbeatSeconds is 300). */
+export const HEARTBEAT_INTERVAL_MS = 60_000;
+
+/** Step Functions no longer waits for this token: further calls with it are pointless. */
+const GONE_TOKEN_ERRORS = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
+
+/**
+ * A TaskCallback that sends a heartbeat at once and then every `intervalMs` until the result
+ * is reported (success or failure) or `stop()` is called, so that the workflow's HeartbeatSeconds
+ * can tell a task that died before reporting (say, while slot creation waits on a long source
+ * transaction) from one that is still working. The first heartbeat goes at once because the
+ * workflow's clock started with RunTask, before Fargate pulled the image and started the
+ * container. A failed heartbeat is logged, never thrown; once Step Functions says the token is
+ * gone, heartbeats stop.
+ */
+export class HeartbeatingTaskCallback implements TaskCallback {
+  readonly #inner: TaskCallback;
+  readonly #log: (message: string) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #reported = false;
+
+  constructor(inner: TaskCallback, options: { intervalMs?: number; log?: (message: string) => void } = {}) {
+    this.#inner = inner;
+    this.#log = options.log ?? (() => undefined);
+    this.#timer = setInterval(() => void this.beat(), options.intervalMs ?? HEARTBEAT_INTERVAL_MS);
+    // The timer never keeps a task alive on its own.
+    this.#timer.unref();
+    void this.beat();
+  }
+
+  /** Whether success or failure has been reported. */
+  get reported(): boolean {
+    return this.#reported;
+  }
+
+  /** Whether heartbeats are still being sent. */
+  get beating(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      await this.#inner.heartbeat();
+    } catch (error) {
+      const name = (error as Error)?.name ?? 'Error';
+      this.#log(`heartbeat to the workflow failed (${name}: ${(error as Error)?.message ?? String(error)})`);
+      if (GONE_TOKEN_ERRORS.has(name)) this.stop();
+    }
+  }
+
+  async success(output: unknown): Promise<void> {
+    this.stop();
+    await this.#inner.success(output);
+    this.#reported = true;
+  }
+
+  async failure(error: string, cause: string): Promise<void> {
+    this.stop();
+    await this.#inner.failure(error, cause);
+    this.#reported = true;
+  }
+
+  heartbeat(): Promise<void> {
+    return this.#inner.heartbeat();
+  }
+}

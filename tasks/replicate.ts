@@ -14,15 +14,14 @@ import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig } from 
 import { migrationState } from '../engine/control/index.js';
 import { STREAMER_APPLICATION_NAME } from '../engine/cutover/index.js';
 import { PgferryError } from '../engine/errors.js';
+import { replicationMetrics } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { taskCallbackFromEnvironment } from '../platform/task-callback.js';
-import { runTask } from './task.js';
+import { runCallbackTask } from './task.js';
 
 const POLL_MS = 500;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-await runTask('replicate', async ({ migration, spec, env, connectSource, connectTarget, log }) => {
-  const callback = taskCallbackFromEnvironment();
+await runCallbackTask('replicate', async ({ migration, spec, env, connectSource, connectTarget, log, metrics, callback }) => {
   const slotName = spec.cdc.slotName ?? defaultSlotName(migration);
   const publicationName = spec.cdc.publicationName ?? slotName;
   const resume = env.PGFERRY_RESUME === '1';
@@ -62,6 +61,7 @@ await runTask('replicate', async ({ migration, spec, env, connectSource, connect
       ),
       log,
       signal: stop.signal,
+      onHeartbeat: metrics && replicationMetrics(metrics, { lagThresholdSeconds: spec.alerts.lagThresholdSeconds }),
     });
     log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
   } catch (error) {

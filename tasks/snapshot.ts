@@ -5,15 +5,13 @@
  */
 import { exportSnapshot } from '../engine/snapshot.js';
 import { migrationState } from '../engine/control/index.js';
-import { taskCallbackFromEnvironment } from '../platform/task-callback.js';
-import { runTask } from './task.js';
+import { runCallbackTask } from './task.js';
 
 const POLL_MS = 1000;
 /** The load's own time limit (the FullLoad workers' TimeoutSeconds): past it nobody can still need the snapshot. */
 const MAX_HOLD_MS = 172_800_000;
 
-await runTask('snapshot', async ({ migration, connectSource, connectTarget, log }) => {
-  const callback = taskCallbackFromEnvironment();
+await runCallbackTask('snapshot', async ({ migration, connectSource, connectTarget, log, callback }) => {
   let source;
   let control;
   try {

@@ -6,8 +6,11 @@
 import type pg from 'pg';
 import { connectSide, type EndpointSettings } from '../engine/connect/index.js';
 import { loadSpec } from '../engine/control/index.js';
+import { PgferryError } from '../engine/errors.js';
 import { parseNormalizedSpec, type MigrationSpec } from '../engine/spec/index.js';
+import { metricsSinkFromEnvironment, type MetricsSink } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
+import { HeartbeatingTaskCallback, taskCallbackFromEnvironment, type TaskCallback } from '../platform/task-callback.js';
 
 export interface TaskContext {
   migration: string;
@@ -16,6 +19,13 @@ export interface TaskContext {
   connectSource: () => Promise<pg.Client>;
   connectTarget: () => Promise<pg.Client>;
   log: (message: string) => void;
+  /** Where metrics go on AWS (PGFERRY_METRICS=emf); undefined locally. */
+  metrics?: MetricsSink;
+}
+
+/** The context of a task the workflow waits for (`.waitForTaskToken`): it reports through `callback`. */
+export interface CallbackTaskContext extends TaskContext {
+  callback: TaskCallback;
 }
 
 export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
@@ -43,17 +53,62 @@ export async function taskContext(task: string, env: NodeJS.ProcessEnv = process
     env,
     connectSource: () => connectSide('source', spec.source, secrets, { applicationName }),
     connectTarget,
-    log: (message) => console.log(`${new Date().toISOString()} ${task} ${message}`),
+    log: taskLog(task),
+    metrics: metricsSinkFromEnvironment(migration, env),
   };
 }
 
+function taskLog(task: string): (message: string) => void {
+  return (message) => console.log(`${new Date().toISOString()} ${task} ${message}`);
+}
+
+/** What runTask needs from its surroundings; tests replace it. */
+export interface TaskEnvironment {
+  env: NodeJS.ProcessEnv;
+  context: (task: string, env: NodeJS.ProcessEnv) => Promise<TaskContext>;
+  callback: (env: NodeJS.ProcessEnv) => TaskCallback;
+  heartbeatIntervalMs?: number;
+}
+
+const defaultEnvironment = (): TaskEnvironment => ({ env: process.env, context: taskContext, callback: taskCallbackFromEnvironment });
+
 /** Runs a task body and sets the exit code; the last stderr line is the reason a person reads. */
-export async function runTask(task: string, body: (context: TaskContext) => Promise<void>): Promise<void> {
+export async function runTask(task: string, body: (context: TaskContext) => Promise<void>, environment = defaultEnvironment()): Promise<void> {
   try {
-    await body(await taskContext(task));
+    await body(await environment.context(task, environment.env));
     process.exitCode = 0;
   } catch (error) {
     console.error(`${task} failed: ${(error as Error)?.message ?? String(error)}`);
     process.exitCode = 1;
+  }
+}
+
+/**
+ * Runs the body of a task started with `.waitForTaskToken`. Heartbeats go to the workflow
+ * every minute from the start (before the spec is even loaded) until the body reports its
+ * result; if the task fails before reporting, the failure is reported for it, so the workflow
+ * never waits for a task that has ended.
+ */
+export async function runCallbackTask(
+  task: string,
+  body: (context: CallbackTaskContext) => Promise<void>,
+  environment = defaultEnvironment(),
+): Promise<void> {
+  const log = taskLog(task);
+  let callback: HeartbeatingTaskCallback | undefined;
+  try {
+    callback = new HeartbeatingTaskCallback(environment.callback(environment.env), { intervalMs: environment.heartbeatIntervalMs, log });
+    await body({ ...(await environment.context(task, environment.env)), callback });
+    process.exitCode = 0;
+  } catch (error) {
+    const message = (error as Error)?.message ?? String(error);
+    if (callback && !callback.reported) {
+      const name = error instanceof PgferryError ? error.name : 'pgferry.TaskFailed';
+      await callback.failure(name, `The ${task} task failed: ${message}`).catch((e) => log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
+    }
+    console.error(`${task} failed: ${message}`);
+    process.exitCode = 1;
+  } finally {
+    callback?.stop();
   }
 }

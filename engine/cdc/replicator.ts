@@ -43,6 +43,24 @@ export interface ReplicatorOptions {
   streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
   signal?: AbortSignal;
+  /**
+   * Told after every heartbeat written to the control schema (metrics, for instance). Called
+   * synchronously; what it throws is ignored, so an observer cannot stop replication.
+   */
+  onHeartbeat?: (beat: ReplicatorHeartbeat) => void;
+}
+
+/** What a heartbeat measured, for observers of the replicator. */
+export interface ReplicatorHeartbeat {
+  /** Seconds since the oldest source commit received but not yet on the target (0 when nothing waits). */
+  lagSeconds: number;
+  /** Bytes of source WAL not yet processed. */
+  lagBytes: number;
+  /** Rows applied to the target since the previous heartbeat. */
+  rowsApplied: number;
+  /** The source's current WAL position and how far the target has processed it. */
+  sourceLsn: string;
+  processedLsn: string;
 }
 
 export type ReplicatorEnd = 'drained' | 'stopped';
@@ -187,6 +205,8 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
   let applier: Applier | undefined;
   /** Streamed transactions being applied early, by top-level xid: each in its own open target transaction. */
   const early = new Map<number, { applier: Applier; client: pg.Client }>();
+  /** Rows applied by early appliers of streamed transactions that committed (for onHeartbeat). */
+  let streamedRows = 0;
   try {
     const target = await open(options.connectTarget);
     await target.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
@@ -323,6 +343,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
           await flush();
           await entry.applier.handle({ tag: 'commit', flags: message.flags, commitLsn: message.commitLsn, endLsn: message.endLsn, commitTime: message.commitTime });
           const result = await entry.applier.flush();
+          streamedRows += entry.applier.stats.rows;
           await closeEarly(message.xid, false);
           received = parseLsn(message.endLsn);
           await markApplied(result.appliedLsn);
@@ -358,6 +379,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
     log(`streaming from slot ${options.slotName} at ${startLsn}`);
 
     let lastRows = 0;
+    let lastObservedRows = 0;
     let lastBeat = Date.now();
     let healthyReported = false;
     const beat = async (): Promise<ReplicatorEnd | undefined> => {
@@ -380,6 +402,21 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
       if (!healthyReported) {
         healthyReported = true;
         healthy();
+      }
+      if (options.onHeartbeat) {
+        const appliedRows = thisApplier.stats.rows + streamedRows;
+        try {
+          options.onHeartbeat({
+            lagSeconds,
+            lagBytes: Number(lagBytes),
+            rowsApplied: appliedRows - lastObservedRows,
+            sourceLsn: formatLsn(sourceLsn),
+            processedLsn: formatLsn(processed),
+          });
+        } catch {
+          // An observer never stops replication.
+        }
+        lastObservedRows = appliedRows;
       }
       const request = requests[0];
       if (!request || request.phase === 'failed' || request.phase === 'done') return 'stopped';

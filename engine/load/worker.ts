@@ -39,6 +39,20 @@ export interface WorkerOptions {
   maxBytesPerSecond?: number;
   /** Milliseconds before retrying a failed unit, by attempt number (tests shorten it). */
   backoffMs?: (attempt: number) => number;
+  /**
+   * Told when a unit is done (committed), e.g. for metrics. What it throws is ignored, so an
+   * observer cannot fail a unit.
+   */
+  onUnit?: (unit: CopiedUnit) => void;
+}
+
+/** A unit this worker finished. */
+export interface CopiedUnit {
+  id: number;
+  source: TableRef;
+  target: TableRef;
+  rows: number;
+  bytes: number;
 }
 
 export interface WorkerSummary {
@@ -160,6 +174,11 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
         summary.units++;
         summary.rows += copied.rows;
         summary.bytes += copied.bytes;
+        try {
+          options.onUnit?.({ id: unit.id, source: unit.source, target: unit.target, rows: copied.rows, bytes: copied.bytes });
+        } catch {
+          // An observer never fails a unit.
+        }
         log(`unit ${unit.id} ${unit.source.schema}.${unit.source.name}: ${copied.rows} rows, ${copied.bytes} bytes`);
         try {
           const built = await runReadyIndexJobs(target, migration, unit.source);

@@ -88,8 +88,14 @@ const endpointSchema = z
         mode: z
           .enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
           .optional()
-          .describe('libpq sslmode.'),
-        caFile: z.string().min(1).optional().describe('Path of a PEM file with the CA certificate(s) to trust.'),
+          .describe(
+            'libpq sslmode. When neither this nor the secret\'s sslmode is set: "verify-full" for Amazon RDS and Aurora (a host ending in .rds.amazonaws.com, or an RDS-managed secret), otherwise "prefer". verify-ca and verify-full trust caFile when given, otherwise the standard public roots plus the Amazon RDS CA bundles.',
+          ),
+        caFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Path of a PEM file with the CA certificate(s) to trust (instead of the standard roots and the Amazon RDS CA bundles).'),
       })
       .optional()
       .describe('TLS settings for the connection.'),
@@ -228,12 +234,16 @@ const cutoverSchema = z
 
 const alertsSchema = z
   .strictObject({
-    lagThresholdSeconds: z.int().min(1).default(300).describe('Alert when CDC lag exceeds this.'),
+    lagThresholdSeconds: z
+      .int()
+      .min(1)
+      .default(300)
+      .describe('Alert when CDC lag exceeds this many seconds (the ReplicationLagOverThreshold metric, which the deployment\'s lag alarm watches).'),
     snsTopicArn: z
       .string()
       .regex(SNS_TOPIC_ARN, { error: 'must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)' })
       .optional()
-      .describe('SNS topic that receives alerts.'),
+      .describe('SNS topic that receives alerts (not supported yet: the deployment\'s alarm topic receives every alarm).'),
   })
   .describe('Alerts.');
 

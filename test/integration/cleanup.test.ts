@@ -20,7 +20,8 @@ afterAll(async () => {
 });
 
 /** What EventBridge delivers for an execution that was stopped (StopExecution) or timed out. */
-const statusChange = (status: 'ABORTED' | 'TIMED_OUT', input: string | null) => ({
+const RUN_1 = 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:run-1';
+const statusChange = (status: 'ABORTED' | 'TIMED_OUT' | 'FAILED', input: string | null, executionArn = RUN_1) => ({
   version: '0',
   id: 'e1',
   'detail-type': 'Step Functions Execution Status Change' as const,
@@ -28,12 +29,12 @@ const statusChange = (status: 'ABORTED' | 'TIMED_OUT', input: string | null) => 
   account: '123456789012',
   time: '2026-11-23T12:00:00Z',
   region: 'eu-west-1',
-  resources: ['arn:aws:states:eu-west-1:123456789012:execution:pgferry:run-1'],
-  detail: { status, executionArn: 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:run-1', input },
+  resources: [executionArn],
+  detail: { status, executionArn, input },
 });
 const context = { functionName: 'Cleanup', awsRequestId: 'r1', getRemainingTimeInMillis: () => 60_000 } as never;
 
-describe('Cleanup for a stopped execution (EventBridge rule on ABORTED / TIMED_OUT)', () => {
+describe('Cleanup for an execution that ended without succeeding (EventBridge rule on ABORTED / TIMED_OUT / FAILED)', () => {
   it('lifts the cutover fence, drops the slot and the publication, and marks the migration failed', async () => {
     await cluster.sql('CREATE DATABASE app');
     await cluster.sql('CREATE DATABASE app_target');
@@ -49,7 +50,7 @@ describe('Cleanup for a stopped execution (EventBridge rule on ABORTED / TIMED_O
     const target = await cluster.connect('app_target');
     try {
       await ensureControlSchema(target);
-      await beginMigration(target, name, { mode: 'full+cdc' });
+      await beginMigration(target, name, { mode: 'full+cdc' }, RUN_1);
       await ensurePublication(source, { name: 'pgferry_stopped_run', tables: [{ schema: 'public', name: 't' }] });
       await source.query("SELECT pg_create_logical_replication_slot('pgferry_stopped_run', 'pgoutput')");
       await registerReplication(target, name, { slotName: 'pgferry_stopped_run', publicationName: 'pgferry_stopped_run', consistentLsn: null });
@@ -73,5 +74,51 @@ describe('Cleanup for a stopped execution (EventBridge rule on ABORTED / TIMED_O
   it('says why there is nothing to clean when the execution had no valid spec', async () => {
     const result = await handler(statusChange('TIMED_OUT', '{"name": "x"}'), context);
     expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('had no valid spec as input') });
+  });
+
+  it("leaves a later run of the same name alone, and keeps the reason the workflow recorded for its own failure", async () => {
+    await cluster.sql('CREATE DATABASE app2');
+    await cluster.sql('CREATE DATABASE app2_target');
+    await cluster.sql('CREATE TABLE t (id int PRIMARY KEY)', 'app2');
+    const name = 'rerun';
+    const spec = {
+      name,
+      mode: 'full+cdc',
+      source: { secret: scratch.secretFor('source2', cluster), database: 'app2' },
+      target: { secret: scratch.secretFor('target2', cluster), database: 'app2_target' },
+    };
+    const RUN_2 = 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:run-2';
+    const source = await cluster.connect('app2');
+    const target = await cluster.connect('app2_target');
+    try {
+      await ensureControlSchema(target);
+      // run-1 was stopped long ago; run-2 of the same migration is replicating now.
+      await beginMigration(target, name, { mode: 'full+cdc' }, RUN_2);
+      await ensurePublication(source, { name: 'pgferry_rerun', tables: [{ schema: 'public', name: 't' }] });
+      await source.query("SELECT pg_create_logical_replication_slot('pgferry_rerun', 'pgoutput')");
+      await registerReplication(target, name, { slotName: 'pgferry_rerun', publicationName: 'pgferry_rerun', consistentLsn: null });
+    } finally {
+      await Promise.all([source.end(), target.end()]);
+    }
+
+    const late = await handler(statusChange('ABORTED', JSON.stringify(spec), RUN_1), context);
+    expect(late).toEqual({ cleaned: false, reason: expect.stringContaining(`belongs to ${RUN_2}`) });
+    const [kept] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_rerun'");
+    expect(kept!.rows[0].n).toBe(1);
+
+    // run-2 fails; its Catch ran Cleanup with the real reason, then the FAILED event arrives.
+    const normalized = { ...spec, cdc: { keepSlotOnFailure: false } };
+    const caught = await handler({ spec: normalized, error: { Error: 'pgferry.CompareMismatch', Cause: 'public.t differs' } }, context);
+    expect(caught).toMatchObject({ cleaned: true, slotDropped: true });
+    const again = await handler(statusChange('FAILED', JSON.stringify(spec), RUN_2), context);
+    expect(again).toMatchObject({ cleaned: true, slotDropped: false });
+    const [phase] = await cluster.sql(`SELECT phase, error FROM pgferry.migrations WHERE name = '${name}'`, 'app2_target');
+    expect(phase!.rows[0]).toEqual({ phase: 'failed', error: 'pgferry.CompareMismatch: public.t differs' });
+  });
+
+  it('does nothing for an execution that never registered its migration', async () => {
+    const spec = { name: 'never-started', mode: 'full+cdc', source: { secret: scratch.secretFor('source3', cluster), database: 'app' }, target: { secret: scratch.secretFor('target3', cluster), database: 'app_target' } };
+    const result = await handler(statusChange('FAILED', JSON.stringify(spec)), context);
+    expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('never registered migration never-started') });
   });
 });

@@ -3,10 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { Request } from '@middy/core';
+import { clearCache } from '@middy/util';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseCredentials, redact } from '../../engine/connect/index.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
+import { SecretsManagerCache } from '../../platform/secrets/middy.js';
 
 const PASSWORD = 'S3cr3t-p@ss/wörd';
 const rdsSecret = { host: 'db.internal', port: 5432, username: 'migrator', password: PASSWORD, dbname: 'app', engine: 'postgres' };
@@ -16,7 +19,10 @@ const dir = mkdtempSync(join(tmpdir(), 'pgferry-secrets-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const secretsManager = mockClient(SecretsManagerClient);
-afterEach(() => secretsManager.reset());
+afterEach(() => {
+  secretsManager.reset();
+  clearCache();
+});
 
 async function credentialsOf(ref: string, env: NodeJS.ProcessEnv = {}) {
   const provider = new DefaultSecretsProvider(env);
@@ -78,5 +84,39 @@ describe('secret references', () => {
   it('redacts secret values, plain and URI-encoded, from messages', () => {
     const message = `failed for ${PASSWORD} and ${encodeURIComponent(PASSWORD)}`;
     expect(redact(message, [PASSWORD])).toBe('failed for [redacted] and [redacted]');
+  });
+});
+
+describe('Secrets Manager through @middy/secrets-manager (the Lambdas)', () => {
+  const request = () => ({ event: {}, context: {}, internal: {}, response: null, error: null }) as unknown as Request;
+  const unused = new DefaultSecretsProvider({});
+
+  it('hands the secret text to the credentials parser, JSON or not', async () => {
+    const plain = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/plain-AbCdEf';
+    secretsManager.on(GetSecretValueCommand, { SecretId: arn }).resolves({ SecretString: JSON.stringify(rdsSecret) });
+    secretsManager.on(GetSecretValueCommand, { SecretId: plain }).resolves({ SecretString: 'not json at all' });
+    const provider = await new SecretsManagerCache().provider(request(), [arn, plain], unused);
+    const credentials = parseCredentials(arn, await provider.getSecretString(arn));
+    expect(credentials).toMatchObject({ host: 'db.internal', port: 5432, username: 'migrator', dbname: 'app', rdsManaged: false });
+    expect(credentials.password).toBe(PASSWORD);
+    expect(await provider.getSecretString(plain)).toBe('not json at all');
+  });
+
+  it('refuses a binary secret, naming it', async () => {
+    secretsManager.on(GetSecretValueCommand).resolves({ SecretBinary: new Uint8Array([1, 2, 3]) });
+    const provider = await new SecretsManagerCache().provider(request(), [arn], unused);
+    await expect(provider.getSecretString(arn)).rejects.toThrow(`Secret ${arn}: has no SecretString (binary secrets are not supported)`);
+  });
+
+  it('leaves other references to the fallback provider', async () => {
+    secretsManager.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify(rdsSecret) });
+    const provider = await new SecretsManagerCache().provider(request(), [arn], new DefaultSecretsProvider({ DB: 'postgres://u:p@h/db' }));
+    expect(await provider.getSecretString('env:DB')).toBe('postgres://u:p@h/db');
+  });
+
+  it('recognizes RDS-managed secrets by their name', () => {
+    const managed = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0a1b2c3d-AbCdEf';
+    expect(parseCredentials(managed, JSON.stringify(rdsSecret)).rdsManaged).toBe(true);
+    expect(parseCredentials(arn, JSON.stringify(rdsSecret)).rdsManaged).toBe(false);
   });
 });

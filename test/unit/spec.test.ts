@@ -224,8 +224,15 @@ describe('invalid specs', () => {
   });
 
   it('reports schema problems and gated sections together', () => {
-    const problems = problemsOf({ name: 'x', mode: 'ful', cdc: { retryWindowMinutes: 5 }, alerts: {}, source: { secret: 'env:A' }, target: { secret: 'nope' } });
-    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'alerts']);
+    const problems = problemsOf({
+      name: 'x',
+      mode: 'ful',
+      cdc: { retryWindowMinutes: 5 },
+      alerts: { snsTopicArn: 'arn:aws:sns:us-east-1:123456789012:alerts' },
+      source: { secret: 'env:A' },
+      target: { secret: 'nope' },
+    });
+    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'alerts.snsTopicArn']);
   });
 
   it.each([null, 'spec', 42, [minimal]])('rejects the non-object %j', (input) => {
@@ -234,12 +241,28 @@ describe('invalid specs', () => {
 });
 
 describe('feature gate', () => {
-  it.each([
-    ['mapping', {}, 'mapping', 'name mapping'],
-    ['alerts', {}, 'alerts', 'the AWS deployment'],
-  ])('rejects %s until its feature lands', (section, value, what, feature) => {
+  it.each([['mapping', {}, 'mapping', 'name mapping']])('rejects %s until its feature lands', (section, value, what, feature) => {
     const problems = problemsOf({ ...minimal, [section]: value });
     expect(problems).toEqual([{ path: section, message: `not supported yet: ${what} lands with ${feature}` }]);
+  });
+
+  it("accepts alerts.lagThresholdSeconds (the replicate task's lag metric uses it)", () => {
+    expect(parseSpec({ ...minimal, alerts: { lagThresholdSeconds: 60 } }).alerts.lagThresholdSeconds).toBe(60);
+    expect(parseSpec({ ...minimal, alerts: {} }).alerts.lagThresholdSeconds).toBe(300);
+    expectOneProblem(problemsOf({ ...minimal, alerts: { lagThresholdSeconds: 0 } }), 'alerts.lagThresholdSeconds', 'at least 1');
+  });
+
+  it("rejects alerts.snsTopicArn: the deployment's alarm topic receives every alarm until per-migration topics land", () => {
+    const problems = problemsOf({ ...minimal, alerts: { lagThresholdSeconds: 60, snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-alerts' } });
+    expect(problems).toEqual([
+      {
+        path: 'alerts.snsTopicArn',
+        message:
+          "not supported yet: alerts.snsTopicArn lands with per-migration alert topics (until then the deployment's alarm topic receives every alarm)",
+      },
+    ]);
+    // A normalized spec (later states, and reading-only checks) is not gated.
+    expect(validateSpec({ ...minimal, alerts: { snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-alerts' } }, { featureGate: false }).ok).toBe(true);
   });
 
   it.each(['full+cdc', 'cdc'])('accepts mode %s with its cdc and cutover sections', (mode) => {
