@@ -1,4 +1,5 @@
-import { App } from 'aws-cdk-lib';
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { PgferryStack } from './pgferry-stack.js';
 
 const app = new App();
@@ -8,5 +9,10 @@ new PgferryStack(app, 'Pgferry', {
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
   description: 'pgferry: online PostgreSQL to PostgreSQL migration (Step Functions workflow)',
 });
+
+// cdk-nag 3 is a CDK policy validation plugin (v2's Aspect and NagSuppressions are gone): any
+// finding that was not acknowledged in code (Validations.of(…).acknowledge, with its reason,
+// next to the resource) fails the synth and is listed in the cloud assembly's validation report.
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
 
 app.synth();

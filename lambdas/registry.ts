@@ -82,7 +82,7 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     name: 'ReplicationStatus',
     entry: 'lambdas/replication-status.ts',
     arnPlaceholder: 'ReplicationStatusFunctionArn',
-    timeoutSeconds: 60,
+    timeoutSeconds: 300,
     memoryMb: 256,
     needsDatabase: true,
   },

@@ -342,10 +342,27 @@ function buildHandlers(definition: StateMachineDefinition, wiring: Wiring, proce
   return handlers;
 }
 
+/**
+ * aws-local-stepfunctions 3.0 does not implement HeartbeatSeconds (its validator accepts the
+ * field, its interpreter never enforces it). The callback tasks heartbeat to Step Functions on
+ * AWS only; locally they report over IPC and a dead child process fails its state at once. So
+ * the interpreter gets the definition without the field, rather than one that promises a
+ * heartbeat timeout it would not apply.
+ */
+function withoutHeartbeats(states: StateMap): StateMap {
+  for (const [, state] of taskStates(states)) {
+    delete state.HeartbeatSeconds;
+    delete state.HeartbeatSecondsPath;
+  }
+  return states;
+}
+
 export async function loadLocalDefinition(options: Pick<LocalRunOptions, 'definitionFile' | 'lambdas' | 'tasks'> = {}) {
   const wiring: Wiring = { lambdas: options.lambdas ?? lambdaFunctions, tasks: options.tasks ?? fargateTasks };
   const text = await readFile(options.definitionFile ?? workflowFile, 'utf8');
-  return { definition: JSON.parse(substituteLocally(text, wiring)) as StateMachineDefinition, wiring };
+  const definition = JSON.parse(substituteLocally(text, wiring)) as StateMachineDefinition;
+  withoutHeartbeats(definition.States as unknown as StateMap);
+  return { definition, wiring };
 }
 
 /**
@@ -374,7 +391,8 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
       waitTimeOverrides: options.waitTimeOverrides,
       retryIntervalOverrides: options.retryIntervalOverrides,
     },
-    context: { Task: { Token: TOKEN_MARKER } },
+    // $$.Execution.Id names the run in the control schema, as the execution ARN does on AWS.
+    context: { Execution: { Id: `local:${randomUUID()}`, Input: input as never, StartTime: new Date().toISOString() }, Task: { Token: TOKEN_MARKER } },
   });
   const onAbort = () => {
     execution.abort();

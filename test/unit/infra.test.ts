@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgferryMigration, PgferryStack } from '../../infra/index.js';
 import { callbackTaskPlaceholders } from '../../infra/pgferry-migration.js';
 import { lambdaByPlaceholder, lambdaFunctions } from '../../lambdas/registry.js';
+import { metrics, stateMachineTags, startMigrationEvent } from '../../platform/aws/deployment.js';
 import { fargateTasks, taskByPlaceholder } from '../../tasks/registry.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -65,6 +66,17 @@ function memo<T>(make: () => T): () => T {
 // Synthesized once, shared by the tests that only read them.
 const defaultStack = memo(() => synthStack());
 const secretStack = memo(() => synthStack({ secretArns: [sourceArn, targetArn] }));
+/** An existing VPC, security groups and alarm topic, all from context (no lookups). */
+const existing = {
+  vpcId: 'vpc-0123456789abcdef0',
+  subnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'],
+  availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+  databaseClientSecurityGroupId: 'sg-0123456789abcdef0',
+  taskSecurityGroupId: 'sg-0123456789abcdef1',
+  alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-ops',
+  alarmEmails: ['ops@example.com'],
+};
+const existingVpcStack = memo(() => synthStack(existing));
 
 function logicalId(construct: Construct): string {
   return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement);
@@ -151,14 +163,18 @@ function taskStates(node: unknown, found: Record<string, any>[] = []): Record<st
 }
 
 describe('PgferryStack', () => {
-  it('creates a standard state machine with tracing and ERROR logging to a retained log group', () => {
+  it('creates a standard state machine with tracing and ALL logging, without execution data, to a retained encrypted log group', () => {
     const { stack, template } = defaultStack();
     const stateMachine = stateMachineOf(template);
     expect(stateMachine.Properties.StateMachineType).toBe('STANDARD');
     expect(stateMachine.Properties.TracingConfiguration).toEqual({ Enabled: true });
-    expect(stateMachine.Properties.LoggingConfiguration.Level).toBe('ERROR');
+    expect(stateMachine.Properties.LoggingConfiguration.Level).toBe('ALL');
+    expect(stateMachine.Properties.LoggingConfiguration.IncludeExecutionData).toBe(false);
     const logGroupId = stateMachine.Properties.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
-    expect(resourcesOf(template)[logGroupId]!.Properties.RetentionInDays).toBe(30);
+    expect(resourcesOf(template)[logGroupId]!.Properties).toEqual({
+      RetentionInDays: 30,
+      KmsKeyId: { 'Fn::GetAtt': [logicalId(stack.migration.encryptionKey), 'Arn'] },
+    });
     template.hasOutput('StateMachineArn', { Value: { Ref: logicalId(stack.migration.stateMachine) } });
     template.hasOutput('TaskSecurityGroupId', { Value: { 'Fn::GetAtt': [logicalId(stack.migration.taskSecurityGroup), 'GroupId'] } });
     template.hasOutput('DatabaseClientSecurityGroupId', {
@@ -206,7 +222,15 @@ describe('PgferryStack', () => {
         Handler: 'index.handler',
         Timeout: definition.timeoutSeconds,
         MemorySize: definition.memoryMb,
-        Environment: { Variables: { NODE_OPTIONS: '--enable-source-maps' } },
+        TracingConfig: { Mode: 'Active' },
+      });
+      expect(fn.Properties.Environment).toEqual({
+        Variables: {
+          NODE_OPTIONS: '--enable-source-maps',
+          POWERTOOLS_SERVICE_NAME: stack.migration.serviceName,
+          POWERTOOLS_METRICS_NAMESPACE: metrics.namespace,
+          POWERTOOLS_LOG_LEVEL: 'INFO',
+        },
       });
       if (definition.needsDatabase) {
         expect(fn.Properties.VpcConfig).toEqual({
@@ -219,6 +243,19 @@ describe('PgferryStack', () => {
       const logGroup = resources[fn.Properties.LoggingConfig.LogGroup.Ref]!;
       expect(logGroup.Type).toBe('AWS::Logs::LogGroup');
       expect(logGroup.Properties.RetentionInDays).toBe(30);
+      expect(logGroup.Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [logicalId(stack.migration.encryptionKey), 'Arn'] });
+
+      // A role of its own, no AWS managed policy: logs to its own group only, plus X-Ray and,
+      // in the VPC, the network interfaces (the only wildcards).
+      const roleId = functionRoleId(template, logicalId(stack.migration.functions[definition.name]!));
+      expect(resources[roleId]!.Properties.ManagedPolicyArns).toBeUndefined();
+      const statements = roleStatements(template, roleId);
+      expect(statements.find((s) => actionsOf(s).includes('logs:PutLogEvents'))!.Resource).toEqual({
+        'Fn::GetAtt': [fn.Properties.LoggingConfig.LogGroup.Ref, 'Arn'],
+      });
+      const wildcards = statements.filter((s) => s.Resource === '*').flatMap(actionsOf);
+      for (const action of wildcards) expect(action).toMatch(definition.needsDatabase ? /^(xray|ec2):/ : /^xray:/);
+      expect(wildcards.includes('ec2:CreateNetworkInterface')).toBe(definition.needsDatabase);
     }
   });
 
@@ -253,11 +290,17 @@ describe('PgferryStack', () => {
       expect(container!.Name).toBe(task.containerName);
       expect(container!.Name).toBe('pgferry');
       expect(container!.Command).toEqual(expectedCommand(task.entry));
-      expect(container!.Environment).toBeUndefined();
+      // The metrics settings only: the workflow passes the rest as container overrides.
+      expect(container!.Environment).toEqual([
+        { Name: 'POWERTOOLS_SERVICE_NAME', Value: stack.migration.serviceName },
+        { Name: 'POWERTOOLS_METRICS_NAMESPACE', Value: metrics.namespace },
+        { Name: 'PGFERRY_METRICS', Value: 'emf' },
+      ]);
       expect(container!.LogConfiguration.LogDriver).toBe('awslogs');
       const logGroup = resources[container!.LogConfiguration.Options['awslogs-group'].Ref]!;
       expect(logGroup.Type).toBe('AWS::Logs::LogGroup');
       expect(logGroup.Properties.RetentionInDays).toBe(30);
+      expect(logGroup.Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [logicalId(stack.migration.encryptionKey), 'Arn'] });
       images.add(JSON.stringify(container!.Image));
     }
     // One image for every task, the one the Dockerfile builds: staged at synth, built at deploy.
@@ -268,7 +311,7 @@ describe('PgferryStack', () => {
     expect([...images][0]).toContain(hash);
   });
 
-  it('lets the state machine invoke exactly the registered functions, run exactly the task definitions, and nothing else', () => {
+  it('lets the state machine invoke exactly the workflow functions, run exactly the task definitions, and nothing else', () => {
     const { stack, template } = defaultStack();
     const roleId = stateMachineRoleId(template);
     const role = resourcesOf(template)[roleId]!;
@@ -280,11 +323,12 @@ describe('PgferryStack', () => {
     expect(invoking).toHaveLength(1);
     expect(invoking[0]!.Effect).toBe('Allow');
     expect(invoking[0]!.Action).toBe('lambda:InvokeFunction');
-    const expectedFunctions = lambdaFunctions.flatMap((definition) => {
-      const arn = { 'Fn::GetAtt': [logicalId(stack.migration.functions[definition.name]!), 'Arn'] };
-      return [arn, { 'Fn::Join': ['', [arn, ':*']] }];
-    });
+    // Unqualified ARNs, as the ASL names them; not the operator function, which only the CLI invokes.
+    const expectedFunctions = lambdaFunctions
+      .filter((definition) => !definition.operator)
+      .map((definition) => ({ 'Fn::GetAtt': [logicalId(stack.migration.functions[definition.name]!), 'Arn'] }));
     expect(sortJson(asList(invoking[0]!.Resource))).toEqual(sortJson(expectedFunctions));
+    expect(JSON.stringify(invoking[0]!.Resource)).not.toContain(logicalId(stack.migration.operatorFunction!));
 
     const inCluster = { ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [logicalId(stack.migration.cluster), 'Arn'] } } };
     const taskDefinitions = Object.values(taskDefinitionsOf(template, stack.migration));
@@ -397,16 +441,23 @@ describe('PgferryStack', () => {
     }
   });
 
-  it('runs the Cleanup function for executions of this state machine that were stopped or timed out', () => {
+  it('runs the Cleanup function for executions of this state machine that were stopped, timed out or failed', () => {
     const { stack, template } = secretStack();
     const rule = stack.migration.stoppedExecutionRule!;
-    template.hasResourceProperties('AWS::Events::Rule', {
+    expect(resourcesOf(template)[logicalId(rule)]!.Properties).toMatchObject({
       EventPattern: {
         source: ['aws.states'],
         'detail-type': ['Step Functions Execution Status Change'],
-        detail: { status: ['ABORTED', 'TIMED_OUT'], stateMachineArn: [{ Ref: logicalId(stack.migration.stateMachine) }] },
+        detail: { status: ['ABORTED', 'TIMED_OUT', 'FAILED'], stateMachineArn: [{ Ref: logicalId(stack.migration.stateMachine) }] },
       },
-      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [logicalId(stack.migration.functions.Cleanup!), 'Arn'] } })],
+      Targets: [
+        {
+          Id: 'Target0',
+          Arn: { 'Fn::GetAtt': [logicalId(stack.migration.functions.Cleanup!), 'Arn'] },
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [logicalId(stack.migration.deadLetterQueue), 'Arn'] } },
+          RetryPolicy: { MaximumRetryAttempts: 4, MaximumEventAgeInSeconds: 7200 },
+        },
+      ],
     });
     template.hasResourceProperties('AWS::Lambda::Permission', {
       Action: 'lambda:InvokeFunction',
@@ -454,7 +505,9 @@ describe('PgferryStack', () => {
 
   it('grants no secret access when no secret ARNs are configured', () => {
     const { template } = defaultStack();
-    expect(JSON.stringify(template.toJSON())).not.toContain('secretsmanager');
+    // (The Secrets Manager VPC endpoint names the service; no policy does.)
+    expect(JSON.stringify(template.findResources('AWS::IAM::Policy'))).not.toContain('secretsmanager');
+    expect(JSON.stringify(template.findResources('AWS::IAM::Role'))).not.toContain('secretsmanager');
   });
 
   it.each([
@@ -490,6 +543,403 @@ describe('PgferryStack', () => {
     const { template } = synthStack({ logRetentionDays: '7', stateMachineName: 'pgferry-prod' });
     template.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 7 });
     template.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineName: 'pgferry-prod' });
+  });
+});
+
+describe('PgferryStack networking', () => {
+  const interfaceServices = ['secretsmanager', 'ecr.api', 'ecr.dkr', 'logs', 'states'];
+  const serviceOf = (endpoint: Resource) => render(endpoint.Properties.ServiceName).replace('com.amazonaws.<<AWS::Region>>.', '');
+
+  it('logs all the new VPC traffic to an encrypted log group', () => {
+    const { stack, template } = defaultStack();
+    const resources = resourcesOf(template);
+    const [, flowLog] = only(template.findResources('AWS::EC2::FlowLog') as Record<string, Resource>);
+    expect(flowLog.Properties).toMatchObject({
+      ResourceId: { Ref: logicalId(stack.migration.vpc as ec2.Vpc) },
+      ResourceType: 'VPC',
+      TrafficType: 'ALL',
+      LogDestinationType: 'cloud-watch-logs',
+    });
+    const logGroup = resources[flowLog.Properties.LogGroupName.Ref]!;
+    expect(logGroup.Properties).toEqual({ RetentionInDays: 30, KmsKeyId: { 'Fn::GetAtt': [logicalId(stack.migration.encryptionKey), 'Arn'] } });
+  });
+
+  it('keeps AWS API traffic in the VPC: interface endpoints open to the functions and tasks only, and an S3 gateway', () => {
+    const { stack, template } = defaultStack();
+    const vpc = stack.migration.vpc as ec2.Vpc;
+    const privateSubnets = vpc.privateSubnets.map((subnet) => ({ Ref: logicalId(subnet) }));
+    const endpoints = Object.values(template.findResources('AWS::EC2::VPCEndpoint') as Record<string, Resource>);
+    const interfaces = endpoints.filter((endpoint) => endpoint.Properties.VpcEndpointType === 'Interface');
+    expect(interfaces.map(serviceOf).sort()).toEqual([...interfaceServices].sort());
+    const endpointGroup = { 'Fn::GetAtt': [logicalId(stack.migration.endpointSecurityGroup!), 'GroupId'] };
+    for (const endpoint of interfaces) {
+      expect(endpoint.Properties).toMatchObject({ PrivateDnsEnabled: true, SubnetIds: privateSubnets, SecurityGroupIds: [endpointGroup] });
+    }
+    const [gateway, ...others] = endpoints.filter((endpoint) => endpoint.Properties.VpcEndpointType === 'Gateway');
+    expect(others).toEqual([]);
+    expect(serviceOf(gateway!)).toBe('s3');
+    const privateRouteTables = vpc.privateSubnets.map((subnet) => stack.resolve(subnet.routeTable.routeTableId));
+    expect(privateRouteTables).toHaveLength(2);
+    expect(sortJson(gateway!.Properties.RouteTableIds)).toEqual(sortJson(privateRouteTables));
+
+    // HTTPS from the two client security groups, nothing else in, nothing out.
+    const resources = resourcesOf(template);
+    const group = resources[logicalId(stack.migration.endpointSecurityGroup!)]!;
+    expect(group.Properties.SecurityGroupIngress).toBeUndefined();
+    expect(group.Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '255.255.255.255/32', Description: 'Disallow all traffic' })]);
+    const ingress = Object.values(template.findResources('AWS::EC2::SecurityGroupIngress') as Record<string, Resource>);
+    expect(ingress.map((rule) => rule.Properties.GroupId)).toEqual([endpointGroup, endpointGroup]);
+    expect(sortJson(ingress.map((rule) => rule.Properties.SourceSecurityGroupId))).toEqual(
+      sortJson([
+        { 'Fn::GetAtt': [logicalId(stack.migration.databaseClientSecurityGroup as ec2.SecurityGroup), 'GroupId'] },
+        { 'Fn::GetAtt': [logicalId(stack.migration.taskSecurityGroup as ec2.SecurityGroup), 'GroupId'] },
+      ]),
+    );
+    for (const rule of ingress) expect(rule.Properties).toMatchObject({ IpProtocol: 'tcp', FromPort: 443, ToPort: 443 });
+  });
+
+  it('creates isolated subnets without NAT gateway or internet gateway for natGateways 0, endpoints still on', () => {
+    const { stack, template } = synthStack({ natGateways: '0' });
+    const vpc = stack.migration.vpc as ec2.Vpc;
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.resourceCountIs('AWS::EC2::InternetGateway', 0);
+    template.resourceCountIs('AWS::EC2::Route', 0);
+    template.resourceCountIs('AWS::EC2::Subnet', 2);
+    expect(vpc.isolatedSubnets).toHaveLength(2);
+    expect(vpc.publicSubnets).toHaveLength(0);
+    expect(substitution(template, 'TaskSubnetIds')).toBe(vpc.isolatedSubnets.map((subnet) => `<<${logicalId(subnet)}>>`).join(','));
+    template.resourceCountIs('AWS::EC2::VPCEndpoint', interfaceServices.length + 1);
+    template.resourceCountIs('AWS::EC2::FlowLog', 1);
+  });
+
+  it('takes the NAT gateway count and the endpoints switch from context, and refuses what cannot work', () => {
+    const { template } = synthStack({ natGateways: 2, vpcEndpoints: 'false' });
+    template.resourceCountIs('AWS::EC2::NatGateway', 2);
+    template.resourceCountIs('AWS::EC2::VPCEndpoint', 0);
+    expect(() => synthStack({ natGateways: '0', vpcEndpoints: false })).toThrow(/VPC endpoints/);
+    expect(() => synthStack({ natGateways: 'one' })).toThrow(/natGateways/);
+    expect(() => synthStack({ natGateways: 3 })).toThrow(/natGateways/);
+    expect(() => synthStack({ vpcEndpoints: 'yes' })).toThrow(/vpcEndpoints/);
+    const vpcStack = new Stack(newApp(), 'Both');
+    const vpc = new ec2.Vpc(vpcStack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    expect(() => new PgferryMigration(vpcStack, 'Migration', { vpc, natGateways: 0 })).toThrow(/natGateways and vpcEndpoints/);
+  });
+
+  it('uses an existing VPC, subnets and security groups from context without creating any network resource', () => {
+    const { stack, template } = existingVpcStack();
+    for (const type of [
+      'AWS::EC2::VPC',
+      'AWS::EC2::Subnet',
+      'AWS::EC2::NatGateway',
+      'AWS::EC2::InternetGateway',
+      'AWS::EC2::RouteTable',
+      'AWS::EC2::Route',
+      'AWS::EC2::VPCEndpoint',
+      'AWS::EC2::FlowLog',
+      'AWS::EC2::SecurityGroup',
+      'AWS::EC2::SecurityGroupIngress',
+      'AWS::EC2::SecurityGroupEgress',
+    ]) {
+      template.resourceCountIs(type, 0);
+    }
+    expect(stack.migration.endpointSecurityGroup).toBeUndefined();
+    expect(substitution(template, 'TaskSubnetIds')).toBe(existing.subnetIds.join(','));
+    expect(substitution(template, 'TaskSecurityGroupIds')).toBe(existing.taskSecurityGroupId);
+    const resources = resourcesOf(template);
+    for (const definition of lambdaFunctions.filter((d) => d.needsDatabase)) {
+      expect(resources[logicalId(stack.migration.functions[definition.name]!)]!.Properties.VpcConfig).toEqual({
+        SubnetIds: existing.subnetIds,
+        SecurityGroupIds: [existing.databaseClientSecurityGroupId],
+      });
+    }
+    template.hasOutput('DatabaseClientSecurityGroupId', { Value: existing.databaseClientSecurityGroupId });
+    template.hasOutput('TaskSecurityGroupId', { Value: existing.taskSecurityGroupId });
+    // No warning about the given subnets' route tables (nothing reads them).
+    expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('routeTableId'))).toEqual([]);
+  });
+
+  it('creates its own security groups in an existing VPC when none are given', () => {
+    const { vpcId, subnetIds, availabilityZones } = existing;
+    const { stack, template } = synthStack({ vpcId, subnetIds: JSON.stringify(subnetIds), availabilityZones });
+    template.resourceCountIs('AWS::EC2::SecurityGroup', 2);
+    template.resourceCountIs('AWS::EC2::VPC', 0);
+    for (const group of [stack.migration.databaseClientSecurityGroup, stack.migration.taskSecurityGroup]) {
+      expect(resourcesOf(template)[logicalId(group as ec2.SecurityGroup)]!.Properties.VpcId).toBe(vpcId);
+    }
+  });
+
+  it('rejects network context that is incomplete or malformed', () => {
+    const { vpcId, subnetIds, availabilityZones } = existing;
+    expect(() => synthStack({ subnetIds })).toThrow(/'subnetIds' needs 'vpcId'/);
+    expect(() => synthStack({ taskSecurityGroupId: existing.taskSecurityGroupId })).toThrow(/needs 'vpcId'/);
+    expect(() => synthStack({ vpcId })).toThrow(/needs 'subnetIds' and 'availabilityZones'/);
+    expect(() => synthStack({ vpcId: 'vpc-1', subnetIds, availabilityZones })).toThrow(/'vpcId' must be a VPC id/);
+    expect(() => synthStack({ vpcId, subnetIds: ['subnet-x'], availabilityZones })).toThrow(/'subnetIds' must be a JSON list of subnet ids/);
+    expect(() => synthStack({ vpcId, subnetIds: subnetIds.slice(0, 1), availabilityZones })).toThrow(/same number of subnets/);
+    expect(() => synthStack({ vpcId, subnetIds, availabilityZones, databaseClientSecurityGroupId: 'default' })).toThrow(/security group id/);
+    expect(() => synthStack({ alarmTopicArn: 'pgferry-ops' })).toThrow(/alarmTopicArn/);
+    expect(() => synthStack({ alarmEmails: 'ops@example.com' })).toThrow(/alarmEmails/);
+  });
+});
+
+describe('PgferryStack operation', () => {
+  it('keeps the operator function out of the workflow: no substitution, no warning, no invoke grant', () => {
+    const { stack, template } = defaultStack();
+    const operators = lambdaFunctions.filter((definition) => definition.operator);
+    expect(operators.map((definition) => definition.name)).toEqual(['Operator']);
+    const operator = operators[0]!;
+    expect(stack.migration.operatorFunction).toBe(stack.migration.functions.Operator);
+    const substitutions = stateMachineOf(template).Properties.DefinitionSubstitutions as Record<string, unknown>;
+    expect(Object.keys(substitutions)).not.toContain(operator.arnPlaceholder);
+    expect(Object.keys(substitutions).sort()).toEqual(
+      [
+        'ClusterArn',
+        'TaskSubnetIds',
+        'TaskSecurityGroupIds',
+        ...lambdaFunctions.filter((definition) => !definition.operator).map((definition) => definition.arnPlaceholder),
+        ...fargateTasks.map((task) => task.taskDefinitionPlaceholder),
+      ].sort(),
+    );
+    expect(Annotations.fromStack(stack).findWarning('*', Match.anyValue())).toEqual([]);
+    template.hasOutput('OperatorFunctionArn', { Value: { 'Fn::GetAtt': [logicalId(stack.migration.operatorFunction!), 'Arn'] } });
+  });
+
+  it('refuses a definition that names the operator function', () => {
+    const definitionPath = join(tempDir(), 'operator.asl.json');
+    writeFileSync(definitionPath, readFileSync(aslPath, 'utf8').replace('${PrecheckFunctionArn}', '${OperatorFunctionArn}'));
+    expect(() => new PgferryMigration(new Stack(newApp(), 'Operator'), 'Migration', { definitionPath })).toThrow(
+      /\$\{OperatorFunctionArn\}.*operator function/,
+    );
+  });
+
+  it('tags the state machine, and only it, with the operator function, the scheduler role and the schedule group', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    const tags = Object.fromEntries(
+      (stateMachineOf(template).Properties.Tags as { Key: string; Value: unknown }[]).map((tag) => [tag.Key, tag.Value]),
+    );
+    expect(tags).toEqual({
+      [stateMachineTags.operatorFunction]: { 'Fn::GetAtt': [logicalId(migration.operatorFunction!), 'Arn'] },
+      [stateMachineTags.schedulerRole]: { 'Fn::GetAtt': [logicalId(migration.schedulerRole), 'Arn'] },
+      [stateMachineTags.scheduleGroup]: stack.resolve(migration.scheduleGroup.ref),
+    });
+    for (const [id, resource] of Object.entries(resourcesOf(template))) {
+      if (resource.Type === 'AWS::StepFunctions::StateMachine') continue;
+      expect(JSON.stringify(resource.Properties?.Tags ?? []), id).not.toContain('pgferry:');
+    }
+  });
+
+  it('starts an execution with the event detail as input for each start event, through a role that may do only that', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    const rule = resourcesOf(template)[logicalId(migration.startRule)]!;
+    expect(rule.Properties.EventPattern).toEqual({ source: [startMigrationEvent.source], 'detail-type': [startMigrationEvent.detailType] });
+    expect(rule.Properties.EventBusName).toBeUndefined();
+    const [target, ...others] = rule.Properties.Targets as Record<string, any>[];
+    expect(others).toEqual([]);
+    expect(target).toMatchObject({
+      Arn: { Ref: logicalId(migration.stateMachine) },
+      InputPath: '$.detail',
+      DeadLetterConfig: { Arn: { 'Fn::GetAtt': [logicalId(migration.deadLetterQueue), 'Arn'] } },
+      RetryPolicy: { MaximumRetryAttempts: 4, MaximumEventAgeInSeconds: 7200 },
+    });
+    const roleId = roleIdOf(target!.RoleArn);
+    expect(resourcesOf(template)[roleId]!.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      { Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'events.amazonaws.com' } },
+    ]);
+    expect(roleStatements(template, roleId)).toEqual([
+      { Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: logicalId(migration.stateMachine) } },
+    ]);
+  });
+
+  it('keeps undeliverable events in an encrypted, TLS-only dead-letter queue only the two rules may write to', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    const queueId = logicalId(migration.deadLetterQueue);
+    expect(resourcesOf(template)[queueId]!.Properties).toEqual({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 1209600 });
+    const [, policy] = only(template.findResources('AWS::SQS::QueuePolicy') as Record<string, Resource>);
+    const statements = policy.Properties.PolicyDocument.Statement as (Statement & { Principal: unknown })[];
+    expect(statements).toContainEqual(
+      expect.objectContaining({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+    );
+    const allowed = statements.filter((statement) => statement.Effect === 'Allow');
+    expect(allowed.map((statement) => statement.Principal)).toEqual([{ Service: 'events.amazonaws.com' }, { Service: 'events.amazonaws.com' }]);
+    expect(allowed.map((statement) => statement.Action)).toEqual(['sqs:SendMessage', 'sqs:SendMessage']);
+    expect(sortJson(allowed.map((statement) => statement.Condition))).toEqual(
+      sortJson(
+        [migration.startRule, migration.stoppedExecutionRule!].map((rule) => ({ ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [logicalId(rule), 'Arn'] } } })),
+      ),
+    );
+  });
+
+  it('gives EventBridge Scheduler a schedule group and a role of this account that may only start this state machine', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    template.resourceCountIs('AWS::Scheduler::ScheduleGroup', 1);
+    const role = resourcesOf(template)[logicalId(migration.schedulerRole)]!;
+    expect(role.Properties.AssumeRolePolicyDocument.Statement).toEqual([
+      {
+        Action: 'sts:AssumeRole',
+        Effect: 'Allow',
+        Principal: { Service: 'scheduler.amazonaws.com' },
+        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+      },
+    ]);
+    expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    expect(role.Properties.Policies).toBeUndefined();
+    expect(roleStatements(template, logicalId(migration.schedulerRole))).toEqual([
+      { Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: logicalId(migration.stateMachine) } },
+    ]);
+    template.hasOutput('ScheduleGroupName', { Value: stack.resolve(migration.scheduleGroup.ref) });
+    template.hasOutput('SchedulerRoleArn', { Value: { 'Fn::GetAtt': [logicalId(migration.schedulerRole), 'Arn'] } });
+  });
+
+  it('adds a heartbeat timeout to every callback task of the deployed definition', () => {
+    const { template } = defaultStack();
+    const states = taskStates(JSON.parse(deployedDefinition(stateMachineOf(template))));
+    const callbacks = states.filter((state) => state.Resource === 'arn:aws:states:::ecs:runTask.waitForTaskToken');
+    expect(callbacks.length).toBeGreaterThanOrEqual(2);
+    for (const state of callbacks) {
+      expect(state.HeartbeatSeconds).toBe(300);
+      expect(state.HeartbeatSeconds).toBeLessThan(state.TimeoutSeconds);
+    }
+    for (const state of states.filter((s) => !callbacks.includes(s))) expect(state.HeartbeatSeconds).toBeUndefined();
+  });
+});
+
+describe('PgferryStack alerts and metrics', () => {
+  const alarms = (template: Template) => Object.entries(template.findResources('AWS::CloudWatch::Alarm') as Record<string, Resource>);
+
+  it('encrypts the new alarm topic with the rotated key, TLS only, and lets CloudWatch and CloudWatch Logs use the key', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    const keyId = logicalId(migration.encryptionKey);
+    const topicId = logicalId(migration.alarmTopic as Construct);
+    expect(resourcesOf(template)[topicId]!.Properties).toMatchObject({ KmsMasterKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
+    const [, topicPolicy] = only(template.findResources('AWS::SNS::TopicPolicy') as Record<string, Resource>);
+    expect(topicPolicy.Properties.PolicyDocument.Statement).toEqual([
+      expect.objectContaining({ Effect: 'Deny', Action: 'sns:Publish', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+    ]);
+    const key = resourcesOf(template)[keyId]!;
+    expect(key.Properties.EnableKeyRotation).toBe(true);
+    const statements = key.Properties.KeyPolicy.Statement as (Statement & { Principal: any })[];
+    const logs = statements.find((statement) => JSON.stringify(statement.Principal).includes('logs.'))!;
+    expect(render(logs.Principal.Service)).toBe('logs.<<AWS::Region>>.amazonaws.com');
+    expect(render(logs.Condition && (logs.Condition as any).ArnLike['kms:EncryptionContext:aws:logs:arn'])).toBe(
+      'arn:<<AWS::Partition>>:logs:<<AWS::Region>>:<<AWS::AccountId>>:log-group:*',
+    );
+    expect(statements.find((statement) => statement.Principal.Service === 'cloudwatch.amazonaws.com')).toMatchObject({
+      Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+    });
+    template.allResourcesProperties('AWS::Logs::LogGroup', { KmsKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
+    template.hasOutput('AlarmTopicArn', { Value: { Ref: topicId } });
+  });
+
+  it('alarms on failed and timed-out executions, lag over threshold, function errors and undelivered events, all to the topic', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    const topic = { Ref: logicalId(migration.alarmTopic as Construct) };
+    const all = alarms(template);
+    const workflowFunctions = Object.keys(migration.functions);
+    expect(all).toHaveLength(4 + workflowFunctions.length);
+    for (const [id, alarm] of all) {
+      expect(alarm.Properties, id).toMatchObject({
+        AlarmActions: [topic],
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        Threshold: 1,
+        EvaluationPeriods: 1,
+        TreatMissingData: 'notBreaching',
+      });
+    }
+    const byId = Object.fromEntries(all);
+    const stateMachine = [{ Name: 'StateMachineArn', Value: { Ref: logicalId(migration.stateMachine) } }];
+    expect(byId[logicalId(migration.monitoring.executionsFailedAlarm)]!.Properties).toMatchObject({
+      Namespace: 'AWS/States',
+      MetricName: 'ExecutionsFailed',
+      Dimensions: stateMachine,
+      Statistic: 'Sum',
+      Period: 60,
+    });
+    expect(byId[logicalId(migration.monitoring.executionsTimedOutAlarm)]!.Properties).toMatchObject({
+      Namespace: 'AWS/States',
+      MetricName: 'ExecutionsTimedOut',
+      Dimensions: stateMachine,
+      Statistic: 'Sum',
+    });
+    expect(byId[logicalId(migration.monitoring.replicationLagAlarm)]!.Properties).toMatchObject({
+      Namespace: metrics.namespace,
+      MetricName: metrics.names.lagOverThreshold,
+      Dimensions: [{ Name: metrics.serviceDimension, Value: migration.serviceName }],
+      Statistic: 'Maximum',
+      Period: 60,
+      OKActions: [topic],
+    });
+    for (const name of workflowFunctions) {
+      expect(byId[logicalId(migration.monitoring.functionErrorAlarms[name]!)]!.Properties, name).toMatchObject({
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Errors',
+        Dimensions: [{ Name: 'FunctionName', Value: { Ref: logicalId(migration.functions[name]!) } }],
+        Statistic: 'Sum',
+      });
+    }
+    expect(byId[logicalId(migration.monitoring.deadLetterAlarm)]!.Properties).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(migration.deadLetterQueue), 'QueueName'] } }],
+    });
+  });
+
+  it('has a dashboard of executions, lag, rows and bytes, and the functions, for this deployment', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    const [dashboardId, dashboard] = only(template.findResources('AWS::CloudWatch::Dashboard') as Record<string, Resource>);
+    expect(dashboardId).toBe(logicalId(migration.dashboard));
+    const body = JSON.parse(render(dashboard.Properties.DashboardBody)) as { widgets: { properties: { title: string; metrics?: unknown[][] } }[] };
+    const widget = (title: string) => body.widgets.find((w) => w.properties.title === title)!.properties.metrics!;
+    const names = (title: string) => widget(title).map((metric) => `${metric[0]}/${metric[1]}`);
+    expect(names('Executions')).toEqual(['Started', 'Succeeded', 'Failed', 'TimedOut', 'Aborted'].map((n) => `AWS/States/Executions${n}`));
+    expect(names('Replication lag (seconds)')).toEqual([`pgferry/${metrics.names.lagSeconds}`, `pgferry/${metrics.names.lagOverThreshold}`]);
+    expect(names('Replication lag (bytes)')).toEqual([`pgferry/${metrics.names.lagBytes}`]);
+    expect(names('Rows applied (CDC)')).toEqual([`pgferry/${metrics.names.rowsApplied}`]);
+    expect(names('Rows copied (full load)')).toEqual([`pgferry/${metrics.names.rowsCopied}`]);
+    expect(names('Bytes copied (full load)')).toEqual([`pgferry/${metrics.names.bytesCopied}`]);
+    for (const title of ['Replication lag (seconds)', 'Rows applied (CDC)', 'Bytes copied (full load)']) {
+      for (const metric of widget(title)) expect(metric.slice(2, 4)).toEqual([metrics.serviceDimension, migration.serviceName]);
+    }
+    expect(names('Lambda errors')).toEqual(lambdaFunctions.map(() => 'AWS/Lambda/Errors'));
+    expect(names('Lambda duration (p99)')).toEqual(lambdaFunctions.map(() => 'AWS/Lambda/Duration'));
+    template.hasOutput('DashboardName', { Value: { Ref: dashboardId } });
+    template.hasOutput('MetricsServiceName', { Value: migration.serviceName });
+  });
+
+  it('sends the alarms to an existing topic from context and subscribes the e-mail addresses to it', () => {
+    const { template } = existingVpcStack();
+    template.resourceCountIs('AWS::SNS::Topic', 0);
+    for (const [id, alarm] of alarms(template)) expect(alarm.Properties.AlarmActions, id).toEqual([existing.alarmTopicArn]);
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com', TopicArn: existing.alarmTopicArn });
+    template.hasOutput('AlarmTopicArn', { Value: existing.alarmTopicArn });
+    // No topic to encrypt: the key serves the log groups only.
+    const [, key] = only(template.findResources('AWS::KMS::Key') as Record<string, Resource>);
+    expect(JSON.stringify(key.Properties.KeyPolicy)).not.toContain('cloudwatch.amazonaws.com');
+  });
+
+  it('subscribes e-mail addresses to the new topic', () => {
+    const { stack, template } = synthStack({ alarmEmails: JSON.stringify(['a@example.com', 'b@example.com']) });
+    const topic = { Ref: logicalId(stack.migration.alarmTopic as Construct) };
+    template.resourceCountIs('AWS::SNS::Subscription', 2);
+    for (const email of ['a@example.com', 'b@example.com']) {
+      template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: email, TopicArn: topic });
+    }
+  });
+
+  it('names each deployment uniquely in the metrics, or as told', () => {
+    const stack = new Stack(newApp(), 'Two');
+    const a = new PgferryMigration(stack, 'A');
+    const b = new PgferryMigration(stack, 'B', { serviceName: 'pgferry-prod' });
+    expect(a.serviceName).toMatch(/^pgferry-[0-9a-f]{8}$/);
+    expect(b.serviceName).toBe('pgferry-prod');
+    expect(new PgferryMigration(stack, 'C').serviceName).not.toBe(a.serviceName);
+    expect(defaultStack().stack.migration.serviceName).toBe(synthStack().stack.migration.serviceName);
   });
 });
 
@@ -543,6 +993,12 @@ describe('PgferryMigration', () => {
     expect(migration.taskDefinitions.Copy).toBe(given);
     expect(substitution(template, 'CopyTaskDefinitionArn')).toBe(`<<${logicalId(given)}>>`);
     expect(taskDefinitionsOf(template, migration).Compare!.Properties).toMatchObject({ Cpu: '2048', Memory: '4096' });
+    // The given container gets the metrics settings too (the lag alarm reads its metrics).
+    expect(resourcesOf(template)[logicalId(given)]!.Properties.ContainerDefinitions[0].Environment).toEqual([
+      { Name: 'POWERTOOLS_SERVICE_NAME', Value: migration.serviceName },
+      { Name: 'POWERTOOLS_METRICS_NAMESPACE', Value: metrics.namespace },
+      { Name: 'PGFERRY_METRICS', Value: 'emf' },
+    ]);
 
     const statements = roleStatements(template, stateMachineRoleId(template));
     const runTask = statements.find((s) => actionsOf(s).includes('ecs:RunTask'))!;
@@ -666,7 +1122,8 @@ describe('bundling', () => {
       const bundle = join(app2, command!);
       expect(existsSync(bundle), command).toBe(true);
       expect(readFileSync(bundle, 'utf8')).toMatch(/^import \{ createRequire \} from 'module'; const require = createRequire\(import\.meta\.url\);/);
-      // Without the workflow's environment every task stops at its first setting: proof that
+      // Without the workflow's environment every task stops at its first setting (the
+      // migration, or the task token of a callback task): proof that
       // the whole bundle loaded, without any node_modules.
       const run = spawnSync(process.execPath, ['--enable-source-maps', command!], {
         cwd: app2,
@@ -674,7 +1131,7 @@ describe('bundling', () => {
         encoding: 'utf8',
         timeout: 30_000,
       });
-      expect(run.stderr, task.name).toMatch(/PGFERRY_MIGRATION is not set/);
+      expect(run.stderr, task.name).toMatch(/PGFERRY_[A-Z_]+ is not set/);
       expect(run.stderr, task.name).not.toMatch(/Cannot find (module|package)|Dynamic require/);
       expect(run.status, task.name).toBe(1);
     }

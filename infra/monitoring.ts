@@ -1,0 +1,175 @@
+/**
+ * Alarms and the dashboard of one pgferry deployment. The Step Functions and Lambda metrics come
+ * from AWS; the replication and copy metrics are the tasks' own (embedded metric format in their
+ * logs, platform/aws/deployment.ts names them), under the deployment's service dimension.
+ */
+import { Duration } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { metrics } from '../platform/aws/deployment.js';
+
+export interface PgferryMonitoringProps {
+  readonly stateMachine: sfn.StateMachine;
+  /** By registry name. */
+  readonly functions: Readonly<Record<string, lambda.IFunction>>;
+  /** Where events that EventBridge could not deliver end up. */
+  readonly deadLetterQueue: sqs.IQueue;
+  /** The value of the `service` dimension of the tasks' metrics (their POWERTOOLS_SERVICE_NAME). */
+  readonly serviceName: string;
+  readonly alarmTopic: sns.ITopic;
+}
+
+export class PgferryMonitoring extends Construct {
+  readonly executionsFailedAlarm: cloudwatch.Alarm;
+  readonly executionsTimedOutAlarm: cloudwatch.Alarm;
+  /** In alarm while a migration's lag is over its spec's alerts.lagThresholdSeconds. */
+  readonly replicationLagAlarm: cloudwatch.Alarm;
+  /** By registry name. */
+  readonly functionErrorAlarms: Readonly<Record<string, cloudwatch.Alarm>>;
+  readonly deadLetterAlarm: cloudwatch.Alarm;
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: PgferryMonitoringProps) {
+    super(scope, id);
+    const { stateMachine, serviceName } = props;
+    const notify = new cloudwatchActions.SnsAction(props.alarmTopic);
+    const atLeastOnce = (alarmId: string, metric: cloudwatch.IMetric, description: string) => {
+      const alarm = new cloudwatch.Alarm(this, alarmId, {
+        metric,
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: `pgferry (${serviceName}): ${description}`,
+      });
+      alarm.addAlarmAction(notify);
+      return alarm;
+    };
+    const minute = Duration.minutes(1);
+    // (A label would make the alarm render its metric as a metric-math list.)
+    const taskMetric = (metricName: string, statistic: string, label?: string) =>
+      new cloudwatch.Metric({
+        namespace: metrics.namespace,
+        metricName,
+        dimensionsMap: { [metrics.serviceDimension]: serviceName },
+        statistic,
+        period: minute,
+        label,
+      });
+
+    this.executionsFailedAlarm = atLeastOnce(
+      'ExecutionsFailed',
+      stateMachine.metricFailed({ period: minute, statistic: cloudwatch.Stats.SUM }),
+      'a migration failed (its Cleanup ran; the execution says why).',
+    );
+    this.executionsTimedOutAlarm = atLeastOnce(
+      'ExecutionsTimedOut',
+      stateMachine.metricTimedOut({ period: minute, statistic: cloudwatch.Stats.SUM }),
+      'a migration timed out.',
+    );
+    // 1 while some migration's lag is over its own threshold: the threshold lives in the spec,
+    // so the tasks compare and the alarm only watches the outcome.
+    this.replicationLagAlarm = atLeastOnce(
+      'ReplicationLag',
+      taskMetric(metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM),
+      "replication lag is over the spec's alerts.lagThresholdSeconds.",
+    );
+    this.replicationLagAlarm.addOkAction(notify);
+
+    const functionErrorAlarms: Record<string, cloudwatch.Alarm> = {};
+    for (const [name, fn] of Object.entries(props.functions)) {
+      functionErrorAlarms[name] = atLeastOnce(
+        `${name}Errors`,
+        fn.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+        `the ${name} function failed.`,
+      );
+    }
+    this.functionErrorAlarms = functionErrorAlarms;
+    this.deadLetterAlarm = atLeastOnce(
+      'UndeliveredEvents',
+      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM }),
+      'EventBridge could not deliver an event (a start or a cleanup): it waits in the dead-letter queue.',
+    );
+
+    const executions = (label: string, metric: (props: cloudwatch.MetricOptions) => cloudwatch.Metric) =>
+      metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM, label });
+    const functions = Object.entries(props.functions);
+    const width = 8;
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      defaultInterval: Duration.hours(3),
+      widgets: [
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Executions',
+            width,
+            left: [
+              executions('Started', (o) => stateMachine.metricStarted(o)),
+              executions('Succeeded', (o) => stateMachine.metricSucceeded(o)),
+              executions('Failed', (o) => stateMachine.metricFailed(o)),
+              executions('Timed out', (o) => stateMachine.metricTimedOut(o)),
+              executions('Aborted', (o) => stateMachine.metricAborted(o)),
+            ],
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Replication lag (seconds)',
+            width,
+            left: [taskMetric(metrics.names.lagSeconds, cloudwatch.Stats.MAXIMUM, 'Lag seconds')],
+            right: [taskMetric(metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM, 'Over threshold')],
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Replication lag (bytes)',
+            width,
+            left: [taskMetric(metrics.names.lagBytes, cloudwatch.Stats.MAXIMUM, 'Lag bytes')],
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Rows applied (CDC)',
+            width,
+            left: [taskMetric(metrics.names.rowsApplied, cloudwatch.Stats.SUM, 'Rows applied')],
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Rows copied (full load)',
+            width,
+            left: [taskMetric(metrics.names.rowsCopied, cloudwatch.Stats.SUM, 'Rows copied')],
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Bytes copied (full load)',
+            width,
+            left: [taskMetric(metrics.names.bytesCopied, cloudwatch.Stats.SUM, 'Bytes copied')],
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Lambda errors',
+            width: 12,
+            left: functions.map(([name, fn]) => fn.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM, label: name })),
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Lambda duration (p99)',
+            width: 12,
+            left: functions.map(([name, fn]) => fn.metricDuration({ period: Duration.minutes(5), statistic: cloudwatch.Stats.p(99), label: name })),
+          }),
+        ],
+        [
+          new cloudwatch.AlarmStatusWidget({
+            title: 'Alarms',
+            width: 24,
+            alarms: [
+              this.executionsFailedAlarm,
+              this.executionsTimedOutAlarm,
+              this.replicationLagAlarm,
+              this.deadLetterAlarm,
+              ...Object.values(functionErrorAlarms),
+            ],
+          }),
+        ],
+      ],
+    });
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * One workflow file, two worlds: the state machine CDK deploys and the definition the local
+ * runner interprets are both state-machines/migration.asl.json, each with its own values for the
+ * `${…}` placeholders; the runner also leaves out HeartbeatSeconds, which its interpreter lacks.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgferryStack } from '../../infra/index.js';
+import { definitionPlaceholders, migrationDefinitionPath } from '../../infra/pgferry-migration.js';
+import { lambdaFunctions } from '../../lambdas/registry.js';
+import { loadLocalDefinition, substituteLocally, workflowFile } from '../../local/runner.js';
+import { fargateTasks } from '../../tasks/registry.js';
+
+const tempDirs: string[] = [];
+const previousDocker = process.env.CDK_DOCKER;
+beforeAll(() => {
+  process.env.CDK_DOCKER = '/nonexistent/docker';
+});
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  if (previousDocker === undefined) delete process.env.CDK_DOCKER;
+  else process.env.CDK_DOCKER = previousDocker;
+});
+
+/** A CloudFormation value as text, intrinsic functions written as `<<LogicalId.Attribute>>`. */
+function render(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const intrinsic = value as Record<string, any>;
+  if ('Fn::Join' in intrinsic) {
+    const [separator, parts] = intrinsic['Fn::Join'] as [string, unknown[]];
+    return parts.map(render).join(separator);
+  }
+  if ('Fn::GetAtt' in intrinsic) return `<<${intrinsic['Fn::GetAtt'][0]}.${intrinsic['Fn::GetAtt'][1]}>>`;
+  if ('Ref' in intrinsic) return `<<${intrinsic.Ref}>>`;
+  throw new Error(`Unexpected CloudFormation value: ${JSON.stringify(value)}`);
+}
+
+/** Puts `${name}` back where `values` (name → value) were substituted into `text`. */
+function unsubstitute(text: string, values: Record<string, string>): string {
+  // Longest first, so that no value is replaced inside a longer one.
+  const entries = Object.entries(values).sort(([, a], [, b]) => b.length - a.length);
+  let result = text;
+  for (const [name, value] of entries) result = result.split(value).join(`\${${name}}`);
+  return result;
+}
+
+const withoutHeartbeats = (text: string) => text.replace(/^\s*"HeartbeatSeconds": \d+,\n/gm, '');
+
+describe('the workflow file', () => {
+  const file = readFileSync(migrationDefinitionPath, 'utf8');
+  const placeholders = definitionPlaceholders(file);
+
+  it('is the one file both the construct and the local runner read', () => {
+    expect(workflowFile).toBe(migrationDefinitionPath);
+    expect(placeholders.length).toBeGreaterThan(fargateTasks.length);
+  });
+
+  it('is deployed as it is, only its placeholders substituted', () => {
+    const outdir = mkdtempSync(join(tmpdir(), 'pgferry-definition-'));
+    tempDirs.push(outdir);
+    const stack = new PgferryStack(new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] } }), 'Pgferry');
+    const [stateMachine] = Object.values(Template.fromStack(stack).findResources('AWS::StepFunctions::StateMachine'));
+    const substitutions = Object.fromEntries(
+      Object.entries(stateMachine!.Properties.DefinitionSubstitutions as Record<string, unknown>).map(([name, value]) => [name, render(value)]),
+    );
+    const deployed = render(stateMachine!.Properties.DefinitionString).replace(/\$\{([^}]*)\}/g, (whole, name: string) => substitutions[name] ?? whole);
+    expect(deployed).not.toContain('${');
+    expect(unsubstitute(deployed, substitutions)).toBe(file);
+    expect(deployed).toMatch(/"HeartbeatSeconds": 300/);
+  });
+
+  it('is run locally as it is, only its placeholders substituted and HeartbeatSeconds left out', async () => {
+    const wiring = { lambdas: lambdaFunctions, tasks: fargateTasks };
+    const local = Object.fromEntries(placeholders.map((name) => [name, substituteLocally(`\${${name}}`, wiring)]));
+    const { definition } = await loadLocalDefinition();
+    const text = JSON.stringify(definition, null, 2);
+    expect(text).not.toMatch(/HeartbeatSeconds/);
+    expect(unsubstitute(text, local)).toBe(JSON.stringify(JSON.parse(withoutHeartbeats(file)), null, 2));
+    expect(withoutHeartbeats(file)).not.toBe(file);
+  });
+});
