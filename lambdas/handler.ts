@@ -207,3 +207,8 @@ export function lambdaHandler<TSchema extends z.ZodType, TResult>(
     });
   return handler;
 }
+
+/** A state that only needs the normalized spec and both sides' secrets: most of them. */
+export function specStepHandler<TResult>(name: string, step: (spec: SpecEvent['spec'], secrets: SecretsProvider) => Promise<TResult>) {
+  return lambdaHandler({ name, input: specEvent, secrets: specSecrets, migration: specMigration, handler: ({ spec }, { secrets }) => step(spec, secrets) });
+}
