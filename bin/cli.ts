@@ -10,6 +10,7 @@ import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '..
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { connectSide } from '../engine/connect/index.js';
 import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
+import { cleanupStep } from '../engine/migration.js';
 import type { RunDescription } from '../platform/aws/workflow.js';
 
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
@@ -23,6 +24,9 @@ Usage:
   pgferry cutover SPEC      Ask a running CDC migration to cut over (it waits until lag is
                             under cutover.maxLagSeconds, fences the source if the spec says
                             so, drains, sets sequences and compares)
+  pgferry stop SPEC         End a run whose runner is gone (killed, machine lost): mark it
+                            failed, lift a cutover fence, drop its slot and publication
+                            (Ctrl-C stops a run that is still going)
   pgferry spec-schema       Print the JSON Schema of the migration spec
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
   pgferry --help | --version
@@ -262,6 +266,23 @@ async function stopCommand(executionArn: string, out: Out, err: Out): Promise<nu
   });
 }
 
+async function localStopCommand(path: string, out: Out, err: Out): Promise<number> {
+  const spec = await readSpecForChecks(path, err);
+  if (!spec) return EXIT_USAGE;
+  const result = await cleanupStep(spec, new DefaultSecretsProvider(), { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop.' });
+  const done = [
+    result.unfenced && 'lifted the write fence on the source',
+    result.slotDropped && 'dropped the replication slot',
+    result.publicationDropped && 'dropped the publication',
+  ].filter(Boolean);
+  if (!result.cleaned) {
+    err.write(`Migration ${spec.name}: ${result.reason}\n`);
+    return EXIT_FAILED;
+  }
+  out.write(`Migration ${spec.name} is marked failed${done.length ? `; ${done.join(', ')}` : ''}. It can run again.\n`);
+  return EXIT_OK;
+}
+
 export async function main(argv: string[], out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   let parsed;
   try {
@@ -328,8 +349,8 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
         return await scheduleCommand(rest[0]!, required('at', usage), required('state-machine', usage), out, err);
       }
       case 'stop':
-        expectArgs(1, 'stop EXECUTION_ARN');
-        return await stopCommand(rest[0]!, out, err);
+        expectArgs(1, 'stop SPEC | EXECUTION_ARN');
+        return isArn(rest[0]!) ? await stopCommand(rest[0]!, out, err) : await localStopCommand(rest[0]!, out, err);
       case 'spec-schema':
         expectArgs(0, 'spec-schema');
         out.write(`${JSON.stringify(specJsonSchema(), null, 2)}\n`);

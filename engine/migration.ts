@@ -239,17 +239,29 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
  */
 /**
  * Marks the run failed, lifts a cutover fence and drops the slot and publication (unless
- * cdc.keepSlotOnFailure). Safe to run twice. With `stoppedExecution` (cleanup started by an
- * execution's status event rather than by the workflow), it touches only the run that execution
- * registered: a later run of the same name keeps its slot, and a failure the workflow already
- * recorded keeps its own reason.
+ * cdc.keepSlotOnFailure). Safe to run twice. Given the `execution` that cleans up (the
+ * workflow's Cleanup state, or the rule on an execution's status), it touches only the run that
+ * execution registered: another run of the same name keeps its slot, and an execution that
+ * never registered (it failed before SchemaPreData, or was refused because another run is under
+ * way) has nothing to clean. A failure already recorded keeps its own reason. Without
+ * `execution` (`pgferry stop SPEC`, for a run whose runner is gone) it cleans up whatever run
+ * is registered.
  */
+export interface CleanupResult {
+  cleaned: boolean;
+  unfenced?: boolean;
+  slotDropped?: boolean;
+  publicationDropped?: boolean;
+  /** Why it did nothing, or what it could not do. */
+  reason?: string;
+}
+
 export async function cleanupStep(
   spec: MigrationSpec,
   secrets: SecretsProvider,
   failure: { Error?: string; Cause?: string },
-  stoppedExecution?: string,
-) {
+  execution?: string,
+): Promise<CleanupResult> {
   const problems: string[] = [];
   const attempt = async (what: string, body: () => Promise<void>) => {
     try {
@@ -264,10 +276,10 @@ export async function cleanupStep(
     withSides(spec, secrets, { target: true }, async ({ target }) => {
       const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
       const state = exists.rows[0]?.ok ? await migrationState(target, spec.name) : undefined;
-      if (stoppedExecution !== undefined && state?.execution !== stoppedExecution) {
+      if (execution !== undefined && state?.execution !== execution) {
         notOurs = state
-          ? `migration ${spec.name} on the target belongs to ${state.execution ?? 'a local run'}, not to ${stoppedExecution}`
-          : `execution ${stoppedExecution} never registered migration ${spec.name} on the target: it created nothing to clean up`;
+          ? `migration ${spec.name} on the target belongs to ${state.execution ?? 'a local run'}, not to ${execution}`
+          : `execution ${execution} never registered migration ${spec.name} on the target: it created nothing to clean up`;
         return;
       }
       if (!state) return;

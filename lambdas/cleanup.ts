@@ -13,6 +13,7 @@ import { lambdaHandler, specEvent } from './handler.js';
 /** From the workflow's Cleanup state: the normalized spec and the error its Catch caught. */
 const failureEvent = specEvent.extend({
   error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }),
+  execution: z.string().optional(),
 });
 
 /** From EventBridge: "Step Functions Execution Status Change" of an execution that ended without succeeding. */
@@ -40,7 +41,7 @@ export const handler = lambdaHandler({
   secrets: ({ spec }) => (spec ? [spec.source.secret, spec.target.secret] : []),
   migration: ({ spec }) => spec?.name,
   handler: async (event, { secrets }) => {
-    if (!('detail' in event)) return cleanupStep(event.spec, secrets, event.error);
+    if (!('detail' in event)) return cleanupStep(event.spec, secrets, event.error, event.execution);
     const { status, executionArn } = event.detail;
     if (!event.spec) return { cleaned: false, reason: `execution ${executionArn} had no valid spec as input: it cannot have created anything` };
     const reason = status === 'TIMED_OUT' ? 'States.Timeout' : status === 'ABORTED' ? 'pgferry.Stopped' : 'pgferry.ExecutionFailed';

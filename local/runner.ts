@@ -370,12 +370,12 @@ export async function loadLocalDefinition(options: Pick<LocalRunOptions, 'defini
  * EventBridge rule on the execution's status invokes the Cleanup function). Locally the runner
  * invokes it the same way, so the slot and the fence do not outlive the run.
  */
-async function cleanUpStoppedRun(definition: StateMachineDefinition, wiring: Wiring, spec: unknown, status: 'ABORTED' | 'TIMED_OUT') {
+async function cleanUpStoppedRun(definition: StateMachineDefinition, wiring: Wiring, spec: unknown, execution: string, status: 'ABORTED' | 'TIMED_OUT') {
   const state = (definition.States as unknown as StateMap).Cleanup;
   if (!state?.Parameters) return;
   const cleanup = lambdaInvoker(findBy(wiring.lambdas, localFunctionArn, state.Parameters.FunctionName, 'function', 'Cleanup'));
   const error = { Error: status === 'ABORTED' ? 'pgferry.Stopped' : 'States.Timeout', Cause: `The run was ${status === 'ABORTED' ? 'stopped' : 'timed out'}.` };
-  await cleanup({ Payload: { spec, error } }).catch(() => undefined);
+  await cleanup({ Payload: { spec, error, execution } }).catch(() => undefined);
 }
 
 /** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
@@ -385,6 +385,7 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   for (const task of wiring.tasks) taskBundle(task).catch(() => undefined);
   const processes = new TaskProcesses();
   const stateMachine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  const executionId = `local:${randomUUID()}`;
   const execution = stateMachine.run(input as never, {
     overrides: {
       taskResourceLocalHandlers: buildHandlers(definition, wiring, processes, options) as never,
@@ -392,7 +393,7 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
       retryIntervalOverrides: options.retryIntervalOverrides,
     },
     // $$.Execution.Id names the run in the control schema, as the execution ARN does on AWS.
-    context: { Execution: { Id: `local:${randomUUID()}`, Input: input as never, StartTime: new Date().toISOString() }, Task: { Token: TOKEN_MARKER } },
+    context: { Execution: { Id: executionId, Input: input as never, StartTime: new Date().toISOString() }, Task: { Token: TOKEN_MARKER } },
   });
   const onAbort = () => {
     execution.abort();
@@ -422,7 +423,7 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
     const result = ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message };
     if ((result.status === 'ABORTED' || result.status === 'TIMED_OUT') && validatedSpec) {
       processes.killAll();
-      await cleanUpStoppedRun(definition, wiring, validatedSpec, result.status);
+      await cleanUpStoppedRun(definition, wiring, validatedSpec, executionId, result.status);
     }
     return result;
   } finally {

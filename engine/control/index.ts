@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { CONTROL_SCHEMA } from '../catalog/tables.js';
+import { PgferryError } from '../errors.js';
 
 export { CONTROL_SCHEMA };
 
@@ -166,21 +167,52 @@ export function specDigest(spec: unknown): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }
 
+/** Another run of the same migration is registered and has not ended. */
+export class MigrationRunningError extends PgferryError {
+  constructor(name: string, phase: string, since: Date, execution: string | null) {
+    super(
+      'pgferry.MigrationRunning',
+      `Migration ${name} is already running on this target (phase ${phase} since ${since.toISOString()}, ` +
+        `${execution?.startsWith('arn:') ? `execution ${execution}` : 'a local run'}). Two runs of one migration would ` +
+        `overwrite each other's progress and replication slot: wait for it to end, stop it (pgferry stop ` +
+        `${execution?.startsWith('arn:') ? execution : 'SPEC'}), or give this run another name.`,
+    );
+  }
+}
+
 /**
- * Registers a run of the migration, replacing what an earlier run of the same name left.
- * `execution` is the Step Functions execution that runs it, when known: cleanup started by an
- * execution's status event only touches the run that execution registered.
+ * Registers a run of the migration, replacing what an ended (done or failed) run of the same
+ * name left; refuses while another run of it is under way (an EventBridge event delivered
+ * twice starts two executions). `execution` is the Step Functions execution that runs it: a
+ * retry of the same execution re-registers, and cleanup touches only its own run.
  */
 export async function beginMigration(client: pg.Client, name: string, spec: { mode: string }, execution?: string): Promise<void> {
-  await client.query('DELETE FROM pgferry.migrations WHERE name = $1', [name]);
-  await client.query('INSERT INTO pgferry.migrations (name, spec_digest, mode, spec, phase, execution) VALUES ($1, $2, $3, $4, $5, $6)', [
-    name,
-    specDigest(spec),
-    spec.mode,
-    JSON.stringify(spec),
-    'schema',
-    execution ?? null,
-  ]);
+  await client.query('BEGIN');
+  try {
+    // Serializes two runs registering the same name at once.
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`pgferry.migration.${name}`]);
+    const { rows } = await client.query<{ phase: string; updated_at: Date; execution: string | null }>(
+      'SELECT phase, updated_at, execution FROM pgferry.migrations WHERE name = $1',
+      [name],
+    );
+    const existing = rows[0];
+    if (existing && !['done', 'failed'].includes(existing.phase) && (execution === undefined || existing.execution !== execution)) {
+      throw new MigrationRunningError(name, existing.phase, existing.updated_at, existing.execution);
+    }
+    await client.query('DELETE FROM pgferry.migrations WHERE name = $1', [name]);
+    await client.query('INSERT INTO pgferry.migrations (name, spec_digest, mode, spec, phase, execution) VALUES ($1, $2, $3, $4, $5, $6)', [
+      name,
+      specDigest(spec),
+      spec.mode,
+      JSON.stringify(spec),
+      'schema',
+      execution ?? null,
+    ]);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  }
 }
 
 /** The spec a migration runs with, as ValidateSpec normalized it (tasks read it here rather than from their environment). */

@@ -1,7 +1,10 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerReplication, recordFence } from '../../engine/cdc/state.js';
 import { ensurePublication } from '../../engine/cdc/slot.js';
-import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
+import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
+import { main } from '../../bin/cli.js';
 import { fenceSource } from '../../engine/cutover/index.js';
 import { handler } from '../../lambdas/cleanup.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
@@ -120,5 +123,73 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
     const spec = { name: 'never-started', mode: 'full+cdc', source: { secret: scratch.secretFor('source3', cluster), database: 'app' }, target: { secret: scratch.secretFor('target3', cluster), database: 'app_target' } };
     const result = await handler(statusChange('FAILED', JSON.stringify(spec)), context);
     expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('never registered migration never-started') });
+  });
+});
+
+describe('one run per migration name', () => {
+  it('refuses a second run while one is under way, lets the same execution register again, and a run that ended be replaced', async () => {
+    await cluster.sql('CREATE DATABASE once_target');
+    const target = await cluster.connect('once_target');
+    const RUN_A = 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:a';
+    const RUN_B = 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:b';
+    try {
+      await ensureControlSchema(target);
+      await beginMigration(target, 'once', { mode: 'full+cdc' }, RUN_A);
+      // A start event delivered twice: the second execution must not take over the first's run.
+      const refused = await beginMigration(target, 'once', { mode: 'full+cdc' }, RUN_B).then(() => undefined, (error: Error) => error);
+      expect(refused?.name).toBe('pgferry.MigrationRunning');
+      expect(refused?.message).toContain(`Migration once is already running on this target (phase schema since`);
+      expect(refused?.message).toContain(`execution ${RUN_A}`);
+      expect(refused?.message).toContain(`pgferry stop ${RUN_A}`);
+      // A retried SchemaPreData of the same execution registers again.
+      await beginMigration(target, 'once', { mode: 'full+cdc' }, RUN_A);
+      await setPhase(target, 'once', 'failed', 'pgferry.Stopped: stopped');
+      await beginMigration(target, 'once', { mode: 'full+cdc' }, RUN_B);
+      const { rows } = await target.query("SELECT execution, phase FROM pgferry.migrations WHERE name = 'once'");
+      expect(rows).toEqual([{ execution: RUN_B, phase: 'schema' }]);
+    } finally {
+      await target.end();
+    }
+  });
+
+  it('the Cleanup of a refused execution leaves the running one alone', async () => {
+    await cluster.sql('CREATE DATABASE guard');
+    await cluster.sql('CREATE DATABASE guard_target');
+    await cluster.sql('CREATE TABLE t (id int PRIMARY KEY)', 'guard');
+    const spec = {
+      name: 'guarded',
+      mode: 'full+cdc',
+      source: { secret: scratch.secretFor('guard-source', cluster), database: 'guard' },
+      target: { secret: scratch.secretFor('guard-target', cluster), database: 'guard_target' },
+    };
+    const source = await cluster.connect('guard');
+    const target = await cluster.connect('guard_target');
+    try {
+      await ensureControlSchema(target);
+      await beginMigration(target, 'guarded', { mode: 'full+cdc' }, 'local:running');
+      await source.query("SELECT pg_create_logical_replication_slot('pgferry_guarded', 'pgoutput')");
+    } finally {
+      await Promise.all([source.end(), target.end()]);
+    }
+    const result = await handler({ spec, error: { Error: 'pgferry.MigrationRunning', Cause: '…' }, execution: 'local:refused' }, context);
+    expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('belongs to local:running, not to local:refused') });
+    const [slots] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_guarded'");
+    expect(slots!.rows[0].n).toBe(1);
+    const [phase] = await cluster.sql("SELECT phase FROM pgferry.migrations WHERE name = 'guarded'", 'guard_target');
+    expect(phase!.rows[0].phase).toBe('schema');
+
+    // The runner of that run is gone: `pgferry stop SPEC` ends it so the migration can run again.
+    const specFile = join(scratch.dir, 'guarded.json');
+    writeFileSync(specFile, JSON.stringify(spec));
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(['stop', specFile], { write: (text: string) => out.push(text) > 0 }, { write: (text: string) => err.push(text) > 0 });
+    expect({ code, out: out.join(''), err: err.join('') }).toEqual({
+      code: 0,
+      out: 'Migration guarded is marked failed; dropped the replication slot. It can run again.\n',
+      err: '',
+    });
+    const [after] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_guarded'");
+    expect(after!.rows[0].n).toBe(0);
   });
 });

@@ -12,9 +12,9 @@ import {
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../../bin/cli.js';
 import { formatStatus, type MigrationStatus } from '../../engine/status.js';
 import { stateMachineTags } from '../../platform/aws/deployment.js';
+import { runCli as run } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 
 const scratch = scratchDir('aws-cli-test');
@@ -43,18 +43,6 @@ const SOURCE_SECRET = `arn:aws:secretsmanager:eu-west-1:${ACCOUNT}:secret:pgferr
 const TARGET_SECRET = `arn:aws:secretsmanager:eu-west-1:${ACCOUNT}:secret:pgferry/target-GhIjKl`;
 
 const awsSpec = { name: 'orders-move', mode: 'full+cdc', source: { secret: SOURCE_SECRET }, target: { secret: TARGET_SECRET, database: 'orders' } };
-
-function capture() {
-  let text = '';
-  return { write: (chunk: string) => ((text += chunk), true), get text() { return text; } };
-}
-
-async function run(...argv: string[]) {
-  const out = capture();
-  const err = capture();
-  const code = await main(argv, out, err);
-  return { code, stdout: out.text, stderr: err.text };
-}
 
 const awsError = (name: string, message = `${name} from AWS`) => Object.assign(new Error(message), { name, $metadata: {} });
 
@@ -406,9 +394,10 @@ describe('pgferry stop EXECUTION_ARN', () => {
     expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
   });
 
-  it('exits 2 for a spec file instead of an execution ARN', async () => {
-    const result = await run('stop', 'spec.json');
+  it('takes anything but an ARN for a local spec file (pgferry stop SPEC), and calls no AWS API for it', async () => {
+    const result = await run('stop', 'no-such-spec.json');
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('EXECUTION_ARN: "spec.json" is not a Step Functions execution ARN');
+    expect(result.stderr).toContain('Cannot read the spec file no-such-spec.json: no such file.');
+    expect(sfn.calls()).toHaveLength(0);
   });
 });

@@ -1,24 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../../bin/cli.js';
 import { repositoryRoot } from '../../local/runner.js';
+import { runCli as run } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 
 const scratch = scratchDir('cli-test');
 afterAll(() => scratch.remove());
-
-function capture() {
-  let text = '';
-  return { write: (chunk: string) => ((text += chunk), true), get text() { return text; } };
-}
-
-async function run(...argv: string[]) {
-  const out = capture();
-  const err = capture();
-  const code = await main(argv, out, err);
-  return { code, stdout: out.text, stderr: err.text };
-}
 
 describe('pgferry command line', () => {
   it('exits 2 listing all three paths of a spec with three typos (through the workflow)', () => {

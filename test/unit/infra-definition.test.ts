@@ -3,41 +3,15 @@
  * runner interprets are both state-machines/migration.asl.json, each with its own values for the
  * `${…}` placeholders; the runner also leaves out HeartbeatSeconds, which its interpreter lacks.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { App } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgferryStack } from '../../infra/index.js';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { definitionPlaceholders, migrationDefinitionPath } from '../../infra/pgferry-migration.js';
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { loadLocalDefinition, substituteLocally, workflowFile } from '../../local/runner.js';
 import { fargateTasks } from '../../tasks/registry.js';
+import { cdkTestApps, render } from '../support/infra.js';
 
-const tempDirs: string[] = [];
-const previousDocker = process.env.CDK_DOCKER;
-beforeAll(() => {
-  process.env.CDK_DOCKER = '/nonexistent/docker';
-});
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-  if (previousDocker === undefined) delete process.env.CDK_DOCKER;
-  else process.env.CDK_DOCKER = previousDocker;
-});
-
-/** A CloudFormation value as text, intrinsic functions written as `<<LogicalId.Attribute>>`. */
-function render(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const intrinsic = value as Record<string, any>;
-  if ('Fn::Join' in intrinsic) {
-    const [separator, parts] = intrinsic['Fn::Join'] as [string, unknown[]];
-    return parts.map(render).join(separator);
-  }
-  if ('Fn::GetAtt' in intrinsic) return `<<${intrinsic['Fn::GetAtt'][0]}.${intrinsic['Fn::GetAtt'][1]}>>`;
-  if ('Ref' in intrinsic) return `<<${intrinsic.Ref}>>`;
-  throw new Error(`Unexpected CloudFormation value: ${JSON.stringify(value)}`);
-}
+const { synthStack } = cdkTestApps('definition');
 
 /** Puts `${name}` back where `values` (name → value) were substituted into `text`. */
 function unsubstitute(text: string, values: Record<string, string>): string {
@@ -60,10 +34,7 @@ describe('the workflow file', () => {
   });
 
   it('is deployed as it is, only its placeholders substituted', () => {
-    const outdir = mkdtempSync(join(tmpdir(), 'pgferry-definition-'));
-    tempDirs.push(outdir);
-    const stack = new PgferryStack(new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] } }), 'Pgferry');
-    const [stateMachine] = Object.values(Template.fromStack(stack).findResources('AWS::StepFunctions::StateMachine'));
+    const [stateMachine] = Object.values(synthStack().template.findResources('AWS::StepFunctions::StateMachine'));
     const substitutions = Object.fromEntries(
       Object.entries(stateMachine!.Properties.DefinitionSubstitutions as Record<string, unknown>).map(([name, value]) => [name, render(value)]),
     );

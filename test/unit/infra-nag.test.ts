@@ -3,45 +3,20 @@
  * warnings) in any network variant, and every acknowledgement names a finding that exists,
  * with its reason. cdk-nag 3 is a CDK validation plugin: `validateScope` runs it on a tree.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Validations, type PolicyValidationPluginReport } from 'aws-cdk-lib';
+import { Validations, type PolicyValidationPluginReport } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PgferryStack } from '../../infra/index.js';
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { fargateTasks } from '../../tasks/registry.js';
+import { cdkTestApps, existingVpc } from '../support/infra.js';
 
-const tempDirs: string[] = [];
-const previousDocker = process.env.CDK_DOCKER;
-beforeAll(() => {
-  process.env.CDK_DOCKER = '/nonexistent/docker';
-});
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-  if (previousDocker === undefined) delete process.env.CDK_DOCKER;
-  else process.env.CDK_DOCKER = previousDocker;
-});
+const { newApp } = cdkTestApps('nag');
 
-function newApp(context: Record<string, unknown> = {}): App {
-  const outdir = mkdtempSync(join(tmpdir(), 'pgferry-nag-'));
-  tempDirs.push(outdir);
-  // Without bundling: NodejsFunction skips esbuild, the template is the same.
-  return new App({ outdir, context: { ...context, 'aws:cdk:bundling-stacks': [] } });
-}
-
-const existingVpc = {
-  vpcId: 'vpc-0123456789abcdef0',
-  subnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'],
-  availabilityZones: ['eu-west-1a', 'eu-west-1b'],
-  databaseClientSecurityGroupId: 'sg-0123456789abcdef0',
-  taskSecurityGroupId: 'sg-0123456789abcdef1',
-  alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-ops',
-  alarmEmails: ['ops@example.com'],
-};
 const secretArns = ['arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/source-AbCdEf'];
 
 const variants: [string, Record<string, unknown>][] = [

@@ -4,26 +4,13 @@
  * __snapshots__/infra-snapshot.template.json (`npx vitest run -u` accepts it). Asset hashes are
  * normalized, so changes to the code in lambdas/, tasks/ or engine/ leave it alone.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { App } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgferryStack } from '../../infra/index.js';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cdkTestApps, repoRoot } from '../support/infra.js';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const tempDirs: string[] = [];
-const previousDocker = process.env.CDK_DOCKER;
-beforeAll(() => {
-  process.env.CDK_DOCKER = '/nonexistent/docker';
-});
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-  if (previousDocker === undefined) delete process.env.CDK_DOCKER;
-  else process.env.CDK_DOCKER = previousDocker;
-});
+const { synthStack } = cdkTestApps('snapshot');
 
 /** Asset hashes (S3 keys of the Lambda bundles, tags of the task image) depend on file contents. */
 function normalizeTemplate(template: unknown): unknown {
@@ -31,14 +18,11 @@ function normalizeTemplate(template: unknown): unknown {
 }
 
 function synthTemplate(context: Record<string, unknown>): unknown {
-  const outdir = mkdtempSync(join(tmpdir(), 'pgferry-snapshot-'));
-  tempDirs.push(outdir);
   // Without bundling (the bundles' hashes are normalized anyway) and without a Docker build.
-  const app = new App({ outdir, context: { ...context, 'aws:cdk:bundling-stacks': [] } });
-  const stack = new PgferryStack(app, 'Pgferry', {
+  const { template } = synthStack(context, {
     description: 'pgferry: online PostgreSQL to PostgreSQL migration (Step Functions workflow)',
   });
-  return Template.fromStack(stack).toJSON();
+  return template.toJSON();
 }
 
 describe('PgferryStack template', () => {

@@ -1,22 +1,21 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { App, type CfnElement, Stack } from 'aws-cdk-lib';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type CfnElement, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PgferryMigration, PgferryStack } from '../../infra/index.js';
 import { callbackTaskPlaceholders } from '../../infra/pgferry-migration.js';
 import { lambdaByPlaceholder, lambdaFunctions } from '../../lambdas/registry.js';
 import { metrics, stateMachineTags, startMigrationEvent } from '../../platform/aws/deployment.js';
 import { fargateTasks, taskByPlaceholder } from '../../tasks/registry.js';
+import { cdkTestApps, existingVpc, render, repoRoot } from '../support/infra.js';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const aslPath = join(repoRoot, 'state-machines', 'migration.asl.json');
 const sourceArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/source-AbCdEf';
 const targetArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/target-GhIjKl';
@@ -26,37 +25,8 @@ const expectedCommand = (entry: string) => [entry.replace(/^tasks\/(.+)\.ts$/, '
 type Resource = { Type: string; Properties: Record<string, any>; DependsOn?: string | string[] };
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
 
-const tempDirs: string[] = [];
-// Any attempt to use Docker fails with this: synth (and the whole file) must not need it.
-const previousDocker = process.env.CDK_DOCKER;
-beforeAll(() => {
-  process.env.CDK_DOCKER = '/nonexistent/docker';
-});
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-  if (previousDocker === undefined) delete process.env.CDK_DOCKER;
-  else process.env.CDK_DOCKER = previousDocker;
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'pgferry-infra-'));
-  tempDirs.push(dir);
-  return dir;
-}
-
-/** An app writing to a temporary directory; without `bundle`, NodejsFunction skips esbuild. */
-function newApp(context: Record<string, unknown> = {}, { bundle = false } = {}): App {
-  return new App({
-    outdir: tempDir(),
-    context: bundle ? context : { ...context, 'aws:cdk:bundling-stacks': [] },
-  });
-}
-
-function synthStack(context: Record<string, unknown> = {}) {
-  const app = newApp(context);
-  const stack = new PgferryStack(app, 'Pgferry');
-  return { app, stack, template: Template.fromStack(stack) };
-}
+// Synth (and the whole file) must not need Docker: any attempt to use it fails.
+const { tempDir, newApp, synthStack } = cdkTestApps('infra');
 
 function memo<T>(make: () => T): () => T {
   let value: { v: T } | undefined;
@@ -66,17 +36,7 @@ function memo<T>(make: () => T): () => T {
 // Synthesized once, shared by the tests that only read them.
 const defaultStack = memo(() => synthStack());
 const secretStack = memo(() => synthStack({ secretArns: [sourceArn, targetArn] }));
-/** An existing VPC, security groups and alarm topic, all from context (no lookups). */
-const existing = {
-  vpcId: 'vpc-0123456789abcdef0',
-  subnetIds: ['subnet-0123456789abcdef0', 'subnet-0123456789abcdef1'],
-  availabilityZones: ['eu-west-1a', 'eu-west-1b'],
-  databaseClientSecurityGroupId: 'sg-0123456789abcdef0',
-  taskSecurityGroupId: 'sg-0123456789abcdef1',
-  alarmTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-ops',
-  alarmEmails: ['ops@example.com'],
-};
-const existingVpcStack = memo(() => synthStack(existing));
+const existingVpcStack = memo(() => synthStack(existingVpc));
 
 function logicalId(construct: Construct): string {
   return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement);
@@ -117,19 +77,6 @@ const asList = (value: unknown): unknown[] => (Array.isArray(value) ? value : [v
 const actionsOf = (statement: Statement): string[] => asList(statement.Action) as string[];
 const sortJson = (values: unknown[]) => values.map((v) => JSON.stringify(v)).sort();
 const roleIdOf = (arn: unknown) => (arn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
-
-/** A CloudFormation value as text, intrinsic functions written as `<<LogicalId.Attribute>>`. */
-function render(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const intrinsic = value as Record<string, any>;
-  if ('Fn::Join' in intrinsic) {
-    const [separator, parts] = intrinsic['Fn::Join'] as [string, unknown[]];
-    return parts.map(render).join(separator);
-  }
-  if ('Fn::GetAtt' in intrinsic) return `<<${intrinsic['Fn::GetAtt'][0]}.${intrinsic['Fn::GetAtt'][1]}>>`;
-  if ('Ref' in intrinsic) return `<<${intrinsic.Ref}>>`;
-  throw new Error(`Unexpected CloudFormation value: ${JSON.stringify(value)}`);
-}
 
 /** The definition as CloudFormation will hand it to Step Functions: DefinitionSubstitutions applied. */
 function deployedDefinition(stateMachine: Resource): string {
@@ -643,23 +590,23 @@ describe('PgferryStack networking', () => {
       template.resourceCountIs(type, 0);
     }
     expect(stack.migration.endpointSecurityGroup).toBeUndefined();
-    expect(substitution(template, 'TaskSubnetIds')).toBe(existing.subnetIds.join(','));
-    expect(substitution(template, 'TaskSecurityGroupIds')).toBe(existing.taskSecurityGroupId);
+    expect(substitution(template, 'TaskSubnetIds')).toBe(existingVpc.subnetIds.join(','));
+    expect(substitution(template, 'TaskSecurityGroupIds')).toBe(existingVpc.taskSecurityGroupId);
     const resources = resourcesOf(template);
     for (const definition of lambdaFunctions.filter((d) => d.needsDatabase)) {
       expect(resources[logicalId(stack.migration.functions[definition.name]!)]!.Properties.VpcConfig).toEqual({
-        SubnetIds: existing.subnetIds,
-        SecurityGroupIds: [existing.databaseClientSecurityGroupId],
+        SubnetIds: existingVpc.subnetIds,
+        SecurityGroupIds: [existingVpc.databaseClientSecurityGroupId],
       });
     }
-    template.hasOutput('DatabaseClientSecurityGroupId', { Value: existing.databaseClientSecurityGroupId });
-    template.hasOutput('TaskSecurityGroupId', { Value: existing.taskSecurityGroupId });
+    template.hasOutput('DatabaseClientSecurityGroupId', { Value: existingVpc.databaseClientSecurityGroupId });
+    template.hasOutput('TaskSecurityGroupId', { Value: existingVpc.taskSecurityGroupId });
     // No warning about the given subnets' route tables (nothing reads them).
     expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('routeTableId'))).toEqual([]);
   });
 
   it('creates its own security groups in an existing VPC when none are given', () => {
-    const { vpcId, subnetIds, availabilityZones } = existing;
+    const { vpcId, subnetIds, availabilityZones } = existingVpc;
     const { stack, template } = synthStack({ vpcId, subnetIds: JSON.stringify(subnetIds), availabilityZones });
     template.resourceCountIs('AWS::EC2::SecurityGroup', 2);
     template.resourceCountIs('AWS::EC2::VPC', 0);
@@ -669,9 +616,9 @@ describe('PgferryStack networking', () => {
   });
 
   it('rejects network context that is incomplete or malformed', () => {
-    const { vpcId, subnetIds, availabilityZones } = existing;
+    const { vpcId, subnetIds, availabilityZones } = existingVpc;
     expect(() => synthStack({ subnetIds })).toThrow(/'subnetIds' needs 'vpcId'/);
-    expect(() => synthStack({ taskSecurityGroupId: existing.taskSecurityGroupId })).toThrow(/needs 'vpcId'/);
+    expect(() => synthStack({ taskSecurityGroupId: existingVpc.taskSecurityGroupId })).toThrow(/needs 'vpcId'/);
     expect(() => synthStack({ vpcId })).toThrow(/needs 'subnetIds' and 'availabilityZones'/);
     expect(() => synthStack({ vpcId: 'vpc-1', subnetIds, availabilityZones })).toThrow(/'vpcId' must be a VPC id/);
     expect(() => synthStack({ vpcId, subnetIds: ['subnet-x'], availabilityZones })).toThrow(/'subnetIds' must be a JSON list of subnet ids/);
@@ -915,9 +862,9 @@ describe('PgferryStack alerts and metrics', () => {
   it('sends the alarms to an existing topic from context and subscribes the e-mail addresses to it', () => {
     const { template } = existingVpcStack();
     template.resourceCountIs('AWS::SNS::Topic', 0);
-    for (const [id, alarm] of alarms(template)) expect(alarm.Properties.AlarmActions, id).toEqual([existing.alarmTopicArn]);
-    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com', TopicArn: existing.alarmTopicArn });
-    template.hasOutput('AlarmTopicArn', { Value: existing.alarmTopicArn });
+    for (const [id, alarm] of alarms(template)) expect(alarm.Properties.AlarmActions, id).toEqual([existingVpc.alarmTopicArn]);
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com', TopicArn: existingVpc.alarmTopicArn });
+    template.hasOutput('AlarmTopicArn', { Value: existingVpc.alarmTopicArn });
     // No topic to encrypt: the key serves the log groups only.
     const [, key] = only(template.findResources('AWS::KMS::Key') as Record<string, Resource>);
     expect(JSON.stringify(key.Properties.KeyPolicy)).not.toContain('cloudwatch.amazonaws.com');
