@@ -91,15 +91,36 @@ interface Side {
   target: pg.Client;
 }
 
-/** Commits `sql` on the source, then bumps the marker; returns seconds until the target shows the marker. */
-async function commitToApplied(side: Side, sql: string): Promise<number> {
+interface Applied {
+  /** Commit on the source → applied on the target: the figure compared. */
+  seconds: number;
+  /** How long the statement itself ran on the source. */
+  statementSeconds: number;
+  /** Commit → the walsender had sent everything up to the marker (decoding done): the part no applier can avoid. */
+  sentSeconds: number;
+}
+
+/** Commits `sql` on the source, then bumps the marker; times until the target shows the marker. */
+async function commitToApplied(side: Side, sql: string): Promise<Applied> {
+  const statementStarted = performance.now();
   await side.source.query(sql);
   const started = performance.now();
-  const { rows } = await side.source.query<{ v: string }>('UPDATE marker SET v = v + 1 WHERE id = 1 RETURNING v::text');
+  const statementSeconds = (started - statementStarted) / 1000;
+  const { rows } = await side.source.query<{ v: string; lsn: string }>(
+    'WITH bumped AS (UPDATE marker SET v = v + 1 WHERE id = 1 RETURNING v::text) SELECT v, pg_current_wal_insert_lsn()::text AS lsn FROM bumped',
+  );
   const expected = BigInt(rows[0]!.v);
+  let sentSeconds: number | undefined;
   for (;;) {
+    if (sentSeconds === undefined) {
+      const sent = await side.source.query<{ done: boolean }>('SELECT coalesce(max(sent_lsn) >= $1::pg_lsn, false) AS done FROM pg_stat_replication', [rows[0]!.lsn]);
+      if (sent.rows[0]!.done) sentSeconds = (performance.now() - started) / 1000;
+    }
     const seen = await side.target.query<{ v: string }>('SELECT v::text FROM marker WHERE id = 1');
-    if (BigInt(seen.rows[0]!.v) >= expected) return (performance.now() - started) / 1000;
+    if (BigInt(seen.rows[0]!.v) >= expected) {
+      const seconds = (performance.now() - started) / 1000;
+      return { seconds, statementSeconds, sentSeconds: sentSeconds ?? seconds };
+    }
     if (performance.now() - started > 1_800_000) throw new Error(`${side.label}: not applied after 30 minutes`);
     await sleep(10);
   }
@@ -165,7 +186,11 @@ interface Figures {
 }
 
 async function measure(side: Side, source: LocalCluster): Promise<Figures> {
-  const say = (what: string, seconds: number) => console.log(`  ${side.label.padEnd(8)} ${what.padEnd(34)} ${seconds.toFixed(2).padStart(8)} s`);
+  const say = (what: string, { seconds, statementSeconds, sentSeconds }: Applied) =>
+    console.log(
+      `  ${side.label.padEnd(8)} ${what.padEnd(34)} ${seconds.toFixed(2).padStart(8)} s` +
+        `   (statement ${statementSeconds.toFixed(2)} s on the source; all decoded and sent ${sentSeconds.toFixed(2)} s after commit)`,
+    );
   const update = await commitToApplied(side, `UPDATE accounts SET abalance = abalance + 1`);
   say(`UPDATE of ${ROWS} rows`, update);
   await commitToApplied(side, 'TRUNCATE inserted'); // the other side's run filled it
@@ -182,7 +207,7 @@ async function measure(side: Side, source: LocalCluster): Promise<Figures> {
   console.log(
     `  ${side.label.padEnd(8)} lag under pgbench -R ${TPS} (${lag.tps.toFixed(0)} tps)   p50 ${lag.p50.toFixed(0)} ms · p99 ${lag.p99.toFixed(0)} ms · max ${lag.max.toFixed(0)} ms (${lag.samples} probes)`,
   );
-  return { update, insert, deleteNoPk, lag };
+  return { update: update.seconds, insert: insert.seconds, deleteNoPk: deleteNoPk.seconds, lag };
 }
 
 /**
@@ -209,9 +234,42 @@ async function targetFloor(target: LocalCluster): Promise<{ update: number; inse
   }
 }
 
+/**
+ * The source decoding the same statements alone, after commit, into pgoutput and nowhere
+ * (pg_logical_slot_get_binary_changes): what a consumer that waits for the commit pays before
+ * it can apply anything, native or pgferry. A database of its own, so neither side sees it.
+ */
+async function sourceDecodeFloor(source: LocalCluster): Promise<void> {
+  await source.sql('CREATE DATABASE floor');
+  const client = await source.connect('floor');
+  try {
+    await client.query(`CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+      CREATE TABLE inserted (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+      INSERT INTO accounts SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, ${ROWS}) a;
+      CREATE PUBLICATION floor_pub FOR TABLE accounts, inserted`);
+    await client.query("SELECT pg_create_logical_replication_slot('floor_slot', 'pgoutput')");
+    const decode = async (sql: string) => {
+      await client.query(sql);
+      const started = performance.now();
+      await client.query(
+        "SELECT count(*) FROM pg_logical_slot_get_binary_changes('floor_slot', NULL, NULL, 'proto_version', '1', 'publication_names', 'floor_pub')",
+      );
+      return (performance.now() - started) / 1000;
+    };
+    const update = await decode('UPDATE accounts SET abalance = abalance + 1');
+    const insert = await decode('INSERT INTO inserted SELECT aid, bid, abalance, filler FROM accounts');
+    console.log(`  source   UPDATE / INSERT of ${ROWS} rows decoded alone after commit: ${update.toFixed(2)} s / ${insert.toFixed(2)} s (what a consumer waiting for the commit pays first)`);
+    await client.query("SELECT pg_drop_replication_slot('floor_slot')");
+  } finally {
+    await client.end();
+  }
+  await source.sql('DROP DATABASE floor');
+}
+
 async function native(source: LocalCluster, target: LocalCluster): Promise<Figures> {
   await copyForNative(source, target);
   await targetFloor(target);
+  await sourceDecodeFloor(source);
   await source.sql(`CREATE PUBLICATION native_pub FOR TABLE ${TABLES.join(', ')}`, 'bench');
   await target.sql(
     `CREATE SUBSCRIPTION native_sub CONNECTION '${source.uri('bench')}' PUBLICATION native_pub WITH (copy_data = false)`,
