@@ -6,8 +6,8 @@
  * ResultSelector/Catch behave the same in both worlds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -179,17 +179,19 @@ const bundles = new Map<string, Promise<string>>();
 /**
  * A task's entry bundled once per process with esbuild (dependencies stay in node_modules), so
  * each task process starts as plain Node instead of compiling TypeScript on every start — as
- * the container runs its prebuilt bundle.
+ * the container runs its prebuilt bundle. The file is named by its content: runs of the same
+ * code share it, and a run killed before it could clean up leaves nothing new behind.
  */
 function taskBundle(task: FargateTaskDefinition): Promise<string> {
   let bundle = bundles.get(task.entry);
   if (!bundle) {
-    const outfile = join(repositoryRoot, 'node_modules', '.cache', 'pgferry', `${process.pid}-${task.name}.mjs`);
+    const dir = join(repositoryRoot, 'node_modules', '.cache', 'pgferry');
     bundle = import('esbuild')
       .then((esbuild) =>
         esbuild.build({
           entryPoints: [join(repositoryRoot, task.entry)],
-          outfile,
+          outfile: join(dir, `${task.name}.mjs`),
+          write: false,
           bundle: true,
           packages: 'external',
           platform: 'node',
@@ -199,8 +201,16 @@ function taskBundle(task: FargateTaskDefinition): Promise<string> {
           logLevel: 'silent',
         }),
       )
-      .then(() => {
-        process.once('exit', () => rmSync(outfile, { force: true }));
+      .then(({ outputFiles }) => {
+        const code = outputFiles[0]!.contents;
+        const outfile = join(dir, `${task.name}-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
+        if (!existsSync(outfile)) {
+          mkdirSync(dir, { recursive: true });
+          // Written whole, then renamed: a process starting it never reads half a file.
+          const partial = `${outfile}.${process.pid}.partial`;
+          writeFileSync(partial, code);
+          renameSync(partial, outfile);
+        }
         return outfile;
       });
     bundles.set(task.entry, bundle);
