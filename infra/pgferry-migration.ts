@@ -515,7 +515,8 @@ export class PgferryMigration extends Construct {
     this.scheduleGroup = new scheduler.CfnScheduleGroup(this, 'ScheduleGroup', {});
     this.schedulerRole = new iam.Role(this, 'SchedulerRole', {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
-        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+        // Only schedules of this group may use it (as aws-scheduler-targets' own roles are scoped).
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account, 'aws:SourceArn': this.scheduleGroup.attrArn } },
       }),
       description: 'pgferry: EventBridge Scheduler starts scheduled migrations',
     });

@@ -719,7 +719,7 @@ describe('PgferryStack operation', () => {
     );
   });
 
-  it('gives EventBridge Scheduler a schedule group and a role of this account that may only start this state machine', () => {
+  it('gives EventBridge Scheduler a schedule group and a role, for that group of this account only, that may only start this state machine', () => {
     const { stack, template } = defaultStack();
     const migration = stack.migration;
     template.resourceCountIs('AWS::Scheduler::ScheduleGroup', 1);
@@ -729,7 +729,12 @@ describe('PgferryStack operation', () => {
         Action: 'sts:AssumeRole',
         Effect: 'Allow',
         Principal: { Service: 'scheduler.amazonaws.com' },
-        Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+        Condition: {
+          StringEquals: {
+            'aws:SourceAccount': { Ref: 'AWS::AccountId' },
+            'aws:SourceArn': stack.resolve(migration.scheduleGroup.attrArn),
+          },
+        },
       },
     ]);
     expect(role.Properties.ManagedPolicyArns).toBeUndefined();
