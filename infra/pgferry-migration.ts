@@ -239,7 +239,8 @@ export class PgferryMigration extends Construct {
         },
       }),
     );
-    const logGroup = (logGroupId: string) => new logs.LogGroup(this, logGroupId, { retention, encryptionKey: this.encryptionKey });
+    const logGroup = (logGroupId: string, logGroupName?: string) =>
+      new logs.LogGroup(this, logGroupId, { retention, encryptionKey: this.encryptionKey, logGroupName });
 
     const endpoints = !props.vpc && (props.vpcEndpoints ?? true);
     const createdVpc = props.vpc
@@ -465,7 +466,9 @@ export class PgferryMigration extends Construct {
       // are in the execution history already, with its own access control; copying them into
       // the logs for the whole CDC loop would add a second copy and most of the log volume.
       logs: {
-        destination: logGroup('StateMachineLogs'),
+        // Under /aws/vendedlogs/ the log delivery needs no CloudWatch Logs resource policy per log
+        // group (the account's policies are limited to 5,120 characters in all).
+        destination: logGroup('StateMachineLogs', `/aws/vendedlogs/states/${this.serviceName}`),
         level: sfn.LogLevel.ALL,
         includeExecutionData: false,
       },

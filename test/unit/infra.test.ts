@@ -110,7 +110,7 @@ function taskStates(node: unknown, found: Record<string, any>[] = []): Record<st
 }
 
 describe('PgferryStack', () => {
-  it('creates a standard state machine with tracing and ALL logging, without execution data, to a retained encrypted log group', () => {
+  it('creates a standard state machine with tracing and ALL logging, without execution data, to a retained encrypted vended-logs group', () => {
     const { stack, template } = defaultStack();
     const stateMachine = stateMachineOf(template);
     expect(stateMachine.Properties.StateMachineType).toBe('STANDARD');
@@ -119,6 +119,7 @@ describe('PgferryStack', () => {
     expect(stateMachine.Properties.LoggingConfiguration.IncludeExecutionData).toBe(false);
     const logGroupId = stateMachine.Properties.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
     expect(resourcesOf(template)[logGroupId]!.Properties).toEqual({
+      LogGroupName: `/aws/vendedlogs/states/${stack.migration.serviceName}`,
       RetentionInDays: 30,
       KmsKeyId: { 'Fn::GetAtt': [logicalId(stack.migration.encryptionKey), 'Arn'] },
     });
