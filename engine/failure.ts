@@ -42,6 +42,12 @@ export function describeFailure(caught: CaughtError): FailureDescription {
   if (error === 'States.Timeout') {
     return { error, cause: `A step ran longer than its time limit. ${cause}`.trim() };
   }
+  if (error === 'States.HeartbeatTimeout') {
+    return {
+      error,
+      cause: `A task (snapshot holder or CDC streamer) sent no heartbeat for longer than the state's HeartbeatSeconds before reporting: it did not start, or hung. Its log in CloudWatch Logs says which. ${cause}`.trim(),
+    };
+  }
   const parsed = parseJson(cause);
   if (parsed && typeof parsed === 'object') {
     const lambdaError = parsed as { errorType?: string; errorMessage?: string };

@@ -27,6 +27,9 @@ async function withSides<T>(
   try {
     const target = sides.target ? await connectSide('target', spec.target, secrets, { applicationName: 'pgferry' }) : undefined;
     try {
+      // A connection that drops while idle fails its next query instead of crashing the process.
+      source?.on('error', () => undefined);
+      target?.on('error', () => undefined);
       return await body({ source: source!, target: target! });
     } finally {
       await target?.end();
@@ -139,20 +142,28 @@ const STATUS_POLL_MS = 2_000;
  * replicating, cut over, or finish once drained. While the answer is "wait" it looks again
  * every 2 s for up to `waitUpToSeconds`: each turn of the loop costs the execution about nine
  * history events, and a Standard execution ends at 25,000, so on AWS one turn must span
- * minutes, not seconds (at 4 minutes a turn, about nine days of replication).
+ * minutes, not seconds (at 14 minutes a turn, about 27 days of replication).
  */
 export async function replicationStatusStep(spec: MigrationSpec, secrets: SecretsProvider, { waitUpToSeconds = 0 } = {}) {
   const deadline = Date.now() + waitUpToSeconds * 1000;
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
-    for (;;) {
-      const decision = await replicationDecision(spec, target);
-      if (decision.action !== 'wait' || Date.now() + STATUS_POLL_MS > deadline) return decision;
+    let decision = await replicationDecision(spec, target);
+    while (decision.action === 'wait' && Date.now() + STATUS_POLL_MS <= deadline) {
       await new Promise((resolve) => setTimeout(resolve, STATUS_POLL_MS));
-      const phase = (await migrationState(target, spec.name))?.phase;
-      if (phase === 'failed' || phase === undefined) {
-        throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
+      try {
+        const phase = (await migrationState(target, spec.name))?.phase;
+        if (phase === 'failed' || phase === undefined) {
+          throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
+        }
+        decision = await replicationDecision(spec, target);
+      } catch (error) {
+        // The target went away while we waited (failover, restart): answer "wait"; the next
+        // turn of the loop connects again, within the retry window.
+        if (error instanceof PgferryError) throw error;
+        return decision;
       }
     }
+    return decision;
   });
 }
 
@@ -272,6 +283,7 @@ export async function cleanupStep(
   };
   let fenced = false;
   let notOurs: string | undefined;
+  let ownershipChecked = false;
   await attempt('control schema', () =>
     withSides(spec, secrets, { target: true }, async ({ target }) => {
       const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
@@ -282,6 +294,7 @@ export async function cleanupStep(
           : `execution ${execution} never registered migration ${spec.name} on the target: it created nothing to clean up`;
         return;
       }
+      ownershipChecked = true;
       if (!state) return;
       if (state.phase !== 'failed') {
         await setPhase(target, spec.name, 'failed', `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`.slice(0, 10_000));
@@ -291,6 +304,13 @@ export async function cleanupStep(
     }),
   );
   if (notOurs) return { cleaned: false, reason: notOurs };
+  if (execution !== undefined && !ownershipChecked) {
+    // Unverified, the slot may be another run's: a live migration must never lose it.
+    return {
+      cleaned: false,
+      reason: `${problems.join('; ')}; the replication slot and publication were left alone, since it is unknown whether they belong to ${execution}: run "pgferry stop ${execution.startsWith('arn:') ? execution : 'SPEC'}" once the target is reachable`,
+    };
+  }
   let slot: { slotDropped: boolean; publicationDropped: boolean } | undefined;
   if (usesCdc(spec)) {
     await attempt('source', () =>

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Annotations, ArnFormat, Duration, Fn, Stack, Tags } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, Duration, Fn, Stack, Tags, Token } from 'aws-cdk-lib';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -83,7 +83,10 @@ export interface PgferryMigrationProps {
   readonly databaseClientSecurityGroup?: ec2.ISecurityGroup;
   /** Security group of the Fargate tasks. @default a new one, allowing all outbound traffic */
   readonly taskSecurityGroup?: ec2.ISecurityGroup;
-  /** Secrets Manager secrets (source/target credentials) the database functions and the tasks may read. */
+  /**
+   * Secrets Manager secrets (source/target credentials) the database functions and the tasks may
+   * read: complete ARNs, or partial ones (without the 6-character suffix), which are wildcarded.
+   */
   readonly secretArns?: readonly string[];
   readonly stateMachineName?: string;
   /** Retention of the functions', the tasks', the state machine's and the flow logs' log groups. @default one month */
@@ -113,6 +116,15 @@ export interface PgferryMigrationProps {
    * @default `pgferry-` + 8 hex digits unique to this construct's path
    */
   readonly serviceName?: string;
+}
+
+/**
+ * A secret ARN as IAM matches it: a complete ARN ends in "-" and six random characters that
+ * Secrets Manager adds; a partial one (the secret's name only) matches nothing in a policy
+ * unless those are wildcarded.
+ */
+export function secretPolicyArn(arn: string): string {
+  return Token.isUnresolved(arn) || /-[A-Za-z0-9]{6}$/.test(arn) ? arn : `${arn}-??????`;
 }
 
 /** Names inside `${…}` in an ASL text, each once, in order of first use. */
@@ -198,7 +210,7 @@ export class PgferryMigration extends Construct {
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const secretArns = props.secretArns ?? [];
     const secretStatement = () =>
-      new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [...secretArns] });
+      new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: secretArns.map(secretPolicyArn) });
     this.serviceName = props.serviceName ?? `pgferry-${this.node.addr.slice(2, 10)}`;
 
     for (const name of [...Object.keys(props.taskDefinitions ?? {}), ...Object.keys(props.taskSizes ?? {})]) {

@@ -82,7 +82,7 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     name: 'ReplicationStatus',
     entry: 'lambdas/replication-status.ts',
     arnPlaceholder: 'ReplicationStatusFunctionArn',
-    timeoutSeconds: 300,
+    timeoutSeconds: 900,
     memoryMb: 256,
     needsDatabase: true,
   },

@@ -29,7 +29,6 @@ export class DatabaseCredentials {
     readonly sslmode?: SslMode,
     readonly sslrootcert?: string,
     /** The secret describes an Amazon RDS/Aurora database (an RDS-managed secret, or one with an instance/cluster identifier). */
-    readonly rdsManaged = false,
   ) {
     this.#password = password;
   }
@@ -113,17 +112,12 @@ function fromFields(ref: SecretRef, fields: Record<string, unknown>): DatabaseCr
   const sslmode = text('sslmode', false);
   const sslrootcert = text('sslrootcert', false);
   const port = parsePort(fields.port ?? 5432);
-  // RDS-managed secrets are named "rds!…"; secrets made for RDS by the console carry the instance or cluster identifier.
-  const rdsManaged =
-    /^arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:rds!/.test(ref) ||
-    typeof fields.dbInstanceIdentifier === 'string' ||
-    typeof fields.dbClusterIdentifier === 'string';
   if (port === undefined) problems.push('field "port" must be a port number (1–65535)');
   if (sslmode !== undefined && !sslModes.includes(sslmode as SslMode)) {
     problems.push(`field "sslmode" must be one of ${sslModes.join(', ')}`);
   }
   if (problems.length > 0) throw new SecretError(ref, problems.join('; '));
-  return new DatabaseCredentials(ref, host!, port!, username!, password!, dbname, sslmode as SslMode | undefined, sslrootcert, rdsManaged);
+  return new DatabaseCredentials(ref, host!, port!, username!, password!, dbname, sslmode as SslMode | undefined, sslrootcert);
 }
 
 function parsePort(value: unknown): number | undefined {

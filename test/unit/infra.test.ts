@@ -481,6 +481,14 @@ describe('PgferryStack', () => {
     expect(secretStatementsOf(stateMachineRoleId(template))).toEqual([]);
   });
 
+  it('wildcards the suffix of a partial secret ARN (the name only), which IAM would otherwise match to nothing', () => {
+    const partial = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/source';
+    const { stack, template } = synthStack({ secretArns: [partial, targetArn] });
+    const roleId = functionRoleId(template, logicalId(stack.migration.functions.Precheck!));
+    const statement = roleStatements(template, roleId).find((s) => actionsOf(s).includes('secretsmanager:GetSecretValue'));
+    expect(statement?.Resource).toEqual([`${partial}-??????`, targetArn]);
+  });
+
   it('rejects context that is not what it should be', () => {
     expect(() => synthStack({ secretArns: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:x' })).toThrow(/secretArns.*JSON/);
     expect(() => synthStack({ secretArns: ['*'] })).toThrow(/secretArns/);

@@ -281,6 +281,10 @@ describe('the Lambdas of the workflow', () => {
       cause: 'Cannot connect to the source',
     });
     expect(await handler({}, runnerContext())).toEqual({ error: 'pgferry.Failed', cause: 'The migration failed with pgferry.Failed.' });
+    expect(await handler({ error: { Error: 'States.HeartbeatTimeout', Cause: null } }, runnerContext())).toEqual({
+      error: 'States.HeartbeatTimeout',
+      cause: expect.stringContaining('sent no heartbeat for longer than the state\'s HeartbeatSeconds'),
+    });
   });
 
   it('Cleanup from EventBridge leaves an execution without a valid spec alone, reading no secret', async () => {

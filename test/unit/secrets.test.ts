@@ -97,7 +97,7 @@ describe('Secrets Manager through @middy/secrets-manager (the Lambdas)', () => {
     secretsManager.on(GetSecretValueCommand, { SecretId: plain }).resolves({ SecretString: 'not json at all' });
     const provider = await new SecretsManagerCache().provider(request(), [arn, plain], unused);
     const credentials = parseCredentials(arn, await provider.getSecretString(arn));
-    expect(credentials).toMatchObject({ host: 'db.internal', port: 5432, username: 'migrator', dbname: 'app', rdsManaged: false });
+    expect(credentials).toMatchObject({ host: 'db.internal', port: 5432, username: 'migrator', dbname: 'app' });
     expect(credentials.password).toBe(PASSWORD);
     expect(await provider.getSecretString(plain)).toBe('not json at all');
   });
@@ -112,11 +112,5 @@ describe('Secrets Manager through @middy/secrets-manager (the Lambdas)', () => {
     secretsManager.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify(rdsSecret) });
     const provider = await new SecretsManagerCache().provider(request(), [arn], new DefaultSecretsProvider({ DB: 'postgres://u:p@h/db' }));
     expect(await provider.getSecretString('env:DB')).toBe('postgres://u:p@h/db');
-  });
-
-  it('recognizes RDS-managed secrets by their name', () => {
-    const managed = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-0a1b2c3d-AbCdEf';
-    expect(parseCredentials(managed, JSON.stringify(rdsSecret)).rdsManaged).toBe(true);
-    expect(parseCredentials(arn, JSON.stringify(rdsSecret)).rdsManaged).toBe(false);
   });
 });
