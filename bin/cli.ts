@@ -8,9 +8,10 @@ import { runPrecheck } from '../engine/precheck/index.js';
 import { parseSpec, SpecInvalidError, specJsonSchema, validateSpec, type MigrationSpec } from '../engine/spec/index.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '../local/run.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { connectSide } from '../engine/connect/index.js';
+import { connectSide, type SecretsProvider } from '../engine/connect/index.js';
+import { migrationState } from '../engine/control/index.js';
 import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
-import { cleanupStep } from '../engine/migration.js';
+import { cleanupStep, type CleanupResult } from '../engine/migration.js';
 import type { RunDescription } from '../platform/aws/workflow.js';
 
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
@@ -24,9 +25,10 @@ Usage:
   pgferry cutover SPEC      Ask a running CDC migration to cut over (it waits until lag is
                             under cutover.maxLagSeconds, fences the source if the spec says
                             so, drains, sets sequences and compares)
-  pgferry stop SPEC         End a run whose runner is gone (killed, machine lost): mark it
-                            failed, lift a cutover fence, drop its slot and publication
-                            (Ctrl-C stops a run that is still going)
+  pgferry stop SPEC         End a local run whose runner is gone (killed, machine lost): mark
+                            it failed, lift a cutover fence, drop its slot and publication
+                            (Ctrl-C stops a run that is still going; a run on AWS is stopped
+                            with pgferry stop EXECUTION_ARN)
   pgferry spec-schema       Print the JSON Schema of the migration spec
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
   pgferry --help | --version
@@ -42,7 +44,9 @@ On AWS (a deployed pgferry stack; AWS credentials as for the aws CLI, the region
   pgferry cutover EXECUTION_ARN
                             Ask the running execution to cut over, as above
   pgferry stop EXECUTION_ARN
-                            Stop the execution; the stack then drops the slot and publication
+                            Stop the execution; the stack then drops the slot and publication.
+                            For an execution that has ended, clean up the run it left
+                            registered (if the stack's cleanup failed), as stop SPEC does
 
 SPEC is a JSON file (see README.md, "The spec"); on AWS its secrets must be Secrets Manager
 ARNs. Exit codes: 0 success, 1 the migration or a check failed, 2 invalid spec or usage.
@@ -87,16 +91,20 @@ async function precheckCommand(path: string, out: Out, err: Out): Promise<number
   return report.ok ? EXIT_OK : EXIT_FAILED;
 }
 
+async function withTarget<T>(spec: MigrationSpec, secrets: SecretsProvider, body: (target: import('pg').Client) => Promise<T>): Promise<T> {
+  const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-cli', retryWindowMs: 0 });
+  try {
+    return await body(target);
+  } finally {
+    await target.end();
+  }
+}
+
 /** status and cutover read the spec only to find the target that holds the migration's state. */
 async function withControl(path: string, err: Out, body: (target: import('pg').Client, spec: MigrationSpec) => Promise<number>): Promise<number> {
   const spec = await readSpecForChecks(path, err);
   if (!spec) return EXIT_USAGE;
-  const target = await connectSide('target', spec.target, new DefaultSecretsProvider(), { applicationName: 'pgferry-cli', retryWindowMs: 0 });
-  try {
-    return await body(target, spec);
-  } finally {
-    await target.end();
-  }
+  return withTarget(spec, new DefaultSecretsProvider(), (target) => body(target, spec));
 }
 
 async function statusCommand(path: string, out: Out, err: Out): Promise<number> {
@@ -250,13 +258,40 @@ async function awsCutoverCommand(executionArn: string, out: Out, err: Out): Prom
   });
 }
 
+/** What a cleanup did, in words. */
+function cleanupDone(result: CleanupResult): string[] {
+  return [
+    result.slotDropped && 'dropped the replication slot',
+    result.publicationDropped && 'dropped the publication',
+    result.unfenced && 'lifted the write fence on the source',
+  ].filter((done): done is string => Boolean(done));
+}
+
 async function stopCommand(executionArn: string, out: Out, err: Out): Promise<number> {
   return withAws(async (aws) => {
     const { name } = aws.parseExecutionArn(executionArn);
     const outcome = await aws.stopRun(executionArn);
     if (!outcome.stopped) {
-      err.write(`Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to stop.\n`);
-      return EXIT_FAILED;
+      // It ended, but the stack's cleanup rule may have failed: the Operator cleaned up its run, if still registered.
+      const { cleanup } = outcome;
+      if (!cleanup) {
+        err.write(`Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to stop.\n`);
+        return EXIT_FAILED;
+      }
+      const done = cleanupDone(cleanup);
+      if (!cleanup.cleaned) {
+        err.write(
+          `Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to stop.\n` +
+            `${done.length ? `Cleaned up its run in part (${done.join(', ')})` : 'Nothing cleaned up'}: ${cleanup.reason ?? 'no reason given'}\n`,
+        );
+        return EXIT_FAILED;
+      }
+      const migration = outcome.migrationName ?? '(unnamed)';
+      out.write(
+        `Execution ${name} had already ended (${outcome.status}). Cleaned up the run it registered: ` +
+          `migration ${migration} is marked failed${done.length ? `; ${done.join(', ')}` : ''}. It can run again.\n`,
+      );
+      return EXIT_OK;
     }
     out.write(
       `Stopped execution ${name} at ${isoSeconds(outcome.stopDate)}.\n` +
@@ -266,15 +301,25 @@ async function stopCommand(executionArn: string, out: Out, err: Out): Promise<nu
   });
 }
 
+/** A run whose runner is gone: only a local one (an AWS execution's run is cleaned up through the Operator, which reaches the databases). */
 async function localStopCommand(path: string, out: Out, err: Out): Promise<number> {
   const spec = await readSpecForChecks(path, err);
   if (!spec) return EXIT_USAGE;
-  const result = await cleanupStep(spec, new DefaultSecretsProvider(), { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop.' });
-  const done = [
-    result.unfenced && 'lifted the write fence on the source',
-    result.slotDropped && 'dropped the replication slot',
-    result.publicationDropped && 'dropped the publication',
-  ].filter(Boolean);
+  const secrets = new DefaultSecretsProvider();
+  const registered = await withTarget(spec, secrets, async (target) => {
+    const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
+    return exists.rows[0]?.ok ? migrationState(target, spec.name) : undefined;
+  });
+  if (registered?.execution?.startsWith('arn:')) {
+    err.write(
+      `Migration ${spec.name} on this target is run by the AWS execution ${registered.execution} (phase ${registered.phase}): ` +
+        `stop it with: pgferry stop ${registered.execution}\n`,
+    );
+    return EXIT_FAILED;
+  }
+  // A local run (or none registered: a leftover slot is still dropped); a run that registers meanwhile is left alone.
+  const result = await cleanupStep(spec, secrets, { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop.' }, registered?.execution ?? undefined);
+  const done = cleanupDone(result);
   if (!result.cleaned) {
     err.write(`Migration ${spec.name}: ${result.reason}\n`);
     return EXIT_FAILED;

@@ -254,7 +254,8 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
  * workflow's Cleanup state, or the rule on an execution's status), it touches only the run that
  * execution registered: another run of the same name keeps its slot, and an execution that
  * never registered (it failed before SchemaPreData, or was refused because another run is under
- * way) has nothing to clean. A failure already recorded keeps its own reason. Without
+ * way) has nothing to clean. A failure already recorded keeps its own reason; a finished (done)
+ * run is left as it is. Without
  * `execution` (`pgferry stop SPEC`, for a run whose runner is gone) it cleans up whatever run
  * is registered.
  */
@@ -284,6 +285,7 @@ export async function cleanupStep(
   let fenced = false;
   let notOurs: string | undefined;
   let ownershipChecked = false;
+  let finished: string | undefined;
   await attempt('control schema', () =>
     withSides(spec, secrets, { target: true }, async ({ target }) => {
       const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
@@ -296,6 +298,11 @@ export async function cleanupStep(
       }
       ownershipChecked = true;
       if (!state) return;
+      if (state.phase === 'done') {
+        // A status event can come late, or for a later failure than the migration's own end.
+        finished = `migration ${spec.name} finished (phase done): there is nothing to clean up`;
+        return;
+      }
       if (state.phase !== 'failed') {
         await setPhase(target, spec.name, 'failed', `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`.slice(0, 10_000));
         await recordEvent(target, spec.name, 'error', `${failure.Error ?? 'error'}`);
@@ -303,7 +310,7 @@ export async function cleanupStep(
       fenced = (await readReplicationStatus(target, spec.name))?.fenced ?? false;
     }),
   );
-  if (notOurs) return { cleaned: false, reason: notOurs };
+  if (notOurs ?? finished) return { cleaned: false, reason: (notOurs ?? finished)! };
   if (execution !== undefined && !ownershipChecked) {
     // Unverified, the slot may be another run's: a live migration must never lose it.
     return {

@@ -1,29 +1,41 @@
 /**
- * What the pgferry CLI asks of a run on AWS, where the target database is reachable only from
- * the VPC: its status from the control schema, or a cutover request. The CLI finds this function
- * through a tag of the state machine (platform/aws/deployment.ts) and passes the execution's
- * input, the spec as the person gave it.
+ * What the pgferry CLI asks of a run on AWS, where the databases are reachable only from the
+ * VPC: its status from the control schema, a cutover request, or the cleanup of the run an
+ * execution that has ended left registered (`pgferry stop`, when the stack's cleanup rule
+ * failed). The CLI finds this function through a tag of the state machine
+ * (platform/aws/deployment.ts) and passes the execution's input, the spec as the person gave it.
  */
 import { z } from 'zod';
 import { connectSide } from '../engine/connect/index.js';
+import { cleanupStep } from '../engine/migration.js';
 import { migrationSpecSchema } from '../engine/spec/index.js';
 import { readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
-import type { OperatorRequest, OperatorResponse } from '../platform/aws/deployment.js';
+import { stopFailure, type OperatorRequest, type OperatorResponse } from '../platform/aws/deployment.js';
 import { lambdaHandler, specMigration } from './handler.js';
 
 /** An OperatorRequest; the spec is read without the feature gate (it only reads the spec). */
-const operatorRequest = z.object({
-  action: z.enum(['status', 'cutover']),
-  spec: migrationSpecSchema,
-}) satisfies z.ZodType<OperatorRequest, unknown>;
+const operatorRequest = z
+  .object({
+    action: z.enum(['status', 'cutover', 'cleanup']),
+    spec: migrationSpecSchema,
+    execution: z.string().min(1).optional(),
+  })
+  .superRefine((request, context) => {
+    // Without it, cleanup would end whatever run of the name is registered, perhaps a live one.
+    if (request.action === 'cleanup' && request.execution === undefined) {
+      context.addIssue({ code: 'custom', path: ['execution'], message: 'is required for the cleanup action: only the run of that execution is cleaned up' });
+    }
+  }) satisfies z.ZodType<OperatorRequest, unknown>;
 
 export const handler = lambdaHandler({
   name: 'Operator',
   input: operatorRequest,
-  // Only the target is read: the control schema lives there.
-  secrets: ({ spec }) => [spec.target.secret],
+  // Status and cutover read only the target, where the control schema lives; cleanup also drops the slot on the source.
+  secrets: ({ action, spec }) => (action === 'cleanup' ? [spec.source.secret, spec.target.secret] : [spec.target.secret]),
   migration: specMigration,
-  handler: async ({ action, spec }, { secrets }): Promise<OperatorResponse> => {
+  handler: async ({ action, spec, execution }, { secrets }): Promise<OperatorResponse> => {
+    // cleanupStep touches only the run `execution` registered, and leaves a finished one alone.
+    if (action === 'cleanup') return { action: 'cleanup', result: await cleanupStep(spec, secrets, { ...stopFailure }, execution) };
     const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-operator', retryWindowMs: 0 });
     try {
       if (action === 'status') return { action: 'status', status: (await readMigrationStatus(target, spec.name)) ?? null };

@@ -122,7 +122,7 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     name: 'Operator',
     entry: 'lambdas/operate.ts',
     arnPlaceholder: 'OperatorFunctionArn',
-    timeoutSeconds: 60,
+    timeoutSeconds: 180,
     memoryMb: 256,
     needsDatabase: true,
     operator: true,

@@ -7,6 +7,12 @@ export interface TaskCallback {
   success(output: unknown): Promise<void>;
   failure(error: string, cause: string): Promise<void>;
   heartbeat(): Promise<void>;
+  /**
+   * Aborted once the workflow no longer waits for this task (on AWS: Step Functions answered
+   * TaskTimedOut, TaskDoesNotExist or InvalidToken), its reason that answer. Whatever the task
+   * then creates, nobody will clean up; a callback that cannot tell (the local IPC one) has none.
+   */
+  readonly gone?: AbortSignal;
 }
 
 /** Environment variable that carries the task token into a task's container. */
@@ -90,6 +96,23 @@ export const HEARTBEAT_INTERVAL_MS = 60_000;
 /** Step Functions no longer waits for this token: further calls with it are pointless. */
 const GONE_TOKEN_ERRORS = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
 
+/** Whether an error of a callback means the workflow no longer waits for the task. */
+export function isGoneTokenError(error: unknown): boolean {
+  return GONE_TOKEN_ERRORS.has((error as { name?: string } | null)?.name ?? '');
+}
+
+/** Thrown by a task that stops because the workflow no longer waits for it. */
+export class TaskGoneError extends Error {
+  override name = 'TaskGoneError';
+}
+
+/** "the workflow no longer waits for this task (TaskTimedOut: …)", from a `gone` signal. */
+export function goneReason(signal: AbortSignal): string {
+  const reason = signal.reason as { name?: string; message?: string } | undefined;
+  const detail = reason?.message ? `${reason.name ?? 'Error'}: ${reason.message}` : String(reason ?? 'no reason given');
+  return `the workflow no longer waits for this task (${detail})`;
+}
+
 /**
  * A TaskCallback that sends a heartbeat at once and then every `intervalMs` until the result
  * is reported (success or failure) or `stop()` is called, so that the workflow's HeartbeatSeconds
@@ -97,11 +120,13 @@ const GONE_TOKEN_ERRORS = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidT
  * transaction) from one that is still working. The first heartbeat goes at once because the
  * workflow's clock started with RunTask, before Fargate pulled the image and started the
  * container. A failed heartbeat is logged, never thrown; once Step Functions says the token is
- * gone, heartbeats stop.
+ * gone (to a heartbeat, success or failure), heartbeats stop and `gone` is aborted: the workflow
+ * has moved on (to its Cleanup, after a timeout) and the task must not leave anything behind.
  */
 export class HeartbeatingTaskCallback implements TaskCallback {
   readonly #inner: TaskCallback;
   readonly #log: (message: string) => void;
+  readonly #gone = new AbortController();
   #timer: NodeJS.Timeout | undefined;
   #reported = false;
 
@@ -124,6 +149,18 @@ export class HeartbeatingTaskCallback implements TaskCallback {
     return this.#timer !== undefined;
   }
 
+  /** Aborted, with Step Functions' error as the reason, once the token is gone. */
+  get gone(): AbortSignal {
+    return this.#gone.signal;
+  }
+
+  /** Notes a gone token in what a call threw; rethrows nothing. */
+  #noteGone(error: unknown): void {
+    if (!isGoneTokenError(error)) return;
+    this.stop();
+    if (!this.#gone.signal.aborted) this.#gone.abort(error);
+  }
+
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
@@ -135,23 +172,38 @@ export class HeartbeatingTaskCallback implements TaskCallback {
     } catch (error) {
       const name = (error as Error)?.name ?? 'Error';
       this.#log(`heartbeat to the workflow failed (${name}: ${(error as Error)?.message ?? String(error)})`);
-      if (GONE_TOKEN_ERRORS.has(name)) this.stop();
+      this.#noteGone(error);
     }
   }
 
   async success(output: unknown): Promise<void> {
     this.stop();
-    await this.#inner.success(output);
+    try {
+      await this.#inner.success(output);
+    } catch (error) {
+      this.#noteGone(error);
+      throw error;
+    }
     this.#reported = true;
   }
 
   async failure(error: string, cause: string): Promise<void> {
     this.stop();
-    await this.#inner.failure(error, cause);
+    try {
+      await this.#inner.failure(error, cause);
+    } catch (thrown) {
+      this.#noteGone(thrown);
+      throw thrown;
+    }
     this.#reported = true;
   }
 
-  heartbeat(): Promise<void> {
-    return this.#inner.heartbeat();
+  async heartbeat(): Promise<void> {
+    try {
+      await this.#inner.heartbeat();
+    } catch (error) {
+      this.#noteGone(error);
+      throw error;
+    }
   }
 }

@@ -3,11 +3,12 @@
  * exported snapshot, reports them through the task callback, holds the snapshot until the full
  * load no longer needs it, waits for BeginApply, then streams and applies until cutover has
  * drained. A restart (ResumeReplication, PGFERRY_RESUME=1) goes straight to streaming from the
- * target's checkpoint.
+ * target's checkpoint. If the workflow gives up on the task before it has reported (a timeout),
+ * it creates no slot, and drops the slot and publication it has created, then exits non-zero.
  */
 import pg from 'pg';
 import { dataTables, listTables } from '../engine/catalog/tables.js';
-import { createSlotWithSnapshot, defaultSlotName, ensurePublication, slotState } from '../engine/cdc/slot.js';
+import { createSlotWithSnapshot, defaultSlotName, dropSlotAndPublication, ensurePublication, slotState } from '../engine/cdc/slot.js';
 import { runReplicator } from '../engine/cdc/replicator.js';
 import { readReplicationStatus, recordReplicationError, recordRestart, registerReplication } from '../engine/cdc/state.js';
 import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig } from '../engine/connect/index.js';
@@ -16,6 +17,7 @@ import { STREAMER_APPLICATION_NAME } from '../engine/cutover/index.js';
 import { PgferryError } from '../engine/errors.js';
 import { replicationMetrics } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
+import { goneReason, TaskGoneError } from '../platform/task-callback.js';
 import { runCallbackTask } from './task.js';
 
 const POLL_MS = 500;
@@ -65,18 +67,46 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
     });
     log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
   } catch (error) {
+    // Nobody waits for this task any more: its error is no error of the migration (another attempt may be running).
+    if (callback.gone.aborted) {
+      throw error instanceof TaskGoneError ? error : new TaskGoneError(`${goneReason(callback.gone)}; ${resume ? 'not resuming replication' : 'stopped'}`);
+    }
     await recordReplicationError(control, migration, (error as Error).message).catch(() => undefined);
     throw error;
   } finally {
     await control.end().catch(() => undefined);
   }
 
+  function throwIfGone(what: string): void {
+    if (callback.gone.aborted) throw new TaskGoneError(`${goneReason(callback.gone)}; ${what}`);
+  }
+
+  /** Drops the slot and publication this attempt created; says what it did, for the task's last line (undefined: it created none). */
+  async function removeCreated(source: pg.Client, slotCreated: boolean, publicationCreated: boolean): Promise<string | undefined> {
+    if (!slotCreated && !publicationCreated) return undefined;
+    const created = slotCreated ? `replication slot ${slotName}` : `publication ${publicationName}`;
+    if (spec.cdc.keepSlotOnFailure) return `kept the ${created} it had created (cdc.keepSlotOnFailure)`;
+    try {
+      if (slotCreated) {
+        const dropped = await dropSlotAndPublication(source, { slotName, publicationName });
+        const what = [dropped.slotDropped && `replication slot ${slotName}`, dropped.publicationDropped && `publication ${publicationName}`].filter(Boolean);
+        return what.length ? `dropped the ${what.join(' and the ')} it had created` : `the ${created} it had created was already gone`;
+      }
+      await source.query(`DROP PUBLICATION IF EXISTS ${source.escapeIdentifier(publicationName)}`);
+      return `dropped the publication ${publicationName} it had created`;
+    } catch (error) {
+      return `could not drop the ${created} it had created, drop it by hand: ${(error as Error).message}`;
+    }
+  }
+
   async function startReplication(): Promise<void> {
     const source = await connectSource();
     let holder: Awaited<ReturnType<typeof createSlotWithSnapshot>> | undefined;
+    let publicationCreated = false;
     try {
       const tables = dataTables(await listTables(source, spec.objects));
-      await ensurePublication(source, { name: publicationName, tables });
+      throwIfGone('not starting replication');
+      publicationCreated = (await ensurePublication(source, { name: publicationName, tables })) === 'created';
       const existing = await slotState(source, slotName);
       let consistentLsn: string | null;
       let snapshot: string | undefined;
@@ -84,6 +114,7 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
         consistentLsn = existing.confirmedFlushLsn;
         log(`resuming existing slot ${slotName} at ${consistentLsn}`);
       } else {
+        throwIfGone(`not creating replication slot ${slotName}`);
         holder = await createSlotWithSnapshot(async () => {
           const client = new pg.Client(await streamConfig());
           await client.connect();
@@ -93,15 +124,28 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
         snapshot = holder.slot.snapshot;
         log(`created slot ${slotName} at ${consistentLsn} with snapshot ${snapshot}`);
       }
+      throwIfGone(`not using replication slot ${slotName}`);
       await registerReplication(control, migration, { slotName, publicationName, consistentLsn });
       await control.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [migration, snapshot ?? null]);
       await callback.success({ slotName, publicationName, consistentLsn, ...(snapshot ? { snapshot } : {}) });
     } catch (error) {
+      if (!callback.gone.aborted) {
+        const message = (error as Error).message;
+        await callback
+          .failure(error instanceof PgferryError ? error.name : 'pgferry.ReplicationFailed', `Cannot start replication: ${message}`)
+          .catch((e) => log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
+      }
       await holder?.release();
+      if (!callback.gone.aborted) {
+        await source.end().catch(() => undefined);
+        throw error;
+      }
+      // The workflow gave up on this task and went on to its Cleanup, perhaps before the slot
+      // existed: what this attempt created would be left behind.
+      const removed = await removeCreated(source, Boolean(holder), publicationCreated);
       await source.end().catch(() => undefined);
-      const message = (error as Error).message;
-      await callback.failure(error instanceof PgferryError ? error.name : 'pgferry.ReplicationFailed', `Cannot start replication: ${message}`);
-      throw error;
+      if (removed) throw new TaskGoneError(`${goneReason(callback.gone)}; ${removed}`);
+      throw error instanceof TaskGoneError ? error : new TaskGoneError(`${goneReason(callback.gone)}; it created no replication slot`);
     }
     await source.end().catch(() => undefined);
 

@@ -1,10 +1,13 @@
 /**
  * Holds the full load's snapshot: exports it, reports it to the workflow through the task
  * callback, then keeps the transaction open until the migration releases the snapshot (load
- * and comparison done) or ends.
+ * and comparison done) or ends. If the workflow gave up on the task before it reported (a
+ * timeout), it releases the snapshot at once and exits non-zero.
  */
+import type pg from 'pg';
 import { exportSnapshot } from '../engine/snapshot.js';
 import { migrationState } from '../engine/control/index.js';
+import { goneReason, TaskGoneError } from '../platform/task-callback.js';
 import { runCallbackTask } from './task.js';
 
 const POLL_MS = 1000;
@@ -12,18 +15,28 @@ const POLL_MS = 1000;
 const MAX_HOLD_MS = 172_800_000;
 
 await runCallbackTask('snapshot', async ({ migration, connectSource, connectTarget, log, callback }) => {
-  let source;
-  let control;
+  let source: pg.Client | undefined;
+  let control: pg.Client | undefined;
+  let snapshot: string | undefined;
   try {
+    if (callback.gone.aborted) throw new TaskGoneError(`${goneReason(callback.gone)}; not exporting a snapshot`);
     source = await connectSource();
     control = await connectTarget();
-    const snapshot = await exportSnapshot(source);
+    snapshot = await exportSnapshot(source);
     await control.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [migration, snapshot]);
     log(`exported snapshot ${snapshot}`);
     await callback.success({ snapshot });
   } catch (error) {
-    await callback.failure('pgferry.SnapshotFailed', `Cannot export the source snapshot: ${(error as Error).message}`);
-    throw error;
+    if (!callback.gone.aborted) {
+      await callback
+        .failure('pgferry.SnapshotFailed', `Cannot export the source snapshot: ${(error as Error).message}`)
+        .catch((e) => log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
+    }
+    // Nobody will read the snapshot: release it (and the sessions, which would keep the task alive).
+    await source?.query('COMMIT').catch(() => undefined);
+    await Promise.all([source?.end().catch(() => undefined), control?.end().catch(() => undefined)]);
+    if (!callback.gone.aborted || error instanceof TaskGoneError) throw error;
+    throw new TaskGoneError(`${goneReason(callback.gone)}; ${snapshot ? `released snapshot ${snapshot}` : 'exported no snapshot'}`);
   }
   let sourceLost: Error | undefined;
   source.on('error', (error) => (sourceLost = error));

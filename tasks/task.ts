@@ -23,9 +23,13 @@ export interface TaskContext {
   metrics?: MetricsSink;
 }
 
-/** The context of a task the workflow waits for (`.waitForTaskToken`): it reports through `callback`. */
+/**
+ * The context of a task the workflow waits for (`.waitForTaskToken`): it reports through
+ * `callback`, whose `gone` signal is aborted once the workflow no longer waits for it (a
+ * timeout): what the task creates after that, it must remove itself.
+ */
 export interface CallbackTaskContext extends TaskContext {
-  callback: TaskCallback;
+  callback: TaskCallback & { readonly gone: AbortSignal };
 }
 
 export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
@@ -87,7 +91,8 @@ export async function runTask(task: string, body: (context: TaskContext) => Prom
  * Runs the body of a task started with `.waitForTaskToken`. Heartbeats go to the workflow
  * every minute from the start (before the spec is even loaded) until the body reports its
  * result; if the task fails before reporting, the failure is reported for it, so the workflow
- * never waits for a task that has ended.
+ * never waits for a task that has ended (unless the workflow already gave up on it: then there
+ * is nobody to tell).
  */
 export async function runCallbackTask(
   task: string,
@@ -102,7 +107,7 @@ export async function runCallbackTask(
     process.exitCode = 0;
   } catch (error) {
     const message = (error as Error)?.message ?? String(error);
-    if (callback && !callback.reported) {
+    if (callback && !callback.reported && !callback.gone.aborted) {
       const name = error instanceof PgferryError ? error.name : 'pgferry.TaskFailed';
       await callback.failure(name, `The ${task} task failed: ${message}`).catch((e) => log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
     }

@@ -2,6 +2,7 @@
  * The contract between the CDK construct (infra/) and what reaches a deployed pgferry from
  * outside: the CLI, EventBridge events and the tasks' metrics. Names only, no AWS SDK.
  */
+import type { CleanupResult } from '../../engine/migration.js';
 import type { MigrationStatus, CutoverRequest } from '../../engine/status.js';
 
 /**
@@ -9,7 +10,7 @@ import type { MigrationStatus, CutoverRequest } from '../../engine/status.js';
  * is all the CLI needs to find the rest of the deployment.
  */
 export const stateMachineTags = {
-  /** ARN of the Operator function (lambdas/operate.ts): status and cutover of a run. */
+  /** ARN of the Operator function (lambdas/operate.ts): status, cutover and cleanup of a run. */
   operatorFunction: 'pgferry:operator-function',
   /** ARN of the role EventBridge Scheduler assumes to start executions (`pgferry schedule`). */
   schedulerRole: 'pgferry:scheduler-role',
@@ -37,7 +38,17 @@ export const metrics = {
   },
 } as const;
 
-export type OperatorRequest = { action: 'status' | 'cutover'; spec: unknown };
+/**
+ * What the CLI asks of the Operator function. `spec` is the execution's input. `cleanup` ends the
+ * run that `execution` registered (needed by it, and only that run is touched) as the stack's
+ * cleanup rule would have: `pgferry stop` of an execution that ended while its run stayed
+ * registered (the rule failed), which would refuse every later run of the migration.
+ */
+export type OperatorRequest = { action: 'status' | 'cutover' | 'cleanup'; spec: unknown; execution?: string };
 export type OperatorResponse =
   | { action: 'status'; status: MigrationStatus | null }
-  | { action: 'cutover'; result: CutoverRequest };
+  | { action: 'cutover'; result: CutoverRequest }
+  | { action: 'cleanup'; result: CleanupResult };
+
+/** The failure `pgferry stop` records: StopExecution's error and cause, and the Operator's cleanup. */
+export const stopFailure = { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop' } as const;

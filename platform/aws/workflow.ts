@@ -1,8 +1,9 @@
 /**
  * The CLI's side of a deployment on AWS: starts, schedules, describes, cuts over and stops
  * executions of the pgferry state machine, and asks the Operator function (lambdas/operate.ts)
- * for a run's progress. Every client is built for the region of the ARN it acts on, so the person
- * needs credentials but no AWS_REGION. Functions return plain data; the CLI words and exits.
+ * for a run's progress, its cutover, and the cleanup of a run an ended execution left behind.
+ * Every client is built for the region of the ARN it acts on, so the person needs credentials
+ * but no AWS_REGION. Functions return plain data; the CLI words and exits.
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { CreateScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
@@ -18,7 +19,8 @@ import {
 } from '@aws-sdk/client-sfn';
 import type { MigrationSpec, SpecProblem } from '../../engine/spec/index.js';
 import type { CutoverRequest, MigrationStatus } from '../../engine/status.js';
-import { stateMachineTags, type OperatorRequest, type OperatorResponse } from './deployment.js';
+import type { CleanupResult } from '../../engine/migration.js';
+import { stateMachineTags, stopFailure, type OperatorRequest, type OperatorResponse } from './deployment.js';
 
 /** Something the person typed is wrong (an ARN, a time): the CLI treats it as a usage error. */
 export class InvalidArgumentError extends Error {
@@ -464,15 +466,29 @@ export async function requestRunCutover(executionArn: string): Promise<RunCutove
   return { running: true, result: response.action === 'cutover' ? response.result : unexpectedResponse(response) };
 }
 
-const STOP_ERROR = 'pgferry.Stopped';
-const STOP_CAUSE = 'Stopped with pgferry stop';
+export type RunStop =
+  | { stopped: true; stopDate: Date }
+  /** The execution had ended: `cleanup` is what the Operator did to the run it left registered (none after SUCCEEDED). */
+  | { stopped: false; status: string; migrationName?: string; cleanup?: CleanupResult };
 
-export type RunStop = { stopped: false; status: string } | { stopped: true; stopDate: Date };
-
+/**
+ * Stops a running execution (the stack's cleanup rule then cleans up its run). For one that has
+ * ended, asks the Operator function to clean up the run it registered, if it is still registered:
+ * the rule may have failed (a database unreachable then), and the run would refuse every later
+ * run of the migration (pgferry.MigrationRunning). Only that execution's run is touched. An
+ * execution that succeeded finished its run itself: there is nothing to clean up.
+ */
 export async function stopRun(executionArn: string): Promise<RunStop> {
   const execution = parseExecutionArn(executionArn);
   const described = await describeExecution(execution);
-  if (described.status !== 'RUNNING') return { stopped: false, status: described.status ?? 'UNKNOWN' };
+  if (described.status !== 'RUNNING') {
+    const status = described.status ?? 'UNKNOWN';
+    if (status === 'SUCCEEDED') return { stopped: false, status };
+    const spec = parseInput(described);
+    if ('reason' in spec) throw new AwsCallError(`Execution ${execution.name} is ${status}; cannot clean up its migration: ${spec.reason}.`, 'NoInput');
+    const response = await invokeOperator(described.stateMachineArn!, { action: 'cleanup', spec: spec.value, execution: execution.arn });
+    return { stopped: false, status, migrationName: specName(spec.value), cleanup: response.action === 'cleanup' ? response.result : unexpectedResponse(response) };
+  }
   const response = await send(
     {
       action: `stop execution ${execution.name}`,
@@ -480,7 +496,7 @@ export async function stopRun(executionArn: string): Promise<RunStop> {
       resource: execution,
       notFound: `execution ${execution.arn} does not exist`,
     },
-    () => sfnClient(execution.region).send(new StopExecutionCommand({ executionArn: execution.arn, error: STOP_ERROR, cause: STOP_CAUSE })),
+    () => sfnClient(execution.region).send(new StopExecutionCommand({ executionArn: execution.arn, error: stopFailure.Error, cause: stopFailure.Cause })),
   );
   return { stopped: true, stopDate: response.stopDate ?? new Date() };
 }

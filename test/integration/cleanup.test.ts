@@ -246,4 +246,39 @@ describe('one run per migration name', () => {
     const [after] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_guarded'");
     expect(after!.rows[0].n).toBe(0);
   });
+
+  it('pgferry stop SPEC refuses a run of an AWS execution, naming the ARN to stop instead', async () => {
+    await cluster.sql('CREATE DATABASE aws_run');
+    await cluster.sql('CREATE DATABASE aws_run_target');
+    const RUN = 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:aws-run';
+    const spec = {
+      name: 'on-aws',
+      mode: 'full+cdc',
+      source: { secret: scratch.secretFor('aws-run-source', cluster), database: 'aws_run' },
+      target: { secret: scratch.secretFor('aws-run-target', cluster), database: 'aws_run_target' },
+    };
+    const source = await cluster.connect('aws_run');
+    const target = await cluster.connect('aws_run_target');
+    try {
+      await ensureControlSchema(target);
+      await beginMigration(target, 'on-aws', { mode: 'full+cdc' }, RUN);
+      await source.query("SELECT pg_create_logical_replication_slot('pgferry_on_aws', 'pgoutput')");
+    } finally {
+      await Promise.all([source.end(), target.end()]);
+    }
+    const specFile = join(scratch.dir, 'on-aws.json');
+    writeFileSync(specFile, JSON.stringify(spec));
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(['stop', specFile], { write: (text: string) => out.push(text) > 0 }, { write: (text: string) => err.push(text) > 0 });
+    expect({ code, out: out.join(''), err: err.join('') }).toEqual({
+      code: 1,
+      out: '',
+      err: `Migration on-aws on this target is run by the AWS execution ${RUN} (phase schema): stop it with: pgferry stop ${RUN}\n`,
+    });
+    const [slots] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_on_aws'");
+    expect(slots!.rows[0].n).toBe(1);
+    const [phase] = await cluster.sql("SELECT phase FROM pgferry.migrations WHERE name = 'on-aws'", 'aws_run_target');
+    expect(phase!.rows[0].phase).toBe('schema');
+  });
 });

@@ -386,12 +386,80 @@ describe('pgferry stop EXECUTION_ARN', () => {
     expect(result.stdout).toContain('drops the replication slot and publication, and lifts a cutover fence');
   });
 
-  it('refuses an execution that has ended', async () => {
-    givenExecution('ABORTED');
+  it("asks the Operator function to clean up the run an ended execution left registered, and says what it did", async () => {
+    // The cleanup rule failed (say, the source was unreachable then): the run still refuses later ones.
+    givenExecution('ABORTED', { stopDate: new Date('2026-11-20T09:31:00Z') });
+    lambda.on(InvokeCommand).resolves({
+      Payload: lambdaPayload({ action: 'cleanup', result: { cleaned: true, unfenced: true, slotDropped: true, publicationDropped: true } }),
+    });
+
+    const result = await run('stop', EXECUTION);
+
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+    const invoke = lambda.commandCalls(InvokeCommand)[0]!.args[0].input;
+    expect(invoke.FunctionName).toBe(OPERATOR);
+    expect(JSON.parse(String(invoke.Payload))).toEqual({ action: 'cleanup', spec: awsSpec, execution: EXECUTION });
+    expect(result.stdout).toBe(
+      'Execution orders-move-20261120T093015Z had already ended (ABORTED). Cleaned up the run it registered: migration orders-move is marked failed; ' +
+        'dropped the replication slot, dropped the publication, lifted the write fence on the source. It can run again.\n',
+    );
+  });
+
+  it('says so when the run was already cleaned up (a full migration has no slot)', async () => {
+    givenExecution('FAILED');
+    lambda.on(InvokeCommand).resolves({ Payload: lambdaPayload({ action: 'cleanup', result: { cleaned: true, unfenced: false } }) });
+    const result = await run('stop', EXECUTION);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(result.stdout).toContain('Cleaned up the run it registered: migration orders-move is marked failed. It can run again.');
+  });
+
+  it('refuses an execution that succeeded, without asking the Operator function (it finished its run)', async () => {
+    givenExecution('SUCCEEDED');
     const result = await run('stop', EXECUTION);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('Execution orders-move-20261120T093015Z is ABORTED, not RUNNING: there is nothing to stop.');
+    expect(result.stderr).toBe('Execution orders-move-20261120T093015Z is SUCCEEDED, not RUNNING: there is nothing to stop.\n');
     expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+    expect(lambda.calls()).toHaveLength(0);
+  });
+
+  it("exits 1 with the Operator's reason when the run is another execution's, or there is none", async () => {
+    givenExecution('FAILED');
+    const reason = `migration orders-move on the target belongs to ${EXECUTION}-2, not to ${EXECUTION}`;
+    lambda.on(InvokeCommand).resolves({ Payload: lambdaPayload({ action: 'cleanup', result: { cleaned: false, reason } }) });
+    const result = await run('stop', EXECUTION);
+    expect(result).toMatchObject({ code: 1, stdout: '' });
+    expect(result.stderr).toBe(`Execution orders-move-20261120T093015Z is FAILED, not RUNNING: there is nothing to stop.\nNothing cleaned up: ${reason}\n`);
+    expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
+  });
+
+  it('says what it did and what failed when the cleanup did not finish', async () => {
+    givenExecution('TIMED_OUT');
+    lambda.on(InvokeCommand).resolves({
+      Payload: lambdaPayload({ action: 'cleanup', result: { cleaned: false, unfenced: false, slotDropped: true, reason: 'source: Cannot drop publication' } }),
+    });
+    const result = await run('stop', EXECUTION);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('Cleaned up its run in part (dropped the replication slot): source: Cannot drop publication\n');
+  });
+
+  it('exits 1 when the Operator function fails or the input is not available', async () => {
+    givenExecution('ABORTED');
+    lambda.on(InvokeCommand).resolves({
+      FunctionError: 'Unhandled',
+      Payload: lambdaPayload({ errorType: 'pgferry.ConnectionFailed', errorMessage: 'Cannot connect to the target (db:5432/orders as migrator): timeout' }),
+    });
+    const failed = await run('stop', EXECUTION);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('the Operator function failed (pgferry.ConnectionFailed): Cannot connect to the target');
+
+    sfn.reset();
+    lambda.reset();
+    givenExecution('ABORTED', { input: undefined });
+    const noInput = await run('stop', EXECUTION);
+    expect(noInput.code).toBe(1);
+    expect(noInput.stderr).toContain('Execution orders-move-20261120T093015Z is ABORTED; cannot clean up its migration: the execution input (the spec) is not available to these credentials.');
+    expect(lambda.calls()).toHaveLength(0);
   });
 
   it('takes anything but an ARN for a local spec file (pgferry stop SPEC), and calls no AWS API for it', async () => {

@@ -1,13 +1,23 @@
-import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
+import {
+  SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+  TaskDoesNotExist,
+  TaskTimedOut,
+} from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PgferryError } from '../../engine/errors.js';
 import type { MigrationSpec } from '../../engine/spec/index.js';
 import {
+  goneReason,
   HeartbeatingTaskCallback,
   IpcTaskCallback,
+  isGoneTokenError,
   StepFunctionsTaskCallback,
   taskCallbackFromEnvironment,
+  TaskGoneError,
   type TaskCallback,
 } from '../../platform/task-callback.js';
 import { runCallbackTask, type TaskContext, type TaskEnvironment } from '../../tasks/task.js';
@@ -132,6 +142,88 @@ describe('HeartbeatingTaskCallback', () => {
   });
 });
 
+const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: {} });
+const timedOut = () => new TaskTimedOut({ message: "Task Timed Out: 'Provided task does not exist anymore'", $metadata: {} });
+
+describe('HeartbeatingTaskCallback: when Step Functions no longer waits (gone)', () => {
+  beforeEach(() => vi.useFakeTimers());
+
+  it('aborts gone when SendTaskHeartbeat answers TaskTimedOut, with that error as the reason, and stops beating', async () => {
+    sfn.on(SendTaskHeartbeatCommand).resolvesOnce({}).rejects(timedOut());
+    const log = vi.fn();
+    const callback = new HeartbeatingTaskCallback(new StepFunctionsTaskCallback(TOKEN), { log });
+    const aborted = vi.fn();
+    callback.gone.addEventListener('abort', aborted);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(callback.gone.aborted).toBe(false);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(callback.gone.aborted).toBe(true);
+    expect(aborted).toHaveBeenCalledTimes(1);
+    expect(callback.gone.reason).toMatchObject({ name: 'TaskTimedOut' });
+    expect(goneReason(callback.gone)).toBe("the workflow no longer waits for this task (TaskTimedOut: Task Timed Out: 'Provided task does not exist anymore')");
+    expect(callback.beating).toBe(false);
+    await vi.advanceTimersByTimeAsync(600_000);
+    expect(sfn.commandCalls(SendTaskHeartbeatCommand)).toHaveLength(2);
+    expect(log).toHaveBeenLastCalledWith("heartbeat to the workflow failed (TaskTimedOut: Task Timed Out: 'Provided task does not exist anymore')");
+  });
+
+  it('aborts gone when SendTaskSuccess answers TaskTimedOut, and the success throws', async () => {
+    sfn.on(SendTaskHeartbeatCommand).resolves({});
+    sfn.on(SendTaskSuccessCommand).rejects(timedOut());
+    const callback = new HeartbeatingTaskCallback(new StepFunctionsTaskCallback(TOKEN));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(callback.gone.aborted).toBe(false);
+    await expect(callback.success({ slotName: 'pgferry_orders' })).rejects.toMatchObject({ name: 'TaskTimedOut' });
+    expect(callback.gone.aborted).toBe(true);
+    expect(callback.reported).toBe(false);
+    expect(callback.beating).toBe(false);
+  });
+
+  it('aborts gone on TaskDoesNotExist from SendTaskFailure too', async () => {
+    sfn.on(SendTaskHeartbeatCommand).resolves({});
+    sfn.on(SendTaskFailureCommand).rejects(new TaskDoesNotExist({ message: 'Task does not exist', $metadata: {} }));
+    const callback = new HeartbeatingTaskCallback(new StepFunctionsTaskCallback(TOKEN));
+    await expect(callback.failure('pgferry.SlotFailed', 'no')).rejects.toMatchObject({ name: 'TaskDoesNotExist' });
+    expect(callback.gone.aborted).toBe(true);
+  });
+
+  it('keeps gone unaborted on other errors, and on a local run (IPC never reports a gone token)', async () => {
+    sfn.on(SendTaskHeartbeatCommand).rejects(throttled());
+    sfn.on(SendTaskSuccessCommand).rejects(throttled());
+    const busy = new HeartbeatingTaskCallback(new StepFunctionsTaskCallback(TOKEN));
+    await vi.advanceTimersByTimeAsync(180_000);
+    await expect(busy.success({})).rejects.toMatchObject({ name: 'ThrottlingException' });
+    expect(busy.gone.aborted).toBe(false);
+
+    expect((new IpcTaskCallback(TOKEN) as TaskCallback).gone).toBeUndefined();
+    // The local runner's channel: it works, then it is closed (the runner ended).
+    const sent: unknown[] = [];
+    let closed = false;
+    const originalSend = process.send;
+    process.send = ((message: unknown, _handle: unknown, _options: unknown, done: (error: Error | null) => void) => {
+      if (closed) done(Object.assign(new Error('Channel closed'), { code: 'ERR_IPC_CHANNEL_CLOSED' }));
+      else (sent.push(message), done(null));
+      return !closed;
+    }) as typeof process.send;
+    try {
+      const local = new HeartbeatingTaskCallback(new IpcTaskCallback(TOKEN));
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(sent).toEqual([{ pgferryTaskCallback: 'heartbeat', token: TOKEN }, { pgferryTaskCallback: 'heartbeat', token: TOKEN }]);
+      closed = true;
+      await vi.advanceTimersByTimeAsync(120_000);
+      await expect(local.success({})).rejects.toThrow('Channel closed');
+      expect(local.gone.aborted).toBe(false);
+    } finally {
+      process.send = originalSend;
+    }
+  });
+
+  it('names the errors that mean the token is gone', () => {
+    expect(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken'].map((name) => isGoneTokenError(Object.assign(new Error('x'), { name })))).toEqual([true, true, true]);
+    expect([new Error('x'), undefined, null, 'TaskTimedOut'].map(isGoneTokenError)).toEqual([false, false, false, false]);
+  });
+});
+
 describe('a task the workflow waits for (runCallbackTask)', () => {
   beforeEach(() => {
     vi.useFakeTimers();
@@ -211,6 +303,25 @@ describe('a task the workflow waits for (runCallbackTask)', () => {
     );
     expect(reportedByBody.calls).toEqual(['heartbeat', 'failure pgferry.SnapshotFailed: Cannot export the source snapshot: gone']);
     expect(process.exitCode).toBe(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('does not report to a workflow that no longer waits, and exits 1 with the reason the body gives', async () => {
+    const inner = recordingCallback();
+    inner.failHeartbeatWith = 'TaskTimedOut';
+    const errors = vi.mocked(console.error);
+    await runCallbackTask(
+      'snapshot',
+      async ({ callback }) => {
+        await vi.advanceTimersByTimeAsync(0);
+        expect(callback.gone.aborted).toBe(true);
+        throw new TaskGoneError(`${goneReason(callback.gone)}; not exporting a snapshot`);
+      },
+      environment(inner),
+    );
+    expect(inner.calls).toEqual(['heartbeat']);
+    expect(process.exitCode).toBe(1);
+    expect(errors).toHaveBeenLastCalledWith('snapshot failed: the workflow no longer waits for this task (TaskTimedOut: no); not exporting a snapshot');
     expect(vi.getTimerCount()).toBe(0);
   });
 });
