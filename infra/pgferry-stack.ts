@@ -44,44 +44,18 @@ export class PgferryStack extends Stack {
     });
     const migration = this.migration;
 
-    new CfnOutput(this, 'StateMachineArn', {
-      value: migration.stateMachine.stateMachineArn,
-      description: 'Start a migration by starting an execution of this state machine with the spec as input.',
-    });
-    new CfnOutput(this, 'DatabaseClientSecurityGroupId', {
-      value: migration.databaseClientSecurityGroup.securityGroupId,
-      description: 'Allow this security group (the database functions) on the source and target databases.',
-    });
-    new CfnOutput(this, 'TaskSecurityGroupId', {
-      value: migration.taskSecurityGroup.securityGroupId,
-      description: 'Allow this security group (the Fargate tasks) on the source and target databases.',
-    });
-    if (migration.operatorFunction) {
-      new CfnOutput(this, 'OperatorFunctionArn', {
-        value: migration.operatorFunction.functionArn,
-        description: 'The function the pgferry CLI invokes for the status and the cutover of a run (also a tag of the state machine).',
-      });
-    }
-    new CfnOutput(this, 'ScheduleGroupName', {
-      value: migration.scheduleGroup.ref,
-      description: 'EventBridge Scheduler group of scheduled migrations (pgferry schedule).',
-    });
-    new CfnOutput(this, 'SchedulerRoleArn', {
-      value: migration.schedulerRole.roleArn,
-      description: 'The role scheduled migrations run with: it may start executions of this state machine only.',
-    });
-    new CfnOutput(this, 'AlarmTopicArn', {
-      value: migration.alarmTopic.topicArn,
-      description: 'SNS topic of the alarms (failed or timed-out executions, replication lag, function errors).',
-    });
-    new CfnOutput(this, 'DashboardName', {
-      value: migration.dashboard.dashboardName,
-      description: 'CloudWatch dashboard of this deployment.',
-    });
-    new CfnOutput(this, 'MetricsServiceName', {
-      value: migration.serviceName,
-      description: `The 'service' dimension of this deployment's metrics.`,
-    });
+    const outputs: [id: string, value: string | undefined, description: string][] = [
+      ['StateMachineArn', migration.stateMachine.stateMachineArn, 'Start a migration by starting an execution of this state machine with the spec as input.'],
+      ['DatabaseClientSecurityGroupId', migration.databaseClientSecurityGroup.securityGroupId, 'Allow this security group (the database functions) on the source and target databases.'],
+      ['TaskSecurityGroupId', migration.taskSecurityGroup.securityGroupId, 'Allow this security group (the Fargate tasks) on the source and target databases.'],
+      ['OperatorFunctionArn', migration.operatorFunction?.functionArn, 'The function the pgferry CLI invokes for the status and the cutover of a run (also a tag of the state machine).'],
+      ['ScheduleGroupName', migration.scheduleGroup.ref, 'EventBridge Scheduler group of scheduled migrations (pgferry schedule).'],
+      ['SchedulerRoleArn', migration.schedulerRole.roleArn, 'The role scheduled migrations run with: it may start executions of this state machine only.'],
+      ['AlarmTopicArn', migration.alarmTopic.topicArn, 'SNS topic of the alarms (failed or timed-out executions, replication lag, function errors).'],
+      ['DashboardName', migration.dashboard.dashboardName, 'CloudWatch dashboard of this deployment.'],
+      ['MetricsServiceName', migration.serviceName, `The 'service' dimension of this deployment's metrics.`],
+    ];
+    for (const [outputId, value, description] of outputs) if (value !== undefined) new CfnOutput(this, outputId, { value, description });
   }
 
   private networkFromContext(context: (key: string) => unknown): Partial<PgferryMigrationProps> {
