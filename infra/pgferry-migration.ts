@@ -11,6 +11,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
@@ -88,6 +89,11 @@ export interface PgferryMigrationProps {
    * read: complete ARNs, or partial ones (without the 6-character suffix), which are wildcarded.
    */
   readonly secretArns?: readonly string[];
+  /**
+   * Customer-managed KMS keys that encrypt those secrets: the same roles may decrypt with them,
+   * through Secrets Manager only. @default none (secrets under the AWS managed key need no grant)
+   */
+  readonly secretKeyArns?: readonly string[];
   readonly stateMachineName?: string;
   /** Retention of the functions', the tasks', the state machine's and the flow logs' log groups. @default one month */
   readonly logRetention?: logs.RetentionDays;
@@ -209,8 +215,21 @@ export class PgferryMigration extends Construct {
     const stack = Stack.of(this);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const secretArns = props.secretArns ?? [];
-    const secretStatement = () =>
-      new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: secretArns.map(secretPolicyArn) });
+    const secretKeyArns = props.secretKeyArns ?? [];
+    const grantSecrets = (grantee: iam.IGrantable) => {
+      if (secretArns.length === 0) return;
+      grantee.grantPrincipal.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: secretArns.map(secretPolicyArn) }),
+      );
+      if (secretKeyArns.length === 0) return;
+      grantee.grantPrincipal.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt'],
+          resources: [...secretKeyArns],
+          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+        }),
+      );
+    };
     this.serviceName = props.serviceName ?? `pgferry-${this.node.addr.slice(2, 10)}`;
 
     for (const name of [...Object.keys(props.taskDefinitions ?? {}), ...Object.keys(props.taskSizes ?? {})]) {
@@ -342,7 +361,7 @@ export class PgferryMigration extends Construct {
           : {}),
       });
       acknowledge(fn, 'L1', 'nodejs22.x on purpose: the same Node.js major as the task image (node:22) and the esbuild target node22, upgraded together; supported by Lambda.');
-      if (def.needsDatabase && secretArns.length > 0) fn.addToRolePolicy(secretStatement());
+      if (def.needsDatabase) grantSecrets(fn);
       functions[def.name] = fn;
     }
     this.functions = functions;
@@ -425,7 +444,7 @@ export class PgferryMigration extends Construct {
     }
     this.taskDefinitions = taskDefinitions;
     for (const taskDefinition of Object.values(taskDefinitions)) {
-      if (secretArns.length > 0) taskDefinition.addToTaskRolePolicy(secretStatement());
+      grantSecrets(taskDefinition.taskRole);
     }
 
     const definitionPath = props.definitionPath ?? migrationDefinitionPath;
@@ -491,7 +510,7 @@ export class PgferryMigration extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
-    acknowledge(this.deadLetterQueue, 'SQS3', 'This queue is itself the dead-letter queue of the EventBridge rule targets; an alarm watches it.');
+    acknowledge(this.deadLetterQueue, 'SQS3', 'This queue is itself the dead-letter queue of the EventBridge rule targets and of failed Cleanup invocations; an alarm watches it.');
 
     // A stopped, timed-out or failed execution may not have run Cleanup (a failure the ASL does
     // not catch ends the execution at once): this rule runs it, so no replication slot,
@@ -499,6 +518,9 @@ export class PgferryMigration extends Construct {
     // after an execution whose Cleanup state did run is harmless.
     const cleanup = functions.Cleanup;
     if (cleanup) {
+      // The rule's queue catches failed deliveries only; a Cleanup that fails after delivery is
+      // retried by Lambda and then lands in the same alarmed queue (recover with pgferry stop ARN).
+      cleanup.configureAsyncInvoke({ retryAttempts: 2, onFailure: new destinations.SqsDestination(this.deadLetterQueue) });
       this.stoppedExecutionRule = new events.Rule(this, 'CleanupStoppedExecutions', {
         description: 'pgferry: runs Cleanup for executions that were stopped, timed out or failed',
         eventPattern: {

@@ -10,6 +10,8 @@ import { PgferryMigration, type PgferryMigrationProps } from './pgferry-migratio
  * lists are JSON, an empty string or list means unset):
  * - `secretArns`: Secrets Manager ARNs the functions and tasks may read, a JSON list
  *   (`-c 'secretArns=["arn:aws:secretsmanager:…"]'` or a list in cdk.json);
+ * - `secretKmsKeyArns`: customer-managed KMS keys of those secrets, a JSON list (decrypt
+ *   through Secrets Manager only);
  * - `stateMachineName`: optional fixed name;
  * - `logRetentionDays`: one of the CloudWatch Logs retention values;
  * - networking, either an existing VPC, used without lookups:
@@ -36,6 +38,7 @@ export class PgferryStack extends Stack {
 
     this.migration = new PgferryMigration(this, 'Migration', {
       secretArns: secretArnsFromContext(context('secretArns')),
+      secretKeyArns: listFromContext(context('secretKmsKeyArns'), 'secretKmsKeyArns', /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'KMS key ARNs'),
       stateMachineName: stringFromContext(context('stateMachineName'), 'stateMachineName'),
       logRetention: retentionFromContext(context('logRetentionDays')),
       ...this.networkFromContext(context),

@@ -412,6 +412,15 @@ describe('PgferryStack', () => {
       Principal: 'events.amazonaws.com',
       SourceArn: { 'Fn::GetAtt': [logicalId(rule), 'Arn'] },
     });
+    // A Cleanup that fails after delivery lands in the same alarmed queue, after Lambda's retries.
+    const queueArn = { 'Fn::GetAtt': [logicalId(stack.migration.deadLetterQueue), 'Arn'] };
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: logicalId(stack.migration.functions.Cleanup!) },
+      MaximumRetryAttempts: 2,
+      DestinationConfig: { OnFailure: { Destination: queueArn } },
+    });
+    const cleanupRole = functionRoleId(template, logicalId(stack.migration.functions.Cleanup!));
+    expect(roleStatements(template, cleanupRole)).toContainEqual(expect.objectContaining({ Action: expect.arrayContaining(['sqs:SendMessage']), Resource: queueArn }));
   });
 
   it('has no dependency cycle (the callback grant names the state machine that runs the task)', () => {
@@ -479,6 +488,28 @@ describe('PgferryStack', () => {
     }
     for (const roleId of executionRoles) expect(secretStatementsOf(roleId)).toEqual([]);
     expect(secretStatementsOf(stateMachineRoleId(template))).toEqual([]);
+  });
+
+  it('lets the same roles decrypt with the secrets\' customer-managed KMS keys, through Secrets Manager only', () => {
+    const key = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    const { stack, template } = synthStack({ secretArns: [sourceArn, targetArn], secretKmsKeyArns: [key] });
+    const decryptOf = (roleId: string) => roleStatements(template, roleId).filter((s) => actionsOf(s).includes('kms:Decrypt'));
+    const expected = [
+      {
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: key,
+        Condition: { StringEquals: { 'kms:ViaService': { 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } } },
+      },
+    ];
+    for (const definition of lambdaFunctions) {
+      const roleId = functionRoleId(template, logicalId(stack.migration.functions[definition.name]!));
+      expect(decryptOf(roleId)).toEqual(definition.needsDatabase ? expected : []);
+    }
+    for (const taskDefinition of Object.values(taskDefinitionsOf(template, stack.migration))) {
+      expect(decryptOf(roleIdOf(taskDefinition.Properties.TaskRoleArn))).toEqual(expected);
+    }
+    expect(() => synthStack({ secretKmsKeyArns: ['alias/my-key'] })).toThrow(/secretKmsKeyArns/);
   });
 
   it('wildcards the suffix of a partial secret ARN (the name only), which IAM would otherwise match to nothing', () => {
