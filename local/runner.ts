@@ -376,6 +376,15 @@ export async function loadLocalDefinition(options: Pick<LocalRunOptions, 'defini
 }
 
 /**
+ * How the interpreter validates the definition: a file given with `definitionFile` is checked
+ * at every run; the shipped workflow is checked by its test (test/unit/runner.test.ts) with the
+ * same validator, which costs about 150 ms of schema compiling that every run would pay.
+ */
+export function workflowValidation(options: Pick<LocalRunOptions, 'definitionFile'> = {}) {
+  return options.definitionFile ? { checkArn: false } : { noValidate: true };
+}
+
+/**
  * A stopped or timed-out execution never reaches its Cleanup state (on AWS neither: an
  * EventBridge rule on the execution's status invokes the Cleanup function). Locally the runner
  * invokes it the same way, so the slot and the fence do not outlive the run.
@@ -394,7 +403,7 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   // Bundled while the first states run; a bundling error surfaces when its task starts.
   for (const task of wiring.tasks) taskBundle(task).catch(() => undefined);
   const processes = new TaskProcesses();
-  const stateMachine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  const stateMachine = new StateMachine(definition, { validationOptions: workflowValidation(options) });
   const executionId = `local:${randomUUID()}`;
   const execution = stateMachine.run(input as never, {
     overrides: {

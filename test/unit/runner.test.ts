@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { lambdaFunctions } from '../../lambdas/registry.js';
-import { loadLocalDefinition, runLocalWorkflow, substituteLocally, workflowFile, type LocalRunOptions } from '../../local/runner.js';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { loadLocalDefinition, runLocalWorkflow, substituteLocally, workflowFile, workflowValidation, type LocalRunOptions } from '../../local/runner.js';
 import { fargateTasks } from '../../tasks/registry.js';
 import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
@@ -191,6 +192,13 @@ describe('the workflow file', () => {
     expect(entered.slice(0, 4)).toEqual(['ValidateSpec', 'HasStartTime', 'WaitForStartTime', 'Precheck']);
     expect(result).toMatchObject({ status: 'FAILED', error: 'PrecheckFailed' });
     expect(result.cause).toContain('environment variable PGFERRY_TEST_UNSET_SOURCE is not set');
+  });
+
+  it('is valid ASL for the interpreter, which runs it without validating again', async () => {
+    const { definition } = await loadLocalDefinition();
+    expect(() => new StateMachine(definition, { validationOptions: { checkArn: false } })).not.toThrow();
+    expect(workflowValidation()).toEqual({ noValidate: true });
+    expect(workflowValidation({ definitionFile: 'custom.asl.json' })).toEqual({ checkArn: false });
   });
 
   it('does not use what the local interpreter cannot run', async () => {
