@@ -325,11 +325,18 @@ async function describeExecution(execution: ParsedArn): Promise<DescribeExecutio
 
 const HISTORY_PAGES = 5;
 
-/** The last state entered and, for an execution that ended badly, its error and cause, newest events first. */
+/**
+ * The last state entered — for a state inside a Map iteration, as "Map › inner" — and, for an
+ * execution that ended badly, its error and cause, newest events first.
+ */
 async function readHistory(execution: ParsedArn): Promise<{ lastState?: string; error?: string; cause?: string }> {
   const found: { lastState?: string; error?: string; cause?: string } = {};
+  // After the last state entered: reading on to the Map state that holds it, if any.
+  let inner: string | undefined;
+  let enteredAfter: number | undefined;
+  let done = false;
   let nextToken: string | undefined;
-  for (let page = 0; page < HISTORY_PAGES && !found.lastState; page++) {
+  for (let page = 0; page < HISTORY_PAGES && !done; page++) {
     const response = await send(
       { action: `read the history of execution ${execution.name}`, permission: 'states:GetExecutionHistory', resource: execution },
       () =>
@@ -340,10 +347,19 @@ async function readHistory(execution: ParsedArn): Promise<{ lastState?: string; 
     for (const event of response.events ?? []) {
       const ended = endDetails(event);
       if (ended && found.error === undefined) Object.assign(found, ended);
-      if (event.stateEnteredEventDetails?.name) {
-        found.lastState = event.stateEnteredEventDetails.name;
-        break;
+      if (inner === undefined) {
+        if (!event.stateEnteredEventDetails?.name) continue;
+        found.lastState = inner = event.stateEnteredEventDetails.name;
+        // A state of a Map iteration follows its MapIterationStarted; any other, the state before it.
+        enteredAfter = event.previousEventId;
+        done = enteredAfter === undefined;
+      } else if (event.id === enteredAfter && !event.type?.startsWith('MapIteration')) {
+        done = true;
+      } else if (event.type === 'MapStateEntered' && event.stateEnteredEventDetails?.name) {
+        found.lastState = `${event.stateEnteredEventDetails.name} › ${inner}`;
+        done = true;
       }
+      if (done) break;
     }
     nextToken = response.nextToken;
     if (!nextToken) break;

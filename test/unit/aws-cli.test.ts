@@ -290,6 +290,42 @@ describe('pgferry status EXECUTION_ARN', () => {
     expect(result.stdout).toContain(`Progress unavailable: the Operator function failed (pgferry.SecretInvalid): Secret ${TARGET_SECRET}: field "host" is missing`);
   });
 
+  it('names the Map state around a state of its iterations (FullLoad › CopyWorker), reading back only as far as needed', async () => {
+    givenExecution('RUNNING');
+    sfn
+      .on(GetExecutionHistoryCommand)
+      .resolvesOnce({
+        events: [
+          { id: 31, previousEventId: 30, timestamp: NOW, type: 'TaskSubmitted' },
+          { id: 30, previousEventId: 29, timestamp: NOW, type: 'TaskStateEntered', stateEnteredEventDetails: { name: 'CopyWorker' } },
+          { id: 29, previousEventId: 27, timestamp: NOW, type: 'MapIterationStarted' },
+          { id: 28, previousEventId: 27, timestamp: NOW, type: 'TaskStateEntered', stateEnteredEventDetails: { name: 'CopyWorker' } },
+        ],
+        nextToken: 'page-2',
+      })
+      .resolvesOnce({
+        events: [
+          { id: 27, previousEventId: 26, timestamp: NOW, type: 'MapIterationStarted' },
+          { id: 26, previousEventId: 25, timestamp: NOW, type: 'MapStateEntered', stateEnteredEventDetails: { name: 'FullLoad' } },
+        ],
+        nextToken: 'page-3',
+      });
+    lambda.on(InvokeCommand).resolves({ StatusCode: 200, Payload: lambdaPayload({ action: 'status', status: replicatingAsSent }) });
+    const result = await run('status', EXECUTION);
+    expect(result.stdout).toContain('RUNNING (in FullLoad › CopyWorker)');
+    expect(sfn.commandCalls(GetExecutionHistoryCommand)).toHaveLength(2);
+
+    sfn.reset();
+    givenExecution('RUNNING');
+    sfn.on(GetExecutionHistoryCommand).resolves({
+      events: [{ id: 89, previousEventId: 88, timestamp: NOW, type: 'TaskStateEntered', stateEnteredEventDetails: { name: 'ReplicationStatus' } },
+        { id: 88, previousEventId: 87, timestamp: NOW, type: 'WaitStateExited', stateExitedEventDetails: { name: 'CatchUp' } }],
+      nextToken: 'more',
+    });
+    expect((await run('status', EXECUTION)).stdout).toContain('RUNNING (in ReplicationStatus)');
+    expect(sfn.commandCalls(GetExecutionHistoryCommand)).toHaveLength(1);
+  });
+
   it('says so when the Operator function cannot be invoked', async () => {
     givenExecution('RUNNING');
     sfn.on(GetExecutionHistoryCommand).resolves({ events: [] });
