@@ -171,8 +171,11 @@ describe('the CDC status loop', () => {
       { featureGate: false },
     );
     const answer = replicationStatusStep(spec, new DefaultSecretsProvider(), { waitUpToSeconds: 60 });
-    await waitFor('the status step to connect', async () => {
-      const [sessions] = await cluster.sql("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'loop_target' AND application_name = 'pgferry'");
+    // Idle after reading the status: it has its first answer and waits to look again.
+    await waitFor('the status step to wait between looks', async () => {
+      const [sessions] = await cluster.sql(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'loop_target' AND application_name = 'pgferry' AND state = 'idle' AND query LIKE '%heartbeat_age%'",
+      );
       return sessions!.rows[0].n > 0;
     });
     await cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'loop_target' AND application_name = 'pgferry'");
