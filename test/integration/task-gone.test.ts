@@ -87,7 +87,9 @@ async function registeredMigration(name: string): Promise<MigrationSpec> {
 }
 
 /** Runs a task entrypoint as the container does, with Step Functions at the stand-in. */
-function runTask(task: 'replicate' | 'snapshot', spec: MigrationSpec): Promise<{ code: number | null; stderr: string; stdout: string }> {
+type TaskRun = Promise<{ code: number | null; stderr: string; stdout: string }> & { stdoutSoFar: () => string };
+
+function runTask(task: 'replicate' | 'snapshot', spec: MigrationSpec): TaskRun {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -107,13 +109,17 @@ function runTask(task: 'replicate' | 'snapshot', spec: MigrationSpec): Promise<{
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) =>
+  const exited = new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) =>
     child.once('exit', (code) => {
       clearTimeout(killer);
       resolve({ code, stdout, stderr });
     }),
   );
+  return Object.assign(exited, { stdoutSoFar: () => stdout });
 }
+
+/** The task logs this as it learns from a heartbeat's answer that the workflow gave up on it. */
+const heartbeatRefused = (run: TaskRun) => run.stdoutSoFar().includes('heartbeat to the workflow failed (TaskTimedOut');
 
 async function until(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -171,7 +177,7 @@ describe('a callback task the workflow no longer waits for', () => {
       });
       // Step Functions gave up on the task while the slot waited: the workflow went on to Cleanup, which found no slot yet.
       answerHeldHeartbeats();
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await until(async () => heartbeatRefused(running));
     } finally {
       answerHeldHeartbeats();
       await blocker.query('COMMIT');
@@ -200,8 +206,7 @@ describe('a callback task the workflow no longer waits for', () => {
     await locker.query('LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE');
     const running = runTask('replicate', spec);
     try {
-      await until(async () => received.includes('SendTaskHeartbeat'));
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await until(async () => heartbeatRefused(running));
     } finally {
       await locker.query('COMMIT');
       await locker.end();
