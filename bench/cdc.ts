@@ -40,9 +40,11 @@ const TPS = Number(values.tps);
 const PGBENCH_SECONDS = Number(values.seconds);
 const PGBENCH_SCALE = 10;
 
-const TABLES_SQL = `
+/** The tables of the UPDATE and INSERT measurements (the decoding floor creates them too). */
+const ACCOUNTS_SQL = `
 CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
-CREATE TABLE inserted (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+CREATE TABLE inserted (aid int PRIMARY KEY, bid int, abalance int, filler char(84));`;
+const TABLES_SQL = `${ACCOUNTS_SQL}
 CREATE TABLE nopk (id int, v text, at timestamptz);
 ALTER TABLE nopk REPLICA IDENTITY FULL;
 CREATE TABLE marker (id int PRIMARY KEY, v bigint NOT NULL);
@@ -214,7 +216,7 @@ async function measure(side: Side, source: LocalCluster): Promise<Figures> {
  * The target running the same statements itself (then rolling back): the floor under any
  * applier's commit-to-applied time, which also pays for decoding on the source.
  */
-async function targetFloor(target: LocalCluster): Promise<{ update: number; insert: number }> {
+async function targetFloor(target: LocalCluster): Promise<void> {
   const client = await target.connect('native');
   const timed = async (sql: string) => {
     await client.query('BEGIN');
@@ -228,7 +230,6 @@ async function targetFloor(target: LocalCluster): Promise<{ update: number; inse
     const update = await timed('UPDATE accounts SET abalance = abalance + 1');
     const insert = await timed('INSERT INTO inserted SELECT aid, bid, abalance, filler FROM accounts');
     console.log(`  target   UPDATE / INSERT of ${ROWS} rows run on the target itself: ${update.toFixed(2)} s / ${insert.toFixed(2)} s (the floor for any applier)`);
-    return { update, insert };
   } finally {
     await client.end();
   }
@@ -243,8 +244,7 @@ async function sourceDecodeFloor(source: LocalCluster): Promise<void> {
   await source.sql('CREATE DATABASE floor');
   const client = await source.connect('floor');
   try {
-    await client.query(`CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
-      CREATE TABLE inserted (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+    await client.query(`${ACCOUNTS_SQL}
       INSERT INTO accounts SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, ${ROWS}) a;
       CREATE PUBLICATION floor_pub FOR TABLE accounts, inserted`);
     await client.query("SELECT pg_create_logical_replication_slot('floor_slot', 'pgoutput')");

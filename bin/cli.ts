@@ -9,7 +9,7 @@ import { parseSpec, SpecInvalidError, specJsonSchema, validateSpec, type Migrati
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '../local/run.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { connectSide, type SecretsProvider } from '../engine/connect/index.js';
-import { migrationState } from '../engine/control/index.js';
+import { controlSchemaExists, migrationState } from '../engine/control/index.js';
 import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
 import { cleanupStep, type CleanupResult } from '../engine/migration.js';
 import type { RunDescription } from '../platform/aws/workflow.js';
@@ -306,10 +306,7 @@ async function localStopCommand(path: string, out: Out, err: Out): Promise<numbe
   const spec = await readSpecForChecks(path, err);
   if (!spec) return EXIT_USAGE;
   const secrets = new DefaultSecretsProvider();
-  const registered = await withTarget(spec, secrets, async (target) => {
-    const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
-    return exists.rows[0]?.ok ? migrationState(target, spec.name) : undefined;
-  });
+  const registered = await withTarget(spec, secrets, async (target) => ((await controlSchemaExists(target)) ? migrationState(target, spec.name) : undefined));
   if (registered?.execution?.startsWith('arn:')) {
     err.write(
       `Migration ${spec.name} on this target is run by the AWS execution ${registered.execution} (phase ${registered.phase}): ` +

@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 import { connectSide, type SecretsProvider } from './connect/index.js';
-import { beginMigration, ensureControlSchema, migrationState, recordEvent, setPhase } from './control/index.js';
+import { beginMigration, controlSchemaExists, ensureControlSchema, migrationState, recordEvent, setPhase } from './control/index.js';
 import { PgferryError } from './errors.js';
 import { planUnits, savePlan, targetFacts, targetOf } from './load/planner.js';
 import { copySequenceValues, loadTimeIndexJobs, migratePreData, recordSchemaObjects } from './schema/index.js';
@@ -12,7 +12,7 @@ import { saveIndexJobs } from './load/index-jobs.js';
 import { dataTables, listTables } from './catalog/tables.js';
 import { describeMismatches, loadComparisons } from './compare/index.js';
 import type { MigrationSpec } from './spec/index.js';
-import { defaultSlotName, dropSlotAndPublication } from './cdc/slot.js';
+import { dropSlotAndPublication, replicationNames } from './cdc/slot.js';
 import { readReplicationStatus, recordFence, requestApply, setDrainLsn } from './cdc/state.js';
 import { ReplicationFailedError } from './cdc/replicator.js';
 import { fenceSource, markDrainPoint, unfenceSource } from './cutover/index.js';
@@ -110,10 +110,6 @@ export class CompareMismatchError extends PgferryError {
 }
 
 const usesCdc = (spec: MigrationSpec) => spec.mode !== 'full';
-const replicationNames = (spec: MigrationSpec) => {
-  const slotName = spec.cdc.slotName ?? defaultSlotName(spec.name);
-  return { slotName, publicationName: spec.cdc.publicationName ?? slotName };
-};
 
 /** A session opened after a cutover fence starts read-only; pgferry's own cleanup of the source must still write. */
 const writeThroughFence = (source: pg.Client) => source.query('SET default_transaction_read_only = off');
@@ -130,10 +126,6 @@ export async function beginApplyStep(spec: MigrationSpec, secrets: SecretsProvid
 
 export type ReplicationAction = 'wait' | 'restart' | 'compare' | 'cutover' | 'drained';
 
-/**
- * What the CDC loop of the workflow does next: wait, restart a silent streamer, start cutover
- * (caught up, and asked to or automatic), or go on once cutover has drained.
- */
 /** How often replicationStatusStep looks again while it waits. */
 const STATUS_POLL_MS = 2_000;
 
@@ -243,22 +235,6 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
   });
 }
 
-/**
- * After a failure: marks the migration failed (which releases the snapshot holder and stops the
- * streamer), lifts a cutover fence, and drops the slot and publication unless
- * cdc.keepSlotOnFailure. Best effort, step by step: it never hides the original error.
- */
-/**
- * Marks the run failed, lifts a cutover fence and drops the slot and publication (unless
- * cdc.keepSlotOnFailure). Safe to run twice. Given the `execution` that cleans up (the
- * workflow's Cleanup state, or the rule on an execution's status), it touches only the run that
- * execution registered: another run of the same name keeps its slot, and an execution that
- * never registered (it failed before SchemaPreData, or was refused because another run is under
- * way) has nothing to clean. A failure already recorded keeps its own reason; a finished (done)
- * run is left as it is. Without
- * `execution` (`pgferry stop SPEC`, for a run whose runner is gone) it cleans up whatever run
- * is registered.
- */
 export interface CleanupResult {
   cleaned: boolean;
   unfenced?: boolean;
@@ -268,6 +244,17 @@ export interface CleanupResult {
   reason?: string;
 }
 
+/**
+ * Marks the run failed (which releases the snapshot holder and stops the streamer), lifts a
+ * cutover fence and drops the slot and publication (unless cdc.keepSlotOnFailure). Best effort,
+ * step by step: it never hides the original error, and it is safe to run twice. Given the
+ * `execution` that cleans up (the workflow's Cleanup state, or the rule on an execution's
+ * status), it touches only the run that execution registered: another run of the same name
+ * keeps its slot, and an execution that never registered (it failed before SchemaPreData, or
+ * was refused because another run is under way) has nothing to clean. A failure already
+ * recorded keeps its own reason; a finished (done) run is left as it is. Without `execution`
+ * (`pgferry stop SPEC`, for a run whose runner is gone) it cleans up whatever run is registered.
+ */
 export async function cleanupStep(
   spec: MigrationSpec,
   secrets: SecretsProvider,
@@ -283,15 +270,14 @@ export async function cleanupStep(
     }
   };
   let fenced = false;
-  let notOurs: string | undefined;
+  /** Why there is nothing to clean up: the run is not this execution's, or it finished. */
+  let skip: string | undefined;
   let ownershipChecked = false;
-  let finished: string | undefined;
   await attempt('control schema', () =>
     withSides(spec, secrets, { target: true }, async ({ target }) => {
-      const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
-      const state = exists.rows[0]?.ok ? await migrationState(target, spec.name) : undefined;
+      const state = (await controlSchemaExists(target)) ? await migrationState(target, spec.name) : undefined;
       if (execution !== undefined && state?.execution !== execution) {
-        notOurs = state
+        skip = state
           ? `migration ${spec.name} on the target belongs to ${state.execution ?? 'a local run'}, not to ${execution}`
           : `execution ${execution} never registered migration ${spec.name} on the target: it created nothing to clean up`;
         return;
@@ -300,7 +286,7 @@ export async function cleanupStep(
       if (!state) return;
       if (state.phase === 'done') {
         // A status event can come late, or for a later failure than the migration's own end.
-        finished = `migration ${spec.name} finished (phase done): there is nothing to clean up`;
+        skip = `migration ${spec.name} finished (phase done): there is nothing to clean up`;
         return;
       }
       if (state.phase !== 'failed') {
@@ -310,7 +296,7 @@ export async function cleanupStep(
       fenced = (await readReplicationStatus(target, spec.name))?.fenced ?? false;
     }),
   );
-  if (notOurs ?? finished) return { cleaned: false, reason: (notOurs ?? finished)! };
+  if (skip) return { cleaned: false, reason: skip };
   if (execution !== undefined && !ownershipChecked) {
     // Unverified, the slot may be another run's: a live migration must never lose it.
     return {

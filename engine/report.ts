@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { readReplicationStatus } from './cdc/state.js';
+import { controlSchemaExists } from './control/index.js';
 
 export interface TableReport {
   table: string;
@@ -56,8 +57,7 @@ const rate = (bytes: number, seconds: number) => (seconds > 0 ? Math.round((byte
 
 /** Builds the report of a migration; undefined when the target has no record of it. */
 export async function buildReport(target: pg.Client, migration: string): Promise<MigrationReport | undefined> {
-  const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
-  if (!exists.rows[0]?.ok) return undefined;
+  if (!(await controlSchemaExists(target))) return undefined;
   const { rows: runs } = await target.query(
     `SELECT mode, phase, error, started_at, finished_at,
             extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS seconds

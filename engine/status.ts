@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 import { readReplicationStatus, requestCutover, type ReplicationStatusRow } from './cdc/state.js';
-import { migrationState } from './control/index.js';
+import { controlSchemaExists, migrationState } from './control/index.js';
 import { formatBytes } from './report.js';
 import type { MigrationSpec } from './spec/index.js';
 
@@ -18,8 +18,7 @@ export interface MigrationStatus {
 }
 
 export async function readMigrationStatus(target: pg.Client, name: string): Promise<MigrationStatus | undefined> {
-  const exists = await target.query("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
-  if (!exists.rows[0]?.ok) return undefined;
+  if (!(await controlSchemaExists(target))) return undefined;
   const state = await migrationState(target, name);
   if (!state) return undefined;
   const { rows } = await target.query(
@@ -93,11 +92,12 @@ export type CutoverRequest = { requested: true; message: string } | { requested:
  * Operator function on AWS): the workflow's status loop sees the request at its next poll.
  */
 export async function requestMigrationCutover(target: pg.Client, spec: MigrationSpec): Promise<CutoverRequest> {
-  const status = await readMigrationStatus(target, spec.name);
-  if (!status?.replication || status.phase === 'done' || status.phase === 'failed') {
+  const state = (await controlSchemaExists(target)) ? await migrationState(target, spec.name) : undefined;
+  const replicating = state !== undefined && state.phase !== 'done' && state.phase !== 'failed' && (await readReplicationStatus(target, spec.name)) !== undefined;
+  if (!replicating) {
     return {
       requested: false,
-      reason: `Migration ${spec.name} is not replicating changes (phase: ${status?.phase ?? 'not started'}): there is nothing to cut over.`,
+      reason: `Migration ${spec.name} is not replicating changes (phase: ${state?.phase ?? 'not started'}): there is nothing to cut over.`,
     };
   }
   await requestCutover(target, spec.name);

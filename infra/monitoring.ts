@@ -51,6 +51,9 @@ export class PgferryMonitoring extends Construct {
       return alarm;
     };
     const minute = Duration.minutes(1);
+    const fiveMinutes = Duration.minutes(5);
+    const functionErrors = (fn: lambda.IFunction, label?: string) =>
+      fn.metricErrors({ period: fiveMinutes, statistic: cloudwatch.Stats.SUM, label });
     // (A label would make the alarm render its metric as a metric-math list.)
     const taskMetric = (metricName: string, statistic: string, label?: string) =>
       new cloudwatch.Metric({
@@ -85,75 +88,56 @@ export class PgferryMonitoring extends Construct {
     for (const [name, fn] of Object.entries(props.functions)) {
       functionErrorAlarms[name] = atLeastOnce(
         `${name}Errors`,
-        fn.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+        functionErrors(fn),
         `the ${name} function failed.`,
       );
     }
     this.functionErrorAlarms = functionErrorAlarms;
     this.deadLetterAlarm = atLeastOnce(
       'UndeliveredEvents',
-      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM }),
+      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM }),
       'EventBridge could not deliver an event (a start or a cleanup): it waits in the dead-letter queue.',
     );
 
     const executions = (label: string, metric: (props: cloudwatch.MetricOptions) => cloudwatch.Metric) =>
-      metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM, label });
+      metric({ period: fiveMinutes, statistic: cloudwatch.Stats.SUM, label });
     const functions = Object.entries(props.functions);
     const width = 8;
+    const graph = (title: string, left: cloudwatch.IMetric[], right?: cloudwatch.IMetric[]) =>
+      new cloudwatch.GraphWidget({ title, width, left, right });
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       defaultInterval: Duration.hours(3),
       widgets: [
         [
-          new cloudwatch.GraphWidget({
-            title: 'Executions',
-            width,
-            left: [
-              executions('Started', (o) => stateMachine.metricStarted(o)),
-              executions('Succeeded', (o) => stateMachine.metricSucceeded(o)),
-              executions('Failed', (o) => stateMachine.metricFailed(o)),
-              executions('Timed out', (o) => stateMachine.metricTimedOut(o)),
-              executions('Aborted', (o) => stateMachine.metricAborted(o)),
-            ],
-          }),
-          new cloudwatch.GraphWidget({
-            title: 'Replication lag (seconds)',
-            width,
-            left: [taskMetric(metrics.names.lagSeconds, cloudwatch.Stats.MAXIMUM, 'Lag seconds')],
-            right: [taskMetric(metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM, 'Over threshold')],
-          }),
-          new cloudwatch.GraphWidget({
-            title: 'Replication lag (bytes)',
-            width,
-            left: [taskMetric(metrics.names.lagBytes, cloudwatch.Stats.MAXIMUM, 'Lag bytes')],
-          }),
+          graph('Executions', [
+            executions('Started', (o) => stateMachine.metricStarted(o)),
+            executions('Succeeded', (o) => stateMachine.metricSucceeded(o)),
+            executions('Failed', (o) => stateMachine.metricFailed(o)),
+            executions('Timed out', (o) => stateMachine.metricTimedOut(o)),
+            executions('Aborted', (o) => stateMachine.metricAborted(o)),
+          ]),
+          graph(
+            'Replication lag (seconds)',
+            [taskMetric(metrics.names.lagSeconds, cloudwatch.Stats.MAXIMUM, 'Lag seconds')],
+            [taskMetric(metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM, 'Over threshold')],
+          ),
+          graph('Replication lag (bytes)', [taskMetric(metrics.names.lagBytes, cloudwatch.Stats.MAXIMUM, 'Lag bytes')]),
         ],
         [
-          new cloudwatch.GraphWidget({
-            title: 'Rows applied (CDC)',
-            width,
-            left: [taskMetric(metrics.names.rowsApplied, cloudwatch.Stats.SUM, 'Rows applied')],
-          }),
-          new cloudwatch.GraphWidget({
-            title: 'Rows copied (full load)',
-            width,
-            left: [taskMetric(metrics.names.rowsCopied, cloudwatch.Stats.SUM, 'Rows copied')],
-          }),
-          new cloudwatch.GraphWidget({
-            title: 'Bytes copied (full load)',
-            width,
-            left: [taskMetric(metrics.names.bytesCopied, cloudwatch.Stats.SUM, 'Bytes copied')],
-          }),
+          graph('Rows applied (CDC)', [taskMetric(metrics.names.rowsApplied, cloudwatch.Stats.SUM, 'Rows applied')]),
+          graph('Rows copied (full load)', [taskMetric(metrics.names.rowsCopied, cloudwatch.Stats.SUM, 'Rows copied')]),
+          graph('Bytes copied (full load)', [taskMetric(metrics.names.bytesCopied, cloudwatch.Stats.SUM, 'Bytes copied')]),
         ],
         [
           new cloudwatch.GraphWidget({
             title: 'Lambda errors',
             width: 12,
-            left: functions.map(([name, fn]) => fn.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM, label: name })),
+            left: functions.map(([name, fn]) => functionErrors(fn, name)),
           }),
           new cloudwatch.GraphWidget({
             title: 'Lambda duration (p99)',
             width: 12,
-            left: functions.map(([name, fn]) => fn.metricDuration({ period: Duration.minutes(5), statistic: cloudwatch.Stats.p(99), label: name })),
+            left: functions.map(([name, fn]) => fn.metricDuration({ period: fiveMinutes, statistic: cloudwatch.Stats.p(99), label: name })),
           }),
         ],
         [

@@ -208,7 +208,9 @@ export class PgferryMigration extends Construct {
   readonly alarmTopic: sns.ITopic;
   /** The alarms and the dashboard. */
   readonly monitoring: PgferryMonitoring;
-  readonly dashboard: cloudwatch.Dashboard;
+  get dashboard(): cloudwatch.Dashboard {
+    return this.monitoring.dashboard;
+  }
 
   constructor(scope: Construct, id: string, props: PgferryMigrationProps = {}) {
     super(scope, id);
@@ -273,7 +275,8 @@ export class PgferryMigration extends Construct {
     const logGroup = (logGroupId: string, logGroupName?: string) =>
       new logs.LogGroup(this, logGroupId, { retention, encryptionKey: this.encryptionKey, logGroupName });
 
-    const endpoints = !props.vpc && (props.vpcEndpoints ?? true);
+    // Only for a VPC the construct creates (with a given vpc, vpcEndpoints was refused above).
+    const endpoints = props.vpcEndpoints ?? true;
     const createdVpc = props.vpc
       ? undefined
       : createMigrationVpc(this, 'Vpc', { natGateways: props.natGateways ?? 1, endpoints, flowLogGroup: logGroup('FlowLogs') });
@@ -288,13 +291,16 @@ export class PgferryMigration extends Construct {
       throw new Error('PgferryMigration: vpcSubnets selects public subnets; the functions and tasks run without a public IP, use private subnets.');
     }
 
+    const securityGroup = (securityGroupId: string, description: string) =>
+      new ec2.SecurityGroup(this, securityGroupId, { vpc: this.vpc, description, allowAllOutbound: true });
     this.databaseClientSecurityGroup =
       props.databaseClientSecurityGroup ??
-      new ec2.SecurityGroup(this, 'DatabaseClientSecurityGroup', {
-        vpc: this.vpc,
-        description: 'pgferry functions that connect to the source and target databases',
-        allowAllOutbound: true,
-      });
+      securityGroup('DatabaseClientSecurityGroup', 'pgferry functions that connect to the source and target databases');
+    // What the functions and the tasks need to publish their metrics under this deployment's name.
+    const metricsEnvironment = {
+      POWERTOOLS_SERVICE_NAME: this.serviceName,
+      POWERTOOLS_METRICS_NAMESPACE: metrics.namespace,
+    };
 
     const functions: Record<string, NodejsFunction> = {};
     for (const def of lambdaFunctions) {
@@ -339,8 +345,7 @@ export class PgferryMigration extends Construct {
         environment: {
           // Source maps are only applied to stack traces with this flag.
           NODE_OPTIONS: '--enable-source-maps',
-          POWERTOOLS_SERVICE_NAME: this.serviceName,
-          POWERTOOLS_METRICS_NAMESPACE: metrics.namespace,
+          ...metricsEnvironment,
           POWERTOOLS_LOG_LEVEL: 'INFO',
         },
         logGroup: functionLogs,
@@ -374,23 +379,14 @@ export class PgferryMigration extends Construct {
       containerInsightsV2: ecs.ContainerInsights.ENABLED,
     });
     this.taskSecurityGroup =
-      props.taskSecurityGroup ??
-      new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
-        vpc: this.vpc,
-        description: 'pgferry Fargate tasks that connect to the source and target databases',
-        allowAllOutbound: true,
-      });
+      props.taskSecurityGroup ?? securityGroup('TaskSecurityGroup', 'pgferry Fargate tasks that connect to the source and target databases');
 
     if (createdVpc && endpoints) {
       this.endpointSecurityGroup = addMigrationEndpoints(createdVpc, [this.databaseClientSecurityGroup, this.taskSecurityGroup]);
     }
 
-    // What the tasks need to publish their metrics: EMF on stdout, shipped by the awslogs driver.
-    const taskEnvironment: Record<string, string> = {
-      POWERTOOLS_SERVICE_NAME: this.serviceName,
-      POWERTOOLS_METRICS_NAMESPACE: metrics.namespace,
-      PGFERRY_METRICS: 'emf',
-    };
+    // The tasks publish theirs as EMF on stdout, shipped by the awslogs driver.
+    const taskEnvironment: Record<string, string> = { ...metricsEnvironment, PGFERRY_METRICS: 'emf' };
     const taskDefinitions: Record<string, ecs.TaskDefinition> = {};
     let image: ecs.ContainerImage | undefined;
     let executionRole: iam.Role | undefined;
@@ -668,6 +664,5 @@ export class PgferryMigration extends Construct {
       serviceName: this.serviceName,
       alarmTopic: this.alarmTopic,
     });
-    this.dashboard = this.monitoring.dashboard;
   }
 }

@@ -37,7 +37,7 @@ export class PgferryStack extends Stack {
     const context = (key: string) => this.node.tryGetContext(key) as unknown;
 
     this.migration = new PgferryMigration(this, 'Migration', {
-      secretArns: secretArnsFromContext(context('secretArns')),
+      secretArns: listFromContext(context('secretArns'), 'secretArns', /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, 'Secrets Manager secret ARNs'),
       secretKeyArns: listFromContext(context('secretKmsKeyArns'), 'secretKmsKeyArns', /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'KMS key ARNs'),
       stateMachineName: stringFromContext(context('stateMachineName'), 'stateMachineName'),
       logRetention: retentionFromContext(context('logRetentionDays')),
@@ -66,7 +66,7 @@ export class PgferryStack extends Stack {
     if (vpcId === undefined) {
       for (const key of ['subnetIds', 'availabilityZones', 'databaseClientSecurityGroupId', 'taskSecurityGroupId']) {
         const value = context(key);
-        if (value !== undefined && value !== '' && !(Array.isArray(value) && value.length === 0) && value !== '[]') {
+        if (!isUnset(value) && !(Array.isArray(value) && value.length === 0) && value !== '[]') {
           throw new Error(`Context '${key}' needs 'vpcId': it describes an existing VPC.`);
         }
       }
@@ -126,21 +126,14 @@ function parseContext(value: unknown, key: string): unknown {
   }
 }
 
-function secretArnsFromContext(raw: unknown): string[] | undefined {
-  if (raw === undefined) return undefined;
-  const value = parseContext(raw, 'secretArns');
-  const secretArn = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/;
-  if (!Array.isArray(value) || !value.every((arn) => typeof arn === 'string' && secretArn.test(arn))) {
-    throw new Error(
-      `Context 'secretArns' must be a JSON list of Secrets Manager secret ARNs, got: ${JSON.stringify(raw)}`,
-    );
-  }
-  return value;
+/** Unset: not given, or given as an empty string (`-c key=`). */
+function isUnset(raw: unknown): boolean {
+  return raw === undefined || raw === '';
 }
 
 /** A JSON list of strings, each matching `pattern`; undefined when unset or empty. */
 function listFromContext(raw: unknown, key: string, pattern: RegExp, what: string): string[] | undefined {
-  if (raw === undefined || raw === '') return undefined;
+  if (isUnset(raw)) return undefined;
   const value = parseContext(raw, key);
   if (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && pattern.test(item))) {
     throw new Error(`Context '${key}' must be a JSON list of ${what}, got: ${JSON.stringify(raw)}`);
@@ -154,13 +147,13 @@ function resourceId(prefix: string): RegExp {
 }
 
 function stringFromContext(raw: unknown, key: string): string | undefined {
-  if (raw === undefined || raw === '') return undefined;
+  if (isUnset(raw)) return undefined;
   if (typeof raw !== 'string') throw new Error(`Context '${key}' must be a string, got: ${JSON.stringify(raw)}`);
   return raw;
 }
 
 function natGatewaysFromContext(raw: unknown): number | undefined {
-  if (raw === undefined || raw === '') return undefined;
+  if (isUnset(raw)) return undefined;
   const count = Number(raw);
   if (!Number.isInteger(count) || count < 0 || count > 2) {
     throw new Error(`Context 'natGateways' must be 0, 1 or 2 (one per AZ at most), got: ${JSON.stringify(raw)}`);
@@ -169,7 +162,7 @@ function natGatewaysFromContext(raw: unknown): number | undefined {
 }
 
 function booleanFromContext(raw: unknown, key: string): boolean | undefined {
-  if (raw === undefined || raw === '') return undefined;
+  if (isUnset(raw)) return undefined;
   if (raw === true || raw === 'true') return true;
   if (raw === false || raw === 'false') return false;
   throw new Error(`Context '${key}' must be true or false, got: ${JSON.stringify(raw)}`);

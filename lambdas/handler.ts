@@ -22,7 +22,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy, { type MiddlewareObj, type Request } from '@middy/core';
 import type { Context } from 'aws-lambda';
@@ -31,7 +31,7 @@ import type { SecretRef, SecretsProvider } from '../engine/connect/credentials.j
 import { PgferryError } from '../engine/errors.js';
 import { migrationSpecSchema } from '../engine/spec/index.js';
 import { parseWithProblems, type SpecProblem } from '../engine/spec/problems.js';
-import { metrics as metricNames } from '../platform/aws/deployment.js';
+import { createMetrics } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { isSecretsManagerRef, SecretsManagerCache } from '../platform/secrets/middy.js';
 
@@ -48,7 +48,7 @@ export interface LambdaDefinition<TSchema extends z.ZodType, TResult> {
   /** Schema of the event; the handler receives its output. A function picks the schema by the event's shape. */
   input: TSchema | ((event: unknown) => TSchema);
   /** The secret references the handler will read, from the parsed input. */
-  secrets?: (input: z.output<TSchema>) => readonly (SecretRef | undefined)[];
+  secrets?: (input: z.output<TSchema>) => readonly SecretRef[];
   /** The migration the invocation is about, for logs. */
   migration?: (input: z.output<TSchema>) => string | undefined;
   handler: (input: z.output<TSchema>, tools: HandlerTools) => Promise<TResult>;
@@ -85,12 +85,9 @@ export class InvalidInputError extends PgferryError {
 
 /** Parses an event; every problem with its path in one InvalidInputError. */
 export function parseInput<TSchema extends z.ZodType>(step: string, schema: TSchema, event: unknown): z.output<TSchema> {
-  const result = parseWithProblems(schema, event);
+  const result = parseWithProblems(schema, event, { subject: 'the input' });
   if (result.success) return result.data;
-  throw new InvalidInputError(
-    step,
-    result.problems.map((p) => (p.path === '(root)' && p.message === 'the spec must be a JSON object' ? { ...p, message: 'the input must be a JSON object' } : p)),
-  );
+  throw new InvalidInputError(step, result.problems);
 }
 
 const inLambda = () => Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME);
@@ -103,13 +100,11 @@ function defaultLogger(): Logger {
 
 function defaultMetrics(logger: Logger): Metrics | null {
   if (!inLambda()) return null;
-  return new Metrics({
-    namespace: process.env.POWERTOOLS_METRICS_NAMESPACE || metricNames.namespace,
+  return createMetrics({
     logger: {
       debug: (...args: unknown[]) => logger.debug(String(args[0])),
       info: (...args: unknown[]) => logger.info(String(args[0])),
-      // Powertools warns after every invocation that published only the cold-start metric.
-      warn: (...args: unknown[]) => void (String(args[0]).startsWith('No application metrics to publish') || logger.warn(String(args[0]))),
+      warn: (...args: unknown[]) => logger.warn(String(args[0])),
       error: (...args: unknown[]) => logger.error(String(args[0])),
     },
   });
@@ -127,40 +122,21 @@ function isAuthenticationFailure(error: unknown): boolean {
   return name === 'pgferry.ConnectionFailed' && (code === '28P01' || code === '28000');
 }
 
-/** Any event, unchecked: for handlers that take what they get (test fixtures). */
-const anyEvent = z.unknown();
-
-/**
- * Builds a Lambda handler from its definition. A bare function is a handler without an input
- * schema or secrets of its own (it still gets the logger and the error names).
- */
+/** Builds a Lambda handler from its definition. */
 export function lambdaHandler<TSchema extends z.ZodType, TResult>(
   definition: LambdaDefinition<TSchema, TResult>,
-  options?: LambdaHandlerOptions,
-): middy.MiddyfiedHandler<unknown, TResult, Error, Context>;
-export function lambdaHandler<TEvent, TResult>(
-  handler: (event: TEvent, tools: HandlerTools) => Promise<TResult>,
-  options?: LambdaHandlerOptions,
-): middy.MiddyfiedHandler<unknown, TResult, Error, Context>;
-export function lambdaHandler<TSchema extends z.ZodType, TResult>(
-  definitionOrHandler: LambdaDefinition<TSchema, TResult> | ((event: never, tools: HandlerTools) => Promise<TResult>),
   options: LambdaHandlerOptions = {},
 ): middy.MiddyfiedHandler<unknown, TResult, Error, Context> {
-  const definition: LambdaDefinition<TSchema, TResult> =
-    typeof definitionOrHandler === 'function'
-      ? { name: '', input: anyEvent as unknown as TSchema, handler: definitionOrHandler as LambdaDefinition<TSchema, TResult>['handler'] }
-      : definitionOrHandler;
   const logger = options.logger ?? defaultLogger();
   const metrics = options.metrics === undefined ? defaultMetrics(logger) : options.metrics;
   const secretsCache = options.secretsCache ?? sharedSecretsCache;
   const fallbackSecrets = options.fallbackSecrets ?? new DefaultSecretsProvider();
   const fetchedArns = new WeakMap<object, SecretRef[]>();
-  const stepName = (request: { context?: Partial<Context> }) => definition.name || request.context?.functionName || 'handler';
+  const step = definition.name;
 
   const validation: MiddlewareObj<unknown, TResult, Error, Context> = {
     before: (request) => {
       const schema = typeof definition.input === 'function' ? (definition.input as (event: unknown) => TSchema)(request.event) : definition.input;
-      const step = stepName(request);
       logger.appendKeys({ step });
       const input = parseInput(step, schema, request.event);
       const migration = definition.migration?.(input);
@@ -172,8 +148,7 @@ export function lambdaHandler<TSchema extends z.ZodType, TResult>(
 
   const secrets: MiddlewareObj<unknown, TResult, Error, Context> = {
     before: async (request) => {
-      const refs = (definition.secrets?.(request.event as z.output<TSchema>) ?? []).filter((ref): ref is SecretRef => Boolean(ref));
-      const arns = refs.filter(isSecretsManagerRef);
+      const arns = (definition.secrets?.(request.event as z.output<TSchema>) ?? []).filter(isSecretsManagerRef);
       fetchedArns.set(request, arns);
       const provider = arns.length > 0 ? await secretsCache.provider(request as Request, arns, fallbackSecrets) : fallbackSecrets;
       (request.context as ToolsContext)[TOOLS] = { secrets: provider, logger, context: request.context };
@@ -189,7 +164,7 @@ export function lambdaHandler<TSchema extends z.ZodType, TResult>(
         request.error = new PgferryError('pgferry.Internal', message, { cause: error });
       }
       // Name and message only: both are secret-free by contract, a stack or a cause need not be.
-      logger.error(`${stepName(request)} failed`, { error: { name: request.error!.name, message: request.error!.message } });
+      logger.error(`${step} failed`, { error: { name: request.error!.name, message: request.error!.message } });
     },
   };
 
@@ -202,7 +177,7 @@ export function lambdaHandler<TSchema extends z.ZodType, TResult>(
     .handler(async (event, context) => {
       const tools = (context as ToolsContext)[TOOLS]!;
       const result = await definition.handler(event as z.output<TSchema>, tools);
-      logger.info(`${stepName({ context })} finished`);
+      logger.info(`${step} finished`);
       return result;
     });
   return handler;

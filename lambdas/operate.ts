@@ -35,7 +35,7 @@ export const handler = lambdaHandler({
   migration: specMigration,
   handler: async ({ action, spec, execution }, { secrets }): Promise<OperatorResponse> => {
     // cleanupStep touches only the run `execution` registered, and leaves a finished one alone.
-    if (action === 'cleanup') return { action: 'cleanup', result: await cleanupStep(spec, secrets, { ...stopFailure }, execution) };
+    if (action === 'cleanup') return { action: 'cleanup', result: await cleanupStep(spec, secrets, stopFailure, execution) };
     const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-operator', retryWindowMs: 0 });
     try {
       if (action === 'status') return { action: 'status', status: (await readMigrationStatus(target, spec.name)) ?? null };

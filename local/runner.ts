@@ -451,12 +451,11 @@ function buildHandlers(definition: StateMachineDefinition, wiring: Wiring, proce
  * the interpreter gets the definition without the field, rather than one that promises a
  * heartbeat timeout it would not apply.
  */
-function withoutHeartbeats(states: StateMap): StateMap {
+function withoutHeartbeats(states: StateMap): void {
   for (const [, state] of taskStates(states)) {
     delete state.HeartbeatSeconds;
     delete state.HeartbeatSecondsPath;
   }
-  return states;
 }
 
 export async function loadLocalDefinition(options: Pick<LocalRunOptions, 'definitionFile' | 'lambdas' | 'tasks'> = {}) {

@@ -28,13 +28,41 @@ export interface MetricsSink {
   publish(values: readonly MetricValue[]): void;
 }
 
-/** Messages of Powertools itself that are noise here (it warns on every flush without metrics). */
-const quietLogger = {
+/** Where a Metrics instance sends the messages of Powertools itself (not the metrics). */
+export interface MetricsLogger {
+  debug(...args: unknown[]): void;
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+}
+
+/**
+ * A Powertools Metrics instance in the deployment's namespace (POWERTOOLS_METRICS_NAMESPACE, set
+ * by the construct, else the one of platform/aws/deployment.ts), for the Lambdas and the tasks
+ * alike. Powertools warns on every flush without application metrics (a Lambda invocation that
+ * published only the cold-start metric): that warning is noise and is dropped; every other
+ * message goes to `logger`.
+ */
+export function createMetrics(options: { logger: MetricsLogger; namespace?: string; serviceName?: string; env?: NodeJS.ProcessEnv }): Metrics {
+  const env = options.env ?? process.env;
+  const { logger } = options;
+  return new Metrics({
+    namespace: options.namespace ?? (env.POWERTOOLS_METRICS_NAMESPACE || metricNames.namespace),
+    serviceName: options.serviceName,
+    logger: {
+      debug: (...args: unknown[]) => logger.debug(...args),
+      info: (...args: unknown[]) => logger.info(...args),
+      warn: (...args: unknown[]) => void (String(args[0]).startsWith('No application metrics to publish') || logger.warn(...args)),
+      error: (...args: unknown[]) => logger.error(...args),
+    },
+  });
+}
+
+/** A task's Powertools messages: warnings and errors on stderr, nothing else. */
+const consoleLogger: MetricsLogger = {
   debug: () => undefined,
   info: () => undefined,
-  warn: (...args: unknown[]) => {
-    if (!String(args[0]).startsWith('No application metrics to publish')) console.warn(...args);
-  },
+  warn: (...args: unknown[]) => console.warn(...args),
   error: (...args: unknown[]) => console.error(...args),
 };
 
@@ -51,11 +79,12 @@ export class EmfMetricsSink implements MetricsSink {
     options: { namespace?: string; serviceName?: string; env?: NodeJS.ProcessEnv } = {},
   ) {
     const env = options.env ?? process.env;
-    this.#metrics = new Metrics({
-      namespace: options.namespace ?? (env.POWERTOOLS_METRICS_NAMESPACE || metricNames.namespace),
+    this.#metrics = createMetrics({
+      namespace: options.namespace,
       // Powertools names the default dimension `service` (metrics.serviceDimension).
       serviceName: options.serviceName ?? (env.POWERTOOLS_SERVICE_NAME || undefined),
-      logger: quietLogger,
+      env,
+      logger: consoleLogger,
     });
   }
 

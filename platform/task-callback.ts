@@ -114,6 +114,15 @@ export function goneReason(signal: AbortSignal): string {
 }
 
 /**
+ * What a task throws once the workflow no longer waits for it (`signal` aborted): a
+ * TaskGoneError as it is, any other error replaced by one giving the reason and `what` the task
+ * did about it.
+ */
+export function goneError(error: unknown, signal: AbortSignal, what: string): TaskGoneError {
+  return error instanceof TaskGoneError ? error : new TaskGoneError(`${goneReason(signal)}; ${what}`);
+}
+
+/**
  * A TaskCallback that sends a heartbeat at once and then every `intervalMs` until the result
  * is reported (success or failure) or `stop()` is called, so that the workflow's HeartbeatSeconds
  * can tell a task that died before reporting (say, while slot creation waits on a long source
@@ -205,5 +214,15 @@ export class HeartbeatingTaskCallback implements TaskCallback {
       this.#noteGone(error);
       throw error;
     }
+  }
+
+  /**
+   * Reports the task's failure unless the workflow no longer waits for it (then there is nobody
+   * to tell); a failure to report is logged, never thrown, so the task's own error stays the one
+   * it ends with.
+   */
+  async reportFailure(error: string, cause: string): Promise<void> {
+    if (this.gone.aborted) return;
+    await this.failure(error, cause).catch((e) => this.#log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
   }
 }

@@ -8,24 +8,23 @@
  */
 import pg from 'pg';
 import { dataTables, listTables } from '../engine/catalog/tables.js';
-import { createSlotWithSnapshot, defaultSlotName, dropSlotAndPublication, ensurePublication, slotState } from '../engine/cdc/slot.js';
+import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication, replicationNames, slotState } from '../engine/cdc/slot.js';
 import { runReplicator } from '../engine/cdc/replicator.js';
 import { readReplicationStatus, recordReplicationError, recordRestart, registerReplication } from '../engine/cdc/state.js';
 import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig } from '../engine/connect/index.js';
-import { migrationState } from '../engine/control/index.js';
+import { migrationState, recordSnapshot } from '../engine/control/index.js';
 import { STREAMER_APPLICATION_NAME } from '../engine/cutover/index.js';
 import { PgferryError } from '../engine/errors.js';
 import { replicationMetrics } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { goneReason, TaskGoneError } from '../platform/task-callback.js';
+import { goneError, goneReason, TaskGoneError } from '../platform/task-callback.js';
 import { runCallbackTask } from './task.js';
 
 const POLL_MS = 500;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 await runCallbackTask('replicate', async ({ migration, spec, env, connectSource, connectTarget, log, metrics, callback }) => {
-  const slotName = spec.cdc.slotName ?? defaultSlotName(migration);
-  const publicationName = spec.cdc.publicationName ?? slotName;
+  const { slotName, publicationName } = replicationNames(spec);
   const resume = env.PGFERRY_RESUME === '1';
   const stop = new AbortController();
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => stop.abort());
@@ -68,9 +67,7 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
     log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
   } catch (error) {
     // Nobody waits for this task any more: its error is no error of the migration (another attempt may be running).
-    if (callback.gone.aborted) {
-      throw error instanceof TaskGoneError ? error : new TaskGoneError(`${goneReason(callback.gone)}; ${resume ? 'not resuming replication' : 'stopped'}`);
-    }
+    if (callback.gone.aborted) throw goneError(error, callback.gone, resume ? 'not resuming replication' : 'stopped');
     await recordReplicationError(control, migration, (error as Error).message).catch(() => undefined);
     throw error;
   } finally {
@@ -126,15 +123,10 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
       }
       throwIfGone(`not using replication slot ${slotName}`);
       await registerReplication(control, migration, { slotName, publicationName, consistentLsn });
-      await control.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [migration, snapshot ?? null]);
+      await recordSnapshot(control, migration, snapshot ?? null);
       await callback.success({ slotName, publicationName, consistentLsn, ...(snapshot ? { snapshot } : {}) });
     } catch (error) {
-      if (!callback.gone.aborted) {
-        const message = (error as Error).message;
-        await callback
-          .failure(error instanceof PgferryError ? error.name : 'pgferry.ReplicationFailed', `Cannot start replication: ${message}`)
-          .catch((e) => log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
-      }
+      await callback.reportFailure(error instanceof PgferryError ? error.name : 'pgferry.ReplicationFailed', `Cannot start replication: ${(error as Error).message}`);
       await holder?.release();
       if (!callback.gone.aborted) {
         await source.end().catch(() => undefined);
@@ -145,7 +137,7 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
       const removed = await removeCreated(source, Boolean(holder), publicationCreated);
       await source.end().catch(() => undefined);
       if (removed) throw new TaskGoneError(`${goneReason(callback.gone)}; ${removed}`);
-      throw error instanceof TaskGoneError ? error : new TaskGoneError(`${goneReason(callback.gone)}; it created no replication slot`);
+      throw goneError(error, callback.gone, 'it created no replication slot');
     }
     await source.end().catch(() => undefined);
 

@@ -6,8 +6,8 @@
  */
 import type pg from 'pg';
 import { exportSnapshot } from '../engine/snapshot.js';
-import { migrationState } from '../engine/control/index.js';
-import { goneReason, TaskGoneError } from '../platform/task-callback.js';
+import { migrationState, recordSnapshot } from '../engine/control/index.js';
+import { goneError, goneReason, TaskGoneError } from '../platform/task-callback.js';
 import { runCallbackTask } from './task.js';
 
 const POLL_MS = 1000;
@@ -23,20 +23,16 @@ await runCallbackTask('snapshot', async ({ migration, connectSource, connectTarg
     source = await connectSource();
     control = await connectTarget();
     snapshot = await exportSnapshot(source);
-    await control.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [migration, snapshot]);
+    await recordSnapshot(control, migration, snapshot);
     log(`exported snapshot ${snapshot}`);
     await callback.success({ snapshot });
   } catch (error) {
-    if (!callback.gone.aborted) {
-      await callback
-        .failure('pgferry.SnapshotFailed', `Cannot export the source snapshot: ${(error as Error).message}`)
-        .catch((e) => log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
-    }
+    await callback.reportFailure('pgferry.SnapshotFailed', `Cannot export the source snapshot: ${(error as Error).message}`);
     // Nobody will read the snapshot: release it (and the sessions, which would keep the task alive).
     await source?.query('COMMIT').catch(() => undefined);
     await Promise.all([source?.end().catch(() => undefined), control?.end().catch(() => undefined)]);
-    if (!callback.gone.aborted || error instanceof TaskGoneError) throw error;
-    throw new TaskGoneError(`${goneReason(callback.gone)}; ${snapshot ? `released snapshot ${snapshot}` : 'exported no snapshot'}`);
+    if (!callback.gone.aborted) throw error;
+    throw goneError(error, callback.gone, snapshot ? `released snapshot ${snapshot}` : 'exported no snapshot');
   }
   let sourceLost: Error | undefined;
   source.on('error', (error) => (sourceLost = error));

@@ -29,7 +29,7 @@ export interface TaskContext {
  * timeout): what the task creates after that, it must remove itself.
  */
 export interface CallbackTaskContext extends TaskContext {
-  callback: TaskCallback & { readonly gone: AbortSignal };
+  callback: TaskCallback & Pick<HeartbeatingTaskCallback, 'gone' | 'reportFailure'>;
 }
 
 export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
@@ -107,10 +107,7 @@ export async function runCallbackTask(
     process.exitCode = 0;
   } catch (error) {
     const message = (error as Error)?.message ?? String(error);
-    if (callback && !callback.reported && !callback.gone.aborted) {
-      const name = error instanceof PgferryError ? error.name : 'pgferry.TaskFailed';
-      await callback.failure(name, `The ${task} task failed: ${message}`).catch((e) => log(`cannot report the failure to the workflow: ${(e as Error)?.message ?? String(e)}`));
-    }
+    if (callback && !callback.reported) await callback.reportFailure(error instanceof PgferryError ? error.name : 'pgferry.TaskFailed', `The ${task} task failed: ${message}`);
     console.error(`${task} failed: ${message}`);
     process.exitCode = 1;
   } finally {

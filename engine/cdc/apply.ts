@@ -166,7 +166,6 @@ interface TablePart {
 const DONE: Promise<void> = Promise.resolve();
 
 interface TargetColumn {
-  name: string;
   quoted: string;
   /** format_type on the target, e.g. `character(84)`. */
   type: string;
@@ -331,6 +330,27 @@ function readable(error: unknown, table: string, setWise: boolean): unknown {
   return new ApplyError(`Applying changes to ${table} on the target failed: ${e.message}${e.detail ? ` (${e.detail})` : ''}`, e.code, { cause: error });
 }
 
+/**
+ * The condition matching target row `s` to one full row (REPLICA IDENTITY FULL) over the
+ * writable columns: equality where the type has a btree opclass (`IS NULL` for NULL values),
+ * plus exact `ROW(…)::text` equality. `expr(i)` is the typed value of non-NULL column i.
+ */
+function fullRowMatch(table: TargetTable, isNull: (i: number) => boolean, expr: (i: number) => string): string {
+  const cols = table.writable;
+  return [
+    ...cols.flatMap((i) => {
+      const c = table.columns[i]!;
+      if (isNull(i)) return [`s.${c.quoted} IS NULL`];
+      if (c.eq === 'plain') return [`s.${c.quoted} = ${expr(i)}`];
+      if (c.eq) return [`s.${c.quoted}::${c.eq} = (${expr(i)})::${c.eq}`];
+      return [];
+    }),
+    `ROW(${cols.map((i) => `s.${table.columns[i]!.quoted}`).join(', ')})::text = ROW(${cols
+      .map((i) => (isNull(i) ? `NULL::${table.columns[i]!.type}` : expr(i)))
+      .join(', ')})::text`,
+  ].join(' AND ');
+}
+
 // ---------------------------------------------------------------------------------------------
 
 const TARGET_SQL = `
@@ -487,11 +507,7 @@ export class Applier {
   }
 
   async abort(): Promise<void> {
-    await this.drain().catch(() => undefined);
-    const wasOpen = this.targetOpen;
-    this.reset();
-    this.failed = undefined;
-    if (wasOpen) await this.target.query('ROLLBACK');
+    await this.discard(undefined);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -519,14 +535,19 @@ export class Applier {
 
   /** Rolls the target transaction back (best effort), remembers the failure and rethrows it. */
   private async fail(error: unknown): Promise<never> {
+    await this.discard(error).catch(() => undefined);
+    throw error;
+  }
+
+  /** Drops everything buffered, records `failed` (undefined = usable again) and rolls back the target transaction if one is open. */
+  private async discard(failed: unknown): Promise<void> {
     // A chunk still running in the background must finish (or fail) before the ROLLBACK, or its
     // remaining statements would run outside the transaction.
     await this.drain().catch(() => undefined);
     const wasOpen = this.targetOpen;
     this.reset();
-    this.failed = error;
-    if (wasOpen) await this.target.query('ROLLBACK').catch(() => undefined);
-    throw error;
+    this.failed = failed;
+    if (wasOpen) await this.target.query('ROLLBACK');
   }
 
   private async open(): Promise<void> {
@@ -719,7 +740,7 @@ export class Applier {
     rel.message.columns.forEach((source, i) => {
       const c = byName.get(source.name);
       if (!c) throw new ApplyError(`Column ${source.name} of ${rel.display} does not exist in the target table: add it to the target, then restart replication.`);
-      columns.push({ name: c.name, quoted: quoteIdent(c.name), type: c.type, arrayType: c.arrayType, delim: c.delim, eq: c.eq });
+      columns.push({ quoted: quoteIdent(c.name), type: c.type, arrayType: c.arrayType, delim: c.delim, eq: c.eq });
       if (!c.generated) writable.push(i);
       if (c.identityAlways) alwaysIdentity.add(i);
     });
@@ -835,10 +856,6 @@ export class Applier {
   private async setWiseKeyed(rel: Relation, table: TargetTable, changes: Change[]): Promise<boolean> {
     const entries = this.collapse(rel, changes);
     if (!entries) return false;
-    return this.setWiseKeyedEntries(rel, table, entries);
-  }
-
-  private async setWiseKeyedEntries(rel: Relation, table: TargetTable, entries: Map<string, KeyEntry>): Promise<boolean> {
     const deletes: KeyEntry[] = [];
     const inserts: KeyEntry[] = [];
     const updates = new Map<string, { cols: number[]; entries: KeyEntry[] }>();
@@ -939,20 +956,8 @@ export class Applier {
       const params = new Params();
       const present = cols.filter((i) => !nulls.has(i));
       const u = unnest(table, present, present.map((i) => rows.map((r) => r[i] as string)), params, [{ name: 'n', values: counts }], true);
-      const conditions = [
-        ...cols.flatMap((i) => {
-          const c = table.columns[i]!;
-          if (nulls.has(i)) return [`s.${c.quoted} IS NULL`];
-          if (c.eq === 'plain') return [`s.${c.quoted} = ${u.expr(i)}`];
-          if (c.eq) return [`s.${c.quoted}::${c.eq} = (${u.expr(i)})::${c.eq}`];
-          return [];
-        }),
-        `ROW(${cols.map((i) => `s.${table.columns[i]!.quoted}`).join(', ')})::text = ROW(${cols
-          .map((i) => (nulls.has(i) ? `NULL::${table.columns[i]!.type}` : u.expr(i)))
-          .join(', ')})::text`,
-      ];
       const matches = `SELECT s.tableoid AS rel, s.ctid AS tid, u.n, row_number() OVER (PARTITION BY u.ord) AS rn
-                         FROM ${table.only}${table.quoted} AS s JOIN ${u.from} ON ${conditions.join(' AND ')}`;
+                         FROM ${table.only}${table.quoted} AS s JOIN ${u.from} ON ${fullRowMatch(table, (i) => nulls.has(i), u.expr)}`;
       const sql = table.partitioned
         ? `DELETE FROM ${table.quoted} AS t WHERE (t.tableoid, t.ctid) IN (SELECT m.rel, m.tid FROM (${matches}) m WHERE m.rn <= m.n)`
         : `DELETE FROM ONLY ${table.quoted} AS t WHERE t.ctid = ANY (ARRAY(SELECT m.tid FROM (${matches}) m WHERE m.rn <= m.n))`;
@@ -995,6 +1000,8 @@ export class Applier {
     const col = (i: number) => table.columns[i]!;
     const keyNames = rel.key.map((k) => col(k).quoted).join(', ');
     const upsertSet = (cols: number[]) => cols.filter((i) => !rel.key.includes(i) && !table.alwaysIdentity.has(i));
+    /** The key columns equal to the parameters after the first `offset` ones, in key order. */
+    const keyCond = (offset: number) => rel.key.map((k, j) => `t.${col(k).quoted} = $${offset + j + 1}::${col(k).type}`).join(' AND ');
 
     const insertRow = async (row: Row, onConflict: 'nothing' | 'update'): Promise<number> => {
       const cols = table.writable;
@@ -1031,7 +1038,7 @@ export class Applier {
     const updateRow = async (key: (string | null)[], row: Row, includeKey: boolean): Promise<number> => {
       const cols = table.writable.filter((i) => row[i] !== TOAST && (includeKey || !rel.key.includes(i)) && !table.alwaysIdentity.has(i));
       const values: (string | null)[] = cols.map((i) => row[i] as string | null);
-      const cond = rel.key.map((k, j) => `t.${col(k).quoted} = $${values.length + j + 1}::${col(k).type}`).join(' AND ');
+      const cond = keyCond(values.length);
       if (cols.length === 0) return this.exec(rel, `SELECT 1 FROM ${table.only}${table.quoted} AS t WHERE ${cond}`, key); // nothing to change: does it exist?
       const set = cols.map((i, j) => `${col(i).quoted} = $${j + 1}::${col(i).type}`).join(', ');
       return this.exec(rel, `UPDATE ${table.only}${table.quoted} AS t SET ${set} WHERE ${cond}`, [...values, ...key]);
@@ -1058,8 +1065,7 @@ export class Applier {
             `Cannot apply an UPDATE of ${rel.display} that changes the GENERATED ALWAYS identity key ${this.describe(rel, rel.key, oldKey)} while leaving a TOASTed value unchanged: make the target column GENERATED BY DEFAULT.`,
           );
         }
-        const cond = rel.key.map((k, j) => `t.${col(k).quoted} = $${j + 1}::${col(k).type}`).join(' AND ');
-        if ((await this.exec(rel, `DELETE FROM ${table.only}${table.quoted} AS t WHERE ${cond}`, oldKey)) > 0) {
+        if ((await this.exec(rel, `DELETE FROM ${table.only}${table.quoted} AS t WHERE ${keyCond(0)}`, oldKey)) > 0) {
           if ((await insertRow(ch.new!, 'nothing')) > 0) return;
           throw new ApplyError(`Cannot apply an UPDATE of ${rel.display}: its new key ${this.describe(rel, rel.key, newKey)} already exists on the target.`);
         }
@@ -1074,8 +1080,7 @@ export class Applier {
       this.stats.conflictsOverwritten++;
     } else {
       const key = this.keyValues(rel, ch.old!);
-      const cond = rel.key.map((k, j) => `t.${col(k).quoted} = $${j + 1}::${col(k).type}`).join(' AND ');
-      if ((await this.exec(rel, `DELETE FROM ${table.only}${table.quoted} AS t WHERE ${cond}`, key)) > 0) return;
+      if ((await this.exec(rel, `DELETE FROM ${table.only}${table.quoted} AS t WHERE ${keyCond(0)}`, key)) > 0) return;
       if (policy === 'error') this.conflict(rel, ch, 'DELETE', this.describe(rel, rel.key, key));
       if (policy === 'ignore') this.stats.conflictsIgnored++;
       else this.stats.conflictsOverwritten++;
@@ -1092,19 +1097,7 @@ export class Applier {
     };
     const exprs = new Map<number, string>();
     for (const i of cols) if (old[i] !== null) exprs.set(i, param(i));
-    const conditions = [
-      ...cols.flatMap((i) => {
-        const c = table.columns[i]!;
-        if (old[i] === null) return [`s.${c.quoted} IS NULL`];
-        if (c.eq === 'plain') return [`s.${c.quoted} = ${exprs.get(i)}`];
-        if (c.eq) return [`s.${c.quoted}::${c.eq} = (${exprs.get(i)})::${c.eq}`];
-        return [];
-      }),
-      `ROW(${cols.map((i) => `s.${table.columns[i]!.quoted}`).join(', ')})::text = ROW(${cols
-        .map((i) => (old[i] === null ? `NULL::${table.columns[i]!.type}` : exprs.get(i)))
-        .join(', ')})::text`,
-    ];
-    const one = `SELECT s.tableoid, s.ctid FROM ${table.only}${table.quoted} AS s WHERE ${conditions.join(' AND ')} LIMIT 1`;
+    const one = `SELECT s.tableoid, s.ctid FROM ${table.only}${table.quoted} AS s WHERE ${fullRowMatch(table, (i) => old[i] === null, (i) => exprs.get(i)!)} LIMIT 1`;
     return {
       where: table.partitioned ? `(t.tableoid, t.ctid) = (${one})` : `t.ctid = (SELECT x.ctid FROM (${one}) x)`,
       values,

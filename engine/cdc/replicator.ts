@@ -13,11 +13,12 @@
 import type pg from 'pg';
 import { CANONICAL_SESSION_SQL, isTransient } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
-import { Applier, readAppliedLsn, type ConflictPolicy } from './apply.js';
+import { Applier, type ConflictPolicy } from './apply.js';
 import { formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
 import { currentWalLsn } from '../cutover/index.js';
+import { serverVersion } from './slot.js';
 import { readReplicationStatus } from './state.js';
-import { ChangeStream, type StreamedMessage } from './stream.js';
+import { ChangeStream, PG_EPOCH_OFFSET_US, type StreamedMessage } from './stream.js';
 
 export interface ReplicatorOptions {
   migration: string;
@@ -207,9 +208,14 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
   const early = new Map<number, { applier: Applier; client: pg.Client }>();
   /** Rows applied by early appliers of streamed transactions that committed (for onHeartbeat). */
   let streamedRows = 0;
+  /** Configures a target session for applying and puts an Applier on it. */
+  const newApplier = async (client: pg.Client) => {
+    await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
+    return new Applier(client, { migration, conflictPolicy: options.conflictPolicy, maxChunkRows: options.batch.maxRows, maxChunkBytes: options.batch.maxBytes });
+  };
   try {
     const target = await open(options.connectTarget);
-    await target.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
+    const thisApplier = await newApplier(target);
     await takeApplyLock(target, migration, log);
     const control = await open(options.connectTarget);
     const source = await open(options.connectSource);
@@ -218,7 +224,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
     await source.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [options.slotName]);
     const status = await readReplicationStatus(control, migration);
     if (!status) throw new ReplicationFailedError(`Migration ${migration} has no replication registered in the target's control schema.`);
-    const startLsn = (await readAppliedLsn(target, migration)) ?? status.consistentLsn ?? '0/0';
+    const startLsn = status.appliedLsn ?? status.consistentLsn ?? '0/0';
     let applied = parseLsn(startLsn);
     /** Everything received up to here is on the target: the applied LSN, or the server's position while we were idle. */
     let processed = applied;
@@ -227,10 +233,8 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
     let lastFlushAt = Date.now();
     let flushScheduled = false;
 
-    const thisApplier = new Applier(target, { migration, conflictPolicy: options.conflictPolicy, maxChunkRows: options.batch.maxRows, maxChunkBytes: options.batch.maxBytes });
     applier = thisApplier;
-    const { rows: version } = await source.query<{ num: string }>("SELECT current_setting('server_version_num') AS num");
-    const streaming = allowStreaming && Number(version[0]!.num) >= 140000;
+    const streaming = allowStreaming && (await serverVersion(source)) >= 140000;
     if (streaming) await target.query(`SET lock_timeout = '${MAIN_LOCK_TIMEOUT}'`);
     const config = await options.streamConfig();
     // The walsender streams an in-progress transaction once it holds this much of it: small
@@ -308,11 +312,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
       if (early.size >= MAX_EARLY_STREAMS) throw new StreamingFallback(`more than ${MAX_EARLY_STREAMS} large transactions in progress at once`);
       const client = await options.connectTarget();
       client.on('error', () => undefined);
-      await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
-      const entry = {
-        client,
-        applier: new Applier(client, { migration, conflictPolicy: options.conflictPolicy, maxChunkRows: options.batch.maxRows, maxChunkBytes: options.batch.maxBytes }),
-      };
+      const entry = { client, applier: await newApplier(client) };
       early.set(xid, entry);
       await entry.applier.handle({ tag: 'begin', finalLsn: '0/0', commitTime: 0n, xid });
       return entry;
@@ -365,7 +365,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
         await thisApplier.handle(message);
         if (message.tag === 'commit') {
           received = parseLsn(message.endLsn);
-          oldestPendingCommit ??= Number(message.commitTime / 1000n) + 946_684_800_000;
+          oldestPendingCommit ??= Number(message.commitTime / 1000n) + Number(PG_EPOCH_OFFSET_US / 1000n);
           if (Date.now() - lastFlushAt >= options.batch.maxDelayMs) {
             await flush();
           } else {

@@ -13,6 +13,12 @@ export function defaultSlotName(migration: string): string {
   return `pgferry_${migration.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
 }
 
+/** The slot and publication a migration streams through: cdc.slotName (default from its name) and cdc.publicationName (default the slot's name). */
+export function replicationNames(spec: { name: string; cdc: { slotName?: string; publicationName?: string } }): { slotName: string; publicationName: string } {
+  const slotName = spec.cdc.slotName ?? defaultSlotName(spec.name);
+  return { slotName, publicationName: spec.cdc.publicationName ?? slotName };
+}
+
 type Operation = 'insert' | 'update' | 'delete' | 'truncate';
 const OPERATIONS: Operation[] = ['insert', 'update', 'delete', 'truncate'];
 
@@ -26,7 +32,8 @@ export interface PublicationSpec {
 const codeOf = (error: unknown) => (error as { code?: string } | null)?.code;
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-async function serverVersion(client: pg.Client): Promise<number> {
+/** server_version_num, e.g. 160004. */
+export async function serverVersion(client: pg.Client): Promise<number> {
   // SHOW works on walsender connections too (PG 10+), so both kinds of connection use it.
   const { rows } = await client.query<{ server_version_num: string }>('SHOW server_version_num');
   return Number(rows[0]!.server_version_num);

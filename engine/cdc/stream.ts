@@ -93,7 +93,7 @@ class RawPgoutputPlugin {
 }
 
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
-const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
+export const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 
 /** Standby status update ('r'): write = flush = apply = `lsn`; with `replyRequested` the server answers with a keepalive at once. */
 function standbyStatusUpdate(lsn: bigint, replyRequested = false): Buffer {

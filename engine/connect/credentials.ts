@@ -28,7 +28,6 @@ export class DatabaseCredentials {
     readonly dbname: string,
     readonly sslmode?: SslMode,
     readonly sslrootcert?: string,
-    /** The secret describes an Amazon RDS/Aurora database (an RDS-managed secret, or one with an instance/cluster identifier). */
   ) {
     this.#password = password;
   }

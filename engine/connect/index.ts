@@ -38,7 +38,7 @@ const RDS_HOST = /\.rds\.amazonaws\.com(\.cn)?\.?$/i;
  * Whether the credentials point at Amazon RDS or Aurora, by the host name: a secret made for RDS
  * may still name a CNAME, an IP or a tunnel, whose certificate would not verify.
  */
-export function isRdsDatabase(credentials: DatabaseCredentials): boolean {
+function isRdsDatabase(credentials: DatabaseCredentials): boolean {
   return RDS_HOST.test(credentials.host);
 }
 
@@ -48,7 +48,7 @@ export function isRdsDatabase(credentials: DatabaseCredentials): boolean {
  * the RDS CAs, whose bundles are trusted by default, so verification works out of the box),
  * and libpq's own default "prefer" for everything else.
  */
-export function defaultSslMode(settings: EndpointSettings, credentials: DatabaseCredentials): SslMode {
+function defaultSslMode(settings: EndpointSettings, credentials: DatabaseCredentials): SslMode {
   return settings.tls?.mode ?? credentials.sslmode ?? (isRdsDatabase(credentials) ? 'verify-full' : 'prefer');
 }
 

@@ -163,6 +163,12 @@ export async function ensureControlSchema(client: pg.Client): Promise<void> {
   }
 }
 
+/** Whether the target has the control schema (its migrations table): a target pgferry never ran on has none. */
+export async function controlSchemaExists(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
+  return Boolean(rows[0]?.ok);
+}
+
 export function specDigest(spec: unknown): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }
@@ -237,6 +243,11 @@ export async function migrationState(client: pg.Client, name: string): Promise<M
   );
   const row = rows[0];
   return row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error, execution: row.execution };
+}
+
+/** Records the snapshot the full load reads at (null: none, e.g. a resumed slot), not yet released. */
+export async function recordSnapshot(client: pg.Client, name: string, snapshot: string | null): Promise<void> {
+  await client.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [name, snapshot]);
 }
 
 export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'done' | 'failed';

@@ -7,11 +7,17 @@ import type pg from 'pg';
 /** application_name of the CDC task's sessions: the fence leaves them be, they drain the source. */
 export const STREAMER_APPLICATION_NAME = 'pgferry-replicate';
 
-/** Makes the source database read-only for new sessions and ends every other client session on it. */
-export async function fenceSource(source: pg.Client): Promise<{ database: string; sessionsEnded: number }> {
+/** Runs `ALTER DATABASE <the connected database> <action>`; returns the database's name. */
+async function alterCurrentDatabase(source: pg.Client, action: string): Promise<string> {
   const { rows } = await source.query<{ db: string }>('SELECT current_database() AS db');
   const database = rows[0]!.db;
-  await source.query(`ALTER DATABASE ${source.escapeIdentifier(database)} SET default_transaction_read_only = on`);
+  await source.query(`ALTER DATABASE ${source.escapeIdentifier(database)} ${action}`);
+  return database;
+}
+
+/** Makes the source database read-only for new sessions and ends every other client session on it. */
+export async function fenceSource(source: pg.Client): Promise<{ database: string; sessionsEnded: number }> {
+  const database = await alterCurrentDatabase(source, 'SET default_transaction_read_only = on');
   const ended = await source.query(
     `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
       WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
@@ -23,8 +29,7 @@ export async function fenceSource(source: pg.Client): Promise<{ database: string
 
 /** Lifts the fence (after a failed cutover the source must take writes again). */
 export async function unfenceSource(source: pg.Client): Promise<void> {
-  const { rows } = await source.query<{ db: string }>('SELECT current_database() AS db');
-  await source.query(`ALTER DATABASE ${source.escapeIdentifier(rows[0]!.db)} RESET default_transaction_read_only`);
+  await alterCurrentDatabase(source, 'RESET default_transaction_read_only');
 }
 
 /**

@@ -118,7 +118,7 @@ function explainedByTypo(issues: readonly Issue[], allowedKeys: ReadonlyMap<stri
   return explained;
 }
 
-function toProblems(issues: readonly Issue[], allowedKeys: ReadonlyMap<string, readonly string[]>): SpecProblem[] {
+function toProblems(issues: readonly Issue[], allowedKeys: ReadonlyMap<string, readonly string[]>, subject: string): SpecProblem[] {
   const explained = explainedByTypo(issues, allowedKeys);
   return issues.flatMap((issue): SpecProblem[] => {
     if (issue.code === 'invalid_type' && issue.input === undefined && explained.has(formatPath(issue.path))) return [];
@@ -127,16 +127,22 @@ function toProblems(issues: readonly Issue[], allowedKeys: ReadonlyMap<string, r
       return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: unknownKeyMessage(key, allowed) }));
     }
     if (issue.path.length === 0 && issue.code === 'invalid_type') {
-      return [{ path: '(root)', message: 'the spec must be a JSON object' }];
+      return [{ path: '(root)', message: `${subject} must be a JSON object` }];
     }
     return [{ path: formatPath(issue.path), message: issue.message }];
   });
+}
+
+export interface ParseOptions {
+  /** What the input is, for the problem of an input that is no object: "the spec" unless told. */
+  subject?: string;
 }
 
 /** Parses with plain-English messages: one problem per issue, and one per unknown key. */
 export function parseWithProblems<T extends z.ZodType>(
   schema: T,
   input: unknown,
+  options: ParseOptions = {},
 ): { success: true; data: z.output<T> } | { success: false; problems: SpecProblem[] } {
   const allowedKeys = new Map<string, readonly string[]>();
   const result = schema.safeParse(input, {
@@ -149,5 +155,5 @@ export function parseWithProblems<T extends z.ZodType>(
     },
   });
   if (result.success) return { success: true, data: result.data };
-  return { success: false, problems: toProblems(result.error.issues, allowedKeys) };
+  return { success: false, problems: toProblems(result.error.issues, allowedKeys, options.subject ?? 'the spec') };
 }

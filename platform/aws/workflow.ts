@@ -79,10 +79,6 @@ export function parseExecutionArn(value: string, argument = 'EXECUTION_ARN'): Pa
   return { arn: value, region: match[1]!, account: match[2]!, name: match[4]! };
 }
 
-export function isExecutionArn(value: string): boolean {
-  return EXECUTION_ARN.test(value);
-}
-
 /** A versioned or aliased state machine ARN carries its deployment's tags on the unqualified one. */
 function unqualifiedStateMachineArn(arn: string): string {
   return arn.split(':').slice(0, 7).join(':');
@@ -109,9 +105,14 @@ export function localOnlySecretProblems(input: unknown): SpecProblem[] {
   });
 }
 
+/** 2026-12-01T02:00:00.000Z → 2026-12-01T02:00:00Z: a time as messages show it, to the second. */
+export function isoSeconds(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
 /** 2026-12-01T02:00:00.000Z → 20261201T020000Z */
 function compactUtcTimestamp(date: Date): string {
-  return date.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+  return isoSeconds(date).replace(/[-:]/g, '');
 }
 
 const EXECUTION_NAME_MAX = 80;
@@ -143,7 +144,7 @@ export function parseScheduleTime(value: string, now: Date): Date {
   }
   at.setUTCMilliseconds(0);
   if (at.getTime() <= now.getTime()) {
-    throw new InvalidArgumentError(`--at: ${JSON.stringify(value)} is in the past (it is now ${now.toISOString().replace(/\.\d+Z$/, 'Z')}).`);
+    throw new InvalidArgumentError(`--at: ${JSON.stringify(value)} is in the past (it is now ${isoSeconds(now)}).`);
   }
   return at;
 }
@@ -392,18 +393,17 @@ export interface RunDescription {
 export async function describeRun(executionArn: string): Promise<RunDescription> {
   const execution = parseExecutionArn(executionArn);
   const described = await describeExecution(execution);
-  const history = await readHistory(execution);
   const spec = parseInput(described);
   const stateMachineArn = described.stateMachineArn!;
-  let progress: Progress;
-  if ('reason' in spec) {
-    progress = { available: false, reason: spec.reason };
-  } else {
-    progress = await invokeOperator(stateMachineArn, { action: 'status', spec: spec.value }).then(
-      (response): Progress => (response.action === 'status' ? { available: true, status: response.status } : unexpectedResponse(response)),
-      (error: unknown): Progress => ({ available: false, reason: (error as Error).message }),
-    );
-  }
+  const [history, progress] = await Promise.all([
+    readHistory(execution),
+    'reason' in spec
+      ? ({ available: false, reason: spec.reason } satisfies Progress)
+      : invokeOperator(stateMachineArn, { action: 'status', spec: spec.value }).then(
+          (response): Progress => ({ available: true, status: response.status }),
+          (error: unknown): Progress => ({ available: false, reason: (error as Error).message }),
+        ),
+  ]);
   return {
     executionArn: execution.arn,
     executionName: described.name ?? execution.name,
@@ -437,7 +437,11 @@ function unexpectedResponse(response: unknown): never {
   throw new Error(`the Operator function answered ${JSON.stringify(response).slice(0, 200)}`);
 }
 
-async function invokeOperator(stateMachineArn: string, request: OperatorRequest): Promise<OperatorResponse> {
+/** The Operator's answer to `request`: one for another action is refused here. */
+async function invokeOperator<A extends OperatorRequest['action']>(
+  stateMachineArn: string,
+  request: OperatorRequest & { action: A },
+): Promise<Extract<OperatorResponse, { action: A }>> {
   const stateMachine = parseStateMachineArn(stateMachineArn, "the execution's state machine");
   const functionArn = requireTag(await readTags(stateMachine), 'operatorFunction', stateMachine);
   const region = ANY_ARN_REGION.exec(functionArn)?.[1] ?? stateMachine.region;
@@ -462,7 +466,7 @@ async function invokeOperator(stateMachineArn: string, request: OperatorRequest)
     throw new AwsCallError(`the Operator function failed (${errorType ?? response.FunctionError}): ${errorMessage ?? (text || 'no message')}`, errorType ?? 'FunctionError');
   }
   if (typeof payload !== 'object' || payload === null || (payload as { action?: unknown }).action !== request.action) unexpectedResponse(payload ?? text);
-  return payload as OperatorResponse;
+  return payload as Extract<OperatorResponse, { action: A }>;
 }
 
 export type RunCutover = { running: false; status: string } | { running: true; result: CutoverRequest };
@@ -479,7 +483,7 @@ export async function requestRunCutover(executionArn: string): Promise<RunCutove
   const spec = parseInput(described);
   if ('reason' in spec) throw new AwsCallError(`Cannot cut over execution ${execution.name}: ${spec.reason}.`, 'NoInput');
   const response = await invokeOperator(described.stateMachineArn!, { action: 'cutover', spec: spec.value });
-  return { running: true, result: response.action === 'cutover' ? response.result : unexpectedResponse(response) };
+  return { running: true, result: response.result };
 }
 
 export type RunStop =
@@ -503,7 +507,7 @@ export async function stopRun(executionArn: string): Promise<RunStop> {
     const spec = parseInput(described);
     if ('reason' in spec) throw new AwsCallError(`Execution ${execution.name} is ${status}; cannot clean up its migration: ${spec.reason}.`, 'NoInput');
     const response = await invokeOperator(described.stateMachineArn!, { action: 'cleanup', spec: spec.value, execution: execution.arn });
-    return { stopped: false, status, migrationName: specName(spec.value), cleanup: response.action === 'cleanup' ? response.result : unexpectedResponse(response) };
+    return { stopped: false, status, migrationName: specName(spec.value), cleanup: response.result };
   }
   const response = await send(
     {

@@ -1,13 +1,13 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../bin/cli.js';
 import { readReplicationStatus, requestCutover } from '../../engine/cdc/state.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { runLocalWorkflow, type LocalRunResult } from '../../local/runner.js';
 import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-database.js';
 import { createWorkloadSchema, startWorkload } from '../../local/workload.js';
+import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
-import { tableHashes } from '../support/equality.js';
+import { databaseHashes } from '../support/equality.js';
 import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
 let source: LocalCluster;
@@ -45,17 +45,9 @@ function cdcSpec(name: string, database: string, extra: Record<string, unknown> 
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false | null>) => waitUntil(what, probe, 90_000, 100);
 
 /** The tests' own check: every table's sorted COPY text hashed on both sides. */
-async function tableHashesOf(from: LocalCluster, to: LocalCluster, database: string) {
-  const [s, t] = [await from.connect(database), await to.connect(database)];
-  try {
-    return { sourceHashes: await tableHashes(s), targetHashes: await tableHashes(t) };
-  } finally {
-    await Promise.all([s.end(), t.end()]);
-  }
-}
-
 async function expectSameData(database: string) {
-  const { sourceHashes, targetHashes } = await tableHashesOf(source, target, database);
+  const sourceHashes = await databaseHashes(source, database);
+  const targetHashes = await databaseHashes(target, database);
   expect(Object.keys(sourceHashes).length).toBeGreaterThan(0);
   expect(targetHashes).toEqual(sourceHashes);
 }
@@ -160,20 +152,14 @@ describe('full+cdc through the workflow', () => {
     const name = 'cdc-types';
     const spec = cdcSpec(name, SAMPLE_DATABASE, { cdc: { heartbeatTimeoutSeconds: 10 } });
     const specFile = scratch.writeJson(`${name}.json`, spec);
-    const cli = async (...args: string[]) => {
-      let out = '';
-      let err = '';
-      const code = await main(args, { write: (s: string) => ((out += s), true) }, { write: (s: string) => ((err += s), true) });
-      return { code, out, err };
-    };
     const result = await migrateLive(
       spec,
       target,
       SAMPLE_DATABASE,
       async (control) => {
         await waitFor('the comparison while replicating', async () => (await readReplicationStatus(control, name))?.liveCompared);
-        const live = await cli('status', specFile);
-        expect(live.out).toMatch(/comparison: 17 of 17 tables match \(compared while replicating\)/);
+        const live = await runCli('status', specFile);
+        expect(live.stdout).toMatch(/comparison: 17 of 17 tables match \(compared while replicating\)/);
         await source.sql(
           `INSERT INTO shop.all_types SELECT id + 100000, i2, i4, i8, f4, f8, num, num_scaled, mny, b, ch, vc, t, nm, bt, bits, vbits, d, tm, tmtz, ts, tstz, iv,
                   u, j, jb, x, inet_v, cidr_v, mac, mac8, pt, ln, ls, bx, pth, pg, cir, tsv, tsq, lsn, o, r_int, r_num, r_ts, r_date, a_int, a_text, a_2d, a_ts
@@ -193,24 +179,24 @@ describe('full+cdc through the workflow', () => {
            UPDATE "Sales Data"."MixedCase" SET "Id" = "Id" + 1000000;`,
           SAMPLE_DATABASE,
         );
-        const status = await cli('status', specFile);
+        const status = await runCli('status', specFile);
         expect(status.code).toBe(0);
-        expect(status.out).toMatch(/Migration cdc-types: replicate/);
-        expect(status.out).toMatch(/full load: 17\/17 tables copied/);
-        expect(status.out).toMatch(/CDC: lag [\d.]+ s/);
+        expect(status.stdout).toMatch(/Migration cdc-types: replicate/);
+        expect(status.stdout).toMatch(/full load: 17\/17 tables copied/);
+        expect(status.stdout).toMatch(/CDC: lag [\d.]+ s/);
       },
       async () => {
-        const cutover = await cli('cutover', specFile);
-        expect(cutover).toMatchObject({ code: 0, err: '' });
-        expect(cutover.out).toMatch(/Cutover requested for cdc-types/);
+        const cutover = await runCli('cutover', specFile);
+        expect(cutover).toMatchObject({ code: 0, stderr: '' });
+        expect(cutover.stdout).toMatch(/Cutover requested for cdc-types/);
       },
     );
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     await expectSameData(SAMPLE_DATABASE);
-    expect((await cli('status', specFile)).out).toMatch(/Migration cdc-types: done/);
-    const late = await cli('cutover', specFile);
+    expect((await runCli('status', specFile)).stdout).toMatch(/Migration cdc-types: done/);
+    const late = await runCli('cutover', specFile);
     expect(late.code).toBe(1);
-    expect(late.err).toMatch(/not replicating changes \(phase: done\): there is nothing to cut over/);
+    expect(late.stderr).toMatch(/not replicating changes \(phase: done\): there is nothing to cut over/);
   });
 
   it('drops the slot and the publication when the run is stopped', async () => {
@@ -261,8 +247,7 @@ describe('full+cdc through the workflow', () => {
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     const [restarts] = await pg18.sql(`SELECT restarts FROM pgferry.replication_status WHERE migration = '${name}'`, 'legacy');
     expect(restarts!.rows[0].restarts).toBe(0);
-    const { sourceHashes, targetHashes } = await tableHashesOf(pg13, pg18, 'legacy');
-    expect(targetHashes).toEqual(sourceHashes);
+    expect(await databaseHashes(pg18, 'legacy')).toEqual(await databaseHashes(pg13, 'legacy'));
   });
 
   it('mode "cdc" streams into tables that already hold the data, then compares them all', async () => {
@@ -279,7 +264,6 @@ describe('full+cdc through the workflow', () => {
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     const [comparisons] = await target.sql(`SELECT source_table, status FROM pgferry.comparisons WHERE migration = '${name}'`, 'streamonly');
     expect(comparisons!.rows).toEqual([{ source_table: 'items', status: 'match' }]);
-    const { sourceHashes, targetHashes } = await tableHashesOf(source, target, 'streamonly');
-    expect(targetHashes).toEqual(sourceHashes);
+    expect(await databaseHashes(target, 'streamonly')).toEqual(await databaseHashes(source, 'streamonly'));
   });
 });

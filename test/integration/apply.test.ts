@@ -10,7 +10,7 @@ import { decodePgoutput, type PgoutputMessage } from '../../engine/cdc/pgoutput.
 import { CANONICAL_SESSION_SQL } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
-import { tableHashes } from '../support/equality.js';
+import { databaseHashes } from '../support/equality.js';
 
 const MIGRATION = 'apply-test';
 
@@ -137,15 +137,6 @@ async function replay(applier: Applier, messages: PgoutputMessage[], flushEvery 
   await applier.flush();
 }
 
-async function hashes(cluster: LocalCluster, database?: string): Promise<Record<string, string>> {
-  const client = await cluster.connect(database);
-  try {
-    return await tableHashes(client);
-  } finally {
-    await client.end();
-  }
-}
-
 /**
  * Runs one source transaction of statements, each in a savepoint so a statement the random
  * workload got wrong (e.g. a key collision) just does nothing. Returns how many failed.
@@ -195,7 +186,7 @@ beforeAll(async () => {
   await beginMigration(tmpl, MIGRATION, { mode: 'cdc' });
   await tmpl.query(`INSERT INTO pgferry.replication (migration, slot_name, publication_name) VALUES ($1, 's', 'pub')`, [MIGRATION]);
   await tmpl.end();
-  expect(await hashes(target, 'tmpl')).toEqual(await hashes(source));
+  expect(await databaseHashes(target, 'tmpl')).toEqual(await databaseHashes(source));
 });
 
 afterAll(async () => {
@@ -307,7 +298,7 @@ describe('Applier', () => {
     expect(captured.messages.filter((m) => m.tag === 'delete' && names.get(m.relationId) === 'nokey').length).toBeGreaterThan(10);
     expect(captured.messages.some((m) => m.tag === 'truncate')).toBe(true);
     expect(captured.rows).toBeGreaterThan(3000);
-    const expected = await hashes(source);
+    const expected = await databaseHashes(source);
     const last = captured.commits.at(-1)!;
 
     const variants: { options: Partial<ApplierOptions>; flushEvery: number }[] = [
@@ -320,7 +311,7 @@ describe('Applier', () => {
       const { name, client } = await cloneTarget();
       const applier = new Applier(client, { migration: MIGRATION, conflictPolicy: 'error', ...variant.options });
       await replay(applier, captured.messages, variant.flushEvery);
-      expect(await hashes(target, name), `variant ${i}`).toEqual(expected);
+      expect(await databaseHashes(target, name), `variant ${i}`).toEqual(expected);
       expect(await readAppliedLsn(client, MIGRATION)).toBe(last.endLsn);
       const row = await replicationRow(client);
       expect(row).toMatchObject({ lsn: last.endLsn, transactions: captured.commits.length, rows: captured.rows });
@@ -347,7 +338,7 @@ describe('Applier', () => {
     const captured = await capture();
     const applier = new Applier(live, { migration: MIGRATION, conflictPolicy: 'error' });
     await replay(applier, captured.messages);
-    expect(await hashes(target, live.database)).toEqual(await hashes(source));
+    expect(await databaseHashes(target, live.database)).toEqual(await databaseHashes(source));
     expect(applier.stats.rowByRowChunks).toBe(1); // app.uniq
     expect(applier.stats.setWiseChunks).toBe(1); // app.docs
     const { rows: swapped } = await live.query('SELECT id, code FROM app.uniq WHERE id IN ($1, $2) ORDER BY id', [a.id, b.id]);
@@ -378,7 +369,7 @@ describe('Applier', () => {
     expect(captured.messages.filter((m) => m.tag === 'delete').length).toBe(4);
     const applier = new Applier(live, { migration: MIGRATION, conflictPolicy: 'error' });
     await replay(applier, captured.messages);
-    expect(await hashes(target, live.database)).toEqual(await hashes(source));
+    expect(await databaseHashes(target, live.database)).toEqual(await databaseHashes(source));
     expect(applier.stats.rowByRowChunks).toBe(0);
     const { rows: left } = await live.query(`SELECT b, count(*)::int AS n FROM app.nokey WHERE a = 50 GROUP BY b ORDER BY b`);
     expect(left).toEqual([
@@ -399,7 +390,7 @@ describe('Applier', () => {
     const captured = await capture();
     expect(captured.commits).toHaveLength(3);
     const observer = await connectTarget(live.database!);
-    const before = await hashes(target, live.database);
+    const before = await databaseHashes(target, live.database);
     const lsnBefore = await readAppliedLsn(observer, MIGRATION);
 
     // Tiny chunks: the changes are written into the open target transaction, not yet committed.
@@ -409,9 +400,9 @@ describe('Applier', () => {
     expect(first.pendingTransactions).toBe(3);
     const { rows: inTransaction } = await live.query(`SELECT count(*)::int AS n FROM app.pairs WHERE a = 900`);
     expect(inTransaction[0].n).toBe(1); // visible inside the target transaction…
-    expect(await hashes(target, live.database)).toEqual(before); // …but not outside it
+    expect(await databaseHashes(target, live.database)).toEqual(before); // …but not outside it
     await first.abort();
-    expect(await hashes(target, live.database)).toEqual(before);
+    expect(await databaseHashes(target, live.database)).toEqual(before);
     expect(await readAppliedLsn(observer, MIGRATION)).toBe(lsnBefore);
 
     const second = new Applier(live, { migration: MIGRATION, conflictPolicy: 'error', maxChunkRows: 1 });
@@ -423,7 +414,7 @@ describe('Applier', () => {
     expect(result).toEqual({ appliedLsn: captured.commits[2]!.endLsn, transactions: 3, rows: captured.rows });
     expect(await second.flush()).toEqual({ appliedLsn: undefined, transactions: 0, rows: 0 });
     expect(await readAppliedLsn(observer, MIGRATION)).toBe(captured.commits[2]!.endLsn);
-    expect(await hashes(target, live.database)).toEqual(await hashes(source));
+    expect(await databaseHashes(target, live.database)).toEqual(await databaseHashes(source));
     await close(observer);
   });
 
@@ -495,7 +486,7 @@ describe('Applier', () => {
       const { name, client, applier } = await diverged('overwrite');
       await replay(applier, phases.conflicting);
       expect(await items(client)).toEqual((await sourceClient.query('SELECT id, v FROM app.items ORDER BY id')).rows);
-      expect((await hashes(target, name))['app.items']).toBe((await hashes(source))['app.items']);
+      expect((await databaseHashes(target, name))['app.items']).toBe((await databaseHashes(source))['app.items']);
       expect(applier.stats).toMatchObject({ conflictsIgnored: 0, conflictsOverwritten: 3 });
       expect(await readAppliedLsn(client, MIGRATION)).toBe((phases.conflicting.at(-1) as { endLsn: string }).endLsn);
       await close(client);

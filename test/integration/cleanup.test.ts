@@ -1,5 +1,3 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerReplication, recordFence, requestApply } from '../../engine/cdc/state.js';
 import { replicationStatusStep } from '../../engine/migration.js';
@@ -8,10 +6,10 @@ import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { waitFor } from '../support/wait.js';
 import { ensurePublication } from '../../engine/cdc/slot.js';
 import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
-import { main } from '../../bin/cli.js';
 import { fenceSource } from '../../engine/cutover/index.js';
 import { handler } from '../../lambdas/cleanup.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 
 let cluster: LocalCluster;
@@ -236,15 +234,11 @@ describe('one run per migration name', () => {
     expect(phase!.rows[0].phase).toBe('schema');
 
     // The runner of that run is gone: `pgferry stop SPEC` ends it so the migration can run again.
-    const specFile = join(scratch.dir, 'guarded.json');
-    writeFileSync(specFile, JSON.stringify(spec));
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await main(['stop', specFile], { write: (text: string) => out.push(text) > 0 }, { write: (text: string) => err.push(text) > 0 });
-    expect({ code, out: out.join(''), err: err.join('') }).toEqual({
+    const specFile = scratch.writeJson('guarded.json', spec);
+    expect(await runCli('stop', specFile)).toEqual({
       code: 0,
-      out: 'Migration guarded is marked failed; dropped the replication slot. It can run again.\n',
-      err: '',
+      stdout: 'Migration guarded is marked failed; dropped the replication slot. It can run again.\n',
+      stderr: '',
     });
     const [after] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_guarded'");
     expect(after!.rows[0].n).toBe(0);
@@ -269,15 +263,11 @@ describe('one run per migration name', () => {
     } finally {
       await Promise.all([source.end(), target.end()]);
     }
-    const specFile = join(scratch.dir, 'on-aws.json');
-    writeFileSync(specFile, JSON.stringify(spec));
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await main(['stop', specFile], { write: (text: string) => out.push(text) > 0 }, { write: (text: string) => err.push(text) > 0 });
-    expect({ code, out: out.join(''), err: err.join('') }).toEqual({
+    const specFile = scratch.writeJson('on-aws.json', spec);
+    expect(await runCli('stop', specFile)).toEqual({
       code: 1,
-      out: '',
-      err: `Migration on-aws on this target is run by the AWS execution ${RUN} (phase schema): stop it with: pgferry stop ${RUN}\n`,
+      stdout: '',
+      stderr: `Migration on-aws on this target is run by the AWS execution ${RUN} (phase schema): stop it with: pgferry stop ${RUN}\n`,
     });
     const [slots] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_on_aws'");
     expect(slots!.rows[0].n).toBe(1);

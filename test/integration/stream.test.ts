@@ -4,6 +4,7 @@ import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication, slot
 import { ChangeStream, type KeepaliveEvent, type StreamedMessage } from '../../engine/cdc/stream.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { clientConfig, replicationConnector, withClient } from '../support/clusters.js';
+import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
 const majors = [13, 17] as const;
 type Major = (typeof majors)[number];
@@ -27,15 +28,8 @@ async function createSlot(cluster: LocalCluster, slotName: string, publicationNa
   return holder.slot.consistentLsn;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
+/** Polls every 25 ms, for 10 s unless told. */
+const waitFor = (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) => waitUntil(what, condition, timeoutMs, 25);
 
 const text = (values: TupleValue[] | undefined) => values?.map((v) => (v.kind === 'text' ? v.value : v.kind));
 const commits = (messages: StreamedMessage[]) => messages.filter((m) => m.message.tag === 'commit') as (StreamedMessage & { message: Extract<PgoutputMessage, { tag: 'commit' }> })[];

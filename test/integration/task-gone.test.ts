@@ -12,6 +12,7 @@ import { beginMigration, ensureControlSchema } from '../../engine/control/index.
 import { parseSpec, type MigrationSpec } from '../../engine/spec/index.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { scratchDir } from '../support/clusters.js';
+import { waitFor } from '../support/wait.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const scratch = scratchDir('task-gone');
@@ -121,14 +122,6 @@ function runTask(task: 'replicate' | 'snapshot', spec: MigrationSpec): TaskRun {
 /** The task logs this as it learns from a heartbeat's answer that the workflow gave up on it. */
 const heartbeatRefused = (run: TaskRun) => run.stdoutSoFar().includes('heartbeat to the workflow failed (TaskTimedOut');
 
-async function until(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 const lastLine = (text: string) => text.trim().split('\n').pop() ?? '';
 const GONE = "the workflow no longer waits for this task (TaskTimedOut: Task Timed Out: 'Provided task does not exist anymore')";
 
@@ -171,13 +164,13 @@ describe('a callback task the workflow no longer waits for', () => {
     await blocker.query('SELECT txid_current()');
     const running = runTask('replicate', spec);
     try {
-      await until(async () => {
+      await waitFor('the slot creation to wait for the open transaction', async () => {
         const [waiting] = await cluster.sql("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgferry-replicate' AND query LIKE 'CREATE_REPLICATION_SLOT%'");
         return waiting!.rows.length > 0;
       });
       // Step Functions gave up on the task while the slot waited: the workflow went on to Cleanup, which found no slot yet.
       answerHeldHeartbeats();
-      await until(async () => heartbeatRefused(running));
+      await waitFor('the task to log the refused heartbeat', () => heartbeatRefused(running));
     } finally {
       answerHeldHeartbeats();
       await blocker.query('COMMIT');
@@ -206,7 +199,7 @@ describe('a callback task the workflow no longer waits for', () => {
     await locker.query('LOCK TABLE pg_catalog.pg_class IN ACCESS EXCLUSIVE MODE');
     const running = runTask('replicate', spec);
     try {
-      await until(async () => heartbeatRefused(running));
+      await waitFor('the task to log the refused heartbeat', () => heartbeatRefused(running));
     } finally {
       await locker.query('COMMIT');
       await locker.end();

@@ -1,4 +1,3 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import {
@@ -11,23 +10,15 @@ import {
   WORKLOAD_TABLES,
   type WorkloadStats,
 } from '../../local/workload.js';
+import { withClient } from '../support/clusters.js';
 
 const ACCOUNTS_PER_SCALE = 1000;
 const DB = 'workload';
 
 let cluster: LocalCluster;
 
-async function withClient<T>(database: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = await cluster.connect(database);
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
 const one = async <T>(database: string, text: string): Promise<T> =>
-  withClient(database, async (client) => (await client.query(text)).rows[0] as T);
+  withClient(cluster, database, async (client) => (await client.query(text)).rows[0] as T);
 
 /** Every TPC-B transaction adds the same delta to an account, a teller, a branch and the history. */
 const balances = (database: string) =>
@@ -54,7 +45,7 @@ const activeTimeouts = () => process.getActiveResourcesInfo().filter((name) => n
 beforeAll(async () => {
   [cluster] = await startClusters([{ major: 17, label: 'workload' }]);
   await cluster.sql(`CREATE DATABASE ${DB}`);
-  await withClient(DB, (client) => createWorkloadSchema(client, { accountsPerScale: ACCOUNTS_PER_SCALE }));
+  await withClient(cluster, DB, (client) => createWorkloadSchema(client, { accountsPerScale: ACCOUNTS_PER_SCALE }));
 });
 
 afterAll(async () => {
@@ -98,7 +89,7 @@ describe('createWorkloadSchema', () => {
   });
 
   it('sets the replica identities and primary keys as stated', async () => {
-    const rows = await withClient(DB, async (client) =>
+    const rows = await withClient(cluster, DB, async (client) =>
       (
         await client.query<{ name: string; identity: string; pk: boolean }>(
           `SELECT c.oid::regclass::text AS name, c.relreplident AS identity,
@@ -134,7 +125,7 @@ describe('createWorkloadSchema', () => {
   });
 
   it('refuses, naming them, when the tables exist', async () => {
-    await expect(withClient(DB, (client) => createWorkloadSchema(client, { accountsPerScale: ACCOUNTS_PER_SCALE }))).rejects.toThrow(
+    await expect(withClient(cluster, DB, (client) => createWorkloadSchema(client, { accountsPerScale: ACCOUNTS_PER_SCALE }))).rejects.toThrow(
       /database "workload" already has public\.pgbench_branches, .*public\.workload_keys/,
     );
   });
@@ -234,7 +225,7 @@ describe('startWorkload', () => {
 
   it('stops by itself on its first write when the source is already read-only', async () => {
     await cluster.sql('CREATE DATABASE workload_ro');
-    await withClient('workload_ro', (client) => createWorkloadSchema(client, { accountsPerScale: 100 }));
+    await withClient(cluster, 'workload_ro', (client) => createWorkloadSchema(client, { accountsPerScale: 100 }));
     await cluster.sql('ALTER DATABASE workload_ro SET default_transaction_read_only = on');
     const stats = await startWorkload(() => cluster.connect('workload_ro'), { clients: 2, accountsPerScale: 100 }).finished;
     expect(stats.stoppedBecause).toMatch(/^source is read-only \(25006/);

@@ -31,9 +31,15 @@ export function clientConfig(cluster: LocalCluster, database = cluster.connectio
   return { ...rest, user: username, database };
 }
 
-/** Runs `fn` on a fresh client of the cluster's default database, closing it afterwards. */
-export async function withClient<T>(cluster: LocalCluster, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = await cluster.connect();
+/** Runs `fn` on a fresh client of one of the cluster's databases (default: its own), closing it afterwards. */
+export async function withClient<T>(cluster: LocalCluster, fn: (client: pg.Client) => Promise<T>): Promise<T>;
+export async function withClient<T>(cluster: LocalCluster, database: string | undefined, fn: (client: pg.Client) => Promise<T>): Promise<T>;
+export async function withClient<T>(
+  cluster: LocalCluster,
+  ...args: [fn: (client: pg.Client) => Promise<T>] | [database: string | undefined, fn: (client: pg.Client) => Promise<T>]
+): Promise<T> {
+  const [database, fn] = args.length === 1 ? [undefined, args[0]] : args;
+  const client = await cluster.connect(database);
   try {
     return await fn(client);
   } finally {

@@ -6,6 +6,8 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import type { LocalCluster } from '../../local/cluster.js';
+import { withClient } from './clusters.js';
 
 const SETTINGS =
   "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'";
@@ -39,6 +41,11 @@ export async function tableHashes(client: pg.Client): Promise<Record<string, str
     result[`${schema}.${name}`] = `${count[0].n} rows ${hash}`;
   }
   return result;
+}
+
+/** tableHashes of one of the cluster's databases (default: its own), on a client of its own. */
+export function databaseHashes(cluster: LocalCluster, database?: string): Promise<Record<string, string>> {
+  return withClient(cluster, database, tableHashes);
 }
 
 async function rowsOf(client: pg.Client, sql: string): Promise<string[]> {

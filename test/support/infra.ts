@@ -1,14 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { App, type StackProps } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll } from 'vitest';
 import { PgferryStack } from '../../infra/index.js';
 
 /** The repository's root directory. */
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export { repoRoot } from '../../infra/pgferry-migration.js';
 
 /** An existing VPC, security groups and alarm topic, all from context (no lookups). */
 export const existingVpc = {
@@ -75,4 +74,12 @@ export function render(value: unknown): string {
   if ('Fn::GetAtt' in intrinsic) return `<<${intrinsic['Fn::GetAtt'][0]}.${intrinsic['Fn::GetAtt'][1]}>>`;
   if ('Ref' in intrinsic) return `<<${intrinsic.Ref}>>`;
   throw new Error(`Unexpected CloudFormation value: ${JSON.stringify(value)}`);
+}
+
+/** The definition as CloudFormation will hand it to Step Functions: DefinitionSubstitutions applied. */
+export function deployedDefinition(stateMachine: Record<string, any>): string {
+  const substitutions = (stateMachine.Properties.DefinitionSubstitutions ?? {}) as Record<string, unknown>;
+  return render(stateMachine.Properties.DefinitionString).replace(/\$\{([^}]*)\}/g, (whole, name: string) =>
+    Object.hasOwn(substitutions, name) ? render(substitutions[name]) : whole,
+  );
 }

@@ -9,7 +9,7 @@ import { definitionPlaceholders, migrationDefinitionPath } from '../../infra/pgf
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { loadLocalDefinition, substituteLocally, workflowFile } from '../../local/runner.js';
 import { fargateTasks } from '../../tasks/registry.js';
-import { cdkTestApps, render } from '../support/infra.js';
+import { cdkTestApps, deployedDefinition, render } from '../support/infra.js';
 
 const { synthStack } = cdkTestApps('definition');
 
@@ -38,7 +38,7 @@ describe('the workflow file', () => {
     const substitutions = Object.fromEntries(
       Object.entries(stateMachine!.Properties.DefinitionSubstitutions as Record<string, unknown>).map(([name, value]) => [name, render(value)]),
     );
-    const deployed = render(stateMachine!.Properties.DefinitionString).replace(/\$\{([^}]*)\}/g, (whole, name: string) => substitutions[name] ?? whole);
+    const deployed = deployedDefinition(stateMachine!);
     expect(deployed).not.toContain('${');
     expect(unsubstitute(deployed, substitutions)).toBe(file);
     expect(deployed).toMatch(/"HeartbeatSeconds": 300/);

@@ -10,13 +10,12 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { describe, expect, it } from 'vitest';
 import { PgferryMigration, PgferryStack } from '../../infra/index.js';
-import { callbackTaskPlaceholders } from '../../infra/pgferry-migration.js';
+import { callbackTaskPlaceholders, definitionPlaceholders, migrationDefinitionPath } from '../../infra/pgferry-migration.js';
 import { lambdaByPlaceholder, lambdaFunctions } from '../../lambdas/registry.js';
 import { metrics, stateMachineTags, startMigrationEvent } from '../../platform/aws/deployment.js';
 import { fargateTasks, taskByPlaceholder } from '../../tasks/registry.js';
-import { cdkTestApps, existingVpc, render, repoRoot } from '../support/infra.js';
+import { cdkTestApps, deployedDefinition, existingVpc, render, repoRoot } from '../support/infra.js';
 
-const aslPath = join(repoRoot, 'state-machines', 'migration.asl.json');
 const sourceArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/source-AbCdEf';
 const targetArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/target-GhIjKl';
 /** What the container of each task runs, straight from the registry entry. */
@@ -78,14 +77,6 @@ const actionsOf = (statement: Statement): string[] => asList(statement.Action) a
 const sortJson = (values: unknown[]) => values.map((v) => JSON.stringify(v)).sort();
 const roleIdOf = (arn: unknown) => (arn as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
 
-/** The definition as CloudFormation will hand it to Step Functions: DefinitionSubstitutions applied. */
-function deployedDefinition(stateMachine: Resource): string {
-  const substitutions = (stateMachine.Properties.DefinitionSubstitutions ?? {}) as Record<string, unknown>;
-  return render(stateMachine.Properties.DefinitionString).replace(/\$\{([^}]*)\}/g, (whole, name: string) =>
-    Object.hasOwn(substitutions, name) ? render(substitutions[name]) : whole,
-  );
-}
-
 function substitution(template: Template, name: string): string {
   const substitutions = stateMachineOf(template).Properties.DefinitionSubstitutions as Record<string, unknown>;
   expect(Object.keys(substitutions)).toContain(name);
@@ -133,8 +124,8 @@ describe('PgferryStack', () => {
   it('deploys the ASL file unchanged except that every ${…} becomes the right ARN, subnets or security group', () => {
     const { stack, template } = defaultStack();
     const migration = stack.migration;
-    const asl = readFileSync(aslPath, 'utf8');
-    const placeholders = new Set([...asl.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]!));
+    const asl = readFileSync(migrationDefinitionPath, 'utf8');
+    const placeholders = new Set(definitionPlaceholders(asl));
     for (const name of ['ClusterArn', 'TaskSubnetIds', 'TaskSecurityGroupIds']) expect(placeholders).toContain(name);
     for (const task of fargateTasks) expect(placeholders).toContain(task.taskDefinitionPlaceholder);
 
@@ -367,7 +358,7 @@ describe('PgferryStack', () => {
 
   it('lets only the callback tasks report to the state machine, and no task anything else', () => {
     const { stack, template } = secretStack();
-    expect(callbackTaskPlaceholders(JSON.parse(readFileSync(aslPath, 'utf8')))).toEqual(['SnapshotTaskDefinitionArn', 'ReplicateTaskDefinitionArn']);
+    expect(callbackTaskPlaceholders(JSON.parse(readFileSync(migrationDefinitionPath, 'utf8')))).toEqual(['SnapshotTaskDefinitionArn', 'ReplicateTaskDefinitionArn']);
     const taskDefinitions = taskDefinitionsOf(template, stack.migration);
     for (const task of fargateTasks) {
       const statements = roleStatements(template, roleIdOf(taskDefinitions[task.name]!.Properties.TaskRoleArn));
@@ -693,7 +684,7 @@ describe('PgferryStack operation', () => {
 
   it('refuses a definition that names the operator function', () => {
     const definitionPath = join(tempDir(), 'operator.asl.json');
-    writeFileSync(definitionPath, readFileSync(aslPath, 'utf8').replace('${PrecheckFunctionArn}', '${OperatorFunctionArn}'));
+    writeFileSync(definitionPath, readFileSync(migrationDefinitionPath, 'utf8').replace('${PrecheckFunctionArn}', '${OperatorFunctionArn}'));
     expect(() => new PgferryMigration(new Stack(newApp(), 'Operator'), 'Migration', { definitionPath })).toThrow(
       /\$\{OperatorFunctionArn\}.*operator function/,
     );
@@ -1023,7 +1014,7 @@ describe('PgferryMigration', () => {
     const definitionPath = join(tempDir(), 'bad.asl.json');
     writeFileSync(
       definitionPath,
-      readFileSync(aslPath, 'utf8').replace('${PrecheckFunctionArn}', '${PrecheckFunctionArn}${MysteryFunctionArn}'),
+      readFileSync(migrationDefinitionPath, 'utf8').replace('${PrecheckFunctionArn}', '${PrecheckFunctionArn}${MysteryFunctionArn}'),
     );
     const stack = new Stack(newApp(), 'Bad');
     expect(() => new PgferryMigration(stack, 'Migration', { definitionPath })).toThrow(/\$\{MysteryFunctionArn\}/);
@@ -1033,7 +1024,7 @@ describe('PgferryMigration', () => {
     const definitionPath = join(tempDir(), 'partial.asl.json');
     writeFileSync(
       definitionPath,
-      readFileSync(aslPath, 'utf8')
+      readFileSync(migrationDefinitionPath, 'utf8')
         .replaceAll('${DescribeFailureFunctionArn}', 'arn:aws:lambda:eu-west-1:123456789012:function:x')
         .replaceAll('${CompareTaskDefinitionArn}', 'arn:aws:ecs:eu-west-1:123456789012:task-definition/x:1'),
     );

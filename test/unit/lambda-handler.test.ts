@@ -220,7 +220,7 @@ describe('error names', () => {
   it('works without any Lambda context (called directly, as a plain function)', async () => {
     const withoutContext = (handler: unknown) => handler as (event: unknown) => Promise<unknown>;
     await expect(withoutContext(failing(new Error('boom')))({})).rejects.toMatchObject({ name: 'pgferry.Internal', message: 'boom' });
-    const plain = lambdaHandler(async (event: { n: number }) => ({ twice: event.n * 2 }), testOptions());
+    const plain = lambdaHandler({ name: 'Plain', input: z.object({ n: z.number() }), handler: async (event) => ({ twice: event.n * 2 }) }, testOptions());
     expect(await withoutContext(plain)({ n: 21 })).toEqual({ twice: 42 });
   });
 });
