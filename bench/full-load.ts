@@ -4,7 +4,9 @@
  *   1. a raw parallel `COPY … TO STDOUT | COPY … FROM STDIN` pipe (tables pre-created, no indexes),
  *   2. pgferry's whole run through the workflow, and its data phase,
  *   3. `pgcopydb clone` when it is installed,
- * and prints wall times, MB/s and the ratios. Not part of `npm test`.
+ * and prints wall times, MB/s and the ratios. pgferry and pgcopydb take turns `--runs` times
+ * (default 3) and the ratios compare medians: on a shared 2-core machine one run of either can
+ * be off by a tenth. Not part of `npm test`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,19 +17,21 @@ import { parseArgs } from 'node:util';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { buildReport } from '../engine/report.js';
 import { startClusters, stopAllClusters, type LocalCluster } from '../local/cluster.js';
-import { runLocalWorkflow } from '../local/runner.js';
+import type { runLocalWorkflow } from '../local/runner.js';
 import { secretFile } from './support.js';
 
 const { values } = parseArgs({
   options: {
     'size-mb': { type: 'string', default: '750' },
     parallelism: { type: 'string', default: '2' },
+    runs: { type: 'string', default: '3' },
     'split-larger-than': { type: 'string' },
     verbose: { type: 'boolean', default: false },
   },
 });
 const sizeMb = Number(values['size-mb']);
 const parallelism = Number(values.parallelism);
+const runs = Math.max(1, Number(values.runs));
 const MB = 1024 * 1024;
 
 const SCHEMA = `
@@ -89,33 +93,31 @@ async function rawPipe(source: LocalCluster, target: LocalCluster): Promise<{ se
   return { seconds: (performance.now() - started) / 1000, bytes };
 }
 
-async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) {
+async function pgferry(source: LocalCluster, target: LocalCluster, dir: string, printTables: boolean) {
   await target.sql('CREATE DATABASE pgferry_run');
-  const states = new Map<string, number>();
-  const phases = new Map<string, number>();
-  const started = performance.now();
-  const result = await runLocalWorkflow(
-    {
-      name: 'bench',
-      mode: 'full',
-      source: { secret: secretFile(dir, 'source', source, 'bench') },
-      target: { secret: secretFile(dir, 'target', target, 'pgferry_run') },
-      fullLoad: { parallelism, ...(values['split-larger-than'] ? { splitTablesLargerThan: values['split-larger-than'] } : {}) },
-    },
-    {
-      onEvent: (event) => {
-        if (event.type === 'StateEntered') states.set(event.state.name, performance.now());
-        if (event.type === 'StateExited') phases.set(event.state.name, (performance.now() - states.get(event.state.name)!) / 1000);
-      },
-      onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line),
-    },
-  );
-  const seconds = (performance.now() - started) / 1000;
+  const spec = {
+    name: 'bench',
+    mode: 'full',
+    source: { secret: secretFile(dir, 'source', source, 'bench') },
+    target: { secret: secretFile(dir, 'target', target, 'pgferry_run') },
+    fullLoad: { parallelism, ...(values['split-larger-than'] ? { splitTablesLargerThan: values['split-larger-than'] } : {}) },
+  };
+  const child = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, 'run-once.ts'), JSON.stringify(spec)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
+  const lines = child.stdout.trim().split('\n');
+  const { result, seconds, phases: states } = JSON.parse(lines[lines.length - 1]!) as {
+    result: Awaited<ReturnType<typeof runLocalWorkflow>>;
+    seconds: number;
+    phases: [string, number][];
+  };
+  const phases = new Map(states);
   if (result.status !== 'SUCCEEDED') throw new Error(`pgferry run failed: ${result.error} ${result.cause}`);
   const client = await target.connect('pgferry_run');
   const report = await buildReport(client, 'bench');
   await client.end();
-  for (const t of report!.tables) {
+  for (const t of printTables ? report!.tables : []) {
     console.log(`    ${t.table.padEnd(20)} ${String(t.units).padStart(2)} unit(s)  ${(t.bytes / MB).toFixed(0).padStart(4)} MB  ${t.seconds.toFixed(2).padStart(6)} s  ${t.mbPerSecond.toFixed(1).padStart(6)} MB/s`);
   }
   return { seconds, dataSeconds: report!.totals.loadSeconds, bytes: report!.totals.bytes, units: report!.tables.reduce((n, t) => n + t.units, 0), phases };
@@ -123,6 +125,8 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string) 
 
 function pgcopydb(source: LocalCluster, target: LocalCluster, dir: string): number | undefined {
   if (spawnSync('pgcopydb', ['--version']).status !== 0) return undefined;
+  // pgcopydb refuses a work directory a completed run left behind.
+  rmSync(join(dir, 'pgcopydb'), { recursive: true, force: true });
   const started = performance.now();
   const output = execFileSync(
     'pgcopydb',
@@ -135,6 +139,7 @@ function pgcopydb(source: LocalCluster, target: LocalCluster, dir: string): numb
   return seconds;
 }
 
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const fmt = (seconds: number) => `${seconds.toFixed(2)} s`;
 const rate = (bytes: number, seconds: number) => `${(bytes / MB / seconds).toFixed(1)} MB/s`;
 
@@ -160,22 +165,40 @@ async function main() {
     console.log(`raw COPY pipe        ${fmt(raw.seconds)}  ${rate(raw.bytes, raw.seconds)}  (${(raw.bytes / MB).toFixed(0)} MB of COPY text)`);
 
     await settle('raw_pipe');
-    const run = await pgferry(source, target, dir);
-    const cloneSeconds = run.seconds - (run.phases.get('Compare') ?? 0);
-    console.log(`pgferry data phase   ${fmt(run.dataSeconds)}  ${rate(run.bytes, run.dataSeconds)}  (${(run.bytes / MB).toFixed(0)} MB of COPY data, ${run.units} units)`);
-    console.log(`pgferry whole run    ${fmt(run.seconds)}  (${[...run.phases].filter(([, s]) => s >= 0.05).map(([n, s]) => `${n} ${s.toFixed(2)}`).join(', ')})`);
-    console.log(`pgferry clone        ${fmt(cloneSeconds)}  (the whole run without its Compare step, like pgcopydb clone)`);
+    const clones: number[] = [];
+    const copydbs: number[] = [];
+    const dataPhases: number[] = [];
+    const wholeRuns: number[] = [];
+    for (let i = 1; i <= runs; i++) {
+      const run = await pgferry(source, target, dir, i === 1);
+      const cloneSeconds = run.seconds - (run.phases.get('Compare') ?? 0);
+      clones.push(cloneSeconds);
+      dataPhases.push(run.dataSeconds);
+      wholeRuns.push(run.seconds);
+      console.log(`pgferry data phase   ${fmt(run.dataSeconds)}  ${rate(run.bytes, run.dataSeconds)}  (${(run.bytes / MB).toFixed(0)} MB of COPY data, ${run.units} units)`);
+      console.log(`pgferry whole run    ${fmt(run.seconds)}  (${[...run.phases].filter(([, s]) => s >= 0.05).map(([n, s]) => `${n} ${s.toFixed(2)}`).join(', ')})`);
+      console.log(`pgferry clone        ${fmt(cloneSeconds)}  (the whole run without its Compare step, like pgcopydb clone)`);
+      await settle('pgferry_run');
 
-    await settle('pgferry_run');
-    await target.sql('CREATE DATABASE pgcopydb_run');
-    const copydb = pgcopydb(source, target, dir);
-    console.log(copydb === undefined ? 'pgcopydb             not installed (apt-get install pgcopydb to compare)' : `pgcopydb clone       ${fmt(copydb)}`);
+      await target.sql('CREATE DATABASE pgcopydb_run');
+      const copydb = pgcopydb(source, target, dir);
+      await settle('pgcopydb_run');
+      if (copydb === undefined) {
+        console.log('pgcopydb             not installed (apt-get install pgcopydb to compare)');
+        continue;
+      }
+      copydbs.push(copydb);
+      console.log(`pgcopydb clone       ${fmt(copydb)}${runs > 1 ? `   (run ${i} of ${runs}: pgferry/pgcopydb ${(cloneSeconds / copydb).toFixed(2)}×)` : ''}\n`);
+    }
 
-    console.log('\nRatios (lower is better for pgferry):');
-    console.log(`  pgferry data phase / raw pipe : ${(run.dataSeconds / raw.seconds).toFixed(2)}×  (bar: ≤ 1.10×)`);
-    if (copydb !== undefined) {
-      console.log(`  pgferry clone / pgcopydb clone: ${(cloneSeconds / copydb).toFixed(2)}×  (bar: ≤ 1.00×)`);
-      console.log(`  pgferry whole run incl. compare / pgcopydb clone: ${(run.seconds / copydb).toFixed(2)}×  (pgcopydb verifies nothing)`);
+    const clone = median(clones);
+    const dataPhase = median(dataPhases);
+    console.log(`\nRatios (lower is better for pgferry${runs > 1 ? `; medians of ${runs} runs` : ''}):`);
+    console.log(`  pgferry data phase / raw pipe : ${(dataPhase / raw.seconds).toFixed(2)}×  (bar: ≤ 1.10×)`);
+    if (copydbs.length > 0) {
+      const copydb = median(copydbs);
+      console.log(`  pgferry clone / pgcopydb clone: ${(clone / copydb).toFixed(2)}×  (bar: ≤ 1.00×; pgferry ${fmt(clone)}, pgcopydb ${fmt(copydb)})`);
+      console.log(`  pgferry whole run incl. compare / pgcopydb clone: ${(median(wholeRuns) / copydb).toFixed(2)}×  (pgcopydb verifies nothing)`);
     }
   } finally {
     await stopAllClusters();

@@ -7,7 +7,7 @@ import { connectSide, type SecretsProvider } from './connect/index.js';
 import { beginMigration, controlSchemaExists, ensureControlSchema, migrationState, recordEvent, setPhase } from './control/index.js';
 import { PgferryError } from './errors.js';
 import { planUnits, savePlan, targetFacts, targetOf } from './load/planner.js';
-import { copySequenceValues, loadTimeIndexJobs, migratePreData, recordSchemaObjects } from './schema/index.js';
+import { copySequenceValues, loadTimeIndexJobs, migratePreData, postDataLeftNothing, recordSchemaObjects } from './schema/index.js';
 import { saveIndexJobs } from './load/index-jobs.js';
 import { dataTables, listTables } from './catalog/tables.js';
 import { describeMismatches, loadComparisons } from './compare/index.js';
@@ -23,19 +23,18 @@ async function withSides<T>(
   sides: { source?: boolean; target?: boolean },
   body: (clients: { source: pg.Client; target: pg.Client }) => Promise<T>,
 ): Promise<T> {
-  const source = sides.source ? await connectSide('source', spec.source, secrets, { applicationName: 'pgferry' }) : undefined;
+  const connectIf = (side: 'source' | 'target') =>
+    sides[side] ? connectSide(side, spec[side], secrets, { applicationName: 'pgferry' }) : Promise.resolve(undefined);
+  // Both at once; if one side cannot be reached, the other's connection is closed before the error goes on.
+  const [source, target] = await Promise.allSettled([connectIf('source'), connectIf('target')]);
+  const clients = [source, target].flatMap((c) => (c.status === 'fulfilled' && c.value ? [c.value] : []));
   try {
-    const target = sides.target ? await connectSide('target', spec.target, secrets, { applicationName: 'pgferry' }) : undefined;
-    try {
-      // A connection that drops while idle fails its next query instead of crashing the process.
-      source?.on('error', () => undefined);
-      target?.on('error', () => undefined);
-      return await body({ source: source!, target: target! });
-    } finally {
-      await target?.end();
-    }
+    for (const side of [source, target]) if (side.status === 'rejected') throw side.reason;
+    // A connection that drops while idle fails its next query instead of crashing the process.
+    for (const client of clients) client.on('error', () => undefined);
+    return await body({ source: (source as PromiseFulfilledResult<pg.Client>).value, target: (target as PromiseFulfilledResult<pg.Client>).value });
   } finally {
-    await source?.end();
+    await Promise.all(clients.map((client) => client.end()));
   }
 }
 
@@ -99,7 +98,22 @@ export async function finishFullLoadStep(spec: MigrationSpec, secrets: SecretsPr
          FROM pgferry.units WHERE migration = $1`,
       [spec.name],
     );
-    return { ...totals[0], sequences: sequences.length } as { units: number; rows: number; bytes: number; sequences: number };
+    // When the copy workers built every index and constraint, post-data is only its report: no task to start for it.
+    const connect = (side: 'source' | 'target') => () => connectSide(side, spec[side], secrets, { applicationName: 'pgferry' });
+    const postData = await postDataLeftNothing(connect('source'), connect('target'), spec);
+    if (postData) {
+      await setPhase(target, spec.name, 'post-data');
+      await recordSchemaObjects(target, spec.name, 'post-data', postData.objects);
+      await recordEvent(target, spec.name, 'info', `post-data: ${postData.objects.length} objects, all built while the tables were loaded`);
+    }
+    return { ...totals[0], sequences: sequences.length, postDataLeft: !postData } as {
+      units: number;
+      rows: number;
+      bytes: number;
+      sequences: number;
+      /** Whether the post-data task has statements to run. */
+      postDataLeft: boolean;
+    };
   });
 }
 

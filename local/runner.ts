@@ -10,6 +10,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import { lambdaFunctions, type LambdaFunctionDefinition } from '../lambdas/registry.js';
@@ -147,16 +148,22 @@ function lambdaInvoker(fn: LambdaFunctionDefinition) {
 const WARM_READY = 'pgferry-warm-ready';
 
 /**
- * The task processes of a run. Besides the running ones it keeps one spare started ahead with
- * the packages the tasks import already loaded, so a task starts without paying Node's start
- * and those imports (about 0.13 s) on its state's clock; the spare is given its task over IPC
- * and then runs exactly as a process started for it would.
+ * The task processes of a run. Besides the running ones it keeps a spare started ahead with the
+ * packages the tasks import already loaded, so a task starts without paying Node's start and
+ * those imports (about 0.15 s of CPU) on its state's clock; the spare is given its task over
+ * IPC and then runs exactly as a process started for it would.
+ *
+ * Before a full load it warms as many as the load starts at once (`prepareFor`): otherwise all
+ * copy workers but one would start cold, late, and on the CPU the first one copies with. For
+ * the same reason a spare is only warmed while fewer tasks run than the machine has cores.
  */
 class TaskProcesses {
-  readonly children = new Set<ChildProcess>();
+  readonly #running = new Set<ChildProcess>();
   readonly #ready: ChildProcess[] = [];
   readonly #warming = new Set<ChildProcess>();
   #warmLoader?: string;
+  /** How many spares to have once the loader is known (prepareFor may come first). */
+  #wanted = 1;
   #closed = false;
 
   constructor(private readonly environment: NodeJS.ProcessEnv) {}
@@ -164,19 +171,43 @@ class TaskProcesses {
   /** Keeps a spare from now on, started with `loader` (see warmLoader). */
   keepSpare(loader: string): void {
     this.#warmLoader = loader;
-    this.#replenish();
+    this.#replenish(this.#wanted);
   }
 
-  /** A ready spare, taken out of the pool (a new one starts warming), or undefined. */
+  /** Warms spares (once) until `count` tasks can start warm at the same time. */
+  prepareFor(count: number): void {
+    this.#wanted = count;
+    this.#replenish(count);
+  }
+
+  /** A ready spare, taken out of the pool, or undefined. */
   takeSpare(): ChildProcess | undefined {
     const spare = this.#ready.shift();
-    this.#replenish();
+    this.#keepOne();
     return spare;
   }
 
-  #replenish(): void {
-    if (this.#closed || !this.#warmLoader || this.#ready.length + this.#warming.size > 0) return;
-    const child = spawn(process.execPath, ['--enable-source-maps', this.#warmLoader], {
+  /** Tracks a task process until it exits; it is killed with the run. */
+  running(child: ChildProcess): void {
+    this.#running.add(child);
+    const ended = () => {
+      this.#running.delete(child);
+      this.#keepOne();
+    };
+    child.once('exit', ended);
+    child.once('error', ended);
+  }
+
+  #keepOne(): void {
+    if (this.#running.size < availableParallelism()) this.#replenish(1);
+  }
+
+  #replenish(count: number): void {
+    while (!this.#closed && this.#warmLoader && this.#ready.length + this.#warming.size < count) this.#startSpare(this.#warmLoader);
+  }
+
+  #startSpare(loader: string): void {
+    const child = spawn(process.execPath, ['--enable-source-maps', loader], {
       cwd: process.cwd(),
       env: this.environment,
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -198,7 +229,7 @@ class TaskProcesses {
 
   killAll(): void {
     this.#closed = true;
-    for (const child of [...this.children, ...this.#ready, ...this.#warming]) kill(child);
+    for (const child of [...this.#running, ...this.#ready, ...this.#warming]) kill(child);
   }
 }
 
@@ -319,7 +350,7 @@ async function startTask(
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
   spare?.send({ script, env: environment });
-  processes.children.add(child);
+  processes.running(child);
   if (child.pid !== undefined) options.onTaskStarted?.({ state: stateName, task: task.name, pid: child.pid });
   let tail = '';
   for (const stream of ['stdout', 'stderr'] as const) {
@@ -332,14 +363,8 @@ async function startTask(
     });
   }
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      processes.children.delete(child);
-      resolve({ code, signal });
-    });
-    child.once('error', () => {
-      processes.children.delete(child);
-      resolve({ code: null, signal: null });
-    });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', () => resolve({ code: null, signal: null }));
   });
   return { child, taskArn: `arn:aws:ecs:local:000000000000:task/pgferry/${randomUUID()}`, exited, tail: () => tail };
 }
@@ -488,6 +513,19 @@ async function cleanUpStoppedRun(definition: StateMachineDefinition, wiring: Wir
   await cleanup({ Payload: { spec, error, execution } }).catch(() => undefined);
 }
 
+/**
+ * The most task processes a run starts at once: the copy workers of its full load beside the
+ * task that holds the snapshot (ExportSnapshot, or StartReplication, which runs on after it).
+ */
+function tasksStartedAtOnce(spec: unknown): number {
+  const { mode, fullLoad } = (spec ?? {}) as { mode?: string; fullLoad?: { parallelism?: number } };
+  if (mode === 'cdc' || typeof fullLoad?.parallelism !== 'number') return 1;
+  return Math.min(fullLoad.parallelism, MAX_PREPARED_SPARES) + 1;
+}
+
+/** Beyond this many copy workers, the ones above it start cold (they would mostly wait for their start anyway). */
+const MAX_PREPARED_SPARES = 8;
+
 /** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
 export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {
   const { definition, wiring } = await loadLocalDefinition(options);
@@ -519,7 +557,10 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   const events = (async () => {
     for await (const event of execution.eventLogs) {
       options.onEvent?.(event);
-      if (event.type === 'StateExited' && event.state.name === 'ValidateSpec') validatedSpec = (event.state.output as { spec?: unknown }).spec;
+      if (event.type === 'StateExited' && event.state.name === 'ValidateSpec') {
+        validatedSpec = (event.state.output as { spec?: unknown }).spec;
+        processes.prepareFor(tasksStartedAtOnce(validatedSpec));
+      }
       if (event.type === 'ExecutionFailed') ending = { status: 'FAILED', error: event.Error, cause: String(event.Cause ?? '') };
       if (event.type === 'ExecutionAborted') ending = { status: 'ABORTED' };
       if (event.type === 'ExecutionTimeout') ending = { status: 'TIMED_OUT' };

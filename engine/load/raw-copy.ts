@@ -75,10 +75,11 @@ export class RawCopyOut extends Readable {
       if (regionStart >= 0 && end > regionStart) frames.push(chunk.subarray(regionStart, end));
       regionStart = -1;
     };
+    const end = chunk.length;
     let pos = 0;
-    while (pos < chunk.length) {
+    while (pos < end) {
       if (this.bodyRemaining > 0) {
-        const n = Math.min(this.bodyRemaining, chunk.length - pos);
+        const n = Math.min(this.bodyRemaining, end - pos);
         if (this.code === CopyData) {
           if (regionStart < 0) regionStart = pos;
           this.payloadBytes += n;
@@ -89,6 +90,23 @@ export class RawCopyOut extends Readable {
         continue;
       }
       if (this.headerLength === 0) {
+        // The common case, one row after another: whole CopyData headers within this chunk.
+        while (pos + 5 <= end && chunk[pos] === CopyData) {
+          if (regionStart < 0) regionStart = pos;
+          this.rowCount++;
+          const bodyLength = chunk.readUInt32BE(pos + 1) - 4;
+          const bodyEnd = pos + 5 + bodyLength;
+          if (bodyEnd > end) {
+            this.code = CopyData;
+            this.payloadBytes += end - pos - 5;
+            this.bodyRemaining = bodyEnd - end;
+            pos = end;
+            break;
+          }
+          this.payloadBytes += bodyLength;
+          pos = bodyEnd;
+        }
+        if (pos >= end) break;
         this.code = chunk[pos]!;
         if (this.code === ErrorResponse) {
           // pg reads the error and calls handleError: the stream must fail, never end as if complete.
@@ -96,10 +114,11 @@ export class RawCopyOut extends Readable {
           return this.handBack(frames, chunk.subarray(pos));
         }
       }
+      // A header split across chunks, or a message other than CopyData.
       if (this.code === CopyData) {
         if (regionStart < 0) regionStart = pos;
       } else closeRegion(pos);
-      const n = Math.min(5 - this.headerLength, chunk.length - pos);
+      const n = Math.min(5 - this.headerLength, end - pos);
       chunk.copy(this.header, this.headerLength, pos, pos + n);
       this.headerLength += n;
       pos += n;
@@ -109,7 +128,7 @@ export class RawCopyOut extends Readable {
       if (this.code === CopyData) this.rowCount++;
       if (this.bodyRemaining === 0 && this.messageEnds(chunk, pos, closeRegion, frames)) return;
     }
-    closeRegion(chunk.length);
+    closeRegion(end);
     this.pushFrames(frames);
   }
 

@@ -132,17 +132,28 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
   const summary: WorkerSummary = { units: 0, rows: 0, bytes: 0, failedAttempts: 0 };
   let source: pg.Client | undefined;
   let target: pg.Client | undefined;
-  const control = await options.connectTarget();
+  let controlSession: pg.Client | undefined;
+  // The sessions a unit needs, connected side by side (after a failure, only the ones that were
+  // closed). Each waits for the others to settle, so none is left open behind a failure.
+  const connectSessions = () =>
+    settleAll([
+      source ??
+        options.connectSource().then(async (client) => {
+          source = client;
+          await client.query(CANONICAL_SESSION_SQL);
+        }),
+      target ??
+        options.connectTarget().then(async (client) => {
+          target = client;
+          await prepareTarget(client);
+        }),
+    ]);
   try {
+    await settleAll([options.connectTarget().then((client) => (controlSession = client)), connectSessions()]);
+    const control = controlSession!;
     for (;;) {
-      if (!source) {
-        source = await options.connectSource();
-        await source.query(CANONICAL_SESSION_SQL);
-      }
-      if (!target) {
-        target = await options.connectTarget();
-        await prepareTarget(target);
-      }
+      await connectSessions();
+      if (!source || !target) throw new Error('copy worker: a session was not connected');
       await target.query('BEGIN');
       const { rows } = await target.query(CLAIM_SQL, [migration]);
       if (rows.length === 0) {
@@ -206,8 +217,13 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
       }
     }
   } finally {
-    await Promise.all([source, target, control].map((c) => c?.end().catch(() => undefined)));
+    await Promise.all([source, target, controlSession].map((c) => c?.end().catch(() => undefined)));
   }
+}
+
+/** Like Promise.all, but rejects only once every promise has settled. */
+async function settleAll(values: unknown[]): Promise<void> {
+  for (const result of await Promise.allSettled(values)) if (result.status === 'rejected') throw result.reason;
 }
 
 async function copyUnit(

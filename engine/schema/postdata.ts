@@ -143,7 +143,34 @@ export async function migratePostData(
   spec: MigrationSpec,
   options: { parallelism?: number } = {},
 ): Promise<PostDataResult> {
-  const parallelism = options.parallelism ?? 2;
+  return (await postData(sourceConnect, targetConnect, spec, { parallelism: options.parallelism ?? 2, mayRun: true }))!;
+}
+
+/**
+ * Post-data when the load left it nothing to run (every index and constraint was built as its
+ * table was loaded, and there are no foreign keys, triggers or views to refresh): its objects,
+ * to report. Undefined as soon as one statement would have to run: that is the post-data
+ * task's work, which has no time limit.
+ */
+export async function postDataLeftNothing(
+  sourceConnect: () => Promise<pg.Client>,
+  targetConnect: () => Promise<pg.Client>,
+  spec: MigrationSpec,
+): Promise<PostDataResult | undefined> {
+  return postData(sourceConnect, targetConnect, spec, { parallelism: 1, mayRun: false });
+}
+
+class StatementsLeft extends Error {}
+
+async function postData(
+  sourceConnect: () => Promise<pg.Client>,
+  targetConnect: () => Promise<pg.Client>,
+  spec: MigrationSpec,
+  { parallelism, mayRun }: { parallelism: number; mayRun: boolean },
+): Promise<PostDataResult | undefined> {
+  const willRun = (statements: number) => {
+    if (!mayRun && statements > 0) throw new StatementsLeft();
+  };
   const sync = spec.schema.sync;
   const source = await sourceConnect();
   let plan: Awaited<ReturnType<typeof planSchema>>;
@@ -181,11 +208,13 @@ export async function migratePostData(
       else return true;
       return false;
     };
-    const runAll = (jobs: Job[]) =>
-      inParallel(jobs, parallelism, targetConnect, settings, async (client, job) => {
+    const runAll = (jobs: Job[]) => {
+      willRun(jobs.length);
+      return inParallel(jobs, parallelism, targetConnect, settings, async (client, job) => {
         await runFor(client, job.kind, job.identity, job.sql, job.action);
         if (!job.action) report(job.kind, job.identity, 'created');
       });
+    };
 
     // 1. Primary keys, always (CDC and the comparison need them), one table hierarchy each, side by side.
     // 2. Then indexes and unique/check/exclusion constraints: each touches one table, so they run side by side too.
@@ -208,6 +237,7 @@ export async function migratePostData(
       // partitioned table keeps its per-partition parts unvalidated after VALIDATE: both are checked as they are added.
       const deferValidation = fk.validated && !((fk.relkind === 'p' || fk.ref_relkind === 'p') && targetVersion < 180000);
       const add = `ALTER TABLE ${fk.table_identity} ADD CONSTRAINT ${fk.name} ${fk.def}${deferValidation ? ' NOT VALID' : ''}`;
+      willRun(1);
       await runFor(target, 'foreign key', fk.identity, [add]);
       if (deferValidation)
         validate.push({ kind: 'foreign key', identity: fk.identity, sql: [`ALTER TABLE ${fk.table_identity} VALIDATE CONSTRAINT ${fk.name}`], action: 'validate' });
@@ -222,6 +252,7 @@ export async function migratePostData(
         ...(index.clustered ? [`ALTER TABLE ONLY ${index.table_identity} CLUSTER ON ${index.name}`] : []),
         ...(index.replident ? [`ALTER TABLE ONLY ${index.table_identity} REPLICA IDENTITY USING INDEX ${index.name}`] : []),
       ];
+      willRun(sql.length);
       await runFor(target, 'table', index.table_identity, sql, 'alter');
     }
 
@@ -230,6 +261,7 @@ export async function migratePostData(
       if (!toCreate('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
       const state = ENABLE[trigger.enabled];
       const sql = [trigger.def, ...(state && trigger.relkind !== 'v' ? [`ALTER TABLE ${trigger.table_identity} ${state} ${trigger.name}`] : [])];
+      willRun(sql.length);
       await runFor(target, 'trigger', trigger.identity, sql);
       report('trigger', trigger.identity, 'created', state ? state.replace(' TRIGGER', '').toLowerCase() : undefined);
     }
@@ -240,11 +272,16 @@ export async function migratePostData(
         report('materialized view data', view.identity, 'skipped', 'not populated on the source');
         continue;
       }
+      willRun(1);
       await runFor(target, 'materialized view', view.identity, [`REFRESH MATERIALIZED VIEW ${view.identity}`], 'refresh');
       report('materialized view data', view.identity, 'created', 'refreshed');
     }
     const roots = plan.tables.filter((t) => !t.root).map(quoteTable).filter((t) => builtDuringLoad.get(`analyze ${t}`) !== 'done');
+    willRun(roots.length);
     await inParallel(roots, parallelism, targetConnect, settings, (client, table) => runFor(client, 'table', table, [`ANALYZE ${table}`], 'analyze'));
+  } catch (error) {
+    if (error instanceof StatementsLeft) return undefined;
+    throw error;
   } finally {
     await target.end().catch(() => undefined);
   }

@@ -58,8 +58,14 @@ describe.each([
 
   it('migrates the sample database: target equals source, data and schema', async () => {
     await target().sql(`CREATE DATABASE ${targetDb}`);
-    const result = await runLocalWorkflow(specFor(name, source(), SAMPLE_DATABASE, target(), targetDb), runOptions);
+    const states = new Set<string>();
+    const result = await runLocalWorkflow(specFor(name, source(), SAMPLE_DATABASE, target(), targetDb), {
+      ...runOptions,
+      onEvent: (e) => e.type === 'StateEntered' && states.add(e.state.name),
+    });
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    // Foreign keys, triggers and views are left to the post-data task.
+    expect(states).toContain('SchemaPostData');
     await expectIdentical(source(), SAMPLE_DATABASE, target(), targetDb);
     const [comparisons] = await target().sql(
       `SELECT count(*) FILTER (WHERE status = 'match')::int AS matched, count(*)::int AS total FROM pgferry.comparisons WHERE migration = '${name}'`,
@@ -159,5 +165,43 @@ describe('a copy worker killed in the middle of a unit', () => {
     );
     expect(units!.rows).toEqual([{ attempts: 2, state: 'done' }]);
     await expectIdentical(pg15, 'killtest', pg17, 'killtest');
+  });
+});
+
+describe('a database whose indexes and constraints are all built during the load', () => {
+  it('needs no post-data task: the full load reports post-data, and the target equals the source', async () => {
+    await pg15.sql('CREATE DATABASE keysonly');
+    await pg15.sql(
+      `CREATE TABLE accounts (id int PRIMARY KEY, email text NOT NULL UNIQUE, balance numeric NOT NULL CHECK (balance >= 0));
+       CREATE INDEX accounts_email_lower ON accounts (lower(email));
+       CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, account_id int NOT NULL, at timestamptz NOT NULL);
+       CREATE INDEX events_account ON events (account_id, at);
+       INSERT INTO accounts SELECT g, 'user' || g || '@example.com', g / 3.0 FROM generate_series(1, 2000) g;
+       INSERT INTO events (account_id, at) SELECT g % 2000 + 1, timestamptz '2026-01-01' + g * interval '1 minute' FROM generate_series(1, 5000) g;`,
+      'keysonly',
+    );
+    await pg17.sql('CREATE DATABASE keysonly');
+    const states = new Set<string>();
+    const result = await runLocalWorkflow(specFor('e2e-keys-only', pg15, 'keysonly', pg17, 'keysonly', { fullLoad: { parallelism: 2 } }), {
+      ...runOptions,
+      onEvent: (e) => e.type === 'StateEntered' && states.add(e.state.name),
+    });
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    expect(states).toContain('FinishFullLoad');
+    expect(states).not.toContain('SchemaPostData');
+    await expectIdentical(pg15, 'keysonly', pg17, 'keysonly');
+    const [objects] = await pg17.sql(
+      `SELECT kind, identity, status, detail FROM pgferry.schema_objects WHERE migration = 'e2e-keys-only' AND phase = 'post-data' ORDER BY kind, identity`,
+      'keysonly',
+    );
+    const built = { status: 'created', detail: 'built as soon as its table was loaded' };
+    expect(objects!.rows).toEqual([
+      { kind: 'constraint', identity: 'public.accounts.accounts_balance_check', ...built },
+      { kind: 'constraint', identity: 'public.accounts.accounts_email_key', ...built },
+      { kind: 'constraint', identity: 'public.accounts.accounts_pkey', ...built },
+      { kind: 'constraint', identity: 'public.events.events_pkey', ...built },
+      { kind: 'index', identity: 'public.accounts_email_lower', ...built },
+      { kind: 'index', identity: 'public.events_account', ...built },
+    ]);
   });
 });

@@ -80,6 +80,11 @@ async function setUp(database: string, extra: { streamBlock?: string; operations
   const stopAll = async () => {
     stop.abort();
     await run;
+    // The walsender outlives the streamer's connection by a moment: a slot in use cannot be dropped.
+    await waitFor('the walsender to release the slot', async () => {
+      const { rows } = await src.query('SELECT NOT active AS released FROM pg_replication_slots WHERE slot_name = $1', [slotName]);
+      return rows.length === 0 || rows[0].released;
+    });
     await src.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1', [slotName]);
     await Promise.all([control.end(), src.end()]);
   };

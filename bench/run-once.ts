@@ -1,0 +1,21 @@
+/**
+ * One pgferry run for bench/full-load.ts, in a process of its own, so that every measured run
+ * starts as `pgferry run` does: no module loaded by an earlier run. Takes the spec as JSON and
+ * prints, as its last line, the run's result, its seconds and each state's seconds. The clock
+ * starts at the runner's call, as it did when the bench ran the first run in-process.
+ */
+import { runLocalWorkflow } from '../local/runner.js';
+
+const spec = JSON.parse(process.argv[2]!);
+const entered = new Map<string, number>();
+const phases: [string, number][] = [];
+const started = performance.now();
+const result = await runLocalWorkflow(spec, {
+  onEvent: (event) => {
+    if (event.type === 'StateEntered') entered.set(event.state.name, performance.now());
+    if (event.type === 'StateExited') phases.push([event.state.name, (performance.now() - entered.get(event.state.name)!) / 1000]);
+  },
+  onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line),
+});
+const seconds = (performance.now() - started) / 1000;
+console.log(JSON.stringify({ result, seconds, phases }));
