@@ -107,10 +107,11 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string, 
     encoding: 'utf8',
   });
   const lines = child.stdout.trim().split('\n');
-  const { result, seconds, phases: states } = JSON.parse(lines[lines.length - 1]!) as {
+  const { result, seconds, phases: states, processStartSeconds } = JSON.parse(lines[lines.length - 1]!) as {
     result: Awaited<ReturnType<typeof runLocalWorkflow>>;
     seconds: number;
     phases: [string, number][];
+    processStartSeconds: number;
   };
   const phases = new Map(states);
   if (result.status !== 'SUCCEEDED') throw new Error(`pgferry run failed: ${result.error} ${result.cause}`);
@@ -120,7 +121,7 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string, 
   for (const t of printTables ? report!.tables : []) {
     console.log(`    ${t.table.padEnd(20)} ${String(t.units).padStart(2)} unit(s)  ${(t.bytes / MB).toFixed(0).padStart(4)} MB  ${t.seconds.toFixed(2).padStart(6)} s  ${t.mbPerSecond.toFixed(1).padStart(6)} MB/s`);
   }
-  return { seconds, dataSeconds: report!.totals.loadSeconds, bytes: report!.totals.bytes, units: report!.tables.reduce((n, t) => n + t.units, 0), phases };
+  return { seconds, processStartSeconds, dataSeconds: report!.totals.loadSeconds, bytes: report!.totals.bytes, units: report!.tables.reduce((n, t) => n + t.units, 0), phases };
 }
 
 function pgcopydb(source: LocalCluster, target: LocalCluster, dir: string): number | undefined {
@@ -177,7 +178,7 @@ async function main() {
       wholeRuns.push(run.seconds);
       console.log(`pgferry data phase   ${fmt(run.dataSeconds)}  ${rate(run.bytes, run.dataSeconds)}  (${(run.bytes / MB).toFixed(0)} MB of COPY data, ${run.units} units)`);
       console.log(`pgferry whole run    ${fmt(run.seconds)}  (${[...run.phases].filter(([, s]) => s >= 0.05).map(([n, s]) => `${n} ${s.toFixed(2)}`).join(', ')})`);
-      console.log(`pgferry clone        ${fmt(cloneSeconds)}  (the whole run without its Compare step, like pgcopydb clone)`);
+      console.log(`pgferry clone        ${fmt(cloneSeconds)}  (the whole run without its Compare step, like pgcopydb clone; the process took ${fmt(run.processStartSeconds)} to start it)`);
       await settle('pgferry_run');
 
       await target.sql('CREATE DATABASE pgcopydb_run');

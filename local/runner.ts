@@ -514,17 +514,16 @@ async function cleanUpStoppedRun(definition: StateMachineDefinition, wiring: Wir
 }
 
 /**
- * The most task processes a run starts at once: the copy workers of its full load beside the
+ * How many task processes to have warm when the run's load starts: its copy workers beside the
  * task that holds the snapshot (ExportSnapshot, or StartReplication, which runs on after it).
+ * No more workers than cores: the ones beyond would wait for a core anyway, and warming them
+ * would take it from the states before the load.
  */
 function tasksStartedAtOnce(spec: unknown): number {
   const { mode, fullLoad } = (spec ?? {}) as { mode?: string; fullLoad?: { parallelism?: number } };
   if (mode === 'cdc' || typeof fullLoad?.parallelism !== 'number') return 1;
-  return Math.min(fullLoad.parallelism, MAX_PREPARED_SPARES) + 1;
+  return Math.min(fullLoad.parallelism, availableParallelism()) + 1;
 }
-
-/** Beyond this many copy workers, the ones above it start cold (they would mostly wait for their start anyway). */
-const MAX_PREPARED_SPARES = 8;
 
 /** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
 export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {

@@ -98,8 +98,8 @@ describe('local runner', () => {
   it('kills the task process when the run is aborted', async () => {
     const abort = new AbortController();
     const run = runLocalWorkflow({ syncMode: 'hang', callbackMode: 'report', dir }, { ...wiring, signal: abort.signal });
-    await waitFor('the task to write its pid file', () => existsSync(join(dir, 'hang.pid')));
-    const pid = pidOf('hang');
+    // The file exists a moment before its content does.
+    const pid = await waitFor('the task to write its pid file', () => existsSync(join(dir, 'hang.pid')) && pidOf('hang'));
     expect(isAlive(pid)).toBe(true);
     abort.abort();
     const result = await Promise.race([run, sleep(60_000).then(() => Promise.reject(new Error('the aborted run did not end within 60 s')))]);
