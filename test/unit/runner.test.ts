@@ -99,7 +99,7 @@ describe('local runner', () => {
     const abort = new AbortController();
     const run = runLocalWorkflow({ syncMode: 'hang', callbackMode: 'report', dir }, { ...wiring, signal: abort.signal });
     // The file exists a moment before its content does.
-    const pid = await waitFor('the task to write its pid file', () => existsSync(join(dir, 'hang.pid')) && pidOf('hang'));
+    const pid = await waitUntil('the task to write its pid file', () => (existsSync(join(dir, 'hang.pid')) ? pidOf('hang') : 0), 60_000, 20);
     expect(isAlive(pid)).toBe(true);
     abort.abort();
     const result = await Promise.race([run, sleep(60_000).then(() => Promise.reject(new Error('the aborted run did not end within 60 s')))]);
