@@ -5,8 +5,9 @@
  *   2. pgferry's whole run through the workflow, and its data phase,
  *   3. `pgcopydb clone` when it is installed,
  * and prints wall times, MB/s and the ratios. pgferry and pgcopydb take turns `--runs` times
- * (default 3) and the ratios compare medians: on a shared 2-core machine one run of either can
- * be off by a tenth. Not part of `npm test`.
+ * (default 3): on a shared 2-core machine one run of either can be off by a tenth, and the
+ * machine's speed drifts between runs, so the clone ratio is the median of each pair's ratio
+ * (a pgferry run and the pgcopydb run right after it). Not part of `npm test`.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -197,9 +198,10 @@ async function main() {
     console.log(`\nRatios (lower is better for pgferry${runs > 1 ? `; medians of ${runs} runs` : ''}):`);
     console.log(`  pgferry data phase / raw pipe : ${(dataPhase / raw.seconds).toFixed(2)}×  (bar: ≤ 1.10×)`);
     if (copydbs.length > 0) {
-      const copydb = median(copydbs);
-      console.log(`  pgferry clone / pgcopydb clone: ${(clone / copydb).toFixed(2)}×  (bar: ≤ 1.00×; pgferry ${fmt(clone)}, pgcopydb ${fmt(copydb)})`);
-      console.log(`  pgferry whole run incl. compare / pgcopydb clone: ${(median(wholeRuns) / copydb).toFixed(2)}×  (pgcopydb verifies nothing)`);
+      const paired = (seconds: number[]) => median(seconds.map((s, i) => s / copydbs[i]!)).toFixed(2);
+      const pairs = clones.map((s, i) => `${(s / copydbs[i]!).toFixed(2)}`).join(', ');
+      console.log(`  pgferry clone / pgcopydb clone: ${paired(clones)}×  (bar: ≤ 1.00×; runs: ${pairs}; medians pgferry ${fmt(clone)}, pgcopydb ${fmt(median(copydbs))})`);
+      console.log(`  pgferry whole run incl. compare / pgcopydb clone: ${paired(wholeRuns)}×  (pgcopydb verifies nothing)`);
     }
   } finally {
     await stopAllClusters();

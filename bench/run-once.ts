@@ -1,10 +1,11 @@
 /**
- * One pgferry run for bench/full-load.ts, in a process of its own, so that every measured run
- * starts as `pgferry run` does: no module loaded by an earlier run. Takes the spec as JSON and
- * prints, as its last line, the run's result, its seconds and each state's seconds. The clock
- * starts at the runner's call, as it did when the bench ran the first run in-process; how long
- * the process took to get there (Node, tsx, the runner's imports) is printed beside it.
+ * One pgferry run for bench/full-load.ts, in a process of its own that starts as `pgferry run`
+ * does: it loads the CLI (bin/cli.ts, and with it what the CLI imports), then calls the local
+ * runner, with no module loaded by an earlier run. Takes the spec as JSON and prints, as its
+ * last line, the run's result, its seconds, each state's seconds, and how long the process took
+ * to reach the runner (Node, tsx, the CLI's imports): the clock starts at the runner's call.
  */
+import '../bin/cli.js';
 import { runLocalWorkflow } from '../local/runner.js';
 
 const spec = JSON.parse(process.argv[2]!);

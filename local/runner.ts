@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -262,50 +262,91 @@ interface TaskBundle {
   packages: string[];
 }
 
-const bundles = new Map<string, Promise<TaskBundle>>();
+/** Builds under way, by entry: a run asks for a task's bundle several times at once. */
+const builds = new Map<string, Promise<TaskBundle>>();
 
-/**
- * A task's entry bundled once per process with esbuild (dependencies stay in node_modules), so
- * each task process starts as plain Node instead of compiling TypeScript on every start — as
- * the container runs its prebuilt bundle. The file is named by its content: runs of the same
- * code share it, and a run killed before it could clean up leaves nothing new behind.
- */
-function taskBundle(task: FargateTaskDefinition): Promise<TaskBundle> {
-  let bundle = bundles.get(task.entry);
-  if (!bundle) {
-    const dir = join(repositoryRoot, 'node_modules', '.cache', 'pgferry');
-    bundle = import('esbuild')
-      .then((esbuild) =>
-        esbuild.build({
-          entryPoints: [join(repositoryRoot, task.entry)],
-          outfile: join(dir, `${task.name}.mjs`),
-          write: false,
-          bundle: true,
-          packages: 'external',
-          platform: 'node',
-          format: 'esm',
-          target: 'node20',
-          sourcemap: 'inline',
-          metafile: true,
-          logLevel: 'silent',
-        }),
-      )
-      .then(({ outputFiles, metafile }) => {
-        const code = outputFiles[0]!.contents;
-        const outfile = join(dir, `${task.name}-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
-        writeOnce(outfile, code);
-        const imports = Object.values(metafile.outputs).flatMap((output) => output.imports);
-        const packages = imports.filter((i) => i.external && i.kind === 'import-statement' && !i.path.startsWith('node:')).map((i) => i.path);
-        return { script: outfile, packages: [...new Set(packages)].sort() };
-      });
-    bundles.set(task.entry, bundle);
-  }
-  return bundle;
+const bundleDir = join(repositoryRoot, 'node_modules', '.cache', 'pgferry');
+
+/** How task bundles are built (entry and output file aside). */
+const BUNDLE_OPTIONS = {
+  bundle: true,
+  packages: 'external',
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  sourcemap: 'inline',
+  metafile: true,
+  logLevel: 'silent',
+} as const;
+
+/** What a task's last bundle was built from: the options, and each input file's modification time and size. */
+interface BundleRecord extends TaskBundle {
+  options: string;
+  inputs: Record<string, string>;
 }
 
-/** Writes a content-named file unless it exists: whole, then renamed, so no process reads half of it. */
+const digest = (content: Uint8Array | string) => createHash('sha256').update(content).digest('hex').slice(0, 16);
+const bundleRecordFile = (task: FargateTaskDefinition) => join(bundleDir, `${task.name}-${digest(task.entry)}.bundle.json`);
+const inputStamp = (path: string) => {
+  const stat = statSync(join(repositoryRoot, path), { throwIfNoEntry: false });
+  return stat ? `${stat.mtimeMs}:${stat.size}` : 'missing';
+};
+
+/** The task's last bundle, if none of the files it was built from has changed since. */
+function unchangedBundle(task: FargateTaskDefinition): TaskBundle | undefined {
+  try {
+    const record = JSON.parse(readFileSync(bundleRecordFile(task), 'utf8')) as BundleRecord;
+    if (record.options !== JSON.stringify(BUNDLE_OPTIONS) || !existsSync(record.script)) return undefined;
+    if (Object.entries(record.inputs).some(([path, stamp]) => inputStamp(path) !== stamp)) return undefined;
+    return { script: record.script, packages: record.packages };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A task's entry bundled with esbuild (dependencies stay in node_modules), so each task process
+ * starts as plain Node instead of compiling TypeScript on every start — as the container runs
+ * its prebuilt bundle. The file is named by its content: runs of the same code share it, and a
+ * run killed before it could clean up leaves nothing new behind. A bundle whose input files are
+ * unchanged is used as it is, so a run's first task process need not wait for esbuild.
+ */
+function taskBundle(task: FargateTaskDefinition): Promise<TaskBundle> {
+  const building = builds.get(task.entry);
+  if (building) return building;
+  const unchanged = unchangedBundle(task);
+  if (unchanged) return Promise.resolve(unchanged);
+  const build = buildTaskBundle(task).finally(() => builds.delete(task.entry));
+  builds.set(task.entry, build);
+  return build;
+}
+
+async function buildTaskBundle(task: FargateTaskDefinition): Promise<TaskBundle> {
+  const esbuild = await import('esbuild');
+  const { outputFiles, metafile } = await esbuild.build({
+    absWorkingDir: repositoryRoot,
+    entryPoints: [join(repositoryRoot, task.entry)],
+    outfile: join(bundleDir, `${task.name}.mjs`),
+    write: false,
+    ...BUNDLE_OPTIONS,
+  });
+  const code = outputFiles[0]!.contents;
+  const script = join(bundleDir, `${task.name}-${digest(code)}.mjs`);
+  writeOnce(script, code);
+  const imports = Object.values(metafile.outputs).flatMap((output) => output.imports);
+  const packages = [...new Set(imports.filter((i) => i.external && i.kind === 'import-statement' && !i.path.startsWith('node:')).map((i) => i.path))].sort();
+  const record: BundleRecord = { script, packages, options: JSON.stringify(BUNDLE_OPTIONS), inputs: Object.fromEntries(Object.keys(metafile.inputs).map((path) => [path, inputStamp(path)])) };
+  replaceFile(bundleRecordFile(task), JSON.stringify(record));
+  return { script, packages };
+}
+
+/** Writes a content-named file unless it exists. */
 function writeOnce(path: string, content: Uint8Array | string): void {
-  if (existsSync(path)) return;
+  if (!existsSync(path)) replaceFile(path, content);
+}
+
+/** Writes a file whole, then renames it into place, so no process reads half of it. */
+function replaceFile(path: string, content: Uint8Array | string): void {
   mkdirSync(dirname(path), { recursive: true });
   const partial = `${path}.${process.pid}.partial`;
   writeFileSync(partial, content);
@@ -327,7 +368,7 @@ process.once('message', async (message) => {
 });
 process.send(${JSON.stringify(WARM_READY)});
 `;
-  const path = join(repositoryRoot, 'node_modules', '.cache', 'pgferry', `warm-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
+  const path = join(bundleDir, `warm-${digest(code)}.mjs`);
   writeOnce(path, code);
   return path;
 }

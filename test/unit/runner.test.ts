@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -93,6 +93,29 @@ describe('local runner', () => {
     const result = await runLocalWorkflow({ syncMode: 'exit0', callbackMode: 'exit-silently', dir }, wiring);
     expect(result).toMatchObject({ status: 'FAILED', error: 'States.TaskFailed' });
     expect(JSON.parse(result.cause!).StoppedReason).toContain('exited before it reported');
+  });
+
+  it("runs a task's code as it is now: a bundle is reused only while the files it was built from are unchanged", async () => {
+    const entry = `test/fixtures/runner/generated-task-${process.pid}.ts`;
+    const file = join(fixtureDir, '..', '..', '..', entry);
+    const writeTask = (version: string) =>
+      writeFileSync(file, `import { writeFileSync } from 'node:fs';\nimport './task.ts';\nwriteFileSync(process.env.FIXTURE_DIR + '/' + process.env.FIXTURE_MODE + '.version', ${JSON.stringify(version)});\n`);
+    const changing: LocalRunOptions = { ...wiring, tasks: [{ ...wiring.tasks![0]!, entry }] };
+    const versionAfterRun = async () => {
+      const result = await runLocalWorkflow({ syncMode: 'exit0', callbackMode: 'report', dir }, changing);
+      expect(result.status).toBe('SUCCEEDED');
+      // The .sync task's: the run waits for it to exit (a callback task may still be running when the run ends).
+      return readFileSync(join(dir, 'exit0.version'), 'utf8');
+    };
+    try {
+      writeTask('first');
+      expect(await versionAfterRun()).toBe('first');
+      expect(await versionAfterRun()).toBe('first');
+      writeTask('second, longer');
+      expect(await versionAfterRun()).toBe('second, longer');
+    } finally {
+      rmSync(file, { force: true });
+    }
   });
 
   it('kills the task process when the run is aborted', async () => {
