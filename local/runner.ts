@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { StateMachine, type StateMachineDefinition } from './interpreter.js';
 import { lambdaFunctions, type LambdaFunctionDefinition } from '../lambdas/registry.js';
 import { LOCAL_CALLBACK_ENV, type IpcCallbackMessage } from '../platform/task-callback.js';
 import { fargateTasks, type FargateTaskDefinition } from '../tasks/registry.js';

@@ -1,10 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { loadLocalDefinition, runLocalWorkflow, substituteLocally, workflowFile, workflowValidation, type LocalRunOptions } from '../../local/runner.js';
+import { loadLocalDefinition, repositoryRoot, runLocalWorkflow, substituteLocally, workflowFile, workflowValidation, type LocalRunOptions } from '../../local/runner.js';
 import { fargateTasks } from '../../tasks/registry.js';
 import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
@@ -222,6 +223,19 @@ describe('the workflow file', () => {
     expect(() => new StateMachine(definition, { validationOptions: { checkArn: false } })).not.toThrow();
     expect(workflowValidation()).toEqual({ noValidate: true });
     expect(workflowValidation({ definitionFile: 'custom.asl.json' })).toEqual({ checkArn: false });
+  });
+
+  it('loads the interpreter without the AWS SDK Lambda client or the validator, and still validates a definition file', () => {
+    const script = `
+      import { createRequire } from 'node:module';
+      const { StateMachine } = await import('./local/interpreter.ts');
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).filter((f) => /client-lambda|asl-validator/.test(f)).length;
+      const before = loaded();
+      let rejected = false;
+      try { new StateMachine({ StartAt: 'A', States: { A: { Type: 'Pass', Next: 'Missing' } } }, { validationOptions: { checkArn: false } }); } catch { rejected = true; }
+      console.log(JSON.stringify({ before, rejected }));`;
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: repositoryRoot, encoding: 'utf8' });
+    expect(JSON.parse(child.stdout.trim().split('\n').pop()!), child.stderr).toEqual({ before: 0, rejected: true });
   });
 
   it('does not use what the local interpreter cannot run', async () => {
