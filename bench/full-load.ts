@@ -9,7 +9,8 @@
  * machine's speed drifts between runs, so the clone ratio is the median of each pair's ratio
  * (a pgferry run and the pgcopydb run right after it). Not part of `npm test`.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +33,8 @@ const { values } = parseArgs({
 });
 const sizeMb = Number(values['size-mb']);
 const parallelism = Number(values.parallelism);
-const runs = Math.max(1, Number(values.runs));
+const runs = Number(values.runs);
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a whole number of at least 1, not "${values.runs}"`);
 const MB = 1024 * 1024;
 
 const SCHEMA = `
@@ -103,11 +105,15 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string, 
     target: { secret: secretFile(dir, 'target', target, 'pgferry_run') },
     fullLoad: { parallelism, ...(values['split-larger-than'] ? { splitTablesLargerThan: values['split-larger-than'] } : {}) },
   };
-  const child = spawnSync(process.execPath, [...process.execArgv, join(import.meta.dirname, 'run-once.ts'), JSON.stringify(spec)], {
+  // Not spawnSync: this process must go on reading the servers' output while the run goes on.
+  const child = spawn(process.execPath, [...process.execArgv, join(import.meta.dirname, 'run-once.ts'), JSON.stringify(spec)], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    encoding: 'utf8',
   });
-  const lines = child.stdout.trim().split('\n');
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  const [code] = (await once(child, 'close')) as [number | null];
+  if (code !== 0) throw new Error(`the pgferry run's process exited with ${code}:\n${stdout}`);
+  const lines = stdout.trim().split('\n');
   const { result, seconds, phases: states, processStartSeconds } = JSON.parse(lines[lines.length - 1]!) as {
     result: Awaited<ReturnType<typeof runLocalWorkflow>>;
     seconds: number;
@@ -125,18 +131,23 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string, 
   return { seconds, processStartSeconds, dataSeconds: report!.totals.loadSeconds, bytes: report!.totals.bytes, units: report!.tables.reduce((n, t) => n + t.units, 0), phases };
 }
 
-function pgcopydb(source: LocalCluster, target: LocalCluster, dir: string): number | undefined {
+async function pgcopydb(source: LocalCluster, target: LocalCluster, dir: string): Promise<number | undefined> {
   if (spawnSync('pgcopydb', ['--version']).status !== 0) return undefined;
   // pgcopydb refuses a work directory a completed run left behind.
   rmSync(join(dir, 'pgcopydb'), { recursive: true, force: true });
   const started = performance.now();
-  const output = execFileSync(
+  // Not execFileSync: this process must go on reading the servers' output meanwhile.
+  const child = spawn(
     'pgcopydb',
     ['clone', '--source', source.uri('bench'), '--target', target.uri('pgcopydb_run'), '--table-jobs', String(parallelism),
      '--index-jobs', String(parallelism), '--dir', join(dir, 'pgcopydb'), '--no-owner', '--no-acl'],
-    { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' },
+    { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  let output = '';
+  for (const stream of [child.stdout, child.stderr]) stream.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const [code] = (await once(child, 'close')) as [number | null];
   const seconds = (performance.now() - started) / 1000;
+  if (code !== 0) throw new Error(`pgcopydb clone exited with ${code}:\n${output}`);
   if (values.verbose) console.log(output);
   return seconds;
 }
@@ -185,7 +196,7 @@ async function main() {
       await settle('pgferry_run');
 
       await target.sql('CREATE DATABASE pgcopydb_run');
-      const copydb = pgcopydb(source, target, dir);
+      const copydb = await pgcopydb(source, target, dir);
       await settle('pgcopydb_run');
       if (copydb === undefined) {
         console.log('pgcopydb             not installed (apt-get install pgcopydb to compare)');

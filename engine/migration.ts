@@ -23,15 +23,18 @@ async function withSides<T>(
   sides: { source?: boolean; target?: boolean },
   body: (clients: { source: pg.Client; target: pg.Client }) => Promise<T>,
 ): Promise<T> {
-  const connectIf = (side: 'source' | 'target') =>
-    sides[side] ? connectSide(side, spec[side], secrets, { applicationName: 'pgferry' }) : Promise.resolve(undefined);
+  const connectIf = async (side: 'source' | 'target') => {
+    if (!sides[side]) return undefined;
+    const client = await connectSide(side, spec[side], secrets, { applicationName: 'pgferry' });
+    // A connection that drops while idle fails its next query instead of crashing the process.
+    client.on('error', () => undefined);
+    return client;
+  };
   // Both at once; if one side cannot be reached, the other's connection is closed before the error goes on.
   const [source, target] = await Promise.allSettled([connectIf('source'), connectIf('target')]);
   const clients = [source, target].flatMap((c) => (c.status === 'fulfilled' && c.value ? [c.value] : []));
   try {
     for (const side of [source, target]) if (side.status === 'rejected') throw side.reason;
-    // A connection that drops while idle fails its next query instead of crashing the process.
-    for (const client of clients) client.on('error', () => undefined);
     return await body({ source: (source as PromiseFulfilledResult<pg.Client>).value, target: (target as PromiseFulfilledResult<pg.Client>).value });
   } finally {
     await Promise.all(clients.map((client) => client.end()));
@@ -99,12 +102,13 @@ export async function finishFullLoadStep(spec: MigrationSpec, secrets: SecretsPr
       [spec.name],
     );
     // When the copy workers built every index and constraint, post-data is only its report: no task to start for it.
+    // If that cannot be told (a failed read), the post-data task, which has no time limit, decides as it always did.
     const connect = (side: 'source' | 'target') => () => connectSide(side, spec[side], secrets, { applicationName: 'pgferry' });
-    const postData = await postDataLeftNothing(connect('source'), connect('target'), spec);
+    const postData = await postDataLeftNothing(connect('source'), connect('target'), spec).catch(() => undefined);
     if (postData) {
       await setPhase(target, spec.name, 'post-data');
       await recordSchemaObjects(target, spec.name, 'post-data', postData.objects);
-      await recordEvent(target, spec.name, 'info', `post-data: ${postData.objects.length} objects, all built while the tables were loaded`);
+      await recordEvent(target, spec.name, 'info', `post-data: ${postData.objects.length} objects, nothing left to build after the load`);
     }
     return { ...totals[0], sequences: sequences.length, postDataLeft: !postData } as {
       units: number;

@@ -180,16 +180,25 @@ class TaskProcesses {
     this.#replenish(count);
   }
 
-  /** A ready spare, taken out of the pool, or undefined. */
-  takeSpare(): ChildProcess | undefined {
-    const spare = this.#ready.shift();
-    this.#keepOne();
-    return spare;
+  readonly #bundles = new Map<string, Promise<TaskBundle>>();
+
+  /** The task's bundle, the same for the whole run even if its files change meanwhile. */
+  bundle(task: FargateTaskDefinition): Promise<TaskBundle> {
+    let bundle = this.#bundles.get(task.entry);
+    if (!bundle) this.#bundles.set(task.entry, (bundle = taskBundle(task)));
+    return bundle;
   }
 
-  /** Tracks a task process until it exits; it is killed with the run. */
+  /** A ready spare, taken out of the pool, or undefined (always, once the run is over). */
+  takeSpare(): ChildProcess | undefined {
+    return this.#closed ? undefined : this.#ready.shift();
+  }
+
+  /** Tracks a task process until it exits; it is killed with the run (at once, if the run is over). */
   running(child: ChildProcess): void {
+    if (this.#closed) return kill(child);
     this.#running.add(child);
+    this.#keepOne();
     const ended = () => {
       this.#running.delete(child);
       this.#keepOne();
@@ -279,7 +288,15 @@ const BUNDLE_OPTIONS = {
   logLevel: 'silent',
 } as const;
 
-/** What a task's last bundle was built from: the options, and each input file's modification time and size. */
+/** The build options and esbuild's version, as a record keeps them. */
+const bundleRecipe = (version: string) => JSON.stringify({ esbuild: version, ...BUNDLE_OPTIONS });
+
+/** The installed esbuild's version, read without loading esbuild. */
+function esbuildVersion(): string {
+  return (JSON.parse(readFileSync(join(repositoryRoot, 'node_modules', 'esbuild', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** What a task's last bundle was built from: the recipe, and each input file's modification time and size. */
 interface BundleRecord extends TaskBundle {
   options: string;
   inputs: Record<string, string>;
@@ -296,7 +313,7 @@ const inputStamp = (path: string) => {
 function unchangedBundle(task: FargateTaskDefinition): TaskBundle | undefined {
   try {
     const record = JSON.parse(readFileSync(bundleRecordFile(task), 'utf8')) as BundleRecord;
-    if (record.options !== JSON.stringify(BUNDLE_OPTIONS) || !existsSync(record.script)) return undefined;
+    if (record.options !== bundleRecipe(esbuildVersion()) || !existsSync(record.script)) return undefined;
     if (Object.entries(record.inputs).some(([path, stamp]) => inputStamp(path) !== stamp)) return undefined;
     return { script: record.script, packages: record.packages };
   } catch {
@@ -321,8 +338,12 @@ function taskBundle(task: FargateTaskDefinition): Promise<TaskBundle> {
   return build;
 }
 
+/** Files besides the sources that decide what a bundle holds. */
+const BUNDLE_CONFIG_FILES = ['tsconfig.json', 'package.json'];
+
 async function buildTaskBundle(task: FargateTaskDefinition): Promise<TaskBundle> {
   const esbuild = await import('esbuild');
+  const startedAt = Date.now();
   const { outputFiles, metafile } = await esbuild.build({
     absWorkingDir: repositoryRoot,
     entryPoints: [join(repositoryRoot, task.entry)],
@@ -335,8 +356,13 @@ async function buildTaskBundle(task: FargateTaskDefinition): Promise<TaskBundle>
   writeOnce(script, code);
   const imports = Object.values(metafile.outputs).flatMap((output) => output.imports);
   const packages = [...new Set(imports.filter((i) => i.external && i.kind === 'import-statement' && !i.path.startsWith('node:')).map((i) => i.path))].sort();
-  const record: BundleRecord = { script, packages, options: JSON.stringify(BUNDLE_OPTIONS), inputs: Object.fromEntries(Object.keys(metafile.inputs).map((path) => [path, inputStamp(path)])) };
-  replaceFile(bundleRecordFile(task), JSON.stringify(record));
+  const inputs = [...Object.keys(metafile.inputs), ...BUNDLE_CONFIG_FILES];
+  // A file saved while esbuild read it may be in the bundle as it was before: no record, so the next run builds again.
+  const changedMeanwhile = inputs.some((path) => (statSync(join(repositoryRoot, path), { throwIfNoEntry: false })?.mtimeMs ?? 0) >= startedAt);
+  if (!changedMeanwhile) {
+    const record: BundleRecord = { script, packages, options: bundleRecipe(esbuild.version), inputs: Object.fromEntries(inputs.map((path) => [path, inputStamp(path)])) };
+    replaceFile(bundleRecordFile(task), JSON.stringify(record));
+  }
   return { script, packages };
 }
 
@@ -358,8 +384,8 @@ function replaceFile(path: string, content: Uint8Array | string): void {
  * packages the tasks import, then — given a task — takes the task's environment and imports its
  * bundle, which runs the task as in a process started for it.
  */
-async function warmLoader(tasks: readonly FargateTaskDefinition[]): Promise<string> {
-  const packages = [...new Set((await Promise.all(tasks.map(taskBundle))).flatMap((bundle) => bundle.packages))].sort();
+async function warmLoader(bundles: Promise<TaskBundle>[]): Promise<string> {
+  const packages = [...new Set((await Promise.all(bundles)).flatMap((bundle) => bundle.packages))].sort();
   const code = `const loaded = Promise.all(${JSON.stringify(packages)}.map((name) => import(name).catch(() => undefined)));
 process.once('message', async (message) => {
   await loaded;
@@ -380,7 +406,7 @@ async function startTask(
   processes: TaskProcesses,
   options: LocalRunOptions,
 ): Promise<TaskRun> {
-  const { script } = await taskBundle(task);
+  const { script } = await processes.bundle(task);
   if (options.signal?.aborted) throw stepError('States.TaskFailed', 'The run was stopped before the task started.');
   const spare = processes.takeSpare();
   const child =
@@ -569,15 +595,17 @@ function tasksStartedAtOnce(spec: unknown): number {
 /** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
 export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {
   const { definition, wiring } = await loadLocalDefinition(options);
-  // Bundled while the first states run; a bundling error surfaces when its task starts.
-  for (const task of wiring.tasks) taskBundle(task).catch(() => undefined);
   const processes = new TaskProcesses(taskProcessEnvironment(options));
-  if (wiring.tasks.length > 0) void warmLoader(wiring.tasks).then((loader) => processes.keepSpare(loader), () => undefined);
   const stateMachine = new StateMachine(definition, { validationOptions: workflowValidation(options) });
+  const handlers = buildHandlers(definition, wiring, processes, options);
+  // Bundled while the first states run; a bundling error surfaces when its task starts.
+  const bundles = wiring.tasks.map((task) => processes.bundle(task));
+  for (const bundle of bundles) bundle.catch(() => undefined);
+  if (bundles.length > 0) void warmLoader(bundles).then((loader) => processes.keepSpare(loader), () => undefined);
   const executionId = `local:${randomUUID()}`;
   const execution = stateMachine.run(input as never, {
     overrides: {
-      taskResourceLocalHandlers: buildHandlers(definition, wiring, processes, options) as never,
+      taskResourceLocalHandlers: handlers as never,
       waitTimeOverrides: options.waitTimeOverrides,
       retryIntervalOverrides: options.retryIntervalOverrides,
     },
