@@ -12,6 +12,7 @@ import { connectSide, type SecretsProvider } from '../engine/connect/index.js';
 import { controlSchemaExists, migrationState } from '../engine/control/index.js';
 import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
 import { cleanupStep, type CleanupResult } from '../engine/migration.js';
+import { stopFailure } from '../platform/aws/deployment.js';
 import type { RunDescription } from '../platform/aws/workflow.js';
 
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
@@ -163,8 +164,6 @@ async function withAws(body: (aws: AwsWorkflow) => Promise<number>): Promise<num
 /** An argument starting with arn: is meant as an execution ARN (and refused if it is not one), anything else is a spec file. */
 const isArn = (argument: string) => argument.startsWith('arn:');
 
-const isoSeconds = (date: Date) => date.toISOString().replace(/\.\d+Z$/, 'Z');
-
 /** The spec as start and schedule send it: checked as `run` checks it, and refused with secrets only this machine can read. */
 async function readSpecForAws(path: string, err: Out, aws: AwsWorkflow): Promise<{ spec: MigrationSpec; input: unknown } | undefined> {
   const input = await readSpecFile(path);
@@ -205,7 +204,7 @@ async function scheduleCommand(path: string, time: string, stateMachineArn: stri
     const read = await readSpecForAws(path, err, aws);
     if (!read) return EXIT_USAGE;
     const scheduled = await aws.scheduleMigration({ stateMachineArn, ...read, at });
-    out.write(`Scheduled migration ${read.spec.name} to start at ${isoSeconds(scheduled.at)} (UTC) on ${stateMachine.name} (${stateMachine.region}).\n`);
+    out.write(`Scheduled migration ${read.spec.name} to start at ${aws.isoSeconds(scheduled.at)} (UTC) on ${stateMachine.name} (${stateMachine.region}).\n`);
     out.write(`  schedule ${scheduled.scheduleName} in group ${scheduled.groupName}; it deletes itself once it has started the execution\n`);
     out.write(`  ${scheduled.scheduleArn}\n`);
     if (read.spec.startAt) out.write(`The execution then also waits until ${read.spec.startAt} (the spec's startAt).\n`);
@@ -219,7 +218,7 @@ async function scheduleCommand(path: string, time: string, stateMachineArn: stri
 
 const indentLines = (text: string, prefix: string) => text.split('\n').join(`\n${prefix}`);
 
-function formatRun(run: RunDescription): string {
+function formatRun(run: RunDescription, { isoSeconds }: AwsWorkflow): string {
   const where = run.lastState ? ` (${run.status === 'RUNNING' ? 'in' : 'last state'} ${run.lastState})` : '';
   const lines = [`Execution ${run.executionName}: ${run.status}${where}`];
   const dates = [run.startDate && `started ${isoSeconds(run.startDate)}`, run.stopDate && `stopped ${isoSeconds(run.stopDate)}`].filter(Boolean);
@@ -236,7 +235,7 @@ function formatRun(run: RunDescription): string {
 async function awsStatusCommand(executionArn: string, out: Out): Promise<number> {
   return withAws(async (aws) => {
     const run = await aws.describeRun(executionArn);
-    out.write(formatRun(run));
+    out.write(formatRun(run, aws));
     return run.status === 'RUNNING' || run.status === 'SUCCEEDED' ? EXIT_OK : EXIT_FAILED;
   });
 }
@@ -294,7 +293,7 @@ async function stopCommand(executionArn: string, out: Out, err: Out): Promise<nu
       return EXIT_OK;
     }
     out.write(
-      `Stopped execution ${name} at ${isoSeconds(outcome.stopDate)}.\n` +
+      `Stopped execution ${name} at ${aws.isoSeconds(outcome.stopDate)}.\n` +
         "The stack's cleanup rule now drops the replication slot and publication, and lifts a cutover fence on the source if there is one.\n",
     );
     return EXIT_OK;
@@ -315,7 +314,7 @@ async function localStopCommand(path: string, out: Out, err: Out): Promise<numbe
     return EXIT_FAILED;
   }
   // A local run (or none registered: a leftover slot is still dropped); a run that registers meanwhile is left alone.
-  const result = await cleanupStep(spec, secrets, { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop.' }, registered?.execution ?? undefined);
+  const result = await cleanupStep(spec, secrets, stopFailure, registered?.execution ?? undefined);
   const done = cleanupDone(result);
   if (!result.cleaned) {
     err.write(`Migration ${spec.name}: ${result.reason}\n`);

@@ -3,8 +3,8 @@
  * pre-data, planning, finishing the load, finishing the migration, and cleanup on failure.
  */
 import type pg from 'pg';
-import { connectSide, type SecretsProvider } from './connect/index.js';
-import { beginMigration, controlSchemaExists, ensureControlSchema, migrationState, recordEvent, setPhase } from './control/index.js';
+import { connectSide, serverVersion, settleAll, type SecretsProvider, type Side } from './connect/index.js';
+import { beginMigration, ensureControlSchema, findMigration, migrationState, recordEvent, setPhase } from './control/index.js';
 import { PgferryError } from './errors.js';
 import { planUnits, savePlan, targetFacts, targetOf } from './load/planner.js';
 import { copySequenceValues, loadTimeIndexJobs, migratePreData, postDataLeftNothing, recordSchemaObjects } from './schema/index.js';
@@ -23,21 +23,20 @@ async function withSides<T>(
   sides: { source?: boolean; target?: boolean },
   body: (clients: { source: pg.Client; target: pg.Client }) => Promise<T>,
 ): Promise<T> {
-  const connectIf = async (side: 'source' | 'target') => {
-    if (!sides[side]) return undefined;
+  const clients: Partial<Record<Side, pg.Client>> = {};
+  const connectIf = async (side: Side) => {
+    if (!sides[side]) return;
     const client = await connectSide(side, spec[side], secrets, { applicationName: 'pgferry' });
     // A connection that drops while idle fails its next query instead of crashing the process.
     client.on('error', () => undefined);
-    return client;
+    clients[side] = client;
   };
-  // Both at once; if one side cannot be reached, the other's connection is closed before the error goes on.
-  const [source, target] = await Promise.allSettled([connectIf('source'), connectIf('target')]);
-  const clients = [source, target].flatMap((c) => (c.status === 'fulfilled' && c.value ? [c.value] : []));
   try {
-    for (const side of [source, target]) if (side.status === 'rejected') throw side.reason;
-    return await body({ source: (source as PromiseFulfilledResult<pg.Client>).value, target: (target as PromiseFulfilledResult<pg.Client>).value });
+    // Both at once; if one side cannot be reached, the other's connection is closed before the error goes on.
+    await settleAll([connectIf('source'), connectIf('target')]);
+    return await body(clients as { source: pg.Client; target: pg.Client });
   } finally {
-    await Promise.all(clients.map((client) => client.end()));
+    await Promise.all(Object.values(clients).map((client) => client.end()));
   }
 }
 
@@ -64,9 +63,9 @@ export async function planFullLoadStep(spec: MigrationSpec, secrets: SecretsProv
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     await setPhase(target, spec.name, 'load');
     const tables = await listTables(source, spec.objects);
-    const { rows } = await source.query<{ num: string }>("SELECT current_setting('server_version_num') AS num");
+    const sourceVersionNum = await serverVersion(source);
     const facts = await targetFacts(target, dataTables(tables).map(targetOf));
-    const units = planUnits({ tables, target: facts, spec, sourceVersionNum: Number(rows[0]!.num) });
+    const units = planUnits({ tables, target: facts, spec, sourceVersionNum });
     await savePlan(target, spec.name, tables, units);
     await saveIndexJobs(target, spec.name, await loadTimeIndexJobs(source, spec));
     const workerCount = Math.max(1, Math.min(spec.fullLoad.parallelism, units.length));
@@ -293,7 +292,7 @@ export async function cleanupStep(
   let ownershipChecked = false;
   await attempt('control schema', () =>
     withSides(spec, secrets, { target: true }, async ({ target }) => {
-      const state = (await controlSchemaExists(target)) ? await migrationState(target, spec.name) : undefined;
+      const state = await findMigration(target, spec.name);
       if (execution !== undefined && state?.execution !== execution) {
         skip = state
           ? `migration ${spec.name} on the target belongs to ${state.execution ?? 'a local run'}, not to ${execution}`

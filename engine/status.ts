@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 import { readReplicationStatus, requestCutover, type ReplicationStatusRow } from './cdc/state.js';
-import { controlSchemaExists, migrationState } from './control/index.js';
+import { findMigration } from './control/index.js';
 import { formatBytes } from './report.js';
 import type { MigrationSpec } from './spec/index.js';
 
@@ -18,8 +18,7 @@ export interface MigrationStatus {
 }
 
 export async function readMigrationStatus(target: pg.Client, name: string): Promise<MigrationStatus | undefined> {
-  if (!(await controlSchemaExists(target))) return undefined;
-  const state = await migrationState(target, name);
+  const state = await findMigration(target, name);
   if (!state) return undefined;
   const { rows } = await target.query(
     `SELECT source_schema || '.' || source_table AS table, count(*) FILTER (WHERE state = 'done')::int AS done, count(*)::int AS units,
@@ -92,7 +91,7 @@ export type CutoverRequest = { requested: true; message: string } | { requested:
  * Operator function on AWS): the workflow's status loop sees the request at its next poll.
  */
 export async function requestMigrationCutover(target: pg.Client, spec: MigrationSpec): Promise<CutoverRequest> {
-  const state = (await controlSchemaExists(target)) ? await migrationState(target, spec.name) : undefined;
+  const state = await findMigration(target, spec.name);
   const replicating = state !== undefined && state.phase !== 'done' && state.phase !== 'failed' && (await readReplicationStatus(target, spec.name)) !== undefined;
   if (!replicating) {
     return {

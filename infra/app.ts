@@ -7,7 +7,6 @@ const app = new App();
 // Unset variables leave the stack environment-agnostic.
 new PgferryStack(app, 'Pgferry', {
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
-  description: 'pgferry: online PostgreSQL to PostgreSQL migration (Step Functions workflow)',
 });
 
 // cdk-nag 3 is a CDK policy validation plugin (v2's Aspect and NagSuppressions are gone): any

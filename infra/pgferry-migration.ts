@@ -386,7 +386,7 @@ export class PgferryMigration extends Construct {
     }
 
     // The tasks publish theirs as EMF on stdout, shipped by the awslogs driver.
-    const taskEnvironment: Record<string, string> = { ...metricsEnvironment, PGFERRY_METRICS: 'emf' };
+    const taskEnvironment: Record<string, string> = { ...metricsEnvironment, [metrics.environment.name]: metrics.environment.emf };
     const taskDefinitions: Record<string, ecs.TaskDefinition> = {};
     let image: ecs.ContainerImage | undefined;
     let executionRole: iam.Role | undefined;

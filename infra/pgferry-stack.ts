@@ -33,7 +33,7 @@ export class PgferryStack extends Stack {
   readonly migration: PgferryMigration;
 
   constructor(scope: Construct, id: string, props?: StackProps) {
-    super(scope, id, props);
+    super(scope, id, { description: 'pgferry: online PostgreSQL to PostgreSQL migration (Step Functions workflow)', ...props });
     const context = (key: string) => this.node.tryGetContext(key) as unknown;
 
     this.migration = new PgferryMigration(this, 'Migration', {

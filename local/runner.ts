@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -189,13 +189,20 @@ class TaskProcesses {
     return bundle;
   }
 
-  /** A ready spare, taken out of the pool, or undefined (always, once the run is over). */
-  takeSpare(): ChildProcess | undefined {
-    return this.#closed ? undefined : this.#ready.shift();
+  /**
+   * A process running `script` with `env` on top of the run's environment: a ready spare given
+   * the task (none once the run is over), else one started for it. Tracked until it exits.
+   */
+  start(script: string, env: Record<string, string>): ChildProcess {
+    const spare = this.#closed ? undefined : this.#ready.shift();
+    const child = spare ?? this.#spawn(script, { ...this.environment, ...env });
+    spare?.send({ script, env });
+    this.#track(child);
+    return child;
   }
 
   /** Tracks a task process until it exits; it is killed with the run (at once, if the run is over). */
-  running(child: ChildProcess): void {
+  #track(child: ChildProcess): void {
     if (this.#closed) return kill(child);
     this.#running.add(child);
     this.#keepOne();
@@ -215,12 +222,12 @@ class TaskProcesses {
     while (!this.#closed && this.#warmLoader && this.#ready.length + this.#warming.size < count) this.#startSpare(this.#warmLoader);
   }
 
+  #spawn(script: string, env: NodeJS.ProcessEnv): ChildProcess {
+    return spawn(process.execPath, ['--enable-source-maps', script], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  }
+
   #startSpare(loader: string): void {
-    const child = spawn(process.execPath, ['--enable-source-maps', loader], {
-      cwd: process.cwd(),
-      env: this.environment,
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
+    const child = this.#spawn(loader, this.environment);
     this.#warming.add(child);
     const forget = () => {
       this.#warming.delete(child);
@@ -271,9 +278,6 @@ interface TaskBundle {
   packages: string[];
 }
 
-/** Builds under way, by entry: a run asks for a task's bundle several times at once. */
-const builds = new Map<string, Promise<TaskBundle>>();
-
 const bundleDir = join(repositoryRoot, 'node_modules', '.cache', 'pgferry');
 
 /** How task bundles are built (entry and output file aside). */
@@ -304,17 +308,15 @@ interface BundleRecord extends TaskBundle {
 
 const digest = (content: Uint8Array | string) => createHash('sha256').update(content).digest('hex').slice(0, 16);
 const bundleRecordFile = (task: FargateTaskDefinition) => join(bundleDir, `${task.name}-${digest(task.entry)}.bundle.json`);
-const inputStamp = (path: string) => {
-  const stat = statSync(join(repositoryRoot, path), { throwIfNoEntry: false });
-  return stat ? `${stat.mtimeMs}:${stat.size}` : 'missing';
-};
+const statInput = (path: string) => statSync(join(repositoryRoot, path), { throwIfNoEntry: false });
+const inputStamp = (stat: Stats | undefined) => (stat ? `${stat.mtimeMs}:${stat.size}` : 'missing');
 
 /** The task's last bundle, if none of the files it was built from has changed since. */
 function unchangedBundle(task: FargateTaskDefinition): TaskBundle | undefined {
   try {
     const record = JSON.parse(readFileSync(bundleRecordFile(task), 'utf8')) as BundleRecord;
     if (record.options !== bundleRecipe(esbuildVersion()) || !existsSync(record.script)) return undefined;
-    if (Object.entries(record.inputs).some(([path, stamp]) => inputStamp(path) !== stamp)) return undefined;
+    if (Object.entries(record.inputs).some(([path, stamp]) => inputStamp(statInput(path)) !== stamp)) return undefined;
     return { script: record.script, packages: record.packages };
   } catch {
     return undefined;
@@ -328,14 +330,8 @@ function unchangedBundle(task: FargateTaskDefinition): TaskBundle | undefined {
  * run killed before it could clean up leaves nothing new behind. A bundle whose input files are
  * unchanged is used as it is, so a run's first task process need not wait for esbuild.
  */
-function taskBundle(task: FargateTaskDefinition): Promise<TaskBundle> {
-  const building = builds.get(task.entry);
-  if (building) return building;
-  const unchanged = unchangedBundle(task);
-  if (unchanged) return Promise.resolve(unchanged);
-  const build = buildTaskBundle(task).finally(() => builds.delete(task.entry));
-  builds.set(task.entry, build);
-  return build;
+async function taskBundle(task: FargateTaskDefinition): Promise<TaskBundle> {
+  return unchangedBundle(task) ?? buildTaskBundle(task);
 }
 
 /** Files besides the sources that decide what a bundle holds. */
@@ -356,11 +352,11 @@ async function buildTaskBundle(task: FargateTaskDefinition): Promise<TaskBundle>
   writeOnce(script, code);
   const imports = Object.values(metafile.outputs).flatMap((output) => output.imports);
   const packages = [...new Set(imports.filter((i) => i.external && i.kind === 'import-statement' && !i.path.startsWith('node:')).map((i) => i.path))].sort();
-  const inputs = [...Object.keys(metafile.inputs), ...BUNDLE_CONFIG_FILES];
+  const inputs = [...Object.keys(metafile.inputs), ...BUNDLE_CONFIG_FILES].map((path) => [path, statInput(path)] as const);
   // A file saved while esbuild read it may be in the bundle as it was before: no record, so the next run builds again.
-  const changedMeanwhile = inputs.some((path) => (statSync(join(repositoryRoot, path), { throwIfNoEntry: false })?.mtimeMs ?? 0) >= startedAt);
+  const changedMeanwhile = inputs.some(([, stat]) => (stat?.mtimeMs ?? 0) >= startedAt);
   if (!changedMeanwhile) {
-    const record: BundleRecord = { script, packages, options: bundleRecipe(esbuild.version), inputs: Object.fromEntries(inputs.map((path) => [path, inputStamp(path)])) };
+    const record: BundleRecord = { script, packages, options: bundleRecipe(esbuild.version), inputs: Object.fromEntries(inputs.map(([path, stat]) => [path, inputStamp(stat)])) };
     replaceFile(bundleRecordFile(task), JSON.stringify(record));
   }
   return { script, packages };
@@ -408,16 +404,7 @@ async function startTask(
 ): Promise<TaskRun> {
   const { script } = await processes.bundle(task);
   if (options.signal?.aborted) throw stepError('States.TaskFailed', 'The run was stopped before the task started.');
-  const spare = processes.takeSpare();
-  const child =
-    spare ??
-    spawn(process.execPath, ['--enable-source-maps', script], {
-      cwd: process.cwd(),
-      env: { ...taskProcessEnvironment(options), ...environment },
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
-  spare?.send({ script, env: environment });
-  processes.running(child);
+  const child = processes.start(script, environment);
   if (child.pid !== undefined) options.onTaskStarted?.({ state: stateName, task: task.name, pid: child.pid });
   let tail = '';
   for (const stream of ['stdout', 'stderr'] as const) {

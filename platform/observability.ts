@@ -10,8 +10,6 @@ import type { ReplicatorHeartbeat } from '../engine/cdc/replicator.js';
 import type { CopiedUnit } from '../engine/load/worker.js';
 import { metrics as metricNames } from './aws/deployment.js';
 
-/** Environment variable that turns task metrics on; its only value so far is `emf`. */
-export const METRICS_ENV = 'PGFERRY_METRICS';
 /** Dimension naming the migration, beside the deployment's `service` dimension. */
 export const MIGRATION_DIMENSION = 'Migration';
 
@@ -100,7 +98,7 @@ export class EmfMetricsSink implements MetricsSink {
 
 /** The sink the environment asks for, or undefined (local runs, tests): nothing is emitted then. */
 export function metricsSinkFromEnvironment(migration: string, env: NodeJS.ProcessEnv = process.env): MetricsSink | undefined {
-  return env[METRICS_ENV] === 'emf' ? new EmfMetricsSink(migration, { env }) : undefined;
+  return env[metricNames.environment.name] === metricNames.environment.emf ? new EmfMetricsSink(migration, { env }) : undefined;
 }
 
 /**

@@ -163,6 +163,11 @@ export class HeartbeatingTaskCallback implements TaskCallback {
     return this.#gone.signal;
   }
 
+  /** Throws a TaskGoneError giving the reason and `what` the task does about it, once the token is gone. */
+  throwIfGone(what: string): void {
+    if (this.gone.aborted) throw new TaskGoneError(`${goneReason(this.gone)}; ${what}`);
+  }
+
   /** Notes a gone token in what a call threw; rethrows nothing. */
   #noteGone(error: unknown): void {
     if (!isGoneTokenError(error)) return;

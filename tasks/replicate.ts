@@ -74,10 +74,6 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
     await control.end().catch(() => undefined);
   }
 
-  function throwIfGone(what: string): void {
-    if (callback.gone.aborted) throw new TaskGoneError(`${goneReason(callback.gone)}; ${what}`);
-  }
-
   /** Drops the slot and publication this attempt created; says what it did, for the task's last line (undefined: it created none). */
   async function removeCreated(source: pg.Client, slotCreated: boolean, publicationCreated: boolean): Promise<string | undefined> {
     if (!slotCreated && !publicationCreated) return undefined;
@@ -102,7 +98,7 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
     let publicationCreated = false;
     try {
       const tables = dataTables(await listTables(source, spec.objects));
-      throwIfGone('not starting replication');
+      callback.throwIfGone('not starting replication');
       publicationCreated = (await ensurePublication(source, { name: publicationName, tables })) === 'created';
       const existing = await slotState(source, slotName);
       let consistentLsn: string | null;
@@ -111,7 +107,7 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
         consistentLsn = existing.confirmedFlushLsn;
         log(`resuming existing slot ${slotName} at ${consistentLsn}`);
       } else {
-        throwIfGone(`not creating replication slot ${slotName}`);
+        callback.throwIfGone(`not creating replication slot ${slotName}`);
         holder = await createSlotWithSnapshot(async () => {
           const client = new pg.Client(await streamConfig());
           await client.connect();
@@ -121,7 +117,7 @@ await runCallbackTask('replicate', async ({ migration, spec, env, connectSource,
         snapshot = holder.slot.snapshot;
         log(`created slot ${slotName} at ${consistentLsn} with snapshot ${snapshot}`);
       }
-      throwIfGone(`not using replication slot ${slotName}`);
+      callback.throwIfGone(`not using replication slot ${slotName}`);
       await registerReplication(control, migration, { slotName, publicationName, consistentLsn });
       await recordSnapshot(control, migration, snapshot ?? null);
       await callback.success({ slotName, publicationName, consistentLsn, ...(snapshot ? { snapshot } : {}) });

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { exportSnapshot } from '../engine/snapshot.js';
 import { migrationState, recordSnapshot } from '../engine/control/index.js';
-import { goneError, goneReason, TaskGoneError } from '../platform/task-callback.js';
+import { goneError } from '../platform/task-callback.js';
 import { runCallbackTask } from './task.js';
 
 const POLL_MS = 1000;
@@ -19,7 +19,7 @@ await runCallbackTask('snapshot', async ({ migration, connectSource, connectTarg
   let control: pg.Client | undefined;
   let snapshot: string | undefined;
   try {
-    if (callback.gone.aborted) throw new TaskGoneError(`${goneReason(callback.gone)}; not exporting a snapshot`);
+    callback.throwIfGone('not exporting a snapshot');
     source = await connectSource();
     control = await connectTarget();
     snapshot = await exportSnapshot(source);

@@ -29,7 +29,7 @@ export interface TaskContext {
  * timeout): what the task creates after that, it must remove itself.
  */
 export interface CallbackTaskContext extends TaskContext {
-  callback: TaskCallback & Pick<HeartbeatingTaskCallback, 'gone' | 'reportFailure'>;
+  callback: TaskCallback & Pick<HeartbeatingTaskCallback, 'gone' | 'throwIfGone' | 'reportFailure'>;
 }
 
 export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {

@@ -11,12 +11,11 @@
  * transaction by the Applier itself.
  */
 import type pg from 'pg';
-import { CANONICAL_SESSION_SQL, isTransient } from '../connect/index.js';
+import { CANONICAL_SESSION_SQL, isTransient, serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import { Applier, type ConflictPolicy } from './apply.js';
 import { formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
 import { currentWalLsn } from '../cutover/index.js';
-import { serverVersion } from './slot.js';
 import { readReplicationStatus } from './state.js';
 import { ChangeStream, PG_EPOCH_OFFSET_US, type StreamedMessage } from './stream.js';
 

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
+import { serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 
 /** PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1); the result is ASCII only. */
@@ -31,13 +32,6 @@ export interface PublicationSpec {
 
 const codeOf = (error: unknown) => (error as { code?: string } | null)?.code;
 const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
-
-/** server_version_num, e.g. 160004. */
-export async function serverVersion(client: pg.Client): Promise<number> {
-  // SHOW works on walsender connections too (PG 10+), so both kinds of connection use it.
-  const { rows } = await client.query<{ server_version_num: string }>('SHOW server_version_num');
-  return Number(rows[0]!.server_version_num);
-}
 
 /** Creates the publication for exactly `spec.tables`, or brings an existing one in line with the spec. */
 export async function ensurePublication(source: pg.Client, spec: PublicationSpec): Promise<'created' | 'updated'> {

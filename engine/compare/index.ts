@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { qualified, quoteIdent, type TableRef } from '../catalog/tables.js';
-import { CANONICAL_SESSION_SQL } from '../connect/index.js';
+import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
 import { CONTROL_SCHEMA } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import { checkSnapshotId, importSnapshot } from '../snapshot.js';
@@ -238,9 +238,7 @@ export async function compareTables(
   };
   if (tables.length === 0) return [];
   const workers = Math.max(1, Math.min(options.parallelism, tables.length));
-  const outcomes = await Promise.allSettled(Array.from({ length: workers }, worker));
-  const rejected = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-  if (rejected) throw rejected.reason;
+  await settleAll(Array.from({ length: workers }, worker));
   return results;
 }
 

@@ -270,6 +270,18 @@ export async function connectSide(
   return connect(await resolveEndpoint(side, settings, secrets), { retryWindowMs: 60_000, ...options });
 }
 
+/** Like Promise.all, but rejects only once every promise has settled. */
+export async function settleAll(values: unknown[]): Promise<void> {
+  for (const result of await Promise.allSettled(values)) if (result.status === 'rejected') throw result.reason;
+}
+
+/** server_version_num, e.g. 160004. */
+export async function serverVersion(client: pg.Client): Promise<number> {
+  // SHOW works on walsender connections too (PG 10+), so both kinds of connection use it.
+  const { rows } = await client.query<{ server_version_num: string }>('SHOW server_version_num');
+  return Number(rows[0]!.server_version_num);
+}
+
 /**
  * Session settings under which both sides print and read values the same way, whatever their
  * versions or server defaults: exact floats, ISO dates, UTC, hex bytea, locale-free money.

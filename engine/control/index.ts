@@ -245,6 +245,11 @@ export async function migrationState(client: pg.Client, name: string): Promise<M
   return row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error, execution: row.execution };
 }
 
+/** The migration's state, or undefined when it is not registered or the target has no control schema. */
+export async function findMigration(client: pg.Client, name: string): Promise<MigrationState | undefined> {
+  return (await controlSchemaExists(client)) ? migrationState(client, name) : undefined;
+}
+
 /** Records the snapshot the full load reads at (null: none, e.g. a resumed slot), not yet released. */
 export async function recordSnapshot(client: pg.Client, name: string, snapshot: string | null): Promise<void> {
   await client.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [name, snapshot]);

@@ -9,7 +9,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
-import { CANONICAL_SESSION_SQL } from '../connect/index.js';
+import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
 import { importSnapshot } from '../snapshot.js';
 import { runReadyIndexJobs } from './index-jobs.js';
 import { RawCopyOut, rawCopyIn } from './raw-copy.js';
@@ -219,11 +219,6 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
   } finally {
     await Promise.all([source, target, controlSession].map((c) => c?.end().catch(() => undefined)));
   }
-}
-
-/** Like Promise.all, but rejects only once every promise has settled. */
-async function settleAll(values: unknown[]): Promise<void> {
-  for (const result of await Promise.allSettled(values)) if (result.status === 'rejected') throw result.reason;
 }
 
 async function copyUnit(

@@ -70,11 +70,6 @@ export const TARGET_SETTINGS = [
   'standard_conforming_strings = on',
 ];
 
-export async function serverVersion(client: pg.Client): Promise<number> {
-  const { rows } = await client.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`);
-  return rows[0]!.v;
-}
-
 /**
  * Runs `work` over `items` with up to `parallelism` target connections at once. The first
  * failure stops handing out items; the others finish their current one, then it is thrown.

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { listTables, quoteIdent, type TableInfo } from '../catalog/tables.js';
+import { serverVersion } from '../connect/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import {
   collationNodes,
@@ -23,7 +24,7 @@ import {
   type Node,
 } from './catalog.js';
 import { notMigrated } from './not-migrated.js';
-import { serverVersion, type SchemaObjectResult } from './objects.js';
+import type { SchemaObjectResult } from './objects.js';
 
 export interface SchemaPlan {
   tables: TableInfo[];

@@ -6,13 +6,13 @@
  */
 import type pg from 'pg';
 import { quoteTable, type TableRef } from '../catalog/tables.js';
+import { serverVersion } from '../connect/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { planSchema } from './plan.js';
 import {
   inParallel,
   readSource,
   runFor,
-  serverVersion,
   TARGET_SETTINGS,
   type SchemaObjectResult,
 } from './objects.js';
@@ -215,6 +215,10 @@ async function postData(
         if (!job.action) report(job.kind, job.identity, 'created');
       });
     };
+    const run = (kind: string, identity: string, sql: string[], action?: string) => {
+      willRun(sql.length);
+      return runFor(target, kind, identity, sql, action);
+    };
 
     // 1. Primary keys, always (CDC and the comparison need them), one table hierarchy each, side by side.
     // 2. Then indexes and unique/check/exclusion constraints: each touches one table, so they run side by side too.
@@ -237,8 +241,7 @@ async function postData(
       // partitioned table keeps its per-partition parts unvalidated after VALIDATE: both are checked as they are added.
       const deferValidation = fk.validated && !((fk.relkind === 'p' || fk.ref_relkind === 'p') && targetVersion < 180000);
       const add = `ALTER TABLE ${fk.table_identity} ADD CONSTRAINT ${fk.name} ${fk.def}${deferValidation ? ' NOT VALID' : ''}`;
-      willRun(1);
-      await runFor(target, 'foreign key', fk.identity, [add]);
+      await run('foreign key', fk.identity, [add]);
       if (deferValidation)
         validate.push({ kind: 'foreign key', identity: fk.identity, sql: [`ALTER TABLE ${fk.table_identity} VALIDATE CONSTRAINT ${fk.name}`], action: 'validate' });
       report('foreign key', fk.identity, 'created', fk.validated ? undefined : 'NOT VALID on the source, left unvalidated');
@@ -252,8 +255,7 @@ async function postData(
         ...(index.clustered ? [`ALTER TABLE ONLY ${index.table_identity} CLUSTER ON ${index.name}`] : []),
         ...(index.replident ? [`ALTER TABLE ONLY ${index.table_identity} REPLICA IDENTITY USING INDEX ${index.name}`] : []),
       ];
-      willRun(sql.length);
-      await runFor(target, 'table', index.table_identity, sql, 'alter');
+      await run('table', index.table_identity, sql, 'alter');
     }
 
     // 5. Triggers, with their enabled state.
@@ -261,8 +263,7 @@ async function postData(
       if (!toCreate('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
       const state = ENABLE[trigger.enabled];
       const sql = [trigger.def, ...(state && trigger.relkind !== 'v' ? [`ALTER TABLE ${trigger.table_identity} ${state} ${trigger.name}`] : [])];
-      willRun(sql.length);
-      await runFor(target, 'trigger', trigger.identity, sql);
+      await run('trigger', trigger.identity, sql);
       report('trigger', trigger.identity, 'created', state ? state.replace(' TRIGGER', '').toLowerCase() : undefined);
     }
 
@@ -272,13 +273,11 @@ async function postData(
         report('materialized view data', view.identity, 'skipped', 'not populated on the source');
         continue;
       }
-      willRun(1);
-      await runFor(target, 'materialized view', view.identity, [`REFRESH MATERIALIZED VIEW ${view.identity}`], 'refresh');
+      await run('materialized view', view.identity, [`REFRESH MATERIALIZED VIEW ${view.identity}`], 'refresh');
       report('materialized view data', view.identity, 'created', 'refreshed');
     }
     const roots = plan.tables.filter((t) => !t.root).map(quoteTable).filter((t) => builtDuringLoad.get(`analyze ${t}`) !== 'done');
-    willRun(roots.length);
-    await inParallel(roots, parallelism, targetConnect, settings, (client, table) => runFor(client, 'table', table, [`ANALYZE ${table}`], 'analyze'));
+    await runAll(roots.map((t) => ({ kind: 'table', identity: t, sql: [`ANALYZE ${t}`], action: 'analyze' })));
   } catch (error) {
     if (error instanceof StatementsLeft) return undefined;
     throw error;

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { PgferryError } from '../errors.js';
 import { formatPath, parseWithProblems, type SpecProblem } from './problems.js';
-import { migrationSpecSchema } from './schema.js';
+import { isRfc3339Timestamp, migrationSpecSchema } from './schema.js';
 
-export { migrationSpecSchema };
+export { isRfc3339Timestamp, migrationSpecSchema };
 export type { SpecProblem };
 
 export type MigrationSpec = z.output<typeof migrationSpecSchema>;

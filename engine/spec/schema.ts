@@ -40,6 +40,11 @@ function isRealTimestamp(value: string): boolean {
   );
 }
 
+/** An RFC 3339 timestamp with a time zone, of a real date and time. */
+export function isRfc3339Timestamp(value: string): boolean {
+  return RFC3339.test(value) && isRealTimestamp(value);
+}
+
 const forbiddenCharsMessage = (input: unknown): string => {
   const found = [...new Set(String(input).match(/[=<>&'"]/g))];
   return `must not contain any of = < > & ' " (found ${found.join(' ')})`;

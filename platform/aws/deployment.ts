@@ -26,6 +26,8 @@ export const metrics = {
   namespace: 'pgferry',
   /** Dimension naming the deployment (the construct sets POWERTOOLS_SERVICE_NAME to it). */
   serviceDimension: 'service',
+  /** The tasks' switch: they publish metrics (EMF on stdout) only when the construct sets `name` to `emf`. */
+  environment: { name: 'PGFERRY_METRICS', emf: 'emf' },
   names: {
     lagSeconds: 'ReplicationLagSeconds',
     lagBytes: 'ReplicationLagBytes',
@@ -50,5 +52,5 @@ export type OperatorResponse =
   | { action: 'cutover'; result: CutoverRequest }
   | { action: 'cleanup'; result: CleanupResult };
 
-/** The failure `pgferry stop` records: StopExecution's error and cause, and the Operator's cleanup. */
+/** The failure `pgferry stop` records: StopExecution's error and cause, the Operator's cleanup, and a local run's. */
 export const stopFailure = { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop' } as const;

@@ -17,7 +17,7 @@ import {
   type DescribeExecutionOutput,
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
-import type { MigrationSpec, SpecProblem } from '../../engine/spec/index.js';
+import { isRfc3339Timestamp, type MigrationSpec, type SpecProblem } from '../../engine/spec/index.js';
 import type { CutoverRequest, MigrationStatus } from '../../engine/status.js';
 import type { CleanupResult } from '../../engine/migration.js';
 import { stateMachineTags, stopFailure, type OperatorRequest, type OperatorResponse } from './deployment.js';
@@ -127,19 +127,11 @@ function timestampedName(specName: string, date: Date, max: number): string {
 const executionName = (specName: string, now: Date) => timestampedName(specName, now, EXECUTION_NAME_MAX);
 const scheduleName = (specName: string, at: Date) => timestampedName(specName, at, SCHEDULE_NAME_MAX);
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-
 /** `--at`: an RFC 3339 timestamp with a zone, in the future; second precision (what `at()` takes). */
 export function parseScheduleTime(value: string, now: Date): Date {
   const example = 'e.g. 2026-12-01T02:00:00Z or 2026-12-01T04:00:00+02:00';
-  const match = RFC3339.exec(value);
-  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0] = match ? match.slice(1, 7).map(Number) : [];
-  const fieldsValid =
-    match !== null &&
-    month >= 1 && month <= 12 && new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day &&
-    hour <= 23 && minute <= 59 && second <= 59;
   const at = new Date(value.toUpperCase());
-  if (!fieldsValid || Number.isNaN(at.getTime())) {
+  if (!isRfc3339Timestamp(value) || Number.isNaN(at.getTime())) {
     throw new InvalidArgumentError(`--at: ${JSON.stringify(value)} is not an RFC 3339 timestamp with a time zone (${example}).`);
   }
   at.setUTCMilliseconds(0);
@@ -210,7 +202,14 @@ async function send<T>(call: Call, request: () => Promise<T>): Promise<T> {
   }
 }
 
-const sfnClient = (region: string) => new SFNClient({ region });
+const sfnClients = new Map<string, SFNClient>();
+
+/** One client per region, for every call and history page of a command. */
+function sfnClient(region: string): SFNClient {
+  let client = sfnClients.get(region);
+  if (!client) sfnClients.set(region, (client = new SFNClient({ region })));
+  return client;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Start and schedule

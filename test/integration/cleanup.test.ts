@@ -1,16 +1,18 @@
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerReplication, recordFence, requestApply } from '../../engine/cdc/state.js';
 import { replicationStatusStep } from '../../engine/migration.js';
 import { parseSpec } from '../../engine/spec/index.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { waitFor } from '../support/wait.js';
-import { ensurePublication } from '../../engine/cdc/slot.js';
+import { defaultSlotName, ensurePublication } from '../../engine/cdc/slot.js';
 import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
 import { fenceSource } from '../../engine/cutover/index.js';
 import { handler } from '../../lambdas/cleanup.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
+import { failureOf } from '../support/failure.js';
 
 let cluster: LocalCluster;
 const scratch = scratchDir('cleanup');
@@ -39,36 +41,62 @@ const statusChange = (status: 'ABORTED' | 'TIMED_OUT' | 'FAILED', input: string 
 });
 const context = { functionName: 'Cleanup', awsRequestId: 'r1', getRemainingTimeInMillis: () => 60_000 } as never;
 
+/**
+ * A run of migration `name` that `execution` began: databases `db` (with a table t) and `db`_target, the
+ * control schema, and the slot defaultSlotName(`name`) on the source; with `publication`, also a publication
+ * of the slot's name and the replication registered. `also` runs on both clients before they close.
+ */
+async function registeredRun(
+  db: string,
+  name: string,
+  execution: string,
+  { publication = false, also }: { publication?: boolean; also?: (source: pg.Client, target: pg.Client) => Promise<void> } = {},
+) {
+  await cluster.sql(`CREATE DATABASE ${db}`);
+  await cluster.sql(`CREATE DATABASE ${db}_target`);
+  await cluster.sql('CREATE TABLE t (id int PRIMARY KEY)', db);
+  const spec = {
+    name,
+    mode: 'full+cdc',
+    source: { secret: scratch.secretFor(`${db}-source`, cluster), database: db },
+    target: { secret: scratch.secretFor(`${db}-target`, cluster), database: `${db}_target` },
+  };
+  const slotName = defaultSlotName(name);
+  const source = await cluster.connect(db);
+  const target = await cluster.connect(`${db}_target`);
+  try {
+    await ensureControlSchema(target);
+    await beginMigration(target, name, { mode: 'full+cdc' }, execution);
+    if (publication) await ensurePublication(source, { name: slotName, tables: [{ schema: 'public', name: 't' }] });
+    await source.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slotName]);
+    if (publication) await registerReplication(target, name, { slotName, publicationName: slotName, consistentLsn: null });
+    await also?.(source, target);
+  } finally {
+    await Promise.all([source.end(), target.end()]);
+  }
+  return { spec };
+}
+
+/** How many replication slots the cluster has named `slotName` (without one: in all). */
+async function slotCount(slotName?: string): Promise<number> {
+  const [slots] = await cluster.sql(`SELECT count(*)::int AS n FROM pg_replication_slots${slotName ? ` WHERE slot_name = '${slotName}'` : ''}`);
+  return slots!.rows[0].n;
+}
+
 describe('Cleanup for an execution that ended without succeeding (EventBridge rule on ABORTED / TIMED_OUT / FAILED)', () => {
   it('lifts the cutover fence, drops the slot and the publication, and marks the migration failed', async () => {
-    await cluster.sql('CREATE DATABASE app');
-    await cluster.sql('CREATE DATABASE app_target');
-    await cluster.sql('CREATE TABLE t (id int PRIMARY KEY)', 'app');
     const name = 'stopped-run';
-    const spec = {
-      name,
-      mode: 'full+cdc',
-      source: { secret: scratch.secretFor('source', cluster), database: 'app' },
-      target: { secret: scratch.secretFor('target', cluster), database: 'app_target' },
-    };
-    const source = await cluster.connect('app');
-    const target = await cluster.connect('app_target');
-    try {
-      await ensureControlSchema(target);
-      await beginMigration(target, name, { mode: 'full+cdc' }, RUN_1);
-      await ensurePublication(source, { name: 'pgferry_stopped_run', tables: [{ schema: 'public', name: 't' }] });
-      await source.query("SELECT pg_create_logical_replication_slot('pgferry_stopped_run', 'pgoutput')");
-      await registerReplication(target, name, { slotName: 'pgferry_stopped_run', publicationName: 'pgferry_stopped_run', consistentLsn: null });
-      await recordFence(target, name, true);
-      await fenceSource(source);
-    } finally {
-      await Promise.all([source.end(), target.end()]);
-    }
+    const { spec } = await registeredRun('app', name, RUN_1, {
+      publication: true,
+      also: async (source, target) => {
+        await recordFence(target, name, true);
+        await fenceSource(source);
+      },
+    });
 
     const result = await handler(statusChange('ABORTED', JSON.stringify(spec)), context);
     expect(result).toEqual({ cleaned: true, unfenced: true, slotDropped: true, publicationDropped: true });
-    const [slots] = await cluster.sql('SELECT count(*)::int AS n FROM pg_replication_slots');
-    expect(slots!.rows[0].n).toBe(0);
+    expect(await slotCount()).toBe(0);
     const [readOnly, publications] = await cluster.sql('SHOW default_transaction_read_only; SELECT count(*)::int AS n FROM pg_publication', 'app');
     expect(readOnly!.rows[0].default_transaction_read_only).toBe('off');
     expect(publications!.rows[0].n).toBe(0);
@@ -82,34 +110,14 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
   });
 
   it("leaves a later run of the same name alone, and keeps the reason the workflow recorded for its own failure", async () => {
-    await cluster.sql('CREATE DATABASE app2');
-    await cluster.sql('CREATE DATABASE app2_target');
-    await cluster.sql('CREATE TABLE t (id int PRIMARY KEY)', 'app2');
     const name = 'rerun';
-    const spec = {
-      name,
-      mode: 'full+cdc',
-      source: { secret: scratch.secretFor('source2', cluster), database: 'app2' },
-      target: { secret: scratch.secretFor('target2', cluster), database: 'app2_target' },
-    };
     const RUN_2 = 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:run-2';
-    const source = await cluster.connect('app2');
-    const target = await cluster.connect('app2_target');
-    try {
-      await ensureControlSchema(target);
-      // run-1 was stopped long ago; run-2 of the same migration is replicating now.
-      await beginMigration(target, name, { mode: 'full+cdc' }, RUN_2);
-      await ensurePublication(source, { name: 'pgferry_rerun', tables: [{ schema: 'public', name: 't' }] });
-      await source.query("SELECT pg_create_logical_replication_slot('pgferry_rerun', 'pgoutput')");
-      await registerReplication(target, name, { slotName: 'pgferry_rerun', publicationName: 'pgferry_rerun', consistentLsn: null });
-    } finally {
-      await Promise.all([source.end(), target.end()]);
-    }
+    // run-1 was stopped long ago; run-2 of the same migration is replicating now.
+    const { spec } = await registeredRun('app2', name, RUN_2, { publication: true });
 
     const late = await handler(statusChange('ABORTED', JSON.stringify(spec), RUN_1), context);
     expect(late).toEqual({ cleaned: false, reason: expect.stringContaining(`belongs to ${RUN_2}`) });
-    const [kept] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_rerun'");
-    expect(kept!.rows[0].n).toBe(1);
+    expect(await slotCount('pgferry_rerun')).toBe(1);
 
     // run-2 fails; its Catch ran Cleanup with the real reason, then the FAILED event arrives.
     const normalized = { ...spec, cdc: { keepSlotOnFailure: false } };
@@ -135,8 +143,7 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
       cleaned: false,
       reason: expect.stringMatching(/^control schema: Cannot connect to the target .*; the replication slot and publication were left alone, .* run "pgferry stop arn:aws:states:.*:run-1" once the target is reachable$/),
     });
-    const [slots] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_blind'");
-    expect(slots!.rows[0].n).toBe(1);
+    expect(await slotCount('pgferry_blind')).toBe(1);
     await cluster.sql("SELECT pg_drop_replication_slot('pgferry_blind')");
   });
 
@@ -191,7 +198,7 @@ describe('one run per migration name', () => {
       await ensureControlSchema(target);
       await beginMigration(target, 'once', { mode: 'full+cdc' }, RUN_A);
       // A start event delivered twice: the second execution must not take over the first's run.
-      const refused = await beginMigration(target, 'once', { mode: 'full+cdc' }, RUN_B).then(() => undefined, (error: Error) => error);
+      const refused = await failureOf(beginMigration(target, 'once', { mode: 'full+cdc' }, RUN_B));
       expect(refused?.name).toBe('pgferry.MigrationRunning');
       expect(refused?.message).toContain(`Migration once is already running on this target (phase schema since`);
       expect(refused?.message).toContain(`execution ${RUN_A}`);
@@ -208,28 +215,10 @@ describe('one run per migration name', () => {
   });
 
   it('the Cleanup of a refused execution leaves the running one alone', async () => {
-    await cluster.sql('CREATE DATABASE guard');
-    await cluster.sql('CREATE DATABASE guard_target');
-    await cluster.sql('CREATE TABLE t (id int PRIMARY KEY)', 'guard');
-    const spec = {
-      name: 'guarded',
-      mode: 'full+cdc',
-      source: { secret: scratch.secretFor('guard-source', cluster), database: 'guard' },
-      target: { secret: scratch.secretFor('guard-target', cluster), database: 'guard_target' },
-    };
-    const source = await cluster.connect('guard');
-    const target = await cluster.connect('guard_target');
-    try {
-      await ensureControlSchema(target);
-      await beginMigration(target, 'guarded', { mode: 'full+cdc' }, 'local:running');
-      await source.query("SELECT pg_create_logical_replication_slot('pgferry_guarded', 'pgoutput')");
-    } finally {
-      await Promise.all([source.end(), target.end()]);
-    }
+    const { spec } = await registeredRun('guard', 'guarded', 'local:running');
     const result = await handler({ spec, error: { Error: 'pgferry.MigrationRunning', Cause: '…' }, execution: 'local:refused' }, context);
     expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('belongs to local:running, not to local:refused') });
-    const [slots] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_guarded'");
-    expect(slots!.rows[0].n).toBe(1);
+    expect(await slotCount('pgferry_guarded')).toBe(1);
     const [phase] = await cluster.sql("SELECT phase FROM pgferry.migrations WHERE name = 'guarded'", 'guard_target');
     expect(phase!.rows[0].phase).toBe('schema');
 
@@ -240,37 +229,19 @@ describe('one run per migration name', () => {
       stdout: 'Migration guarded is marked failed; dropped the replication slot. It can run again.\n',
       stderr: '',
     });
-    const [after] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_guarded'");
-    expect(after!.rows[0].n).toBe(0);
+    expect(await slotCount('pgferry_guarded')).toBe(0);
   });
 
   it('pgferry stop SPEC refuses a run of an AWS execution, naming the ARN to stop instead', async () => {
-    await cluster.sql('CREATE DATABASE aws_run');
-    await cluster.sql('CREATE DATABASE aws_run_target');
     const RUN = 'arn:aws:states:eu-west-1:123456789012:execution:pgferry:aws-run';
-    const spec = {
-      name: 'on-aws',
-      mode: 'full+cdc',
-      source: { secret: scratch.secretFor('aws-run-source', cluster), database: 'aws_run' },
-      target: { secret: scratch.secretFor('aws-run-target', cluster), database: 'aws_run_target' },
-    };
-    const source = await cluster.connect('aws_run');
-    const target = await cluster.connect('aws_run_target');
-    try {
-      await ensureControlSchema(target);
-      await beginMigration(target, 'on-aws', { mode: 'full+cdc' }, RUN);
-      await source.query("SELECT pg_create_logical_replication_slot('pgferry_on_aws', 'pgoutput')");
-    } finally {
-      await Promise.all([source.end(), target.end()]);
-    }
+    const { spec } = await registeredRun('aws_run', 'on-aws', RUN);
     const specFile = scratch.writeJson('on-aws.json', spec);
     expect(await runCli('stop', specFile)).toEqual({
       code: 1,
       stdout: '',
       stderr: `Migration on-aws on this target is run by the AWS execution ${RUN} (phase schema): stop it with: pgferry stop ${RUN}\n`,
     });
-    const [slots] = await cluster.sql("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = 'pgferry_on_aws'");
-    expect(slots!.rows[0].n).toBe(1);
+    expect(await slotCount('pgferry_on_aws')).toBe(1);
     const [phase] = await cluster.sql("SELECT phase FROM pgferry.migrations WHERE name = 'on-aws'", 'aws_run_target');
     expect(phase!.rows[0].phase).toBe('schema');
   });

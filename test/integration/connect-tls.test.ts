@@ -12,6 +12,7 @@ import type { SslMode } from '../../engine/connect/credentials.js';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { scratchDir } from '../support/clusters.js';
+import { failureOf } from '../support/failure.js';
 
 const scratch = scratchDir('connect-tls');
 const secrets = new DefaultSecretsProvider();
@@ -62,14 +63,6 @@ async function sessionSsl(cluster: LocalCluster, secretFields: Record<string, un
     await client.end();
   }
 }
-
-const failureOf = (call: Promise<unknown>): Promise<Error> =>
-  call.then(
-    () => {
-      throw new Error('expected the connection to fail');
-    },
-    (error: Error) => error,
-  );
 
 describe('a server without SSL (local clusters)', () => {
   it('prefer, the default, falls back to plaintext', async () => {

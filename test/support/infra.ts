@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { App, type StackProps } from 'aws-cdk-lib';
+import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll } from 'vitest';
 import { PgferryStack } from '../../infra/index.js';
@@ -54,9 +54,9 @@ export function cdkTestApps(label: string) {
   }
 
   /** A PgferryStack with id `Pgferry` in a new app (without bundling) with this context. */
-  function synthStack(context: Record<string, unknown> = {}, props?: StackProps) {
+  function synthStack(context: Record<string, unknown> = {}) {
     const app = newApp(context);
-    const stack = new PgferryStack(app, 'Pgferry', props);
+    const stack = new PgferryStack(app, 'Pgferry');
     return { app, stack, template: Template.fromStack(stack) };
   }
 

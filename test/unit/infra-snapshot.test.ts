@@ -19,9 +19,7 @@ function normalizeTemplate(template: unknown): unknown {
 
 function synthTemplate(context: Record<string, unknown>): unknown {
   // Without bundling (the bundles' hashes are normalized anyway) and without a Docker build.
-  const { template } = synthStack(context, {
-    description: 'pgferry: online PostgreSQL to PostgreSQL migration (Step Functions workflow)',
-  });
+  const { template } = synthStack(context);
   return template.toJSON();
 }
 

@@ -10,6 +10,7 @@ import { ConnectionError, parseCredentials } from '../../engine/connect/index.js
 import { PgferryError } from '../../engine/errors.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets, type LambdaHandlerOptions } from '../../lambdas/handler.js';
 import { SecretsManagerCache } from '../../platform/secrets/middy.js';
+import { failureOf } from '../support/failure.js';
 
 const PASSWORD = 'S3cr3t-p@ss/wörd';
 const arn = (name: string) => `arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferry/${name}-AbCdEf`;
@@ -59,15 +60,6 @@ afterEach(() => {
   secretsManager.reset();
   clearCache();
 });
-
-/** The error a call failed with. */
-const failureOf = (call: Promise<unknown>): Promise<Error> =>
-  call.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (error: Error) => error,
-  );
 
 const fetchedIds = () => secretsManager.commandCalls(GetSecretValueCommand).map((call) => call.args[0].input.SecretId);
 const jsonLines = () =>
