@@ -5,7 +5,8 @@
  * changes still flow and compares differing tables again once the target has applied what the
  * source had when they were read, so only lasting differences are reported.
  */
-import { copiedColumns, dataTables, listTables, qualified, tableOptions } from '../engine/catalog/tables.js';
+import { copiedColumns, dataTables, listTables, tableOptions } from '../engine/catalog/tables.js';
+import { qualified } from '../engine/sql.js';
 import { recordLiveComparison, readReplicationStatus } from '../engine/cdc/state.js';
 import { parseLsn } from '../engine/cdc/pgoutput.js';
 import { migrationState, recordEvent, setPhase } from '../engine/control/index.js';

@@ -18,10 +18,11 @@ import { PgferryError } from '../engine/errors.js';
 import { replicationMetrics } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { goneError, goneReason, TaskGoneError } from '../platform/task-callback.js';
+import { sleep } from '../engine/sql.js';
 import { runCallbackTask } from './task.js';
 
 const POLL_MS = 500;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 
 await runCallbackTask('replicate', async ({ migration, spec, env, connectSource, connectTarget, log, metrics, callback }) => {
   const { slotName, publicationName } = replicationNames(spec);

@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { MigrationSpec } from '../spec/index.js';
+import { qualified } from '../sql.js';
 
 /** Schemas never migrated: the system's, and pgferry's own control schema. */
 export const CONTROL_SCHEMA = 'pgferry';
@@ -49,14 +50,6 @@ export interface TableOptions {
   columns?: string[];
   excludeColumns?: string[];
 }
-
-export const qualified = (t: TableRef) => `${t.schema}.${t.name}`;
-
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-export const quoteTable = (t: TableRef) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
 
 function globToRegExp(glob: string): RegExp {
   const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');

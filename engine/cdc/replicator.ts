@@ -18,6 +18,7 @@ import { formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
 import { currentWalLsn } from '../cutover/index.js';
 import { readReplicationStatus } from './state.js';
 import { ChangeStream, PG_EPOCH_OFFSET_US, type StreamedMessage } from './stream.js';
+import { messageOf, sleep } from '../sql.js';
 
 export interface ReplicatorOptions {
   migration: string;
@@ -114,12 +115,6 @@ function retryable(error: unknown): boolean {
   return isTransient(error) || /Connection terminated|not queryable|ECONNRESET|EPIPE|ECONNREFUSED/i.test(String((error as Error)?.message));
 }
 
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-  });
 
 /** Runs until drained (cutover) or stopped; throws ReplicationFailedError when it cannot go on. */
 export async function runReplicator(options: ReplicatorOptions): Promise<ReplicatorEnd> {

@@ -5,7 +5,8 @@
  * two meet with no gap and no duplicate (DESIGN.md, "Consistency: no gap, no duplicate").
  */
 import type pg from 'pg';
-import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
+import { type TableRef } from '../catalog/tables.js';
+import { quoteIdent, quoteTable, messageOf } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 
@@ -31,7 +32,6 @@ export interface PublicationSpec {
 }
 
 const codeOf = (error: unknown) => (error as { code?: string } | null)?.code;
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /** Creates the publication for exactly `spec.tables`, or brings an existing one in line with the spec. */
 export async function ensurePublication(source: pg.Client, spec: PublicationSpec): Promise<'created' | 'updated'> {

@@ -20,7 +20,7 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import { LogicalReplicationService } from 'pg-logical-replication';
-import { quoteIdent } from '../catalog/tables.js';
+import { quoteIdent, messageOf } from '../sql.js';
 import { PgferryError } from '../errors.js';
 import { decodePgoutput, formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
 
@@ -107,7 +107,6 @@ function standbyStatusUpdate(lsn: bigint, replyRequested = false): Buffer {
   return message;
 }
 
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 type Handler = (m: StreamedMessage) => Promise<void> | void;
 

@@ -4,7 +4,8 @@
  * key. Only counts and hash sums cross the wire until a range is small.
  */
 import type pg from 'pg';
-import { qualified, quoteIdent, type TableRef } from '../catalog/tables.js';
+import { type TableRef } from '../catalog/tables.js';
+import { qualified, quoteIdent } from '../sql.js';
 import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
 import { CONTROL_SCHEMA } from '../control/index.js';
 import { PgferryError } from '../errors.js';

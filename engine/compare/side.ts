@@ -3,7 +3,8 @@
  * for the rows of the final small ranges of a bisection (key text + row hash).
  */
 import type pg from 'pg';
-import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
+import { type TableRef } from '../catalog/tables.js';
+import { quoteIdent, quoteTable } from '../sql.js';
 import { PgferryError } from '../errors.js';
 
 /** Key values in PostgreSQL text form, in primary key order. */

@@ -3,7 +3,8 @@
  * `fullLoad.splitTablesLargerThan` (TID range scans need PostgreSQL 14 on the source).
  */
 import type pg from 'pg';
-import { copiedColumns, dataTables, qualified, tableOptions, type TableInfo, type TableRef } from '../catalog/tables.js';
+import { copiedColumns, dataTables, tableOptions, type TableInfo, type TableRef } from '../catalog/tables.js';
+import { qualified } from '../sql.js';
 import type { MigrationSpec } from '../spec/index.js';
 
 export interface WorkUnit {

@@ -8,7 +8,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { quoteIdent, quoteTable, type TableRef } from '../catalog/tables.js';
+import { type TableRef } from '../catalog/tables.js';
+import { quoteIdent, quoteTable } from '../sql.js';
 import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
 import { importSnapshot } from '../snapshot.js';
 import { runReadyIndexJobs } from './index-jobs.js';

@@ -3,7 +3,8 @@
  * {id, status, message, remediation}; a check that needs a connection that failed is skipped.
  */
 import type pg from 'pg';
-import { listTables, qualified, quoteTable } from '../catalog/tables.js';
+import { listTables } from '../catalog/tables.js';
+import { qualified, quoteTable } from '../sql.js';
 import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type SecretsProvider, type Side } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';

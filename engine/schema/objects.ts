@@ -1,6 +1,7 @@
 /** What schema migration reports per object, its errors, and the session plumbing shared by its phases. */
 import type pg from 'pg';
-import { CONTROL_SCHEMA, quoteIdent } from '../catalog/tables.js';
+import { CONTROL_SCHEMA } from '../catalog/tables.js';
+import { quoteIdent } from '../sql.js';
 import { PgferryError } from '../errors.js';
 
 export type SchemaObjectStatus = 'created' | 'existing' | 'truncated' | 'replaced' | 'not_migrated' | 'skipped';

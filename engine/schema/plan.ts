@@ -5,7 +5,8 @@
  * what it depends on. Read-only on the source; run inside `readSource`.
  */
 import type pg from 'pg';
-import { listTables, quoteIdent, type TableInfo } from '../catalog/tables.js';
+import { listTables, type TableInfo } from '../catalog/tables.js';
+import { quoteIdent } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import {

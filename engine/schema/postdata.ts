@@ -5,7 +5,8 @@
  * whatever already exists on the target is left alone and reported 'existing'.
  */
 import type pg from 'pg';
-import { quoteTable, type TableRef } from '../catalog/tables.js';
+import { type TableRef } from '../catalog/tables.js';
+import { quoteTable } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { planSchema } from './plan.js';

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { qualified } from '../../engine/catalog/tables.js';
+import { qualified } from '../../engine/sql.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
 import {
   copySequenceValues,
