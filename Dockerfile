@@ -17,7 +17,7 @@ COPY tsconfig.json ./
 COPY engine ./engine
 COPY platform ./platform
 COPY tasks ./tasks
-COPY infra/bundle-tasks.ts infra/task-image.ts ./infra/
+COPY infra/bundle-tasks.ts infra/esbuild-recipe.ts infra/task-image.ts ./infra/
 # One self-contained ESM file per task (AWS SDK included): the image needs no node_modules.
 RUN npx tsx infra/bundle-tasks.ts dist/tasks
 

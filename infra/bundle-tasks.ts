@@ -2,18 +2,16 @@
  * Bundles every entry of tasks/registry.ts into one self-contained ESM file,
  * `<outdir>/<name>.mjs` (+ source map): the Dockerfile's build stage runs
  * `npx tsx infra/bundle-tasks.ts dist/tasks`. The AWS SDK is bundled too, so the image needs
- * no node_modules at all. Same esbuild settings as the Lambdas (infra/pgferry-migration.ts).
+ * no node_modules at all. The settings are the deployed recipe of infra/esbuild-recipe.ts, as for the Lambdas.
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 import { fargateTasks } from '../tasks/registry.js';
+import { deployedBundleOptions } from './esbuild-recipe.js';
 import { taskBundleDir, taskBundleName } from './task-image.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-
-/** esbuild's ESM output has no `require` for the CommonJS dependencies it bundles. */
-export const requireBanner = "import { createRequire } from 'module'; const require = createRequire(import.meta.url);";
 
 /** Writes the bundles and returns their paths. */
 export async function bundleTasks(outdir: string, root: string = repoRoot): Promise<string[]> {
@@ -23,18 +21,8 @@ export async function bundleTasks(outdir: string, root: string = repoRoot): Prom
     entryPoints,
     outdir: resolve(root, outdir),
     outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    mainFields: ['module', 'main'],
-    minify: true,
-    // Node applies the maps with --enable-source-maps (set in the image); names and lines
-    // are enough for stack traces, the sources themselves stay out of the image.
-    sourcemap: true,
-    sourcesContent: false,
-    banner: { js: requireBanner },
-    logLevel: 'warning',
+    ...deployedBundleOptions,
+    mainFields: [...deployedBundleOptions.mainFields],
   });
   return Object.keys(entryPoints).map((name) => join(resolve(root, outdir), `${name}.mjs`));
 }

@@ -24,6 +24,7 @@ import { lambdaFunctions } from '../lambdas/registry.js';
 import { metrics, stateMachineTags, startMigrationEvent } from '../platform/aws/deployment.js';
 import { fargateTasks } from '../tasks/registry.js';
 import { PgferryMonitoring } from './monitoring.js';
+import { deployedBundleOptions } from './esbuild-recipe.js';
 import { acknowledge, acknowledgeWildcardResources } from './nag.js';
 import { addMigrationEndpoints, createMigrationVpc, privateSubnetGroupName } from './network.js';
 import { taskBundlePath } from './task-image.js';
@@ -349,15 +350,15 @@ export class PgferryMigration extends Construct {
           POWERTOOLS_LOG_LEVEL: 'INFO',
         },
         logGroup: functionLogs,
+        // The deployed recipe of infra/esbuild-recipe.ts, in CDK's terms; the Lambda runtime provides the AWS SDK.
         bundling: {
           format: OutputFormat.ESM,
-          target: 'node22',
-          minify: true,
-          sourceMap: true,
-          mainFields: ['module', 'main'],
-          // esbuild's ESM output has no `require` for the CommonJS dependencies it bundles
-          // (the same banner as infra/bundle-tasks.ts).
-          banner: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+          target: deployedBundleOptions.target,
+          minify: deployedBundleOptions.minify,
+          sourceMap: deployedBundleOptions.sourcemap,
+          sourcesContent: deployedBundleOptions.sourcesContent,
+          mainFields: [...deployedBundleOptions.mainFields],
+          banner: deployedBundleOptions.banner.js,
           externalModules: ['@aws-sdk/*'],
           forceDockerBundling: false,
         },

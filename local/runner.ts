@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { localBundleOptions } from '../infra/esbuild-recipe.js';
 import { StateMachine, type StateMachineDefinition } from './interpreter.js';
 import { lambdaFunctions, type LambdaFunctionDefinition } from '../lambdas/registry.js';
 import { LOCAL_CALLBACK_ENV, type IpcCallbackMessage } from '../platform/task-callback.js';
@@ -281,16 +282,7 @@ interface TaskBundle {
 const bundleDir = join(repositoryRoot, 'node_modules', '.cache', 'pgferry');
 
 /** How task bundles are built (entry and output file aside). */
-const BUNDLE_OPTIONS = {
-  bundle: true,
-  packages: 'external',
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  sourcemap: 'inline',
-  metafile: true,
-  logLevel: 'silent',
-} as const;
+const BUNDLE_OPTIONS = localBundleOptions;
 
 /** The build options and esbuild's version, as a record keeps them. */
 const bundleRecipe = (version: string) => JSON.stringify({ esbuild: version, ...BUNDLE_OPTIONS });
