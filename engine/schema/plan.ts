@@ -23,7 +23,7 @@ import {
   viewNodes,
   type Edge,
   type Node,
-} from './catalog.js';
+} from './definitions.js';
 import { notMigrated } from './not-migrated.js';
 import type { SchemaObjectResult } from './objects.js';
 
