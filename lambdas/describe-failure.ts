@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeFailure } from '../engine/failure.js';
+import { describeFailure } from '../platform/aws/step-functions-failure.js';
 import { lambdaHandler } from './handler.js';
 
 /** What a Catch puts in ResultPath. Tolerant: describing a failure must not fail itself. */

@@ -11,8 +11,6 @@ import { serverVersion } from '../connect/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import {
   collationNodes,
-  dependencies,
-  extensionRows,
   routineNodes,
   sequenceNode,
   sequenceRows,
@@ -21,9 +19,9 @@ import {
   unselectedTables,
   userSchemas,
   viewNodes,
-  type Edge,
   type Node,
-} from './catalog.js';
+} from './definitions.js';
+import { dependencies, extensionRows, type Edge } from './dependencies.js';
 import { notMigrated } from './not-migrated.js';
 import type { SchemaObjectResult } from './objects.js';
 

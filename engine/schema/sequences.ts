@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import { listTables } from '../catalog/tables.js';
 import type { MigrationSpec } from '../spec/index.js';
-import { sequenceRows, userSchemas } from './catalog.js';
+import { sequenceRows, userSchemas } from './definitions.js';
 import { readSource, schemaFailed, type SchemaObjectResult } from './objects.js';
 import { selectSchemas, uniqueTables } from './plan.js';
 

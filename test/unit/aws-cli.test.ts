@@ -12,7 +12,8 @@ import {
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { formatStatus, type MigrationStatus } from '../../engine/status.js';
+import { formatStatus } from '../../bin/format.js';
+import type { MigrationStatus } from '../../engine/status.js';
 import { stateMachineTags } from '../../platform/aws/deployment.js';
 import { runCli as run } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';

@@ -4,17 +4,10 @@
  */
 import type pg from 'pg';
 import { readReplicationStatus } from '../engine/cdc/state.js';
-import { formatBytes } from '../engine/report.js';
-import { formatReplicationLine } from '../engine/status.js';
+import { formatReplicationLine, progressLines } from './format.js';
 import type { Progress } from './progress.js';
 
 const POLL_MS = 500;
-const MAX_TABLE_LINES = 8;
-
-export function bar(fraction: number, width = 24): string {
-  const filled = Math.round(Math.max(0, Math.min(1, fraction)) * width);
-  return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}]`;
-}
 
 const PROGRESS_SQL = `
 SELECT t.source_schema || '.' || t.source_table AS table, t.estimated_bytes::float8 AS estimated,
@@ -26,19 +19,6 @@ SELECT t.source_schema || '.' || t.source_table AS table, t.estimated_bytes::flo
   JOIN pgferry.unit_progress p ON (p.migration, p.id) = (u.migration, u.id)
  WHERE t.migration = $1
  GROUP BY t.source_schema, t.source_table, t.estimated_bytes, t.units_total`;
-
-export function progressLines(rows: { table: string; estimated: number; copied: number; done: number; units: number; running: boolean }[]): string[] {
-  if (rows.length === 0) return [];
-  const estimated = rows.reduce((s, r) => s + Math.max(r.estimated, r.copied), 0);
-  const copied = rows.reduce((s, r) => s + r.copied, 0);
-  const tablesDone = rows.filter((r) => r.done === r.units).length;
-  const overall = `${bar(estimated > 0 ? copied / estimated : tablesDone / rows.length)} ${formatBytes(copied)} / ~${formatBytes(estimated)} · ${tablesDone}/${rows.length} tables`;
-  const active = rows
-    .filter((r) => r.running && r.done < r.units)
-    .slice(0, MAX_TABLE_LINES)
-    .map((r) => `    ${bar(r.estimated > 0 ? r.copied / r.estimated : 0, 16)} ${r.table} ${formatBytes(r.copied)}`);
-  return [overall, ...active];
-}
 
 /** Polls the load's progress and the CDC lag into `progress.detail` until stopped. */
 export function watchMigration(connectTarget: () => Promise<pg.Client>, migration: string, progress: Progress): { stop(): Promise<void> } {

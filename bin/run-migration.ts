@@ -5,44 +5,14 @@
 import { writeFile } from 'node:fs/promises';
 import { connectSide } from '../engine/connect/index.js';
 import type { CheckResult } from '../engine/precheck/index.js';
-import { buildReport, formatReport, type MigrationReport } from '../engine/report.js';
+import { buildReport, type MigrationReport } from '../engine/report.js';
 import type { MigrationSpec } from '../engine/spec/index.js';
+import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from '../local/runner.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
+import { EXIT_INTERRUPTED, exitCodeOf } from './exit-codes.js';
+import { describeRunResult, formatChecks, formatReport, type Out } from './format.js';
 import { createProgress } from './progress.js';
-import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from './runner.js';
 import { watchMigration } from './watch.js';
-
-type Out = Pick<NodeJS.WriteStream, 'write'>;
-
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
-export const EXIT_INTERRUPTED = 130;
-
-export function exitCodeOf(result: LocalRunResult): number {
-  if (result.status === 'SUCCEEDED') return EXIT_OK;
-  return result.error === 'SpecInvalid' ? EXIT_USAGE : EXIT_FAILED;
-}
-
-export function formatChecks(checks: CheckResult[]): string {
-  const icon: Record<CheckResult['status'], string> = { pass: '✓', warn: '!', fail: '✗', skip: '-' };
-  return checks
-    .map((c) => `  ${icon[c.status]} ${c.id.padEnd(30)} ${c.message}${c.remediation ? `\n    ${''.padEnd(30)} Fix: ${c.remediation}` : ''}`)
-    .join('\n');
-}
-
-export function describeRunResult(result: LocalRunResult): string {
-  switch (result.status) {
-    case 'SUCCEEDED':
-      return 'Migration succeeded.\n';
-    case 'FAILED':
-      return `Migration failed (${result.error}):\n${result.cause}\n`;
-    case 'ABORTED':
-      return 'Migration stopped.\n';
-    case 'TIMED_OUT':
-      return 'Migration timed out.\n';
-  }
-}
 
 export interface RunMigrationOptions extends Pick<LocalRunOptions, 'signal' | 'waitTimeOverrides' | 'taskEnvironment'> {
   out: Out;

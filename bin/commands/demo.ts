@@ -8,14 +8,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readReplicationStatus, requestCutover } from '../engine/cdc/state.js';
-import { startClusters, stopAllClusters, type LocalCluster } from './cluster.js';
-import { createProgress } from './progress.js';
-import { runMigration } from './run.js';
-import { createSampleDatabase, SAMPLE_DATABASE } from './sample-database.js';
-import { createWorkloadSchema, startWorkload, type RunningWorkload } from './workload.js';
-
-type Out = Pick<NodeJS.WriteStream, 'write'>;
+import { readReplicationStatus, requestCutover } from '../../engine/cdc/state.js';
+import { startClusters, stopAllClusters, type LocalCluster } from '../../local/cluster.js';
+import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-database.js';
+import { createWorkloadSchema, startWorkload, type RunningWorkload } from '../../local/workload.js';
+import type { Out } from '../format.js';
+import { createProgress } from '../progress.js';
+import { runMigration } from '../run-migration.js';
 
 /** Rows of the sample database times this: enough data to watch the load's progress bars move. */
 const DEMO_SCALE = 25;

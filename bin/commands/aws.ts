@@ -1,0 +1,123 @@
+/**
+ * The commands on a deployed pgferry stack: start and schedule an execution, and the status,
+ * cutover and stop of one given by its ARN. The AWS SDK is loaded only by these commands (the
+ * modules that call AWS are imported when they run); an ARN or a time the person typed wrong
+ * is a usage error.
+ */
+import type { MigrationSpec } from '../../engine/spec/index.js';
+import { InvalidArgumentError, parseExecutionArn, parseStateMachineArn } from '../../platform/aws/arns.js';
+import { isoSeconds } from '../../platform/aws/names.js';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from '../exit-codes.js';
+import { cleanupDone, formatRun, type Out } from '../format.js';
+import { readSpecForAws } from '../spec-file.js';
+
+const executions = () => import('../../platform/aws/executions.js');
+
+async function withArguments(body: () => Promise<number>): Promise<number> {
+  try {
+    return await body();
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+function nextCommands(executionArn: string, spec: MigrationSpec): string {
+  const lines = [`  pgferry status ${executionArn}`];
+  if (spec.mode !== 'full' && spec.cutover.mode === 'manual') lines.push(`  pgferry cutover ${executionArn}    (once it replicates)`);
+  lines.push(`  pgferry stop ${executionArn}`);
+  return `Next:\n${lines.join('\n')}\n`;
+}
+
+export async function startCommand(path: string, stateMachineArn: string, out: Out, err: Out): Promise<number> {
+  return withArguments(async () => {
+    const stateMachine = parseStateMachineArn(stateMachineArn);
+    const read = await readSpecForAws(path, err);
+    if (!read) return EXIT_USAGE;
+    const started = await (await executions()).startMigration({ stateMachineArn, ...read });
+    out.write(`Started migration ${read.spec.name} on ${stateMachine.name} (${stateMachine.region}): execution ${started.executionName}\n`);
+    out.write(`  ${started.executionArn}\n`);
+    if (read.spec.startAt) out.write(`It waits until ${read.spec.startAt} (the spec's startAt) before it touches a database.\n`);
+    out.write(nextCommands(started.executionArn, read.spec));
+    return EXIT_OK;
+  });
+}
+
+export async function scheduleCommand(path: string, time: string, stateMachineArn: string, out: Out, err: Out): Promise<number> {
+  return withArguments(async () => {
+    const { parseScheduleTime, scheduleMigration } = await import('../../platform/aws/schedules.js');
+    const stateMachine = parseStateMachineArn(stateMachineArn);
+    const at = parseScheduleTime(time, new Date());
+    const read = await readSpecForAws(path, err);
+    if (!read) return EXIT_USAGE;
+    const scheduled = await scheduleMigration({ stateMachineArn, ...read, at });
+    out.write(`Scheduled migration ${read.spec.name} to start at ${isoSeconds(scheduled.at)} (UTC) on ${stateMachine.name} (${stateMachine.region}).\n`);
+    out.write(`  schedule ${scheduled.scheduleName} in group ${scheduled.groupName}; it deletes itself once it has started the execution\n`);
+    out.write(`  ${scheduled.scheduleArn}\n`);
+    if (read.spec.startAt) out.write(`The execution then also waits until ${read.spec.startAt} (the spec's startAt).\n`);
+    out.write(
+      `Find the execution then with: aws stepfunctions list-executions --state-machine-arn ${stateMachineArn}\n` +
+        `Cancel with: aws scheduler delete-schedule --name ${scheduled.scheduleName} --group-name ${scheduled.groupName} --region ${scheduled.region}\n`,
+    );
+    return EXIT_OK;
+  });
+}
+
+export async function executionStatusCommand(executionArn: string, out: Out): Promise<number> {
+  return withArguments(async () => {
+    const run = await (await executions()).describeRun(executionArn);
+    out.write(formatRun(run));
+    return run.status === 'RUNNING' || run.status === 'SUCCEEDED' ? EXIT_OK : EXIT_FAILED;
+  });
+}
+
+export async function executionCutoverCommand(executionArn: string, out: Out, err: Out): Promise<number> {
+  return withArguments(async () => {
+    const { name } = parseExecutionArn(executionArn);
+    const outcome = await (await executions()).requestRunCutover(executionArn);
+    if (!outcome.running) {
+      err.write(`Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to cut over.\n`);
+      return EXIT_FAILED;
+    }
+    if (!outcome.result.requested) {
+      err.write(`${outcome.result.reason}\n`);
+      return EXIT_FAILED;
+    }
+    out.write(`${outcome.result.message}\nFollow it with: pgferry status ${executionArn}\n`);
+    return EXIT_OK;
+  });
+}
+
+export async function stopExecutionCommand(executionArn: string, out: Out, err: Out): Promise<number> {
+  return withArguments(async () => {
+    const { name } = parseExecutionArn(executionArn);
+    const outcome = await (await executions()).stopRun(executionArn);
+    if (!outcome.stopped) {
+      // It ended, but the stack's cleanup rule may have failed: the Operator cleaned up its run, if still registered.
+      const { cleanup } = outcome;
+      if (!cleanup) {
+        err.write(`Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to stop.\n`);
+        return EXIT_FAILED;
+      }
+      const done = cleanupDone(cleanup);
+      if (!cleanup.cleaned) {
+        err.write(
+          `Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to stop.\n` +
+            `${done.length ? `Cleaned up its run in part (${done.join(', ')})` : 'Nothing cleaned up'}: ${cleanup.reason ?? 'no reason given'}\n`,
+        );
+        return EXIT_FAILED;
+      }
+      const migration = outcome.migrationName ?? '(unnamed)';
+      out.write(
+        `Execution ${name} had already ended (${outcome.status}). Cleaned up the run it registered: ` +
+          `migration ${migration} is marked failed${done.length ? `; ${done.join(', ')}` : ''}. It can run again.\n`,
+      );
+      return EXIT_OK;
+    }
+    out.write(
+      `Stopped execution ${name} at ${isoSeconds(outcome.stopDate)}.\n` +
+        "The stack's cleanup rule now drops the replication slot and publication, and lifts a cutover fence on the source if there is one.\n",
+    );
+    return EXIT_OK;
+  });
+}

@@ -1,0 +1,33 @@
+/** `pgferry stop SPEC`: ends a local run whose runner is gone. */
+import { controlSchemaExists, migrationState } from '../../engine/control/index.js';
+import { cleanupStep } from '../../engine/migration.js';
+import { stopFailure } from '../../platform/aws/deployment.js';
+import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../exit-codes.js';
+import { cleanupDone, type Out } from '../format.js';
+import { readSpecForChecks } from '../spec-file.js';
+import { withTarget } from './target.js';
+
+/** A run whose runner is gone: only a local one (an AWS execution's run is cleaned up through the Operator, which reaches the databases). */
+export async function stopCommand(path: string, out: Out, err: Out): Promise<number> {
+  const spec = await readSpecForChecks(path, err);
+  if (!spec) return EXIT_USAGE;
+  const secrets = new DefaultSecretsProvider();
+  const registered = await withTarget(spec, secrets, async (target) => ((await controlSchemaExists(target)) ? migrationState(target, spec.name) : undefined));
+  if (registered?.execution?.startsWith('arn:')) {
+    err.write(
+      `Migration ${spec.name} on this target is run by the AWS execution ${registered.execution} (phase ${registered.phase}): ` +
+        `stop it with: pgferry stop ${registered.execution}\n`,
+    );
+    return EXIT_FAILED;
+  }
+  // A local run (or none registered: a leftover slot is still dropped); a run that registers meanwhile is left alone.
+  const result = await cleanupStep(spec, secrets, stopFailure, registered?.execution ?? undefined);
+  const done = cleanupDone(result);
+  if (!result.cleaned) {
+    err.write(`Migration ${spec.name}: ${result.reason}\n`);
+    return EXIT_FAILED;
+  }
+  out.write(`Migration ${spec.name} is marked failed${done.length ? `; ${done.join(', ')}` : ''}. It can run again.\n`);
+  return EXIT_OK;
+}
