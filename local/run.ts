@@ -9,7 +9,7 @@ import { buildReport, formatReport, type MigrationReport } from '../engine/repor
 import type { MigrationSpec } from '../engine/spec/index.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { createProgress } from './progress.js';
-import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from './runner.js';
+import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from './runner/index.js';
 import { watchMigration } from './watch.js';
 
 type Out = Pick<NodeJS.WriteStream, 'write'>;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startClusters, type LocalCluster } from '../../local/cluster.js';
-import { repositoryRoot } from '../../local/runner.js';
+import { repositoryRoot } from '../../local/runner/index.js';
 import { scratchDir } from '../support/clusters.js';
 
 let source: LocalCluster;
