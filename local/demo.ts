@@ -9,11 +9,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readReplicationStatus, requestCutover } from '../engine/cdc/state.js';
-import { startClusters, stopAllClusters, type LocalCluster } from './cluster.js';
+import { startClusters, stopAllClusters, type LocalCluster } from './dev/cluster.js';
 import { createProgress } from './progress.js';
 import { runMigration } from './run.js';
-import { createSampleDatabase, SAMPLE_DATABASE } from './sample-database.js';
-import { createWorkloadSchema, startWorkload, type RunningWorkload } from './workload.js';
+import { createSampleDatabase, SAMPLE_DATABASE } from './dev/sample-database.js';
+import { createWorkloadSchema, startWorkload, type RunningWorkload } from './dev/workload.js';
 
 type Out = Pick<NodeJS.WriteStream, 'write'>;
 

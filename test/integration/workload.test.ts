@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import {
   createWorkloadSchema,
   RateSchedule,
@@ -9,7 +9,7 @@ import {
   WORKLOAD_ROWS_PER_SCALE,
   WORKLOAD_TABLES,
   type WorkloadStats,
-} from '../../local/workload.js';
+} from '../../local/dev/workload.js';
 import { withClient } from '../support/clusters.js';
 
 const ACCOUNTS_PER_SCALE = 1000;
