@@ -18,8 +18,8 @@ import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { readReplicationStatus, requestCutover } from '../engine/cdc/state.js';
-import { startClusters, stopAllClusters, type LocalCluster } from '../local/cluster.js';
-import { runLocalWorkflow } from '../local/runner.js';
+import { startClusters, stopAllClusters, type LocalCluster } from '../local/dev/cluster.js';
+import { runLocalWorkflow } from '../local/runner/index.js';
 import { secretFile } from './support.js';
 
 const { values } = parseArgs({

@@ -18,8 +18,8 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { buildReport } from '../engine/report.js';
-import { startClusters, stopAllClusters, type LocalCluster } from '../local/cluster.js';
-import type { runLocalWorkflow } from '../local/runner.js';
+import { startClusters, stopAllClusters, type LocalCluster } from '../local/dev/cluster.js';
+import type { runLocalWorkflow } from '../local/runner/index.js';
 import { secretFile } from './support.js';
 
 const { values } = parseArgs({

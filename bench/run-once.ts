@@ -6,7 +6,7 @@
  * to reach the runner (Node, tsx, the CLI's imports): the clock starts at the runner's call.
  */
 import '../bin/cli.js';
-import { runLocalWorkflow } from '../local/runner.js';
+import { runLocalWorkflow } from '../local/runner/index.js';
 
 const spec = JSON.parse(process.argv[2]!);
 const entered = new Map<string, number>();

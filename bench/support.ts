@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { LocalCluster } from '../local/cluster.js';
+import type { LocalCluster } from '../local/dev/cluster.js';
 
 /** Writes the cluster's credentials for `database` as an RDS-style secret file in `dir`; returns its `file:` reference. */
 export function secretFile(dir: string, name: string, cluster: LocalCluster, database: string): string {

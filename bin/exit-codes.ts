@@ -2,7 +2,7 @@
  * How `pgferry` exits: 0 success, 1 the migration or a check failed, 2 invalid spec or usage,
  * 130 a local run stopped by Ctrl-C (or SIGTERM).
  */
-import type { LocalRunResult } from '../local/runner.js';
+import type { LocalRunResult } from '../local/runner/index.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;

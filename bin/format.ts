@@ -8,7 +8,7 @@ import type { CleanupResult } from '../engine/migration.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import type { MigrationReport } from '../engine/report.js';
 import type { MigrationStatus } from '../engine/status.js';
-import type { LocalRunResult } from '../local/runner.js';
+import type { LocalRunResult } from '../local/runner/index.js';
 import { isoSeconds } from '../platform/aws/names.js';
 import type { RunDescription } from '../platform/aws/executions.js';
 

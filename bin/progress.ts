@@ -3,7 +3,7 @@
  * line with the running states and their elapsed time, then detail lines such as progress
  * bars; otherwise plain timestamped lines (detail at most every few seconds).
  */
-import type { WorkflowEvent } from '../local/runner.js';
+import type { WorkflowEvent } from '../local/runner/index.js';
 
 const shownTypes = new Set(['Task', 'Wait', 'Map', 'Parallel']);
 /** The CDC loop's states run every few seconds; the lag line shows what they do. */

@@ -7,7 +7,7 @@ import { connectSide } from '../engine/connect/index.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import { buildReport, type MigrationReport } from '../engine/report.js';
 import type { MigrationSpec } from '../engine/spec/index.js';
-import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from '../local/runner.js';
+import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from '../local/runner/index.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { EXIT_INTERRUPTED, exitCodeOf } from './exit-codes.js';
 import { describeRunResult, formatChecks, formatReport, type Out } from './format.js';

@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readReplicationStatus, requestCutover } from '../../engine/cdc/state.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
-import { runLocalWorkflow, type LocalRunResult } from '../../local/runner.js';
-import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-database.js';
-import { createWorkloadSchema, startWorkload } from '../../local/workload.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { runLocalWorkflow, type LocalRunResult } from '../../local/runner/index.js';
+import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/dev/sample-database.js';
+import { createWorkloadSchema, startWorkload } from '../../local/dev/workload.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 import { databaseHashes } from '../support/equality.js';

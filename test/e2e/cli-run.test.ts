@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
-import { repositoryRoot } from '../../local/runner.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { repositoryRoot } from '../../local/runner/index.js';
 import { scratchDir } from '../support/clusters.js';
 
 let source: LocalCluster;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
-import { runLocalWorkflow, type LocalRunOptions } from '../../local/runner.js';
-import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/sample-database.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { runLocalWorkflow, type LocalRunOptions } from '../../local/runner/index.js';
+import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/dev/sample-database.js';
 import { scratchDir } from '../support/clusters.js';
 import { schemaFingerprint, tableHashes } from '../support/equality.js';
 

@@ -9,7 +9,7 @@ import { Applier, ApplyConflictError, readAppliedLsn, type ApplierOptions } from
 import { decodePgoutput, type PgoutputMessage } from '../../engine/cdc/pgoutput.js';
 import { CANONICAL_SESSION_SQL } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { databaseHashes } from '../support/equality.js';
 
 const MIGRATION = 'apply-test';

@@ -9,7 +9,7 @@ import { defaultSlotName, ensurePublication } from '../../engine/cdc/slot.js';
 import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
 import { fenceSource } from '../../engine/cutover/index.js';
 import { handler } from '../../lambdas/cleanup.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 import { failureOf } from '../support/failure.js';

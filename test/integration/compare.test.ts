@@ -10,7 +10,7 @@ import {
   type TableComparison,
 } from '../../engine/compare/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 
 let source: LocalCluster;
 let target: LocalCluster;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectSide, type EndpointSettings } from '../../engine/connect/index.js';
 import type { SslMode } from '../../engine/connect/credentials.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { scratchDir } from '../support/clusters.js';
 import { failureOf } from '../support/failure.js';

@@ -6,7 +6,7 @@ import { planUnits, savePlan, targetFacts, targetOf } from '../../engine/load/pl
 import { exportSnapshot } from '../../engine/snapshot.js';
 import { runCopyWorker } from '../../engine/load/worker.js';
 import { parseSpec } from '../../engine/spec/index.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { tableHashes } from '../support/equality.js';
 
 let source: LocalCluster;

@@ -8,7 +8,7 @@ import { registerReplication } from '../../engine/cdc/state.js';
 import { ensurePublication } from '../../engine/cdc/slot.js';
 import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
 import { handler } from '../../lambdas/operate.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { scratchDir } from '../support/clusters.js';
 
 let cluster: LocalCluster;

@@ -7,7 +7,7 @@ import {
   type RelationMessage,
   type TupleValue,
 } from '../../engine/cdc/pgoutput.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 
 const majors = [13, 17, 18] as const;
 type Major = (typeof majors)[number];

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPrecheck, type CheckResult } from '../../engine/precheck/index.js';
 import { parseSpec } from '../../engine/spec/index.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
-import { repositoryRoot, runLocalWorkflow } from '../../local/runner.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { repositoryRoot, runLocalWorkflow } from '../../local/runner/index.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { scratchDir } from '../support/clusters.js';
 

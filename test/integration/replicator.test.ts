@@ -6,7 +6,7 @@ import { readReplicationStatus, registerReplication, setDrainLsn } from '../../e
 import { parseLsn } from '../../engine/cdc/pgoutput.js';
 import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { clientConfig, replicationConnector } from '../support/clusters.js';
 import { databaseHashes } from '../support/equality.js';
 import { sleep, waitFor } from '../support/wait.js';

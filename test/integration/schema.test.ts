@@ -13,8 +13,8 @@ import {
 } from '../../engine/schema/index.js';
 import type { MigrationSpecInput } from '../../engine/spec/index.js';
 import { migrationSpecSchema } from '../../engine/spec/schema.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
-import { createSampleDatabase } from '../../local/sample-database.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { createSampleDatabase } from '../../local/dev/sample-database.js';
 import { catalogSnapshot, extraSchemaSql } from '../support/schema-fixtures.js';
 
 const clusters = new Map<number, LocalCluster>();

@@ -9,7 +9,7 @@ import {
   type SlotHolder,
 } from '../../engine/cdc/slot.js';
 import { importSnapshot } from '../../engine/snapshot.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { replicationConnector, withClient } from '../support/clusters.js';
 
 const majors = [13, 17, 18] as const;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatLsn, parseLsn, type PgoutputMessage, type TupleValue } from '../../engine/cdc/pgoutput.js';
 import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication, slotState } from '../../engine/cdc/slot.js';
 import { ChangeStream, type KeepaliveEvent, type StreamedMessage } from '../../engine/cdc/stream.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { clientConfig, replicationConnector, withClient } from '../support/clusters.js';
 import { sleep, waitFor as waitUntil } from '../support/wait.js';
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
 import { parseSpec, type MigrationSpec } from '../../engine/spec/index.js';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { scratchDir } from '../support/clusters.js';
 import { waitFor } from '../support/wait.js';
 

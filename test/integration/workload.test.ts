@@ -1,15 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { startClusters, type LocalCluster } from '../../local/cluster.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import {
   createWorkloadSchema,
-  RateSchedule,
   startWorkload,
   WORKLOAD_APPLICATION_NAME,
   WORKLOAD_KINDS,
   WORKLOAD_ROWS_PER_SCALE,
   WORKLOAD_TABLES,
   type WorkloadStats,
-} from '../../local/workload.js';
+} from '../../local/dev/workload.js';
 import { withClient } from '../support/clusters.js';
 
 const ACCOUNTS_PER_SCALE = 1000;
@@ -50,19 +49,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cluster?.stop();
-});
-
-describe('RateSchedule', () => {
-  it('hands out a fixed schedule whatever the transactions took, and catches up at most maxLagMs', () => {
-    const schedule = new RateSchedule(100, 1000);
-    expect([0, 0, 0].map(() => schedule.claim(0))).toEqual([0, 10, 20]);
-    // A slow transaction does not push the schedule back: the next slot is still 30.
-    expect(schedule.claim(25)).toBe(30);
-    // After a 5 s stall, the schedule restarts 1 s behind: 100 transactions of catching up, not 500.
-    expect(schedule.claim(5040)).toBe(4040);
-    expect(schedule.claim(5040)).toBe(4050);
-    expect(() => new RateSchedule(0)).toThrow(/ratePerSecond/);
-  });
 });
 
 describe('createWorkloadSchema', () => {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { LocalCluster } from '../../local/cluster.js';
+import type { LocalCluster } from '../../local/dev/cluster.js';
 
 /** A scratch directory for secret and spec files, removed by `remove()`. */
 export function scratchDir(label: string) {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import type { LocalCluster } from '../../local/cluster.js';
+import type { LocalCluster } from '../../local/dev/cluster.js';
 import { withClient } from './clusters.js';
 
 const SETTINGS =

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { repositoryRoot } from '../../local/runner.js';
+import { repositoryRoot } from '../../local/runner/index.js';
 import { runCli as run } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { definitionPlaceholders, migrationDefinitionPath } from '../../infra/pgferry-migration.js';
 import { lambdaFunctions } from '../../lambdas/registry.js';
-import { loadLocalDefinition, substituteLocally, workflowFile } from '../../local/runner.js';
+import { loadLocalDefinition, substituteLocally, workflowFile } from '../../local/runner/index.js';
 import { fargateTasks } from '../../tasks/registry.js';
 import { cdkTestApps, deployedDefinition, render } from '../support/infra.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createProgress } from '../../bin/progress.js';
-import type { WorkflowEvent } from '../../local/runner.js';
+import type { WorkflowEvent } from '../../local/runner/index.js';
 
 /** A stream that is not a terminal: progress prints plain timestamped lines to it. */
 function plainStream() {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { StateMachine } from 'aws-local-stepfunctions';
-import { loadLocalDefinition, repositoryRoot, runLocalWorkflow, substituteLocally, workflowFile, workflowValidation, type LocalRunOptions } from '../../local/runner.js';
+import { loadLocalDefinition, repositoryRoot, runLocalWorkflow, substituteLocally, workflowFile, workflowValidation, type LocalRunOptions } from '../../local/runner/index.js';
 import { fargateTasks } from '../../tasks/registry.js';
 import { sleep, waitFor as waitUntil } from '../support/wait.js';
 
@@ -228,7 +228,7 @@ describe('the workflow file', () => {
   it('loads the interpreter without the AWS SDK Lambda client or the validator, and still validates a definition file', () => {
     const script = `
       import { createRequire } from 'node:module';
-      const { StateMachine } = await import('./local/interpreter.ts');
+      const { StateMachine } = await import('./local/runner/interpreter.ts');
       const loaded = () => Object.keys(createRequire(import.meta.url).cache).filter((f) => /client-lambda|asl-validator/.test(f)).length;
       const before = loaded();
       let rejected = false;

@@ -9,6 +9,18 @@
 import { createRequire } from 'node:module';
 import type { StateMachine as PackageStateMachine } from 'aws-local-stepfunctions';
 
+// aws-local-stepfunctions 3 uses Promise.withResolvers, which Node 20 lacks.
+if (!('withResolvers' in Promise)) {
+  Object.defineProperty(Promise, 'withResolvers', {
+    value<T>() {
+      let resolve!: (value: T) => void;
+      let reject!: (reason?: unknown) => void;
+      const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+      return { promise, resolve, reject };
+    },
+  });
+}
+
 const packageRequire = createRequire(createRequire(import.meta.url).resolve('aws-local-stepfunctions'));
 
 class NotLocal {

@@ -1,0 +1,7 @@
+/** Where the local runner finds the repository's files. */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** This file is local/runner/paths.ts: the repository is two folders up. */
+export const repositoryRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const workflowFile = join(repositoryRoot, 'state-machines', 'migration.asl.json');

@@ -1,0 +1,117 @@
+/**
+ * Runs the workflow file locally with aws-local-stepfunctions: every Task state gets a local
+ * handler (integrations.ts) that returns what the AWS integration returns; task processes come
+ * from the run's pool (task-pool.ts), started from task bundles (task-bundles.ts).
+ */
+import { randomUUID } from 'node:crypto';
+import { LOCAL_CALLBACK_ENV } from '../../platform/task-callback.js';
+import { loadLocalDefinition, localFunctionArn, wiredBy, workflowValidation, type DefinitionOptions, type StateMap, type Wiring } from './definition.js';
+import { lambdaInvoker, localHandlers, TOKEN_MARKER } from './integrations.js';
+import { StateMachine, type StateMachineDefinition } from './interpreter.js';
+import { runBundles } from './task-bundles.js';
+import { TaskProcesses, tasksStartedAtOnce, warmLoader, type TaskWatchers } from './task-pool.js';
+
+/** One entry of the interpreter's event log (state entered/exited/failed, execution ended, …). */
+export type WorkflowEvent = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
+
+export interface LocalRunOptions extends DefinitionOptions, TaskWatchers {
+  onEvent?: (event: WorkflowEvent) => void;
+  /** Milliseconds to wait instead of what a Wait state says (tests). */
+  waitTimeOverrides?: Record<string, number>;
+  /** Milliseconds between retries instead of what a Retry says (tests). */
+  retryIntervalOverrides?: Record<string, number | number[]>;
+  /** Environment given to every task child process on top of this process's own. */
+  taskEnvironment?: NodeJS.ProcessEnv;
+}
+
+export interface LocalRunResult {
+  status: 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+  output?: unknown;
+  error?: string;
+  cause?: string;
+}
+
+/** What every task process of a run gets, before its own container environment. */
+function taskProcessEnvironment(options: LocalRunOptions): NodeJS.ProcessEnv {
+  return { ...process.env, ...options.taskEnvironment, [LOCAL_CALLBACK_ENV]: '1' };
+}
+
+/**
+ * A stopped or timed-out execution never reaches its Cleanup state (on AWS neither: an
+ * EventBridge rule on the execution's status invokes the Cleanup function). Locally the runner
+ * invokes it the same way, so the slot and the fence do not outlive the run.
+ */
+async function cleanUpStoppedRun(definition: StateMachineDefinition, wiring: Wiring, spec: unknown, execution: string, status: 'ABORTED' | 'TIMED_OUT') {
+  const state = (definition.States as unknown as StateMap).Cleanup;
+  if (!state?.Parameters) return;
+  const cleanup = lambdaInvoker(wiredBy(wiring.lambdas, localFunctionArn, state.Parameters.FunctionName, 'function', 'Cleanup'));
+  const error = { Error: status === 'ABORTED' ? 'pgferry.Stopped' : 'States.Timeout', Cause: `The run was ${status === 'ABORTED' ? 'stopped' : 'timed out'}.` };
+  await cleanup({ Payload: { spec, error, execution } }).catch(() => undefined);
+}
+
+/** Starts bundling every task while the first states run, and keeps a spare once they are built. */
+function warmUp(wiring: Wiring, bundleOf: ReturnType<typeof runBundles>, processes: TaskProcesses): void {
+  // A bundling error surfaces when its task starts.
+  const bundles = wiring.tasks.map((task) => bundleOf(task));
+  for (const bundle of bundles) bundle.catch(() => undefined);
+  if (bundles.length > 0) void warmLoader(bundles).then((loader) => processes.keepSpare(loader), () => undefined);
+}
+
+/** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
+export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {
+  const { definition, wiring } = await loadLocalDefinition(options);
+  const processes = new TaskProcesses(taskProcessEnvironment(options));
+  const bundleOf = runBundles();
+  const stateMachine = new StateMachine(definition, { validationOptions: workflowValidation(options) });
+  const handlers = localHandlers(definition, wiring, { processes, bundleOf, watchers: options });
+  warmUp(wiring, bundleOf, processes);
+  const executionId = `local:${randomUUID()}`;
+  const execution = stateMachine.run(input as never, {
+    overrides: {
+      taskResourceLocalHandlers: handlers as never,
+      waitTimeOverrides: options.waitTimeOverrides,
+      retryIntervalOverrides: options.retryIntervalOverrides,
+    },
+    // $$.Execution.Id names the run in the control schema, as the execution ARN does on AWS.
+    context: { Execution: { Id: executionId, Input: input as never, StartTime: new Date().toISOString() }, Task: { Token: TOKEN_MARKER } },
+  });
+  const onAbort = () => {
+    execution.abort();
+    processes.killAll();
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const killOnExit = () => processes.killAll();
+  process.once('exit', killOnExit);
+
+  let ending: LocalRunResult | undefined;
+  let validatedSpec: unknown;
+  const events = (async () => {
+    for await (const event of execution.eventLogs) {
+      options.onEvent?.(event);
+      if (event.type === 'StateExited' && event.state.name === 'ValidateSpec') {
+        validatedSpec = (event.state.output as { spec?: unknown }).spec;
+        processes.prepareFor(tasksStartedAtOnce(validatedSpec));
+      }
+      if (event.type === 'ExecutionFailed') ending = { status: 'FAILED', error: event.Error, cause: String(event.Cause ?? '') };
+      if (event.type === 'ExecutionAborted') ending = { status: 'ABORTED' };
+      if (event.type === 'ExecutionTimeout') ending = { status: 'TIMED_OUT' };
+    }
+  })();
+  try {
+    const output = await execution.result;
+    await events;
+    return ending ?? { status: 'SUCCEEDED', output };
+  } catch (error) {
+    await events;
+    const result = ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message };
+    if ((result.status === 'ABORTED' || result.status === 'TIMED_OUT') && validatedSpec) {
+      processes.killAll();
+      await cleanUpStoppedRun(definition, wiring, validatedSpec, executionId, result.status);
+    }
+    return result;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    process.off('exit', killOnExit);
+    processes.killAll();
+  }
+}
