@@ -13,7 +13,7 @@
 import type pg from 'pg';
 import { CANONICAL_SESSION_SQL, isTransient, serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
-import { Applier, type ConflictPolicy } from './apply.js';
+import { Applier, type ConflictPolicy } from './apply/index.js';
 import { formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
 import { currentWalLsn } from '../cutover/index.js';
 import { readReplicationStatus } from './state.js';
