@@ -26,6 +26,7 @@
  * session_replication_role = replica` and CANONICAL_SESSION_SQL).
  */
 import type pg from 'pg';
+import { messageOf } from '../../sql.js';
 import type { PgoutputMessage, RelationMessage, TupleValue } from '../pgoutput.js';
 import { commitWithCheckpoint } from './checkpoint.js';
 import { applyTablePart, ChunkBuffer, type ChunkCounts } from './chunk.js';
@@ -173,7 +174,7 @@ export class Applier {
 
   private failedError(): ApplyError {
     return new ApplyError(
-      `The applier failed earlier and its target transaction was rolled back (${(this.failed as Error)?.message ?? this.failed}); call abort() and restart the stream from the applied LSN.`,
+      `The applier failed earlier and its target transaction was rolled back (${messageOf(this.failed)}); call abort() and restart the stream from the applied LSN.`,
     );
   }
 
