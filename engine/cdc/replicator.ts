@@ -156,20 +156,37 @@ async function streamConfig(options: ReplicatorOptions, streaming: boolean): Pro
   return config;
 }
 
+/** The sessions of one run, ended together when it ends. */
+class Sessions {
+  private readonly clients: pg.Client[] = [];
+
+  async open(connect: () => Promise<pg.Client>): Promise<pg.Client> {
+    const client = await connect();
+    // A terminated idle session emits 'error'; the next query on it fails and says why.
+    client.on('error', () => undefined);
+    this.clients.push(client);
+    return client;
+  }
+
+  async endAll(): Promise<void> {
+    await Promise.all(this.clients.map((client) => client.end().catch(() => undefined)));
+  }
+}
+
 /**
  * The run's target session with its Applier, holding the migration's apply lock (a stale
  * streamer's session and walsender are ended); a control session on the target; a source
  * session; and where to start: the target's checkpoint, or the slot's consistent point.
  */
-async function openSessions(options: ReplicatorOptions, open: (connect: () => Promise<pg.Client>) => Promise<pg.Client>) {
+async function openSessions(options: ReplicatorOptions, sessions: Sessions) {
   const { migration } = options;
-  const target = await open(options.connectTarget);
+  const target = await sessions.open(options.connectTarget);
   const mainApplier = await applierOn(target, options);
   if (!(await takeApplyLock(target, migration, options.log))) {
     throw new ReplicationFailedError(`Another streamer still applies migration ${migration} to the target and could not be stopped.`);
   }
-  const control = await open(options.connectTarget);
-  const source = await open(options.connectSource);
+  const control = await sessions.open(options.connectTarget);
+  const source = await sessions.open(options.connectSource);
   await endStaleWalsender(source, options.slotName);
   const status = await readReplicationStatus(control, migration);
   if (!status) throw new ReplicationFailedError(`Migration ${migration} has no replication registered in the target's control schema.`);
@@ -179,20 +196,13 @@ async function openSessions(options: ReplicatorOptions, open: (connect: () => Pr
 /** One streaming run on fresh connections: until drained, stopped, or an error (which runReplicator may retry). */
 async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
   const { migration, log, signal } = options;
-  const clients: pg.Client[] = [];
-  const open = async (connect: () => Promise<pg.Client>) => {
-    const client = await connect();
-    // A terminated idle session emits 'error'; the next query on it fails and says why.
-    client.on('error', () => undefined);
-    clients.push(client);
-    return client;
-  };
+  const sessions = new Sessions();
   let stream: ChangeStream | undefined;
   let applier: Applier | undefined;
   let early: EarlyApply | undefined;
   let heartbeats: { stop: () => void } | undefined;
   try {
-    const { target, mainApplier, control, source, startLsn } = await openSessions(options, open);
+    const { target, mainApplier, control, source, startLsn } = await openSessions(options, sessions);
     applier = mainApplier;
     const position: StreamPosition = new StreamPosition(startLsn, (lsn): Promise<void> => thisStream.acknowledge(lsn));
     const streaming = allowStreaming && (await serverVersion(source)) >= 140000;
@@ -257,6 +267,6 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
     await stream?.stop();
     await applier?.abort().catch(() => undefined);
     await early?.abortAll();
-    await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
+    await sessions.endAll();
   }
 }
