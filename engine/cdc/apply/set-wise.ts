@@ -9,9 +9,11 @@
  *   columns, and COPY of new rows (or INSERT … SELECT … WHERE NOT EXISTS without a unique index
  *   on the key); the array elements are the source's text, parsed by each column type's own
  *   input function.
- * - REPLICA IDENTITY FULL: rows removed by matching all old values (statements.ts's
- *   fullRowMatch), row_number() per distinct old row removing exactly as many duplicates as the
- *   source deleted; new rows by COPY.
+ * - REPLICA IDENTITY FULL: rows to remove are matched on all old values (statements.ts's
+ *   fullRowMatch): equality on columns whose type has a btree opclass (per NULL pattern, so
+ *   indexes and hash joins work) plus `ROW(…)::text` equality, which is exact (NULL vs '', -0
+ *   vs 0) and works for types without equality (json, point, xml); row_number() per distinct
+ *   old row removes exactly as many duplicates as the source deleted. New rows go in by COPY.
  */
 import { collapseKeyed, planKeyed, planMultiset, type KeyEntry } from './collapse.js';
 import type { Change, Relation } from './relation.js';
