@@ -237,6 +237,73 @@ const commitFields = (r: Reader) => ({
 /** Data messages that carry an xid inside a stream block. */
 const STREAMED_DATA_TAGS = new Set(['R', 'Y', 'I', 'U', 'D', 'T', 'M']);
 
+function decodeRelation(r: Reader, context: string): RelationMessage {
+  const relationId = r.uint32('relation OID');
+  const schema = r.string('namespace');
+  const name = r.string('relation name');
+  const identityByte = r.uint8('replica identity');
+  const replicaIdentity = REPLICA_IDENTITY[String.fromCharCode(identityByte)];
+  if (replicaIdentity === undefined) {
+    throw new Error(`pgoutput ${context} message malformed: unknown replica identity ${tagName(identityByte)} for ${schema}.${name}`);
+  }
+  const count = r.int16('column count');
+  if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative column count ${count}`);
+  const columns: RelationMessage['columns'] = [];
+  for (let i = 0; i < count; i++) {
+    const flags = r.uint8(`column ${i + 1} flags`);
+    columns.push({
+      partOfKey: (flags & 1) !== 0,
+      name: r.string(`column ${i + 1} name`),
+      typeOid: r.uint32(`column ${i + 1} type OID`),
+      typeMod: r.int32(`column ${i + 1} type modifier`),
+    });
+  }
+  return { tag: 'relation', relationId, schema, name, replicaIdentity, columns };
+}
+
+function decodeUpdate(r: Reader, context: string): PgoutputMessage {
+  const relationId = r.uint32('relation OID');
+  const update: Extract<PgoutputMessage, { tag: 'update' }> = { tag: 'update', relationId, newTuple: [] };
+  let marker = r.uint8('tuple marker');
+  if (marker === 0x4b) {
+    update.oldKey = r.tuple('old key');
+    marker = r.uint8('new tuple marker');
+  } else if (marker === 0x4f) {
+    update.oldTuple = r.tuple('old tuple');
+    marker = r.uint8('new tuple marker');
+  }
+  if (marker !== 0x4e) {
+    throw new Error(`pgoutput ${context} message malformed: expected 'K', 'O' or 'N' tuple marker, got ${tagName(marker)}`);
+  }
+  update.newTuple = r.tuple('new tuple');
+  return update;
+}
+
+function decodeDelete(r: Reader, context: string): PgoutputMessage {
+  const relationId = r.uint32('relation OID');
+  const marker = r.uint8('old tuple marker');
+  if (marker === 0x4b) return { tag: 'delete', relationId, oldKey: r.tuple('old key') };
+  if (marker === 0x4f) return { tag: 'delete', relationId, oldTuple: r.tuple('old tuple') };
+  throw new Error(`pgoutput ${context} message malformed: expected 'K' or 'O' tuple marker, got ${tagName(marker)}`);
+}
+
+function decodeTruncate(r: Reader, context: string): PgoutputMessage {
+  const count = r.int32('relation count');
+  if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative relation count ${count}`);
+  const options = r.uint8('options');
+  const relationIds: number[] = [];
+  for (let i = 0; i < count; i++) relationIds.push(r.uint32(`relation ${i + 1} OID`));
+  return { tag: 'truncate', cascade: (options & 1) !== 0, restartIdentity: (options & 2) !== 0, relationIds };
+}
+
+function decodeLogicalMessage(r: Reader): PgoutputMessage {
+  const flags = r.uint8('flags');
+  const lsn = r.lsn('message LSN');
+  const prefix = r.string('prefix');
+  const length = r.int32('content length');
+  return { tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content: Buffer.from(r.bytes(length, 'content')) };
+}
+
 /**
  * Decodes one pgoutput (protocol 1 or 2) message. `inStream`: the message arrived between a
  * Stream Start and a Stream Stop, so data messages lead with an xid. Throws a descriptive Error
@@ -282,30 +349,9 @@ export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?
     case 'O':
       message = { tag: 'origin', originLsn: r.lsn('origin LSN'), name: r.string('origin name') };
       break;
-    case 'R': {
-      const relationId = r.uint32('relation OID');
-      const schema = r.string('namespace');
-      const name = r.string('relation name');
-      const identityByte = r.uint8('replica identity');
-      const replicaIdentity = REPLICA_IDENTITY[String.fromCharCode(identityByte)];
-      if (replicaIdentity === undefined) {
-        throw new Error(`pgoutput ${context} message malformed: unknown replica identity ${tagName(identityByte)} for ${schema}.${name}`);
-      }
-      const count = r.int16('column count');
-      if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative column count ${count}`);
-      const columns: RelationMessage['columns'] = [];
-      for (let i = 0; i < count; i++) {
-        const flags = r.uint8(`column ${i + 1} flags`);
-        columns.push({
-          partOfKey: (flags & 1) !== 0,
-          name: r.string(`column ${i + 1} name`),
-          typeOid: r.uint32(`column ${i + 1} type OID`),
-          typeMod: r.int32(`column ${i + 1} type modifier`),
-        });
-      }
-      message = { tag: 'relation', relationId, schema, name, replicaIdentity, columns };
+    case 'R':
+      message = decodeRelation(r, context);
       break;
-    }
     case 'Y':
       message = { tag: 'type', typeOid: r.uint32('type OID'), schema: r.string('namespace'), name: r.string('type name') };
       break;
@@ -315,49 +361,18 @@ export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?
       message = { tag: 'insert', relationId, newTuple: r.tuple('new tuple') };
       break;
     }
-    case 'U': {
-      const relationId = r.uint32('relation OID');
-      const update: Extract<PgoutputMessage, { tag: 'update' }> = { tag: 'update', relationId, newTuple: [] };
-      let marker = r.uint8('tuple marker');
-      if (marker === 0x4b) {
-        update.oldKey = r.tuple('old key');
-        marker = r.uint8('new tuple marker');
-      } else if (marker === 0x4f) {
-        update.oldTuple = r.tuple('old tuple');
-        marker = r.uint8('new tuple marker');
-      }
-      if (marker !== 0x4e) {
-        throw new Error(`pgoutput ${context} message malformed: expected 'K', 'O' or 'N' tuple marker, got ${tagName(marker)}`);
-      }
-      update.newTuple = r.tuple('new tuple');
-      message = update;
+    case 'U':
+      message = decodeUpdate(r, context);
       break;
-    }
-    case 'D': {
-      const relationId = r.uint32('relation OID');
-      const marker = r.uint8('old tuple marker');
-      if (marker === 0x4b) message = { tag: 'delete', relationId, oldKey: r.tuple('old key') };
-      else if (marker === 0x4f) message = { tag: 'delete', relationId, oldTuple: r.tuple('old tuple') };
-      else throw new Error(`pgoutput ${context} message malformed: expected 'K' or 'O' tuple marker, got ${tagName(marker)}`);
+    case 'D':
+      message = decodeDelete(r, context);
       break;
-    }
-    case 'T': {
-      const count = r.int32('relation count');
-      if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative relation count ${count}`);
-      const options = r.uint8('options');
-      const relationIds: number[] = [];
-      for (let i = 0; i < count; i++) relationIds.push(r.uint32(`relation ${i + 1} OID`));
-      message = { tag: 'truncate', cascade: (options & 1) !== 0, restartIdentity: (options & 2) !== 0, relationIds };
+    case 'T':
+      message = decodeTruncate(r, context);
       break;
-    }
-    case 'M': {
-      const flags = r.uint8('flags');
-      const lsn = r.lsn('message LSN');
-      const prefix = r.string('prefix');
-      const length = r.int32('content length');
-      message = { tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content: Buffer.from(r.bytes(length, 'content')) };
+    case 'M':
+      message = decodeLogicalMessage(r);
       break;
-    }
     default:
       throw new Error(`unknown pgoutput message tag ${tagName(tag)}`);
   }

@@ -2,11 +2,11 @@
  * The source side of CDC: the publication naming the migrated tables, and the logical
  * replication slot created together with an exported snapshot. The full load reads at that
  * snapshot and the slot streams everything committed after its consistent point, so the
- * two meet with no gap and no duplicate (DESIGN.md, "Consistency: no gap, no duplicate").
+ * two meet with no gap and no duplicate (docs/architecture.md, "Consistency: no gap, no duplicate").
  */
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { quoteIdent, quoteTable, messageOf } from '../sql.js';
+import { quoteIdent, quoteTable, messageOf, sleep, withTransaction } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 
@@ -61,13 +61,12 @@ export async function ensurePublication(source: pg.Client, spec: PublicationSpec
       await source.query(`CREATE PUBLICATION ${name} FOR TABLE ${tables} WITH (${options.join(', ')})`);
       return 'created';
     }
-    await source.query('BEGIN');
-    await source.query(`ALTER PUBLICATION ${name} SET TABLE ${tables}`);
-    await source.query(`ALTER PUBLICATION ${name} SET (${options.join(', ')})`);
-    await source.query('COMMIT');
+    await withTransaction(source, async () => {
+      await source.query(`ALTER PUBLICATION ${name} SET TABLE ${tables}`);
+      await source.query(`ALTER PUBLICATION ${name} SET (${options.join(', ')})`);
+    });
     return 'updated';
   } catch (error) {
-    if (existing.rowCount !== 0) await source.query('ROLLBACK').catch(() => undefined);
     throw new PgferryError('pgferry.PublicationFailed', `Cannot ${existing.rowCount === 0 ? 'create' : 'update'} publication ${spec.name} on the source: ${messageOf(error)}.`, { cause: error });
   }
 }
@@ -176,7 +175,7 @@ export async function dropSlotAndPublication(
       if (code !== '55006' || Date.now() > deadline) {
         throw new PgferryError('pgferry.SlotDropFailed', `Cannot drop replication slot ${names.slotName}: ${messageOf(error)}.`, { cause: error });
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
   const { rowCount } = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [names.publicationName]);

@@ -6,7 +6,7 @@
  * Transport is pg-logical-replication's LogicalReplicationService (CopyBoth handling, XLogData
  * and keepalive framing, pausing the socket while a message is being handled). Everything that
  * decides what the slot may forget is done here instead, because the library gets it wrong for
- * a consumer that commits elsewhere (DESIGN.md, "Consistency"):
+ * a consumer that commits elsewhere (docs/architecture.md, "Consistency"):
  * - its automatic acknowledgement and its periodic status timer report the last *received* LSN,
  *   so both are turned off (`acknowledge: { auto: false, timeoutSeconds: 0 }`);
  * - it never answers the server's keepalives: we answer them, and send periodic status updates,

@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Applier, ApplyConflictError, readAppliedLsn, type ApplierOptions } from '../../engine/cdc/apply.js';
+import { Applier, ApplyConflictError, readAppliedLsn, type ApplierOptions } from '../../engine/cdc/apply/index.js';
 import { decodePgoutput, type PgoutputMessage } from '../../engine/cdc/pgoutput.js';
 import { CANONICAL_SESSION_SQL } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';

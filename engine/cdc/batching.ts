@@ -1,0 +1,67 @@
+/**
+ * Batches of the main apply session, adapted to the load: a batch is committed as soon as the
+ * stream goes idle (every message already received has been handled), so light load sees
+ * one-transaction latency, and while messages keep coming the batch grows up to `maxDelayMs`,
+ * so heavy load commits rarely and applies set-wise. Everything that touches the applier runs
+ * one at a time through `exclusive`.
+ */
+import type { Applier } from './apply/index.js';
+import type { StreamPosition } from './position.js';
+
+export class Batcher {
+  private chain: Promise<unknown> = Promise.resolve();
+  private lastFlushAt = Date.now();
+  private flushScheduled = false;
+
+  constructor(
+    private readonly applier: Applier,
+    private readonly position: StreamPosition,
+    private readonly maxDelayMs: number,
+    /** Fails the run with an error met outside a caller's await. */
+    private readonly fail: (error: Error) => void,
+  ) {}
+
+  /** Runs `fn` after everything queued before it. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Commits the main session's whole transactions with their checkpoint (when it is between transactions and has any). */
+  async flush(): Promise<void> {
+    if (!this.applier.atBoundary || this.applier.pendingTransactions === 0) return;
+    const result = await this.applier.flush();
+    this.position.noteFlushed();
+    this.lastFlushAt = Date.now();
+    await this.position.markApplied(result.appliedLsn);
+  }
+
+  /** The main applier took a source commit: flush now if the batch is old enough, else once the stream is idle. */
+  async committed(endLsn: string, commitTime: bigint): Promise<void> {
+    this.position.noteCommit(endLsn, commitTime);
+    if (Date.now() - this.lastFlushAt >= this.maxDelayMs) await this.flush();
+    else this.scheduleFlush();
+  }
+
+  /** Flushes after the messages already received (queued behind this in `exclusive`) are handled. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.exclusive(() => this.flush()).catch((error) => this.fail(error as Error));
+    });
+  }
+
+  /** After a keepalive at `serverLsn`: if nothing is waiting anywhere, the server's position is processed too. */
+  noteIdle(serverLsn: bigint, hasQueuedMessages: () => boolean): void {
+    setImmediate(() => {
+      this.exclusive(async () => {
+        if (hasQueuedMessages() || !this.applier.atBoundary || this.applier.pendingTransactions > 0) return;
+        if (serverLsn > this.position.received) this.position.received = serverLsn;
+        await this.position.markProcessed(serverLsn);
+      }).catch((error) => this.fail(error as Error));
+    });
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The streamer's heartbeat: every interval it measures lag against the source's WAL position,
+ * writes it to the control schema (which also tells the workflow the streamer lives), tells an
+ * observer (metrics), and reads back the workflow's request: stop (the migration ended or
+ * failed) or drain to the cutover LSN, which ends the run once everything up to it is processed.
+ */
+import type pg from 'pg';
+import { markDrained, writeHeartbeat, type StreamerRequest } from '../control/checkpoint.js';
+import { currentWalLsn } from '../cutover/index.js';
+import { formatLsn, parseLsn } from './pgoutput.js';
+import type { StreamPosition } from './position.js';
+import type { ReplicatorEnd, ReplicatorHeartbeat } from './replicator.js';
+
+/** Lag as one heartbeat sees it. Pure. */
+export function measureLag(input: {
+  sourceLsn: bigint;
+  processed: bigint;
+  oldestPendingCommit: number | undefined;
+  now: number;
+}): { lagBytes: bigint; lagSeconds: number } {
+  const { sourceLsn, processed, oldestPendingCommit, now } = input;
+  return {
+    lagBytes: sourceLsn > processed ? sourceLsn - processed : 0n,
+    // Seconds since the oldest source commit received but not yet on the target.
+    lagSeconds: oldestPendingCommit !== undefined ? Math.max(0, now - oldestPendingCommit) / 1000 : 0,
+  };
+}
+
+/**
+ * What the workflow's request means for the run, given how far it has processed: stop, drained
+ * (everything up to the drain LSN is on the target), ask the server for a keepalive (draining
+ * and nothing left to apply: its answer says whether it has read up to the drain LSN), or go on
+ * (undefined). Pure.
+ */
+export function streamerDecision(request: StreamerRequest | undefined, processed: bigint): 'stopped' | 'drained' | 'keepalive' | undefined {
+  if (!request || request.phase === 'failed' || request.phase === 'done') return 'stopped';
+  if (request.drainLsn && processed >= parseLsn(request.drainLsn)) return 'drained';
+  if (request.drainLsn) return 'keepalive';
+  return undefined;
+}
+
+export interface HeartbeatDeps {
+  migration: string;
+  /** Connections for the control schema (target) and the source's WAL position. */
+  control: pg.Client;
+  source: pg.Client;
+  position: StreamPosition;
+  /** Rows committed by the main session, and by all sessions (early apply included). */
+  mainRows: () => number;
+  allRows: () => number;
+  requestKeepalive: () => void;
+  /** Told once, after the first heartbeat is written: the run is healthy. */
+  healthy: () => void;
+  onHeartbeat?: (beat: ReplicatorHeartbeat) => void;
+  log: (message: string) => void;
+}
+
+export class Heartbeat {
+  private lastRows = 0;
+  private lastObservedRows = 0;
+  private lastBeat = Date.now();
+  private healthyReported = false;
+
+  constructor(private readonly deps: HeartbeatDeps) {}
+
+  /** One heartbeat; how the run ends, or undefined to go on. */
+  async beat(): Promise<ReplicatorEnd | undefined> {
+    const { deps } = this;
+    const { position } = deps;
+    const sourceLsn = parseLsn(await currentWalLsn(deps.source));
+    const now = Date.now();
+    const { lagBytes, lagSeconds } = measureLag({ sourceLsn, processed: position.processed, oldestPendingCommit: position.oldestPendingCommit, now });
+    const rowsPerSecond = ((deps.mainRows() - this.lastRows) * 1000) / Math.max(1, now - this.lastBeat);
+    this.lastRows = deps.mainRows();
+    this.lastBeat = now;
+    const request = await writeHeartbeat(deps.control, deps.migration, {
+      receivedLsn: formatLsn(position.received),
+      processedLsn: formatLsn(position.processed),
+      sourceLsn: formatLsn(sourceLsn),
+      lagBytes,
+      lagSeconds,
+      rowsPerSecond,
+    });
+    if (!this.healthyReported) {
+      this.healthyReported = true;
+      deps.healthy();
+    }
+    this.observe({ lagSeconds, lagBytes: Number(lagBytes), sourceLsn: formatLsn(sourceLsn), processedLsn: formatLsn(position.processed) });
+    const decision = streamerDecision(request, position.processed);
+    if (decision === 'drained') {
+      await markDrained(deps.control, deps.migration);
+      deps.log(`drained to ${request!.drainLsn} (applied ${formatLsn(position.applied)})`);
+    }
+    if (decision === 'keepalive') deps.requestKeepalive();
+    return decision === 'keepalive' ? undefined : decision;
+  }
+
+  private observe(beat: Omit<ReplicatorHeartbeat, 'rowsApplied'>): void {
+    const { onHeartbeat, allRows } = this.deps;
+    if (!onHeartbeat) return;
+    const appliedRows = allRows();
+    try {
+      onHeartbeat({ ...beat, rowsApplied: appliedRows - this.lastObservedRows });
+    } catch {
+      // An observer never stops replication.
+    }
+    this.lastObservedRows = appliedRows;
+  }
+}
+
+/**
+ * Beats every `intervalMs` (the next one after the previous finished) until a beat ends the
+ * run, a beat fails (rejects), or `signal` aborts ('stopped'). `stop()` cancels the next beat.
+ */
+export function heartbeatLoop(beat: () => Promise<ReplicatorEnd | undefined>, intervalMs: number, signal?: AbortSignal): { ended: Promise<ReplicatorEnd>; stop: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = new Promise<ReplicatorEnd>((resolve, reject) => {
+    const tick = () => {
+      if (signal?.aborted) return resolve('stopped');
+      beat().then((end) => (end ? resolve(end) : (timer = setTimeout(tick, intervalMs))), reject);
+    };
+    signal?.addEventListener('abort', () => resolve('stopped'), { once: true });
+    tick();
+  });
+  return { ended, stop: () => clearTimeout(timer) };
+}

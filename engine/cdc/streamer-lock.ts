@@ -1,0 +1,33 @@
+/**
+ * One streamer per migration: a session advisory lock on the target that the applying streamer
+ * holds, taken from a streamer the workflow gave up on if need be, and the end of any
+ * walsender still on the slot once the lock is ours.
+ */
+import type pg from 'pg';
+import { sleep } from '../sql.js';
+
+/** Key of the session advisory lock that makes one streamer per migration apply at a time. */
+const LOCK_CLASS = 0x70676672; // 'pgfr'
+
+/** Takes the migration's apply lock on `target` (this session holds it until it ends); false when another streamer keeps it. */
+export async function takeApplyLock(target: pg.Client, migration: string, log: (m: string) => void): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    const { rows } = await target.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_CLASS, migration]);
+    if (rows[0]!.ok) return true;
+    if (attempt >= 50) return false;
+    // A streamer the workflow gave up on (stale heartbeat) may still hold its session: end it.
+    const ended = await target.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_locks
+        WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2
+          AND pid <> pg_backend_pid()`,
+      [LOCK_CLASS, migration],
+    );
+    if (attempt === 0 && ended.rowCount) log('ended the session of an earlier streamer of this migration');
+    await sleep(200);
+  }
+}
+
+/** Holding the apply lock makes this the migration's streamer: a walsender still on the slot is a stale one's. */
+export async function endStaleWalsender(source: pg.Client, slotName: string): Promise<void> {
+  await source.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slotName]);
+}

@@ -1,0 +1,87 @@
+/**
+ * The CDC statements on the control schema's replication tables: the applier's checkpoint
+ * (`pgferry.replication`, written in the same target transaction as the changes it covers) and
+ * the streamer's heartbeat, start and drain marks (`pgferry.replication_status`).
+ * (docs/architecture.md, "Consistency")
+ */
+import type pg from 'pg';
+
+/** The applied LSN the target holds for a migration (committed), or undefined. */
+export async function readAppliedLsn(target: pg.ClientBase, migration: string): Promise<string | undefined> {
+  const { rows } = await target.query<{ lsn: string | null }>('SELECT applied_lsn::text AS lsn FROM pgferry.replication WHERE migration = $1', [
+    migration,
+  ]);
+  return rows[0]?.lsn ?? undefined;
+}
+
+export interface Checkpoint {
+  migration: string;
+  /** End LSN of the last source commit the target transaction holds. */
+  lsn: string;
+  /** Its commit time, microseconds since 2000-01-01 UTC (pgoutput's clock). */
+  commitTime: bigint;
+  transactions: number;
+  rows: number;
+}
+
+// Commit times are microseconds since 2000-01-01 UTC; split so both factors stay exact in float8.
+const CHECKPOINT_SQL = `UPDATE pgferry.replication
+   SET applied_lsn = $2::pg_lsn,
+       applied_commit_time = '2000-01-01 00:00:00+00'::timestamptz
+                             + ($3::bigint / 1000000) * interval '1 second'
+                             + ($3::bigint % 1000000) * interval '1 microsecond',
+       applied_at = now(),
+       transactions_applied = transactions_applied + $4::bigint,
+       rows_applied = rows_applied + $5::bigint
+ WHERE migration = $1`;
+
+/**
+ * Records how far the target has applied, inside the caller's open target transaction (the
+ * caller commits). Returns how many replication rows matched: anything but 1 means the
+ * migration has no registered replication, and the caller must not commit.
+ */
+export async function writeCheckpoint(target: pg.ClientBase, checkpoint: Checkpoint): Promise<number> {
+  const { migration, lsn, commitTime, transactions, rows } = checkpoint;
+  const result = await target.query(CHECKPOINT_SQL, [migration, lsn, commitTime.toString(), transactions, rows]);
+  return result.rowCount ?? 0;
+}
+
+/** The streamer has (re)started streaming: clears the last error. */
+export async function markStreaming(control: pg.ClientBase, migration: string): Promise<void> {
+  await control.query('UPDATE pgferry.replication_status SET streaming_since = now(), last_error = NULL WHERE migration = $1', [migration]);
+}
+
+export interface HeartbeatRow {
+  receivedLsn: string;
+  processedLsn: string;
+  sourceLsn: string;
+  lagBytes: bigint;
+  lagSeconds: number;
+  rowsPerSecond: number;
+}
+
+/** What the workflow asks of the streamer, read back with each heartbeat. */
+export interface StreamerRequest {
+  /** The cutover's drain LSN, once requested. */
+  drainLsn: string | null;
+  /** The migration's phase (null when its row is gone). */
+  phase: string | null;
+}
+
+/** Writes one heartbeat; undefined when the migration's status row is gone. */
+export async function writeHeartbeat(control: pg.ClientBase, migration: string, beat: HeartbeatRow): Promise<StreamerRequest | undefined> {
+  const { rows } = await control.query<{ drain_lsn: string | null; phase: string | null }>(
+    `UPDATE pgferry.replication_status s
+        SET received_lsn = $2::pg_lsn, processed_lsn = $3::pg_lsn, source_lsn = $4::pg_lsn, heartbeat_at = now(),
+            lag_bytes = $5, lag_seconds = $6, rows_per_second = $7
+      WHERE migration = $1
+      RETURNING drain_lsn::text, (SELECT phase FROM pgferry.migrations WHERE name = $1) AS phase`,
+    [migration, beat.receivedLsn, beat.processedLsn, beat.sourceLsn, beat.lagBytes.toString(), beat.lagSeconds, beat.rowsPerSecond],
+  );
+  const row = rows[0];
+  return row && { drainLsn: row.drain_lsn, phase: row.phase };
+}
+
+export async function markDrained(control: pg.ClientBase, migration: string): Promise<void> {
+  await control.query('UPDATE pgferry.replication_status SET drained_at = now() WHERE migration = $1', [migration]);
+}
