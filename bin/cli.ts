@@ -10,7 +10,8 @@ import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, formatChecks, runMigration } from '..
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { connectSide, type SecretsProvider } from '../engine/connect/index.js';
 import { controlSchemaExists, migrationState } from '../engine/control/index.js';
-import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
+import { requestMigrationCutover } from '../engine/cutover/request.js';
+import { formatStatus, readMigrationStatus } from '../engine/status.js';
 import { cleanupStep, type CleanupResult } from '../engine/migration.js';
 import { stopFailure } from '../platform/aws/deployment.js';
 import type { RunDescription } from '../platform/aws/workflow.js';

@@ -16,7 +16,7 @@ import { PgferryError } from '../errors.js';
 import { Applier, type ConflictPolicy } from './apply.js';
 import { formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
 import { currentWalLsn } from '../cutover/index.js';
-import { readReplicationStatus } from './state.js';
+import { readReplicationStatus } from '../control/index.js';
 import { ChangeStream, PG_EPOCH_OFFSET_US, type StreamedMessage } from './stream.js';
 import { messageOf, sleep } from '../sql.js';
 

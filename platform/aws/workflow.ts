@@ -18,7 +18,8 @@ import {
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
 import { isRfc3339Timestamp, type MigrationSpec, type SpecProblem } from '../../engine/spec/index.js';
-import type { CutoverRequest, MigrationStatus } from '../../engine/status.js';
+import type { CutoverRequest } from '../../engine/cutover/request.js';
+import type { MigrationStatus } from '../../engine/status.js';
 import type { CleanupResult } from '../../engine/migration.js';
 import { stateMachineTags, stopFailure, type OperatorRequest, type OperatorResponse } from './deployment.js';
 
