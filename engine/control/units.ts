@@ -145,6 +145,68 @@ export async function recordUnitFailure(control: pg.Client, migration: string, i
   );
 }
 
+/** The units not done, with their attempts and last error: what a load that did not finish left. */
+export async function unfinishedUnits(
+  client: pg.Client,
+  migration: string,
+): Promise<{ id: number; source: TableRef; state: string; attempts: number; lastError: string | null }[]> {
+  const { rows } = await client.query(
+    `SELECT u.id, u.source_schema, u.source_table, u.state, p.attempts, u.last_error
+       FROM pgferry.units u JOIN pgferry.unit_progress p USING (migration, id)
+      WHERE u.migration = $1 AND u.state <> 'done' ORDER BY u.id`,
+    [migration],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    source: { schema: r.source_schema, name: r.source_table },
+    state: r.state,
+    attempts: r.attempts,
+    lastError: r.last_error,
+  }));
+}
+
+/** What all the units of the load copied. */
+export async function loadTotals(client: pg.Client, migration: string): Promise<{ units: number; rows: number; bytes: number }> {
+  const { rows } = await client.query<{ units: number; rows: number; bytes: number }>(
+    `SELECT count(*)::int AS units, coalesce(sum(rows_copied), 0)::float8 AS rows, coalesce(sum(bytes_copied), 0)::float8 AS bytes
+       FROM pgferry.units WHERE migration = $1`,
+    [migration],
+  );
+  return rows[0]!;
+}
+
+/** Each loaded table once, by source schema and name: where its rows went, which columns, with which filter. */
+export async function loadedTables(
+  client: pg.Client,
+  migration: string,
+): Promise<{ source: TableRef; target: TableRef; columns: string[]; where?: string }[]> {
+  const { rows } = await client.query(
+    `SELECT DISTINCT ON (source_schema, source_table) source_schema, source_table, target_schema, target_table, columns, where_clause
+       FROM pgferry.units WHERE migration = $1 ORDER BY source_schema, source_table`,
+    [migration],
+  );
+  return rows.map((r) => ({
+    source: { schema: r.source_schema, name: r.source_table },
+    target: { schema: r.target_schema, name: r.target_table },
+    columns: r.columns,
+    ...(r.where_clause === null ? {} : { where: r.where_clause }),
+  }));
+}
+
+/**
+ * Whether the full load may still need its snapshot: the migration is before or in the load
+ * with no plan yet, or with units not done (a failed unit is redone on the same snapshot).
+ */
+export async function loadNeedsSnapshot(client: pg.Client, migration: string): Promise<boolean> {
+  const { rows } = await client.query<{ waiting: boolean }>(
+    `SELECT m.phase = 'schema' OR m.phase = 'load' AND (NOT EXISTS (SELECT 1 FROM pgferry.units u WHERE u.migration = m.name)
+              OR EXISTS (SELECT 1 FROM pgferry.units u WHERE u.migration = m.name AND u.state <> 'done')) AS waiting
+       FROM pgferry.migrations m WHERE m.name = $1`,
+    [migration],
+  );
+  return Boolean(rows[0]?.waiting);
+}
+
 /** A planned table's load as it stands. */
 export interface TableProgress {
   source: TableRef;
