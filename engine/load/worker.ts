@@ -9,7 +9,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { quoteIdent, quoteTable, sleep } from '../sql.js';
+import { messageOf, quoteIdent, quoteTable, sleep } from '../sql.js';
 import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
 import {
   claimUnit,
@@ -160,13 +160,13 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
           if (built > 0) log(`${unit.source.schema}.${unit.source.name}: ${built} index(es) and constraint(s) built`);
         } catch (error) {
           // Post-data builds whatever is left; the unit itself is done.
-          log(`${unit.source.schema}.${unit.source.name}: index builds left to post-data: ${(error as Error).message}`);
+          log(`${unit.source.schema}.${unit.source.name}: index builds left to post-data: ${messageOf(error)}`);
           await target.end().catch(() => undefined);
           target = undefined;
         }
       } catch (error) {
         summary.failedAttempts++;
-        const message = (error as Error).message ?? String(error);
+        const message = messageOf(error);
         // Fresh connections after a failure: a broken COPY can leave a session in any state.
         await Promise.all([target, source].map((c) => c.end().catch(() => undefined)));
         target = undefined;

@@ -1,6 +1,6 @@
 /** What schema migration reports per object, its errors, and the session plumbing shared by its phases. */
 import type pg from 'pg';
-import { withTransaction } from '../sql.js';
+import { messageOf, withTransaction } from '../sql.js';
 import { PgferryError } from '../errors.js';
 
 export type { SchemaObjectResult, SchemaObjectStatus } from '../control/index.js';
@@ -22,8 +22,7 @@ export class SchemaConflictError extends PgferryError {
 
 /** A statement of the schema migration failed: names the object and PostgreSQL's reason. */
 export function schemaFailed(action: string, kind: string, identity: string, error: unknown): PgferryError {
-  const reason = error instanceof Error ? error.message : String(error);
-  return new PgferryError('pgferry.SchemaFailed', `Cannot ${action} ${kind} ${identity}: ${reason}`, { cause: error });
+  return new PgferryError('pgferry.SchemaFailed', `Cannot ${action} ${kind} ${identity}: ${messageOf(error)}`, { cause: error });
 }
 
 /** Runs `statements` for one object, turning a failure into a SchemaFailed error that names it. */
