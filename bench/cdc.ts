@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { readReplicationStatus, requestCutover } from '../engine/cdc/state.js';
+import { readReplicationStatus, requestCutover } from '../engine/control/index.js';
 import { startClusters, stopAllClusters, type LocalCluster } from '../local/dev/cluster.js';
 import { runLocalWorkflow } from '../local/runner/index.js';
 import { secretFile } from './support.js';

@@ -3,7 +3,7 @@
  * status and its replication line, the report, the live load's progress bars, how a local run
  * ended, an execution on AWS, and what a cleanup did. Pure functions of the data they are given.
  */
-import type { ReplicationStatusRow } from '../engine/cdc/state.js';
+import type { MigrationProgress, ReplicationStatusRow } from '../engine/control/index.js';
 import type { CleanupResult } from '../engine/migration.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import type { MigrationReport } from '../engine/report.js';
@@ -11,6 +11,7 @@ import type { MigrationStatus } from '../engine/status.js';
 import type { LocalRunResult } from '../local/runner/index.js';
 import { isoSeconds } from '../platform/aws/names.js';
 import type { RunDescription } from '../platform/aws/executions.js';
+import { qualified } from '../engine/sql.js';
 
 /** Where the CLI writes: stdout, stderr, or a test's capture of them. */
 export type Out = Pick<NodeJS.WriteStream, 'write'>;
@@ -104,6 +105,16 @@ export function progressLines(rows: TableLoadProgress[]): string[] {
     .slice(0, MAX_TABLE_LINES)
     .map((r) => `    ${bar(r.estimated > 0 ? r.copied / r.estimated : 0, 16)} ${r.table} ${formatBytes(r.copied)}`);
   return [overall, ...active];
+}
+
+/** What the live watch shows of a migration's progress: the load's bars while units are left, then the CDC line. */
+export function progressDetail(progress: MigrationProgress | undefined): string[] {
+  const rows = (progress?.tables ?? [])
+    .filter((t) => t.units > 0)
+    .map((t) => ({ table: qualified(t.source), estimated: t.estimatedBytes, copied: t.bytesSoFar, done: t.unitsDone, units: t.units, running: t.copying }));
+  const loading = rows.some((r) => r.done < r.units);
+  const replication = progress?.replication;
+  return [...(loading ? progressLines(rows) : []), ...(replication ? [formatReplicationLine(replication)] : [])];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,16 +4,28 @@
  */
 import type pg from 'pg';
 import { connectSide, serverVersion, settleAll, type SecretsProvider, type Side } from './connect/index.js';
-import { beginMigration, ensureControlSchema, findMigration, migrationState, recordEvent, setPhase } from './control/index.js';
+import {
+  beginMigration,
+  ensureControlSchema,
+  findMigration,
+  loadComparisons,
+  migrationState,
+  readReplicationStatus,
+  recordEvent,
+  recordFence,
+  recordSchemaObjects,
+  requestApply,
+  saveIndexJobs,
+  setDrainLsn,
+  setPhase,
+} from './control/index.js';
 import { PgferryError } from './errors.js';
 import { planUnits, savePlan, targetFacts, targetOf } from './load/planner.js';
-import { copySequenceValues, loadTimeIndexJobs, migratePreData, postDataLeftNothing, recordSchemaObjects } from './schema/index.js';
-import { saveIndexJobs } from './load/index-jobs.js';
+import { copySequenceValues, loadTimeIndexJobs, migratePreData, postDataLeftNothing } from './schema/index.js';
 import { dataTables, listTables } from './catalog/tables.js';
-import { describeMismatches, loadComparisons } from './compare/index.js';
+import { describeMismatches } from './compare/index.js';
 import type { MigrationSpec } from './spec/index.js';
 import { dropSlotAndPublication, replicationNames } from './cdc/slot.js';
-import { readReplicationStatus, recordFence, requestApply, setDrainLsn } from './cdc/state.js';
 import { ReplicationFailedError } from './cdc/replicator.js';
 import { fenceSource, markDrainPoint, unfenceSource } from './cutover/index.js';
 

@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { connectSide } from '../engine/connect/index.js';
 import { cleanupStep } from '../engine/migration.js';
 import { migrationSpecSchema } from '../engine/spec/index.js';
-import { readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
+import { requestMigrationCutover } from '../engine/cutover/request.js';
+import { readMigrationStatus } from '../engine/status.js';
 import { stopFailure, type OperatorRequest, type OperatorResponse } from '../platform/aws/deployment.js';
 import { lambdaHandler, specMigration } from './handler.js';
 

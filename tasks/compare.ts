@@ -7,10 +7,9 @@
  */
 import { copiedColumns, dataTables, listTables, tableOptions } from '../engine/catalog/tables.js';
 import { qualified } from '../engine/sql.js';
-import { recordLiveComparison, readReplicationStatus } from '../engine/cdc/state.js';
+import { migrationState, readReplicationStatus, recordEvent, recordLiveComparison, saveComparison, setPhase } from '../engine/control/index.js';
 import { parseLsn } from '../engine/cdc/pgoutput.js';
-import { migrationState, recordEvent, setPhase } from '../engine/control/index.js';
-import { compareTables, saveComparison, type CompareTarget, type TableComparison } from '../engine/compare/index.js';
+import { compareTables, type CompareTarget, type TableComparison } from '../engine/compare/index.js';
 import { currentWalLsn } from '../engine/cutover/index.js';
 import { runTask } from './task.js';
 

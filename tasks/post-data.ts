@@ -1,6 +1,6 @@
 /** Schema post-data: indexes, constraints, foreign keys, triggers and ANALYZE, after the data is in. */
-import { setPhase } from '../engine/control/index.js';
-import { migratePostData, recordSchemaObjects } from '../engine/schema/index.js';
+import { recordSchemaObjects, setPhase } from '../engine/control/index.js';
+import { migratePostData } from '../engine/schema/index.js';
 import { runTask } from './task.js';
 
 await runTask('post-data', async ({ migration, spec, connectSource, connectTarget, log }) => {

@@ -1,5 +1,5 @@
 /** `pgferry cutover SPEC`: asks a running local CDC migration to cut over. */
-import { requestMigrationCutover } from '../../engine/status.js';
+import { requestMigrationCutover } from '../../engine/cutover/request.js';
 import { EXIT_FAILED, EXIT_OK } from '../exit-codes.js';
 import type { Out } from '../format.js';
 import { withControl } from './target.js';

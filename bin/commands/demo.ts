@@ -8,7 +8,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readReplicationStatus, requestCutover } from '../../engine/cdc/state.js';
+import { readReplicationStatus, requestCutover } from '../../engine/control/index.js';
 import { startClusters, stopAllClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/dev/sample-database.js';
 import { createWorkloadSchema, startWorkload, type RunningWorkload } from '../../local/dev/workload.js';

@@ -24,7 +24,7 @@ import { EarlyApply, StreamingFallback } from './early-apply.js';
 import { Heartbeat, heartbeatLoop } from './heartbeat.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
-import { readReplicationStatus } from './state.js';
+import { readReplicationStatus } from '../control/index.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';

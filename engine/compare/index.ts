@@ -5,12 +5,15 @@
  */
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { qualified, quoteIdent } from '../sql.js';
+import { qualified } from '../sql.js';
 import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
-import { CONTROL_SCHEMA } from '../control/index.js';
+import type { RowDifference, TableComparison } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import { checkSnapshotId, importSnapshot } from '../snapshot.js';
 import { minus, sameChecksum, Side, WHOLE_TABLE, type Bucket, type Checksum, type Key, type Range } from './side.js';
+
+/** What a comparison finds, as the control schema stores it. */
+export type { RowDifference, TableComparison };
 
 export interface CompareTarget {
   source: TableRef;
@@ -19,25 +22,6 @@ export interface CompareTarget {
   primaryKey: string[] | null;
   /** Filter applied on the source only: the target holds just the filtered rows. */
   where?: string;
-}
-
-export interface RowDifference {
-  /** Primary key values in PostgreSQL text form. */
-  key: Record<string, string | null>;
-  /** missing: on the source, not on the target; extra: on the target only; different: on both with other values. */
-  kind: 'missing' | 'extra' | 'different';
-}
-
-export interface TableComparison {
-  source: TableRef;
-  method: 'checksum' | 'count';
-  status: 'match' | 'mismatch';
-  sourceRows: number;
-  targetRows: number;
-  ranges: number;
-  mismatchedRanges: number;
-  differences: RowDifference[];
-  note?: string;
 }
 
 export interface CompareOptions {
@@ -243,53 +227,7 @@ export async function compareTables(
   return results;
 }
 
-/** Records a table's comparison in the control schema, replacing an earlier one of the same migration. */
-export async function saveComparison(target: pg.Client, migration: string, result: TableComparison): Promise<void> {
-  await target.query(
-    `INSERT INTO ${quoteIdent(CONTROL_SCHEMA)}.comparisons
-       (migration, source_schema, source_table, method, status, source_rows, target_rows, ranges, mismatched_ranges, differences, note)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)
-     ON CONFLICT (migration, source_schema, source_table) DO UPDATE SET
-       method = EXCLUDED.method, status = EXCLUDED.status, source_rows = EXCLUDED.source_rows,
-       target_rows = EXCLUDED.target_rows, ranges = EXCLUDED.ranges, mismatched_ranges = EXCLUDED.mismatched_ranges,
-       differences = EXCLUDED.differences, note = EXCLUDED.note, compared_at = now()`,
-    [
-      migration,
-      result.source.schema,
-      result.source.name,
-      result.method,
-      result.status,
-      result.sourceRows,
-      result.targetRows,
-      result.ranges,
-      result.mismatchedRanges,
-      JSON.stringify(result.differences),
-      result.note ?? null,
-    ],
-  );
-}
-
 const KEYS_SHOWN = 10;
-
-/** The comparisons saved for a migration, as `saveComparison` wrote them. */
-export async function loadComparisons(target: pg.Client, migration: string): Promise<TableComparison[]> {
-  const { rows } = await target.query(
-    `SELECT source_schema, source_table, method, status, source_rows, target_rows, ranges, mismatched_ranges, differences, note
-       FROM ${quoteIdent(CONTROL_SCHEMA)}.comparisons WHERE migration = $1 ORDER BY source_schema, source_table`,
-    [migration],
-  );
-  return rows.map((r) => ({
-    source: { schema: r.source_schema, name: r.source_table },
-    method: r.method,
-    status: r.status,
-    sourceRows: Number(r.source_rows),
-    targetRows: Number(r.target_rows),
-    ranges: r.ranges,
-    mismatchedRanges: r.mismatched_ranges,
-    differences: r.differences,
-    ...(r.note ? { note: r.note } : {}),
-  }));
-}
 
 function formatKey(key: RowDifference['key']): string {
   const parts = Object.entries(key).map(([name, value]) => `${name}=${value ?? 'NULL'}`);

@@ -4,23 +4,9 @@
  */
 import type pg from 'pg';
 import { copiedColumns, dataTables, tableOptions, type TableInfo, type TableRef } from '../catalog/tables.js';
+import { replacePlan, type WorkUnit } from '../control/index.js';
 import { qualified } from '../sql.js';
 import type { MigrationSpec } from '../spec/index.js';
-
-export interface WorkUnit {
-  id: number;
-  source: TableRef;
-  target: TableRef;
-  columns: string[];
-  where?: string;
-  /** Page range `[fromPage, toPage)`; toPage absent means to the end of the table. */
-  fromPage?: number;
-  toPage?: number;
-  binaryFormat: boolean;
-  /** The unit owns the whole table: it may TRUNCATE it and COPY … FREEZE in its transaction. */
-  freeze: boolean;
-  estimatedBytes: number;
-}
 
 /** Where a source table's rows go on the target (names are kept as they are). */
 export const targetOf = (table: TableRef): TableRef => ({ schema: table.schema, name: table.name });
@@ -106,53 +92,12 @@ export function planUnits({ tables, target: facts, spec, sourceVersionNum }: Pla
 
 /** Stores the plan in the control schema, replacing an earlier one for the migration. */
 export async function savePlan(target: pg.Client, migration: string, tables: TableInfo[], units: WorkUnit[]): Promise<void> {
-  await target.query('BEGIN');
-  try {
-    await target.query('DELETE FROM pgferry.units WHERE migration = $1', [migration]);
-    await target.query('DELETE FROM pgferry.tables WHERE migration = $1', [migration]);
-    for (const table of dataTables(tables)) {
-      const target_ = targetOf(table);
-      await target.query(
-        `INSERT INTO pgferry.tables (migration, source_schema, source_table, target_schema, target_table, estimated_rows, estimated_bytes, units_total)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [
-          migration,
-          table.schema,
-          table.name,
-          target_.schema,
-          target_.name,
-          Math.round(table.estimatedRows),
-          table.bytes,
-          units.filter((u) => u.source.schema === table.schema && u.source.name === table.name).length,
-        ],
-      );
-    }
-    for (const unit of units) {
-      await target.query(
-        `INSERT INTO pgferry.units (migration, id, source_schema, source_table, target_schema, target_table, columns, where_clause,
-                                    from_page, to_page, binary_format, owns_table, estimated_bytes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-        [
-          migration,
-          unit.id,
-          unit.source.schema,
-          unit.source.name,
-          unit.target.schema,
-          unit.target.name,
-          unit.columns,
-          unit.where ?? null,
-          unit.fromPage ?? null,
-          unit.toPage ?? null,
-          unit.binaryFormat,
-          unit.freeze,
-          unit.estimatedBytes,
-        ],
-      );
-      await target.query('INSERT INTO pgferry.unit_progress (migration, id) VALUES ($1, $2)', [migration, unit.id]);
-    }
-    await target.query('COMMIT');
-  } catch (error) {
-    await target.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
+  const planned = dataTables(tables).map((table) => ({
+    source: { schema: table.schema, name: table.name },
+    target: targetOf(table),
+    estimatedRows: Math.round(table.estimatedRows),
+    estimatedBytes: table.bytes,
+    units: units.filter((u) => u.source.schema === table.schema && u.source.name === table.name).length,
+  }));
+  await replacePlan(target, migration, planned, units);
 }

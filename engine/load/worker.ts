@@ -9,24 +9,20 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { quoteIdent, quoteTable } from '../sql.js';
+import { messageOf, quoteIdent, quoteTable, sleep } from '../sql.js';
 import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
+import {
+  claimUnit,
+  markUnitDone,
+  recordUnitCopied,
+  recordUnitFailure,
+  reportUnitBytes,
+  startUnitAttempt,
+  type WorkUnit,
+} from '../control/index.js';
 import { importSnapshot } from '../snapshot.js';
 import { runReadyIndexJobs } from './index-jobs.js';
 import { RawCopyOut, rawCopyIn } from './raw-copy.js';
-
-export interface ClaimedUnit {
-  id: number;
-  source: TableRef;
-  target: TableRef;
-  columns: string[];
-  where: string | null;
-  fromPage: number | null;
-  toPage: number | null;
-  binaryFormat: boolean;
-  freeze: boolean;
-  attempts: number;
-}
 
 export interface WorkerOptions {
   migration: string;
@@ -64,18 +60,18 @@ export interface WorkerSummary {
 }
 
 /** The source query of a unit: a plain table COPY when it can, a SELECT when it filters. */
-export function sourceCopySql(unit: Pick<ClaimedUnit, 'source' | 'columns' | 'where' | 'fromPage' | 'toPage' | 'binaryFormat'>): string {
+export function sourceCopySql(unit: Pick<WorkUnit, 'source' | 'columns' | 'where' | 'fromPage' | 'toPage' | 'binaryFormat'>): string {
   const columns = unit.columns.map(quoteIdent).join(', ');
   const format = unit.binaryFormat ? 'binary' : 'text';
   const filters: string[] = [];
-  if (unit.fromPage !== null && unit.fromPage !== undefined) filters.push(`ctid >= '(${Number(unit.fromPage)},0)'::tid`);
-  if (unit.toPage !== null && unit.toPage !== undefined) filters.push(`ctid < '(${Number(unit.toPage)},0)'::tid`);
+  if (unit.fromPage !== undefined) filters.push(`ctid >= '(${Number(unit.fromPage)},0)'::tid`);
+  if (unit.toPage !== undefined) filters.push(`ctid < '(${Number(unit.toPage)},0)'::tid`);
   if (unit.where) filters.push(`(${unit.where})`);
   if (filters.length === 0) return `COPY ${quoteTable(unit.source)} (${columns}) TO STDOUT (FORMAT ${format})`;
   return `COPY (SELECT ${columns} FROM ONLY ${quoteTable(unit.source)} WHERE ${filters.join(' AND ')}) TO STDOUT (FORMAT ${format})`;
 }
 
-export function targetCopySql(unit: Pick<ClaimedUnit, 'target' | 'columns' | 'binaryFormat' | 'freeze'>): string {
+export function targetCopySql(unit: Pick<WorkUnit, 'target' | 'columns' | 'binaryFormat' | 'freeze'>): string {
   const options = [`FORMAT ${unit.binaryFormat ? 'binary' : 'text'}`, ...(unit.freeze ? ['FREEZE'] : [])];
   return `COPY ${quoteTable(unit.target)} (${unit.columns.map(quoteIdent).join(', ')}) FROM STDIN (${options.join(', ')})`;
 }
@@ -95,30 +91,6 @@ class ByteCounter extends Transform {
     if (due > 5) setTimeout(() => callback(null, chunk), due);
     else callback(null, chunk);
   }
-}
-
-const CLAIM_SQL = `
-SELECT u.id, u.source_schema, u.source_table, u.target_schema, u.target_table, u.columns, u.where_clause, u.from_page,
-       u.to_page, u.binary_format, u.owns_table, p.attempts
-  FROM pgferry.units u JOIN pgferry.unit_progress p USING (migration, id)
- WHERE u.migration = $1 AND u.state = 'pending'
- ORDER BY u.estimated_bytes DESC, u.id
- LIMIT 1
-   FOR UPDATE OF u SKIP LOCKED`;
-
-function claimedUnit(row: Record<string, any>): ClaimedUnit {
-  return {
-    id: row.id,
-    source: { schema: row.source_schema, name: row.source_table },
-    target: { schema: row.target_schema, name: row.target_table },
-    columns: row.columns,
-    where: row.where_clause,
-    fromPage: row.from_page === null ? null : Number(row.from_page),
-    toPage: row.to_page === null ? null : Number(row.to_page),
-    binaryFormat: row.binary_format,
-    freeze: row.owns_table,
-    attempts: row.attempts,
-  };
 }
 
 async function prepareTarget(client: pg.Client): Promise<void> {
@@ -155,34 +127,25 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
     for (;;) {
       await connectSessions();
       if (!source || !target) throw new Error('copy worker: a session was not connected');
+      // The unit's transaction is written out rather than withTransaction: it holds the unit row
+      // locked while it copies, the source's snapshot transaction commits after it, and on failure
+      // the sessions are ended instead of rolled back (a broken COPY can leave one in any state).
       await target.query('BEGIN');
-      const { rows } = await target.query(CLAIM_SQL, [migration]);
-      if (rows.length === 0) {
+      const claimed = await claimUnit(target, migration);
+      if (!claimed) {
         await target.query('COMMIT');
         return summary;
       }
-      const unit = claimedUnit(rows[0]!);
-      const attempt = unit.attempts + 1;
+      const { unit } = claimed;
+      const attempt = claimed.attempts + 1;
       // The unit row stays locked by this worker's target transaction: attempts live beside it.
-      await control.query(
-        `UPDATE pgferry.unit_progress SET attempts = $3, started_at = coalesce(started_at, clock_timestamp()), attempt_started_at = clock_timestamp(),
-                rows_copied = 0, bytes_copied = 0
-          WHERE migration = $1 AND id = $2`,
-        [migration, unit.id, attempt],
-      );
+      await startUnitAttempt(control, migration, unit.id, attempt);
       try {
         const copied = await copyUnit(source, target, control, migration, unit, snapshot, options.maxBytesPerSecond);
-        await target.query(
-          `UPDATE pgferry.units SET state = 'done', rows_copied = $3, bytes_copied = $4, finished_at = clock_timestamp(), last_error = NULL
-            WHERE migration = $1 AND id = $2`,
-          [migration, unit.id, copied.rows, copied.bytes],
-        );
+        await markUnitDone(target, migration, unit.id, copied);
         await target.query('COMMIT');
         await source.query('COMMIT');
-        await control.query(
-          'UPDATE pgferry.unit_progress SET rows_copied = $3, bytes_copied = $4 WHERE migration = $1 AND id = $2',
-          [migration, unit.id, copied.rows, copied.bytes],
-        );
+        await recordUnitCopied(control, migration, unit.id, copied);
         summary.units++;
         summary.rows += copied.rows;
         summary.bytes += copied.bytes;
@@ -197,24 +160,21 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
           if (built > 0) log(`${unit.source.schema}.${unit.source.name}: ${built} index(es) and constraint(s) built`);
         } catch (error) {
           // Post-data builds whatever is left; the unit itself is done.
-          log(`${unit.source.schema}.${unit.source.name}: index builds left to post-data: ${(error as Error).message}`);
+          log(`${unit.source.schema}.${unit.source.name}: index builds left to post-data: ${messageOf(error)}`);
           await target.end().catch(() => undefined);
           target = undefined;
         }
       } catch (error) {
         summary.failedAttempts++;
-        const message = (error as Error).message ?? String(error);
+        const message = messageOf(error);
         // Fresh connections after a failure: a broken COPY can leave a session in any state.
         await Promise.all([target, source].map((c) => c.end().catch(() => undefined)));
         target = undefined;
         source = undefined;
         const failed = attempt >= options.maxAttempts;
-        await control.query(
-          `UPDATE pgferry.units SET last_error = $3, state = CASE WHEN $4 THEN 'failed' ELSE state END WHERE migration = $1 AND id = $2`,
-          [migration, unit.id, message, failed],
-        );
+        await recordUnitFailure(control, migration, unit.id, message, failed);
         log(`unit ${unit.id} ${unit.source.schema}.${unit.source.name} attempt ${attempt} failed: ${message}${failed ? ' (giving up)' : ''}`);
-        if (!failed) await new Promise((r) => setTimeout(r, backoff(attempt)));
+        if (!failed) await sleep(backoff(attempt));
       }
     }
   } finally {
@@ -227,7 +187,7 @@ async function copyUnit(
   target: pg.Client,
   control: pg.Client,
   migration: string,
-  unit: ClaimedUnit,
+  unit: WorkUnit,
   snapshot: string,
   maxBytesPerSecond: number | undefined,
 ): Promise<{ rows: number; bytes: number }> {
@@ -240,9 +200,7 @@ async function copyUnit(
   const progress = setInterval(() => {
     if (counter.bytes === reported) return;
     reported = counter.bytes;
-    void control
-      .query('UPDATE pgferry.unit_progress SET bytes_copied = $3 WHERE migration = $1 AND id = $2', [migration, unit.id, reported])
-      .catch(() => undefined);
+    void reportUnitBytes(control, migration, unit.id, reported).catch(() => undefined);
   }, 500);
   try {
     await pipeline(reader, counter, writer);

@@ -3,9 +3,4 @@ export { migratePreData, type PreDataResult } from './predata.js';
 export { loadTimeIndexJobs, migratePostData, postDataLeftNothing, type PostDataResult, type TableJob } from './postdata.js';
 export { copySequenceValues } from './sequences.js';
 export { planSchema, type SchemaPlan } from './plan.js';
-export {
-  recordSchemaObjects,
-  SchemaConflictError,
-  type SchemaObjectResult,
-  type SchemaObjectStatus,
-} from './objects.js';
+export { SchemaConflictError, type SchemaObjectResult, type SchemaObjectStatus } from './objects.js';

@@ -1,17 +1,9 @@
 /** What schema migration reports per object, its errors, and the session plumbing shared by its phases. */
 import type pg from 'pg';
-import { CONTROL_SCHEMA } from '../catalog/tables.js';
-import { quoteIdent } from '../sql.js';
+import { messageOf, withTransaction } from '../sql.js';
 import { PgferryError } from '../errors.js';
 
-export type SchemaObjectStatus = 'created' | 'existing' | 'truncated' | 'replaced' | 'not_migrated' | 'skipped';
-
-export interface SchemaObjectResult {
-  kind: string;
-  identity: string;
-  status: SchemaObjectStatus;
-  detail?: string;
-}
+export type { SchemaObjectResult, SchemaObjectStatus } from '../control/index.js';
 
 /** Selected tables already exist on the target and `schema.existingTables` is `error`. */
 export class SchemaConflictError extends PgferryError {
@@ -30,8 +22,7 @@ export class SchemaConflictError extends PgferryError {
 
 /** A statement of the schema migration failed: names the object and PostgreSQL's reason. */
 export function schemaFailed(action: string, kind: string, identity: string, error: unknown): PgferryError {
-  const reason = error instanceof Error ? error.message : String(error);
-  return new PgferryError('pgferry.SchemaFailed', `Cannot ${action} ${kind} ${identity}: ${reason}`, { cause: error });
+  return new PgferryError('pgferry.SchemaFailed', `Cannot ${action} ${kind} ${identity}: ${messageOf(error)}`, { cause: error });
 }
 
 /** Runs `statements` for one object, turning a failure into a SchemaFailed error that names it. */
@@ -50,17 +41,15 @@ export async function runFor(client: pg.Client, kind: string, identity: string, 
  * name the server deparses (`pg_get_viewdef`, `format_type`, `pg_get_expr`…) is schema-qualified.
  */
 export async function readSource<T>(source: pg.Client, read: () => Promise<T>): Promise<T> {
-  await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  try {
-    await source.query(`SET LOCAL search_path = ''`);
-    await source.query('SET LOCAL standard_conforming_strings = on');
-    const result = await read();
-    await source.query('COMMIT');
-    return result;
-  } catch (error) {
-    await source.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
+  return withTransaction(
+    source,
+    async () => {
+      await source.query(`SET LOCAL search_path = ''`);
+      await source.query('SET LOCAL standard_conforming_strings = on');
+      return read();
+    },
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+  );
 }
 
 /** Session settings for DDL on the target: function bodies may name tables created later. */
@@ -99,31 +88,4 @@ export async function inParallel<T>(
   const workers = Math.min(Math.max(1, parallelism), items.length);
   await Promise.all(Array.from({ length: workers }, worker));
   if (failure) throw failure.error;
-}
-
-/** Upserts results into `pgferry.schema_objects` (the control schema and the migration's row must exist). */
-export async function recordSchemaObjects(
-  target: pg.Client,
-  migration: string,
-  phase: 'pre-data' | 'post-data' | 'sequences',
-  objects: SchemaObjectResult[],
-): Promise<void> {
-  // One row per (kind, identity): a batch naming an object twice would make ON CONFLICT fail.
-  const unique = [...new Map(objects.map((o) => [`${o.kind}\u0000${o.identity}`, o])).values()];
-  if (unique.length === 0) return;
-  await target.query(
-    `INSERT INTO ${quoteIdent(CONTROL_SCHEMA)}.schema_objects (migration, phase, kind, identity, status, detail)
-     SELECT $1, $2, u.kind, u.identity, u.status, u.detail
-       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(kind, identity, status, detail)
-     ON CONFLICT (migration, kind, identity)
-     DO UPDATE SET phase = EXCLUDED.phase, status = EXCLUDED.status, detail = EXCLUDED.detail`,
-    [
-      migration,
-      phase,
-      unique.map((o) => o.kind),
-      unique.map((o) => o.identity),
-      unique.map((o) => o.status),
-      unique.map((o) => o.detail ?? null),
-    ],
-  );
 }

@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
 import { quoteTable } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
+import { indexJobStates } from '../control/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { planSchema } from './plan.js';
 import {
@@ -127,13 +128,6 @@ export async function loadTimeIndexJobs(source: pg.Client, spec: MigrationSpec):
     .filter((t) => t.kind === 'table' && !t.root)
     .map((t): TableJob => ({ kind: 'analyze', identity: quoteTable(t), sql: [`ANALYZE ${quoteTable(t)}`], table: t, plainTable: true }));
   return [...keys, ...others, ...analyze].filter((job) => job.plainTable);
-}
-
-async function indexJobStates(target: pg.Client, migration: string): Promise<Map<string, string>> {
-  const { rows: found } = await target.query("SELECT to_regclass('pgferry.index_jobs') IS NOT NULL AS ok");
-  if (!found[0]?.ok) return new Map();
-  const { rows } = await target.query('SELECT kind, identity, state FROM pgferry.index_jobs WHERE migration = $1', [migration]);
-  return new Map(rows.map((r) => [`${r.kind} ${r.identity}`, r.state as string]));
 }
 
 const ENABLE: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { TableInfo } from '../catalog/tables.js';
 import type { MigrationSpec } from '../spec/index.js';
+import { withTransaction } from '../sql.js';
 import { planSchema } from './plan.js';
 import { readSource, runFor, SchemaConflictError, TARGET_SETTINGS, type SchemaObjectResult } from './objects.js';
 
@@ -37,8 +38,7 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
   const report = (kind: string, identity: string, status: SchemaObjectResult['status'], detail?: string) =>
     objects.push(detail ? { kind, identity, status, detail } : { kind, identity, status });
 
-  await target.query('BEGIN');
-  try {
+  await withTransaction(target, async () => {
     for (const setting of TARGET_SETTINGS) await target.query(`SET LOCAL ${setting}`);
 
     // Conflicts first, all of them at once, before anything changes.
@@ -89,10 +89,6 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
       report(node.kind, node.identity, existed ? 'replaced' : 'created', detail);
     }
     for (const f of finish) await runFor(target, f.kind, f.identity, f.sql, 'set the owning column of');
-    await target.query('COMMIT');
-  } catch (error) {
-    await target.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
+  });
   return { tables: plan.tables, objects: [...objects, ...plan.omitted] };
 }

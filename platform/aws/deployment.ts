@@ -3,7 +3,8 @@
  * outside: the CLI, EventBridge events and the tasks' metrics. Names only, no AWS SDK.
  */
 import type { CleanupResult } from '../../engine/migration.js';
-import type { MigrationStatus, CutoverRequest } from '../../engine/status.js';
+import type { CutoverRequest } from '../../engine/cutover/request.js';
+import type { MigrationStatus } from '../../engine/status.js';
 
 /**
  * Tags the construct puts on the state machine, so `--state-machine ARN` (or an execution ARN)

@@ -13,7 +13,8 @@ import {
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
 import type { MigrationSpec } from '../../engine/spec/index.js';
-import type { CutoverRequest, MigrationStatus } from '../../engine/status.js';
+import type { CutoverRequest } from '../../engine/cutover/request.js';
+import type { MigrationStatus } from '../../engine/status.js';
 import type { CleanupResult } from '../../engine/migration.js';
 import { parseExecutionArn, parseStateMachineArn, type ParsedArn } from './arns.js';
 import { AwsCallError, send, sfnClient } from './calls.js';

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readReplicationStatus, requestCutover } from '../../engine/cdc/state.js';
+import { readReplicationStatus, requestCutover } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { runLocalWorkflow, type LocalRunResult } from '../../local/runner/index.js';
 import { createSampleDatabase, SAMPLE_DATABASE } from '../../local/dev/sample-database.js';

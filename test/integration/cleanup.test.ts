@@ -1,12 +1,11 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerReplication, recordFence, requestApply } from '../../engine/cdc/state.js';
+import { beginMigration, ensureControlSchema, recordFence, registerReplication, requestApply, setPhase } from '../../engine/control/index.js';
 import { replicationStatusStep } from '../../engine/migration.js';
 import { parseSpec } from '../../engine/spec/index.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { waitFor } from '../support/wait.js';
 import { defaultSlotName, ensurePublication } from '../../engine/cdc/slot.js';
-import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
 import { fenceSource } from '../../engine/cutover/index.js';
 import { handler } from '../../lambdas/cleanup.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';

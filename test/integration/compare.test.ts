@@ -4,12 +4,11 @@ import {
   compareTable,
   compareTables,
   describeMismatches,
-  saveComparison,
   type CompareTarget,
   type RowDifference,
   type TableComparison,
 } from '../../engine/compare/index.js';
-import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
+import { beginMigration, ensureControlSchema, saveComparison } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 
 let source: LocalCluster;

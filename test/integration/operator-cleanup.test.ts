@@ -4,9 +4,8 @@
  * PostgreSQL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerReplication } from '../../engine/cdc/state.js';
+import { beginMigration, ensureControlSchema, registerReplication, setPhase } from '../../engine/control/index.js';
 import { ensurePublication } from '../../engine/cdc/slot.js';
-import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
 import { handler } from '../../lambdas/operate.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { scratchDir } from '../support/clusters.js';

@@ -2,12 +2,11 @@ import { spawnSync } from 'node:child_process';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { qualified } from '../../engine/sql.js';
-import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
+import { beginMigration, ensureControlSchema, recordSchemaObjects } from '../../engine/control/index.js';
 import {
   copySequenceValues,
   migratePostData,
   migratePreData,
-  recordSchemaObjects,
   SchemaConflictError,
   type SchemaObjectResult,
 } from '../../engine/schema/index.js';

@@ -13,7 +13,7 @@ import {
   progressLines,
   type TableLoadProgress,
 } from '../../bin/format.js';
-import type { ReplicationStatusRow } from '../../engine/cdc/state.js';
+import type { ReplicationStatusRow } from '../../engine/control/index.js';
 import type { MigrationReport } from '../../engine/report.js';
 import type { MigrationStatus } from '../../engine/status.js';
 import type { RunDescription } from '../../platform/aws/executions.js';

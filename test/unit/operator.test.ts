@@ -13,7 +13,8 @@ const engine = vi.hoisted(() => ({
   connectSide: vi.fn(),
 }));
 vi.mock('../../engine/migration.js', () => ({ cleanupStep: engine.cleanupStep }));
-vi.mock('../../engine/status.js', () => ({ readMigrationStatus: engine.readMigrationStatus, requestMigrationCutover: engine.requestMigrationCutover }));
+vi.mock('../../engine/status.js', () => ({ readMigrationStatus: engine.readMigrationStatus }));
+vi.mock('../../engine/cutover/request.js', () => ({ requestMigrationCutover: engine.requestMigrationCutover }));
 vi.mock('../../engine/connect/index.js', async (importOriginal) => ({
   ...(await importOriginal<typeof import('../../engine/connect/index.js')>()),
   connectSide: engine.connectSide,

@@ -1,0 +1,61 @@
+/** `pgferry.schema_objects`: what schema migration did with each object, by phase. */
+import type pg from 'pg';
+
+export type SchemaObjectStatus = 'created' | 'existing' | 'truncated' | 'replaced' | 'not_migrated' | 'skipped';
+
+export interface SchemaObjectResult {
+  kind: string;
+  identity: string;
+  status: SchemaObjectStatus;
+  detail?: string;
+}
+
+/** Upserts results into `pgferry.schema_objects` (the control schema and the migration's row must exist). */
+export async function recordSchemaObjects(
+  target: pg.Client,
+  migration: string,
+  phase: 'pre-data' | 'post-data' | 'sequences',
+  objects: SchemaObjectResult[],
+): Promise<void> {
+  // One row per (kind, identity): a batch naming an object twice would make ON CONFLICT fail.
+  const unique = [...new Map(objects.map((o) => [`${o.kind}\u0000${o.identity}`, o])).values()];
+  if (unique.length === 0) return;
+  await target.query(
+    `INSERT INTO pgferry.schema_objects (migration, phase, kind, identity, status, detail)
+     SELECT $1, $2, u.kind, u.identity, u.status, u.detail
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS u(kind, identity, status, detail)
+     ON CONFLICT (migration, kind, identity)
+     DO UPDATE SET phase = EXCLUDED.phase, status = EXCLUDED.status, detail = EXCLUDED.detail`,
+    [
+      migration,
+      phase,
+      unique.map((o) => o.kind),
+      unique.map((o) => o.identity),
+      unique.map((o) => o.status),
+      unique.map((o) => o.detail ?? null),
+    ],
+  );
+}
+
+/** How many objects of each kind ended in each status. */
+export async function schemaObjectCounts(target: pg.Client, migration: string): Promise<{ kind: string; counts: Record<string, number> }[]> {
+  const { rows } = await target.query<{ kind: string; status: string; n: number }>(
+    `SELECT kind, status, count(*)::int AS n FROM pgferry.schema_objects WHERE migration = $1 GROUP BY 1, 2 ORDER BY 1, 2`,
+    [migration],
+  );
+  const kinds = new Map<string, Record<string, number>>();
+  for (const row of rows) {
+    if (!kinds.has(row.kind)) kinds.set(row.kind, {});
+    kinds.get(row.kind)![row.status] = row.n;
+  }
+  return [...kinds].map(([kind, counts]) => ({ kind, counts }));
+}
+
+/** The objects left behind on purpose, with the reason. */
+export async function notMigratedObjects(target: pg.Client, migration: string): Promise<{ kind: string; identity: string; detail: string | null }[]> {
+  const { rows } = await target.query<{ kind: string; identity: string; detail: string | null }>(
+    `SELECT kind, identity, detail FROM pgferry.schema_objects WHERE migration = $1 AND status = 'not_migrated' ORDER BY kind, identity`,
+    [migration],
+  );
+  return rows;
+}

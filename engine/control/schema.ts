@@ -1,0 +1,167 @@
+/**
+ * The control schema in the target (`pgferry`): progress, units of work, events, schema
+ * results and comparisons, keyed by migration name so many sources can feed one target.
+ */
+import type pg from 'pg';
+import { CONTROL_SCHEMA } from '../catalog/tables.js';
+
+export { CONTROL_SCHEMA };
+
+const DDL = `
+CREATE SCHEMA IF NOT EXISTS pgferry;
+CREATE TABLE IF NOT EXISTS pgferry.migrations (
+  name text PRIMARY KEY,
+  spec_digest text NOT NULL,
+  mode text NOT NULL,
+  spec jsonb NOT NULL,
+  phase text NOT NULL,
+  snapshot text,
+  snapshot_released boolean NOT NULL DEFAULT false,
+  error text,
+  execution text,
+  started_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz
+);
+-- Control schemas created before runs recorded their execution.
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS execution text;
+CREATE TABLE IF NOT EXISTS pgferry.schema_objects (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  phase text NOT NULL,
+  kind text NOT NULL,
+  identity text NOT NULL,
+  status text NOT NULL,
+  detail text,
+  PRIMARY KEY (migration, kind, identity)
+);
+CREATE TABLE IF NOT EXISTS pgferry.tables (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  target_schema text NOT NULL,
+  target_table text NOT NULL,
+  estimated_rows bigint NOT NULL DEFAULT 0,
+  estimated_bytes bigint NOT NULL DEFAULT 0,
+  units_total int NOT NULL DEFAULT 0,
+  PRIMARY KEY (migration, source_schema, source_table)
+);
+CREATE TABLE IF NOT EXISTS pgferry.units (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  id int NOT NULL,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  target_schema text NOT NULL,
+  target_table text NOT NULL,
+  columns text[] NOT NULL,
+  where_clause text,
+  from_page bigint,
+  to_page bigint,
+  binary_format boolean NOT NULL,
+  owns_table boolean NOT NULL,
+  estimated_bytes bigint NOT NULL,
+  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+  last_error text,
+  rows_copied bigint NOT NULL DEFAULT 0,
+  bytes_copied bigint NOT NULL DEFAULT 0,
+  finished_at timestamptz,
+  PRIMARY KEY (migration, id)
+);
+-- Written outside the unit's own transaction (which holds the unit row locked while it copies).
+CREATE TABLE IF NOT EXISTS pgferry.unit_progress (
+  migration text NOT NULL,
+  id int NOT NULL,
+  attempts int NOT NULL DEFAULT 0,
+  started_at timestamptz,
+  attempt_started_at timestamptz,
+  rows_copied bigint NOT NULL DEFAULT 0,
+  bytes_copied bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (migration, id),
+  FOREIGN KEY (migration, id) REFERENCES pgferry.units ON DELETE CASCADE
+);
+-- Index builds and single-table constraints a copy worker runs as soon as the table's rows are in.
+CREATE TABLE IF NOT EXISTS pgferry.index_jobs (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  id int NOT NULL,
+  table_schema text NOT NULL,
+  table_name text NOT NULL,
+  kind text NOT NULL,
+  identity text NOT NULL,
+  statements text[] NOT NULL,
+  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'existing', 'failed')),
+  error text,
+  PRIMARY KEY (migration, id)
+);
+CREATE TABLE IF NOT EXISTS pgferry.comparisons (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  method text NOT NULL,
+  status text NOT NULL,
+  source_rows bigint,
+  target_rows bigint,
+  ranges int NOT NULL DEFAULT 0,
+  mismatched_ranges int NOT NULL DEFAULT 0,
+  differences jsonb NOT NULL DEFAULT '[]',
+  note text,
+  compared_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, source_schema, source_table)
+);
+-- CDC checkpoint: applied_lsn is written by the applier in the same target transaction as the
+-- changes it covers; the slot is acknowledged only up to it.
+CREATE TABLE IF NOT EXISTS pgferry.replication (
+  migration text PRIMARY KEY REFERENCES pgferry.migrations ON DELETE CASCADE,
+  slot_name text NOT NULL,
+  publication_name text NOT NULL,
+  consistent_lsn pg_lsn,
+  applied_lsn pg_lsn,
+  applied_commit_time timestamptz,
+  applied_at timestamptz,
+  transactions_applied bigint NOT NULL DEFAULT 0,
+  rows_applied bigint NOT NULL DEFAULT 0
+);
+-- CDC heartbeat and requests, apart from the checkpoint row that a long apply transaction holds locked.
+CREATE TABLE IF NOT EXISTS pgferry.replication_status (
+  migration text PRIMARY KEY REFERENCES pgferry.migrations ON DELETE CASCADE,
+  received_lsn pg_lsn,
+  processed_lsn pg_lsn,
+  source_lsn pg_lsn,
+  heartbeat_at timestamptz,
+  lag_bytes bigint,
+  lag_seconds double precision,
+  rows_per_second double precision,
+  apply_requested boolean NOT NULL DEFAULT false,
+  apply_requested_at timestamptz,
+  restarted_at timestamptz,
+  fenced boolean NOT NULL DEFAULT false,
+  live_compared_at timestamptz,
+  streaming_since timestamptz,
+  cutover_requested_at timestamptz,
+  drain_lsn pg_lsn,
+  drained_at timestamptz,
+  restarts int NOT NULL DEFAULT 0,
+  last_error text
+);
+CREATE TABLE IF NOT EXISTS pgferry.events (
+  id bigserial PRIMARY KEY,
+  migration text NOT NULL,
+  at timestamptz NOT NULL DEFAULT now(),
+  level text NOT NULL,
+  message text NOT NULL
+);`;
+
+/** Creates the control schema if it is missing (safe to run concurrently with itself). */
+export async function ensureControlSchema(client: pg.Client): Promise<void> {
+  // An advisory lock keeps two migrations starting at once from racing on CREATE … IF NOT EXISTS.
+  await client.query('SELECT pg_advisory_lock(hashtext($1))', ['pgferry.control-schema']);
+  try {
+    await client.query(DDL);
+  } finally {
+    await client.query('SELECT pg_advisory_unlock(hashtext($1))', ['pgferry.control-schema']);
+  }
+}
+
+/** Whether the target has the control schema (its migrations table): a target pgferry never ran on has none. */
+export async function controlSchemaExists(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
+  return Boolean(rows[0]?.ok);
+}

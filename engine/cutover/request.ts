@@ -1,0 +1,29 @@
+/**
+ * An operator's request to cut a replicating migration over (what `pgferry cutover` does,
+ * locally or through the Operator function on AWS): the workflow's status loop sees the
+ * request at its next poll, and the cutover itself happens there.
+ */
+import type pg from 'pg';
+import { findMigration, readReplicationStatus, requestCutover } from '../control/index.js';
+import type { MigrationSpec } from '../spec/index.js';
+
+export type CutoverRequest = { requested: true; message: string } | { requested: false; reason: string };
+
+/** Asks a replicating migration to cut over; refuses, with the reason, when it is not replicating. */
+export async function requestMigrationCutover(target: pg.Client, spec: MigrationSpec): Promise<CutoverRequest> {
+  const state = await findMigration(target, spec.name);
+  const replicating = state !== undefined && state.phase !== 'done' && state.phase !== 'failed' && (await readReplicationStatus(target, spec.name)) !== undefined;
+  if (!replicating) {
+    return {
+      requested: false,
+      reason: `Migration ${spec.name} is not replicating changes (phase: ${state?.phase ?? 'not started'}): there is nothing to cut over.`,
+    };
+  }
+  await requestCutover(target, spec.name);
+  return {
+    requested: true,
+    message:
+      `Cutover requested for ${spec.name}: it starts once lag is under ${spec.cutover.maxLagSeconds} s` +
+      `${spec.cutover.fenceSource ? ', makes the source read-only' : ''}, drains the remaining changes, then sets sequences and compares.`,
+  };
+}
