@@ -11,7 +11,7 @@ import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { connectSide, type SecretsProvider } from '../engine/connect/index.js';
 import { controlSchemaExists, migrationState } from '../engine/control/index.js';
 import { formatStatus, readMigrationStatus, requestMigrationCutover } from '../engine/status.js';
-import { cleanupStep, type CleanupResult } from '../engine/migration.js';
+import { cleanupStep, type CleanupResult } from '../engine/steps/cleanup.js';
 import { stopFailure } from '../platform/aws/deployment.js';
 import type { RunDescription } from '../platform/aws/workflow.js';
 

@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/client-sfn';
 import { isRfc3339Timestamp, type MigrationSpec, type SpecProblem } from '../../engine/spec/index.js';
 import type { CutoverRequest, MigrationStatus } from '../../engine/status.js';
-import type { CleanupResult } from '../../engine/migration.js';
+import type { CleanupResult } from '../../engine/steps/cleanup.js';
 import { stateMachineTags, stopFailure, type OperatorRequest, type OperatorResponse } from './deployment.js';
 
 /** Something the person typed is wrong (an ARN, a time): the CLI treats it as a usage error. */
