@@ -48,6 +48,12 @@ export async function loadTotals(client: pg.Client, migration: string): Promise<
   return rows[0]!;
 }
 
+/** How many work units the load planned (PlanFullLoad runs min(parallelism, this) copy workers). */
+export async function plannedUnitCount(client: pg.Client, migration: string): Promise<number> {
+  const { rows } = await client.query<{ units: number }>('SELECT count(*)::int AS units FROM pgferry.units WHERE migration = $1', [migration]);
+  return rows[0]!.units;
+}
+
 /** A table the load planned, as its units name it: source, target, the copied columns and the row filter. */
 export interface PlannedTable {
   source: TableRef;
