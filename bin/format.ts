@@ -4,7 +4,7 @@
  * ended, an execution on AWS, and what a cleanup did. Pure functions of the data they are given.
  */
 import type { MigrationProgress, ReplicationStatusRow } from '../engine/control/index.js';
-import type { CleanupResult } from '../engine/migration.js';
+import type { CleanupResult } from '../engine/steps/cleanup.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import type { MigrationReport } from '../engine/report.js';
 import type { MigrationStatus } from '../engine/status.js';

@@ -1,4 +1,4 @@
-import { beginApplyStep } from '../engine/migration.js';
+import { beginApplyStep } from '../engine/steps/begin-apply.js';
 import { specStepHandler } from './handler.js';
 
 export const handler = specStepHandler('BeginApply', beginApplyStep);

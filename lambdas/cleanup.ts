@@ -6,7 +6,7 @@
  * touches only the run that execution registered (see cleanupStep).
  */
 import { z } from 'zod';
-import { cleanupStep } from '../engine/migration.js';
+import { cleanupStep } from '../engine/steps/cleanup.js';
 import { parseSpec, type MigrationSpec } from '../engine/spec/index.js';
 import { lambdaHandler, specEvent } from './handler.js';
 

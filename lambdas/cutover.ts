@@ -1,4 +1,4 @@
-import { cutoverStep } from '../engine/migration.js';
+import { cutoverStep } from '../engine/steps/cutover.js';
 import { specStepHandler } from './handler.js';
 
 export const handler = specStepHandler('Cutover', cutoverStep);

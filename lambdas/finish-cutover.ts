@@ -1,4 +1,4 @@
-import { finishCutoverStep } from '../engine/migration.js';
+import { finishCutoverStep } from '../engine/steps/finish-cutover.js';
 import { specStepHandler } from './handler.js';
 
 export const handler = specStepHandler('FinishCutover', finishCutoverStep);

@@ -1,4 +1,4 @@
-import { finishFullLoadStep } from '../engine/migration.js';
+import { finishFullLoadStep } from '../engine/steps/finish-full-load.js';
 import { specStepHandler } from './handler.js';
 
 export const handler = specStepHandler('FinishFullLoad', finishFullLoadStep);

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { connectSide } from '../engine/connect/index.js';
-import { cleanupStep } from '../engine/migration.js';
+import { cleanupStep } from '../engine/steps/cleanup.js';
 import { migrationSpecSchema } from '../engine/spec/index.js';
 import { requestMigrationCutover } from '../engine/cutover/request.js';
 import { readMigrationStatus } from '../engine/status.js';

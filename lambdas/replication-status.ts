@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { replicationStatusStep } from '../engine/migration.js';
+import { replicationStatusStep } from '../engine/steps/replication-status.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
 /** Time kept back from the function's timeout to answer after the last look. */

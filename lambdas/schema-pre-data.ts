@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { schemaPreDataStep } from '../engine/migration.js';
+import { schemaPreDataStep } from '../engine/steps/schema-pre-data.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
 export const handler = lambdaHandler({

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseSpec } from '../engine/spec/index.js';
+import { validateSpecStep } from '../engine/steps/validate-spec.js';
 import { lambdaHandler } from './handler.js';
 
 export const handler = lambdaHandler({
@@ -10,5 +10,5 @@ export const handler = lambdaHandler({
     const name = (spec as { name?: unknown } | null)?.name;
     return typeof name === 'string' ? name.slice(0, 64) : undefined;
   },
-  handler: async ({ spec }) => ({ spec: parseSpec(spec) }),
+  handler: ({ spec }) => validateSpecStep(spec),
 });

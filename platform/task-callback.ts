@@ -3,6 +3,8 @@
  * on AWS through SendTaskSuccess/Failure/Heartbeat, locally over the IPC channel to the
  * runner that started the task as a child process.
  */
+import type { WorkflowCallback } from '../engine/steps/task.js';
+
 export interface TaskCallback {
   success(output: unknown): Promise<void>;
   failure(error: string, cause: string): Promise<void>;
@@ -101,27 +103,6 @@ export function isGoneTokenError(error: unknown): boolean {
   return GONE_TOKEN_ERRORS.has((error as { name?: string } | null)?.name ?? '');
 }
 
-/** Thrown by a task that stops because the workflow no longer waits for it. */
-export class TaskGoneError extends Error {
-  override name = 'TaskGoneError';
-}
-
-/** "the workflow no longer waits for this task (TaskTimedOut: …)", from a `gone` signal. */
-export function goneReason(signal: AbortSignal): string {
-  const reason = signal.reason as { name?: string; message?: string } | undefined;
-  const detail = reason?.message ? `${reason.name ?? 'Error'}: ${reason.message}` : String(reason ?? 'no reason given');
-  return `the workflow no longer waits for this task (${detail})`;
-}
-
-/**
- * What a task throws once the workflow no longer waits for it (`signal` aborted): a
- * TaskGoneError as it is, any other error replaced by one giving the reason and `what` the task
- * did about it.
- */
-export function goneError(error: unknown, signal: AbortSignal, what: string): TaskGoneError {
-  return error instanceof TaskGoneError ? error : new TaskGoneError(`${goneReason(signal)}; ${what}`);
-}
-
 /**
  * A TaskCallback that sends a heartbeat at once and then every `intervalMs` until the result
  * is reported (success or failure) or `stop()` is called, so that the workflow's HeartbeatSeconds
@@ -132,7 +113,7 @@ export function goneError(error: unknown, signal: AbortSignal, what: string): Ta
  * gone (to a heartbeat, success or failure), heartbeats stop and `gone` is aborted: the workflow
  * has moved on (to its Cleanup, after a timeout) and the task must not leave anything behind.
  */
-export class HeartbeatingTaskCallback implements TaskCallback {
+export class HeartbeatingTaskCallback implements TaskCallback, WorkflowCallback {
   readonly #inner: TaskCallback;
   readonly #log: (message: string) => void;
   readonly #gone = new AbortController();
@@ -161,11 +142,6 @@ export class HeartbeatingTaskCallback implements TaskCallback {
   /** Aborted, with Step Functions' error as the reason, once the token is gone. */
   get gone(): AbortSignal {
     return this.#gone.signal;
-  }
-
-  /** Throws a TaskGoneError giving the reason and `what` the task does about it, once the token is gone. */
-  throwIfGone(what: string): void {
-    if (this.gone.aborted) throw new TaskGoneError(`${goneReason(this.gone)}; ${what}`);
   }
 
   /** Notes a gone token in what a call threw; rethrows nothing. */

@@ -3,33 +3,29 @@
  * environment (the workflow's container overrides), loads the migration's spec from the
  * target's control schema, and exits non-zero with a readable line on stderr when it fails.
  */
-import type pg from 'pg';
 import { connectSide, type EndpointSettings } from '../engine/connect/index.js';
 import { loadSpec } from '../engine/control/index.js';
 import { PgferryError } from '../engine/errors.js';
 import { parseNormalizedSpec, type MigrationSpec } from '../engine/spec/index.js';
+import type { CallbackStepContext, TaskStepContext } from '../engine/steps/task.js';
 import { metricsSinkFromEnvironment, type MetricsSink } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { HeartbeatingTaskCallback, taskCallbackFromEnvironment, type TaskCallback } from '../platform/task-callback.js';
 
-export interface TaskContext {
-  migration: string;
-  spec: MigrationSpec;
+/** What a task's step gets (engine/steps/task.ts), and what only the adapter reads: the environment and the metrics sink. */
+export interface TaskContext extends TaskStepContext {
   env: NodeJS.ProcessEnv;
-  connectSource: () => Promise<pg.Client>;
-  connectTarget: () => Promise<pg.Client>;
-  log: (message: string) => void;
   /** Where metrics go on AWS (PGFERRY_METRICS=emf); undefined locally. */
   metrics?: MetricsSink;
 }
 
 /**
  * The context of a task the workflow waits for (`.waitForTaskToken`): it reports through
- * `callback`, whose `gone` signal is aborted once the workflow no longer waits for it (a
- * timeout): what the task creates after that, it must remove itself.
+ * `callback`; `gone` (the callback's own signal) is aborted once the workflow no longer waits
+ * for it (a timeout): what the task creates after that, it must remove itself.
  */
-export interface CallbackTaskContext extends TaskContext {
-  callback: TaskCallback & Pick<HeartbeatingTaskCallback, 'gone' | 'throwIfGone' | 'reportFailure'>;
+export interface CallbackTaskContext extends TaskContext, CallbackStepContext {
+  callback: TaskCallback & Pick<HeartbeatingTaskCallback, 'gone' | 'reportFailure'>;
 }
 
 export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
@@ -103,7 +99,7 @@ export async function runCallbackTask(
   let callback: HeartbeatingTaskCallback | undefined;
   try {
     callback = new HeartbeatingTaskCallback(environment.callback(environment.env), { intervalMs: environment.heartbeatIntervalMs, log });
-    await body({ ...(await environment.context(task, environment.env)), callback });
+    await body({ ...(await environment.context(task, environment.env)), callback, gone: callback.gone });
     process.exitCode = 0;
   } catch (error) {
     const message = (error as Error)?.message ?? String(error);

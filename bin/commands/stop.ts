@@ -1,6 +1,6 @@
 /** `pgferry stop SPEC`: ends a local run whose runner is gone. */
 import { controlSchemaExists, migrationState } from '../../engine/control/index.js';
-import { cleanupStep } from '../../engine/migration.js';
+import { cleanupStep } from '../../engine/steps/cleanup.js';
 import { stopFailure } from '../../platform/aws/deployment.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../exit-codes.js';

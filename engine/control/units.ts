@@ -146,10 +146,16 @@ export async function recordUnitFailure(control: pg.Client, migration: string, i
 }
 
 /** The units not done, with their attempts and last error: what a load that did not finish left. */
-export async function unfinishedUnits(
-  client: pg.Client,
-  migration: string,
-): Promise<{ id: number; source: TableRef; state: string; attempts: number; lastError: string | null }[]> {
+/** A work unit that is not done (pending or failed), with why. */
+export interface UnfinishedUnit {
+  id: number;
+  source: TableRef;
+  state: string;
+  attempts: number;
+  lastError: string | null;
+}
+
+export async function unfinishedUnits(client: pg.Client, migration: string): Promise<UnfinishedUnit[]> {
   const { rows } = await client.query(
     `SELECT u.id, u.source_schema, u.source_table, u.state, p.attempts, u.last_error
        FROM pgferry.units u JOIN pgferry.unit_progress p USING (migration, id)
@@ -173,6 +179,12 @@ export async function loadTotals(client: pg.Client, migration: string): Promise<
     [migration],
   );
   return rows[0]!;
+}
+
+/** How many work units the load planned (PlanFullLoad runs min(parallelism, this) copy workers). */
+export async function plannedUnitCount(client: pg.Client, migration: string): Promise<number> {
+  const { rows } = await client.query<{ units: number }>('SELECT count(*)::int AS units FROM pgferry.units WHERE migration = $1', [migration]);
+  return rows[0]!.units;
 }
 
 /** Each loaded table once, by source schema and name: where its rows went, which columns, with which filter. */

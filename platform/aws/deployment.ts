@@ -2,7 +2,7 @@
  * The contract between the CDK construct (infra/) and what reaches a deployed pgferry from
  * outside: the CLI, EventBridge events and the tasks' metrics. Names only, no AWS SDK.
  */
-import type { CleanupResult } from '../../engine/migration.js';
+import type { CleanupResult } from '../../engine/steps/cleanup.js';
 import type { CutoverRequest } from '../../engine/cutover/request.js';
 import type { MigrationStatus } from '../../engine/status.js';
 

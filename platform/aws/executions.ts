@@ -15,7 +15,7 @@ import {
 import type { MigrationSpec } from '../../engine/spec/index.js';
 import type { CutoverRequest } from '../../engine/cutover/request.js';
 import type { MigrationStatus } from '../../engine/status.js';
-import type { CleanupResult } from '../../engine/migration.js';
+import type { CleanupResult } from '../../engine/steps/cleanup.js';
 import { parseExecutionArn, parseStateMachineArn, type ParsedArn } from './arns.js';
 import { AwsCallError, send, sfnClient } from './calls.js';
 import { stopFailure } from './deployment.js';

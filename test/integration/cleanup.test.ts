@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { beginMigration, ensureControlSchema, recordFence, registerReplication, requestApply, setPhase } from '../../engine/control/index.js';
-import { replicationStatusStep } from '../../engine/migration.js';
+import { replicationStatusStep } from '../../engine/steps/replication-status.js';
 import { parseSpec } from '../../engine/spec/index.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { waitFor } from '../support/wait.js';

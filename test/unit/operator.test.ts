@@ -3,7 +3,7 @@ import { clearCache } from '@middy/util';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { CleanupResult } from '../../engine/migration.js';
+import type { CleanupResult } from '../../engine/steps/cleanup.js';
 
 /** The Operator's engine calls, so that no database is needed: what it passes them is what is tested. */
 const engine = vi.hoisted(() => ({
@@ -12,7 +12,7 @@ const engine = vi.hoisted(() => ({
   requestMigrationCutover: vi.fn(),
   connectSide: vi.fn(),
 }));
-vi.mock('../../engine/migration.js', () => ({ cleanupStep: engine.cleanupStep }));
+vi.mock('../../engine/steps/cleanup.js', () => ({ cleanupStep: engine.cleanupStep }));
 vi.mock('../../engine/status.js', () => ({ readMigrationStatus: engine.readMigrationStatus }));
 vi.mock('../../engine/cutover/request.js', () => ({ requestMigrationCutover: engine.requestMigrationCutover }));
 vi.mock('../../engine/connect/index.js', async (importOriginal) => ({

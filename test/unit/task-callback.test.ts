@@ -10,14 +10,13 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PgferryError } from '../../engine/errors.js';
 import type { MigrationSpec } from '../../engine/spec/index.js';
+import { goneReason, TaskGoneError } from '../../engine/steps/task.js';
 import {
-  goneReason,
   HeartbeatingTaskCallback,
   IpcTaskCallback,
   isGoneTokenError,
   StepFunctionsTaskCallback,
   taskCallbackFromEnvironment,
-  TaskGoneError,
   type TaskCallback,
 } from '../../platform/task-callback.js';
 import { runCallbackTask, type TaskContext, type TaskEnvironment } from '../../tasks/task.js';

@@ -37,7 +37,7 @@ import { TargetSession } from './session.js';
 import { hasToast } from './values.js';
 
 export interface ApplierOptions {
-  /** Key of the row in pgferry.replication. */
+  /** The migration's name: the key of its checkpoint row in the control schema. */
   migration: string;
   conflictPolicy: ConflictPolicy;
   /** Buffered row changes at which a chunk is applied inside the still-open target transaction. Default 50 000. */

@@ -1,0 +1,124 @@
+/**
+ * Compare and LiveCompare: compares every loaded table, source against target; results go to
+ * the control schema. After a full load the source is read at the load's snapshot. With CDC the
+ * final comparison runs after cutover has drained (source as it is now); the live one runs
+ * while changes still flow and compares differing tables again once the target has applied
+ * what the source had when they were read, so only lasting differences are reported.
+ */
+import type pg from 'pg';
+import { copiedColumns, dataTables, listTables, tableOptions, type TableInfo } from '../catalog/tables.js';
+import { parseLsn } from '../cdc/pgoutput.js';
+import { readReplicationStatus, recordLiveComparison, saveComparison } from '../control/index.js';
+import { compareTables, type CompareTarget, type TableComparison } from '../compare/index.js';
+import { migrationState, recordEvent, setPhase } from '../control/index.js';
+import { loadedTables } from '../control/index.js';
+import { currentWalLsn } from '../cutover/index.js';
+import type { MigrationSpec } from '../spec/index.js';
+import { qualified, sleep } from '../sql.js';
+import type { TaskStepContext } from './task.js';
+
+/** Rechecks of tables that differed while changes were flowing. */
+const LIVE_RECHECKS = 3;
+const CATCH_UP_WAIT_MS = 60_000;
+const CATCH_UP_POLL_MS = 200;
+
+/** `live`: the comparison while replicating (LiveCompare), before cutover. */
+export async function compareStep(context: TaskStepContext, { live }: { live: boolean }): Promise<void> {
+  const { migration, spec, connectSource, connectTarget, log } = context;
+  if (!spec.compare.enabled) {
+    log('comparison disabled by the spec');
+    return;
+  }
+  const control = await connectTarget();
+  const source = await connectSource();
+  try {
+    if (!live) await setPhase(control, migration, 'compare');
+    const snapshot = spec.mode === 'full' ? ((await migrationState(control, migration))?.snapshot ?? undefined) : undefined;
+    const tables = await tablesToCompare(spec, migration, source, control);
+    const compare = (subset: CompareTarget[]) =>
+      compareTables(connectSource, connectTarget, subset, {
+        method: spec.compare.method,
+        chunkRows: spec.compare.chunkRows,
+        maxDifferences: spec.compare.maxDifferencesReported,
+        parallelism: spec.fullLoad.parallelism,
+        snapshot,
+        onTable: (result) => log(`${qualified(result.source)}: ${result.status} (${result.sourceRows} rows)`),
+      });
+    const results = new Map((await compare(tables)).map((r) => [qualified(r.source), r]));
+    if (live) await recheckWhileLive({ ...context, source, control }, tables, results, compare);
+    for (const result of results.values()) await saveComparison(control, migration, result);
+    if (live) await recordLiveOutcome(control, migration, results);
+  } finally {
+    await Promise.all([control.end(), source.end()]);
+  }
+}
+
+/** The tables the load planned (with its columns and filters); in mode cdc, which plans none, every selected table under its own name. */
+async function tablesToCompare(spec: MigrationSpec, migration: string, source: pg.Client, control: pg.Client): Promise<CompareTarget[]> {
+  const sourceTables = await listTables(source, spec.objects);
+  const primaryKeys = new Map(sourceTables.map((t) => [qualified(t), t.primaryKey]));
+  const tables: CompareTarget[] = (await loadedTables(control, migration)).map((planned) => ({
+    source: planned.source,
+    target: planned.target,
+    columns: planned.columns,
+    primaryKey: primaryKeys.get(qualified(planned.source)) ?? null,
+    where: planned.where ?? undefined,
+  }));
+  if (spec.mode === 'cdc') tables.push(...dataTables(sourceTables).map((table) => selectedTable(spec, table)));
+  return tables;
+}
+
+const selectedTable = (spec: MigrationSpec, table: TableInfo): CompareTarget => {
+  const ref = { schema: table.schema, name: table.name };
+  return { source: ref, target: ref, columns: copiedColumns(table, tableOptions(spec.objects, table)), primaryKey: table.primaryKey };
+};
+
+type LiveContext = TaskStepContext & { source: pg.Client; control: pg.Client };
+
+/** Differences may be changes in flight: waits until the target holds what the source has now, then compares the differing tables again. */
+async function recheckWhileLive(
+  context: LiveContext,
+  tables: CompareTarget[],
+  results: Map<string, TableComparison>,
+  compare: (subset: CompareTarget[]) => Promise<TableComparison[]>,
+): Promise<void> {
+  for (let round = 1; round <= LIVE_RECHECKS; round++) {
+    const differing = tables.filter((t) => results.get(qualified(t.source))?.status === 'mismatch');
+    if (differing.length === 0) break;
+    await caughtUpTo(context, await currentWalLsn(context.source));
+    for (const result of await compare(differing)) {
+      results.set(qualified(result.source), { ...result, note: liveNote(result, round) });
+    }
+  }
+}
+
+/** Waits until the streamer has processed `lsn`; gives up at once if the streamer is silent (the workflow restarts it after this step). */
+async function caughtUpTo({ migration, spec, control, log }: LiveContext, lsn: string): Promise<void> {
+  const deadline = Date.now() + CATCH_UP_WAIT_MS;
+  while (Date.now() < deadline) {
+    const status = await readReplicationStatus(control, migration);
+    if (status?.processedLsn && parseLsn(status.processedLsn) >= parseLsn(lsn)) return;
+    if ((status?.heartbeatAgeSeconds ?? Infinity) > spec.cdc.heartbeatTimeoutSeconds) {
+      log('the streamer is not reporting; comparing without waiting for it');
+      return;
+    }
+    await sleep(CATCH_UP_POLL_MS);
+  }
+  log(`the target did not reach ${lsn} within ${CATCH_UP_WAIT_MS / 1000} s; comparing anyway`);
+}
+
+function liveNote(result: TableComparison, round: number): string | undefined {
+  if (result.status === 'match') return result.note;
+  return `compared while changes flow, still different after ${round} recheck(s); the comparison after cutover decides${result.note ? `; ${result.note}` : ''}`;
+}
+
+async function recordLiveOutcome(control: pg.Client, migration: string, results: Map<string, TableComparison>): Promise<void> {
+  await recordLiveComparison(control, migration);
+  const differing = [...results.values()].filter((r) => r.status === 'mismatch').map((r) => qualified(r.source));
+  await recordEvent(
+    control,
+    migration,
+    differing.length ? 'warn' : 'info',
+    `live comparison: ${results.size - differing.length} table(s) match${differing.length ? `, ${differing.length} differ while changes flow (${differing.join(', ')}); the comparison after cutover decides` : ''}`,
+  );
+}

@@ -1,0 +1,99 @@
+/**
+ * ReplicationStatus: says what the workflow's CDC loop does next. The decision is a pure
+ * function of the spec and the status row (replicationDecision); the step reads the row, and
+ * while the answer is "wait", reads it again.
+ */
+import type pg from 'pg';
+import { ReplicationFailedError } from '../cdc/replicator.js';
+import { readReplicationStatus, type ReplicationStatusRow } from '../control/index.js';
+import type { SecretsProvider } from '../connect/index.js';
+import { migrationState } from '../control/index.js';
+import { PgferryError } from '../errors.js';
+import type { MigrationSpec } from '../spec/index.js';
+import { sleep } from '../sql.js';
+import { withSides } from './sides.js';
+
+export type ReplicationAction = 'wait' | 'restart' | 'compare' | 'cutover' | 'drained';
+
+/** The action, with the figures the workflow shows. */
+export interface ReplicationDecision {
+  action: ReplicationAction;
+  lagSeconds: number | null;
+  lagBytes: number | null;
+  heartbeatAgeSeconds: number | null;
+  appliedLsn: string | null;
+  rowsApplied: number;
+  restarts: number;
+  cutoverRequested: boolean;
+}
+
+type DecisionSpec = Pick<MigrationSpec, 'name' | 'cdc' | 'cutover' | 'compare'>;
+
+/**
+ * What the CDC loop does next, from the status row alone: finish once drained; fail when the
+ * streamer recorded an error or has been silent longer than the retry window; restart a
+ * streamer whose heartbeat is overdue; wait while cutover drains; compare once caught up (if
+ * the spec compares and it has not yet); cut over once caught up, automatically or on request.
+ * Throws ReplicationFailedError when replication cannot go on.
+ */
+export function replicationDecision(spec: DecisionSpec, status: ReplicationStatusRow | undefined): ReplicationDecision {
+  if (!status) throw new ReplicationFailedError(`Migration ${spec.name} has no replication registered in the target's control schema.`);
+  if (status.lastError) throw new ReplicationFailedError(`Change data capture stopped: ${status.lastError}`);
+  const action = (a: ReplicationAction): ReplicationDecision => ({
+    action: a,
+    lagSeconds: status.lagSeconds,
+    lagBytes: status.lagBytes,
+    heartbeatAgeSeconds: status.heartbeatAgeSeconds,
+    appliedLsn: status.appliedLsn,
+    rowsApplied: status.rowsApplied,
+    restarts: status.restarts,
+    cutoverRequested: status.cutoverRequested,
+  });
+  if (status.drained) return action('drained');
+  const windowSeconds = spec.cdc.retryWindowMinutes * 60;
+  if ((status.unhealthySeconds ?? 0) > windowSeconds) {
+    throw new ReplicationFailedError(
+      `The CDC streamer has not reported for ${Math.round(status.unhealthySeconds! / 60)} minute(s), longer than cdc.retryWindowMinutes (${spec.cdc.retryWindowMinutes}); see its log for the reason.`,
+    );
+  }
+  if (status.heartbeatAgeSeconds === null || status.heartbeatAgeSeconds > spec.cdc.heartbeatTimeoutSeconds) return action('restart');
+  if (status.drainLsn !== null) return action('wait');
+  const caughtUp = status.streamingSince !== null && status.lagSeconds !== null && status.lagSeconds <= spec.cutover.maxLagSeconds;
+  if (caughtUp && spec.compare.enabled && !status.liveCompared) return action('compare');
+  if (caughtUp && (spec.cutover.mode === 'auto' || status.cutoverRequested)) return action('cutover');
+  return action('wait');
+}
+
+/** How often replicationStatusStep looks again while it waits. */
+const STATUS_POLL_MS = 2_000;
+
+/**
+ * While the answer is "wait" it looks again every 2 s for up to `waitUpToSeconds`: each turn
+ * of the loop costs the execution about nine history events, and a Standard execution ends at
+ * 25,000, so on AWS one turn must span minutes, not seconds (at 14 minutes a turn, about 27
+ * days of replication).
+ */
+export async function replicationStatusStep(spec: MigrationSpec, secrets: SecretsProvider, { waitUpToSeconds = 0 } = {}) {
+  const deadline = Date.now() + waitUpToSeconds * 1000;
+  return withSides(spec, secrets, { target: true }, async ({ target }) => {
+    let decision = await decide(spec, target);
+    while (decision.action === 'wait' && Date.now() + STATUS_POLL_MS <= deadline) {
+      await sleep(STATUS_POLL_MS);
+      try {
+        const phase = (await migrationState(target, spec.name))?.phase;
+        if (phase === 'failed' || phase === undefined) {
+          throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
+        }
+        decision = await decide(spec, target);
+      } catch (error) {
+        // The target went away while we waited (failover, restart): answer "wait"; the next
+        // turn of the loop connects again, within the retry window.
+        if (error instanceof PgferryError) throw error;
+        return decision;
+      }
+    }
+    return decision;
+  });
+}
+
+const decide = async (spec: MigrationSpec, target: pg.Client) => replicationDecision(spec, await readReplicationStatus(target, spec.name));

@@ -1,0 +1,93 @@
+/**
+ * What StartReplication and ResumeReplication share: the streamer's replication connection,
+ * the control session whose failure is recorded as the streamer's error, and the streaming
+ * itself until cutover has drained.
+ */
+import pg from 'pg';
+import { replicationNames } from '../cdc/slot.js';
+import { runReplicator, type ReplicatorHeartbeat } from '../cdc/replicator.js';
+import { recordReplicationError } from '../control/index.js';
+import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig, type SecretsProvider } from '../connect/index.js';
+import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
+import type { MigrationSpec } from '../spec/index.js';
+import { goneError, type CallbackStepContext } from './task.js';
+
+export interface ReplicationStepOptions {
+  /** Stops streaming (the task was told to end: SIGTERM); the step then ends without error. */
+  signal: AbortSignal;
+  /** Reads the source's secret for the replication connection. */
+  secrets: SecretsProvider;
+  /** Told after every heartbeat of the streamer (metrics). */
+  onHeartbeat?: (beat: ReplicatorHeartbeat) => void;
+}
+
+/** Settings of a replication connection (`replication: 'database'`) to the source. */
+export type StreamConfig = () => Promise<pg.ClientConfig>;
+
+export async function streamConfigOf(spec: MigrationSpec, secrets: SecretsProvider): Promise<StreamConfig> {
+  const endpoint = await resolveEndpoint('source', spec.source, secrets);
+  return () =>
+    workingClientConfig(endpoint, {
+      applicationName: STREAMER_APPLICATION_NAME,
+      extra: { replication: 'database', options: CANONICAL_STARTUP_OPTIONS } as Partial<pg.ClientConfig>,
+    });
+}
+
+/** A replication connection from `streamConfig`, connected. */
+export async function connectReplication(streamConfig: StreamConfig): Promise<pg.Client> {
+  const client = new pg.Client(await streamConfig());
+  await client.connect();
+  return client;
+}
+
+/**
+ * Runs `body` with a session on the target's control schema. What `body` throws is recorded
+ * as the streamer's error, unless the workflow no longer waits for the task: then it is no error
+ * of the migration (another attempt may be running), and the step ends with a TaskGoneError
+ * saying `whenGone`.
+ */
+export async function withReplicationControl(
+  context: CallbackStepContext,
+  whenGone: string,
+  body: (control: pg.Client) => Promise<void>,
+): Promise<void> {
+  const control = await context.connectTarget();
+  control.on('error', () => undefined);
+  try {
+    await body(control);
+  } catch (error) {
+    if (context.gone.aborted) throw goneError(error, context.gone, whenGone);
+    await recordReplicationError(control, context.migration, (error as Error).message).catch(() => undefined);
+    throw error;
+  } finally {
+    await control.end().catch(() => undefined);
+  }
+}
+
+/** Streams and applies from the slot until cutover has drained, or `signal` stops it. */
+export async function streamChanges(
+  { migration, spec, connectSource, connectTarget, log }: CallbackStepContext,
+  streamConfig: StreamConfig,
+  { signal, onHeartbeat }: { signal: AbortSignal; onHeartbeat?: (beat: ReplicatorHeartbeat) => void },
+): Promise<void> {
+  const { slotName, publicationName } = replicationNames(spec);
+  const end = await runReplicator({
+    migration,
+    slotName,
+    publicationName,
+    conflictPolicy: spec.cdc.conflictPolicy,
+    batch: spec.cdc.batch,
+    retryWindowMs: spec.cdc.retryWindowMinutes * 60_000,
+    heartbeatMs: 1000,
+    connectSource,
+    connectTarget,
+    streamConfig,
+    operations: Object.fromEntries(
+      Object.entries(spec.objects.tables).flatMap(([table, options]) => (options.operations ? [[table, options.operations]] : [])),
+    ),
+    log,
+    signal,
+    onHeartbeat,
+  });
+  log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
+}
