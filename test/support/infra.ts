@@ -7,7 +7,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { PgferryStack } from '../../infra/index.js';
 
 /** The repository's root directory. */
-export { repoRoot } from '../../infra/pgferry-migration.js';
+export { repoRoot } from '../../infra/paths.js';
 
 /** An existing VPC, security groups and alarm topic, all from context (no lookups). */
 export const existingVpc = {

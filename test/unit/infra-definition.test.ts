@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { definitionPlaceholders, migrationDefinitionPath } from '../../infra/pgferry-migration.js';
+import { migrationDefinitionPath } from '../../infra/paths.js';
+import { definitionPlaceholders } from '../../infra/state-machine.js';
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { loadLocalDefinition, substituteLocally, workflowFile } from '../../local/runner.js';
 import { fargateTasks } from '../../tasks/registry.js';
