@@ -12,18 +12,10 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 import { type LambdaFunctionDefinition, lambdaFunctions } from '../lambdas/registry.js';
+import { infrastructurePlaceholders } from '../state-machines/steps.js';
 import { fargateTasks } from '../tasks/registry.js';
 import type { MigrationEncryption } from './encryption.js';
 import { acknowledge, acknowledgeWildcardResources } from './nag.js';
-
-/** Placeholders of the workflow that name infrastructure rather than a function or a task definition. */
-export const infrastructurePlaceholders = {
-  cluster: 'ClusterArn',
-  /** Comma-separated; the ASL splits it with States.StringSplit. */
-  subnets: 'TaskSubnetIds',
-  /** Comma-separated; the ASL splits it with States.StringSplit. */
-  securityGroups: 'TaskSecurityGroupIds',
-} as const;
 
 /** The rule Step Functions manages in the account to follow `ecs:runTask.sync` tasks. */
 export const ecsSyncRuleName = 'StepFunctionsGetEventsForECSTaskRule';
