@@ -1,3 +1,4 @@
-export { PgferryMigration, type FargateTaskSize, type PgferryMigrationProps } from './pgferry-migration.js';
+export { PgferryMigration, type PgferryMigrationProps } from './pgferry-migration.js';
+export type { FargateTaskSize } from './tasks.js';
 export { PgferryMonitoring, type PgferryMonitoringProps } from './monitoring.js';
 export { PgferryStack } from './pgferry-stack.js';

@@ -7,11 +7,34 @@ import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
-import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { metrics } from '../platform/aws/deployment.js';
+import type { MigrationEncryption } from './encryption.js';
+
+/**
+ * Where the alarms notify: `given`, or a new topic `AlarmTopic` in `scope`, encrypted with the
+ * deployment's key (which CloudWatch may then use); `emails` are subscribed to it.
+ */
+export function migrationAlarmTopic(
+  scope: Construct,
+  props: { given?: sns.ITopic; encryption: MigrationEncryption; emails: readonly string[] },
+): sns.ITopic {
+  let topic = props.given;
+  if (!topic) {
+    topic = new sns.Topic(scope, 'AlarmTopic', {
+      displayName: 'pgferry alarms',
+      masterKey: props.encryption.key,
+      enforceSSL: true,
+    });
+    props.encryption.allowCloudWatchAlarms();
+  }
+  for (const email of props.emails) topic.addSubscription(new subscriptions.EmailSubscription(email));
+  return topic;
+}
 
 export interface PgferryMonitoringProps {
   readonly stateMachine: sfn.StateMachine;

@@ -76,3 +76,82 @@ export function addMigrationEndpoints(vpc: ec2.Vpc, clients: readonly ec2.ISecur
   }
   return securityGroup;
 }
+
+export interface MigrationNetworkProps {
+  /** @default a new VPC of createMigrationVpc */
+  readonly vpc?: ec2.IVpc;
+  /** @default the private subnets of the new VPC; of a given VPC, its private subnets with egress */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /** Only without `vpc`. @default 1 */
+  readonly natGateways?: number;
+  /** Only without `vpc`. @default true */
+  readonly vpcEndpoints?: boolean;
+  readonly databaseClientSecurityGroup?: ec2.ISecurityGroup;
+  readonly taskSecurityGroup?: ec2.ISecurityGroup;
+}
+
+/** Refuses the VPC-shaping settings with a given VPC (before anything is built). */
+export function checkNetworkProps(props: MigrationNetworkProps): void {
+  if (props.vpc && (props.natGateways !== undefined || props.vpcEndpoints !== undefined)) {
+    throw new Error('PgferryMigration: natGateways and vpcEndpoints shape the VPC the construct creates; with a given vpc, leave them out.');
+  }
+}
+
+/**
+ * The network of PgferryMigration, built into its scope (no construct level of its own, so the
+ * logical IDs stay those of its direct children) in two steps, in the order the template has
+ * always had: the VPC and the functions' security group first; the tasks' security group and
+ * the VPC endpoints, which admit both groups, after the functions and the cluster.
+ */
+export class MigrationNetwork {
+  readonly vpc: ec2.IVpc;
+  /** Where the database functions and the tasks run. */
+  readonly vpcSubnets: ec2.SubnetSelection;
+  readonly taskSubnets: ec2.SelectedSubnets;
+  readonly databaseClientSecurityGroup: ec2.ISecurityGroup;
+  private readonly createdVpc?: ec2.Vpc;
+
+  constructor(
+    private readonly scope: Construct,
+    private readonly props: MigrationNetworkProps,
+    flowLogGroup: (id: string) => logs.ILogGroup,
+  ) {
+    // Only for a VPC the construct creates (with a given vpc, checkNetworkProps refused them).
+    const endpoints = props.vpcEndpoints ?? true;
+    this.createdVpc = props.vpc
+      ? undefined
+      : createMigrationVpc(scope, 'Vpc', { natGateways: props.natGateways ?? 1, endpoints, flowLogGroup: flowLogGroup('FlowLogs') });
+    this.vpc = props.vpc ?? this.createdVpc!;
+    this.vpcSubnets =
+      props.vpcSubnets ?? (props.vpc ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } : { subnetGroupName: privateSubnetGroupName });
+    // Fargate tasks run with awsvpc networking in these subnets and never get a public IP (the
+    // ASL says AssignPublicIp DISABLED), so the subnets must reach ECR, CloudWatch Logs,
+    // Secrets Manager and Step Functions through a NAT gateway or VPC endpoints.
+    this.taskSubnets = this.vpc.selectSubnets(this.vpcSubnets);
+    if (this.taskSubnets.hasPublic) {
+      throw new Error('PgferryMigration: vpcSubnets selects public subnets; the functions and tasks run without a public IP, use private subnets.');
+    }
+    this.databaseClientSecurityGroup =
+      props.databaseClientSecurityGroup ??
+      this.securityGroup('DatabaseClientSecurityGroup', 'pgferry functions that connect to the source and target databases');
+  }
+
+  /**
+   * The tasks' security group and, in a VPC the construct created, the endpoints open to the
+   * functions and the tasks. Call it once.
+   */
+  addTaskSecurityGroup(): { taskSecurityGroup: ec2.ISecurityGroup; endpointSecurityGroup?: ec2.SecurityGroup } {
+    const taskSecurityGroup =
+      this.props.taskSecurityGroup ??
+      this.securityGroup('TaskSecurityGroup', 'pgferry Fargate tasks that connect to the source and target databases');
+    const endpointSecurityGroup =
+      this.createdVpc && (this.props.vpcEndpoints ?? true)
+        ? addMigrationEndpoints(this.createdVpc, [this.databaseClientSecurityGroup, taskSecurityGroup])
+        : undefined;
+    return { taskSecurityGroup, endpointSecurityGroup };
+  }
+
+  private securityGroup(id: string, description: string): ec2.SecurityGroup {
+    return new ec2.SecurityGroup(this.scope, id, { vpc: this.vpc, description, allowAllOutbound: true });
+  }
+}

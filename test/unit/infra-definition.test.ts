@@ -2,12 +2,15 @@
  * One workflow file, two worlds: the state machine CDK deploys and the definition the local
  * runner interprets are both state-machines/migration.asl.json, each with its own values for the
  * `${…}` placeholders; the runner also leaves out HeartbeatSeconds, which its interpreter lacks.
+ * The file itself is generated from state-machines/definition.ts (`npm run asl`).
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { definitionPlaceholders, migrationDefinitionPath } from '../../infra/pgferry-migration.js';
+import { migrationDefinitionPath } from '../../infra/paths.js';
+import { definitionPlaceholders } from '../../infra/state-machine.js';
 import { lambdaFunctions } from '../../lambdas/registry.js';
 import { loadLocalDefinition, substituteLocally, workflowFile } from '../../local/runner/index.js';
+import { definitionFile, definitionText } from '../../state-machines/definition.js';
 import { fargateTasks } from '../../tasks/registry.js';
 import { cdkTestApps, deployedDefinition, render } from '../support/infra.js';
 
@@ -27,6 +30,18 @@ const withoutHeartbeats = (text: string) => text.replace(/^\s*"HeartbeatSeconds"
 describe('the workflow file', () => {
   const file = readFileSync(migrationDefinitionPath, 'utf8');
   const placeholders = definitionPlaceholders(file);
+
+  it('is what state-machines/definition.ts generates (run `npm run asl` after changing the description)', () => {
+    expect(definitionFile).toBe(migrationDefinitionPath);
+    expect(file).toBe(definitionText());
+  });
+
+  it('lets the snapshot holder hold the snapshot exactly as long as a copy worker may run', () => {
+    const { States: states } = JSON.parse(file);
+    const copyWorker = states.FullLoad.ItemProcessor.States.CopyWorker;
+    const [snapshotContainer] = states.ExportSnapshot.Parameters.Overrides.ContainerOverrides;
+    expect(snapshotContainer.Environment).toContainEqual({ Name: 'PGFERRY_SNAPSHOT_MAX_HOLD_SECONDS', Value: String(copyWorker.TimeoutSeconds) });
+  });
 
   it('is the one file both the construct and the local runner read', () => {
     expect(workflowFile).toBe(migrationDefinitionPath);

@@ -1,0 +1,309 @@
+/**
+ * The pgferry workflow, described once. `npm run asl` (state-machines/generate.ts) writes
+ * migration.asl.json from it: CDK deploys that file with its `${…}` placeholders substituted,
+ * the local runner executes it as is, and test/unit/infra-definition.test.ts checks that the
+ * checked-in file is what this description generates. Change the workflow here, then run
+ * `npm run asl`; never edit the JSON by hand.
+ */
+import { fileURLToPath } from 'node:url';
+import {
+  COPY_WORKER_TIMEOUT_SECONDS,
+  ecsTask,
+  fromInput,
+  lambdaStep,
+  type State,
+  specField,
+  specFields,
+  specPath,
+  withCatch,
+  withCleanupCatch,
+} from './steps.js';
+
+/** The generated file, next to this one. */
+export const definitionFile = fileURLToPath(new URL('./migration.asl.json', import.meta.url));
+
+const spec = { 'spec.$': specPath };
+const DAY_SECONDS = 86_400;
+
+function choice(comment: string, choices: readonly State[], defaultState: string): State {
+  return { Type: 'Choice', Comment: comment, Choices: choices, Default: defaultState };
+}
+
+const start: Record<string, State> = {
+  ValidateSpec: withCatch(
+    lambdaStep('ValidateSpec', {
+      comment: 'Validates the migration spec (every problem at once) and fills in the defaults.',
+      payload: { 'spec.$': '$' },
+      result: ['spec'],
+      resultPath: '$.validated',
+      outputPath: '$.validated',
+      timeoutSeconds: 60,
+      next: 'HasStartTime',
+    }),
+    // Nothing to clean up yet: no migration exists before the spec is valid.
+    { next: 'DescribeFailure', resultPath: '$.error' },
+  ),
+  HasStartTime: choice(
+    'Runs at once unless the spec names a start time.',
+    [{ Variable: specField('startAt'), IsPresent: true, Next: 'WaitForStartTime' }],
+    'Precheck',
+  ),
+  WaitForStartTime: { Type: 'Wait', TimestampPath: specField('startAt'), Next: 'Precheck' },
+  Precheck: withCleanupCatch(
+    lambdaStep('Precheck', {
+      comment: 'Connectivity to both sides, server versions, and what CDC needs on the source. Fails with every failed check and its remedy.',
+      payload: spec,
+      result: ['checks'],
+      resultPath: '$.precheck',
+      timeoutSeconds: 180,
+      next: 'SchemaPreData',
+    }),
+  ),
+  SchemaPreData: withCleanupCatch(
+    lambdaStep('SchemaPreData', {
+      comment: 'Creates the control schema, then schemas, types, sequences, tables, partitions, primary keys, functions and views on the target, in dependency order.',
+      payload: { ...spec, 'execution.$': '$$.Execution.Id' },
+      result: ['tables', 'objects'],
+      resultPath: '$.preData',
+      timeoutSeconds: 900,
+      next: 'SnapshotSource',
+    }),
+  ),
+};
+
+const fullLoad: Record<string, State> = {
+  SnapshotSource: choice(
+    'A full load reads a snapshot of its own; with CDC the replication slot exports it, so the load meets the stream with no gap and no duplicate.',
+    [{ Variable: specField('mode'), StringEquals: 'full', Next: 'ExportSnapshot' }],
+    'StartReplication',
+  ),
+  ExportSnapshot: withCleanupCatch(
+    ecsTask('Snapshot', {
+      comment: 'Starts the task that exports the source snapshot the whole load reads and holds it open until the migration releases it.',
+      integration: 'callback',
+      // The copy workers read the snapshot for as long as they may run, and no longer.
+      environment: { PGFERRY_SNAPSHOT_MAX_HOLD_SECONDS: String(COPY_WORKER_TIMEOUT_SECONDS) },
+      resultPath: '$.snapshot',
+      next: 'PlanFullLoad',
+    }),
+  ),
+  StartReplication: withCleanupCatch(
+    ecsTask('Replicate', {
+      comment: 'Starts the CDC task: it creates the publication and the replication slot with its exported snapshot, reports them, holds the snapshot while the load needs it, then streams and applies changes once BeginApply allows it, until cutover has drained.',
+      integration: 'callback',
+      resultPath: '$.snapshot',
+      next: 'LoadsData',
+    }),
+  ),
+  LoadsData: choice(
+    'Mode "cdc" streams into tables that are already there.',
+    [{ Variable: specField('mode'), StringEquals: 'cdc', Next: 'BeginApply' }],
+    'PlanFullLoad',
+  ),
+  PlanFullLoad: withCleanupCatch(
+    lambdaStep('PlanFullLoad', {
+      comment: 'Splits the load into work units (tables, ctid ranges of large tables) in the control schema, and sizes the worker pool.',
+      payload: spec,
+      result: ['units', 'workers'],
+      resultPath: '$.plan',
+      timeoutSeconds: 300,
+      next: 'FullLoad',
+    }),
+  ),
+  FullLoad: withCleanupCatch({
+    Type: 'Map',
+    Comment: `The copy workers, ${specFields.parallelism} at once, all reading the exported snapshot.`,
+    ItemsPath: '$.plan.workers',
+    ItemSelector: { ...spec, 'snapshot.$': '$.snapshot.snapshot', 'worker.$': '$$.Map.Item.Value' },
+    ItemProcessor: {
+      ProcessorConfig: { Mode: 'INLINE' },
+      StartAt: 'CopyWorker',
+      States: {
+        CopyWorker: ecsTask('Copy', {
+          comment: "A copy worker: takes pending units until none is left; a unit is one target transaction, so a killed worker's unit is redone.",
+          integration: 'sync',
+          environment: { PGFERRY_SNAPSHOT: fromInput('$.snapshot'), PGFERRY_WORKER: fromInput("States.Format('{}', $.worker)") },
+          timeoutSeconds: COPY_WORKER_TIMEOUT_SECONDS,
+          resultPath: null,
+          retryFailedTask: true,
+        }),
+      },
+    },
+    ResultPath: null,
+    Next: 'FinishFullLoad',
+  }),
+  FinishFullLoad: withCleanupCatch(
+    lambdaStep('FinishFullLoad', {
+      comment: "Checks that every unit was copied, sets the target's sequences from the source, and reports post-data itself when the copy workers built all of it.",
+      payload: spec,
+      result: ['units', 'rows', 'bytes', 'sequences', 'postDataLeft'],
+      resultPath: '$.loaded',
+      timeoutSeconds: 300,
+      next: 'PostDataLeft',
+    }),
+  ),
+  PostDataLeft: choice(
+    'Post-data runs as a task only when it has statements to run: on AWS that saves starting a container.',
+    [{ Variable: '$.loaded.postDataLeft', BooleanEquals: true, Next: 'SchemaPostData' }],
+    'AfterPostData',
+  ),
+  SchemaPostData: withCleanupCatch(
+    ecsTask('PostData', {
+      comment: 'Secondary indexes, unique/check/exclusion constraints, validated foreign keys, triggers, then ANALYZE: none of them slowed or fired during the load.',
+      integration: 'sync',
+      timeoutSeconds: DAY_SECONDS,
+      resultPath: null,
+      next: 'AfterPostData',
+    }),
+  ),
+  AfterPostData: choice(
+    'With CDC, changes since the snapshot are applied before anything is compared.',
+    [{ Variable: specField('mode'), StringEquals: 'full', Next: 'Compare' }],
+    'BeginApply',
+  ),
+};
+
+const replication: Record<string, State> = {
+  BeginApply: withCleanupCatch(
+    lambdaStep('BeginApply', {
+      comment: 'Lets the CDC task apply the changes it streams, now that post-data has built the keys.',
+      payload: spec,
+      resultPath: null,
+      timeoutSeconds: 120,
+      next: 'CatchUp',
+    }),
+  ),
+  CatchUp: { Type: 'Wait', Comment: 'The CDC loop: status every 2 seconds until cutover has drained.', Seconds: 2, Next: 'ReplicationStatus' },
+  ReplicationStatus: withCleanupCatch(
+    lambdaStep('ReplicationStatus', {
+      comment: "Reads the streamer's heartbeat and lag from the control schema and says what to do: wait, restart a silent streamer, compare while replicating, cut over (caught up, and asked to or automatic), or finish once drained. While the answer is wait it looks again every 2 s for up to waitUpToSeconds, so one turn of the loop spans minutes: a Standard execution ends at 25,000 history events.",
+      payload: { ...spec, waitUpToSeconds: 840 },
+      result: ['action', 'lagSeconds', 'lagBytes', 'appliedLsn', 'rowsApplied', 'restarts'],
+      resultPath: '$.replicationStatus',
+      timeoutSeconds: 900,
+      next: 'ReplicationNext',
+    }),
+  ),
+  ReplicationNext: choice(
+    'AwaitCutover: loops (comparing once when first caught up) until `pgferry cutover` (or cutover.mode auto) and lag under cutover.maxLagSeconds.',
+    (
+      [
+        ['restart', 'ResumeReplication'],
+        ['compare', 'LiveCompare'],
+        ['cutover', 'Cutover'],
+        ['drained', 'FinishCutover'],
+      ] as const
+    ).map(([action, next]) => ({ Variable: '$.replicationStatus.action', StringEquals: action, Next: next })),
+    'CatchUp',
+  ),
+  ResumeReplication: withCleanupCatch(
+    ecsTask('Replicate', {
+      comment: 'Starts a new CDC task when the streamer went silent; it resumes from the checkpoint in the target (an earlier streamer still alive is ended).',
+      integration: 'callback',
+      environment: { PGFERRY_RESUME: '1' },
+      resultPath: null,
+      next: 'CatchUp',
+    }),
+  ),
+  LiveCompare: withCleanupCatch(
+    ecsTask('Compare', {
+      comment: 'Once caught up, compares source and target while changes still flow: differing tables are compared again after the target has applied what the source had when they were read, so only differences that last are reported. The final comparison after cutover decides.',
+      integration: 'sync',
+      environment: { PGFERRY_LIVE: '1' },
+      timeoutSeconds: DAY_SECONDS,
+      resultPath: null,
+      next: 'CatchUp',
+    }),
+  ),
+  Cutover: withCleanupCatch(
+    lambdaStep('Cutover', {
+      comment: 'Fences the source when cutover.fenceSource is set, then gives the streamer the source LSN to drain to.',
+      payload: spec,
+      result: ['drainLsn', 'fenced'],
+      resultPath: '$.cutover',
+      timeoutSeconds: 120,
+      next: 'CatchUp',
+    }),
+  ),
+  FinishCutover: withCleanupCatch(
+    lambdaStep('FinishCutover', {
+      comment: 'Drained: sets the target sequences from the source.',
+      payload: spec,
+      result: ['sequences'],
+      resultPath: '$.cutoverResult',
+      timeoutSeconds: 300,
+      next: 'FinalCompare',
+    }),
+  ),
+};
+
+const finish: Record<string, State> = {
+  FinalCompare: choice(
+    'The final comparison, source as it is now against target, unless cutover.finalCompare is off.',
+    [{ Variable: specField('finalCompare'), BooleanEquals: false, Next: 'FinishMigration' }],
+    'Compare',
+  ),
+  Compare: withCleanupCatch(
+    ecsTask('Compare', {
+      comment: "Row counts and range checksums per table, source at the load's snapshot against the target; mismatching ranges are bisected down to keys.",
+      integration: 'sync',
+      timeoutSeconds: DAY_SECONDS,
+      resultPath: null,
+      next: 'FinishMigration',
+    }),
+  ),
+  FinishMigration: withCleanupCatch(
+    lambdaStep('FinishMigration', {
+      comment: 'Fails on any comparison difference (naming tables and keys); otherwise marks the migration done and releases the snapshot.',
+      payload: spec,
+      result: ['tables', 'compared'],
+      resultPath: '$.result',
+      timeoutSeconds: 120,
+      next: 'Done',
+    }),
+  ),
+  Done: { Type: 'Succeed' },
+};
+
+const failure: Record<string, State> = {
+  Cleanup: withCatch(
+    lambdaStep('Cleanup', {
+      comment: 'Marks the migration failed in the control schema, which ends the snapshot holder; never hides the original error.',
+      payload: { ...spec, 'error.$': '$.error', 'execution.$': '$$.Execution.Id' },
+      resultPath: '$.cleanup',
+      timeoutSeconds: 120,
+      next: 'DescribeFailure',
+    }),
+    { next: 'DescribeFailure', resultPath: '$.cleanupError' },
+  ),
+  DescribeFailure: withCatch(
+    lambdaStep('DescribeFailure', {
+      comment: 'Turns the caught error into an error name and a cause a person can read.',
+      payload: { 'error.$': '$.error' },
+      result: ['error', 'cause'],
+      resultPath: '$.failure',
+      timeoutSeconds: 60,
+      next: 'MigrationFailed',
+    }),
+    { next: 'MigrationFailedUndescribed' },
+  ),
+  MigrationFailed: { Type: 'Fail', ErrorPath: '$.failure.error', CausePath: '$.failure.cause' },
+  MigrationFailedUndescribed: {
+    Type: 'Fail',
+    Error: 'pgferry.Failed',
+    Cause: 'The migration failed and its error could not be described; the execution history has the original error.',
+  },
+};
+
+/** The workflow as Amazon States Language. */
+export const migrationDefinition = {
+  Comment:
+    'pgferry: online PostgreSQL to PostgreSQL migration. The single source of truth for the workflow: CDK deploys it with definitionSubstitutions, the local runner executes it as is.',
+  StartAt: 'ValidateSpec',
+  States: { ...start, ...fullLoad, ...replication, ...finish, ...failure },
+};
+
+/** The text of migration.asl.json. */
+export function definitionText(): string {
+  return `${JSON.stringify(migrationDefinition, null, 2)}\n`;
+}
