@@ -5,7 +5,6 @@
  * checked-in file is what this description generates. Change the workflow here, then run
  * `npm run asl`; never edit the JSON by hand.
  */
-import { fileURLToPath } from 'node:url';
 import {
   COPY_WORKER_TIMEOUT_SECONDS,
   ecsTask,
@@ -20,7 +19,7 @@ import {
 } from './steps.js';
 
 /** The generated file, next to this one. */
-export const definitionFile = fileURLToPath(new URL('./migration.asl.json', import.meta.url));
+export { workflowFile as definitionFile } from './file.js';
 
 const spec = { 'spec.$': specPath };
 const DAY_SECONDS = 86_400;

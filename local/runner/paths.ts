@@ -4,4 +4,4 @@ import { fileURLToPath } from 'node:url';
 
 /** This file is local/runner/paths.ts: the repository is two folders up. */
 export const repositoryRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const workflowFile = join(repositoryRoot, 'state-machines', 'migration.asl.json');
+export { workflowFile } from '../../state-machines/file.js';
