@@ -14,14 +14,14 @@ import {
   routineNodes,
   sequenceNode,
   sequenceRows,
-  tableNodes,
   typeNodes,
-  unselectedTables,
   userSchemas,
   viewNodes,
   type Node,
+  type UserSchema,
 } from './definitions.js';
-import { dependencies, extensionRows, type Edge } from './dependencies.js';
+import { tableNodes, unselectedTables } from './table-definitions.js';
+import { dependencies, extensionRows, type Edge, type ExtensionRow } from './dependencies.js';
 import { notMigrated } from './not-migrated.js';
 import type { SchemaObjectResult } from './objects.js';
 
@@ -67,6 +67,8 @@ export function selectSchemas(spec: MigrationSpec, all: string[], tables: TableI
   );
 }
 
+type Sync = MigrationSpec['schema']['sync'];
+
 export async function planSchema(source: pg.Client, spec: MigrationSpec): Promise<SchemaPlan> {
   const sync = spec.schema.sync;
   const version = await serverVersion(source);
@@ -80,9 +82,47 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
   );
   const inSelection = new Set(schemas);
 
+  const candidates = await candidateNodes(source, version, tables, selectedOids);
+  excludeBySchemaAndFlag(candidates, sync, inSelection);
+  const byKey = new Map(candidates.map((n) => [n.key, n]));
+
+  const edges = (await dependencies(source, version)).filter(
+    // A sequence's OWNED BY points at its table but the sequence must exist first (the default uses it).
+    (e) => !(e.deptype === 'a' && byKey.get(e.node)?.kind === 'sequence'),
+  );
+  const followed = (e: Edge) => isFollowed(e, sync);
+  const missing = notCreatable(edges, byKey);
+  const { wanted, details } = wantedNodes(candidates, edges, byKey, missing, followed);
+  const nodes = dependencyOrder(
+    candidates.filter((n) => wanted.has(n.key)),
+    edges.filter((e) => e.via === null && e.ref && wanted.has(e.ref)),
+  );
+  const { chosenExtensions, extensions } = chooseExtensions(await extensionRows(source), edges, wanted, inSelection, followed, byKey);
+
+  const omitted: SchemaObjectResult[] = [];
+  for (const node of candidates) {
+    if (wanted.has(node.key) || !inSelection.has(node.schema)) continue;
+    omitted.push({ kind: node.kind, identity: node.identity, status: 'skipped', detail: missing.get(node.key) ?? node.exclusion });
+  }
+  for (const identity of await unselectedTables(source, schemas, selectedOids))
+    omitted.push({ kind: 'table', identity, status: 'skipped', detail: 'not selected by objects' });
+  omitted.push(...(await notMigrated(source, schemas, spec)));
+
+  return {
+    tables,
+    schemas: schemasToCreate(schemaRows, schemas, inSelection, nodes, chosenExtensions),
+    extensions: chosenExtensions.map((x) => ({ identity: x.identity, schemaIdentity: x.schemaIdentity, detail: extensions.get(x.name)! })),
+    nodes,
+    details,
+    omitted,
+  };
+}
+
+/** Every object of the source that the schema migration knows how to create, excluded or not. */
+async function candidateNodes(source: pg.Client, version: number, tables: TableInfo[], selectedOids: Set<number>): Promise<Node[]> {
   const routines = await routineNodes(source);
   const sequences = (await sequenceRows(source)).filter((s) => s.owner_deptype !== 'i');
-  const candidates: Node[] = [
+  return [
     ...(await collationNodes(source)),
     ...(await typeNodes(source, version)),
     ...sequences.map((s) => {
@@ -94,6 +134,10 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
     ...(await tableNodes(source, tables, version)),
     ...(await viewNodes(source)),
   ];
+}
+
+/** Sets `exclusion` on the objects outside the selected schemas or whose sync flag is off (tables excepted: the selection decides). */
+function excludeBySchemaAndFlag(candidates: Node[], sync: Sync, inSelection: Set<string>): void {
   const flags: Partial<Record<Node['kind'], [boolean, string]>> = {
     sequence: [sync.sequences, 'sequences'],
     function: [sync.functions, 'functions'],
@@ -108,21 +152,23 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
     if (!inSelection.has(node.schema)) node.exclusion = 'not in a selected schema';
     else if (!enabled) node.exclusion ??= `schema.sync.${flag} is false`;
   }
-  const byKey = new Map(candidates.map((n) => [n.key, n]));
+}
 
-  const edges = (await dependencies(source, version)).filter(
-    // A sequence's OWNED BY points at its table but the sequence must exist first (the default uses it).
-    (e) => !(e.deptype === 'a' && byKey.get(e.node)?.kind === 'sequence'),
-  );
-  const edgesFrom = new Map<string, Edge[]>();
-  for (const e of edges) edgesFrom.set(e.node, [...(edgesFrom.get(e.node) ?? []), e]);
-  const followed = (e: Edge) =>
+/** Whether a wanted object's dependency pulls in what it references: not through a sub-object whose sync flag is off. */
+function isFollowed(e: Edge, sync: Sync): boolean {
+  return (
     e.via === null ||
     (e.via === 'index' && sync.indexes) ||
     (e.via === 'constraint' && (sync.constraints || sync.foreignKeys)) ||
-    (e.via === 'trigger' && sync.triggers);
+    (e.via === 'trigger' && sync.triggers)
+  );
+}
 
-  // An object that needs something pgferry does not create cannot be created (tables excepted: they fail loudly).
+/**
+ * An object that needs something pgferry does not create cannot be created (tables excepted:
+ * they fail loudly). Returns why, by key; transitively.
+ */
+function notCreatable(edges: Edge[], byKey: Map<string, Node>): Map<string, string> {
   const missing = new Map<string, string>();
   for (let changed = true; changed; ) {
     changed = false;
@@ -135,8 +181,19 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
       changed = true;
     }
   }
+  return missing;
+}
 
-  // Wanted: the selection, plus whatever it needs.
+/** Wanted: the selection, plus whatever it needs; `details` says why an excluded object is created anyway. */
+function wantedNodes(
+  candidates: Node[],
+  edges: Edge[],
+  byKey: Map<string, Node>,
+  missing: Map<string, string>,
+  followed: (e: Edge) => boolean,
+): { wanted: Set<string>; details: Map<string, string> } {
+  const edgesFrom = new Map<string, Edge[]>();
+  for (const e of edges) edgesFrom.set(e.node, [...(edgesFrom.get(e.node) ?? []), e]);
   const wanted = new Set(candidates.filter((n) => !n.exclusion && !missing.has(n.key)).map((n) => n.key));
   const details = new Map<string, string>();
   const queue = [...wanted];
@@ -150,19 +207,34 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
       queue.push(e.ref);
     }
   }
-  const nodes = dependencyOrder(
-    candidates.filter((n) => wanted.has(n.key)),
-    edges.filter((e) => e.via === null && e.ref && wanted.has(e.ref)),
-  );
+  return { wanted, details };
+}
 
+/** The extensions installed in a selected schema or needed by a wanted object, with why (by name). */
+function chooseExtensions(
+  allExtensions: ExtensionRow[],
+  edges: Edge[],
+  wanted: Set<string>,
+  inSelection: Set<string>,
+  followed: (e: Edge) => boolean,
+  byKey: Map<string, Node>,
+): { chosenExtensions: ExtensionRow[]; extensions: Map<string, string> } {
   const extensions = new Map<string, string>();
-  const allExtensions = await extensionRows(source);
   for (const x of allExtensions) if (inSelection.has(x.schema)) extensions.set(x.name, `installed in selected schema ${x.schemaIdentity}`);
   for (const e of edges)
     if (e.extension && wanted.has(e.node) && followed(e) && !extensions.has(e.extension))
       extensions.set(e.extension, `needed by ${byKey.get(e.node)!.identity}`);
-  const chosenExtensions = allExtensions.filter((x) => extensions.has(x.name));
+  return { chosenExtensions: allExtensions.filter((x) => extensions.has(x.name)), extensions };
+}
 
+/** The selected schemas, then those a created object or extension lives in, with why. */
+function schemasToCreate(
+  schemaRows: UserSchema[],
+  schemas: string[],
+  inSelection: Set<string>,
+  nodes: Node[],
+  chosenExtensions: ExtensionRow[],
+): SchemaPlan['schemas'] {
   const quoted = new Map(schemaRows.map((s) => [s.name, s.identity]));
   const schemaList: SchemaPlan['schemas'] = schemas.map((s) => ({ identity: quoted.get(s)! }));
   const addSchema = (name: string, detail: string) => {
@@ -172,24 +244,7 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
   for (const node of nodes) if (!inSelection.has(node.schema)) addSchema(node.schema, `needed by ${node.identity}`);
   for (const x of chosenExtensions)
     if (!inSelection.has(x.schema) && x.schema !== 'pg_catalog') addSchema(x.schema, `schema of extension ${x.identity}`);
-
-  const omitted: SchemaObjectResult[] = [];
-  for (const node of candidates) {
-    if (wanted.has(node.key) || !inSelection.has(node.schema)) continue;
-    omitted.push({ kind: node.kind, identity: node.identity, status: 'skipped', detail: missing.get(node.key) ?? node.exclusion });
-  }
-  for (const identity of await unselectedTables(source, schemas, selectedOids))
-    omitted.push({ kind: 'table', identity, status: 'skipped', detail: 'not selected by objects' });
-  omitted.push(...(await notMigrated(source, schemas, spec)));
-
-  return {
-    tables,
-    schemas: schemaList,
-    extensions: chosenExtensions.map((x) => ({ identity: x.identity, schemaIdentity: x.schemaIdentity, detail: extensions.get(x.name)! })),
-    nodes,
-    details,
-    omitted,
-  };
+  return schemaList;
 }
 
 /**

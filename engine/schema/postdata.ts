@@ -10,7 +10,7 @@ import { quoteTable } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
 import { indexJobStates } from '../control/index.js';
 import type { MigrationSpec } from '../spec/index.js';
-import { planSchema } from './plan.js';
+import { planSchema, type SchemaPlan } from './plan.js';
 import {
   inParallel,
   readSource,
@@ -157,122 +157,39 @@ export async function postDataLeftNothing(
 
 class StatementsLeft extends Error {}
 
+/** What the post-data steps share on the target: how to report an object, decide to create it, and run statements. */
+interface PostDataRun {
+  target: pg.Client;
+  sync: MigrationSpec['schema']['sync'];
+  targetVersion: number;
+  /** Jobs the load ran, by `<kind> <identity>`, with their state. */
+  builtDuringLoad: Map<string, string>;
+  report: (kind: string, identity: string, status: SchemaObjectResult['status'], detail?: string) => void;
+  /** Whether to create an object; when not, it is reported 'skipped' (sync flag off) or 'existing'. */
+  toCreate: (kind: string, identity: string, enabled: boolean, flag: string) => boolean;
+  /** Runs jobs side by side on their own connections; a job without an action is reported 'created'. */
+  runAll: (jobs: Job[]) => Promise<void>;
+  run: (kind: string, identity: string, sql: string[], action?: string) => Promise<void>;
+}
+
 async function postData(
   sourceConnect: () => Promise<pg.Client>,
   targetConnect: () => Promise<pg.Client>,
   spec: MigrationSpec,
   { parallelism, mayRun }: { parallelism: number; mayRun: boolean },
 ): Promise<PostDataResult | undefined> {
-  const willRun = (statements: number) => {
-    if (!mayRun && statements > 0) throw new StatementsLeft();
-  };
-  const sync = spec.schema.sync;
-  const source = await sourceConnect();
-  let plan: Awaited<ReturnType<typeof planSchema>>;
-  let catalog: Awaited<ReturnType<typeof readCatalog>>;
-  try {
-    ({ plan, catalog } = await readSource(source, async () => {
-      const plan = await planSchema(source, spec);
-      const relations = [
-        ...plan.tables.map((t) => t.oid),
-        ...plan.nodes.filter((n) => n.kind === 'view' || n.kind === 'materialized view').map((n) => Number(n.key.slice(4))),
-      ];
-      return { plan, catalog: await readCatalog(source, relations) };
-    }));
-  } finally {
-    await source.end().catch(() => undefined);
-  }
-
+  const { plan, catalog } = await readPlanAndCatalog(sourceConnect, spec);
   const objects: SchemaObjectResult[] = [];
-  const report = (kind: string, identity: string, status: SchemaObjectResult['status'], detail?: string) =>
-    objects.push(detail ? { kind, identity, status, detail } : { kind, identity, status });
   const settings = [...TARGET_SETTINGS, `maintenance_work_mem = '256MB'`];
   const target = await targetConnect();
   try {
     for (const setting of settings) await target.query(`SET ${setting}`);
-    const targetVersion = await serverVersion(target);
-    const existing = await existingOnTarget(target);
-    /** Whether to create an object; when not, it is reported 'skipped' (sync flag off) or 'existing'. */
-    const builtDuringLoad = await indexJobStates(target, spec.name);
-    const toCreate = (kind: string, identity: string, enabled: boolean, flag: string) => {
-      const early = builtDuringLoad.get(`${kind} ${identity}`);
-      if (early === 'done') report(kind, identity, 'created', 'built as soon as its table was loaded');
-      else if (early === 'existing') report(kind, identity, 'existing');
-      else if (!enabled) report(kind, identity, 'skipped', `schema.sync.${flag} is false`);
-      else if (existing.has(`${kind === 'foreign key' ? 'constraint' : kind} ${identity}`)) report(kind, identity, 'existing');
-      else return true;
-      return false;
-    };
-    const runAll = (jobs: Job[]) => {
-      willRun(jobs.length);
-      return inParallel(jobs, parallelism, targetConnect, settings, async (client, job) => {
-        await runFor(client, job.kind, job.identity, job.sql, job.action);
-        if (!job.action) report(job.kind, job.identity, 'created');
-      });
-    };
-    const run = (kind: string, identity: string, sql: string[], action?: string) => {
-      willRun(sql.length);
-      return runFor(target, kind, identity, sql, action);
-    };
-
-    // 1. Primary keys, always (CDC and the comparison need them), one table hierarchy each, side by side.
-    // 2. Then indexes and unique/check/exclusion constraints: each touches one table, so they run side by side too.
-    const [keys, others] = singleTableJobs(catalog, sync);
-    for (const index of catalog.indexes.filter((i) => !i.valid && !i.by_constraint && !i.inherited))
-      report('index', index.identity, 'skipped', 'invalid on the source');
-    await runAll(keys.filter((job) => toCreate(job.kind, job.identity, true, 'constraints')));
-    await runAll(others.filter((job) => toCreate(job.kind, job.identity, job.kind === 'index' ? sync.indexes : sync.constraints, job.kind === 'index' ? 'indexes' : 'constraints')));
-
-    // 3. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side.
-    const selected = new Set(plan.tables.map((t) => t.oid));
-    const validate: Job[] = [];
-    for (const fk of catalog.constraints.filter((c) => c.contype === 'f')) {
-      if (!selected.has(fk.ref_oid)) {
-        report('foreign key', fk.identity, 'skipped', `references ${fk.ref_identity}, which is not selected`);
-        continue;
-      }
-      if (!toCreate('foreign key', fk.identity, sync.foreignKeys, 'foreignKeys')) continue;
-      // Before PostgreSQL 18 a foreign key on a partitioned table cannot be NOT VALID, and one referencing a
-      // partitioned table keeps its per-partition parts unvalidated after VALIDATE: both are checked as they are added.
-      const deferValidation = fk.validated && !((fk.relkind === 'p' || fk.ref_relkind === 'p') && targetVersion < 180000);
-      const add = `ALTER TABLE ${fk.table_identity} ADD CONSTRAINT ${fk.name} ${fk.def}${deferValidation ? ' NOT VALID' : ''}`;
-      await run('foreign key', fk.identity, [add]);
-      if (deferValidation)
-        validate.push({ kind: 'foreign key', identity: fk.identity, sql: [`ALTER TABLE ${fk.table_identity} VALIDATE CONSTRAINT ${fk.name}`], action: 'validate' });
-      report('foreign key', fk.identity, 'created', fk.validated ? undefined : 'NOT VALID on the source, left unvalidated');
-    }
-    await runAll(validate);
-
-    // 4. Table properties that name an index, now that the indexes exist.
-    const indexesNow = await existingOnTarget(target);
-    for (const index of catalog.indexes.filter((i) => (i.clustered || i.replident) && indexesNow.has(`index ${i.identity}`))) {
-      const sql = [
-        ...(index.clustered ? [`ALTER TABLE ONLY ${index.table_identity} CLUSTER ON ${index.name}`] : []),
-        ...(index.replident ? [`ALTER TABLE ONLY ${index.table_identity} REPLICA IDENTITY USING INDEX ${index.name}`] : []),
-      ];
-      await run('table', index.table_identity, sql, 'alter');
-    }
-
-    // 5. Triggers, with their enabled state.
-    for (const trigger of catalog.triggers) {
-      if (!toCreate('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
-      const state = ENABLE[trigger.enabled];
-      const sql = [trigger.def, ...(state && trigger.relkind !== 'v' ? [`ALTER TABLE ${trigger.table_identity} ${state} ${trigger.name}`] : [])];
-      await run('trigger', trigger.identity, sql);
-      report('trigger', trigger.identity, 'created', state ? state.replace(' TRIGGER', '').toLowerCase() : undefined);
-    }
-
-    // 6. Materialized views, in dependency order, then statistics for the planner.
-    for (const view of plan.nodes.filter((n) => n.kind === 'materialized view')) {
-      if (!view.populated) {
-        report('materialized view data', view.identity, 'skipped', 'not populated on the source');
-        continue;
-      }
-      await run('materialized view', view.identity, [`REFRESH MATERIALIZED VIEW ${view.identity}`], 'refresh');
-      report('materialized view data', view.identity, 'created', 'refreshed');
-    }
-    const roots = plan.tables.filter((t) => !t.root).map(quoteTable).filter((t) => builtDuringLoad.get(`analyze ${t}`) !== 'done');
-    await runAll(roots.map((t) => ({ kind: 'table', identity: t, sql: [`ANALYZE ${t}`], action: 'analyze' })));
+    const run = await startRun(target, targetConnect, spec, settings, { parallelism, mayRun }, objects);
+    await createKeysIndexesAndConstraints(run, catalog);
+    await createForeignKeys(run, plan, catalog);
+    await setIndexProperties(run, catalog);
+    await createTriggers(run, catalog);
+    await refreshAndAnalyze(run, plan);
   } catch (error) {
     if (error instanceof StatementsLeft) return undefined;
     throw error;
@@ -280,4 +197,132 @@ async function postData(
     await target.end().catch(() => undefined);
   }
   return { objects };
+}
+
+/** The plan and the catalog rows of its tables and views, read on a source connection of their own. */
+async function readPlanAndCatalog(sourceConnect: () => Promise<pg.Client>, spec: MigrationSpec): Promise<{ plan: SchemaPlan; catalog: Catalog }> {
+  const source = await sourceConnect();
+  try {
+    return await readSource(source, async () => {
+      const plan = await planSchema(source, spec);
+      const relations = [
+        ...plan.tables.map((t) => t.oid),
+        ...plan.nodes.filter((n) => n.kind === 'view' || n.kind === 'materialized view').map((n) => Number(n.key.slice(4))),
+      ];
+      return { plan, catalog: await readCatalog(source, relations) };
+    });
+  } finally {
+    await source.end().catch(() => undefined);
+  }
+}
+
+async function startRun(
+  target: pg.Client,
+  targetConnect: () => Promise<pg.Client>,
+  spec: MigrationSpec,
+  settings: string[],
+  { parallelism, mayRun }: { parallelism: number; mayRun: boolean },
+  objects: SchemaObjectResult[],
+): Promise<PostDataRun> {
+  const willRun = (statements: number) => {
+    if (!mayRun && statements > 0) throw new StatementsLeft();
+  };
+  const report = (kind: string, identity: string, status: SchemaObjectResult['status'], detail?: string) => {
+    objects.push(detail ? { kind, identity, status, detail } : { kind, identity, status });
+  };
+  const targetVersion = await serverVersion(target);
+  const existing = await existingOnTarget(target);
+  const builtDuringLoad = await indexJobStates(target, spec.name);
+  const toCreate = (kind: string, identity: string, enabled: boolean, flag: string) => {
+    const early = builtDuringLoad.get(`${kind} ${identity}`);
+    if (early === 'done') report(kind, identity, 'created', 'built as soon as its table was loaded');
+    else if (early === 'existing') report(kind, identity, 'existing');
+    else if (!enabled) report(kind, identity, 'skipped', `schema.sync.${flag} is false`);
+    else if (existing.has(`${kind === 'foreign key' ? 'constraint' : kind} ${identity}`)) report(kind, identity, 'existing');
+    else return true;
+    return false;
+  };
+  const runAll = (jobs: Job[]) => {
+    willRun(jobs.length);
+    return inParallel(jobs, parallelism, targetConnect, settings, async (client, job) => {
+      await runFor(client, job.kind, job.identity, job.sql, job.action);
+      if (!job.action) report(job.kind, job.identity, 'created');
+    });
+  };
+  const run = (kind: string, identity: string, sql: string[], action?: string) => {
+    willRun(sql.length);
+    return runFor(target, kind, identity, sql, action);
+  };
+  return { target, sync: spec.schema.sync, targetVersion, builtDuringLoad, report, toCreate, runAll, run };
+}
+
+/**
+ * 1. Primary keys, always (CDC and the comparison need them), one table hierarchy each, side by side.
+ * 2. Then indexes and unique/check/exclusion constraints: each touches one table, so they run side by side too.
+ */
+async function createKeysIndexesAndConstraints({ sync, report, toCreate, runAll }: PostDataRun, catalog: Catalog): Promise<void> {
+  const [keys, others] = singleTableJobs(catalog, sync);
+  for (const index of catalog.indexes.filter((i) => !i.valid && !i.by_constraint && !i.inherited))
+    report('index', index.identity, 'skipped', 'invalid on the source');
+  await runAll(keys.filter((job) => toCreate(job.kind, job.identity, true, 'constraints')));
+  await runAll(others.filter((job) => toCreate(job.kind, job.identity, job.kind === 'index' ? sync.indexes : sync.constraints, job.kind === 'index' ? 'indexes' : 'constraints')));
+}
+
+/** 3. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side. */
+async function createForeignKeys({ sync, targetVersion, report, toCreate, runAll, run }: PostDataRun, plan: SchemaPlan, catalog: Catalog): Promise<void> {
+  const selected = new Set(plan.tables.map((t) => t.oid));
+  const validate: Job[] = [];
+  for (const fk of catalog.constraints.filter((c) => c.contype === 'f')) {
+    if (!selected.has(fk.ref_oid)) {
+      report('foreign key', fk.identity, 'skipped', `references ${fk.ref_identity}, which is not selected`);
+      continue;
+    }
+    if (!toCreate('foreign key', fk.identity, sync.foreignKeys, 'foreignKeys')) continue;
+    // Before PostgreSQL 18 a foreign key on a partitioned table cannot be NOT VALID, and one referencing a
+    // partitioned table keeps its per-partition parts unvalidated after VALIDATE: both are checked as they are added.
+    const deferValidation = fk.validated && !((fk.relkind === 'p' || fk.ref_relkind === 'p') && targetVersion < 180000);
+    const add = `ALTER TABLE ${fk.table_identity} ADD CONSTRAINT ${fk.name} ${fk.def}${deferValidation ? ' NOT VALID' : ''}`;
+    await run('foreign key', fk.identity, [add]);
+    if (deferValidation)
+      validate.push({ kind: 'foreign key', identity: fk.identity, sql: [`ALTER TABLE ${fk.table_identity} VALIDATE CONSTRAINT ${fk.name}`], action: 'validate' });
+    report('foreign key', fk.identity, 'created', fk.validated ? undefined : 'NOT VALID on the source, left unvalidated');
+  }
+  await runAll(validate);
+}
+
+/** 4. Table properties that name an index, now that the indexes exist. */
+async function setIndexProperties({ target, run }: PostDataRun, catalog: Catalog): Promise<void> {
+  const indexesNow = await existingOnTarget(target);
+  for (const index of catalog.indexes.filter((i) => (i.clustered || i.replident) && indexesNow.has(`index ${i.identity}`))) {
+    const sql = [
+      ...(index.clustered ? [`ALTER TABLE ONLY ${index.table_identity} CLUSTER ON ${index.name}`] : []),
+      ...(index.replident ? [`ALTER TABLE ONLY ${index.table_identity} REPLICA IDENTITY USING INDEX ${index.name}`] : []),
+    ];
+    await run('table', index.table_identity, sql, 'alter');
+  }
+}
+
+/** 5. Triggers, with their enabled state. */
+async function createTriggers({ sync, report, toCreate, run }: PostDataRun, catalog: Catalog): Promise<void> {
+  for (const trigger of catalog.triggers) {
+    if (!toCreate('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
+    const state = ENABLE[trigger.enabled];
+    const sql = [trigger.def, ...(state && trigger.relkind !== 'v' ? [`ALTER TABLE ${trigger.table_identity} ${state} ${trigger.name}`] : [])];
+    await run('trigger', trigger.identity, sql);
+    report('trigger', trigger.identity, 'created', state ? state.replace(' TRIGGER', '').toLowerCase() : undefined);
+  }
+}
+
+/** 6. Materialized views, in dependency order, then statistics for the planner. */
+async function refreshAndAnalyze({ builtDuringLoad, report, runAll, run }: PostDataRun, plan: SchemaPlan): Promise<void> {
+  for (const view of plan.nodes.filter((n) => n.kind === 'materialized view')) {
+    if (!view.populated) {
+      report('materialized view data', view.identity, 'skipped', 'not populated on the source');
+      continue;
+    }
+    await run('materialized view', view.identity, [`REFRESH MATERIALIZED VIEW ${view.identity}`], 'refresh');
+    report('materialized view data', view.identity, 'created', 'refreshed');
+  }
+  const roots = plan.tables.filter((t) => !t.root).map(quoteTable).filter((t) => builtDuringLoad.get(`analyze ${t}`) !== 'done');
+  await runAll(roots.map((t) => ({ kind: 'table', identity: t, sql: [`ANALYZE ${t}`], action: 'analyze' })));
 }
