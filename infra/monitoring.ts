@@ -47,6 +47,25 @@ export interface PgferryMonitoringProps {
   readonly alarmTopic: sns.ITopic;
 }
 
+const MINUTE = Duration.minutes(1);
+const FIVE_MINUTES = Duration.minutes(5);
+const GRAPH_WIDTH = 8;
+
+const functionErrors = (fn: lambda.IFunction, label?: string) => fn.metricErrors({ period: FIVE_MINUTES, statistic: cloudwatch.Stats.SUM, label });
+
+/** One of the tasks' own metrics, under the deployment's service dimension. (A label would make an alarm render its metric as a metric-math list.) */
+const taskMetric = (serviceName: string, metricName: string, statistic: string, label?: string) =>
+  new cloudwatch.Metric({
+    namespace: metrics.namespace,
+    metricName,
+    dimensionsMap: { [metrics.serviceDimension]: serviceName },
+    statistic,
+    period: MINUTE,
+    label,
+  });
+
+const graph = (title: string, left: cloudwatch.IMetric[], right?: cloudwatch.IMetric[]) => new cloudwatch.GraphWidget({ title, width: GRAPH_WIDTH, left, right });
+
 export class PgferryMonitoring extends Construct {
   readonly executionsFailedAlarm: cloudwatch.Alarm;
   readonly executionsTimedOutAlarm: cloudwatch.Alarm;
@@ -57,78 +76,66 @@ export class PgferryMonitoring extends Construct {
   readonly deadLetterAlarm: cloudwatch.Alarm;
   readonly dashboard: cloudwatch.Dashboard;
 
+  private readonly notify: cloudwatchActions.SnsAction;
+  private readonly serviceName: string;
+
   constructor(scope: Construct, id: string, props: PgferryMonitoringProps) {
     super(scope, id);
     const { stateMachine, serviceName } = props;
-    const notify = new cloudwatchActions.SnsAction(props.alarmTopic);
-    const atLeastOnce = (alarmId: string, metric: cloudwatch.IMetric, description: string) => {
-      const alarm = new cloudwatch.Alarm(this, alarmId, {
-        metric,
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription: `pgferry (${serviceName}): ${description}`,
-      });
-      alarm.addAlarmAction(notify);
-      return alarm;
-    };
-    const minute = Duration.minutes(1);
-    const fiveMinutes = Duration.minutes(5);
-    const functionErrors = (fn: lambda.IFunction, label?: string) =>
-      fn.metricErrors({ period: fiveMinutes, statistic: cloudwatch.Stats.SUM, label });
-    // (A label would make the alarm render its metric as a metric-math list.)
-    const taskMetric = (metricName: string, statistic: string, label?: string) =>
-      new cloudwatch.Metric({
-        namespace: metrics.namespace,
-        metricName,
-        dimensionsMap: { [metrics.serviceDimension]: serviceName },
-        statistic,
-        period: minute,
-        label,
-      });
+    this.notify = new cloudwatchActions.SnsAction(props.alarmTopic);
+    this.serviceName = serviceName;
 
-    this.executionsFailedAlarm = atLeastOnce(
+    this.executionsFailedAlarm = this.atLeastOnce(
       'ExecutionsFailed',
-      stateMachine.metricFailed({ period: minute, statistic: cloudwatch.Stats.SUM }),
+      stateMachine.metricFailed({ period: MINUTE, statistic: cloudwatch.Stats.SUM }),
       'a migration failed (its Cleanup ran; the execution says why).',
     );
-    this.executionsTimedOutAlarm = atLeastOnce(
+    this.executionsTimedOutAlarm = this.atLeastOnce(
       'ExecutionsTimedOut',
-      stateMachine.metricTimedOut({ period: minute, statistic: cloudwatch.Stats.SUM }),
+      stateMachine.metricTimedOut({ period: MINUTE, statistic: cloudwatch.Stats.SUM }),
       'a migration timed out.',
     );
     // 1 while some migration's lag is over its own threshold: the threshold lives in the spec,
     // so the tasks compare and the alarm only watches the outcome.
-    this.replicationLagAlarm = atLeastOnce(
+    this.replicationLagAlarm = this.atLeastOnce(
       'ReplicationLag',
-      taskMetric(metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM),
+      taskMetric(serviceName, metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM),
       "replication lag is over the spec's alerts.lagThresholdSeconds.",
     );
-    this.replicationLagAlarm.addOkAction(notify);
+    this.replicationLagAlarm.addOkAction(this.notify);
 
     const functionErrorAlarms: Record<string, cloudwatch.Alarm> = {};
     for (const [name, fn] of Object.entries(props.functions)) {
-      functionErrorAlarms[name] = atLeastOnce(
-        `${name}Errors`,
-        functionErrors(fn),
-        `the ${name} function failed.`,
-      );
+      functionErrorAlarms[name] = this.atLeastOnce(`${name}Errors`, functionErrors(fn), `the ${name} function failed.`);
     }
     this.functionErrorAlarms = functionErrorAlarms;
-    this.deadLetterAlarm = atLeastOnce(
+    this.deadLetterAlarm = this.atLeastOnce(
       'UndeliveredEvents',
-      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM }),
+      props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES, statistic: cloudwatch.Stats.MAXIMUM }),
       'EventBridge could not deliver an event (a start or a cleanup): it waits in the dead-letter queue.',
     );
+    this.dashboard = this.createDashboard(props);
+  }
 
+  private atLeastOnce(alarmId: string, metric: cloudwatch.IMetric, description: string): cloudwatch.Alarm {
+    const alarm = new cloudwatch.Alarm(this, alarmId, {
+      metric,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: `pgferry (${this.serviceName}): ${description}`,
+    });
+    alarm.addAlarmAction(this.notify);
+    return alarm;
+  }
+
+  private createDashboard({ stateMachine, functions: byName }: PgferryMonitoringProps): cloudwatch.Dashboard {
     const executions = (label: string, metric: (props: cloudwatch.MetricOptions) => cloudwatch.Metric) =>
-      metric({ period: fiveMinutes, statistic: cloudwatch.Stats.SUM, label });
-    const functions = Object.entries(props.functions);
-    const width = 8;
-    const graph = (title: string, left: cloudwatch.IMetric[], right?: cloudwatch.IMetric[]) =>
-      new cloudwatch.GraphWidget({ title, width, left, right });
-    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      metric({ period: FIVE_MINUTES, statistic: cloudwatch.Stats.SUM, label });
+    const task = (metricName: string, statistic: string, label: string) => taskMetric(this.serviceName, metricName, statistic, label);
+    const functions = Object.entries(byName);
+    return new cloudwatch.Dashboard(this, 'Dashboard', {
       defaultInterval: Duration.hours(3),
       widgets: [
         [
@@ -141,39 +148,29 @@ export class PgferryMonitoring extends Construct {
           ]),
           graph(
             'Replication lag (seconds)',
-            [taskMetric(metrics.names.lagSeconds, cloudwatch.Stats.MAXIMUM, 'Lag seconds')],
-            [taskMetric(metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM, 'Over threshold')],
+            [task(metrics.names.lagSeconds, cloudwatch.Stats.MAXIMUM, 'Lag seconds')],
+            [task(metrics.names.lagOverThreshold, cloudwatch.Stats.MAXIMUM, 'Over threshold')],
           ),
-          graph('Replication lag (bytes)', [taskMetric(metrics.names.lagBytes, cloudwatch.Stats.MAXIMUM, 'Lag bytes')]),
+          graph('Replication lag (bytes)', [task(metrics.names.lagBytes, cloudwatch.Stats.MAXIMUM, 'Lag bytes')]),
         ],
         [
-          graph('Rows applied (CDC)', [taskMetric(metrics.names.rowsApplied, cloudwatch.Stats.SUM, 'Rows applied')]),
-          graph('Rows copied (full load)', [taskMetric(metrics.names.rowsCopied, cloudwatch.Stats.SUM, 'Rows copied')]),
-          graph('Bytes copied (full load)', [taskMetric(metrics.names.bytesCopied, cloudwatch.Stats.SUM, 'Bytes copied')]),
+          graph('Rows applied (CDC)', [task(metrics.names.rowsApplied, cloudwatch.Stats.SUM, 'Rows applied')]),
+          graph('Rows copied (full load)', [task(metrics.names.rowsCopied, cloudwatch.Stats.SUM, 'Rows copied')]),
+          graph('Bytes copied (full load)', [task(metrics.names.bytesCopied, cloudwatch.Stats.SUM, 'Bytes copied')]),
         ],
         [
-          new cloudwatch.GraphWidget({
-            title: 'Lambda errors',
-            width: 12,
-            left: functions.map(([name, fn]) => functionErrors(fn, name)),
-          }),
+          new cloudwatch.GraphWidget({ title: 'Lambda errors', width: 12, left: functions.map(([name, fn]) => functionErrors(fn, name)) }),
           new cloudwatch.GraphWidget({
             title: 'Lambda duration (p99)',
             width: 12,
-            left: functions.map(([name, fn]) => fn.metricDuration({ period: fiveMinutes, statistic: cloudwatch.Stats.p(99), label: name })),
+            left: functions.map(([name, fn]) => fn.metricDuration({ period: FIVE_MINUTES, statistic: cloudwatch.Stats.p(99), label: name })),
           }),
         ],
         [
           new cloudwatch.AlarmStatusWidget({
             title: 'Alarms',
             width: 24,
-            alarms: [
-              this.executionsFailedAlarm,
-              this.executionsTimedOutAlarm,
-              this.replicationLagAlarm,
-              this.deadLetterAlarm,
-              ...Object.values(functionErrorAlarms),
-            ],
+            alarms: [this.executionsFailedAlarm, this.executionsTimedOutAlarm, this.replicationLagAlarm, this.deadLetterAlarm, ...Object.values(this.functionErrorAlarms)],
           }),
         ],
       ],
