@@ -27,86 +27,101 @@ const labelOf = (event: { state: { name: string }; index?: number }) =>
   event.index === undefined ? event.state.name : `${event.state.name} #${event.index + 1}`;
 
 export function createProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
-  const started = new Map<string, number>();
-  const tty = Boolean(stream.isTTY);
-  let frame = 0;
-  let liveLines = 0;
-  let details: string[] = [];
-  let lastPlainDetail = 0;
+  return new StateProgress(stream);
+}
 
-  const clearLive = () => {
-    if (!tty || liveLines === 0) return;
-    stream.write(`\r\x1b[2K${'\x1b[1A\x1b[2K'.repeat(liveLines - 1)}`);
-    liveLines = 0;
-  };
-  const drawLive = () => {
-    if (!tty || (started.size === 0 && details.length === 0)) return;
-    clearLive();
+class StateProgress implements Progress {
+  private readonly started = new Map<string, number>();
+  private readonly tty: boolean;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private frame = 0;
+  private liveLines = 0;
+  private details: string[] = [];
+  private lastPlainDetail = 0;
+
+  constructor(private readonly stream: NodeJS.WriteStream) {
+    this.tty = Boolean(stream.isTTY);
+    this.timer = this.tty ? setInterval(() => this.drawLive(), 100) : undefined;
+    this.timer?.unref();
+  }
+
+  onEvent(event: WorkflowEvent): void {
+    switch (event.type) {
+      case 'StateEntered':
+        if (!shownTypes.has(event.state.type) || loopStates.has(event.state.name)) return;
+        this.started.set(labelOf(event), Date.now());
+        if (!this.tty) this.print(`${labelOf(event)} started`);
+        else this.drawLive();
+        return;
+      case 'StateExited': {
+        const at = this.started.get(labelOf(event));
+        if (at === undefined) return;
+        this.started.delete(labelOf(event));
+        this.print(`${this.tty ? '✓ ' : ''}${labelOf(event)} done (${seconds(Date.now() - at)})`);
+        return;
+      }
+      case 'StateRetried':
+        this.print(`${this.tty ? '↻ ' : ''}${labelOf(event)} retrying (attempt ${event.retry.attempt})`);
+        return;
+      case 'StateCaught':
+        this.finish(labelOf(event), 'failed');
+        return;
+      case 'ExecutionFailed':
+      case 'ExecutionAborted':
+      case 'ExecutionTimeout':
+        for (const name of [...this.started.keys()]) this.finish(name, event.type === 'ExecutionFailed' ? 'failed' : 'stopped');
+        return;
+      default:
+        return;
+    }
+  }
+
+  note(line: string): void {
+    this.print(line);
+  }
+
+  detail(lines: string[]): void {
+    this.details = lines;
+    if (this.tty) return this.drawLive();
+    if (lines.length > 0 && Date.now() - this.lastPlainDetail >= PLAIN_DETAIL_INTERVAL_MS) {
+      this.lastPlainDetail = Date.now();
+      this.print(lines[0]!);
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.details = [];
+    this.clearLive();
+  }
+
+  private clearLive(): void {
+    if (!this.tty || this.liveLines === 0) return;
+    this.stream.write(`\r\x1b[2K${'\x1b[1A\x1b[2K'.repeat(this.liveLines - 1)}`);
+    this.liveLines = 0;
+  }
+
+  private drawLive(): void {
+    if (!this.tty || (this.started.size === 0 && this.details.length === 0)) return;
+    this.clearLive();
     const now = Date.now();
-    const running = [...started].map(([name, at]) => `${name} ${seconds(now - at)}`).join(' · ');
-    const width = stream.columns ?? 100;
-    const lines = [`${spinner[frame++ % spinner.length]} ${running}`, ...details].map((l) => l.slice(0, width - 1));
-    stream.write(lines.join('\n'));
-    liveLines = lines.length;
-  };
-  const print = (line: string) => {
-    clearLive();
-    stream.write(tty ? `${line}\n` : `${new Date().toISOString()} ${line}\n`);
-    drawLive();
-  };
-  const finish = (name: string, how: 'failed' | 'stopped') => {
-    const at = started.get(name);
-    if (at === undefined) return;
-    started.delete(name);
-    print(`${tty ? '✗ ' : ''}${name} ${how} (${seconds(Date.now() - at)})`);
-  };
-  const timer = tty ? setInterval(drawLive, 100) : undefined;
-  timer?.unref();
+    const running = [...this.started].map(([name, at]) => `${name} ${seconds(now - at)}`).join(' · ');
+    const width = this.stream.columns ?? 100;
+    const lines = [`${spinner[this.frame++ % spinner.length]} ${running}`, ...this.details].map((l) => l.slice(0, width - 1));
+    this.stream.write(lines.join('\n'));
+    this.liveLines = lines.length;
+  }
 
-  return {
-    onEvent(event) {
-      switch (event.type) {
-        case 'StateEntered':
-          if (!shownTypes.has(event.state.type) || loopStates.has(event.state.name)) return;
-          started.set(labelOf(event), Date.now());
-          if (!tty) print(`${labelOf(event)} started`);
-          else drawLive();
-          return;
-        case 'StateExited': {
-          const at = started.get(labelOf(event));
-          if (at === undefined) return;
-          started.delete(labelOf(event));
-          print(`${tty ? '✓ ' : ''}${labelOf(event)} done (${seconds(Date.now() - at)})`);
-          return;
-        }
-        case 'StateRetried':
-          print(`${tty ? '↻ ' : ''}${labelOf(event)} retrying (attempt ${event.retry.attempt})`);
-          return;
-        case 'StateCaught':
-          finish(labelOf(event), 'failed');
-          return;
-        case 'ExecutionFailed':
-        case 'ExecutionAborted':
-        case 'ExecutionTimeout':
-          for (const name of [...started.keys()]) finish(name, event.type === 'ExecutionFailed' ? 'failed' : 'stopped');
-          return;
-        default:
-          return;
-      }
-    },
-    note: print,
-    detail(lines) {
-      details = lines;
-      if (tty) return drawLive();
-      if (lines.length > 0 && Date.now() - lastPlainDetail >= PLAIN_DETAIL_INTERVAL_MS) {
-        lastPlainDetail = Date.now();
-        print(lines[0]!);
-      }
-    },
-    stop() {
-      if (timer) clearInterval(timer);
-      details = [];
-      clearLive();
-    },
-  };
+  private print(line: string): void {
+    this.clearLive();
+    this.stream.write(this.tty ? `${line}\n` : `${new Date().toISOString()} ${line}\n`);
+    this.drawLive();
+  }
+
+  private finish(name: string, how: 'failed' | 'stopped'): void {
+    const at = this.started.get(name);
+    if (at === undefined) return;
+    this.started.delete(name);
+    this.print(`${this.tty ? '✗ ' : ''}${name} ${how} (${seconds(Date.now() - at)})`);
+  }
 }

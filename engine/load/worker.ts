@@ -155,20 +155,12 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
           // An observer never fails a unit.
         }
         log(`unit ${unit.id} ${unit.source.schema}.${unit.source.name}: ${copied.rows} rows, ${copied.bytes} bytes`);
-        try {
-          const built = await runReadyIndexJobs(target, migration, unit.source);
-          if (built > 0) log(`${unit.source.schema}.${unit.source.name}: ${built} index(es) and constraint(s) built`);
-        } catch (error) {
-          // Post-data builds whatever is left; the unit itself is done.
-          log(`${unit.source.schema}.${unit.source.name}: index builds left to post-data: ${messageOf(error)}`);
-          await target.end().catch(() => undefined);
-          target = undefined;
-        }
+        if (!(await buildReadyIndexes(target, migration, unit, log))) target = undefined;
       } catch (error) {
         summary.failedAttempts++;
         const message = messageOf(error);
         // Fresh connections after a failure: a broken COPY can leave a session in any state.
-        await Promise.all([target, source].map((c) => c.end().catch(() => undefined)));
+        await Promise.all([target, source].map((c) => c?.end().catch(() => undefined)));
         target = undefined;
         source = undefined;
         const failed = attempt >= options.maxAttempts;
@@ -179,6 +171,23 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
     }
   } finally {
     await Promise.all([source, target, controlSession].map((c) => c?.end().catch(() => undefined)));
+  }
+}
+
+/**
+ * Builds the indexes and constraints of the unit's table once its last unit is in. False when a
+ * build failed: the target session was ended (post-data builds whatever is left; the unit itself is done).
+ */
+async function buildReadyIndexes(target: pg.Client, migration: string, unit: WorkUnit, log: (line: string) => void): Promise<boolean> {
+  const table = `${unit.source.schema}.${unit.source.name}`;
+  try {
+    const built = await runReadyIndexJobs(target, migration, unit.source);
+    if (built > 0) log(`${table}: ${built} index(es) and constraint(s) built`);
+    return true;
+  } catch (error) {
+    log(`${table}: index builds left to post-data: ${messageOf(error)}`);
+    await target.end().catch(() => undefined);
+    return false;
   }
 }
 
