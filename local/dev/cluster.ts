@@ -238,7 +238,22 @@ export async function startClusters(options: ClusterOptions[]): Promise<LocalClu
   throw failed.reason;
 }
 
-export async function startCluster(options: ClusterOptions): Promise<LocalCluster> {
+/**
+ * The major a test's cluster runs: PGFERRY_TEST_MAJOR, when set, replaces every test's choice
+ * (to run one test file against one PostgreSQL version; docs/contributing.md, "Running tests").
+ */
+function chosenMajor(requested: PostgresMajor): PostgresMajor {
+  const override = process.env.PGFERRY_TEST_MAJOR;
+  if (override === undefined || override === '') return requested;
+  const major = Number(override);
+  if (!supportedMajors.includes(major as PostgresMajor)) {
+    throw new Error(`PGFERRY_TEST_MAJOR=${override} is not a PostgreSQL major the tests have: use one of ${supportedMajors.join(', ')}.`);
+  }
+  return major as PostgresMajor;
+}
+
+export async function startCluster(requested: ClusterOptions): Promise<LocalCluster> {
+  const options = { ...requested, major: chosenMajor(requested.major) };
   const bin = binDir(options.major);
   await hydrateSymlinks(dirname(bin));
   const baseDir = await mkdtemp(join(tmpdir(), `pgferry-pg${options.major}-${options.label ?? 'cluster'}-`));
