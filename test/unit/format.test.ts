@@ -17,35 +17,24 @@ import type { ReplicationStatusRow } from '../../engine/control/index.js';
 import type { MigrationReport } from '../../engine/report.js';
 import type { MigrationStatus } from '../../engine/status.js';
 import type { RunDescription } from '../../platform/aws/executions.js';
+import { replicationStatusRow } from '../support/replication-status.js';
 
-const replication = (overrides: Partial<ReplicationStatusRow> = {}): ReplicationStatusRow => ({
-  slotName: 'pgferry_shop',
-  publicationName: 'pgferry_shop',
-  consistentLsn: '0/1000000',
-  appliedLsn: '0/2000000',
-  appliedAt: null,
-  transactionsApplied: 1234,
-  rowsApplied: 56789,
-  receivedLsn: null,
-  processedLsn: null,
-  sourceLsn: null,
-  heartbeatAgeSeconds: 1.25,
-  unhealthySeconds: null,
-  fenced: false,
-  liveCompared: false,
-  lagBytes: 2048,
-  lagSeconds: 0.42,
-  rowsPerSecond: 1500.4,
-  applyRequested: true,
-  streamingSince: new Date('2026-12-01T02:00:00Z'),
-  cutoverRequested: false,
-  drainLsn: null,
-  drained: false,
-  drainSeconds: null,
-  restarts: 0,
-  lastError: null,
-  ...overrides,
-});
+const replication = (overrides: Partial<ReplicationStatusRow> = {}): ReplicationStatusRow =>
+  replicationStatusRow({
+    appliedAt: null,
+    transactionsApplied: 1234,
+    rowsApplied: 56789,
+    receivedLsn: null,
+    processedLsn: null,
+    sourceLsn: null,
+    heartbeatAgeSeconds: 1.25,
+    unhealthySeconds: null,
+    lagBytes: 2048,
+    lagSeconds: 0.42,
+    rowsPerSecond: 1500.4,
+    streamingSince: new Date('2026-12-01T02:00:00Z'),
+    ...overrides,
+  });
 
 describe('formatBytes', () => {
   it('shows bytes below a kilobyte as they are, and larger sizes in the largest unit under 1024 with one decimal', () => {

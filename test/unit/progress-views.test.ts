@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { MigrationProgress, ReplicationStatusRow, TableProgress } from '../../engine/control/index.js';
+import type { MigrationProgress, TableProgress } from '../../engine/control/index.js';
 import { reportOf } from '../../engine/report.js';
 import { migrationStatus } from '../../engine/status.js';
 import { bar, progressDetail, progressLines } from '../../bin/format.js';
+import { replicationStatusRow } from '../support/replication-status.js';
 
 const MB = 1024 * 1024;
 
@@ -22,33 +23,20 @@ function tableProgress(name: string, extra: Partial<TableProgress> = {}): TableP
   };
 }
 
-const replication: ReplicationStatusRow = {
-  slotName: 'pgferry_shop',
-  publicationName: 'pgferry_shop',
-  consistentLsn: '0/1000000',
-  appliedLsn: '0/2000000',
-  appliedAt: null,
+const replication = replicationStatusRow({
   transactionsApplied: 12,
   rowsApplied: 340,
-  receivedLsn: '0/2000000',
-  processedLsn: '0/2000000',
-  sourceLsn: '0/2000000',
   heartbeatAgeSeconds: 0.4,
   unhealthySeconds: 0.4,
   fenced: true,
-  liveCompared: false,
-  lagBytes: 0,
   lagSeconds: 0.2,
-  rowsPerSecond: 50,
-  applyRequested: true,
   streamingSince: new Date('2026-01-01T00:00:00Z'),
   cutoverRequested: true,
   drainLsn: '0/2000000',
   drained: true,
   drainSeconds: 1.234,
   restarts: 1,
-  lastError: null,
-};
+});
 
 function progress(extra: Partial<MigrationProgress> = {}): MigrationProgress {
   return {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { ReplicationStatusRow } from '../../engine/control/index.js';
 import { parseSpec } from '../../engine/spec/index.js';
 import { replicationDecision } from '../../engine/steps/replication-status.js';
+import { replicationStatusRow } from '../support/replication-status.js';
 
 const specWith = (overrides: { cutover?: object; compare?: object; cdc?: object } = {}) =>
   parseSpec(
@@ -14,34 +15,14 @@ const specWith = (overrides: { cutover?: object; compare?: object; cdc?: object 
 const spec = specWith();
 
 /** A streamer that beats, streams and has caught up (lag 1 s), live comparison done, no cutover asked. */
-const status = (overrides: Partial<ReplicationStatusRow> = {}): ReplicationStatusRow => ({
-  slotName: 'pgferry_orders_move',
-  publicationName: 'pgferry_orders_move',
-  consistentLsn: '0/1000000',
-  appliedLsn: '0/2000000',
-  appliedAt: new Date('2026-12-01T10:00:00Z'),
-  transactionsApplied: 10,
-  rowsApplied: 1000,
-  receivedLsn: '0/2000000',
-  processedLsn: '0/2000000',
-  sourceLsn: '0/2000000',
-  heartbeatAgeSeconds: 1,
-  unhealthySeconds: 1,
-  fenced: false,
-  liveCompared: true,
-  lagBytes: 0,
-  lagSeconds: 1,
-  rowsPerSecond: 50,
-  applyRequested: true,
-  streamingSince: new Date('2026-12-01T09:00:00Z'),
-  cutoverRequested: false,
-  drainLsn: null,
-  drained: false,
-  drainSeconds: null,
-  restarts: 0,
-  lastError: null,
-  ...overrides,
-});
+const status = (overrides: Partial<ReplicationStatusRow> = {}): ReplicationStatusRow =>
+  replicationStatusRow({
+    slotName: 'pgferry_orders_move',
+    publicationName: 'pgferry_orders_move',
+    appliedAt: new Date('2026-12-01T10:00:00Z'),
+    liveCompared: true,
+    ...overrides,
+  });
 
 const actionOf = (row: ReplicationStatusRow, s = spec) => replicationDecision(s, row).action;
 

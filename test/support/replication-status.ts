@@ -1,0 +1,31 @@
+import type { ReplicationStatusRow } from '../../engine/control/index.js';
+
+/** A replication status row of a healthy streamer that has caught up; tests override what they look at. */
+export const replicationStatusRow = (overrides: Partial<ReplicationStatusRow> = {}): ReplicationStatusRow => ({
+  slotName: 'pgferry_shop',
+  publicationName: 'pgferry_shop',
+  consistentLsn: '0/1000000',
+  appliedLsn: '0/2000000',
+  appliedAt: null,
+  transactionsApplied: 10,
+  rowsApplied: 1000,
+  receivedLsn: '0/2000000',
+  processedLsn: '0/2000000',
+  sourceLsn: '0/2000000',
+  heartbeatAgeSeconds: 1,
+  unhealthySeconds: 1,
+  fenced: false,
+  liveCompared: false,
+  lagBytes: 0,
+  lagSeconds: 1,
+  rowsPerSecond: 50,
+  applyRequested: true,
+  streamingSince: new Date('2026-12-01T09:00:00Z'),
+  cutoverRequested: false,
+  drainLsn: null,
+  drained: false,
+  drainSeconds: null,
+  restarts: 0,
+  lastError: null,
+  ...overrides,
+});
