@@ -156,6 +156,9 @@ export async function tlsOptions(endpoint: Endpoint, mode: SslMode = endpoint.ss
   return { rejectUnauthorized: true, ca, ...(isIP(host) === 0 ? { servername: host } : {}) };
 }
 
+/** Idle time before a connection sends its first TCP keepalive probe. */
+export const KEEPALIVE_IDLE_MS = 30_000;
+
 function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): pg.ClientConfig {
   const { host, port, username, password } = endpoint.credentials;
   return {
@@ -167,7 +170,9 @@ function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: 
     ssl,
     application_name: options.applicationName ?? 'pgferry',
     connectionTimeoutMillis: 15_000,
+    // A NAT gateway drops a flow idle for 350 s; the OS default waits 2 hours before the first probe.
     keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
     ...options.extra,
   };
 }
@@ -180,6 +185,10 @@ interface Connected {
 async function connectWith(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): Promise<Connected> {
   const config = clientConfig(endpoint, ssl, options);
   const client = new pg.Client(config);
+  // From the moment it connects: a server that ends an idle session (restart, failover,
+  // idle_session_timeout) would otherwise crash the process with an unhandled 'error' event.
+  // The loss shows at the next query, which fails with a readable error.
+  client.on('error', () => undefined);
   try {
     await client.connect();
     return { client, config };
