@@ -2,6 +2,7 @@
  * Runs a migration locally as `pgferry run` and the demo show it: the workflow through the
  * local runner, live progress (states, and bars during the full load), then the report.
  */
+import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { connectSide } from '../engine/connect/index.js';
 import type { CheckResult } from '../engine/precheck/index.js';
@@ -37,9 +38,11 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
     watcher = undefined;
   };
   let result: LocalRunResult;
+  const executionId = `local:${randomUUID()}`;
   try {
     result = await runLocalWorkflow(input, {
       ...options,
+      executionId,
       onEvent: (event) => {
         progress.onEvent(event);
         if (event.type === 'StateExited' && event.state.name === 'ValidateSpec') {
@@ -66,7 +69,9 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
   if (spec) {
     const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-report' }).catch(() => undefined);
     if (target) {
-      report = await buildReport(target, spec.name).finally(() => target.end());
+      const registered = await buildReport(target, spec.name).finally(() => target.end());
+      // A run refused or failed before it registered must not show what an earlier run left.
+      report = registered?.execution === executionId ? registered : undefined;
       if (report?.tables.length || report?.objects.length) options.out.write(`\n${formatReport(report)}\n\n`);
     }
   }

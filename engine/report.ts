@@ -32,6 +32,8 @@ export interface ObjectKindReport {
 
 export interface MigrationReport {
   migration: string;
+  /** The execution that ran it: a report is only ever shown for the run that wrote it. */
+  execution: string | null;
   mode: string;
   phase: string;
   error: string | null;
@@ -97,6 +99,7 @@ export function reportOf(
   const loadSeconds = hundredths(progress.loadSeconds);
   return {
     migration: progress.name,
+    execution: run.execution,
     mode: run.mode,
     phase: run.phase,
     error: run.error,

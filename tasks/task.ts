@@ -68,9 +68,23 @@ export interface TaskEnvironment {
   context: (task: string, env: NodeJS.ProcessEnv) => Promise<TaskContext>;
   callback: (env: NodeJS.ProcessEnv) => TaskCallback;
   heartbeatIntervalMs?: number;
+  /** Called once the body has ended, however it ended (a task process: exitSoon). */
+  ended?: () => void;
 }
 
-const defaultEnvironment = (): TaskEnvironment => ({ env: process.env, context: taskContext, callback: taskCallbackFromEnvironment });
+const defaultEnvironment = (): TaskEnvironment => ({ env: process.env, context: taskContext, callback: taskCallbackFromEnvironment, ended: exitSoon });
+
+/** How long a task process may take to close what it has open once its work is done, stopped or abandoned. */
+export const EXIT_GRACE_MS = 5_000;
+
+/**
+ * Ends the process `EXIT_GRACE_MS` from now if it has not ended by itself: a task's work is
+ * done, stopped or abandoned, and a session it left open (a snapshot's transaction, a
+ * walsender) must not keep the process, and with it the source's xmin and WAL, alive.
+ */
+export function exitSoon(): void {
+  setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
+}
 
 /** Runs a task body and sets the exit code; the last stderr line is the reason a person reads. */
 export async function runTask(task: string, body: (context: TaskContext) => Promise<void>, environment = defaultEnvironment()): Promise<void> {
@@ -80,6 +94,8 @@ export async function runTask(task: string, body: (context: TaskContext) => Prom
   } catch (error) {
     console.error(`${task} failed: ${(error as Error)?.message ?? String(error)}`);
     process.exitCode = 1;
+  } finally {
+    environment.ended?.();
   }
 }
 
@@ -108,5 +124,6 @@ export async function runCallbackTask(
     process.exitCode = 1;
   } finally {
     callback?.stop();
+    environment.ended?.();
   }
 }

@@ -86,6 +86,8 @@ export async function findMigration(client: pg.Client, name: string): Promise<Mi
 
 /** A run as the progress views show it: its mode, phase and how long it has taken. */
 export interface MigrationRun {
+  /** The execution that registered the run (an ARN on AWS, `local:…` locally). */
+  execution: string | null;
   mode: string;
   phase: Phase;
   error: string | null;
@@ -97,13 +99,13 @@ export interface MigrationRun {
 
 export async function migrationRun(client: pg.Client, name: string): Promise<MigrationRun | undefined> {
   const { rows } = await client.query(
-    `SELECT mode, phase, error, started_at, finished_at,
+    `SELECT execution, mode, phase, error, started_at, finished_at,
             extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8 AS seconds
        FROM pgferry.migrations WHERE name = $1`,
     [name],
   );
   const row = rows[0];
-  return row && { mode: row.mode, phase: row.phase, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at, seconds: row.seconds };
+  return row && { execution: row.execution, mode: row.mode, phase: row.phase, error: row.error, startedAt: row.started_at, finishedAt: row.finished_at, seconds: row.seconds };
 }
 
 /** Records the snapshot the full load reads at (null: none, e.g. a resumed slot), not yet released. */

@@ -22,6 +22,8 @@ export interface LocalRunOptions extends DefinitionOptions, TaskWatchers {
   retryIntervalOverrides?: Record<string, number | number[]>;
   /** Environment given to every task child process on top of this process's own. */
   taskEnvironment?: NodeJS.ProcessEnv;
+  /** `$$.Execution.Id` of the run, which names it in the control schema. @default `local:<random UUID>` */
+  executionId?: string;
 }
 
 export interface LocalRunResult {
@@ -65,7 +67,7 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   const stateMachine = new StateMachine(definition, { validationOptions: workflowValidation(options) });
   const handlers = localHandlers(definition, wiring, { processes, bundleOf, watchers: options });
   warmUp(wiring, bundleOf, processes);
-  const executionId = `local:${randomUUID()}`;
+  const executionId = options.executionId ?? `local:${randomUUID()}`;
   const execution = stateMachine.run(input as never, {
     overrides: {
       taskResourceLocalHandlers: handlers as never,
@@ -77,10 +79,10 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   });
   const onAbort = () => {
     execution.abort();
-    processes.killAll();
+    void processes.killAll();
   };
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  const killOnExit = () => processes.killAll();
+  const killOnExit = () => void processes.killAll();
   process.once('exit', killOnExit);
 
   let ending: LocalRunResult | undefined;
@@ -105,13 +107,14 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
     await events;
     const result = ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message };
     if ((result.status === 'ABORTED' || result.status === 'TIMED_OUT') && validatedSpec) {
-      processes.killAll();
+      await processes.killAll();
       await cleanUpStoppedRun(definition, wiring, validatedSpec, executionId, result.status);
     }
     return result;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     process.off('exit', killOnExit);
-    processes.killAll();
+    // Waits for them: a task process left running would hold the slot, a snapshot or a walsender.
+    await processes.killAll();
   }
 }

@@ -112,14 +112,18 @@ export class TaskProcesses {
     return child;
   }
 
-  killAll(): void {
+  /** Ends every process of the run; resolves once all have exited (a run never leaves one behind). */
+  async killAll(): Promise<void> {
     this.#closed = true;
-    for (const child of [...this.#running, ...this.#ready, ...this.#warming]) kill(child);
+    await Promise.all([...this.#running, ...this.#ready, ...this.#warming].map(kill));
   }
 
   /** Tracks a task process until it exits; it is killed with the run (at once, if the run is over). */
   #track(child: ChildProcess): void {
-    if (this.#closed) return kill(child);
+    if (this.#closed) {
+      void kill(child);
+      return;
+    }
     this.#running.add(child);
     this.#keepOne();
     const ended = () => {
@@ -154,23 +158,27 @@ export class TaskProcesses {
     child.once('message', (message) => {
       this.#warming.delete(child);
       if (message === WARM_READY && !this.#closed) this.#ready.push(child);
-      else kill(child);
+      else void kill(child);
     });
     child.once('exit', forget);
     child.once('error', forget);
   }
 }
 
-/** SIGTERM, then SIGKILL if the process is still there 5 s later. */
-export function kill(child: ChildProcess): void {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+const hasExited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
+/** SIGTERM, then SIGKILL if the process is still there 5 s later; resolves once it has exited. */
+export function kill(child: ChildProcess): Promise<void> {
+  if (hasExited(child)) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGTERM');
-  setTimeout(() => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'), 5_000).unref();
+  const forced = setTimeout(() => hasExited(child) || child.kill('SIGKILL'), 5_000);
+  return exited.finally(() => clearTimeout(forced));
 }
 
 /** Kills the process when `seconds` pass (the interpreter does not stop handlers); returns what cancels that. */
 export function killAfter(child: ChildProcess, seconds: number): () => void {
-  const timer = setTimeout(() => kill(child), seconds * 1000);
+  const timer = setTimeout(() => void kill(child), seconds * 1000);
   return () => clearTimeout(timer);
 }
 

@@ -41,6 +41,19 @@ describe('pgferry command line', () => {
     expect(await run('precheck', broken)).toMatchObject({ code: 2, stderr: expect.stringContaining('is not valid JSON') });
   });
 
+  it('exits 2 naming what the file holds when its JSON is not an object, or nests absurdly deep, for run as for precheck', async () => {
+    for (const [json, holds] of [['[]', 'an array'], ['null', 'null'], ['42', 'a number'], ['"spec"', 'a string']]) {
+      const file = join(scratch.dir, 'not-object.json');
+      (await import('node:fs')).writeFileSync(file, json);
+      for (const command of ['run', 'precheck']) {
+        expect(await run(command, file)).toMatchObject({ code: 2, stderr: expect.stringContaining(`holds ${holds}: a spec is one JSON object`) });
+      }
+    }
+    const deep = join(scratch.dir, 'deep.json');
+    (await import('node:fs')).writeFileSync(deep, `{"name": "deep-spec", "x": ${'['.repeat(8000)}${']'.repeat(8000)}}`);
+    expect(await run('run', deep)).toMatchObject({ code: 2, stderr: expect.stringContaining('deeper than 32 levels') });
+  });
+
   it('exits 2 on usage errors and prints help on --help', async () => {
     expect(await run()).toMatchObject({ code: 2, stderr: expect.stringContaining('Usage:') });
     expect(await run('migrate')).toMatchObject({ code: 2, stderr: expect.stringContaining('Unknown command "migrate"') });

@@ -176,6 +176,7 @@ describe('bar and progressLines', () => {
 describe('formatReport', () => {
   const report: MigrationReport = {
     migration: 'shop',
+    execution: 'local:run-1',
     mode: 'full+cdc',
     phase: 'done',
     error: null,

@@ -42,6 +42,7 @@ function progress(extra: Partial<MigrationProgress> = {}): MigrationProgress {
   return {
     name: 'shop-move',
     run: {
+      execution: 'local:run-1',
       mode: 'full',
       phase: 'load',
       error: null,
