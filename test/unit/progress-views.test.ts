@@ -165,6 +165,7 @@ describe('reportOf', () => {
     );
     expect(report).toEqual({
       migration: 'shop-move',
+      execution: 'local:run-1',
       mode: 'full',
       phase: 'done',
       error: null,
