@@ -62,6 +62,19 @@ describe('pgferry run', () => {
     expect(JSON.stringify(report)).not.toContain(source.connection.password);
   });
 
+  it('shows no report of an earlier run when a run fails before it registers', async () => {
+    // The migration above is done; this run of it cannot reach its source, so Precheck stops it before it registers.
+    const spec = scratch.writeJson('cli-good-unreachable.json', {
+      name: 'cli-good',
+      source: { secret: scratch.secretFor('cli-good-nowhere', source, { port: 1 }), database: 'app' },
+      target: { secret: scratch.secretFor('cli-good-target', target), database: 'good' },
+    });
+    const result = await pgferry('run', spec);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('Migration failed');
+    expect(result.stdout).not.toMatch(/public\.items\s+5000/);
+  });
+
   it('exits 1 naming the table and the keys when the comparison finds differences', async () => {
     // A trigger enabled ALWAYS fires even for replicated rows: it corrupts one row during the load.
     await target.sql('CREATE DATABASE corrupted');
