@@ -17,41 +17,13 @@ import { metrics, stateMachineTags } from '../platform/aws/deployment.js';
 import { MigrationEncryption } from './encryption.js';
 import { MigrationFunctions, operatorDefinition, workflowFunctionDefinitions } from './functions.js';
 import { migrationAlarmTopic, PgferryMonitoring } from './monitoring.js';
-import { checkNetworkProps, MigrationNetwork } from './network.js';
+import { checkNetworkProps, MigrationNetwork, type MigrationNetworkProps } from './network.js';
 import { migrationDefinitionPath } from './paths.js';
 import { MigrationStateMachine } from './state-machine.js';
 import { checkTaskNames, createTaskCluster, type FargateTaskSize, MigrationTasks } from './tasks.js';
 import { MigrationTriggers } from './triggers.js';
 
-export interface PgferryMigrationProps {
-  /**
-   * The VPC of the functions that connect to the databases and of the Fargate tasks. Its
-   * subnets must reach Secrets Manager, ECR (+ S3), CloudWatch Logs and Step Functions, through
-   * a NAT gateway or VPC endpoints, and the databases.
-   * @default a new VPC over 2 AZs: private subnets, flow logs, `natGateways` NAT gateways and VPC endpoints
-   */
-  readonly vpc?: ec2.IVpc;
-  /**
-   * Subnets of the database functions and the Fargate tasks (which get no public IP).
-   * @default the private subnets of the new VPC; of a given VPC, its private subnets with egress
-   */
-  readonly vpcSubnets?: ec2.SubnetSelection;
-  /**
-   * NAT gateways of the new VPC (only without `vpc`): sources outside AWS need egress to the
-   * internet; 0 makes the subnets isolated (databases in the VPC or reached through peering).
-   * @default 1
-   */
-  readonly natGateways?: number;
-  /**
-   * Interface endpoints (Secrets Manager, ECR API and Docker, CloudWatch Logs, Step Functions) and
-   * an S3 gateway endpoint in the new VPC (only without `vpc`), so AWS API traffic stays in the VPC.
-   * @default true
-   */
-  readonly vpcEndpoints?: boolean;
-  /** Security group of the database functions. @default a new one, allowing all outbound traffic */
-  readonly databaseClientSecurityGroup?: ec2.ISecurityGroup;
-  /** Security group of the Fargate tasks. @default a new one, allowing all outbound traffic */
-  readonly taskSecurityGroup?: ec2.ISecurityGroup;
+export interface PgferryMigrationProps extends MigrationNetworkProps {
   /**
    * Secrets Manager secrets (source/target credentials) the database functions and the tasks may
    * read: complete ARNs, or partial ones (without the 6-character suffix), which are wildcarded.

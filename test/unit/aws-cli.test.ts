@@ -17,6 +17,7 @@ import type { MigrationStatus } from '../../engine/status.js';
 import { stateMachineTags } from '../../platform/aws/deployment.js';
 import { runCli as run } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
+import { replicationStatusRow } from '../support/replication-status.js';
 
 const scratch = scratchDir('aws-cli-test');
 afterAll(() => scratch.remove());
@@ -74,33 +75,20 @@ const replicating: MigrationStatus = {
   phase: 'replicate',
   error: null,
   tables: [{ table: 'public.orders', unitsDone: 4, units: 4, rows: 120_000, bytes: 9_000_000 }],
-  replication: {
+  replication: replicationStatusRow({
     slotName: 'pgferry_orders_move',
     publicationName: 'pgferry_orders_move',
-    consistentLsn: '0/1000000',
-    appliedLsn: '0/2000000',
-    appliedAt: null,
     transactionsApplied: 310,
     rowsApplied: 4_200,
-    receivedLsn: '0/2000000',
-    processedLsn: '0/2000000',
     sourceLsn: '0/2000100',
     heartbeatAgeSeconds: 1.2,
     unhealthySeconds: 1.2,
-    fenced: false,
     liveCompared: true,
     lagBytes: 256,
     lagSeconds: 0.4,
     rowsPerSecond: 850,
-    applyRequested: true,
     streamingSince: new Date('2026-11-20T10:00:00Z'),
-    cutoverRequested: false,
-    drainLsn: null,
-    drained: false,
-    drainSeconds: null,
-    restarts: 0,
-    lastError: null,
-  },
+  }),
 };
 /** What the CLI receives: the status after a trip through JSON (dates become strings). */
 const replicatingAsSent = JSON.parse(JSON.stringify(replicating)) as MigrationStatus;
