@@ -15,10 +15,10 @@
  */
 import type pg from 'pg';
 import { CANONICAL_SESSION_SQL, isTransient, serverVersion } from '../connect/index.js';
-import { markStreaming } from '../control/checkpoint.js';
+import { claimStreamerGeneration, currentStreamerGeneration, markStreaming } from '../control/checkpoint.js';
 import { PgferryError } from '../errors.js';
 import { messageOf, sleep } from '../sql.js';
-import { Applier, type ConflictPolicy } from './apply/index.js';
+import { Applier, StreamerFencedError, type ConflictPolicy } from './apply/index.js';
 import { Batcher } from './batching.js';
 import { EarlyApply, StreamingFallback } from './early-apply.js';
 import { Heartbeat, heartbeatLoop } from './heartbeat.js';
@@ -77,11 +77,14 @@ export interface ReplicatorHeartbeat {
 
 export type ReplicatorEnd = 'drained' | 'stopped';
 
+export { StreamerFencedError };
+
 export class ReplicationFailedError extends PgferryError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('pgferry.ReplicationFailed', message, options);
   }
 }
+
 
 /** Stream failures a fresh connection may cure; StreamFailed covers a slot still held by a dying walsender. */
 const RETRYABLE_NAMES = new Set(['pgferry.StreamLost', 'pgferry.StreamEnded', 'pgferry.StreamFailed', 'pgferry.Transient']);
@@ -95,12 +98,13 @@ function retryable(error: unknown): boolean {
 
 /** Runs until drained (cutover) or stopped; throws ReplicationFailedError when it cannot go on. */
 export async function runReplicator(options: ReplicatorOptions): Promise<ReplicatorEnd> {
+  const claim: GenerationClaim = {};
   let failingSince: number | undefined;
   let delay = 500;
   let streamingAfter = 0;
   for (;;) {
     try {
-      return await streamOnce(options, Date.now() >= streamingAfter, () => {
+      return await streamOnce(options, claim, Date.now() >= streamingAfter, () => {
         failingSince = undefined;
         delay = 500;
       });
@@ -137,10 +141,16 @@ const STREAM_BLOCK = '8MB';
 const MAIN_LOCK_TIMEOUT = '10s';
 
 /** Configures a target session for applying and puts an Applier on it. */
-async function applierOn(client: pg.Client, options: ReplicatorOptions): Promise<Applier> {
+/** This process's streamer generation, claimed once it first holds the apply lock. */
+interface GenerationClaim {
+  generation?: number;
+}
+
+async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim): Promise<Applier> {
   await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
   return new Applier(client, {
     migration: options.migration,
+    generation: () => claim.generation,
     conflictPolicy: options.conflictPolicy,
     maxChunkRows: options.batch.maxRows,
     maxChunkBytes: options.batch.maxBytes,
@@ -178,13 +188,18 @@ class Sessions {
  * streamer's session and walsender are ended); a control session on the target; a source
  * session; and where to start: the target's checkpoint, or the slot's consistent point.
  */
-async function openSessions(options: ReplicatorOptions, sessions: Sessions) {
+async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, sessions: Sessions) {
   const { migration } = options;
   const target = await sessions.open(options.connectTarget);
-  const mainApplier = await applierOn(target, options);
+  const mainApplier = await applierOn(target, options, claim);
+  // A streamer that has been replaced never takes the lock back (it would end its successor's session).
+  await assertCurrentGeneration(target, migration, claim);
   if (!(await takeApplyLock(target, migration, options.log))) {
     throw new ReplicationFailedError(`Another streamer still applies migration ${migration} to the target and could not be stopped.`);
   }
+  // Claimed only now: the lock ended any older streamer's session, so nothing it held can block this.
+  if (claim.generation === undefined) claim.generation = await claimStreamerGeneration(target, migration);
+  else await assertCurrentGeneration(target, migration, claim);
   const control = await sessions.open(options.connectTarget);
   const source = await sessions.open(options.connectSource);
   await endStaleWalsender(source, options.slotName);
@@ -194,7 +209,13 @@ async function openSessions(options: ReplicatorOptions, sessions: Sessions) {
 }
 
 /** One streaming run on fresh connections: until drained, stopped, or an error (which runReplicator may retry). */
-async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
+async function assertCurrentGeneration(target: pg.Client, migration: string, claim: GenerationClaim): Promise<void> {
+  if (claim.generation === undefined) return;
+  const current = await currentStreamerGeneration(target, migration);
+  if (current !== claim.generation) throw new StreamerFencedError(migration, claim.generation, current);
+}
+
+async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
   const { migration, log, signal } = options;
   const sessions = new Sessions();
   let stream: ChangeStream | undefined;
@@ -202,7 +223,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
   let early: EarlyApply | undefined;
   let heartbeats: { stop: () => void } | undefined;
   try {
-    const { target, mainApplier, control, source, startLsn } = await openSessions(options, sessions);
+    const { target, mainApplier, control, source, startLsn } = await openSessions(options, claim, sessions);
     applier = mainApplier;
     const position: StreamPosition = new StreamPosition(startLsn, (lsn): Promise<void> => thisStream.acknowledge(lsn));
     const streaming = allowStreaming && (await serverVersion(source)) >= 140000;
@@ -224,7 +245,7 @@ async function streamOnce(options: ReplicatorOptions, allowStreaming: boolean, h
     thisStream.on('keepalive', (event) => batcher.noteIdle(parseLsn(event.serverLsn), () => thisStream.hasQueuedMessages()));
     const earlyApply = (early = new EarlyApply({
       connectTarget: options.connectTarget,
-      newApplier: (client) => applierOn(client, options),
+      newApplier: (client) => applierOn(client, options, claim),
       flushMain: () => batcher.flush(),
       committed: async (endLsn, appliedLsn) => {
         position.received = parseLsn(endLsn);

@@ -22,6 +22,8 @@ export interface Checkpoint {
   commitTime: bigint;
   transactions: number;
   rows: number;
+  /** The writing streamer's generation: the checkpoint is written only while it is the migration's current one. */
+  generation?: number;
 }
 
 // Commit times are microseconds since 2000-01-01 UTC; split so both factors stay exact in float8.
@@ -33,7 +35,9 @@ const CHECKPOINT_SQL = `UPDATE pgferry.replication
        applied_at = now(),
        transactions_applied = transactions_applied + $4::bigint,
        rows_applied = rows_applied + $5::bigint
- WHERE migration = $1`;
+ WHERE migration = $1
+   AND ($6::bigint IS NULL
+        OR $6::bigint = (SELECT streamer_generation FROM pgferry.replication_status s WHERE s.migration = $1 FOR SHARE))`;
 
 /**
  * Records how far the target has applied, inside the caller's open target transaction (the
@@ -41,8 +45,8 @@ const CHECKPOINT_SQL = `UPDATE pgferry.replication
  * migration has no registered replication, and the caller must not commit.
  */
 export async function writeCheckpoint(target: pg.ClientBase, checkpoint: Checkpoint): Promise<number> {
-  const { migration, lsn, commitTime, transactions, rows } = checkpoint;
-  const result = await target.query(CHECKPOINT_SQL, [migration, lsn, commitTime.toString(), transactions, rows]);
+  const { migration, lsn, commitTime, transactions, rows, generation } = checkpoint;
+  const result = await target.query(CHECKPOINT_SQL, [migration, lsn, commitTime.toString(), transactions, rows, generation ?? null]);
   return result.rowCount ?? 0;
 }
 
@@ -84,4 +88,26 @@ export async function writeHeartbeat(control: pg.ClientBase, migration: string, 
 
 export async function markDrained(control: pg.ClientBase, migration: string): Promise<void> {
   await control.query('UPDATE pgferry.replication_status SET drained_at = now() WHERE migration = $1', [migration]);
+}
+
+/**
+ * Makes the caller the migration's streamer: a new generation, which every older streamer
+ * finds at its next checkpoint or reconnect, and then stops (docs/architecture.md,
+ * "One writer per slot"). Undefined when the migration has no replication registered.
+ */
+export async function claimStreamerGeneration(control: pg.ClientBase, migration: string): Promise<number | undefined> {
+  const { rows } = await control.query<{ generation: string }>(
+    'UPDATE pgferry.replication_status SET streamer_generation = streamer_generation + 1 WHERE migration = $1 RETURNING streamer_generation AS generation',
+    [migration],
+  );
+  return rows[0] ? Number(rows[0].generation) : undefined;
+}
+
+/** The migration's current streamer generation (undefined: no replication registered). */
+export async function currentStreamerGeneration(client: pg.ClientBase, migration: string): Promise<number | undefined> {
+  const { rows } = await client.query<{ generation: string }>(
+    'SELECT streamer_generation AS generation FROM pgferry.replication_status WHERE migration = $1',
+    [migration],
+  );
+  return rows[0] ? Number(rows[0].generation) : undefined;
 }

@@ -141,6 +141,8 @@ CREATE TABLE IF NOT EXISTS pgferry.replication_status (
   restarts int NOT NULL DEFAULT 0,
   last_error text
 );
+-- Control schemas created before streamers were fenced by generation.
+ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS streamer_generation bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS pgferry.events (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { replicationNames } from '../cdc/slot.js';
-import { runReplicator, type ReplicatorHeartbeat } from '../cdc/replicator.js';
+import { runReplicator, StreamerFencedError, type ReplicatorHeartbeat } from '../cdc/replicator.js';
 import { recordReplicationError } from '../control/index.js';
 import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig, type SecretsProvider } from '../connect/index.js';
 import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
@@ -57,7 +57,8 @@ export async function withReplicationControl(
     await body(control);
   } catch (error) {
     if (context.gone.aborted) throw goneError(error, context.gone, whenGone);
-    await recordReplicationError(control, context.migration, (error as Error).message).catch(() => undefined);
+    // A replaced streamer's end is no error of the migration: its successor is streaming.
+    if (!(error instanceof StreamerFencedError)) await recordReplicationError(control, context.migration, (error as Error).message).catch(() => undefined);
     throw error;
   } finally {
     await control.end().catch(() => undefined);

@@ -418,6 +418,26 @@ describe('Applier', () => {
     await close(observer);
   });
 
+  it('refuses the checkpoint of a streamer that a newer one has replaced, committing nothing', async () => {
+    await sourceTransaction([[`INSERT INTO app.pairs VALUES (901, 'fenced', 1)`, []]]);
+    const captured = await capture();
+    const { name, client } = await cloneTarget();
+    try {
+      await client.query('INSERT INTO pgferry.replication_status (migration, streamer_generation) VALUES ($1, 2)', [MIGRATION]);
+      const before = await databaseHashes(target, name);
+      const replaced = new Applier(client, { migration: MIGRATION, conflictPolicy: 'error', generation: () => 1 });
+      for (const message of captured.messages) await replaced.handle(message);
+      await expect(replaced.flush()).rejects.toMatchObject({ name: 'pgferry.StreamerFenced' });
+      expect(await databaseHashes(target, name)).toEqual(before);
+      const current = new Applier(client, { migration: MIGRATION, conflictPolicy: 'error', generation: () => 2 });
+      await current.abort();
+      for (const message of captured.messages) await current.handle(message);
+      expect((await current.flush()).appliedLsn).toBe(captured.commits.at(-1)!.endLsn);
+    } finally {
+      await close(client);
+    }
+  });
+
   describe('conflict policy', () => {
     let phases: { setup: PgoutputMessage[]; conflicting: PgoutputMessage[]; commitLsns: string[]; setupEnd: string };
 

@@ -51,7 +51,9 @@ async function setUp(database: string, extra: { streamBlock?: string; operations
   const stop = new AbortController();
   const logs: string[] = [];
   let ended: ReplicatorEnd | Error | undefined;
-  const run = runReplicator({
+  /** A streamer of this migration (a restarted task starts another one). */
+  const startReplicator = (log: string[], signal: AbortSignal) =>
+    runReplicator({
     migration,
     slotName,
     publicationName: slotName,
@@ -67,10 +69,11 @@ async function setUp(database: string, extra: { streamBlock?: string; operations
     },
     streamConfig: async () =>
       ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
-    log: (line) => logs.push(line),
-    signal: stop.signal,
+    log: (line) => log.push(line),
+    signal,
     ...extra,
-  }).then(
+  });
+  const run = startReplicator(logs, stop.signal).then(
     (end) => (ended = end),
     (error: Error) => (ended = error),
   );
@@ -94,7 +97,7 @@ async function setUp(database: string, extra: { streamBlock?: string; operations
     await run;
     expect(ended).toBe('drained');
   };
-  return { migration, slotName, control, src, slot, applied, run, drain, stop: stopAll, logs, ended: () => ended };
+  return { migration, slotName, control, src, slot, applied, run, drain, stop: stopAll, logs, ended: () => ended, startReplicator };
 }
 
 async function expectSame(database: string) {
@@ -217,6 +220,38 @@ describe('the CDC streamer + applier loop', () => {
       expect(r.logs.some((line) => line.includes('a subtransaction of streamed transaction'))).toBe(true);
       await expectSame('subxact');
     } finally {
+      await r.stop();
+    }
+  });
+
+  it('fences out a replaced streamer: the older one stops at its next reconnect or checkpoint, and the newer one applies everything once', async () => {
+    const r = await setUp('fenced');
+    const newer = new AbortController();
+    const newerLogs: string[] = [];
+    try {
+      for (let i = 0; i < 20; i++) await r.src.query('INSERT INTO items VALUES ($1, $2, now())', [i, `before ${i}`]);
+      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await waitFor('the first streamer to apply', async () => parseLsn(await r.applied()) >= parseLsn(rows[0]!.lsn));
+      // A restarted task starts a second streamer while the first still runs (it was frozen, or cut off).
+      const second = r.startReplicator(newerLogs, newer.signal).then(
+        (end) => end,
+        (error: Error) => error,
+      );
+      await r.run;
+      expect(r.ended()).toMatchObject({ name: 'pgferry.StreamerFenced' });
+      for (let i = 20; i < 40; i++) {
+        await r.src.query('BEGIN');
+        await r.src.query('INSERT INTO items VALUES ($1, $2, now())', [i, `after ${i}`]);
+        await r.src.query("UPDATE items SET name = name || ' updated' WHERE id = $1", [i - 20]);
+        await r.src.query("INSERT INTO log VALUES ('line', $1)", [i]);
+        await r.src.query('COMMIT');
+      }
+      const { rows: end } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await setDrainLsn(r.control, r.migration, end[0]!.lsn);
+      expect(await second).toBe('drained');
+      await expectSame('fenced');
+    } finally {
+      newer.abort();
       await r.stop();
     }
   });

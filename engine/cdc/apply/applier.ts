@@ -39,6 +39,8 @@ import { hasToast } from './values.js';
 export interface ApplierOptions {
   /** The migration's name: the key of its checkpoint row in the control schema. */
   migration: string;
+  /** The streamer's generation, once claimed: a checkpoint is refused when a newer streamer has taken over. */
+  generation?: () => number | undefined;
   conflictPolicy: ConflictPolicy;
   /** Buffered row changes at which a chunk is applied inside the still-open target transaction. Default 50 000. */
   maxChunkRows?: number;
@@ -154,7 +156,14 @@ export class Applier {
     const lsn = this.lastEndLsn!;
     try {
       await this.applyChunk(true);
-      await commitWithCheckpoint(this.session, { migration: this.options.migration, lsn, commitTime: this.lastCommitTime, transactions, rows });
+      await commitWithCheckpoint(this.session, {
+        migration: this.options.migration,
+        lsn,
+        commitTime: this.lastCommitTime,
+        transactions,
+        rows,
+        generation: this.options.generation?.(),
+      });
     } catch (error) {
       return this.fail(error);
     }

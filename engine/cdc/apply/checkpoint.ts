@@ -5,14 +5,18 @@
  * (docs/architecture.md, "Consistency").
  */
 import { CONTROL_SCHEMA } from '../../catalog/tables.js';
-import { writeCheckpoint, type Checkpoint } from '../../control/checkpoint.js';
-import { ApplyError } from './errors.js';
+import { currentStreamerGeneration, writeCheckpoint, type Checkpoint } from '../../control/checkpoint.js';
+import { ApplyError, StreamerFencedError } from './errors.js';
 import type { TargetSession } from './session.js';
 
 /** Writes the checkpoint into the open target transaction and commits it. */
 export async function commitWithCheckpoint(session: TargetSession, checkpoint: Checkpoint): Promise<void> {
   await session.begin();
   const matched = await writeCheckpoint(session.client, checkpoint);
+  if (matched !== 1 && checkpoint.generation !== undefined) {
+    const current = await currentStreamerGeneration(session.client, checkpoint.migration);
+    if (current !== undefined && current !== checkpoint.generation) throw new StreamerFencedError(checkpoint.migration, checkpoint.generation, current);
+  }
   if (matched !== 1) {
     throw new ApplyError(
       `Cannot record the applied LSN: ${matched} rows of ${CONTROL_SCHEMA}.replication have migration = ${JSON.stringify(checkpoint.migration)} (expected exactly 1). ` +

@@ -11,3 +11,17 @@ export class ApplyError extends PgferryError {
     super('pgferry.ApplyFailed', message, options);
   }
 }
+
+/**
+ * A newer streamer of the migration has started (this one was frozen, or cut off, while the
+ * workflow replaced it): this one stops without touching the slot or the target again. It is
+ * no error of the migration.
+ */
+export class StreamerFencedError extends PgferryError {
+  constructor(migration: string, mine: number, current: number | undefined) {
+    super(
+      'pgferry.StreamerFenced',
+      `A newer streamer of migration ${migration} has taken over (generation ${current ?? 'none'}, this one ${mine}): this one stops.`,
+    );
+  }
+}
