@@ -15,6 +15,7 @@ import { createWorkloadSchema, startWorkload, type RunningWorkload } from '../..
 import type { Out } from '../format.js';
 import { createProgress } from '../progress.js';
 import { runMigration } from '../run-migration.js';
+import { sleep } from '../../engine/sql.js';
 
 /** Rows of the sample database times this: enough data to watch the load's progress bars move. */
 const DEMO_SCALE = 25;
@@ -102,7 +103,7 @@ function cutOverWhenLive(target: LocalCluster, name: string, signal: AbortSignal
           await requestCutover(control, name);
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, 250));
+        await sleep(250);
       }
     } finally {
       await control.end().catch(() => undefined);

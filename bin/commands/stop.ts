@@ -1,5 +1,5 @@
 /** `pgferry stop SPEC`: ends a local run whose runner is gone. */
-import { controlSchemaExists, migrationState } from '../../engine/control/index.js';
+import { findMigration } from '../../engine/control/index.js';
 import { cleanupStep } from '../../engine/steps/cleanup.js';
 import { stopFailure } from '../../platform/aws/deployment.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
@@ -13,7 +13,7 @@ export async function stopCommand(path: string, out: Out, err: Out): Promise<num
   const spec = await readSpecForChecks(path, err);
   if (!spec) return EXIT_USAGE;
   const secrets = new DefaultSecretsProvider();
-  const registered = await withTarget(spec, secrets, async (target) => ((await controlSchemaExists(target)) ? migrationState(target, spec.name) : undefined));
+  const registered = await withTarget(spec, secrets, (target) => findMigration(target, spec.name));
   if (registered?.execution?.startsWith('arn:')) {
     err.write(
       `Migration ${spec.name} on this target is run by the AWS execution ${registered.execution} (phase ${registered.phase}): ` +

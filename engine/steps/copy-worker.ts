@@ -2,7 +2,7 @@
  * CopyWorker (one per item of the FullLoad map): takes pending work units until none is left,
  * reading the source at the load's snapshot, with its share of the load's rate limit.
  */
-import { plannedUnitCount } from '../control/index.js';
+import { loadTotals } from '../control/index.js';
 import { runCopyWorker, type CopiedUnit, type WorkerSummary } from '../load/worker.js';
 import { copyWorkerCount } from './plan-full-load.js';
 import type { TaskStepContext } from './task.js';
@@ -45,7 +45,7 @@ export async function copyWorkerRateShare({ migration, spec, connectTarget }: Pi
   const control = await connectTarget();
   control.on('error', () => undefined);
   try {
-    return workerRateShare(maxBytesPerSecond, parallelism, await plannedUnitCount(control, migration));
+    return workerRateShare(maxBytesPerSecond, parallelism, (await loadTotals(control, migration)).units);
   } finally {
     await control.end();
   }

@@ -16,10 +16,8 @@ export async function withSides<T>(
   const clients: Partial<Record<Side, pg.Client>> = {};
   const connectIf = async (side: Side) => {
     if (!sides[side]) return;
-    const client = await connectSide(side, spec[side], secrets, { applicationName: 'pgferry' });
-    // A connection that drops while idle fails its next query instead of crashing the process.
-    client.on('error', () => undefined);
-    clients[side] = client;
+    // connectSide's clients fail their next query, instead of crashing the process, when the server ends an idle session.
+    clients[side] = await connectSide(side, spec[side], secrets, { applicationName: 'pgferry' });
   };
   try {
     // Both at once; if one side cannot be reached, the other's connection is closed before the error goes on.

@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import pg from 'pg';
+import { sleep } from '../../engine/sql.js';
 
 export const supportedMajors = [13, 15, 17, 18] as const;
 export type PostgresMajor = (typeof supportedMajors)[number];
@@ -204,7 +205,7 @@ class ClusterImpl implements LocalCluster {
         return;
       } catch (error) {
         lastError = error;
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
     }
     await this.stop();
