@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { specJsonSchema } from '../engine/spec/index.js';
-import { executionCutoverCommand, executionStatusCommand, scheduleCommand, startCommand, stopExecutionCommand } from './commands/aws.js';
+import { executionCutoverCommand, executionStatusCommand, resumeExecutionCommand, scheduleCommand, startCommand, stopExecutionCommand } from './commands/aws.js';
 import { cutoverCommand } from './commands/cutover.js';
 import { precheckCommand } from './commands/precheck.js';
 import { runCommand } from './commands/run.js';
@@ -26,10 +26,15 @@ Usage:
   pgferry cutover SPEC      Ask a running CDC migration to cut over (it waits until lag is
                             under cutover.maxLagSeconds, fences the source if the spec says
                             so, drains, sets sequences and compares)
-  pgferry stop SPEC         End a local run whose runner is gone (killed, machine lost): mark
-                            it failed, lift a cutover fence, drop its slot and publication
-                            (Ctrl-C stops a run that is still going; a run on AWS is stopped
-                            with pgferry stop EXECUTION_ARN)
+  pgferry resume SPEC [--report FILE]
+                            Continue a paused run from what it has done: the units left to
+                            copy, then streaming from the target's checkpoint (no reload)
+  pgferry stop SPEC [--drop]
+                            Pause a local run (a run with CDC keeps its slot, publication and
+                            target data, and lifts a cutover fence), for instance one whose
+                            runner is gone; --drop abandons it instead: marks it failed and
+                            drops its slot and publication. A run fails or is stopped with
+                            Ctrl-C pauses the same way
   pgferry spec-schema       Print the JSON Schema of the migration spec
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
   pgferry --help | --version
@@ -44,10 +49,13 @@ On AWS (a deployed pgferry stack; AWS credentials as for the aws CLI, the region
                             The execution's state, and the migration's status as above
   pgferry cutover EXECUTION_ARN
                             Ask the running execution to cut over, as above
-  pgferry stop EXECUTION_ARN
-                            Stop the execution; the stack then drops the slot and publication.
-                            For an execution that has ended, clean up the run it left
-                            registered (if the stack's cleanup failed), as stop SPEC does
+  pgferry resume EXECUTION_ARN
+                            Start an execution that resumes the paused run of that execution
+  pgferry stop EXECUTION_ARN [--drop]
+                            Stop the execution; the stack then pauses its run (slot kept), or
+                            with --drop abandons it (slot and publication dropped). For an
+                            execution that has ended, settle the run it left registered (if
+                            the stack's cleanup failed), as stop SPEC does
 
 SPEC is a JSON file (see README.md, "The spec"); on AWS its secrets must be Secrets Manager
 ARNs. Exit codes: 0 success, 1 the migration or a check failed, 2 invalid spec or usage.
@@ -61,11 +69,12 @@ interface CommandOptions {
   report?: string;
   'state-machine'?: string;
   at?: string;
+  drop?: boolean;
 }
 
 /** Checks of the arguments after the command, against what the command takes. */
 function argumentChecks(command: string, rest: string[], values: CommandOptions) {
-  const commandOptions = (['report', 'state-machine', 'at'] as const).filter((option) => values[option] !== undefined);
+  const commandOptions = (['report', 'state-machine', 'at', 'drop'] as const).filter((option) => values[option] !== undefined);
   return {
     /** Checks the number of arguments and that only the options of this command are given. */
     expectArgs(count: number, usage: string, options: readonly string[] = []) {
@@ -106,9 +115,14 @@ async function dispatch(command: string, rest: string[], values: CommandOptions,
       expectArgs(1, usage, ['state-machine', 'at']);
       return await scheduleCommand(rest[0]!, required('at', usage), required('state-machine', usage), out, err);
     }
-    case 'stop':
-      expectArgs(1, 'stop SPEC | EXECUTION_ARN');
-      return isArn(rest[0]!) ? await stopExecutionCommand(rest[0]!, out, err) : await stopCommand(rest[0]!, out, err);
+    case 'resume':
+      expectArgs(1, 'resume SPEC [--report FILE] | EXECUTION_ARN', isArn(rest[0] ?? '') ? [] : ['report']);
+      return isArn(rest[0]!) ? await resumeExecutionCommand(rest[0]!, out, err) : await runCommand(rest[0]!, values.report, out, err, { resume: true });
+    case 'stop': {
+      expectArgs(1, 'stop SPEC | EXECUTION_ARN [--drop]', ['drop']);
+      const drop = values.drop === true;
+      return isArn(rest[0]!) ? await stopExecutionCommand(rest[0]!, { drop }, out, err) : await stopCommand(rest[0]!, { drop }, out, err);
+    }
     case 'spec-schema':
       expectArgs(0, 'spec-schema');
       out.write(`${JSON.stringify(specJsonSchema(), null, 2)}\n`);
@@ -135,6 +149,7 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
         report: { type: 'string' },
         'state-machine': { type: 'string' },
         at: { type: 'string' },
+        drop: { type: 'boolean' },
       },
     });
   } catch (error) {

@@ -180,7 +180,9 @@ export function formatReport(report: MigrationReport): string {
 export function describeRunResult(result: LocalRunResult): string {
   switch (result.status) {
     case 'SUCCEEDED':
-      return 'Migration succeeded.\n';
+      return (result.output as { paused?: { action?: string; cause?: string } } | undefined)?.paused?.action === 'handed-over'
+        ? `${(result.output as { paused: { cause: string } }).paused.cause}\n`
+        : 'Migration succeeded.\n';
     case 'FAILED':
       return `Migration failed (${result.error}):\n${result.cause}\n`;
     case 'ABORTED':
@@ -208,6 +210,16 @@ export function formatRun(run: RunDescription): string {
 }
 
 /** What a cleanup did, in words. */
+/** What a stop did to the run, and what continues or ends it; `handle` is how the person names it again (SPEC, or the execution's ARN). */
+export function describeCleanup(name: string, result: CleanupResult, handle: string): string {
+  const done = cleanupDone(result);
+  const what = done.length ? `; ${done.join(', ')}` : '';
+  return result.paused
+    ? `Migration ${name} is paused${what}. Its replication slot, publication and target data are kept: ` +
+        `continue it with pgferry resume ${handle}, or abandon it with pgferry stop ${handle} --drop.`
+    : `Migration ${name} is marked failed${what}. It can run again.`;
+}
+
 export function cleanupDone(result: CleanupResult): string[] {
   return [
     result.slotDropped && 'dropped the replication slot',

@@ -9,11 +9,22 @@ import type { CheckResult } from '../engine/precheck/index.js';
 import { buildReport, type MigrationReport } from '../engine/report.js';
 import type { MigrationSpec } from '../engine/spec/index.js';
 import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from '../local/runner/index.js';
+import { describeFailure, type CaughtError } from '../platform/aws/step-functions-failure.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { EXIT_INTERRUPTED, exitCodeOf } from './exit-codes.js';
 import { describeRunResult, formatChecks, formatReport, type Out } from './format.js';
 import { createProgress } from './progress.js';
 import { watchMigration } from './watch.js';
+
+/** What the person reads when the run pauses: why, and the commands that continue or end it. */
+function pausedNote(name: string, caught: CaughtError | undefined): string {
+  const { error, cause } = describeFailure(caught ?? {});
+  return (
+    `Paused (${error}): ${cause}\n` +
+    `Migration ${name} keeps its replication slot and the data it has moved. Put the cause right, then continue with ` +
+    `pgferry resume SPEC (in another terminal, or here after Ctrl-C), or abandon it with pgferry stop SPEC --drop.`
+  );
+}
 
 export interface RunMigrationOptions extends Pick<LocalRunOptions, 'signal' | 'waitTimeOverrides' | 'taskEnvironment'> {
   out: Out;
@@ -39,6 +50,7 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
   };
   let result: LocalRunResult;
   const executionId = `local:${randomUUID()}`;
+  let pausedNoted = false;
   try {
     result = await runLocalWorkflow(input, {
       ...options,
@@ -52,9 +64,15 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
           const checks = (event.state.output as { precheck?: { checks?: CheckResult[] } }).precheck?.checks ?? [];
           progress.note(`Precheck:\n${formatChecks(checks)}`);
         }
-        if (event.type === 'StateEntered' && (event.state.name === 'FullLoad' || event.state.name === 'BeginApply') && spec && !watcher) {
+        // CatchUp: a resumed run may go straight to streaming.
+        if (event.type === 'StateEntered' && ['FullLoad', 'BeginApply', 'CatchUp'].includes(event.state.name) && spec && !watcher) {
           const target = spec.target;
           watcher = watchMigration(() => connectSide('target', target, secrets, { applicationName: 'pgferry-progress' }), spec.name, progress);
+        }
+        if (event.type === 'StateEntered' && event.state.name === 'Paused' && !pausedNoted) {
+          pausedNoted = true;
+          stopWatching();
+          progress.note(pausedNote(spec?.name ?? 'the migration', (event.state.input as { error?: CaughtError }).error));
         }
         const loadEnded = (event.type === 'StateExited' || event.type === 'StateCaught') && event.state.name === 'FullLoad' && spec?.mode === 'full';
         if (loadEnded || (event.type === 'StateEntered' && event.state.name === 'FinishCutover')) stopWatching();
@@ -79,6 +97,7 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
     await writeFile(options.reportFile, `${JSON.stringify({ status: result.status, error: result.error, cause: result.cause, report }, null, 2)}\n`);
   }
   (result.status === 'SUCCEEDED' ? options.out : options.err).write(describeRunResult(result));
+  if (pausedNoted && result.status !== 'SUCCEEDED') options.err.write(`Migration ${spec?.name} stays paused: continue with pgferry resume SPEC, or abandon it with pgferry stop SPEC --drop.\n`);
   const exitCode = options.signal?.aborted ? EXIT_INTERRUPTED : exitCodeOf(result);
   return { exitCode, result, report };
 }

@@ -82,6 +82,8 @@ export class PgferryMigration extends Construct {
   readonly stoppedExecutionRule?: events.Rule;
   /** Starts an execution, the event's detail as input, for each `startMigrationEvent` on the default bus. */
   readonly startRule: events.Rule;
+  /** Starts an execution that resumes a paused run, for each `resumeMigrationEvent` (its detail: the spec). */
+  readonly resumeRule: events.Rule;
   /** Events the rules could not deliver (encrypted, TLS only). */
   readonly deadLetterQueue: sqs.Queue;
   /** Every function of lambdas/registry.ts, by name (the workflow's and the operator's). */
@@ -181,6 +183,7 @@ export class PgferryMigration extends Construct {
     this.deadLetterQueue = triggers.deadLetterQueue;
     this.stoppedExecutionRule = triggers.stoppedExecutionRule;
     this.startRule = triggers.startRule;
+    this.resumeRule = triggers.resumeRule;
     this.scheduleGroup = triggers.scheduleGroup;
     this.schedulerRole = triggers.schedulerRole;
     this.tagForTheCli();

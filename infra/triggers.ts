@@ -13,7 +13,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
-import { startMigrationEvent } from '../platform/aws/deployment.js';
+import { resumeMigrationEvent, startMigrationEvent } from '../platform/aws/deployment.js';
 import { acknowledge } from './nag.js';
 
 export interface MigrationTriggersProps {
@@ -34,6 +34,8 @@ export class MigrationTriggers {
   readonly stoppedExecutionRule?: events.Rule;
   /** Starts an execution, the event's detail as input, for each `startMigrationEvent` on the default bus. */
   readonly startRule: events.Rule;
+  /** Starts an execution that resumes the paused run the event's detail (its spec) names, for each `resumeMigrationEvent`. */
+  readonly resumeRule: events.Rule;
   /** EventBridge Scheduler schedules of `pgferry schedule` go in this group. */
   readonly scheduleGroup: scheduler.CfnScheduleGroup;
   /** The role those schedules run with: it may start executions of this state machine only. */
@@ -76,6 +78,19 @@ export class MigrationTriggers {
         // The target's role may start executions of this state machine only.
         new targets.SfnStateMachine(stateMachine, {
           input: events.RuleTargetInput.fromEventPath('$.detail'),
+          retryAttempts: 4,
+          maxEventAge: Duration.hours(2),
+          deadLetterQueue: this.deadLetterQueue,
+        }),
+      ],
+    });
+
+    this.resumeRule = new events.Rule(scope, 'ResumeFromEvent', {
+      description: `pgferry: resumes a paused migration for each '${resumeMigrationEvent.detailType}' event from '${resumeMigrationEvent.source}', the event's detail as the spec`,
+      eventPattern: { source: [resumeMigrationEvent.source], detailType: [resumeMigrationEvent.detailType] },
+      targets: [
+        new targets.SfnStateMachine(stateMachine, {
+          input: events.RuleTargetInput.fromObject({ resume: true, spec: events.EventField.fromPath('$.detail') }),
           retryAttempts: 4,
           maxEventAge: Duration.hours(2),
           deadLetterQueue: this.deadLetterQueue,

@@ -7,6 +7,8 @@
  */
 import { z } from 'zod';
 import { cleanupStep } from '../engine/steps/cleanup.js';
+import { runInputOf } from '../engine/steps/validate-spec.js';
+import { describeFailure } from '../platform/aws/step-functions-failure.js';
 import { parseSpec, type MigrationSpec } from '../engine/spec/index.js';
 import { lambdaHandler, specEvent } from './handler.js';
 
@@ -24,10 +26,10 @@ const statusChangeEvent = z
   })
   .transform((event) => ({ ...event, spec: specOfExecution(event.detail.input) }));
 
-/** The execution's input is the spec as the person gave it (ValidateSpec fills in the defaults); undefined if it is none. */
+/** The execution's input is the spec as the person gave it, or a resume of it (ValidateSpec fills in the defaults); undefined if it is none. */
 function specOfExecution(input: string | null | undefined): MigrationSpec | undefined {
   try {
-    return parseSpec(JSON.parse(input ?? 'null'), { featureGate: false });
+    return parseSpec(runInputOf(JSON.parse(input ?? 'null')).spec, { featureGate: false });
   } catch {
     return undefined;
   }
@@ -41,7 +43,11 @@ export const handler = lambdaHandler({
   secrets: ({ spec }) => (spec ? [spec.source.secret, spec.target.secret] : []),
   migration: ({ spec }) => spec?.name,
   handler: async (event, { secrets }) => {
-    if (!('detail' in event)) return cleanupStep(event.spec, secrets, event.error, event.execution);
+    if (!('detail' in event)) {
+      // The pause records the cause as a person reads it, not a Lambda's error JSON.
+      const { error, cause } = describeFailure(event.error);
+      return cleanupStep(event.spec, secrets, { Error: error, Cause: cause }, event.execution);
+    }
     const { status, executionArn } = event.detail;
     if (!event.spec) return { cleaned: false, reason: `execution ${executionArn} had no valid spec as input: it cannot have created anything` };
     const reason = status === 'TIMED_OUT' ? 'States.Timeout' : status === 'ABORTED' ? 'pgferry.Stopped' : 'pgferry.ExecutionFailed';

@@ -20,6 +20,7 @@ const operatorRequest = z
     action: z.enum(['status', 'cutover', 'cleanup']),
     spec: migrationSpecSchema,
     execution: z.string().min(1).optional(),
+    abandon: z.boolean().optional(),
   })
   .superRefine((request, context) => {
     // Without it, cleanup would end whatever run of the name is registered, perhaps a live one.
@@ -34,9 +35,9 @@ export const handler = lambdaHandler({
   // Status and cutover read only the target, where the control schema lives; cleanup also drops the slot on the source.
   secrets: ({ action, spec }) => (action === 'cleanup' ? [spec.source.secret, spec.target.secret] : [spec.target.secret]),
   migration: specMigration,
-  handler: async ({ action, spec, execution }, { secrets }): Promise<OperatorResponse> => {
+  handler: async ({ action, spec, execution, abandon }, { secrets }): Promise<OperatorResponse> => {
     // cleanupStep touches only the run `execution` registered, and leaves a finished one alone.
-    if (action === 'cleanup') return { action: 'cleanup', result: await cleanupStep(spec, secrets, stopFailure, execution) };
+    if (action === 'cleanup') return { action: 'cleanup', result: await cleanupStep(spec, secrets, stopFailure, execution, { abandon }) };
     const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-operator', retryWindowMs: 0 });
     try {
       if (action === 'status') return { action: 'status', status: (await readMigrationStatus(target, spec.name)) ?? null };

@@ -111,6 +111,22 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     needsDatabase: true,
   },
   {
+    name: 'PausedStatus',
+    entry: 'lambdas/paused-status.ts',
+    arnPlaceholder: 'PausedStatusFunctionArn',
+    timeoutSeconds: 900,
+    memoryMb: 256,
+    needsDatabase: true,
+  },
+  {
+    name: 'PlanResume',
+    entry: 'lambdas/plan-resume.ts',
+    arnPlaceholder: 'PlanResumeFunctionArn',
+    timeoutSeconds: 120,
+    memoryMb: 256,
+    needsDatabase: true,
+  },
+  {
     name: 'DescribeFailure',
     entry: 'lambdas/describe-failure.ts',
     arnPlaceholder: 'DescribeFailureFunctionArn',

@@ -7,7 +7,8 @@ export const handler = lambdaHandler({
   // The spec as a person wrote it: its problems, and what has not landed yet, are a SpecInvalid error of their own.
   input: z.object({ spec: z.unknown() }),
   migration: ({ spec }) => {
-    const name = (spec as { name?: unknown } | null)?.name;
+    const run = spec as { name?: unknown; spec?: { name?: unknown } } | null;
+    const name = run?.name ?? run?.spec?.name;
     return typeof name === 'string' ? name.slice(0, 64) : undefined;
   },
   handler: ({ spec }) => validateSpecStep(spec),

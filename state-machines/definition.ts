@@ -31,9 +31,9 @@ function choice(comment: string, choices: readonly State[], defaultState: string
 const start: Record<string, State> = {
   ValidateSpec: withCatch(
     lambdaStep('ValidateSpec', {
-      comment: 'Validates the migration spec (every problem at once) and fills in the defaults.',
+      comment: 'Validates the migration spec (every problem at once) and fills in the defaults. The input is the spec, or {"resume": true, "spec": …} to resume a paused run.',
       payload: { 'spec.$': '$' },
-      result: ['spec'],
+      result: ['spec', 'resume'],
       resultPath: '$.validated',
       outputPath: '$.validated',
       timeoutSeconds: 60,
@@ -60,13 +60,53 @@ const start: Record<string, State> = {
   ),
   SchemaPreData: withCleanupCatch(
     lambdaStep('SchemaPreData', {
-      comment: 'Creates the control schema, then schemas, types, sequences, tables, partitions, primary keys, functions and views on the target, in dependency order.',
-      payload: { ...spec, 'execution.$': '$$.Execution.Id' },
+      comment: 'Creates the control schema, then schemas, types, sequences, tables, partitions, primary keys, functions and views on the target, in dependency order. A resume instead takes over the paused run, whose objects are there.',
+      payload: { ...spec, 'execution.$': '$$.Execution.Id', 'resume.$': '$.resume' },
       result: ['tables', 'objects'],
       resultPath: '$.preData',
       timeoutSeconds: 900,
-      next: 'SnapshotSource',
+      next: 'ResumesRun',
     }),
+  ),
+  ResumesRun: choice('A resume goes on from what the paused run has done.', [{ Variable: '$.resume', BooleanEquals: true, Next: 'PlanResume' }], 'SnapshotSource'),
+};
+
+const resume: Record<string, State> = {
+  PlanResume: withCleanupCatch(
+    lambdaStep('PlanResume', {
+      comment: "Decides where the resumed run goes on from what it has done: the units left to copy, the load's finish, a new streamer from the target's checkpoint, or the comparison. Refuses a run whose slot is gone: that needs a reload.",
+      payload: spec,
+      result: ['route', 'pendingUnits'],
+      resultPath: '$.resumePlan',
+      timeoutSeconds: 120,
+      next: 'ResumeRoute',
+    }),
+  ),
+  ResumeRoute: choice(
+    'Where PlanResume says the run goes on.',
+    (
+      [
+        ['load', 'ExportSnapshot'],
+        ['finish-load', 'FinishFullLoad'],
+        ['stream', 'ResumeStreamer'],
+        ['compare', 'Compare'],
+      ] as const
+    ).map(([route, next]) => ({ Variable: '$.resumePlan.route', StringEquals: route, Next: next })),
+    'ResumeReplication',
+  ),
+  ResumeStreamer: withCleanupCatch(
+    ecsTask('Replicate', {
+      comment: 'Starts the CDC task of a resumed run whose apply has not begun: it waits for BeginApply, then streams from the checkpoint.',
+      integration: 'callback',
+      environment: { PGFERRY_RESUME: '1' },
+      resultPath: null,
+      next: 'ResumedLoadsData',
+    }),
+  ),
+  ResumedLoadsData: choice(
+    'Mode "cdc" has no load to finish.',
+    [{ Variable: specField('mode'), StringEquals: 'cdc', Next: 'BeginApply' }],
+    'FinishFullLoad',
   ),
 };
 
@@ -267,14 +307,38 @@ const finish: Record<string, State> = {
 const failure: Record<string, State> = {
   Cleanup: withCatch(
     lambdaStep('Cleanup', {
-      comment: 'Marks the migration failed in the control schema, which ends the snapshot holder; never hides the original error.',
+      comment: 'Pauses a run that streams changes once its slot exists: records the cause, lifts a cutover fence, keeps the slot and publication, and the tasks end. Any other run is marked failed and its slot and publication dropped. Never hides the original error.',
       payload: { ...spec, 'error.$': '$.error', 'execution.$': '$$.Execution.Id' },
+      result: ['cleaned', 'paused'],
       resultPath: '$.cleanup',
       timeoutSeconds: 120,
-      next: 'DescribeFailure',
+      next: 'PausedOrFailed',
     }),
     { next: 'DescribeFailure', resultPath: '$.cleanupError' },
   ),
+  PausedOrFailed: choice('A paused run waits to be resumed or abandoned.', [{ Variable: '$.cleanup.paused', BooleanEquals: true, Next: 'Paused' }], 'DescribeFailure'),
+  Paused: withCatch(
+    lambdaStep('PausedStatus', {
+      comment: 'The paused run keeps its slot. Looks every 2 s for up to waitUpToSeconds whether it was resumed (pgferry resume starts an execution that takes it over) or abandoned (pgferry stop --drop).',
+      payload: { ...spec, 'execution.$': '$$.Execution.Id', waitUpToSeconds: 840 },
+      result: ['action', 'cause'],
+      resultPath: '$.paused',
+      timeoutSeconds: 900,
+      next: 'PausedNext',
+    }),
+    { next: 'DescribeFailure', resultPath: '$.pausedError' },
+  ),
+  PausedNext: choice(
+    'Waits while paused; ends when another execution resumed the run or it was abandoned.',
+    [
+      { Variable: '$.paused.action', StringEquals: 'handed-over', Next: 'HandedOver' },
+      { Variable: '$.paused.action', StringEquals: 'abandoned', Next: 'MigrationAbandoned' },
+    ],
+    'PausedWait',
+  ),
+  PausedWait: { Type: 'Wait', Seconds: 2, Next: 'Paused' },
+  HandedOver: { Type: 'Succeed', Comment: 'The run goes on in the execution that resumed it.' },
+  MigrationAbandoned: { Type: 'Fail', Error: 'pgferry.Abandoned', CausePath: '$.paused.cause' },
   DescribeFailure: withCatch(
     lambdaStep('DescribeFailure', {
       comment: 'Turns the caught error into an error name and a cause a person can read.',
@@ -299,7 +363,7 @@ export const migrationDefinition = {
   Comment:
     'pgferry: online PostgreSQL to PostgreSQL migration. The single source of truth for the workflow: CDK deploys it with definitionSubstitutions, the local runner executes it as is.',
   StartAt: 'ValidateSpec',
-  States: { ...start, ...fullLoad, ...replication, ...finish, ...failure },
+  States: { ...start, ...resume, ...fullLoad, ...replication, ...finish, ...failure },
 };
 
 /** The text of migration.asl.json. */

@@ -8,7 +8,7 @@ import type { MigrationSpec } from '../../engine/spec/index.js';
 import { InvalidArgumentError, parseExecutionArn, parseStateMachineArn } from '../../platform/aws/arns.js';
 import { isoSeconds } from '../../platform/aws/names.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from '../exit-codes.js';
-import { cleanupDone, formatRun, type Out } from '../format.js';
+import { cleanupDone, describeCleanup, formatRun, type Out } from '../format.js';
 import { readSpecForAws } from '../spec-file.js';
 
 const executions = () => import('../../platform/aws/executions.js');
@@ -88,10 +88,23 @@ export async function executionCutoverCommand(executionArn: string, out: Out, er
   });
 }
 
-export async function stopExecutionCommand(executionArn: string, out: Out, err: Out): Promise<number> {
+export async function resumeExecutionCommand(executionArn: string, out: Out, err: Out): Promise<number> {
+  return withArguments(async () => {
+    const outcome = await (await executions()).resumeRun(executionArn);
+    if (!outcome.resumed) {
+      err.write(`${outcome.reason}\n`);
+      return EXIT_FAILED;
+    }
+    out.write(`Resuming migration ${outcome.migrationName ?? ''}: execution ${outcome.started.executionName}\n  ${outcome.started.executionArn}\n`);
+    out.write(`Follow it with: pgferry status ${outcome.started.executionArn}\n`);
+    return EXIT_OK;
+  });
+}
+
+export async function stopExecutionCommand(executionArn: string, { drop = false }: { drop?: boolean }, out: Out, err: Out): Promise<number> {
   return withArguments(async () => {
     const { name } = parseExecutionArn(executionArn);
-    const outcome = await (await executions()).stopRun(executionArn);
+    const outcome = await (await executions()).stopRun(executionArn, { abandon: drop });
     if (!outcome.stopped) {
       // It ended, but the stack's cleanup rule may have failed: the Operator cleaned up its run, if still registered.
       const { cleanup } = outcome;
@@ -107,16 +120,17 @@ export async function stopExecutionCommand(executionArn: string, out: Out, err: 
         );
         return EXIT_FAILED;
       }
-      const migration = outcome.migrationName ?? '(unnamed)';
-      out.write(
-        `Execution ${name} had already ended (${outcome.status}). Cleaned up the run it registered: ` +
-          `migration ${migration} is marked failed${done.length ? `; ${done.join(', ')}` : ''}. It can run again.\n`,
-      );
+      out.write(`Execution ${name} had already ended (${outcome.status}). ${describeCleanup(outcome.migrationName ?? '(unnamed)', cleanup, executionArn)}\n`);
       return EXIT_OK;
     }
+    out.write(`Stopped execution ${name} at ${isoSeconds(outcome.stopDate)}.\n`);
+    if (outcome.cleanup) {
+      out.write(`${describeCleanup(outcome.migrationName ?? '(unnamed)', outcome.cleanup, executionArn)}\n`);
+      return outcome.cleanup.cleaned ? EXIT_OK : EXIT_FAILED;
+    }
     out.write(
-      `Stopped execution ${name} at ${isoSeconds(outcome.stopDate)}.\n` +
-        "The stack's cleanup rule now drops the replication slot and publication, and lifts a cutover fence on the source if there is one.\n",
+      "The stack's cleanup rule now pauses its run: it keeps the replication slot and publication, and lifts a cutover fence on the source if there is one. " +
+        `Continue with pgferry resume ${executionArn}, or abandon it with pgferry stop ${executionArn} --drop.\n`,
     );
     return EXIT_OK;
   });

@@ -33,7 +33,8 @@ export function measureLag(input: {
  * (undefined). Pure.
  */
 export function streamerDecision(request: StreamerRequest | undefined, processed: bigint): 'stopped' | 'drained' | 'keepalive' | undefined {
-  if (!request || request.phase === 'failed' || request.phase === 'done') return 'stopped';
+  // A paused run streams no more: its resume starts a new streamer from the checkpoint.
+  if (!request || request.phase === 'failed' || request.phase === 'done' || request.phase === 'paused') return 'stopped';
   if (request.drainLsn && processed >= parseLsn(request.drainLsn)) return 'drained';
   if (request.drainLsn) return 'keepalive';
   return undefined;

@@ -8,6 +8,13 @@ import { PgferryError } from '../errors.js';
 import { withTransaction } from '../sql.js';
 import { controlSchemaExists } from './schema.js';
 
+/** JSON with the keys of every object sorted, as jsonb stores them: equal values give equal text. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) =>
+    item && typeof item === 'object' && !Array.isArray(item) ? Object.fromEntries(Object.entries(item).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : item,
+  );
+}
+
 export function specDigest(spec: unknown): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
 }
@@ -21,6 +28,17 @@ export class MigrationRunningError extends PgferryError {
         `${execution?.startsWith('arn:') ? `execution ${execution}` : 'a local run'}). Two runs of one migration would ` +
         `overwrite each other's progress and replication slot: wait for it to end, stop it (pgferry stop ` +
         `${execution?.startsWith('arn:') ? execution : 'SPEC'}), or give this run another name.`,
+    );
+  }
+}
+
+/** A new run of a paused migration would throw away its slot and the data it has moved. */
+export class MigrationPausedError extends PgferryError {
+  constructor(name: string) {
+    super(
+      'pgferry.MigrationPaused',
+      `Migration ${name} is paused on this target, with its replication slot and the data it has moved kept: continue it with ` +
+        `pgferry resume SPEC (or the ARN of its execution), or abandon it with pgferry stop SPEC --drop before you run it anew.`,
     );
   }
 }
@@ -40,6 +58,7 @@ export async function beginMigration(client: pg.Client, name: string, spec: { mo
       [name],
     );
     const existing = rows[0];
+    if (existing?.phase === 'paused') throw new MigrationPausedError(name);
     if (existing && !['done', 'failed'].includes(existing.phase) && (execution === undefined || existing.execution !== execution)) {
       throw new MigrationRunningError(name, existing.phase, existing.updated_at, existing.execution);
     }
@@ -68,15 +87,19 @@ export interface MigrationState {
   snapshotReleased: boolean;
   error: string | null;
   execution: string | null;
+  /** The phase a paused or failed run stopped in. */
+  stoppedIn: Phase | null;
 }
 
 export async function migrationState(client: pg.Client, name: string): Promise<MigrationState | undefined> {
   const { rows } = await client.query(
-    'SELECT phase, snapshot, snapshot_released, error, execution FROM pgferry.migrations WHERE name = $1',
+    'SELECT phase, snapshot, snapshot_released, error, execution, stopped_in FROM pgferry.migrations WHERE name = $1',
     [name],
   );
   const row = rows[0];
-  return row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error, execution: row.execution };
+  return (
+    row && { phase: row.phase, snapshot: row.snapshot, snapshotReleased: row.snapshot_released, error: row.error, execution: row.execution, stoppedIn: row.stopped_in }
+  );
 }
 
 /** The migration's state, or undefined when it is not registered or the target has no control schema. */
@@ -113,14 +136,87 @@ export async function recordSnapshot(client: pg.Client, name: string, snapshot: 
   await client.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [name, snapshot]);
 }
 
-export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'done' | 'failed';
+export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'paused' | 'done' | 'failed';
 
 export async function setPhase(client: pg.Client, name: string, phase: Phase, error?: string): Promise<void> {
   await client.query(
-    `UPDATE pgferry.migrations SET phase = $2, error = coalesce($3, error), updated_at = now(),
+    `UPDATE pgferry.migrations SET stopped_in = CASE WHEN $2 = 'failed' AND phase NOT IN ('failed', 'paused') THEN phase ELSE stopped_in END,
+            phase = $2, error = coalesce($3, error), updated_at = now(),
             finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END,
             snapshot_released = snapshot_released OR $2 IN ('done', 'failed')
       WHERE name = $1`,
     [name, phase, error ?? null],
   );
+}
+
+/**
+ * Pauses the run: it keeps its slot, publication and target data, and records `cause` and the
+ * phase it stopped in. Only resume (takeOverRun) or an abandon (the phase failed) ends a pause.
+ */
+export async function pauseRun(client: pg.Client, name: string, cause: string): Promise<void> {
+  await client.query(
+    `UPDATE pgferry.migrations SET stopped_in = CASE WHEN phase = 'paused' THEN stopped_in ELSE phase END, phase = 'paused',
+            error = $2, paused_at = coalesce(paused_at, now()), updated_at = now(), finished_at = NULL, snapshot_released = true
+      WHERE name = $1`,
+    [name, cause.slice(0, 10_000)],
+  );
+}
+
+/** Why a run cannot be resumed, and what to do instead. */
+export class ResumeRefusedError extends PgferryError {
+  constructor(message: string) {
+    super('pgferry.ResumeRefused', message);
+  }
+}
+
+/** A registered run as resume sees it. */
+export interface ResumableRun {
+  phase: Phase;
+  /** The phase a paused or failed run stopped in. */
+  stoppedIn: Phase | null;
+  execution: string | null;
+  mode: string;
+}
+
+/**
+ * Hands a paused (or, in mode full, failed) run to the execution that resumes it, with the spec
+ * it resumes with: the mode and the object selection must stay as they were, the rest (conflict
+ * policy, batch sizes, cutover settings…) may change. The earlier execution, if it still waits
+ * in its paused loop, sees the new owner and ends.
+ */
+export async function takeOverRun(client: pg.Client, name: string, spec: { mode: string; objects: unknown }, execution: string): Promise<ResumableRun> {
+  return withTransaction(client, async () => {
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`pgferry.migration.${name}`]);
+    const { rows } = await client.query(
+      'SELECT phase, stopped_in, execution, mode, spec FROM pgferry.migrations WHERE name = $1 FOR UPDATE',
+      [name],
+    );
+    const row = rows[0];
+    if (!row) throw new ResumeRefusedError(`Migration ${name} is not registered on this target: there is nothing to resume. Start it with pgferry run SPEC.`);
+    const run: ResumableRun = { phase: row.phase, stoppedIn: row.stopped_in, execution: row.execution, mode: row.mode };
+    if (row.execution === execution) return run;
+    const resumable = row.phase === 'paused' || (row.phase === 'failed' && row.mode === 'full');
+    if (!resumable) {
+      throw new ResumeRefusedError(
+        row.phase === 'done'
+          ? `Migration ${name} is done: there is nothing to resume.`
+          : row.phase === 'failed'
+            ? `Migration ${name} failed and was abandoned (its replication slot is gone): it cannot resume; run it anew.`
+            : `Migration ${name} is running (phase ${row.phase}, ${row.execution ?? 'a local run'}): only a paused run resumes. If its runner or execution is gone, pause it first with pgferry stop SPEC (it keeps the slot), then resume.`,
+      );
+    }
+    if (spec.mode !== row.mode) {
+      throw new ResumeRefusedError(`Migration ${name} ran with mode "${row.mode}"; it cannot resume with mode "${spec.mode}". Resume with the spec it ran with (mode and objects unchanged).`);
+    }
+    if (canonicalJson(spec.objects) !== canonicalJson(row.spec.objects)) {
+      throw new ResumeRefusedError(`Migration ${name} cannot resume with another object selection (objects changed in the spec): the slot and the loaded tables are for the selection it ran with. Restore "objects", or abandon it (pgferry stop SPEC --drop) and run it anew.`);
+    }
+    await client.query(
+      `UPDATE pgferry.migrations SET execution = $2, spec = $3, spec_digest = $4, phase = coalesce(stopped_in, phase),
+              paused_at = NULL, error = NULL, finished_at = NULL, updated_at = now()
+        WHERE name = $1`,
+      [name, execution, JSON.stringify(spec), specDigest(spec)],
+    );
+    return run;
+  });
 }

@@ -133,3 +133,17 @@ export async function recordFence(target: pg.Client, migration: string, fenced: 
 export async function recordLiveComparison(target: pg.Client, migration: string): Promise<void> {
   await target.query('UPDATE pgferry.replication_status SET live_compared_at = now() WHERE migration = $1', [migration]);
 }
+
+/**
+ * A paused run's stream starts over from its checkpoint: the error that paused it is cleared,
+ * and so is a cutover under way (the pause lifted the fence, so the source has moved past any
+ * drain point): cutover is asked for again once the run is caught up.
+ */
+export async function resetReplicationForResume(target: pg.Client, migration: string): Promise<void> {
+  await target.query(
+    `UPDATE pgferry.replication_status SET last_error = NULL, cutover_requested_at = NULL, drain_lsn = NULL, drained_at = NULL,
+            fenced = false, streaming_since = NULL, restarted_at = now()
+      WHERE migration = $1`,
+    [migration],
+  );
+}

@@ -143,6 +143,9 @@ CREATE TABLE IF NOT EXISTS pgferry.replication_status (
 );
 -- Control schemas created before streamers were fenced by generation.
 ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS streamer_generation bigint NOT NULL DEFAULT 0;
+-- Control schemas created before runs could pause: the phase a paused or failed run stopped in, and since when it is paused.
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS stopped_in text;
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS paused_at timestamptz;
 CREATE TABLE IF NOT EXISTS pgferry.events (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,

@@ -341,3 +341,9 @@ export async function indexJobStates(client: pg.Client, migration: string): Prom
   const { rows } = await client.query('SELECT kind, identity, state FROM pgferry.index_jobs WHERE migration = $1', [migration]);
   return new Map(rows.map((r) => [`${r.kind} ${r.identity}`, r.state as string]));
 }
+
+/** A resumed load tries the units that gave up again; the units done stay done. */
+export async function retryFailedUnits(client: pg.Client, migration: string): Promise<number> {
+  const { rowCount } = await client.query("UPDATE pgferry.units SET state = 'pending', last_error = NULL WHERE migration = $1 AND state = 'failed'", [migration]);
+  return rowCount ?? 0;
+}

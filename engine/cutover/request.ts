@@ -12,6 +12,12 @@ export type CutoverRequest = { requested: true; message: string } | { requested:
 /** Asks a replicating migration to cut over; refuses, with the reason, when it is not replicating. */
 export async function requestMigrationCutover(target: pg.Client, spec: MigrationSpec): Promise<CutoverRequest> {
   const state = await findMigration(target, spec.name);
+  if (state?.phase === 'paused') {
+    return {
+      requested: false,
+      reason: `Migration ${spec.name} is paused (${state.error ?? 'no cause recorded'}): continue it with pgferry resume first, then cut over once it has caught up.`,
+    };
+  }
   const replicating = state !== undefined && state.phase !== 'done' && state.phase !== 'failed' && (await readReplicationStatus(target, spec.name)) !== undefined;
   if (!replicating) {
     return {

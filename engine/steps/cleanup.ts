@@ -1,17 +1,21 @@
 /**
  * Cleanup: after a caught failure (the workflow's Cleanup state), an execution that ended
- * without succeeding (the stack's EventBridge rule), or `pgferry stop`.
+ * without succeeding (the stack's EventBridge rule), or `pgferry stop`. A run that streams
+ * changes and has its slot is paused, never thrown away: only an abandon (`pgferry stop
+ * --drop`) or a successful finish drops the slot.
  */
 import { dropSlotAndPublication, replicationNames } from '../cdc/slot.js';
-import { readReplicationStatus } from '../control/index.js';
+import { readReplicationStatus, recordFence } from '../control/index.js';
 import type { SecretsProvider } from '../connect/index.js';
-import { findMigration, recordEvent, setPhase } from '../control/index.js';
+import { findMigration, pauseRun, recordEvent, setPhase, type MigrationState } from '../control/index.js';
 import { unfenceSource } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides, writeThroughFence } from './sides.js';
 
 export interface CleanupResult {
   cleaned: boolean;
+  /** The run is paused: its slot, publication and target data are kept for pgferry resume. */
+  paused: boolean;
   unfenced?: boolean;
   slotDropped?: boolean;
   publicationDropped?: boolean;
@@ -20,6 +24,11 @@ export interface CleanupResult {
 }
 
 type Failure = { Error?: string; Cause?: string };
+
+export interface CleanupOptions {
+  /** Abandon the run: fail it and drop its slot and publication even when it could pause (pgferry stop --drop). */
+  abandon?: boolean;
+}
 
 /** Runs cleanup actions one by one, collecting what failed instead of stopping. */
 class Attempts {
@@ -35,8 +44,10 @@ class Attempts {
 }
 
 /**
- * Marks the run failed (which releases the snapshot holder and stops the streamer), lifts a
- * cutover fence and drops the slot and publication (unless cdc.keepSlotOnFailure). Best effort,
+ * Pauses a run that streams changes once its slot exists (unless `abandon`): it records the
+ * cause, lifts a cutover fence and keeps the slot and publication. Any other run is marked
+ * failed (which releases the snapshot holder and stops the streamer), its fence lifted and its
+ * slot and publication dropped (unless cdc.keepSlotOnFailure). Either way the tasks end. Best effort,
  * step by step: it never hides the original error, and it is safe to run twice. Given the
  * `execution` that cleans up (the workflow's Cleanup state, or the rule on an execution's
  * status), it touches only the run that execution registered: another run of the same name
@@ -45,27 +56,44 @@ class Attempts {
  * recorded keeps its own reason; a finished (done) run is left as it is. Without `execution`
  * (`pgferry stop SPEC`, for a run whose runner is gone) it cleans up whatever run is registered.
  */
-export async function cleanupStep(spec: MigrationSpec, secrets: SecretsProvider, failure: Failure, execution?: string): Promise<CleanupResult> {
+export async function cleanupStep(
+  spec: MigrationSpec,
+  secrets: SecretsProvider,
+  failure: Failure,
+  execution?: string,
+  { abandon = false }: CleanupOptions = {},
+): Promise<CleanupResult> {
   const attempts = new Attempts();
-  const run: RunOnTarget = { owned: false, fenced: false };
-  await attempts.attempt('control schema', () => failRunOnTarget(spec, secrets, failure, execution, run));
-  if (run.skip) return { cleaned: false, reason: run.skip };
+  const run: RunOnTarget = { owned: false, fenced: false, paused: false };
+  await attempts.attempt('control schema', () => settleRunOnTarget(spec, secrets, failure, execution, abandon, run));
+  if (run.skip) return { cleaned: false, paused: run.paused, reason: run.skip };
   if (execution !== undefined && !run.owned) {
     // Unverified, the slot may be another run's: a live migration must never lose it.
     return {
       cleaned: false,
+      paused: false,
       reason: `${attempts.problems.join('; ')}; the replication slot and publication were left alone, since it is unknown whether they belong to ${execution}: run "pgferry stop ${execution.startsWith('arn:') ? execution : 'SPEC'}" once the target is reachable`,
     };
   }
-  const { fenced } = run;
+  const { fenced, paused } = run;
   let slot: { slotDropped: boolean; publicationDropped: boolean } | undefined;
   if (usesCdc(spec)) {
     await attempts.attempt('source', async () => {
-      slot = await releaseSource(spec, secrets, fenced);
+      slot = await releaseSource(spec, secrets, { fenced, keepSlot: paused || (spec.cdc.keepSlotOnFailure && !abandon) });
     });
+    // Recorded only once lifted: a cleanup that could not lift it tries again when run again.
+    if (paused && fenced && attempts.problems.length === 0) {
+      await attempts.attempt('control schema', () => withSides(spec, secrets, { target: true }, ({ target }) => recordFence(target, spec.name, false)));
+    }
   }
   const { problems } = attempts;
-  return { cleaned: problems.length === 0, unfenced: fenced, ...(slot ?? {}), ...(problems.length ? { reason: problems.join('; ') } : {}) };
+  return {
+    cleaned: problems.length === 0,
+    paused,
+    unfenced: fenced,
+    ...(slot ?? {}),
+    ...(problems.length ? { reason: problems.join('; ') } : {}),
+  };
 }
 
 /** What the target said about the run, as far as it got. */
@@ -75,10 +103,29 @@ interface RunOnTarget {
   /** The registered run is the one to clean up (or none is registered): its slot may go. */
   owned: boolean;
   fenced: boolean;
+  /** The run is (now) paused. */
+  paused: boolean;
 }
 
-/** Checks whose run is registered and marks it failed, noting in `run` what it found (so far, if a statement fails). */
-async function failRunOnTarget(spec: MigrationSpec, secrets: SecretsProvider, failure: Failure, execution: string | undefined, run: RunOnTarget): Promise<void> {
+/** A run that streams changes and has registered its slot pauses instead of failing. */
+const canPause = (spec: MigrationSpec, state: MigrationState, slotRegistered: boolean) =>
+  usesCdc(spec) && slotRegistered && state.phase !== 'failed' && state.phase !== 'done';
+
+/** The cause a pause records, with what continues the run and what abandons it. */
+export function pauseCause(failure: Failure): string {
+  const cause = `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`;
+  return cause.slice(0, 10_000);
+}
+
+/** Checks whose run is registered and pauses it or marks it failed, noting in `run` what it found (so far, if a statement fails). */
+async function settleRunOnTarget(
+  spec: MigrationSpec,
+  secrets: SecretsProvider,
+  failure: Failure,
+  execution: string | undefined,
+  abandon: boolean,
+  run: RunOnTarget,
+): Promise<void> {
   await withSides(spec, secrets, { target: true }, async ({ target }) => {
     const state = await findMigration(target, spec.name);
     if (execution !== undefined && state?.execution !== execution) {
@@ -94,20 +141,29 @@ async function failRunOnTarget(spec: MigrationSpec, secrets: SecretsProvider, fa
       run.skip = `migration ${spec.name} finished (phase done): there is nothing to clean up`;
       return;
     }
-    if (state.phase !== 'failed') {
-      await setPhase(target, spec.name, 'failed', `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`.slice(0, 10_000));
-      await recordEvent(target, spec.name, 'error', `${failure.Error ?? 'error'}`);
+    const replication = await readReplicationStatus(target, spec.name);
+    run.fenced = replication?.fenced ?? false;
+    if (!abandon && canPause(spec, state, replication !== undefined)) {
+      if (state.phase !== 'paused') {
+        await pauseRun(target, spec.name, pauseCause(failure));
+        await recordEvent(target, spec.name, 'warn', `paused (${failure.Error ?? 'error'}): the slot is kept; continue with pgferry resume, or abandon with pgferry stop --drop`);
+      }
+      run.paused = true;
+      return;
     }
-    run.fenced = (await readReplicationStatus(target, spec.name))?.fenced ?? false;
+    if (state.phase !== 'failed') {
+      await setPhase(target, spec.name, 'failed', abandon && state.phase === 'paused' && state.error ? `abandoned while paused; ${state.error}` : pauseCause(failure));
+      await recordEvent(target, spec.name, 'error', abandon ? 'abandoned: the slot and publication are dropped' : `${failure.Error ?? 'error'}`);
+    }
   });
 }
 
-/** Lifts the fence and drops the slot and publication (unless the spec keeps them). */
-async function releaseSource(spec: MigrationSpec, secrets: SecretsProvider, fenced: boolean) {
+/** Lifts the fence and drops the slot and publication (unless they are kept). */
+async function releaseSource(spec: MigrationSpec, secrets: SecretsProvider, { fenced, keepSlot }: { fenced: boolean; keepSlot: boolean }) {
   return withSides(spec, secrets, { source: true }, async ({ source }) => {
     await writeThroughFence(source);
     if (fenced) await unfenceSource(source);
-    if (!spec.cdc.keepSlotOnFailure) return dropSlotAndPublication(source, replicationNames(spec));
+    if (!keepSlot) return dropSlotAndPublication(source, replicationNames(spec));
     return undefined;
   });
 }

@@ -30,7 +30,7 @@ export async function exportSnapshotStep(context: CallbackStepContext, { maxHold
       break;
     }
     const state = await migrationState(control, context.migration);
-    if (!state || state.snapshotReleased || state.phase === 'done' || state.phase === 'failed') break;
+    if (!state || state.snapshotReleased || ['done', 'failed', 'paused'].includes(state.phase)) break;
   }
   context.log('snapshot released');
   await source.query('COMMIT').catch(() => undefined);

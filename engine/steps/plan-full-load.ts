@@ -1,7 +1,7 @@
 /** PlanFullLoad: splits the selected tables into work units and decides how many copy workers the FullLoad map runs. */
 import { dataTables, listTables } from '../catalog/tables.js';
 import { serverVersion, type SecretsProvider } from '../connect/index.js';
-import { setPhase, saveIndexJobs } from '../control/index.js';
+import { loadTotals, saveIndexJobs, setPhase, unfinishedUnits } from '../control/index.js';
 
 import { planUnits, savePlan, targetFacts, targetOf } from '../load/planner.js';
 import { loadTimeIndexJobs } from '../schema/index.js';
@@ -13,9 +13,15 @@ export function copyWorkerCount(parallelism: number, units: number): number {
   return Math.max(1, Math.min(parallelism, units));
 }
 
+/** A resumed run keeps its plan: only the units left are copied (a new run's registration cleared the last one's). */
 export async function planFullLoadStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     await setPhase(target, spec.name, 'load');
+    if ((await loadTotals(target, spec.name)).units > 0) {
+      const pending = (await unfinishedUnits(target, spec.name)).length;
+      const workerCount = copyWorkerCount(spec.fullLoad.parallelism, pending);
+      return { units: pending, workers: Array.from({ length: workerCount }, (_, i) => i + 1) };
+    }
     const tables = await listTables(source, spec.objects);
     const sourceVersionNum = await serverVersion(source);
     const facts = await targetFacts(target, dataTables(tables).map(targetOf));

@@ -81,7 +81,7 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
       await sleep(STATUS_POLL_MS);
       try {
         const phase = (await migrationState(target, spec.name))?.phase;
-        if (phase === 'failed' || phase === undefined) {
+        if (phase === 'failed' || phase === 'done' || phase === undefined) {
           throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
         }
         decision = await decide(spec, target);
@@ -96,4 +96,9 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
   });
 }
 
-const decide = async (spec: MigrationSpec, target: pg.Client) => replicationDecision(spec, await readReplicationStatus(target, spec.name));
+async function decide(spec: MigrationSpec, target: pg.Client): Promise<ReplicationDecision> {
+  const state = await migrationState(target, spec.name);
+  // pgferry stop paused it: the loop ends, and the run waits in its paused loop.
+  if (state?.phase === 'paused') throw new ReplicationFailedError(`Migration ${spec.name} was paused: ${state.error ?? 'pgferry stop'}`);
+  return replicationDecision(spec, await readReplicationStatus(target, spec.name));
+}

@@ -37,13 +37,13 @@ async function holdSnapshotForLoad({ migration, spec, log }: CallbackStepContext
   log('snapshot released');
 }
 
-/** Waits until BeginApply asks for apply (post-data has built the keys); false when the migration ended first or `signal` stopped the task. */
-async function applyRequested({ migration }: CallbackStepContext, control: pg.Client, signal: AbortSignal): Promise<boolean> {
+/** Waits until BeginApply asks for apply (post-data has built the keys); false when the migration ended or paused first, or `signal` stopped the task. */
+export async function applyRequested({ migration }: CallbackStepContext, control: pg.Client, signal: AbortSignal): Promise<boolean> {
   const answer = await pollUntil(
     async () => {
       if ((await readReplicationStatus(control, migration))?.applyRequested) return true;
       const state = await migrationState(control, migration);
-      return !state || state.phase === 'failed' || state.phase === 'done' ? false : undefined;
+      return !state || state.phase === 'failed' || state.phase === 'done' || state.phase === 'paused' ? false : undefined;
     },
     { intervalMs: POLL_MS, signal },
   );

@@ -22,6 +22,9 @@ export const stateMachineTags = {
 /** An event with this source and detail-type starts a migration; its `detail` is the spec. */
 export const startMigrationEvent = { source: 'pgferry', detailType: 'Start migration' } as const;
 
+/** An event with this source and detail-type resumes the paused migration its `detail` (the spec) names, as pgferry resume does. */
+export const resumeMigrationEvent = { source: 'pgferry', detailType: 'Resume migration' } as const;
+
 /** CloudWatch metrics (embedded metric format) the tasks write; the dashboard and alarms read them. */
 export const metrics = {
   namespace: 'pgferry',
@@ -47,7 +50,8 @@ export const metrics = {
  * cleanup rule would have: `pgferry stop` of an execution that ended while its run stayed
  * registered (the rule failed), which would refuse every later run of the migration.
  */
-export type OperatorRequest = { action: 'status' | 'cutover' | 'cleanup'; spec: unknown; execution?: string };
+/** `abandon` (cleanup only): drop the slot even of a run that could pause (pgferry stop --drop). */
+export type OperatorRequest = { action: 'status' | 'cutover' | 'cleanup'; spec: unknown; execution?: string; abandon?: boolean };
 export type OperatorResponse =
   | { action: 'status'; status: MigrationStatus | null }
   | { action: 'cutover'; result: CutoverRequest }

@@ -21,6 +21,7 @@ import { AwsCallError, send, sfnClient } from './calls.js';
 import { stopFailure } from './deployment.js';
 import { executionName } from './names.js';
 import { invokeOperator } from './operator.js';
+import { runInputOf } from '../../engine/steps/validate-spec.js';
 
 export interface StartedMigration {
   executionArn: string;
@@ -158,12 +159,13 @@ function specName(spec: unknown): string | undefined {
   return typeof name === 'string' ? name : undefined;
 }
 
+/** The spec the execution was started with (from a resume's input too). */
 function parseInput(described: DescribeExecutionOutput): { value: unknown } | { reason: string } {
   if (described.input === undefined) return { reason: 'the execution input (the spec) is not available to these credentials' };
   try {
-    return { value: JSON.parse(described.input) };
+    return { value: runInputOf(JSON.parse(described.input)).spec };
   } catch {
-    return { reason: 'the execution input is not JSON, so it names no migration' };
+    return { reason: 'the execution input is neither a spec nor a resume of one, so it names no migration' };
   }
 }
 
@@ -185,7 +187,7 @@ export async function requestRunCutover(executionArn: string): Promise<RunCutove
 }
 
 export type RunStop =
-  | { stopped: true; stopDate: Date }
+  | { stopped: true; stopDate: Date; migrationName?: string; cleanup?: CleanupResult }
   /** The execution had ended: `cleanup` is what the Operator did to the run it left registered (none after SUCCEEDED). */
   | { stopped: false; status: string; migrationName?: string; cleanup?: CleanupResult };
 
@@ -196,16 +198,20 @@ export type RunStop =
  * run of the migration (pgferry.MigrationRunning). Only that execution's run is touched. An
  * execution that succeeded finished its run itself: there is nothing to clean up.
  */
-export async function stopRun(executionArn: string): Promise<RunStop> {
+export async function stopRun(executionArn: string, { abandon = false }: { abandon?: boolean } = {}): Promise<RunStop> {
   const execution = parseExecutionArn(executionArn);
   const described = await describeExecution(execution);
-  if (described.status !== 'RUNNING') {
-    const status = described.status ?? 'UNKNOWN';
-    if (status === 'SUCCEEDED') return { stopped: false, status };
+  const settle = async (status: string) => {
     const spec = parseInput(described);
     if ('reason' in spec) throw new AwsCallError(`Execution ${execution.name} is ${status}; cannot clean up its migration: ${spec.reason}.`, 'NoInput');
-    const response = await invokeOperator(described.stateMachineArn!, { action: 'cleanup', spec: spec.value, execution: execution.arn });
-    return { stopped: false, status, migrationName: specName(spec.value), cleanup: response.result };
+    const response = await invokeOperator(described.stateMachineArn!, { action: 'cleanup', spec: spec.value, execution: execution.arn, abandon });
+    return { migrationName: specName(spec.value), cleanup: response.result };
+  };
+  if (described.status !== 'RUNNING') {
+    const status = described.status ?? 'UNKNOWN';
+    // A succeeded execution finished its run, or handed a paused one over to the execution that resumed it.
+    if (status === 'SUCCEEDED') return { stopped: false, status };
+    return { stopped: false, status, ...(await settle(status)) };
   }
   const response = await send(
     {
@@ -216,5 +222,32 @@ export async function stopRun(executionArn: string): Promise<RunStop> {
     },
     () => sfnClient(execution.region).send(new StopExecutionCommand({ executionArn: execution.arn, error: stopFailure.Error, cause: stopFailure.Cause })),
   );
-  return { stopped: true, stopDate: response.stopDate ?? new Date() };
+  // The cleanup rule pauses the run; an abandon drops its slot now, whichever of the two comes first.
+  return { stopped: true, stopDate: response.stopDate ?? new Date(), ...(abandon ? await settle('RUNNING') : {}) };
+}
+
+export type RunResume = { resumed: false; reason: string } | { resumed: true; started: StartedMigration; migrationName?: string };
+
+/**
+ * Starts an execution of the same state machine that resumes the paused run `executionArn`
+ * registered (its input: the resume of the spec it was started with). The paused execution,
+ * if still waiting in its paused loop, sees the new one take over and ends.
+ */
+export async function resumeRun(executionArn: string): Promise<RunResume> {
+  const execution = parseExecutionArn(executionArn);
+  const described = await describeExecution(execution);
+  const spec = parseInput(described);
+  if ('reason' in spec) return { resumed: false, reason: `Cannot resume execution ${execution.name}: ${spec.reason}.` };
+  const status = await invokeOperator(described.stateMachineArn!, { action: 'status', spec: spec.value });
+  const phase = status.status?.phase;
+  // A failed run resumes in mode full only: the new execution's takeover says so otherwise.
+  if (phase !== 'paused' && phase !== 'failed') {
+    return { resumed: false, reason: `Migration ${specName(spec.value) ?? ''} is ${phase ?? 'not registered on its target'}: only a paused run resumes.` };
+  }
+  const started = await startMigration({
+    stateMachineArn: described.stateMachineArn!,
+    spec: spec.value as MigrationSpec,
+    input: { resume: true, spec: spec.value },
+  });
+  return { resumed: true, started, migrationName: specName(spec.value) };
 }

@@ -258,13 +258,13 @@ describe('how a run ended', () => {
   });
 
   it('words what a cleanup did', () => {
-    expect(cleanupDone({ cleaned: true })).toEqual([]);
-    expect(cleanupDone({ cleaned: true, slotDropped: true, publicationDropped: true, unfenced: true })).toEqual([
+    expect(cleanupDone({ cleaned: true, paused: false })).toEqual([]);
+    expect(cleanupDone({ cleaned: true, paused: false, slotDropped: true, publicationDropped: true, unfenced: true })).toEqual([
       'dropped the replication slot',
       'dropped the publication',
       'lifted the write fence on the source',
     ]);
-    expect(cleanupDone({ cleaned: false, publicationDropped: true })).toEqual(['dropped the publication']);
+    expect(cleanupDone({ cleaned: false, paused: false, publicationDropped: true })).toEqual(['dropped the publication']);
   });
 });
 

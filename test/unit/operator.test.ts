@@ -49,7 +49,7 @@ afterEach(() => {
 
 describe('Operator cleanup (pgferry stop of an execution that has ended)', () => {
   it("cleans up only the given execution's run, as stopped, with both sides' secrets", async () => {
-    const result: CleanupResult = { cleaned: true, unfenced: false, slotDropped: true, publicationDropped: true };
+    const result: CleanupResult = { cleaned: true, paused: false, unfenced: false, slotDropped: true, publicationDropped: true };
     engine.cleanupStep.mockImplementation(async (_spec, secrets: { getSecretString: (ref: string) => Promise<string> }) => {
       // The slot is on the source, the control schema on the target: both must be readable.
       expect(JSON.parse(await secrets.getSecretString(SOURCE)).host).toBe('source.internal');

@@ -1,6 +1,6 @@
 /** What starts and ends executions (infra/triggers.ts): the start and cleanup rules, the dead-letter queue, the scheduler, and the tags the CLI reads. */
 import { describe, expect, it } from 'vitest';
-import { stateMachineTags, startMigrationEvent } from '../../../platform/aws/deployment.js';
+import { resumeMigrationEvent, stateMachineTags, startMigrationEvent } from '../../../platform/aws/deployment.js';
 import {
   functionRoleId,
   infraTestStacks,
@@ -70,6 +70,20 @@ describe('PgferryMigration triggers', () => {
     }
   });
 
+  it('resumes: starts an execution with {resume: true, spec: detail} as input for each resume event', () => {
+    const { stack, template } = defaultStack();
+    const migration = stack.migration;
+    const rule = resourcesOf(template)[logicalId(migration.resumeRule)]!;
+    expect(rule.Properties.EventPattern).toEqual({ source: [resumeMigrationEvent.source], 'detail-type': [resumeMigrationEvent.detailType] });
+    const [target, ...others] = rule.Properties.Targets as Record<string, any>[];
+    expect(others).toEqual([]);
+    expect(target).toMatchObject({
+      Arn: { Ref: logicalId(migration.stateMachine) },
+      InputTransformer: { InputPathsMap: { detail: '$.detail' }, InputTemplate: '{"resume":true,"spec":<detail>}' },
+      DeadLetterConfig: { Arn: { 'Fn::GetAtt': [logicalId(migration.deadLetterQueue), 'Arn'] } },
+    });
+  });
+
   it('starts an execution with the event detail as input for each start event, through a role that may do only that', () => {
     const { stack, template } = defaultStack();
     const migration = stack.migration;
@@ -93,7 +107,7 @@ describe('PgferryMigration triggers', () => {
     ]);
   });
 
-  it('keeps undeliverable events in an encrypted, TLS-only dead-letter queue only the two rules may write to', () => {
+  it('keeps undeliverable events in an encrypted, TLS-only dead-letter queue only the three rules may write to', () => {
     const { stack, template } = defaultStack();
     const migration = stack.migration;
     const queueId = logicalId(migration.deadLetterQueue);
@@ -104,11 +118,11 @@ describe('PgferryMigration triggers', () => {
       expect.objectContaining({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
     );
     const allowed = statements.filter((statement) => statement.Effect === 'Allow');
-    expect(allowed.map((statement) => statement.Principal)).toEqual([{ Service: 'events.amazonaws.com' }, { Service: 'events.amazonaws.com' }]);
-    expect(allowed.map((statement) => statement.Action)).toEqual(['sqs:SendMessage', 'sqs:SendMessage']);
+    expect(allowed.map((statement) => statement.Principal)).toEqual(Array(3).fill({ Service: 'events.amazonaws.com' }));
+    expect(allowed.map((statement) => statement.Action)).toEqual(Array(3).fill('sqs:SendMessage'));
     expect(sortJson(allowed.map((statement) => statement.Condition))).toEqual(
       sortJson(
-        [migration.startRule, migration.stoppedExecutionRule!].map((rule) => ({ ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [logicalId(rule), 'Arn'] } } })),
+        [migration.startRule, migration.resumeRule, migration.stoppedExecutionRule!].map((rule) => ({ ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [logicalId(rule), 'Arn'] } } })),
       ),
     );
   });

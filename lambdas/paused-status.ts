@@ -1,0 +1,17 @@
+import { z } from 'zod';
+import { pausedStatusStep } from '../engine/steps/paused-status.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
+
+/** Time kept back from the function's timeout to answer after the last look. */
+const MARGIN_MS = 15_000;
+
+export const handler = lambdaHandler({
+  name: 'PausedStatus',
+  input: specEvent.extend({ execution: z.string(), waitUpToSeconds: z.number().min(0).max(840).default(0) }),
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: ({ spec, execution, waitUpToSeconds }, { secrets, context }) => {
+    const remainingMs = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() - MARGIN_MS : Infinity;
+    return pausedStatusStep(spec, secrets, { execution, waitUpToSeconds: Math.max(0, Math.min(waitUpToSeconds, remainingMs / 1000)) });
+  },
+});
