@@ -12,21 +12,12 @@ import type { LocalRunResult } from '../local/runner/index.js';
 import { isoSeconds } from '../platform/aws/names.js';
 import type { RunDescription } from '../platform/aws/executions.js';
 import { qualified } from '../engine/sql.js';
+import { formatBytes } from '../engine/bytes.js';
+
+export { formatBytes };
 
 /** Where the CLI writes: stdout, stderr, or a test's capture of them. */
 export type Out = Pick<NodeJS.WriteStream, 'write'>;
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
-}
 
 const number = (value: number) => Math.round(value).toLocaleString('en-US');
 

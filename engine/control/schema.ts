@@ -143,6 +143,17 @@ CREATE TABLE IF NOT EXISTS pgferry.replication_status (
 );
 -- Control schemas created before streamers were fenced by generation.
 ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS streamer_generation bigint NOT NULL DEFAULT 0;
+-- The WAL the slot holds back on the source, as last measured (engine/cdc/retained-wal.ts, control/retained-wal.ts).
+ALTER TABLE pgferry.replication_status
+  ADD COLUMN IF NOT EXISTS retained_wal_bytes bigint,
+  ADD COLUMN IF NOT EXISTS retained_wal_peak_bytes bigint,
+  ADD COLUMN IF NOT EXISTS wal_status text,
+  ADD COLUMN IF NOT EXISTS safe_wal_size bigint,
+  ADD COLUMN IF NOT EXISTS max_slot_wal_keep_size bigint,
+  ADD COLUMN IF NOT EXISTS slot_invalidation text,
+  ADD COLUMN IF NOT EXISTS retained_wal_state text,
+  ADD COLUMN IF NOT EXISTS retained_wal_threshold bigint,
+  ADD COLUMN IF NOT EXISTS retained_wal_at timestamptz;
 CREATE TABLE IF NOT EXISTS pgferry.events (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,
