@@ -34,7 +34,7 @@ export interface RetainedWalRow extends RetainedWalRecord {
  */
 export async function recordRetainedWal(control: pg.Client, migration: string, wal: RetainedWalRecord): Promise<RetainedWalState | undefined> {
   const { rows } = await control.query<{ previous: RetainedWalState | null }>(
-    `WITH old AS (SELECT retained_wal_state FROM pgferry.replication_status WHERE migration = $1 FOR UPDATE)
+    `WITH old AS (SELECT retained_wal_state FROM pgferry.replication_status WHERE migration = $1 FOR NO KEY UPDATE)
      UPDATE pgferry.replication_status s
         SET retained_wal_bytes = $2, retained_wal_peak_bytes = greatest(s.retained_wal_peak_bytes, $2),
             wal_status = $3, safe_wal_size = $4, max_slot_wal_keep_size = $5, slot_invalidation = $6,
