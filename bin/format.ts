@@ -3,7 +3,7 @@
  * status and its replication line, the report, the live load's progress bars, how a local run
  * ended, an execution on AWS, and what a cleanup did. Pure functions of the data they are given.
  */
-import type { MigrationProgress, ReplicationStatusRow } from '../engine/control/index.js';
+import type { MigrationProgress, ReplicationStatusRow, RetainedWalRow } from '../engine/control/index.js';
 import type { CleanupResult } from '../engine/steps/cleanup.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import type { MigrationReport } from '../engine/report.js';
@@ -61,7 +61,23 @@ export function formatStatus(status: MigrationStatus): string {
     lines.push(`  slot ${r.slotName}, publication ${r.publicationName}; heartbeat ${r.heartbeatAgeSeconds === null ? '-' : `${r.heartbeatAgeSeconds.toFixed(1)} s ago`}; restarts ${r.restarts}`);
     if (r.lastError) lines.push(`  CDC error: ${r.lastError}`);
   }
+  if (status.retainedWal) lines.push(...retainedWalLines(status.retainedWal).map((line) => `  ${line}`));
   return lines.join('\n');
+}
+
+/**
+ * The WAL the slot holds back on the source: bytes, the share of max_slot_wal_keep_size when
+ * set, and a warning line past the threshold or when the slot is lost.
+ */
+export function retainedWalLines(w: RetainedWalRow): string[] {
+  if (w.state === 'lost') {
+    return [`✗ replication slot lost (${w.invalidationReason ?? 'invalidated'}): its changes are gone; a full reload is needed (run the migration again)`];
+  }
+  const share = w.keepSizeShare !== null ? ` (${Math.round(w.keepSizeShare * 100)}% of max_slot_wal_keep_size ${formatBytes(w.maxSlotWalKeepSizeBytes!)})` : '';
+  const line = `slot WAL: ${formatBytes(w.bytes ?? 0)} retained on the source${share}${w.walStatus && w.walStatus !== 'reserved' ? ` · wal_status ${w.walStatus}` : ''}`;
+  if (w.state !== 'over') return [line];
+  const limit = w.thresholdBytes !== null && (w.bytes ?? 0) > w.thresholdBytes ? `over cdc.maxRetainedWal (${formatBytes(w.thresholdBytes)})` : 'near max_slot_wal_keep_size';
+  return [line, `! ${limit}: resume or cut over soon, raise max_slot_wal_keep_size, or abandon with "pgferry stop SPEC --drop"`];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -105,7 +121,11 @@ export function progressDetail(progress: MigrationProgress | undefined): string[
     .map((t) => ({ table: qualified(t.source), estimated: t.estimatedBytes, copied: t.bytesSoFar, done: t.unitsDone, units: t.units, running: t.copying }));
   const loading = rows.some((r) => r.done < r.units);
   const replication = progress?.replication;
-  return [...(loading ? progressLines(rows) : []), ...(replication ? [formatReplicationLine(replication)] : [])];
+  return [
+    ...(loading ? progressLines(rows) : []),
+    ...(replication ? [formatReplicationLine(replication)] : []),
+    ...(progress?.retainedWal ? retainedWalLines(progress.retainedWal) : []),
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,6 +179,7 @@ export function formatReport(report: MigrationReport): string {
     lines.push(
       `CDC: ${r.rows} rows in ${r.transactions} transactions applied from slot ${r.slot} (${r.consistentLsn ?? '-'} → ${r.appliedLsn ?? '-'})` +
         `${r.restarts ? `, ${r.restarts} streamer restart(s)` : ''}` +
+        `${r.peakRetainedWalBytes !== undefined ? `; the slot held back at most ${formatBytes(r.peakRetainedWalBytes)} of WAL` : ''}` +
         `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source is left read-only)' : ''}` : ''}.`,
     );
   }

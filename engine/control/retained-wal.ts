@@ -50,6 +50,15 @@ export async function recordRetainedWal(control: pg.Client, migration: string, w
 /** The last measurement of the migration's slot; undefined when it was never measured. */
 export async function readRetainedWal(control: pg.Client, migration: string): Promise<RetainedWalRow | undefined> {
   const { rows } = await control.query(
+    // A control schema that an older pgferry created lacks the columns until its next run: nothing was measured.
+    `SELECT 1 FROM information_schema.columns WHERE table_schema = 'pgferry' AND table_name = 'replication_status' AND column_name = 'retained_wal_at'`,
+  );
+  if (rows.length === 0) return undefined;
+  return readRecorded(control, migration);
+}
+
+async function readRecorded(control: pg.Client, migration: string): Promise<RetainedWalRow | undefined> {
+  const { rows } = await control.query(
     `SELECT retained_wal_bytes::float8 AS bytes, retained_wal_peak_bytes::float8 AS peak, wal_status, safe_wal_size::float8 AS safe,
             max_slot_wal_keep_size::float8 AS keep_size, slot_invalidation, retained_wal_state, retained_wal_threshold::float8 AS threshold,
             extract(epoch FROM clock_timestamp() - retained_wal_at)::float8 AS age

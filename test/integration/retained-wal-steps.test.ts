@@ -10,6 +10,8 @@ import { slotState } from '../../engine/cdc/slot.js';
 import { connectSide } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema, migrationState, readReplicationStatus, readRetainedWal, requestApply, setPhase } from '../../engine/control/index.js';
 import { parseSpec } from '../../engine/spec/index.js';
+import { readMigrationStatus } from '../../engine/status.js';
+import { formatStatus } from '../../bin/format.js';
 import { startReplicationStep } from '../../engine/steps/start-replication.js';
 import type { CallbackStepContext } from '../../engine/steps/task.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
@@ -109,6 +111,7 @@ describe('the retained WAL while the replicate task holds the snapshot for the l
       expect(over.bytes).toBeGreaterThan(1024 ** 2);
       expect(over.thresholdBytes).toBe(1024 ** 2);
       expect(run.readings.some((r) => r.state === 'over')).toBe(true);
+      expect(formatStatus((await readMigrationStatus(run.control, run.spec.name))!)).toContain('! over cdc.maxRetainedWal (1.0 MB)');
       const [warning, ...more] = await events(run.control, run.spec.name);
       expect(more).toEqual([]);
       expect(warning).toMatchObject({ level: 'warn' });
