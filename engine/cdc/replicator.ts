@@ -25,7 +25,7 @@ import { Heartbeat, heartbeatLoop } from './heartbeat.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
 import { readReplicationStatus } from '../control/index.js';
-import { checkRetainedWal, type RetainedWalCheck } from './retained-wal.js';
+import { assertSlotUsable, checkRetainedWal, type RetainedWalCheck } from './retained-wal.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
@@ -210,6 +210,7 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   const control = await sessions.open(options.connectTarget);
   const source = await sessions.open(options.connectSource);
   await endStaleWalsender(source, options.slotName);
+  await assertSlotUsable(source, options.slotName);
   const status = await readReplicationStatus(control, migration);
   if (!status) throw new ReplicationFailedError(`Migration ${migration} has no replication registered in the target's control schema.`);
   return { target, mainApplier, control, source, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };

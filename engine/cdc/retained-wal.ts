@@ -112,6 +112,22 @@ export function assessRetainedWal(wal: RetainedWal, { maxRetainedWalBytes }: Ret
   return 'ok';
 }
 
+/** The slot was invalidated or dropped: its changes are gone, and streaming on would leave a gap. */
+export class SlotLostError extends PgferryError {
+  constructor(message: string) {
+    super('pgferry.SlotLost', message);
+  }
+}
+
+/**
+ * Throws SlotLostError, saying that a reload is needed, when `slotName` was invalidated or
+ * dropped: starting to stream from it would only fail, again and again, until the retry window ends.
+ */
+export async function assertSlotUsable(source: pg.Client, slotName: string): Promise<void> {
+  const wal = await measureRetainedWal(source, slotName);
+  if (wal.lost) throw new SlotLostError(retainedWalMessage(wal, 'lost', {}));
+}
+
 /** The slot holds more than cdc.maxRetainedWal and the spec asked to drop it then (cdc.dropSlotAboveMaxRetainedWal). */
 export class RetainedWalExceededError extends PgferryError {
   constructor(message: string) {

@@ -5,11 +5,14 @@ import {
   dropSlotOverRetainedWal,
   measureRetainedWal,
   RetainedWalExceededError,
+  SlotLostError,
   type RetainedWalReading,
 } from '../../engine/cdc/retained-wal.js';
+import { runReplicator } from '../../engine/cdc/replicator.js';
 import { ensurePublication, slotState } from '../../engine/cdc/slot.js';
 import { beginMigration, ensureControlSchema, migrationState, readRetainedWal, registerReplication } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { clientConfig } from '../support/clusters.js';
 
 const majors = [13, 15, 17, 18] as const;
 type Major = (typeof majors)[number];
@@ -140,6 +143,26 @@ describe.each(majors)('PostgreSQL %i', (major) => {
     expect(event!.message).toContain('Replication slot pushed was invalidated by the source (wal_removed)');
     expect(event!.message).toContain('full reload is needed');
     expect((await readRetainedWal(client, migration))).toMatchObject({ state: 'lost', walStatus: 'lost', invalidationReason: 'wal_removed' });
+
+    // A streamer does not retry a lost slot for the whole retry window: it says at once that a reload is needed.
+    const cluster = clusters.get(major)!;
+    const streaming = await runReplicator({
+      migration,
+      slotName: 'pushed',
+      publicationName: 'pushed',
+      conflictPolicy: 'error',
+      batch: { maxRows: 1000, maxBytes: MB, maxDelayMs: 200 },
+      retryWindowMs: 10 * 60_000,
+      connectSource: () => cluster.connect(),
+      connectTarget: () => cluster.connect(),
+      streamConfig: async () => ({ ...clientConfig(cluster), replication: 'database' }) as pg.ClientConfig,
+      log: () => undefined,
+    }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(streaming).toBeInstanceOf(SlotLostError);
+    expect((streaming as Error).message).toContain('Replication slot pushed was invalidated by the source (wal_removed)');
     await setKeepSize(client, '-1');
     await client.query("SELECT pg_drop_replication_slot('pushed')");
   });
