@@ -65,6 +65,8 @@ export function formatStatus(status: MigrationStatus): string {
   return lines.join('\n');
 }
 
+const STALE_RETAINED_WAL_SECONDS = 120;
+
 /**
  * The WAL the slot holds back on the source: bytes, the share of max_slot_wal_keep_size when
  * set, and a warning line past the threshold or when the slot is lost.
@@ -74,7 +76,10 @@ export function retainedWalLines(w: RetainedWalRow): string[] {
     return [`✗ replication slot lost (${w.invalidationReason ?? 'invalidated'}): its changes are gone; a full reload is needed (run the migration again)`];
   }
   const share = w.keepSizeShare !== null ? ` (${Math.round(w.keepSizeShare * 100)}% of max_slot_wal_keep_size ${formatBytes(w.maxSlotWalKeepSizeBytes!)})` : '';
-  const line = `slot WAL: ${formatBytes(w.bytes ?? 0)} retained on the source${share}${w.walStatus && w.walStatus !== 'reserved' ? ` · wal_status ${w.walStatus}` : ''}`;
+  const status = w.walStatus && w.walStatus !== 'reserved' ? ` · wal_status ${w.walStatus}` : '';
+  // Measured about every 30 s: an older figure is shown as such (nothing measures it while the task is down).
+  const stale = w.ageSeconds > STALE_RETAINED_WAL_SECONDS ? ` · measured ${Math.round(w.ageSeconds / 60)} min ago` : '';
+  const line = `slot WAL: ${formatBytes(w.bytes ?? 0)} retained on the source${share}${status}${stale}`;
   if (w.state !== 'over') return [line];
   const limit = w.thresholdBytes !== null && (w.bytes ?? 0) > w.thresholdBytes ? `over cdc.maxRetainedWal (${formatBytes(w.thresholdBytes)})` : 'near max_slot_wal_keep_size';
   return [line, `! ${limit}: resume or cut over soon, raise max_slot_wal_keep_size, or abandon with "pgferry stop SPEC --drop"`];

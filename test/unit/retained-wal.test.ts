@@ -79,6 +79,11 @@ describe('retained WAL in status, the live progress and the report', () => {
     ]);
   });
 
+  it('says when the figure is old (nothing measured it for minutes)', () => {
+    expect(retainedWalLines(row({ ageSeconds: 90 }))).toEqual(['slot WAL: 2.0 GB retained on the source']);
+    expect(retainedWalLines(row({ ageSeconds: 600 }))).toEqual(['slot WAL: 2.0 GB retained on the source · measured 10 min ago']);
+  });
+
   it('warns past the threshold, and says what a lost slot means', () => {
     expect(retainedWalLines(row({ state: 'over', thresholdBytes: GB }))).toEqual([
       'slot WAL: 2.0 GB retained on the source',
