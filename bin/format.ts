@@ -3,7 +3,7 @@
  * status and its replication line, the report, the live load's progress bars, how a local run
  * ended, an execution on AWS, and what a cleanup did. Pure functions of the data they are given.
  */
-import type { MigrationProgress, ReplicationStatusRow } from '../engine/control/index.js';
+import type { MigrationProgress, ReplicationStatusRow, RetainedWalRow } from '../engine/control/index.js';
 import type { CleanupResult } from '../engine/steps/cleanup.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import type { MigrationReport } from '../engine/report.js';
@@ -12,21 +12,12 @@ import type { LocalRunResult } from '../local/runner/index.js';
 import { isoSeconds } from '../platform/aws/names.js';
 import type { RunDescription } from '../platform/aws/executions.js';
 import { qualified } from '../engine/sql.js';
+import { formatBytes } from '../engine/bytes.js';
+
+export { formatBytes };
 
 /** Where the CLI writes: stdout, stderr, or a test's capture of them. */
 export type Out = Pick<NodeJS.WriteStream, 'write'>;
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
-}
 
 const number = (value: number) => Math.round(value).toLocaleString('en-US');
 
@@ -70,7 +61,28 @@ export function formatStatus(status: MigrationStatus): string {
     lines.push(`  slot ${r.slotName}, publication ${r.publicationName}; heartbeat ${r.heartbeatAgeSeconds === null ? '-' : `${r.heartbeatAgeSeconds.toFixed(1)} s ago`}; restarts ${r.restarts}`);
     if (r.lastError) lines.push(`  CDC error: ${r.lastError}`);
   }
+  if (status.retainedWal) lines.push(...retainedWalLines(status.retainedWal).map((line) => `  ${line}`));
   return lines.join('\n');
+}
+
+const STALE_RETAINED_WAL_SECONDS = 120;
+
+/**
+ * The WAL the slot holds back on the source: bytes, the share of max_slot_wal_keep_size when
+ * set, and a warning line past the threshold or when the slot is lost.
+ */
+export function retainedWalLines(w: RetainedWalRow): string[] {
+  if (w.state === 'lost') {
+    return [`✗ replication slot lost (${w.invalidationReason ?? 'invalidated'}): its changes are gone; a full reload is needed (run the migration again)`];
+  }
+  const share = w.keepSizeShare !== null ? ` (${Math.round(w.keepSizeShare * 100)}% of max_slot_wal_keep_size ${formatBytes(w.maxSlotWalKeepSizeBytes!)})` : '';
+  const status = w.walStatus && w.walStatus !== 'reserved' ? ` · wal_status ${w.walStatus}` : '';
+  // Measured about every 30 s: an older figure is shown as such (nothing measures it while the task is down).
+  const stale = w.ageSeconds > STALE_RETAINED_WAL_SECONDS ? ` · measured ${Math.round(w.ageSeconds / 60)} min ago` : '';
+  const line = `slot WAL: ${formatBytes(w.bytes ?? 0)} retained on the source${share}${status}${stale}`;
+  if (w.state !== 'over') return [line];
+  const limit = w.thresholdBytes !== null && (w.bytes ?? 0) > w.thresholdBytes ? `over cdc.maxRetainedWal (${formatBytes(w.thresholdBytes)})` : 'near max_slot_wal_keep_size';
+  return [line, `! ${limit}: resume or cut over soon, raise max_slot_wal_keep_size, or abandon with "pgferry stop SPEC --drop"`];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,7 +126,11 @@ export function progressDetail(progress: MigrationProgress | undefined): string[
     .map((t) => ({ table: qualified(t.source), estimated: t.estimatedBytes, copied: t.bytesSoFar, done: t.unitsDone, units: t.units, running: t.copying }));
   const loading = rows.some((r) => r.done < r.units);
   const replication = progress?.replication;
-  return [...(loading ? progressLines(rows) : []), ...(replication ? [formatReplicationLine(replication)] : [])];
+  return [
+    ...(loading ? progressLines(rows) : []),
+    ...(replication ? [formatReplicationLine(replication)] : []),
+    ...(progress?.retainedWal ? retainedWalLines(progress.retainedWal) : []),
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,6 +184,7 @@ export function formatReport(report: MigrationReport): string {
     lines.push(
       `CDC: ${r.rows} rows in ${r.transactions} transactions applied from slot ${r.slot} (${r.consistentLsn ?? '-'} → ${r.appliedLsn ?? '-'})` +
         `${r.restarts ? `, ${r.restarts} streamer restart(s)` : ''}` +
+        `${r.peakRetainedWalBytes !== undefined ? `; the slot held back at most ${formatBytes(r.peakRetainedWalBytes)} of WAL` : ''}` +
         `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source is left read-only)' : ''}` : ''}.`,
     );
   }

@@ -10,6 +10,7 @@ import {
   schemaObjectCounts,
   type MigrationProgress,
   type ReplicationStatusRow,
+  type RetainedWalRow,
 } from './control/index.js';
 import { qualified } from './sql.js';
 
@@ -58,6 +59,8 @@ export interface ReplicationReport {
   fenced: boolean;
   /** Seconds from the cutover request until the target had applied the source's last change. */
   drainSeconds: number | null;
+  /** The most WAL the slot held back on the source, as measured (absent: never measured). */
+  peakRetainedWalBytes?: number;
 }
 
 const MB = 1024 * 1024;
@@ -110,11 +113,11 @@ export function reportOf(
     notMigrated,
     tables,
     totals: { tables: tables.length, rows, bytes, loadSeconds, mbPerSecond: rate(bytes, loadSeconds) },
-    ...(progress.replication ? { replication: replicationReport(progress.replication) } : {}),
+    ...(progress.replication ? { replication: replicationReport(progress.replication, progress.retainedWal) } : {}),
   };
 }
 
-function replicationReport(status: ReplicationStatusRow): ReplicationReport {
+function replicationReport(status: ReplicationStatusRow, retainedWal: RetainedWalRow | undefined): ReplicationReport {
   return {
     slot: status.slotName,
     consistentLsn: status.consistentLsn,
@@ -124,5 +127,6 @@ function replicationReport(status: ReplicationStatusRow): ReplicationReport {
     restarts: status.restarts,
     fenced: status.fenced,
     drainSeconds: status.drainSeconds === null ? null : hundredths(status.drainSeconds),
+    ...(retainedWal?.peakBytes != null ? { peakRetainedWalBytes: retainedWal.peakBytes } : {}),
   };
 }

@@ -4,7 +4,7 @@
  * (control/progress.ts); a cutover request is in cutover/request.ts.
  */
 import type pg from 'pg';
-import { readProgress, type MigrationProgress, type ReplicationStatusRow } from './control/index.js';
+import { readProgress, type MigrationProgress, type ReplicationStatusRow, type RetainedWalRow } from './control/index.js';
 import { qualified } from './sql.js';
 
 export interface MigrationStatus {
@@ -14,6 +14,8 @@ export interface MigrationStatus {
   tables: { table: string; unitsDone: number; units: number; rows: number; bytes: number }[];
   comparison?: { tables: number; matching: number; differing: string[] };
   replication?: ReplicationStatusRow;
+  /** The WAL the slot holds back on the source, as last measured. */
+  retainedWal?: RetainedWalRow;
 }
 
 export async function readMigrationStatus(target: pg.Client, name: string): Promise<MigrationStatus | undefined> {
@@ -23,7 +25,7 @@ export async function readMigrationStatus(target: pg.Client, name: string): Prom
 
 /** The status view of a migration's progress: the tables the load has units for, the comparisons in short. */
 export function migrationStatus(progress: MigrationProgress): MigrationStatus {
-  const { run, comparisons, replication } = progress;
+  const { run, comparisons, replication, retainedWal } = progress;
   return {
     name: progress.name,
     phase: run.phase,
@@ -32,6 +34,7 @@ export function migrationStatus(progress: MigrationProgress): MigrationStatus {
       .filter((t) => t.units > 0)
       .map((t) => ({ table: qualified(t.source), unitsDone: t.unitsDone, units: t.units, rows: t.rows, bytes: t.bytes })),
     ...(replication ? { replication } : {}),
+    ...(retainedWal ? { retainedWal } : {}),
     ...(comparisons.length
       ? {
           comparison: {

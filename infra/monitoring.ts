@@ -71,6 +71,8 @@ export class PgferryMonitoring extends Construct {
   readonly executionsTimedOutAlarm: cloudwatch.Alarm;
   /** In alarm while a migration's lag is over its spec's alerts.lagThresholdSeconds. */
   readonly replicationLagAlarm: cloudwatch.Alarm;
+  /** In alarm while a migration's slot holds back more WAL than its spec's cdc.maxRetainedWal (or nears max_slot_wal_keep_size), or is lost. */
+  readonly retainedWalAlarm: cloudwatch.Alarm;
   /** By registry name. */
   readonly functionErrorAlarms: Readonly<Record<string, cloudwatch.Alarm>>;
   readonly deadLetterAlarm: cloudwatch.Alarm;
@@ -103,6 +105,13 @@ export class PgferryMonitoring extends Construct {
       "replication lag is over the spec's alerts.lagThresholdSeconds.",
     );
     this.replicationLagAlarm.addOkAction(this.notify);
+    // The same for the WAL the slot holds back on the source: the tasks compare it with the spec's threshold.
+    this.retainedWalAlarm = this.atLeastOnce(
+      'RetainedWal',
+      taskMetric(serviceName, metrics.names.retainedWalOverThreshold, cloudwatch.Stats.MAXIMUM),
+      "a replication slot holds back more WAL on the source than the spec's cdc.maxRetainedWal (or nears max_slot_wal_keep_size), or was lost: resume or cut over soon, raise max_slot_wal_keep_size, or abandon with pgferry stop SPEC --drop.",
+    );
+    this.retainedWalAlarm.addOkAction(this.notify);
 
     const functionErrorAlarms: Record<string, cloudwatch.Alarm> = {};
     for (const [name, fn] of Object.entries(props.functions)) {
@@ -159,6 +168,13 @@ export class PgferryMonitoring extends Construct {
           graph('Bytes copied (full load)', [task(metrics.names.bytesCopied, cloudwatch.Stats.SUM, 'Bytes copied')]),
         ],
         [
+          graph(
+            'Retained WAL on the source (bytes)',
+            [task(metrics.names.retainedWalBytes, cloudwatch.Stats.MAXIMUM, 'Retained WAL bytes')],
+            [task(metrics.names.retainedWalOverThreshold, cloudwatch.Stats.MAXIMUM, 'Over threshold')],
+          ),
+        ],
+        [
           new cloudwatch.GraphWidget({ title: 'Lambda errors', width: 12, left: functions.map(([name, fn]) => functionErrors(fn, name)) }),
           new cloudwatch.GraphWidget({
             title: 'Lambda duration (p99)',
@@ -170,7 +186,7 @@ export class PgferryMonitoring extends Construct {
           new cloudwatch.AlarmStatusWidget({
             title: 'Alarms',
             width: 24,
-            alarms: [this.executionsFailedAlarm, this.executionsTimedOutAlarm, this.replicationLagAlarm, this.deadLetterAlarm, ...Object.values(this.functionErrorAlarms)],
+            alarms: [this.executionsFailedAlarm, this.executionsTimedOutAlarm, this.replicationLagAlarm, this.retainedWalAlarm, this.deadLetterAlarm, ...Object.values(this.functionErrorAlarms)],
           }),
         ],
       ],

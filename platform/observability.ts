@@ -7,6 +7,7 @@
  */
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { ReplicatorHeartbeat } from '../engine/cdc/replicator.js';
+import type { RetainedWalReading } from '../engine/cdc/retained-wal.js';
 import type { CopiedUnit } from '../engine/load/worker.js';
 import { metrics as metricNames } from './aws/deployment.js';
 
@@ -143,5 +144,18 @@ export function copyMetrics(sink: MetricsSink): (unit: CopiedUnit) => void {
     sink.publish([
       { name: metricNames.names.rowsCopied, unit: 'Count', value: unit.rows },
       { name: metricNames.names.bytesCopied, unit: 'Bytes', value: unit.bytes },
+    ]);
+}
+
+/**
+ * Every measurement of the WAL the slot holds back (about every 30 s, during the load and CDC):
+ * the bytes, and 1 while over the spec's threshold or lost (the retained-WAL alarm's metric).
+ */
+export function retainedWalMetrics(sink: MetricsSink): (reading: RetainedWalReading) => void {
+  const { names } = metricNames;
+  return (reading) =>
+    sink.publish([
+      ...(reading.bytes !== null ? [{ name: names.retainedWalBytes, unit: 'Bytes' as const, value: reading.bytes }] : []),
+      { name: names.retainedWalOverThreshold, unit: 'Count', value: reading.state === 'ok' ? 0 : 1 },
     ]);
 }

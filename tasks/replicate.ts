@@ -5,7 +5,7 @@
  */
 import { resumeReplicationStep } from '../engine/steps/resume-replication.js';
 import { startReplicationStep } from '../engine/steps/start-replication.js';
-import { replicationMetrics } from '../platform/observability.js';
+import { replicationMetrics, retainedWalMetrics } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { exitSoon, runCallbackTask } from './task.js';
 
@@ -22,5 +22,6 @@ await runCallbackTask('replicate', async (context) => {
     signal: stop.signal,
     secrets: new DefaultSecretsProvider(env),
     onHeartbeat: metrics && replicationMetrics(metrics, { lagThresholdSeconds: spec.alerts.lagThresholdSeconds }),
+    onRetainedWal: metrics && retainedWalMetrics(metrics),
   });
 });

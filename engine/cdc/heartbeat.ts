@@ -54,13 +54,20 @@ export interface HeartbeatDeps {
   healthy: () => void;
   onHeartbeat?: (beat: ReplicatorHeartbeat) => void;
   log: (message: string) => void;
+  /** Measures and records the WAL the slot holds back (retained-wal.ts); at most every `retainedWalIntervalMs`. */
+  checkRetainedWal?: () => Promise<void>;
+  retainedWalIntervalMs?: number;
 }
+
+/** The slot's retained WAL is measured at most this often by default: it changes slowly. */
+export const RETAINED_WAL_INTERVAL_MS = 30_000;
 
 export class Heartbeat {
   private lastRows = 0;
   private lastObservedRows = 0;
   private lastBeat = Date.now();
   private healthyReported = false;
+  private lastRetainedWalCheck: number | undefined;
 
   constructor(private readonly deps: HeartbeatDeps) {}
 
@@ -87,6 +94,7 @@ export class Heartbeat {
       deps.healthy();
     }
     this.observe({ lagSeconds, lagBytes: Number(lagBytes), sourceLsn: formatLsn(sourceLsn), processedLsn: formatLsn(position.processed) });
+    await this.checkRetainedWalIfDue(now);
     const decision = streamerDecision(request, position.processed);
     if (decision === 'drained') {
       await markDrained(deps.control, deps.migration);
@@ -94,6 +102,14 @@ export class Heartbeat {
     }
     if (decision === 'keepalive') deps.requestKeepalive();
     return decision === 'keepalive' ? undefined : decision;
+  }
+
+  private async checkRetainedWalIfDue(now: number): Promise<void> {
+    const { checkRetainedWal, retainedWalIntervalMs = RETAINED_WAL_INTERVAL_MS } = this.deps;
+    if (!checkRetainedWal) return;
+    if (this.lastRetainedWalCheck !== undefined && now - this.lastRetainedWalCheck < retainedWalIntervalMs) return;
+    this.lastRetainedWalCheck = now;
+    await checkRetainedWal();
   }
 
   private observe(beat: Omit<ReplicatorHeartbeat, 'rowsApplied'>): void {

@@ -25,6 +25,7 @@ import { Heartbeat, heartbeatLoop } from './heartbeat.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
 import { readReplicationStatus } from '../control/index.js';
+import { assertSlotUsable, checkRetainedWal, type RetainedWalCheck } from './retained-wal.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
@@ -60,6 +61,12 @@ export interface ReplicatorOptions {
    * synchronously; what it throws is ignored, so an observer cannot stop replication.
    */
   onHeartbeat?: (beat: ReplicatorHeartbeat) => void;
+  /**
+   * Measure the WAL the slot holds back every `intervalMs` (default 30 s), record it, and tell
+   * `onReading` (retained-wal.ts). Above cdc.maxRetainedWal with dropSlotAboveMaxRetainedWal,
+   * the run ends with a RetainedWalExceededError (not retried).
+   */
+  retainedWal?: Omit<RetainedWalCheck, 'migration' | 'slotName'> & { intervalMs?: number };
 }
 
 /** What a heartbeat measured, for observers of the replicator. */
@@ -203,6 +210,7 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   const control = await sessions.open(options.connectTarget);
   const source = await sessions.open(options.connectSource);
   await endStaleWalsender(source, options.slotName);
+  await assertSlotUsable(source, options.slotName);
   const status = await readReplicationStatus(control, migration);
   if (!status) throw new ReplicationFailedError(`Migration ${migration} has no replication registered in the target's control schema.`);
   return { target, mainApplier, control, source, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };
@@ -277,6 +285,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, al
       healthy,
       onHeartbeat: options.onHeartbeat,
       log,
+      ...retainedWalDeps(options, source, control),
     });
     const loop = (heartbeats = heartbeatLoop(() => heartbeat.beat(), options.heartbeatMs ?? 1000, signal));
     const end = await Promise.race([loop.ended, failed]);
@@ -290,4 +299,15 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, al
     await early?.abortAll();
     await sessions.endAll();
   }
+}
+
+/** The heartbeat's measurement of the slot's retained WAL, when the options ask for it. */
+function retainedWalDeps(options: ReplicatorOptions, source: pg.Client, control: pg.Client) {
+  const { retainedWal } = options;
+  if (!retainedWal) return {};
+  const check = { ...retainedWal, migration: options.migration, slotName: options.slotName };
+  return {
+    checkRetainedWal: async () => void (await checkRetainedWal(source, control, check)),
+    retainedWalIntervalMs: retainedWal.intervalMs,
+  };
 }

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { comparisonSummaries, type ComparisonSummary } from './comparisons.js';
 import { migrationRun, type MigrationRun } from './migrations.js';
 import { readReplicationStatus, type ReplicationStatusRow } from './replication.js';
+import { readRetainedWal, type RetainedWalRow } from './retained-wal.js';
 import { controlSchemaExists } from './schema.js';
 import { loadSeconds, tableProgress, type TableProgress } from './units.js';
 
@@ -21,6 +22,8 @@ export interface MigrationProgress {
   comparisons: ComparisonSummary[];
   /** CDC modes, once the slot is registered. */
   replication?: ReplicationStatusRow;
+  /** The WAL the slot holds back on the source, as last measured. */
+  retainedWal?: RetainedWalRow;
 }
 
 /** A migration's progress; undefined when the target has no record of it. */
@@ -32,5 +35,6 @@ export async function readProgress(target: pg.Client, name: string): Promise<Mig
   const seconds = await loadSeconds(target, name);
   const comparisons = await comparisonSummaries(target, name);
   const replication = await readReplicationStatus(target, name);
-  return { name, run, tables, loadSeconds: seconds, comparisons, ...(replication ? { replication } : {}) };
+  const retainedWal = replication ? await readRetainedWal(target, name) : undefined;
+  return { name, run, tables, loadSeconds: seconds, comparisons, ...(replication ? { replication } : {}), ...(retainedWal ? { retainedWal } : {}) };
 }

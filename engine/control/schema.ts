@@ -146,6 +146,17 @@ ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS streamer_generat
 -- Control schemas created before runs could pause: the phase a paused or failed run stopped in, and since when it is paused.
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS stopped_in text;
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS paused_at timestamptz;
+-- The WAL the slot holds back on the source, as last measured (engine/cdc/retained-wal.ts, control/retained-wal.ts).
+ALTER TABLE pgferry.replication_status
+  ADD COLUMN IF NOT EXISTS retained_wal_bytes bigint,
+  ADD COLUMN IF NOT EXISTS retained_wal_peak_bytes bigint,
+  ADD COLUMN IF NOT EXISTS wal_status text,
+  ADD COLUMN IF NOT EXISTS safe_wal_size bigint,
+  ADD COLUMN IF NOT EXISTS max_slot_wal_keep_size bigint,
+  ADD COLUMN IF NOT EXISTS slot_invalidation text,
+  ADD COLUMN IF NOT EXISTS retained_wal_state text,
+  ADD COLUMN IF NOT EXISTS retained_wal_threshold bigint,
+  ADD COLUMN IF NOT EXISTS retained_wal_at timestamptz;
 CREATE TABLE IF NOT EXISTS pgferry.events (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,

@@ -215,6 +215,22 @@ const cdcSchema = z
       .describe('A streamer silent for this long is restarted; it resumes from the target checkpoint.'),
     keepSlotOnFailure: z.boolean().default(false).describe('Keep the replication slot when the migration fails.'),
     resumeSlot: z.boolean().default(false).describe('Resume from an existing replication slot of the same name.'),
+    // The slot's retained WAL (engine/cdc/retained-wal.ts).
+    maxRetainedWal: size
+      .optional()
+      .describe(
+        'Alarm when the replication slot holds back more WAL than this on the source (during the load, CDC and a pause): an event, a warning in status and the RetainedWalOverThreshold metric. Without it, the alarm still fires at 80% of the source\'s max_slot_wal_keep_size, or when the slot\'s wal_status is "unreserved".',
+      ),
+    dropSlotAboveMaxRetainedWal: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Above cdc.maxRetainedWal, fail the migration and drop its replication slot to free the source\'s WAL (a full reload is then needed). Off by default: the slot is only ever dropped by your choice.',
+      ),
+  })
+  .refine((cdc) => !cdc.dropSlotAboveMaxRetainedWal || cdc.maxRetainedWal !== undefined, {
+    error: 'cdc.dropSlotAboveMaxRetainedWal needs cdc.maxRetainedWal: set the size above which the slot is dropped, e.g. "50GB"',
+    path: ['dropSlotAboveMaxRetainedWal'],
   })
   .describe('Change data capture; used when mode is "full+cdc" or "cdc".');
 

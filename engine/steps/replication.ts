@@ -10,6 +10,8 @@ import { recordReplicationError } from '../control/index.js';
 import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig, type SecretsProvider } from '../connect/index.js';
 import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
+import type { RetainedWalReading } from '../cdc/retained-wal.js';
+import { abandonSlotOverRetainedWal, retainedWalOptions } from './retained-wal.js';
 import { goneError, type CallbackStepContext } from './task.js';
 
 export interface ReplicationStepOptions {
@@ -19,6 +21,10 @@ export interface ReplicationStepOptions {
   secrets: SecretsProvider;
   /** Told after every heartbeat of the streamer (metrics). */
   onHeartbeat?: (beat: ReplicatorHeartbeat) => void;
+  /** Told every measurement of the WAL the slot holds back (metrics), during the load and CDC. */
+  onRetainedWal?: (reading: RetainedWalReading) => void;
+  /** How often that is measured; default 30 s (tests measure more often). */
+  retainedWalIntervalMs?: number;
 }
 
 /** Settings of a replication connection (`replication: 'database'`) to the source. */
@@ -69,8 +75,9 @@ export async function withReplicationControl(
 export async function streamChanges(
   { migration, spec, connectSource, connectTarget, log }: CallbackStepContext,
   streamConfig: StreamConfig,
-  { signal, onHeartbeat }: { signal: AbortSignal; onHeartbeat?: (beat: ReplicatorHeartbeat) => void },
+  { signal, onHeartbeat, onRetainedWal, retainedWalIntervalMs }: Pick<ReplicationStepOptions, 'signal' | 'onHeartbeat' | 'onRetainedWal' | 'retainedWalIntervalMs'>,
 ): Promise<void> {
+  const context = { migration, spec, connectSource, connectTarget, log };
   const { slotName, publicationName } = replicationNames(spec);
   const end = await runReplicator({
     migration,
@@ -89,6 +96,7 @@ export async function streamChanges(
     log,
     signal,
     onHeartbeat,
-  });
+    retainedWal: { ...retainedWalOptions(spec, onRetainedWal), intervalMs: retainedWalIntervalMs },
+  }).catch((error: unknown) => abandonSlotOverRetainedWal(context, error));
   log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
 }

@@ -41,6 +41,10 @@ export const metrics = {
     heartbeat: 'ReplicatorHeartbeat',
     rowsCopied: 'RowsCopied',
     bytesCopied: 'BytesCopied',
+    /** WAL the migration's replication slot holds back on the source (engine/cdc/retained-wal.ts). */
+    retainedWalBytes: 'RetainedWalBytes',
+    /** 1 while that is over the spec's cdc.maxRetainedWal (or near max_slot_wal_keep_size), or the slot is lost; else 0. */
+    retainedWalOverThreshold: 'RetainedWalOverThreshold',
   },
 } as const;
 

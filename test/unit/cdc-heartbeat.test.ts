@@ -1,6 +1,7 @@
 /** The replicator's pure decisions: lag, what the workflow's request means, and the stream position. */
-import { describe, expect, it } from 'vitest';
-import { measureLag, streamerDecision } from '../../engine/cdc/heartbeat.js';
+import type pg from 'pg';
+import { describe, expect, it, vi } from 'vitest';
+import { Heartbeat, measureLag, streamerDecision } from '../../engine/cdc/heartbeat.js';
 import { parseLsn } from '../../engine/cdc/pgoutput.js';
 import { StreamPosition } from '../../engine/cdc/position.js';
 import { PG_EPOCH_OFFSET_US } from '../../engine/cdc/stream.js';
@@ -57,5 +58,36 @@ describe('StreamPosition', () => {
     expect(position.oldestPendingCommit).toBe(1_000 + Number(PG_EPOCH_OFFSET_US / 1000n));
     position.noteFlushed();
     expect(position.oldestPendingCommit).toBeUndefined();
+  });
+});
+
+describe('Heartbeat: the retained WAL', () => {
+  it('is measured on the first beat, then at most every interval, not on every beat', async () => {
+    let now = 1_000_000;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => now);
+    try {
+      // Sessions that answer the heartbeat's two statements: the WAL position, and the written row.
+      const answering = (row: Record<string, unknown>) => ({ query: async () => ({ rows: [row] }) }) as unknown as pg.Client;
+      let checks = 0;
+      const heartbeat = new Heartbeat({
+        migration: 'shop',
+        control: answering({ drain_lsn: null, phase: 'replicate' }),
+        source: answering({ lsn: '0/3000000' }),
+        position: new StreamPosition('0/3000000', async () => undefined),
+        mainRows: () => 0,
+        allRows: () => 0,
+        requestKeepalive: () => undefined,
+        healthy: () => undefined,
+        log: () => undefined,
+        checkRetainedWal: async () => void checks++,
+        retainedWalIntervalMs: 30_000,
+      });
+      for (let beat = 0; beat < 30; beat++, now += 1000) await heartbeat.beat();
+      expect(checks).toBe(1);
+      await heartbeat.beat(); // 30 s after the first
+      expect(checks).toBe(2);
+    } finally {
+      clock.mockRestore();
+    }
   });
 });

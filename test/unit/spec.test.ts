@@ -346,3 +346,29 @@ describe('specJsonSchema', () => {
     expect(JSON.parse(JSON.stringify(schema))).toEqual(schema);
   });
 });
+
+describe('cdc.maxRetainedWal and cdc.dropSlotAboveMaxRetainedWal', () => {
+  it('has no threshold and never drops the slot by default', () => {
+    const spec = parseSpec({ ...minimal, mode: 'full+cdc' });
+    expect(spec.cdc.maxRetainedWal).toBeUndefined();
+    expect(spec.cdc.dropSlotAboveMaxRetainedWal).toBe(false);
+  });
+
+  it('reads a size and the explicit choice to drop the slot above it', () => {
+    const spec = parseSpec({ ...minimal, mode: 'full+cdc', cdc: { maxRetainedWal: '50GB', dropSlotAboveMaxRetainedWal: true } });
+    expect(spec.cdc.maxRetainedWal).toBe(50 * 1024 ** 3);
+    expect(spec.cdc.dropSlotAboveMaxRetainedWal).toBe(true);
+  });
+
+  it('rejects a value that is not a size', () => {
+    expectOneProblem(schemaProblemsOf({ ...minimal, mode: 'cdc', cdc: { maxRetainedWal: '50 gigs' } }), 'cdc.maxRetainedWal', 'must be a size');
+  });
+
+  it('refuses to drop the slot above a threshold that is not set', () => {
+    expectOneProblem(
+      schemaProblemsOf({ ...minimal, mode: 'cdc', cdc: { dropSlotAboveMaxRetainedWal: true } }),
+      'cdc.dropSlotAboveMaxRetainedWal',
+      'needs cdc.maxRetainedWal',
+    );
+  });
+});

@@ -5,6 +5,7 @@ import {
   EmfMetricsSink,
   metricsSinkFromEnvironment,
   replicationMetrics,
+  retainedWalMetrics,
   type MetricValue,
   type MetricsSink,
 } from '../../platform/observability.js';
@@ -123,5 +124,33 @@ describe('replication metrics from the replicator heartbeats', () => {
     observe(beat(5, 0));
     // Exactly at the threshold is not over it.
     expect(byName(2)).toMatchObject({ ReplicationLagSeconds: 5, RowsApplied: 0, ReplicationLagOverThreshold: 0 });
+  });
+});
+
+describe('retained WAL metrics', () => {
+  const reading = (bytes: number | null, state: 'ok' | 'over' | 'lost') => ({
+    slotName: 'pgferry_orders',
+    exists: state !== 'lost',
+    bytes,
+    walStatus: state === 'lost' ? ('lost' as const) : ('reserved' as const),
+    safeWalSizeBytes: null,
+    maxSlotWalKeepSizeBytes: null,
+    keepSizeShare: null,
+    lost: state === 'lost',
+    invalidationReason: state === 'lost' ? 'wal_removed' : null,
+    state,
+  });
+
+  it('publishes RetainedWalBytes and a 0/1 RetainedWalOverThreshold with every measurement; a lost slot is over', () => {
+    const { sink, published, byName } = recordingSink();
+    const observe = retainedWalMetrics(sink);
+    observe(reading(4096, 'ok'));
+    observe(reading(60 * 1024 ** 3, 'over'));
+    observe(reading(null, 'lost'));
+    expect(published).toHaveLength(3);
+    expect(byName(0)).toEqual({ RetainedWalBytes: 4096, RetainedWalOverThreshold: 0 });
+    expect(byName(1)).toEqual({ RetainedWalBytes: 60 * 1024 ** 3, RetainedWalOverThreshold: 1 });
+    expect(byName(2)).toEqual({ RetainedWalOverThreshold: 1 });
+    expect(published[0]!.find((v) => v.name === metrics.names.retainedWalBytes)?.unit).toBe('Bytes');
   });
 });

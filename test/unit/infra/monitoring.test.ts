@@ -27,7 +27,7 @@ describe('PgferryMigration monitoring', () => {
     const topic = { Ref: logicalId(migration.alarmTopic as Construct) };
     const all = alarms(template);
     const workflowFunctions = Object.keys(migration.functions);
-    expect(all).toHaveLength(4 + workflowFunctions.length);
+    expect(all).toHaveLength(5 + workflowFunctions.length);
     for (const [id, alarm] of all) {
       expect(alarm.Properties, id).toMatchObject({
         AlarmActions: [topic],
@@ -60,6 +60,15 @@ describe('PgferryMigration monitoring', () => {
       Period: 60,
       OKActions: [topic],
     });
+    expect(byId[logicalId(migration.monitoring.retainedWalAlarm)]!.Properties).toMatchObject({
+      Namespace: metrics.namespace,
+      MetricName: metrics.names.retainedWalOverThreshold,
+      Dimensions: [{ Name: metrics.serviceDimension, Value: migration.serviceName }],
+      Statistic: 'Maximum',
+      Period: 60,
+      OKActions: [topic],
+    });
+    expect(byId[logicalId(migration.monitoring.retainedWalAlarm)]!.Properties.AlarmDescription).toContain('pgferry stop SPEC --drop');
     for (const name of workflowFunctions) {
       expect(byId[logicalId(migration.monitoring.functionErrorAlarms[name]!)]!.Properties, name).toMatchObject({
         Namespace: 'AWS/Lambda',
@@ -89,7 +98,8 @@ describe('PgferryMigration monitoring', () => {
     expect(names('Rows applied (CDC)')).toEqual([`pgferry/${metrics.names.rowsApplied}`]);
     expect(names('Rows copied (full load)')).toEqual([`pgferry/${metrics.names.rowsCopied}`]);
     expect(names('Bytes copied (full load)')).toEqual([`pgferry/${metrics.names.bytesCopied}`]);
-    for (const title of ['Replication lag (seconds)', 'Rows applied (CDC)', 'Bytes copied (full load)']) {
+    expect(names('Retained WAL on the source (bytes)')).toEqual([`pgferry/${metrics.names.retainedWalBytes}`, `pgferry/${metrics.names.retainedWalOverThreshold}`]);
+    for (const title of ['Replication lag (seconds)', 'Rows applied (CDC)', 'Bytes copied (full load)', 'Retained WAL on the source (bytes)']) {
       for (const metric of widget(title)) expect(metric.slice(2, 4)).toEqual([metrics.serviceDimension, migration.serviceName]);
     }
     expect(names('Lambda errors')).toEqual(lambdaFunctions.map(() => 'AWS/Lambda/Errors'));
