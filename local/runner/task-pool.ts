@@ -143,8 +143,13 @@ export class TaskProcesses {
     for (let n = sparesToStart(count, this.#ready.length, this.#warming.size); n > 0; n--) this.#startSpare(this.#warmLoader);
   }
 
+  /**
+   * In a session of its own (detached): a closed terminal's SIGHUP (and Ctrl-C's SIGINT) reaches
+   * only the runner, which goes on or stops its tasks itself; a task outlives a killed runner
+   * only until it sees the IPC channel close (tasks/task.ts, stopWhenRunnerGone).
+   */
   #spawn(script: string, env: NodeJS.ProcessEnv): ChildProcess {
-    return spawn(process.execPath, ['--enable-source-maps', script], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    return spawn(process.execPath, ['--enable-source-maps', script], { cwd: process.cwd(), env, detached: true, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   }
 
   #startSpare(loader: string): void {
@@ -185,12 +190,16 @@ export function killAfter(child: ChildProcess, seconds: number): () => void {
 /**
  * The script of a warm task process: it listens for its task, says it is ready, loads the
  * packages the tasks import, then — given a task — takes the task's title and environment and
- * imports its bundle, which runs the task as in a process started for it.
+ * imports its bundle, which runs the task as in a process started for it. A spare whose runner
+ * is gone before it is given a task exits.
  */
 export async function warmLoader(bundles: Promise<TaskBundle>[]): Promise<string> {
   const packages = [...new Set((await Promise.all(bundles)).flatMap((bundle) => bundle.packages))].sort();
   const code = `const loaded = Promise.all(${JSON.stringify(packages)}.map((name) => import(name).catch(() => undefined)));
+const runnerGone = () => process.exit();
+process.once('disconnect', runnerGone);
 process.once('message', async (message) => {
+  process.off('disconnect', runnerGone);
   process.title = message.title;
   await loaded;
   Object.assign(process.env, message.env);
