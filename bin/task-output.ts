@@ -1,9 +1,9 @@
 /**
  * Which lines of its task processes a local run shows (issue 12, D8). Everything a task writes
- * to stderr (its failures) is shown; of its log (stdout), only what the user must know while it
+ * to stderr (its failures) is shown; of its log (stdout) only what the user must know while it
  * happens — an interruption and its resume, a retry, a replaced streamer, the slot and the
- * drain — never the routine (each unit copied, each table compared). A message that comes
- * again (the same words, other numbers) is shown at most once a minute, so an outage's
+ * drain — never the routine (each unit copied, each table compared); a message of the log that
+ * comes again (the same words, other numbers) is shown at most once a minute, so an outage's
  * retries do not flood the terminal.
  */
 
@@ -20,7 +20,8 @@ export class TaskOutputFilter {
   /** The text to show for a line a task wrote, or undefined to leave it out. */
   shown(stream: 'stdout' | 'stderr', line: string): string | undefined {
     const message = line.replace(LOG_PREFIX, '').trimEnd();
-    if (!message || (stream === 'stdout' && !NOTEWORTHY.test(message))) return undefined;
+    if (stream === 'stderr') return message || undefined;
+    if (!NOTEWORTHY.test(message)) return undefined;
     const key = message.replace(/\d+/g, '#');
     const last = this.#lastShown.get(key);
     if (last !== undefined && this.now() - last < REPEAT_MS) return undefined;

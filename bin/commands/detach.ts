@@ -1,14 +1,13 @@
 /**
- * `pgferry run SPEC --detach [--log FILE]`: the run goes on in a background process of its own
- * session (no terminal to lose), its output in a log file; this command says how to follow it.
+ * `pgferry run SPEC --detach [--log FILE]`: the runner goes on in the background, in a session
+ * of its own (runner-session.ts), its output in a log file; this command says how to follow it.
  */
-import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { repositoryRoot } from '../../local/runner/index.js';
+import { resolve } from 'node:path';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE } from '../exit-codes.js';
 import type { Out } from '../format.js';
 import { readSpecForChecks } from '../spec-file.js';
+import { startRunner } from './runner-session.js';
 
 /** Where a detached run writes when no --log is given: `pgferry-<name>.log` in the current folder. */
 export const defaultLogFile = (name: string) => `pgferry-${name}.log`;
@@ -25,15 +24,10 @@ export async function detachedRunCommand(path: string, options: { reportFile?: s
     err.write(`Cannot open the log file ${logFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.\n`);
     return EXIT_USAGE;
   }
-  const args = [join(repositoryRoot, 'bin', 'pgferry.js'), 'run', resolve(path), ...(options.reportFile ? ['--report', resolve(options.reportFile)] : [])];
-  const child = spawn(process.execPath, args, { cwd: process.cwd(), env: process.env, detached: true, stdio: ['ignore', log, log] });
-  const started = await new Promise<Error | undefined>((done) => {
-    child.once('spawn', () => done(undefined));
-    child.once('error', done);
-  });
+  const child = await startRunner(resolve(path), options.reportFile && resolve(options.reportFile), ['ignore', log, log]);
   closeSync(log);
-  if (started) {
-    err.write(`Cannot start the run in the background: ${started.message}\n`);
+  if (child instanceof Error) {
+    err.write(`Cannot start the run in the background: ${child.message}\n`);
     return EXIT_FAILED;
   }
   child.unref();

@@ -1,19 +1,20 @@
 /**
- * `pgferry run SPEC [--report FILE] [--detach [--log FILE]]`: the workflow run locally; Ctrl-C
- * (or SIGTERM) stops it. A closed terminal (SIGHUP) does not: the run goes on without output.
+ * `pgferry run SPEC [--report FILE]`: the workflow run locally by a runner in a session of its
+ * own (runner-session.ts), so that a closed terminal does not end it; Ctrl-C (or SIGTERM) stops it.
  */
 import type { Out } from '../format.js';
 import { runMigration } from '../run-migration.js';
 import { readSpecFile } from '../spec-file.js';
+import { followRunner, isRunner } from './runner-session.js';
 
 export async function runCommand(path: string, reportFile: string | undefined, out: Out, err: Out): Promise<number> {
   const spec = await readSpecFile(path);
+  if (!isRunner()) return await followRunner(path, reportFile, err);
   const abort = new AbortController();
   const onSignal = () => abort.abort();
-  const onHangup = () => {
-    err.write(`The terminal closed: the run goes on without output. Follow it with: pgferry status ${path}\n`);
-  };
-  // Writing to a closed terminal or pipe fails (EIO, EPIPE): that must not end a migration.
+  // A runner has no terminal to lose (its own session); one started by hand keeps going as well.
+  const onHangup = () => undefined;
+  // A runner whose terminal or log is gone goes on without output (EIO, EPIPE).
   const ignoreOutputError = () => undefined;
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -143,13 +143,9 @@ export class TaskProcesses {
     for (let n = sparesToStart(count, this.#ready.length, this.#warming.size); n > 0; n--) this.#startSpare(this.#warmLoader);
   }
 
-  /**
-   * In a session of its own (detached): a closed terminal's SIGHUP (and Ctrl-C's SIGINT) reaches
-   * only the runner, which goes on or stops its tasks itself; a task outlives a killed runner
-   * only until it sees the IPC channel close (tasks/task.ts, stopWhenRunnerGone).
-   */
+  /** A task outlives a killed runner only until it sees the IPC channel close (tasks/task.ts, stopWhenRunnerGone). */
   #spawn(script: string, env: NodeJS.ProcessEnv): ChildProcess {
-    return spawn(process.execPath, ['--enable-source-maps', script], { cwd: process.cwd(), env, detached: true, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    return spawn(process.execPath, ['--enable-source-maps', script], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   }
 
   #startSpare(loader: string): void {
