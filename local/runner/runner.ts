@@ -104,7 +104,7 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
       if (event.type === 'StateExited' && event.state.name === 'ValidateSpec') {
         validatedSpec = (event.state.output as { spec?: unknown }).spec;
         processes.prepareFor(tasksStartedAtOnce(validatedSpec));
-        heartbeat ??= runnerHeartbeat(validatedSpec, executionId, options);
+        if (validatedSpec) heartbeat ??= runnerHeartbeat(validatedSpec, executionId, options);
       }
       if (event.type === 'ExecutionFailed') ending = { status: 'FAILED', error: event.Error, cause: String(event.Cause ?? '') };
       if (event.type === 'ExecutionAborted') ending = { status: 'ABORTED' };
