@@ -120,7 +120,7 @@ describe('pgferry run and its runner', () => {
     expect(result.stderr).toContain('The terminal closed: the run goes on (process');
     expect(result.stdout).toContain('Migration succeeded.');
     // What the replicate task logs that matters reaches the user (issue 12, D8).
-    expect(result.stderr).toContain('[replicate] streaming from slot pgferry_runner_hangup');
+    expect(result.stderr).toContain('[Replicate] streaming from slot pgferry_runner_hangup');
     expect(result.code).toBe(0);
   });
 
