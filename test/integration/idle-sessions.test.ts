@@ -62,7 +62,7 @@ describe('sessions the server ends while they are idle', () => {
       await waitFor('the ended progress session to fail its next query', () => watched && fails(watched));
       const polled = shown.length;
       await waitFor('the watch to reconnect after losing its session', () => shown.length > polled && shown.at(-1)!.length === 0);
-      expect(shown.slice(polled).some((lines) => lines[0]?.startsWith('Target unreachable for '))).toBe(true);
+      expect(shown.slice(polled).some((lines) => lines[0]?.startsWith('Target not answering for '))).toBe(true);
     } finally {
       await watch.stop();
     }
