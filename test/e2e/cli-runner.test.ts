@@ -124,6 +124,19 @@ describe('pgferry run and its runner', () => {
     expect(result.code).toBe(0);
   });
 
+  it('stops on Ctrl-C (SIGINT to its process group), which reaches the runner in its own session: exit 130, slot dropped', async () => {
+    await target.sql('CREATE DATABASE interrupted');
+    const spec = cdcSpec('runner-interrupted', 'interrupted');
+    const run = startPgferry('run', spec);
+    await streamingWithRunner('interrupted', 'runner-interrupted');
+    process.kill(-run.child.pid!, 'SIGINT');
+    const result = await run.finished;
+    expect(result.stderr).toContain('Migration stopped.');
+    expect(result.code).toBe(130);
+    const [slot] = await source.sql("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'pgferry_runner_interrupted'", 'app');
+    expect(slot!.rows).toEqual([]);
+  });
+
   it('runs in the background with --detach, its output in the log file, and says how to follow it', async () => {
     await target.sql('CREATE DATABASE detached');
     const spec = scratch.writeJson('runner-detached.json', {
