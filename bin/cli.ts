@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { specJsonSchema } from '../engine/spec/index.js';
 import { executionCutoverCommand, executionStatusCommand, resumeExecutionCommand, scheduleCommand, startCommand, stopExecutionCommand } from './commands/aws.js';
 import { cutoverCommand } from './commands/cutover.js';
+import { detachedRunCommand } from './commands/detach.js';
 import { precheckCommand } from './commands/precheck.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
@@ -18,9 +19,11 @@ import type { Out } from './format.js';
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
 
 Usage:
-  pgferry run SPEC [--report FILE]
+  pgferry run SPEC [--report FILE] [--detach [--log FILE]]
                             Run the migration workflow locally (the same workflow file as on AWS);
-                            --report writes the report as JSON too
+                            --report writes the report as JSON too. A closed terminal does not
+                            stop it; --detach runs it in the background, its output in --log
+                            (default pgferry-<name>.log here): follow it with pgferry status SPEC
   pgferry precheck SPEC     Check both databases against what the migration needs
   pgferry status SPEC       Show a running migration: phase, tables, CDC lag and apply rate
   pgferry cutover SPEC      Ask a running CDC migration to cut over (it waits until lag is
@@ -33,8 +36,8 @@ Usage:
                             Pause a local run (a run with CDC keeps its slot, publication and
                             target data, and lifts a cutover fence), for instance one whose
                             runner is gone; --drop abandons it instead: marks it failed and
-                            drops its slot and publication. A run fails or is stopped with
-                            Ctrl-C pauses the same way
+                            drops its slot and publication. A run that fails, or is stopped
+                            with Ctrl-C, pauses the same way
   pgferry spec-schema       Print the JSON Schema of the migration spec
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
   pgferry --help | --version
@@ -70,11 +73,13 @@ interface CommandOptions {
   'state-machine'?: string;
   at?: string;
   drop?: boolean;
+  detach?: boolean;
+  log?: string;
 }
 
 /** Checks of the arguments after the command, against what the command takes. */
 function argumentChecks(command: string, rest: string[], values: CommandOptions) {
-  const commandOptions = (['report', 'state-machine', 'at', 'drop'] as const).filter((option) => values[option] !== undefined);
+  const commandOptions = (['report', 'state-machine', 'at', 'drop', 'detach', 'log'] as const).filter((option) => values[option] !== undefined);
   return {
     /** Checks the number of arguments and that only the options of this command are given. */
     expectArgs(count: number, usage: string, options: readonly string[] = []) {
@@ -93,9 +98,13 @@ function argumentChecks(command: string, rest: string[], values: CommandOptions)
 async function dispatch(command: string, rest: string[], values: CommandOptions, out: Out, err: Out): Promise<number> {
   const { expectArgs, required } = argumentChecks(command, rest, values);
   switch (command) {
-    case 'run':
-      expectArgs(1, 'run SPEC [--report FILE]', ['report']);
+    case 'run': {
+      const usage = 'run SPEC [--report FILE] [--detach [--log FILE]]';
+      expectArgs(1, usage, ['report', 'detach', 'log']);
+      if (values.log !== undefined && !values.detach) throw new UsageError(`pgferry run takes --log only with --detach.\nUsage: pgferry ${usage}`);
+      if (values.detach) return await detachedRunCommand(rest[0]!, { reportFile: values.report, logFile: values.log }, out, err);
       return await runCommand(rest[0]!, values.report, out, err);
+    }
     case 'precheck':
       expectArgs(1, 'precheck SPEC');
       return await precheckCommand(rest[0]!, out, err);
@@ -150,6 +159,8 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
         'state-machine': { type: 'string' },
         at: { type: 'string' },
         drop: { type: 'boolean' },
+        detach: { type: 'boolean' },
+        log: { type: 'string' },
       },
     });
   } catch (error) {

@@ -32,8 +32,10 @@ export function formatChecks(checks: CheckResult[]): string {
 // Status
 
 /** One line: lag, apply rate, what has been applied, heartbeat. */
-export function formatReplicationLine(r: ReplicationStatusRow): string {
+export function formatReplicationLine(r: ReplicationStatusRow, { ended = false } = {}): string {
   if (!r.streamingSince) return r.applyRequested ? 'CDC: starting the stream' : 'CDC: slot created, waiting for the full load';
+  const silent = ended ? undefined : silentStreamerLine(r);
+  if (silent) return silent;
   const lag = `lag ${(r.lagSeconds ?? 0).toFixed(1)} s / ${formatBytes(r.lagBytes ?? 0)}`;
   const rate = `${number(r.rowsPerSecond ?? 0)} rows/s`;
   const drain = r.drained ? ' · drained' : r.drainLsn ? ` · draining to ${r.drainLsn}` : r.cutoverRequested ? ' · cutover requested' : '';
@@ -57,7 +59,7 @@ export function formatStatus(status: MigrationStatus): string {
   }
   const r = status.replication;
   if (r) {
-    lines.push(`  ${formatReplicationLine(r)}`);
+    lines.push(`  ${formatReplicationLine(r, { ended: ['done', 'failed', 'paused'].includes(status.phase) })}`);
     lines.push(`  slot ${r.slotName}, publication ${r.publicationName}; heartbeat ${r.heartbeatAgeSeconds === null ? '-' : `${r.heartbeatAgeSeconds.toFixed(1)} s ago`}; restarts ${r.restarts}`);
     if (r.lastError) lines.push(`  CDC error: ${r.lastError}`);
   }
@@ -243,4 +245,19 @@ export function cleanupDone(result: CleanupResult): string[] {
     result.publicationDropped && 'dropped the publication',
     result.unfenced && 'lifted the write fence on the source',
   ].filter((done): done is string => Boolean(done));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A silent streamer (issue 12, D8): its last lag is not shown as if it were current
+
+/** The streamer beats every second: silent this long, it is not streaming (an outage, a restart). */
+export const SILENT_STREAMER_SECONDS = 10;
+
+/** The CDC line while the streamer of a running migration is silent; undefined while it reports. */
+export function silentStreamerLine(r: ReplicationStatusRow): string | undefined {
+  if (r.drained || r.heartbeatAgeSeconds === null || r.heartbeatAgeSeconds < SILENT_STREAMER_SECONDS) return undefined;
+  return (
+    `CDC: no heartbeat from the streamer for ${Math.round(r.heartbeatAgeSeconds)} s (the source or the target may be unreachable; it retries)` +
+    ` · at its last heartbeat: lag ${(r.lagSeconds ?? 0).toFixed(1)} s, ${number(r.rowsApplied)} rows applied (at ${r.appliedLsn ?? '-'})`
+  );
 }

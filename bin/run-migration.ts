@@ -14,6 +14,7 @@ import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { EXIT_INTERRUPTED, exitCodeOf } from './exit-codes.js';
 import { describeRunResult, formatChecks, formatReport, type Out } from './format.js';
 import { createProgress } from './progress.js';
+import { TaskOutputFilter } from './task-output.js';
 import { watchMigration } from './watch.js';
 
 /** What the person reads when the run pauses: why, and the commands that continue or end it. */
@@ -41,6 +42,7 @@ export interface RunMigrationResult {
 
 export async function runMigration(input: unknown, options: RunMigrationOptions): Promise<RunMigrationResult> {
   const progress = createProgress();
+  const taskOutput = new TaskOutputFilter();
   const secrets = new DefaultSecretsProvider();
   let spec: MigrationSpec | undefined;
   let watcher: ReturnType<typeof watchMigration> | undefined;
@@ -67,7 +69,9 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
         // CatchUp: a resumed run may go straight to streaming.
         if (event.type === 'StateEntered' && ['FullLoad', 'BeginApply', 'CatchUp'].includes(event.state.name) && spec && !watcher) {
           const target = spec.target;
-          watcher = watchMigration(() => connectSide('target', target, secrets, { applicationName: 'pgferry-progress' }), spec.name, progress);
+          // No connect retries: the watch tries again at its next poll, and says meanwhile that the target does not answer.
+          const connectTarget = () => connectSide('target', target, secrets, { applicationName: 'pgferry-progress', retryWindowMs: 0 });
+          watcher = watchMigration(connectTarget, spec.name, progress);
         }
         if (event.type === 'StateEntered' && event.state.name === 'Paused' && !pausedNoted) {
           pausedNoted = true;
@@ -77,7 +81,10 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
         const loadEnded = (event.type === 'StateExited' || event.type === 'StateCaught') && event.state.name === 'FullLoad' && spec?.mode === 'full';
         if (loadEnded || (event.type === 'StateEntered' && event.state.name === 'FinishCutover')) stopWatching();
       },
-      onTaskOutput: ({ task, stream, line }) => stream === 'stderr' && progress.note(`[${task}] ${line}`),
+      onTaskOutput: ({ task, stream, line }) => {
+        const shown = taskOutput.shown(stream, line);
+        if (shown) progress.note(`[${task}] ${shown}`);
+      },
     });
   } finally {
     stopWatching();

@@ -10,7 +10,7 @@ import { parseNormalizedSpec, type MigrationSpec } from '../engine/spec/index.js
 import type { CallbackStepContext, TaskStepContext } from '../engine/steps/task.js';
 import { metricsSinkFromEnvironment, type MetricsSink } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
-import { HeartbeatingTaskCallback, taskCallbackFromEnvironment, type TaskCallback } from '../platform/task-callback.js';
+import { HeartbeatingTaskCallback, LOCAL_CALLBACK_ENV, taskCallbackFromEnvironment, type TaskCallback } from '../platform/task-callback.js';
 
 /** What a task's step gets (engine/steps/task.ts), and what only the adapter reads: the environment and the metrics sink. */
 export interface TaskContext extends TaskStepContext {
@@ -86,8 +86,25 @@ export function exitSoon(): void {
   setTimeout(() => process.exit(), EXIT_GRACE_MS).unref();
 }
 
+/**
+ * A task the local runner started stops as on SIGTERM once the runner is gone (killed: its IPC
+ * channel closes), since an orphan would hold the slot's walsender or a snapshot for nobody
+ * (issue 12, D5). Returns what ends the watch: a 'disconnect' listener keeps the channel, and
+ * so the process, alive.
+ */
+export function stopWhenRunnerGone(env: NodeJS.ProcessEnv): () => void {
+  if (env[LOCAL_CALLBACK_ENV] !== '1' || !process.connected) return () => undefined;
+  const runnerGone = () => {
+    console.error('the pgferry runner that started this task is gone: stopping');
+    process.kill(process.pid, 'SIGTERM');
+  };
+  process.once('disconnect', runnerGone);
+  return () => process.off('disconnect', runnerGone);
+}
+
 /** Runs a task body and sets the exit code; the last stderr line is the reason a person reads. */
 export async function runTask(task: string, body: (context: TaskContext) => Promise<void>, environment = defaultEnvironment()): Promise<void> {
+  const unwatch = stopWhenRunnerGone(environment.env);
   try {
     await body(await environment.context(task, environment.env));
     process.exitCode = 0;
@@ -95,6 +112,7 @@ export async function runTask(task: string, body: (context: TaskContext) => Prom
     console.error(`${task} failed: ${(error as Error)?.message ?? String(error)}`);
     process.exitCode = 1;
   } finally {
+    unwatch();
     environment.ended?.();
   }
 }
@@ -112,6 +130,7 @@ export async function runCallbackTask(
   environment = defaultEnvironment(),
 ): Promise<void> {
   const log = taskLog(task);
+  const unwatch = stopWhenRunnerGone(environment.env);
   let callback: HeartbeatingTaskCallback | undefined;
   try {
     callback = new HeartbeatingTaskCallback(environment.callback(environment.env), { intervalMs: environment.heartbeatIntervalMs, log });
@@ -123,6 +142,7 @@ export async function runCallbackTask(
     console.error(`${task} failed: ${message}`);
     process.exitCode = 1;
   } finally {
+    unwatch();
     callback?.stop();
     environment.ended?.();
   }

@@ -1,4 +1,5 @@
 /** `pgferry status SPEC`: a migration's status, read from its target. */
+import { lostRunner } from '../../engine/lost-runner.js';
 import { readMigrationStatus } from '../../engine/status.js';
 import { EXIT_FAILED, EXIT_OK } from '../exit-codes.js';
 import { formatStatus, type Out } from '../format.js';
@@ -12,6 +13,8 @@ export async function statusCommand(path: string, out: Out, err: Out): Promise<n
       return EXIT_FAILED;
     }
     out.write(`${formatStatus(status)}\n`);
-    return status.phase === 'failed' ? EXIT_FAILED : EXIT_OK;
+    const lost = await lostRunner(target, spec.name);
+    if (lost) err.write(`${lost}\n`);
+    return status.phase === 'failed' || lost ? EXIT_FAILED : EXIT_OK;
   });
 }

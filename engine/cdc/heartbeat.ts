@@ -131,13 +131,23 @@ export class Heartbeat {
  */
 export function heartbeatLoop(beat: () => Promise<ReplicatorEnd | undefined>, intervalMs: number, signal?: AbortSignal): { ended: Promise<ReplicatorEnd>; stop: () => void } {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  // The signal lives as long as the task and a loop starts at every reconnect: its listener must go with the loop.
+  const forgetSignal = () => onAbort && signal?.removeEventListener('abort', onAbort);
   const ended = new Promise<ReplicatorEnd>((resolve, reject) => {
     const tick = () => {
       if (signal?.aborted) return resolve('stopped');
       beat().then((end) => (end ? resolve(end) : (timer = setTimeout(tick, intervalMs))), reject);
     };
-    signal?.addEventListener('abort', () => resolve('stopped'), { once: true });
+    onAbort = () => resolve('stopped');
+    signal?.addEventListener('abort', onAbort, { once: true });
     tick();
-  });
-  return { ended, stop: () => clearTimeout(timer) };
+  }).finally(forgetSignal);
+  return {
+    ended,
+    stop: () => {
+      clearTimeout(timer);
+      forgetSignal();
+    },
+  };
 }

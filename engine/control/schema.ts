@@ -163,7 +163,11 @@ CREATE TABLE IF NOT EXISTS pgferry.events (
   at timestamptz NOT NULL DEFAULT now(),
   level text NOT NULL,
   message text NOT NULL
-);`;
+);
+-- The heartbeat of a local run's runner (control/runner.ts): status and cutover tell when it is gone.
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_heartbeat_at timestamptz;
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_pid int;
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_host text;`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
 export async function ensureControlSchema(client: pg.Client): Promise<void> {

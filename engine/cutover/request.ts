@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { findMigration, readReplicationStatus, requestCutover } from '../control/index.js';
+import { lostRunner } from '../lost-runner.js';
 import type { MigrationSpec } from '../spec/index.js';
 
 export type CutoverRequest = { requested: true; message: string } | { requested: false; reason: string };
@@ -25,6 +26,9 @@ export async function requestMigrationCutover(target: pg.Client, spec: Migration
       reason: `Migration ${spec.name} is not replicating changes (phase: ${state?.phase ?? 'not started'}): there is nothing to cut over.`,
     };
   }
+  // Nothing would act on the request of a run whose runner is gone.
+  const lost = await lostRunner(target, spec.name);
+  if (lost) return { requested: false, reason: lost };
   await requestCutover(target, spec.name);
   return {
     requested: true,

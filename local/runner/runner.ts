@@ -4,10 +4,13 @@
  * from the run's pool (task-pool.ts), started from task bundles (task-bundles.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { connectSide, type EndpointSettings } from '../../engine/connect/index.js';
+import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { LOCAL_CALLBACK_ENV } from '../../platform/task-callback.js';
 import { loadLocalDefinition, localFunctionArn, wiredBy, workflowValidation, type DefinitionOptions, type StateMap, type Wiring } from './definition.js';
 import { lambdaInvoker, localHandlers, TOKEN_MARKER } from './integrations.js';
 import { StateMachine, type StateMachineDefinition } from './interpreter.js';
+import { beatWhileRunning } from './runner-heartbeat.js';
 import { runBundles } from './task-bundles.js';
 import { TaskProcesses, tasksStartedAtOnce, warmLoader, type TaskWatchers } from './task-pool.js';
 
@@ -51,6 +54,13 @@ async function cleanUpStoppedRun(definition: StateMachineDefinition, wiring: Wir
   await cleanup({ Payload: { spec, error, execution } }).catch(() => undefined);
 }
 
+/** The runner's heartbeat into the target of the validated spec, as the tasks reach it (their environment, their secrets). */
+function runnerHeartbeat(spec: unknown, execution: string, options: LocalRunOptions) {
+  const { name, target } = spec as { name: string; target: EndpointSettings };
+  const secrets = new DefaultSecretsProvider(taskProcessEnvironment(options));
+  return beatWhileRunning(() => connectSide('target', target, secrets, { applicationName: 'pgferry-runner', retryWindowMs: 0 }), name, execution);
+}
+
 /** Starts bundling every task while the first states run, and keeps a spare once they are built. */
 function warmUp(wiring: Wiring, bundleOf: ReturnType<typeof runBundles>, processes: TaskProcesses): void {
   // A bundling error surfaces when its task starts.
@@ -87,12 +97,14 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
 
   let ending: LocalRunResult | undefined;
   let validatedSpec: unknown;
+  let heartbeat: ReturnType<typeof beatWhileRunning> | undefined;
   const events = (async () => {
     for await (const event of execution.eventLogs) {
       options.onEvent?.(event);
       if (event.type === 'StateExited' && event.state.name === 'ValidateSpec') {
         validatedSpec = (event.state.output as { spec?: unknown }).spec;
         processes.prepareFor(tasksStartedAtOnce(validatedSpec));
+        if (validatedSpec) heartbeat ??= runnerHeartbeat(validatedSpec, executionId, options);
       }
       if (event.type === 'ExecutionFailed') ending = { status: 'FAILED', error: event.Error, cause: String(event.Cause ?? '') };
       if (event.type === 'ExecutionAborted') ending = { status: 'ABORTED' };
@@ -114,6 +126,7 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     process.off('exit', killOnExit);
+    await heartbeat?.stop();
     // Waits for them: a task process left running would hold the slot, a snapshot or a walsender.
     await processes.killAll();
   }

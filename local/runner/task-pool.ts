@@ -143,6 +143,7 @@ export class TaskProcesses {
     for (let n = sparesToStart(count, this.#ready.length, this.#warming.size); n > 0; n--) this.#startSpare(this.#warmLoader);
   }
 
+  /** A task outlives a killed runner only until it sees the IPC channel close (tasks/task.ts, stopWhenRunnerGone). */
   #spawn(script: string, env: NodeJS.ProcessEnv): ChildProcess {
     return spawn(process.execPath, ['--enable-source-maps', script], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   }
@@ -185,12 +186,16 @@ export function killAfter(child: ChildProcess, seconds: number): () => void {
 /**
  * The script of a warm task process: it listens for its task, says it is ready, loads the
  * packages the tasks import, then — given a task — takes the task's title and environment and
- * imports its bundle, which runs the task as in a process started for it.
+ * imports its bundle, which runs the task as in a process started for it. A spare whose runner
+ * is gone before it is given a task exits.
  */
 export async function warmLoader(bundles: Promise<TaskBundle>[]): Promise<string> {
   const packages = [...new Set((await Promise.all(bundles)).flatMap((bundle) => bundle.packages))].sort();
   const code = `const loaded = Promise.all(${JSON.stringify(packages)}.map((name) => import(name).catch(() => undefined)));
+const runnerGone = () => process.exit();
+process.once('disconnect', runnerGone);
 process.once('message', async (message) => {
+  process.off('disconnect', runnerGone);
   process.title = message.title;
   await loaded;
   Object.assign(process.env, message.env);

@@ -47,7 +47,7 @@ describe('sessions the server ends while they are idle', () => {
     }
   });
 
-  it('leave the live progress of pgferry run going (it shows nothing while the target is away)', async () => {
+  it('leave the live progress of pgferry run going: it says the target does not answer, then reconnects', async () => {
     let watched: pg.Client | undefined;
     const shown: string[][] = [];
     const progress = { onEvent: () => undefined, note: () => undefined, detail: (lines: string[]) => shown.push(lines), stop: () => undefined };
@@ -61,7 +61,8 @@ describe('sessions the server ends while they are idle', () => {
       await endSessions('pgferry-progress-test');
       await waitFor('the ended progress session to fail its next query', () => watched && fails(watched));
       const polled = shown.length;
-      await waitFor('the watch to poll again after losing its session', () => shown.length > polled);
+      await waitFor('the watch to reconnect after losing its session', () => shown.length > polled && shown.at(-1)!.length === 0);
+      expect(shown.slice(polled).some((lines) => lines[0]?.startsWith('Target not answering for '))).toBe(true);
     } finally {
       await watch.stop();
     }

@@ -57,11 +57,14 @@ describe('pgferry command line', () => {
   it('exits 2 on usage errors and prints help on --help', async () => {
     expect(await run()).toMatchObject({ code: 2, stderr: expect.stringContaining('Usage:') });
     expect(await run('migrate')).toMatchObject({ code: 2, stderr: expect.stringContaining('Unknown command "migrate"') });
-    expect(await run('run')).toMatchObject({ code: 2, stderr: 'Usage: pgferry run SPEC [--report FILE]\n' });
+    expect(await run('run')).toMatchObject({ code: 2, stderr: 'Usage: pgferry run SPEC [--report FILE] [--detach [--log FILE]]\n' });
+    expect(await run('run', 'spec.json', '--log', 'run.log')).toMatchObject({ code: 2, stderr: expect.stringContaining('takes --log only with --detach') });
+    expect(await run('precheck', 'spec.json', '--detach')).toMatchObject({ code: 2, stderr: expect.stringContaining('does not take --detach') });
     expect(await run('--bogus')).toMatchObject({ code: 2 });
     const help = await run('--help');
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('pgferry precheck SPEC');
+    expect(help.stdout).toContain('--detach [--log FILE]');
     expect(help.stdout).toContain('pgferry start SPEC --state-machine ARN');
     expect(help.stdout).toContain('pgferry status EXECUTION_ARN');
     expect(await run('precheck', 'spec.json', '--at', '2030-01-01T00:00:00Z')).toMatchObject({

@@ -91,6 +91,21 @@ describe('formatReplicationLine', () => {
   });
 });
 
+describe('a silent streamer (issue 12, D8)', () => {
+  it('is not shown with its last lag as if current: the line says how long it has been silent', () => {
+    const line = formatReplicationLine(replication({ heartbeatAgeSeconds: 42.4, lagSeconds: 0.4 }));
+    expect(line).toMatch(/^CDC: no heartbeat from the streamer for 42 s \(the source or the target may be unreachable; it retries\)/);
+    expect(line).toContain('at its last heartbeat: lag 0.4 s');
+    expect(line).not.toMatch(/^CDC: lag/);
+  });
+
+  it('is only a silent streamer while the migration runs and has not drained', () => {
+    expect(formatReplicationLine(replication({ heartbeatAgeSeconds: 42 }), { ended: true })).toMatch(/^CDC: lag 0.4 s/);
+    expect(formatReplicationLine(replication({ heartbeatAgeSeconds: 42, cutoverRequested: true, drainLsn: '0/3000000', drained: true }))).toMatch(/^CDC: lag/);
+    expect(formatReplicationLine(replication({ heartbeatAgeSeconds: 9 }))).toMatch(/^CDC: lag/);
+  });
+});
+
 describe('formatStatus', () => {
   it('shows only the phase of a migration that has done nothing yet', () => {
     expect(formatStatus({ name: 'shop', phase: 'schema', error: null, tables: [] })).toBe('Migration shop: schema');
