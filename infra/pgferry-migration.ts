@@ -147,7 +147,8 @@ export class PgferryMigration extends Construct {
       vpc: network.vpc,
       vpcSubnets: network.vpcSubnets,
       databaseClientSecurityGroup: network.databaseClientSecurityGroup,
-      metricsEnvironment,
+      // PausedStatus publishes the retained WAL of a paused run in the embedded metric format.
+      metricsEnvironment: { ...metricsEnvironment, [metrics.environment.name]: metrics.environment.emf },
     });
     this.functions = functions.functions;
     this.operatorFunction = functions.operatorFunction;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { pausedStatusStep } from '../engine/steps/paused-status.js';
+import { metricsSinkFromEnvironment, retainedWalMetrics } from '../platform/observability.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
 /** Time kept back from the function's timeout to answer after the last look. */
@@ -12,6 +13,11 @@ export const handler = lambdaHandler({
   migration: specMigration,
   handler: ({ spec, execution, waitUpToSeconds }, { secrets, context }) => {
     const remainingMs = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() - MARGIN_MS : Infinity;
-    return pausedStatusStep(spec, secrets, { execution, waitUpToSeconds: Math.max(0, Math.min(waitUpToSeconds, remainingMs / 1000)) });
+    const sink = metricsSinkFromEnvironment(spec.name);
+    return pausedStatusStep(spec, secrets, {
+      execution,
+      waitUpToSeconds: Math.max(0, Math.min(waitUpToSeconds, remainingMs / 1000)),
+      ...(sink ? { onRetainedWal: retainedWalMetrics(sink) } : {}),
+    });
   },
 });

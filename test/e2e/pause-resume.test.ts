@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationState, readReplicationStatus, requestCutover } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { runLocalWorkflow, type LocalRunResult } from '../../local/runner/index.js';
+import { RUNNER_ENV } from '../../bin/commands/runner-session.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 import { databaseHashes } from '../support/equality.js';
@@ -147,8 +148,9 @@ describe('pause and resume', () => {
       expect(dropped.stdout).toMatch(/marked failed.*dropped the replication slot/);
       expect(await phaseOf(control, name)).toBe('failed');
       expect(await slotsOf(name)).toEqual([]);
-      // An abandoned CDC run does not resume.
-      const resumed = await runCli('resume', specFile);
+      // An abandoned CDC run does not resume (run in this process as the runner, to read its output).
+      process.env[RUNNER_ENV] = '1';
+      const resumed = await runCli('resume', specFile).finally(() => delete process.env[RUNNER_ENV]);
       expect(resumed.code).toBe(1);
       expect(resumed.stderr).toMatch(/abandoned/);
     } finally {
