@@ -19,9 +19,10 @@ import type { Out } from './format.js';
 const HELP = `pgferry — online PostgreSQL to PostgreSQL migration
 
 Usage:
-  pgferry run SPEC [--report FILE] [--detach [--log FILE]]
+  pgferry run SPEC [--report FILE] [--force] [--detach [--log FILE]]
                             Run the migration workflow locally (the same workflow file as on AWS);
-                            --report writes the report as JSON too. A closed terminal does not
+                            --report writes the report as JSON too; --force lets it drop or
+                            truncate (schema.existingTables) the tables a finished run loaded. A closed terminal does not
                             stop it; --detach runs it in the background, its output in --log
                             (default pgferry-<name>.log here): follow it with pgferry status SPEC
   pgferry precheck SPEC     Check both databases against what the migration needs
@@ -73,13 +74,14 @@ interface CommandOptions {
   'state-machine'?: string;
   at?: string;
   drop?: boolean;
+  force?: boolean;
   detach?: boolean;
   log?: string;
 }
 
 /** Checks of the arguments after the command, against what the command takes. */
 function argumentChecks(command: string, rest: string[], values: CommandOptions) {
-  const commandOptions = (['report', 'state-machine', 'at', 'drop', 'detach', 'log'] as const).filter((option) => values[option] !== undefined);
+  const commandOptions = (['report', 'state-machine', 'at', 'drop', 'force', 'detach', 'log'] as const).filter((option) => values[option] !== undefined);
   return {
     /** Checks the number of arguments and that only the options of this command are given. */
     expectArgs(count: number, usage: string, options: readonly string[] = []) {
@@ -99,11 +101,12 @@ async function dispatch(command: string, rest: string[], values: CommandOptions,
   const { expectArgs, required } = argumentChecks(command, rest, values);
   switch (command) {
     case 'run': {
-      const usage = 'run SPEC [--report FILE] [--detach [--log FILE]]';
-      expectArgs(1, usage, ['report', 'detach', 'log']);
+      const usage = 'run SPEC [--report FILE] [--force] [--detach [--log FILE]]';
+      expectArgs(1, usage, ['report', 'force', 'detach', 'log']);
       if (values.log !== undefined && !values.detach) throw new UsageError(`pgferry run takes --log only with --detach.\nUsage: pgferry ${usage}`);
-      if (values.detach) return await detachedRunCommand(rest[0]!, { reportFile: values.report, logFile: values.log }, out, err);
-      return await runCommand(rest[0]!, values.report, out, err);
+      const force = values.force === true;
+      if (values.detach) return await detachedRunCommand(rest[0]!, { reportFile: values.report, logFile: values.log, force }, out, err);
+      return await runCommand(rest[0]!, values.report, out, err, { force });
     }
     case 'precheck':
       expectArgs(1, 'precheck SPEC');
@@ -159,6 +162,7 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
         'state-machine': { type: 'string' },
         at: { type: 'string' },
         drop: { type: 'boolean' },
+        force: { type: 'boolean' },
         detach: { type: 'boolean' },
         log: { type: 'string' },
       },

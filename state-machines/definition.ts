@@ -31,9 +31,9 @@ function choice(comment: string, choices: readonly State[], defaultState: string
 const start: Record<string, State> = {
   ValidateSpec: withCatch(
     lambdaStep('ValidateSpec', {
-      comment: 'Validates the migration spec (every problem at once) and fills in the defaults. The input is the spec, or {"resume": true, "spec": …} to resume a paused run.',
+      comment: 'Validates the migration spec (every problem at once) and fills in the defaults. The input is the spec, or {"spec": …, "resume": true} to resume a paused run, or {"spec": …, "force": true} to let a new run replace the tables of a finished one.',
       payload: { 'spec.$': '$' },
-      result: ['spec', 'resume'],
+      result: ['spec', 'resume', 'force'],
       resultPath: '$.validated',
       outputPath: '$.validated',
       timeoutSeconds: 60,
@@ -61,7 +61,7 @@ const start: Record<string, State> = {
   SchemaPreData: withCleanupCatch(
     lambdaStep('SchemaPreData', {
       comment: 'Creates the control schema, then schemas, types, sequences, tables, partitions, primary keys, functions and views on the target, in dependency order. A resume instead takes over the paused run, whose objects are there.',
-      payload: { ...spec, 'execution.$': '$$.Execution.Id', 'resume.$': '$.resume' },
+      payload: { ...spec, 'execution.$': '$$.Execution.Id', 'resume.$': '$.resume', 'force.$': '$.force' },
       result: ['tables', 'objects'],
       resultPath: '$.preData',
       timeoutSeconds: 900,

@@ -12,7 +12,7 @@ import { startRunner } from './runner-session.js';
 /** Where a detached run writes when no --log is given: `pgferry-<name>.log` in the current folder. */
 export const defaultLogFile = (name: string) => `pgferry-${name}.log`;
 
-export async function detachedRunCommand(path: string, options: { reportFile?: string; logFile?: string }, out: Out, err: Out): Promise<number> {
+export async function detachedRunCommand(path: string, options: { reportFile?: string; logFile?: string; force?: boolean }, out: Out, err: Out): Promise<number> {
   // An invalid spec is refused here, where the user reads it, not in the log.
   const spec = await readSpecForChecks(path, err);
   if (!spec) return EXIT_USAGE;
@@ -24,7 +24,7 @@ export async function detachedRunCommand(path: string, options: { reportFile?: s
     err.write(`Cannot open the log file ${logFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.\n`);
     return EXIT_USAGE;
   }
-  const child = await startRunner('run', resolve(path), options.reportFile && resolve(options.reportFile), ['ignore', log, log]);
+  const child = await startRunner('run', resolve(path), { reportFile: options.reportFile && resolve(options.reportFile), force: options.force }, ['ignore', log, log]);
   closeSync(log);
   if (child instanceof Error) {
     err.write(`Cannot start the run in the background: ${child.message}\n`);

@@ -15,9 +15,9 @@ import { readSpecFile, readSpecForChecks } from '../spec-file.js';
 import { withTarget } from './target.js';
 import { followRunner, isRunner } from './runner-session.js';
 
-export async function runCommand(path: string, reportFile: string | undefined, out: Out, err: Out, { resume = false } = {}): Promise<number> {
+export async function runCommand(path: string, reportFile: string | undefined, out: Out, err: Out, { resume = false, force = false } = {}): Promise<number> {
   const spec = await readSpecFile(path);
-  if (!isRunner()) return await followRunner(resume ? 'resume' : 'run', path, reportFile, err);
+  if (!isRunner()) return await followRunner(resume ? 'resume' : 'run', path, { reportFile, force }, err);
   const abort = new AbortController();
   const onSignal = () => abort.abort();
   // A runner has no terminal to lose (its own session); one started by hand keeps going as well.
@@ -30,7 +30,7 @@ export async function runCommand(path: string, reportFile: string | undefined, o
   for (const stream of [process.stdout, process.stderr]) stream.on('error', ignoreOutputError);
   try {
     if (resume) await pauseRunOfLostRunner(path, out, err);
-    return (await runMigration(resume ? { resume: true, spec } : spec, { signal: abort.signal, out, err, reportFile })).exitCode;
+    return (await runMigration(resume || force ? { spec, resume, force } : spec, { signal: abort.signal, out, err, reportFile })).exitCode;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

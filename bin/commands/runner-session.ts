@@ -21,8 +21,13 @@ export const isRunner = () => process.env[RUNNER_ENV] === '1';
 export type RunnerCommand = 'run' | 'resume';
 
 /** Starts `pgferry run|resume SPEC` as a runner in a new session; resolves once it runs, or with why it could not start. */
-export async function startRunner(command: RunnerCommand, path: string, reportFile: string | undefined, stdio: StdioOptions): Promise<ChildProcess | Error> {
-  const args = [join(repositoryRoot, 'bin', 'pgferry.js'), command, path, ...(reportFile ? ['--report', reportFile] : [])];
+export async function startRunner(
+  command: RunnerCommand,
+  path: string,
+  { reportFile, force = false }: { reportFile?: string; force?: boolean },
+  stdio: StdioOptions,
+): Promise<ChildProcess | Error> {
+  const args = [join(repositoryRoot, 'bin', 'pgferry.js'), command, path, ...(reportFile ? ['--report', reportFile] : []), ...(force ? ['--force'] : [])];
   const runner = spawn(process.execPath, args, { cwd: process.cwd(), env: { ...process.env, [RUNNER_ENV]: '1' }, detached: true, stdio });
   const failed = await new Promise<Error | undefined>((resolve) => {
     runner.once('spawn', () => resolve(undefined));
@@ -32,8 +37,8 @@ export async function startRunner(command: RunnerCommand, path: string, reportFi
 }
 
 /** `pgferry run|resume SPEC` in a terminal: the runner in its own session, followed until it ends. */
-export async function followRunner(command: RunnerCommand, path: string, reportFile: string | undefined, err: Out): Promise<number> {
-  const runner = await startRunner(command, path, reportFile, ['ignore', 'inherit', 'inherit']);
+export async function followRunner(command: RunnerCommand, path: string, options: { reportFile?: string; force?: boolean }, err: Out): Promise<number> {
+  const runner = await startRunner(command, path, options, ['ignore', 'inherit', 'inherit']);
   if (runner instanceof Error) {
     err.write(`Cannot start the run: ${runner.message}\n`);
     return EXIT_FAILED;

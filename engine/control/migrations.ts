@@ -32,6 +32,28 @@ export class MigrationRunningError extends PgferryError {
   }
 }
 
+/** A new run with existingTables drop or truncate would throw away what a finished run moved: after a cutover, the production tables. */
+export class DestructiveRerunError extends PgferryError {
+  constructor(name: string, existingTables: string, finishedAt: Date, tables: string[]) {
+    const shown = tables.slice(0, 20).join(', ') + (tables.length > 20 ? `, and ${tables.length - 20} more` : '');
+    super(
+      'pgferry.DestructiveRerun',
+      `Migration ${name} finished on this target (done, ${finishedAt.toISOString()}); running it again with schema.existingTables "${existingTables}" ` +
+        `would ${existingTables} the ${tables.length} table(s) it loaded${tables.length ? ` (${shown})` : ''}, which may be in production use since its cutover. ` +
+        `Nothing was changed. To replace them anyway, run again with --force (on AWS: start with {"spec": …, "force": true}); or give the run another name, or set existingTables to "error".`,
+    );
+  }
+}
+
+/** The target tables a run loaded, qualified. */
+async function loadedTargetTables(client: pg.Client, name: string): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    "SELECT format('%I.%I', target_schema, target_table) AS name FROM pgferry.tables WHERE migration = $1 ORDER BY 1",
+    [name],
+  );
+  return rows.map((row) => row.name);
+}
+
 /** A new run of a paused migration would throw away its slot and the data it has moved. */
 export class MigrationPausedError extends PgferryError {
   constructor(name: string) {
@@ -49,7 +71,13 @@ export class MigrationPausedError extends PgferryError {
  * twice starts two executions). `execution` is the Step Functions execution that runs it: a
  * retry of the same execution re-registers, and cleanup touches only its own run.
  */
-export async function beginMigration(client: pg.Client, name: string, spec: { mode: string }, execution?: string): Promise<void> {
+export async function beginMigration(
+  client: pg.Client,
+  name: string,
+  spec: { mode: string; schema?: { existingTables: string } },
+  execution?: string,
+  { force = false } = {},
+): Promise<void> {
   await withTransaction(client, async () => {
     // Serializes two runs registering the same name at once.
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`pgferry.migration.${name}`]);
@@ -59,6 +87,10 @@ export async function beginMigration(client: pg.Client, name: string, spec: { mo
     );
     const existing = rows[0];
     if (existing?.phase === 'paused') throw new MigrationPausedError(name);
+    const destructive = spec.schema?.existingTables === 'drop' || spec.schema?.existingTables === 'truncate';
+    if (existing?.phase === 'done' && destructive && !force && existing.execution !== execution) {
+      throw new DestructiveRerunError(name, spec.schema!.existingTables, existing.updated_at, await loadedTargetTables(client, name));
+    }
     if (existing && !['done', 'failed'].includes(existing.phase) && (execution === undefined || existing.execution !== execution)) {
       throw new MigrationRunningError(name, existing.phase, existing.updated_at, existing.execution);
     }

@@ -12,9 +12,10 @@ const countBy = <T>(items: T[], key: (item: T) => string) =>
 /**
  * `execution`: the Step Functions execution running the migration, recorded for cleanup (see
  * cleanupStep). With `resume`, the execution takes over the paused run of the same name
- * instead: its tables and objects are already there.
+ * instead: its tables and objects are already there. A new run that would drop or truncate the
+ * tables a finished run of the same name loaded is refused unless `force`.
  */
-export async function schemaPreDataStep(spec: MigrationSpec, secrets: SecretsProvider, execution?: string, { resume = false } = {}) {
+export async function schemaPreDataStep(spec: MigrationSpec, secrets: SecretsProvider, execution?: string, { resume = false, force = false } = {}) {
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     await ensureControlSchema(target);
     if (resume) {
@@ -22,7 +23,7 @@ export async function schemaPreDataStep(spec: MigrationSpec, secrets: SecretsPro
       await recordEvent(target, spec.name, 'info', `resumed by ${execution ?? 'a local run'} (it had stopped in phase ${run.stoppedIn ?? run.phase})`);
       return { tables: 0, objects: {} };
     }
-    await beginMigration(target, spec.name, spec, execution);
+    await beginMigration(target, spec.name, spec, execution, { force });
     if (spec.mode === 'cdc') {
       await recordEvent(target, spec.name, 'info', 'pre-data: skipped, mode "cdc" streams into existing tables');
       return { tables: 0, objects: {} };

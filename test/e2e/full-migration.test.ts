@@ -102,9 +102,18 @@ describe('existing tables on the target', () => {
     await expectIdentical(pg15, SAMPLE_DATABASE, pg17, targetDb);
   });
 
-  it('truncate: empties the existing tables and loads them again', async () => {
+  it('truncate: refused over a finished run without force, the target untouched; with force it empties the tables and loads them again', async () => {
     await pg17.sql("INSERT INTO \"Sales Data\".\"MixedCase\" VALUES (99999, 1, 'stray', 'x')", targetDb);
-    const result = await runLocalWorkflow(specFor(name, pg15, SAMPLE_DATABASE, pg17, targetDb, { schema: { existingTables: 'truncate' } }), runOptions);
+    const spec = specFor(name, pg15, SAMPLE_DATABASE, pg17, targetDb, { schema: { existingTables: 'truncate' } });
+    const refused = await runLocalWorkflow(spec, runOptions);
+    expect(refused).toMatchObject({ status: 'FAILED', error: 'pgferry.DestructiveRerun' });
+    expect(refused.cause).toMatch(/would truncate the \d+ table\(s\) it loaded \(.*shop\.customers/);
+    expect(refused.cause).toContain('--force');
+    const [stray] = await pg17.sql('SELECT count(*)::int AS n FROM "Sales Data"."MixedCase" WHERE "Id" = 99999', targetDb);
+    expect(stray!.rows[0].n).toBe(1);
+    const [phase] = await pg17.sql(`SELECT phase FROM pgferry.migrations WHERE name = '${name}'`, targetDb);
+    expect(phase!.rows[0].phase).toBe('done');
+    const result = await runLocalWorkflow({ spec, force: true }, runOptions);
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
     await expectIdentical(pg15, SAMPLE_DATABASE, pg17, targetDb);
   });
