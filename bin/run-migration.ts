@@ -96,7 +96,7 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
     if (target) {
       const registered = await buildReport(target, spec.name).finally(() => target.end());
       // A run refused or failed before it registered must not show what an earlier run left.
-      report = registered?.execution === executionId ? registered : undefined;
+      report = registered?.execution === (result.executionId ?? executionId) ? registered : undefined;
       if (report?.tables.length || report?.objects.length) options.out.write(`\n${formatReport(report)}\n\n`);
     }
   }

@@ -98,6 +98,18 @@ export class MigrationStateMachine {
     this.grantInvokeFunctions();
     this.grantRunTasks();
     this.grantTaskResponses(definition);
+    if (definition.includes('arn:aws:states:::states:startExecution')) this.grantContinueAsNew(scope);
+  }
+
+  /**
+   * ContinueAsNew starts an execution of this state machine itself. A policy of its own: the
+   * state machine depends on its role's default policy, which therefore cannot name it.
+   */
+  private grantContinueAsNew(scope: Construct): void {
+    new iam.Policy(scope, 'ContinueAsNewPolicy', {
+      roles: [this.stateMachine.role],
+      statements: [new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [this.stateMachine.stateMachineArn] })],
+    });
   }
 
   /**

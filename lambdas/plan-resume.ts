@@ -1,10 +1,11 @@
+import { z } from 'zod';
 import { planResumeStep } from '../engine/steps/plan-resume.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
 export const handler = lambdaHandler({
   name: 'PlanResume',
-  input: specEvent,
+  input: specEvent.extend({ continues: z.string().nullish() }),
   secrets: specSecrets,
   migration: specMigration,
-  handler: ({ spec }, { secrets }) => planResumeStep(spec, secrets),
+  handler: ({ spec, continues }, { secrets }) => planResumeStep(spec, secrets, { continues }),
 });

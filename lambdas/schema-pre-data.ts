@@ -6,8 +6,8 @@ export const handler = lambdaHandler({
   name: 'SchemaPreData',
   // `execution`: the workflow's $$.Execution.Id, recorded so that cleanup started by that
   // execution's status event knows the run is its own.
-  input: specEvent.extend({ execution: z.string().optional(), resume: z.boolean().optional(), force: z.boolean().optional() }),
+  input: specEvent.extend({ execution: z.string().optional(), resume: z.boolean().optional(), force: z.boolean().optional(), continues: z.string().nullish() }),
   secrets: specSecrets,
   migration: specMigration,
-  handler: ({ spec, execution, resume, force }, { secrets }) => schemaPreDataStep(spec, secrets, execution, { resume, force }),
+  handler: ({ spec, execution, resume, force, continues }, { secrets }) => schemaPreDataStep(spec, secrets, execution, { resume, force, continues }),
 });

@@ -6,6 +6,7 @@
  * `npm run asl`; never edit the JSON by hand.
  */
 import {
+  continueAsNew,
   COPY_WORKER_TIMEOUT_SECONDS,
   ecsTask,
   fromInput,
@@ -22,6 +23,19 @@ import {
 export { workflowFile as definitionFile } from './file.js';
 
 const spec = { 'spec.$': specPath };
+
+/**
+ * Turns of the CDC and paused loops one execution runs before it continues as a new one. A
+ * turn costs about 13 history events while waiting (up to about 20 with a restart or a
+ * comparison): 1,000 turns stay well under the 25,000 events a Standard execution may have,
+ * and at 14 minutes a turn span about 9 days. test/e2e/continue-as-new.test.ts measures it.
+ */
+export const MAX_LOOP_TURNS = 1000;
+
+/** A Pass state that counts a turn of the loops in $.loop.turns. */
+function countTurn(next: string): State {
+  return { Type: 'Pass', Parameters: { 'turns.$': 'States.MathAdd($.loop.turns, 1)' }, ResultPath: '$.loop', Next: next };
+}
 const DAY_SECONDS = 86_400;
 
 function choice(comment: string, choices: readonly State[], defaultState: string): State {
@@ -33,7 +47,7 @@ const start: Record<string, State> = {
     lambdaStep('ValidateSpec', {
       comment: 'Validates the migration spec (every problem at once) and fills in the defaults. The input is the spec, or {"spec": …, "resume": true} to resume a paused run, or {"spec": …, "force": true} to let a new run replace the tables of a finished one.',
       payload: { 'spec.$': '$' },
-      result: ['spec', 'resume', 'force'],
+      result: ['spec', 'resume', 'force', 'continues', 'loop'],
       resultPath: '$.validated',
       outputPath: '$.validated',
       timeoutSeconds: 60,
@@ -61,7 +75,7 @@ const start: Record<string, State> = {
   SchemaPreData: withCleanupCatch(
     lambdaStep('SchemaPreData', {
       comment: 'Creates the control schema, then schemas, types, sequences, tables, partitions, primary keys, functions and views on the target, in dependency order. A resume instead takes over the paused run, whose objects are there.',
-      payload: { ...spec, 'execution.$': '$$.Execution.Id', 'resume.$': '$.resume', 'force.$': '$.force' },
+      payload: { ...spec, 'execution.$': '$$.Execution.Id', 'resume.$': '$.resume', 'force.$': '$.force', 'continues.$': '$.continues' },
       result: ['tables', 'objects'],
       resultPath: '$.preData',
       timeoutSeconds: 900,
@@ -75,7 +89,7 @@ const resume: Record<string, State> = {
   PlanResume: withCleanupCatch(
     lambdaStep('PlanResume', {
       comment: "Decides where the resumed run goes on from what it has done: the units left to copy, the load's finish, a new streamer from the target's checkpoint, or the comparison. Refuses a run whose slot is gone: that needs a reload.",
-      payload: spec,
+      payload: { ...spec, 'continues.$': '$.continues' },
       result: ['route', 'pendingUnits'],
       resultPath: '$.resumePlan',
       timeoutSeconds: 120,
@@ -90,6 +104,7 @@ const resume: Record<string, State> = {
         ['finish-load', 'FinishFullLoad'],
         ['stream', 'ResumeStreamer'],
         ['compare', 'Compare'],
+        ['paused', 'Paused'],
       ] as const
     ).map(([route, next]) => ({ Variable: '$.resumePlan.route', StringEquals: route, Next: next })),
     'ResumeReplication',
@@ -217,7 +232,7 @@ const replication: Record<string, State> = {
     lambdaStep('ReplicationStatus', {
       comment: "Reads the streamer's heartbeat and lag from the control schema and says what to do: wait, restart a silent streamer, compare while replicating, cut over (caught up, and asked to or automatic), or finish once drained. While the answer is wait it looks again every 2 s for up to waitUpToSeconds, so one turn of the loop spans minutes: a Standard execution ends at 25,000 history events.",
       payload: { ...spec, waitUpToSeconds: 840 },
-      result: ['action', 'lagSeconds', 'lagBytes', 'appliedLsn', 'rowsApplied', 'restarts'],
+      result: ['action', 'lagSeconds', 'lagBytes', 'appliedLsn', 'rowsApplied', 'restarts', 'cutoverRequested'],
       resultPath: '$.replicationStatus',
       timeoutSeconds: 900,
       next: 'ReplicationNext',
@@ -233,6 +248,20 @@ const replication: Record<string, State> = {
         ['drained', 'FinishCutover'],
       ] as const
     ).map(([action, next]) => ({ Variable: '$.replicationStatus.action', StringEquals: action, Next: next })),
+    'CountTurn',
+  ),
+  CountTurn: countTurn('HistoryLeft'),
+  HistoryLeft: choice(
+    `Past ${MAX_LOOP_TURNS} turns of its loops the execution continues as a new one (a Standard execution ends at 25,000 history events; a turn costs at most about 20), unless a cutover is under way.`,
+    [
+      {
+        And: [
+          { Variable: '$.loop.turns', NumericGreaterThanEquals: MAX_LOOP_TURNS },
+          { Variable: '$.replicationStatus.cutoverRequested', BooleanEquals: false },
+        ],
+        Next: 'ContinueAsNew',
+      },
+    ],
     'CatchUp',
   ),
   ResumeReplication: withCleanupCatch(
@@ -334,9 +363,22 @@ const failure: Record<string, State> = {
       { Variable: '$.paused.action', StringEquals: 'handed-over', Next: 'HandedOver' },
       { Variable: '$.paused.action', StringEquals: 'abandoned', Next: 'MigrationAbandoned' },
     ],
+    'CountPausedTurn',
+  ),
+  CountPausedTurn: countTurn('PausedHistoryLeft'),
+  PausedHistoryLeft: choice(
+    `A paused run's execution continues as a new one past ${MAX_LOOP_TURNS} turns too.`,
+    [{ Variable: '$.loop.turns', NumericGreaterThanEquals: MAX_LOOP_TURNS, Next: 'ContinueAsNew' }],
     'PausedWait',
   ),
   PausedWait: { Type: 'Wait', Seconds: 2, Next: 'Paused' },
+  ContinueAsNew: withCleanupCatch(
+    continueAsNew({
+      comment: "Starts a new execution of this state machine that takes the run over as it is (in the CDC loop or paused), so that no execution's history outgrows its limit: CDC can run for a year.",
+      next: 'ContinuedAsNew',
+    }),
+  ),
+  ContinuedAsNew: { Type: 'Succeed', Comment: 'The run goes on in the execution this one started.' },
   HandedOver: { Type: 'Succeed', Comment: 'The run goes on in the execution that resumed it.' },
   MigrationAbandoned: { Type: 'Fail', Error: 'pgferry.Abandoned', CausePath: '$.paused.cause' },
   DescribeFailure: withCatch(

@@ -181,3 +181,20 @@ export function withCatch(state: State, catcher: { next: string; resultPath?: st
 export function withCleanupCatch(state: State): State {
   return withCatch(state, { next: 'Cleanup', resultPath: '$.error' });
 }
+
+/**
+ * Starts a new execution of this state machine with the spec and `continues` (this execution's
+ * id): it takes the run over as it is (engine/control takeOverRun). Retries the service's errors.
+ */
+export function continueAsNew(step: { comment: string; next: string }): State {
+  return {
+    Type: 'Task',
+    Comment: step.comment,
+    Resource: 'arn:aws:states:::states:startExecution',
+    Parameters: { 'StateMachineArn.$': '$$.StateMachine.Id', Input: { 'spec.$': specPath, 'continues.$': '$$.Execution.Id' } },
+    ResultPath: null,
+    TimeoutSeconds: 60,
+    Retry: [{ ErrorEquals: ['States.ALL'], IntervalSeconds: 5, MaxAttempts: 5, BackoffRate: 2 }],
+    Next: step.next,
+  };
+}

@@ -214,9 +214,16 @@ export interface ResumableRun {
  * Hands a paused (or, in mode full, failed) run to the execution that resumes it, with the spec
  * it resumes with: the mode and the object selection must stay as they were, the rest (conflict
  * policy, batch sizes, cutover settings…) may change. The earlier execution, if it still waits
- * in its paused loop, sees the new owner and ends.
+ * in its paused loop, sees the new owner and ends. An execution that `continues` the registered
+ * one (ContinueAsNew) takes the run over as it is, whatever its phase.
  */
-export async function takeOverRun(client: pg.Client, name: string, spec: { mode: string; objects: unknown }, execution: string): Promise<ResumableRun> {
+export async function takeOverRun(
+  client: pg.Client,
+  name: string,
+  spec: { mode: string; objects: unknown },
+  execution: string,
+  { continues }: { continues?: string | null } = {},
+): Promise<ResumableRun> {
   return withTransaction(client, async () => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`pgferry.migration.${name}`]);
     const { rows } = await client.query(
@@ -227,6 +234,11 @@ export async function takeOverRun(client: pg.Client, name: string, spec: { mode:
     if (!row) throw new ResumeRefusedError(`Migration ${name} is not registered on this target: there is nothing to resume. Start it with pgferry run SPEC.`);
     const run: ResumableRun = { phase: row.phase, stoppedIn: row.stopped_in, execution: row.execution, mode: row.mode };
     if (row.execution === execution) return run;
+    if (continues && row.execution === continues) {
+      // The workflow continuing itself: the run goes on as it is, paused or not, under the new execution.
+      await client.query('UPDATE pgferry.migrations SET execution = $2, updated_at = now() WHERE name = $1', [name, execution]);
+      return run;
+    }
     const resumable = row.phase === 'paused' || (row.phase === 'failed' && row.mode === 'full');
     if (!resumable) {
       throw new ResumeRefusedError(

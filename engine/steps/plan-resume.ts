@@ -4,7 +4,9 @@
  *  - `finish-load`: every unit is in; the load is finished (sequences, post-data) before anything else;
  *  - `stream`: CDC modes, apply not yet begun: a new streamer waits for BeginApply;
  *  - `replicate`: CDC modes, applying: a new streamer goes on from the target's checkpoint;
- *  - `compare`: mode full, stopped in its comparison.
+ *  - `compare`: mode full, stopped in its comparison;
+ *  - `continue` / `paused`: the workflow continued itself as a new execution (`continues`): back
+ *    into the CDC loop with a streamer of its own, or into the paused loop.
  * A run whose slot is gone (dropped, or invalidated by max_slot_wal_keep_size) is refused: going
  * on would leave a gap, so it needs a reload.
  */
@@ -25,7 +27,7 @@ import {
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides } from './sides.js';
 
-export type ResumeRoute = 'load' | 'finish-load' | 'stream' | 'replicate' | 'compare';
+export type ResumeRoute = 'load' | 'finish-load' | 'stream' | 'replicate' | 'compare' | 'continue' | 'paused';
 
 export interface ResumePlan {
   route: ResumeRoute;
@@ -33,10 +35,11 @@ export interface ResumePlan {
   pendingUnits: number;
 }
 
-export async function planResumeStep(spec: MigrationSpec, secrets: SecretsProvider): Promise<ResumePlan> {
+export async function planResumeStep(spec: MigrationSpec, secrets: SecretsProvider, { continues = null }: { continues?: string | null } = {}): Promise<ResumePlan> {
   return withSides(spec, secrets, { source: usesCdc(spec), target: true }, async ({ source, target }) => {
     const state = await migrationState(target, spec.name);
     if (!state) throw new ResumeRefusedError(`Migration ${spec.name} is no longer registered on the target: there is nothing to resume.`);
+    if (continues) return { route: state.phase === 'paused' ? 'paused' : 'continue', pendingUnits: 0 };
     const stoppedIn = state.stoppedIn ?? state.phase;
     const planned = (await loadTotals(target, spec.name)).units > 0;
     const retried = await retryFailedUnits(target, spec.name);
@@ -104,5 +107,7 @@ function describeRoute(route: ResumeRoute): string {
     stream: 'a new streamer, applying once the load is finished',
     replicate: "a new streamer, from the target's checkpoint",
     compare: 'comparing again',
+    continue: 'the CDC loop, in a new execution',
+    paused: 'the paused loop, in a new execution',
   }[route];
 }

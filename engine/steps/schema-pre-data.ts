@@ -15,12 +15,22 @@ const countBy = <T>(items: T[], key: (item: T) => string) =>
  * instead: its tables and objects are already there. A new run that would drop or truncate the
  * tables a finished run of the same name loaded is refused unless `force`.
  */
-export async function schemaPreDataStep(spec: MigrationSpec, secrets: SecretsProvider, execution?: string, { resume = false, force = false } = {}) {
+export async function schemaPreDataStep(
+  spec: MigrationSpec,
+  secrets: SecretsProvider,
+  execution?: string,
+  { resume = false, force = false, continues = null }: { resume?: boolean; force?: boolean; continues?: string | null } = {},
+) {
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     await ensureControlSchema(target);
     if (resume) {
-      const run = await takeOverRun(target, spec.name, spec, execution ?? 'local');
-      await recordEvent(target, spec.name, 'info', `resumed by ${execution ?? 'a local run'} (it had stopped in phase ${run.stoppedIn ?? run.phase})`);
+      const run = await takeOverRun(target, spec.name, spec, execution ?? 'local', { continues });
+      await recordEvent(
+        target,
+        spec.name,
+        'info',
+        continues ? `continued as ${execution ?? 'a local run'} (phase ${run.phase})` : `resumed by ${execution ?? 'a local run'} (it had stopped in phase ${run.stoppedIn ?? run.phase})`,
+      );
       return { tables: 0, objects: {} };
     }
     await beginMigration(target, spec.name, spec, execution, { force });

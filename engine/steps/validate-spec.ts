@@ -3,7 +3,9 @@
  * every later state. The execution's input is the spec itself, or the spec with run options:
  * `{"spec": {...}, "resume": true}` resumes the paused run of that name (what `pgferry resume`
  * and the "Resume migration" event start); `{"spec": {...}, "force": true}` lets a new run drop
- * or truncate the tables a finished run of that name loaded (`pgferry run --force`).
+ * or truncate the tables a finished run of that name loaded (`pgferry run --force`);
+ * `{"spec": {...}, "continues": "<execution>"}` is the workflow continuing itself as a new
+ * execution before its history grows too long (ContinueAsNew).
  */
 import { PgferryError } from '../errors.js';
 import { parseSpec } from '../spec/index.js';
@@ -13,28 +15,35 @@ export interface RunInput {
   spec: unknown;
   resume: boolean;
   force: boolean;
+  /** The execution this one continues (ContinueAsNew), which owns the run until this one takes it over. */
+  continues: string | null;
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Tells run options from a spec: a spec has a name and never a `spec` field (its schema refuses unknown fields). */
 export function runInputOf(input: unknown): RunInput {
-  if (!isObject(input) || !('spec' in input) || 'name' in input) return { spec: input, resume: false, force: false };
-  const { spec, resume = false, force = false, ...rest } = input;
+  if (!isObject(input) || !('spec' in input) || 'name' in input) return { spec: input, resume: false, force: false, continues: null };
+  const { spec, resume = false, force = false, continues = null, ...rest } = input;
   const problems = [
     ...Object.keys(rest).map((field) => `unknown field "${field}"`),
     ...(typeof resume !== 'boolean' ? ['"resume" must be true or false'] : []),
     ...(typeof force !== 'boolean' ? ['"force" must be true or false'] : []),
     ...(!isObject(spec) ? ['"spec" must be the spec object'] : []),
+    ...(continues !== null && typeof continues !== 'string' ? ['"continues" must be an execution id'] : []),
   ];
   if (problems.length > 0) {
     throw new PgferryError('SpecInvalid', `The run options are {"spec": {…the migration's spec…}, "resume": true|false, "force": true|false}: ${problems.join('; ')}.`);
   }
-  return { spec, resume: resume as boolean, force: force as boolean };
+  // A continuation resumes the run where its predecessor was, without pausing it.
+  return { spec, resume: (resume as boolean) || continues !== null, force: force as boolean, continues: continues as string | null };
 }
 
 /** Every problem of the spec, and what has not landed yet, is one SpecInvalid error. */
 export async function validateSpecStep(input: unknown) {
   const run = runInputOf(input);
-  return { spec: parseSpec(run.spec), resume: run.resume, force: run.force };
+  // loop.turns counts the turns of the CDC and paused loops, which continue as a new execution past a bound.
+  // A continuation carries the spec as this step normalized it (defaults filled in): the feature gate judges only what a person wrote.
+  const spec = parseSpec(run.spec, run.continues ? { featureGate: false } : undefined);
+  return { spec, resume: run.resume, force: run.force, continues: run.continues, loop: { turns: 0 } };
 }

@@ -168,8 +168,22 @@ function callbackTaskRunner(stateName: string, state: AnyState, task: FargateTas
   };
 }
 
+/** The execution a local run started (`states:startExecution` of its own state machine): the runner runs it once this one ends. */
+export interface LocalContinuation {
+  next?: { executionId: string; input: unknown };
+}
+
+/** `states:startExecution` locally: records the input for the runner, and answers as the integration does. */
+function executionStarter(continuation: LocalContinuation) {
+  return async (input: unknown) => {
+    const executionId = `local:${randomUUID()}`;
+    continuation.next = { executionId, input: roundTrip((input as { Input?: unknown }).Input) };
+    return { ExecutionArn: executionId, StartDate: new Date().toISOString() };
+  };
+}
+
 /** A local handler for every Task state of the definition, keyed by state name. */
-export function localHandlers(definition: StateMachineDefinition, wiring: Wiring, launcher: TaskLauncher) {
+export function localHandlers(definition: StateMachineDefinition, wiring: Wiring, launcher: TaskLauncher, continuation: LocalContinuation = {}) {
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const [name, state] of taskStates(definition.States as unknown as StateMap)) {
     if (handlers[name]) throw new WorkflowDefinitionError(`Two Task states are named ${name}; local handlers are keyed by state name.`);
@@ -184,6 +198,9 @@ export function localHandlers(definition: StateMachineDefinition, wiring: Wiring
         break;
       case 'arn:aws:states:::ecs:runTask.waitForTaskToken':
         handlers[name] = callbackTaskRunner(name, state, taskOf(), launcher);
+        break;
+      case 'arn:aws:states:::states:startExecution':
+        handlers[name] = executionStarter(continuation);
         break;
       default:
         throw new WorkflowDefinitionError(`State ${name} uses resource ${state.Resource}, which the local runner cannot run.`);

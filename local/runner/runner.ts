@@ -8,7 +8,7 @@ import { connectSide, type EndpointSettings } from '../../engine/connect/index.j
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { LOCAL_CALLBACK_ENV } from '../../platform/task-callback.js';
 import { loadLocalDefinition, localFunctionArn, wiredBy, workflowValidation, type DefinitionOptions, type StateMap, type Wiring } from './definition.js';
-import { lambdaInvoker, localHandlers, TOKEN_MARKER } from './integrations.js';
+import { lambdaInvoker, localHandlers, TOKEN_MARKER, type LocalContinuation } from './integrations.js';
 import { StateMachine, type StateMachineDefinition } from './interpreter.js';
 import { beatWhileRunning } from './runner-heartbeat.js';
 import { runBundles } from './task-bundles.js';
@@ -34,6 +34,8 @@ export interface LocalRunResult {
   output?: unknown;
   error?: string;
   cause?: string;
+  /** `$$.Execution.Id` of the execution that ended (the last of a chain that continued as new). */
+  executionId?: string;
 }
 
 /** What every task process of a run gets, before its own container environment. */
@@ -69,13 +71,28 @@ function warmUp(wiring: Wiring, bundleOf: ReturnType<typeof runBundles>, process
   if (bundles.length > 0) void warmLoader(bundles).then((loader) => processes.keepSpare(loader), () => undefined);
 }
 
-/** Runs the workflow to its end. Never throws for a failed execution: the result says how it ended. */
+/**
+ * Runs the workflow to its end. Never throws for a failed execution: the result says how it
+ * ended. An execution that continues as a new one (ContinueAsNew) is followed: the result is
+ * that of the last execution of the chain.
+ */
 export async function runLocalWorkflow(input: unknown, options: LocalRunOptions = {}): Promise<LocalRunResult> {
+  const continuation: LocalContinuation = {};
+  const result = await runOneExecution(input, options, continuation);
+  const next = continuation.next;
+  if (result.status !== 'SUCCEEDED' || !next || options.signal?.aborted) return result;
+  return runLocalWorkflow(next.input, { ...options, executionId: next.executionId });
+}
+
+/** The local state machine's id, as `$$.StateMachine.Id` gives it (ContinueAsNew starts it again). */
+const LOCAL_STATE_MACHINE_ID = 'local:pgferry';
+
+async function runOneExecution(input: unknown, options: LocalRunOptions, continuation: LocalContinuation): Promise<LocalRunResult> {
   const { definition, wiring } = await loadLocalDefinition(options);
   const processes = new TaskProcesses(taskProcessEnvironment(options));
   const bundleOf = runBundles();
   const stateMachine = new StateMachine(definition, { validationOptions: workflowValidation(options) });
-  const handlers = localHandlers(definition, wiring, { processes, bundleOf, watchers: options });
+  const handlers = localHandlers(definition, wiring, { processes, bundleOf, watchers: options }, continuation);
   warmUp(wiring, bundleOf, processes);
   const executionId = options.executionId ?? `local:${randomUUID()}`;
   const execution = stateMachine.run(input as never, {
@@ -85,7 +102,11 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
       retryIntervalOverrides: options.retryIntervalOverrides,
     },
     // $$.Execution.Id names the run in the control schema, as the execution ARN does on AWS.
-    context: { Execution: { Id: executionId, Input: input as never, StartTime: new Date().toISOString() }, Task: { Token: TOKEN_MARKER } },
+    context: {
+      Execution: { Id: executionId, Input: input as never, StartTime: new Date().toISOString() },
+      StateMachine: { Id: LOCAL_STATE_MACHINE_ID },
+      Task: { Token: TOKEN_MARKER },
+    } as never,
   });
   const onAbort = () => {
     execution.abort();
@@ -114,10 +135,10 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
   try {
     const output = await execution.result;
     await events;
-    return ending ?? { status: 'SUCCEEDED', output };
+    return { ...(ending ?? { status: 'SUCCEEDED', output }), executionId };
   } catch (error) {
     await events;
-    const result = ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message };
+    const result: LocalRunResult = { ...(ending ?? { status: 'FAILED', error: (error as Error).name, cause: (error as Error).message }), executionId };
     if ((result.status === 'ABORTED' || result.status === 'TIMED_OUT') && validatedSpec) {
       await processes.killAll();
       await cleanUpStoppedRun(definition, wiring, validatedSpec, executionId, result.status);
