@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { LOCAL_CALLBACK_ENV } from '../../platform/task-callback.js';
 import { loadLocalDefinition, localFunctionArn, wiredBy, workflowValidation, type DefinitionOptions, type StateMap, type Wiring } from './definition.js';
-import { lambdaInvoker, localHandlers, TOKEN_MARKER } from './integrations.js';
+import { ENTERED_TIME_MARKER, lambdaInvoker, localHandlers, TOKEN_MARKER } from './integrations.js';
 import { StateMachine, type StateMachineDefinition } from './interpreter.js';
 import { runBundles } from './task-bundles.js';
 import { TaskProcesses, tasksStartedAtOnce, warmLoader, type TaskWatchers } from './task-pool.js';
@@ -75,7 +75,11 @@ export async function runLocalWorkflow(input: unknown, options: LocalRunOptions 
       retryIntervalOverrides: options.retryIntervalOverrides,
     },
     // $$.Execution.Id names the run in the control schema, as the execution ARN does on AWS.
-    context: { Execution: { Id: executionId, Input: input as never, StartTime: new Date().toISOString() }, Task: { Token: TOKEN_MARKER } },
+    context: {
+      Execution: { Id: executionId, Input: input as never, StartTime: new Date().toISOString() },
+      Task: { Token: TOKEN_MARKER },
+      State: { EnteredTime: ENTERED_TIME_MARKER },
+    },
   });
   const onAbort = () => {
     execution.abort();
