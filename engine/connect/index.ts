@@ -143,7 +143,7 @@ export async function tlsOptions(endpoint: Endpoint, mode: SslMode = endpoint.ss
 /** Idle time before a connection sends its first TCP keepalive probe. */
 export const KEEPALIVE_IDLE_MS = 30_000;
 
-function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): pg.ClientConfig {
+export function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): pg.ClientConfig {
   const { host, port, username, password } = endpoint.credentials;
   return {
     host,
