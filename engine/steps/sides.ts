@@ -37,7 +37,8 @@ export async function withSides<T>(
     if (!sides[side]) return;
     // connectSide's clients fail their next query, instead of crashing the process, when the server ends an idle session.
     const client = (clients[side] = await connectForStep(side, spec, secrets));
-    client.once('end', () => lost.push(side));
+    // Emitted as the connection drops, just before its queries fail.
+    client.on('error', () => lost.push(side));
   };
   try {
     // Both at once; if one side cannot be reached, the other's connection is closed before the error goes on.
@@ -45,8 +46,6 @@ export async function withSides<T>(
     return await body(clients as { source: pg.Client; target: pg.Client });
   } catch (error) {
     if (error instanceof PgferryError || !isConnectionFailure(error)) throw error;
-    // The connection's 'end' may come just after the failed query.
-    await new Promise((resolve) => setImmediate(resolve));
     throw lostSideError(error, lost, clients);
   } finally {
     await Promise.all(Object.values(clients).map((client) => client.end().catch(() => undefined)));

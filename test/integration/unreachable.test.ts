@@ -12,6 +12,7 @@ import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { scratchDir } from '../support/clusters.js';
 import { failureOf } from '../support/failure.js';
 import { OutageProxy } from '../support/outage-proxy.js';
+import { waitFor } from '../support/wait.js';
 
 const scratch = scratchDir('unreachable');
 const secrets = new DefaultSecretsProvider();
@@ -51,6 +52,8 @@ describe('a step whose side is out of reach', () => {
     );
     const error = await failure;
     await proxy.restore();
+    // The server notices the lost client only when it next writes to it: end the sleeping session.
+    await cluster.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'");
     expect(error).toBeInstanceOf(UnreachableError);
     expect(error).toMatchObject({ name: 'pgferry.Unreachable', side: 'target' });
     expect(error.message).toContain(`Lost the connection to the target (127.0.0.1:${proxy.port}/postgres) during the step`);
@@ -68,8 +71,10 @@ describe('a step whose side is out of reach', () => {
     } finally {
       await proxy.restore();
     }
-    const [sessions] = await cluster.sql("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgferry'");
-    expect(sessions!.rows[0].n).toBe(0);
+    await waitFor('the source session of the step to end', async () => {
+      const [sessions] = await cluster.sql("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgferry'");
+      return sessions!.rows[0].n === 0;
+    });
   });
 });
 
