@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { Context } from 'aws-lambda';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
   clientConfig,
@@ -27,6 +27,8 @@ import { runLocalWorkflow, type LocalRunOptions } from '../../local/runner/index
 import { SecretsManagerCache } from '../../platform/secrets/middy.js';
 import { migrationDefinition } from '../../state-machines/definition.js';
 import { STATE_ENTERED_TIME_FIELD, unreachableRetry } from '../../state-machines/steps.js';
+import { redoingOnOutage, type TaskContext } from '../../tasks/task.js';
+import type { MigrationSpec } from '../../engine/spec/index.js';
 import { failureOf } from '../support/failure.js';
 
 const PASSWORD = 'never-in-a-message-9f1';
@@ -179,5 +181,43 @@ describe('TCP keepalives', () => {
     // The change stream hands its settings to pg-logical-replication, which opens its pg.Client with them.
     const stream = new ChangeStream(replication, { slotName: 's', publicationName: 'p', appliedLsn: () => '0/0' });
     expect((stream as unknown as { service: { clientConfig: object } }).service.clientConfig).toMatchObject({ keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS });
+  });
+});
+
+describe('a task whose work is safe to redo (a copy worker)', () => {
+  const logged: string[] = [];
+  const context = { spec: { cdc: { retryWindowMinutes: 1 } } as MigrationSpec, log: (line: string) => void logged.push(line) } as unknown as TaskContext;
+  afterEach(() => {
+    vi.useRealTimers();
+    logged.length = 0;
+  });
+
+  it('runs again while a side is out of reach, and ends normally once it is back', async () => {
+    let runs = 0;
+    await redoingOnOutage(context, async () => {
+      if (++runs <= 2) throw new Error('Connection terminated unexpectedly');
+    }, 1);
+    expect(runs).toBe(3);
+    expect(logged[0]).toMatch(/^a side is out of reach \(Connection terminated unexpectedly\); running again in 0 s, within cdc.retryWindowMinutes$/);
+  });
+
+  it('fails at once on any other error, and with the last error once the outage outlasts the window', async () => {
+    let runs = 0;
+    const other = await failureOf(redoingOnOutage(context, async () => {
+      runs++;
+      throw new Error('relation "shop.orders" does not exist');
+    }));
+    expect([runs, other.message]).toEqual([1, 'relation "shop.orders" does not exist']);
+
+    vi.useFakeTimers();
+    runs = 0;
+    const outage = failureOf(redoingOnOutage(context, async () => {
+      runs++;
+      throw pgError('ECONNREFUSED', 'connect ECONNREFUSED 10.0.0.5:5432');
+    }));
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect((await outage).message).toBe('connect ECONNREFUSED 10.0.0.5:5432');
+    // Runs at 0, 5, 15, 35 and 75 s: the fifth is past the 1-minute window.
+    expect(runs).toBe(5);
   });
 });
