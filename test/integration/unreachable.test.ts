@@ -3,13 +3,15 @@
  * cluster: a TCP proxy in front of it takes it out of reach the way a failover does.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UnreachableError } from '../../engine/connect/index.js';
+import { connectSide, UnreachableError } from '../../engine/connect/index.js';
+import { beginMigration, ensureControlSchema, setPhase } from '../../engine/control/index.js';
+import { exportSnapshotStep } from '../../engine/steps/export-snapshot.js';
 import { migrationSpecSchema, type MigrationSpec } from '../../engine/spec/index.js';
 import { withSides } from '../../engine/steps/sides.js';
 import { streamConfigOf } from '../../engine/steps/replication.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
-import { scratchDir } from '../support/clusters.js';
+import { scratchDir, withClient } from '../support/clusters.js';
 import { failureOf } from '../support/failure.js';
 import { OutageProxy } from '../support/outage-proxy.js';
 import { waitFor } from '../support/wait.js';
@@ -88,5 +90,41 @@ describe('a rotated password', () => {
     scratch.secretFor('rotation-source', cluster, { username: 'rotating', password: 'second-password-2' });
     const config = await streamConfig();
     expect(config).toMatchObject({ user: 'rotating', replication: 'database' });
+  });
+});
+
+describe('the snapshot holder of a full load', () => {
+  it('holds the snapshot while the target is out of reach, and releases it once the migration says so', async () => {
+    const spec = migrationSpecSchema.parse({ ...specThroughProxy('held-snapshot'), mode: 'full', cdc: { retryWindowMinutes: 1 } });
+    await withClient(cluster, async (client) => {
+      await ensureControlSchema(client);
+      await beginMigration(client, spec.name, spec);
+    });
+    let reported!: (snapshot: string) => void;
+    const snapshot = new Promise<string>((resolve) => (reported = resolve));
+    const held = exportSnapshotStep(
+      {
+        migration: spec.name,
+        spec,
+        connectSource: () => connectSide('source', spec.source, secrets),
+        connectTarget: () => connectSide('target', spec.target, secrets),
+        log: () => undefined,
+        callback: { success: async (output) => reported((output as { snapshot: string }).snapshot), reportFailure: async () => undefined },
+        gone: new AbortController().signal,
+      },
+      { maxHoldMs: 600_000 },
+    );
+    const id = await snapshot;
+    await proxy.cut();
+    // A few polls of the holder fail while the target is away: the same path as a longer outage within the window.
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    await proxy.restore();
+    await withClient(cluster, async (client) => {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await client.query(`SET TRANSACTION SNAPSHOT '${id}'`);
+      await client.query('COMMIT');
+      await setPhase(client, spec.name, 'done');
+    });
+    await held;
   });
 });
