@@ -74,7 +74,7 @@ export function withinRetryWindow(error: unknown, since: Date | undefined, windo
   if (minutes <= windowMinutes) return error;
   return new OutageTooLongError(
     `${(error as Error).message} It has been retried for ${Math.round(minutes)} minute(s), longer than cdc.retryWindowMinutes (${windowMinutes}): ` +
-      'bring the server back (or raise cdc.retryWindowMinutes), then run the migration again.',
+      'bring the server back (or raise cdc.retryWindowMinutes), then continue with `pgferry resume SPEC`.',
     { cause: error },
   );
 }
