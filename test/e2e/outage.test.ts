@@ -113,6 +113,41 @@ describe('a live CDC migration', () => {
     }
   });
 
+  it('a full load waits out a target that is out of reach for 90 s: the snapshot is held on, the copy worker runs again', { timeout: 600_000 }, async () => {
+    const database = 'fullout';
+    await source.sql(`CREATE DATABASE ${database}`);
+    await target.sql(`CREATE DATABASE ${database}`);
+    await source.sql("CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 12000) g", database);
+    const proxy = await OutageProxy.start(target.connection);
+    const name = 'outage-load';
+    const spec = {
+      name,
+      mode: 'full',
+      source: { secret: scratch.secretFor(`${name}-source`, source), database },
+      target: { secret: scratch.secretFor(`${name}-target`, target, { port: proxy.port }), database },
+      // Slow enough that the outage comes in the middle of the copy.
+      fullLoad: { parallelism: 1, maxBytesPerSecond: 4096 },
+      cdc: { retryWindowMinutes: 2 },
+    };
+    let result: LocalRunResult | undefined;
+    const run = runLocalWorkflow(spec).then((r) => (result = r));
+    try {
+      await waitFor('the copy to be under way', async () => {
+        const [rows] = await target.sql('SELECT count(*)::int AS n FROM pgferry.unit_progress WHERE rows_copied > 0', database).catch(() => [{ rows: [{ n: 0 }] }]);
+        return rows!.rows[0]!.n > 0;
+      });
+      await proxy.cut();
+      await sleep(90_000);
+      expect(result, JSON.stringify(result)).toBeUndefined();
+      await proxy.restore();
+      await run;
+    } finally {
+      await proxy.stop();
+    }
+    expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
+    await expectSameData(database);
+  });
+
   it('survives the rotation of both passwords with every pgferry session ended, then cuts over identical', { timeout: 600_000 }, async () => {
     const workload = await bankDatabase('rotation');
     const name = 'rotation';
