@@ -71,7 +71,7 @@ async function cutOver(control: pg.Client, name: string, database: string, run: 
   expect(slots!.rows[0].n).toBe(0);
 }
 
-describe('a live CDC migration', () => {
+describe('a live migration', () => {
   it('waits out a target that is out of reach for 90 s within a 2-minute retry window, then cuts over identical', { timeout: 600_000 }, async () => {
     const workload = await bankDatabase('outage');
     const proxy = await OutageProxy.start(target.connection);
