@@ -14,7 +14,10 @@
  *    `file:`/`env:` references (local runs) are read by DefaultSecretsProvider.
  * 5. Error names: errors keep their pgferry name (the ASL's Retry/Catch match on it); anything
  *    else becomes `pgferry.Internal` with its message, so Step Functions never sees a stack dump
- *    instead of a reason. Messages never contain secret values.
+ *    instead of a reason. Messages never contain secret values. A side out of reach
+ *    (`pgferry.Unreachable`, which the workflow retries) becomes `pgferry.ConnectionFailed` once
+ *    the state has been retried for longer than the spec's cdc.retryWindowMinutes since it was
+ *    entered (the event's `stateEnteredTime`, `$$.State.EnteredTime`).
  *
  * The handler receives the parsed input and `{ secrets, logger, context }`. The local runner
  * calls the exported handler in-process with a context of its own: nothing here needs more
@@ -28,6 +31,7 @@ import middy, { type MiddlewareObj, type Request } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import type { SecretRef, SecretsProvider } from '../engine/connect/credentials.js';
+import { isAuthenticationFailure, withinRetryWindow } from '../engine/connect/outage.js';
 import { PgferryError } from '../engine/errors.js';
 import { migrationSpecSchema } from '../engine/spec/index.js';
 import { parseWithProblems, type SpecProblem } from '../engine/spec/problems.js';
@@ -116,11 +120,14 @@ const sharedSecretsCache = new SecretsManagerCache();
 const TOOLS = Symbol('pgferry.handlerTools');
 type ToolsContext = Context & { [TOOLS]?: HandlerTools };
 
-/** Errors that mean the password in a cached secret may be stale (rotated): read it again next time. */
-function isAuthenticationFailure(error: unknown): boolean {
-  const { name, code } = (error ?? {}) as { name?: string; code?: string };
-  return name === 'pgferry.ConnectionFailed' && (code === '28P01' || code === '28000');
+/** When the workflow entered the invoking state (`stateEnteredTime` of the event), if it says. */
+function stateEnteredTime(event: unknown): Date | undefined {
+  const value = (event as { stateEnteredTime?: unknown } | null)?.stateEnteredTime;
+  return typeof value === 'string' ? new Date(value) : undefined;
 }
+
+/** The spec's retry window, when the input carries a spec. */
+const retryWindowMinutes = (input: unknown) => (input as { spec?: { cdc?: { retryWindowMinutes?: number } } } | null)?.spec?.cdc?.retryWindowMinutes;
 
 /** Builds a Lambda handler from its definition. */
 export function lambdaHandler<TSchema extends z.ZodType, TResult>(
@@ -132,10 +139,12 @@ export function lambdaHandler<TSchema extends z.ZodType, TResult>(
   const secretsCache = options.secretsCache ?? sharedSecretsCache;
   const fallbackSecrets = options.fallbackSecrets ?? new DefaultSecretsProvider();
   const fetchedArns = new WeakMap<object, SecretRef[]>();
+  const enteredAt = new WeakMap<object, Date | undefined>();
   const step = definition.name;
 
   const validation: MiddlewareObj<unknown, TResult, Error, Context> = {
     before: (request) => {
+      enteredAt.set(request, stateEnteredTime(request.event));
       const schema = typeof definition.input === 'function' ? (definition.input as (event: unknown) => TSchema)(request.event) : definition.input;
       logger.appendKeys({ step });
       const input = parseInput(step, schema, request.event);
@@ -157,11 +166,14 @@ export function lambdaHandler<TSchema extends z.ZodType, TResult>(
 
   const errorNames: MiddlewareObj<unknown, TResult, Error, Context> = {
     onError: (request) => {
-      const error: unknown = request.error;
+      const error: unknown = withinRetryWindow(request.error, enteredAt.get(request), retryWindowMinutes(request.event));
+      // The step already read the secret again once; the next invocation must not start from a stale copy either.
       if (isAuthenticationFailure(error)) secretsCache.invalidate(fetchedArns.get(request) ?? []);
       if (!(error instanceof PgferryError)) {
         const message = error instanceof Error ? error.message : String(error);
         request.error = new PgferryError('pgferry.Internal', message, { cause: error });
+      } else {
+        request.error = error;
       }
       // Name and message only: both are secret-free by contract, a stack or a cause need not be.
       logger.error(`${step} failed`, { error: { name: request.error!.name, message: request.error!.message } });

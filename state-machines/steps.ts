@@ -4,6 +4,7 @@
  * (the spec's fields, the registries' placeholders, the infrastructure placeholders CDK fills).
  * Key order matters: the generated JSON is compared as text with the checked-in file.
  */
+import { UNREACHABLE } from '../engine/connect/outage.js';
 import { lambdaFunctions } from '../lambdas/registry.js';
 import { fargateTasks } from '../tasks/registry.js';
 
@@ -51,6 +52,26 @@ const lambdaServiceRetry = {
   BackoffRate: 2,
 };
 
+/**
+ * A side out of reach (pgferry.Unreachable: a restart, a failover) is waited out: the step is
+ * tried again after 5, 10, 20, 40, 80, 160 s, then every 300 s (MaxDelaySeconds), 300 attempts
+ * spanning 88,515 s, more than the largest cdc.retryWindowMinutes (1440 min = 86,400 s). The
+ * step itself ends the wait: it gets the time the state was entered (`stateEnteredTime`) and
+ * fails with pgferry.ConnectionFailed once the spec's window has passed (lambdas/handler.ts).
+ * History cost: each retry adds 3 events (TaskScheduled, TaskStarted, TaskFailed), so 36 an hour
+ * of outage, at most about 900 for a 24-hour one.
+ */
+export const unreachableRetry = {
+  ErrorEquals: [UNREACHABLE],
+  IntervalSeconds: 5,
+  MaxAttempts: 300,
+  BackoffRate: 2,
+  MaxDelaySeconds: 300,
+};
+
+/** Where a step's event carries `$$.State.EnteredTime`, the start of the state's retries (its outage window). */
+export const STATE_ENTERED_TIME_FIELD = 'stateEnteredTime';
+
 const ecsServiceRetry = {
   ErrorEquals: ['ECS.AmazonECSException', 'ECS.ServerException', 'ECS.LimitExceededException', 'ECS.ResourceInitializationError'],
   IntervalSeconds: 10,
@@ -76,7 +97,10 @@ export interface LambdaStep {
   readonly next: string;
 }
 
-/** A state that invokes the function `functionName` of lambdas/registry.ts, retrying Lambda's own errors. */
+/**
+ * A state that invokes the function `functionName` of lambdas/registry.ts, retrying Lambda's own
+ * errors, and a side out of reach within the retry window.
+ */
 export function lambdaStep(functionName: string, step: LambdaStep): State {
   const fn = lambdaFunctions.find((def) => def.name === functionName && !def.operator);
   if (!fn) throw new Error(`state-machines: no workflow function '${functionName}' in lambdas/registry.ts`);
@@ -84,12 +108,15 @@ export function lambdaStep(functionName: string, step: LambdaStep): State {
     Type: 'Task',
     Comment: step.comment,
     Resource: 'arn:aws:states:::lambda:invoke',
-    Parameters: { FunctionName: placeholder(fn.arnPlaceholder), Payload: step.payload },
+    Parameters: {
+      FunctionName: placeholder(fn.arnPlaceholder),
+      Payload: { ...step.payload, [`${STATE_ENTERED_TIME_FIELD}.$`]: '$$.State.EnteredTime' },
+    },
     ...(step.result ? { ResultSelector: Object.fromEntries(step.result.map((field) => [`${field}.$`, `$.Payload.${field}`])) } : {}),
     ResultPath: step.resultPath,
     ...(step.outputPath ? { OutputPath: step.outputPath } : {}),
     TimeoutSeconds: step.timeoutSeconds,
-    Retry: [lambdaServiceRetry],
+    Retry: [lambdaServiceRetry, unreachableRetry],
     Next: step.next,
   };
 }

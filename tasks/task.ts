@@ -3,10 +3,11 @@
  * environment (the workflow's container overrides), loads the migration's spec from the
  * target's control schema, and exits non-zero with a readable line on stderr when it fails.
  */
-import { connectSide, type EndpointSettings } from '../engine/connect/index.js';
+import { connectSide, isConnectionFailure, type EndpointSettings } from '../engine/connect/index.js';
 import { loadSpec } from '../engine/control/index.js';
 import { PgferryError } from '../engine/errors.js';
 import { parseNormalizedSpec, type MigrationSpec } from '../engine/spec/index.js';
+import { messageOf, sleep } from '../engine/sql.js';
 import type { CallbackStepContext, TaskStepContext } from '../engine/steps/task.js';
 import { metricsSinkFromEnvironment, type MetricsSink } from '../platform/observability.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
@@ -102,11 +103,49 @@ export function stopWhenRunnerGone(env: NodeJS.ProcessEnv): () => void {
   return () => process.off('disconnect', runnerGone);
 }
 
-/** Runs a task body and sets the exit code; the last stderr line is the reason a person reads. */
-export async function runTask(task: string, body: (context: TaskContext) => Promise<void>, environment = defaultEnvironment()): Promise<void> {
+/** The longest wait between two runs of a body that found a side out of reach. */
+const OUTAGE_MAX_DELAY_MS = 60_000;
+
+/**
+ * Runs `body`, and runs it again when it fails because a side is out of reach (a restart, a
+ * failover), until the outage has lasted cdc.retryWindowMinutes. Only for work that is safe to
+ * redo: the workflow sees a sync task only as failed or not, so the task waits out the outage
+ * itself. A run that lasted longer than the wait before it counts as recovered.
+ */
+export async function redoingOnOutage(context: TaskContext, body: (context: TaskContext) => Promise<void>, delayMs = 5_000): Promise<void> {
+  const windowMs = context.spec.cdc.retryWindowMinutes * 60_000;
+  let failingSince: number | undefined;
+  let delay = delayMs;
+  for (;;) {
+    const started = Date.now();
+    try {
+      return await body(context);
+    } catch (error) {
+      if (!isConnectionFailure(error)) throw error;
+      if (Date.now() - started > delay) [failingSince, delay] = [undefined, delayMs];
+      failingSince ??= started;
+      if (Date.now() - failingSince > windowMs) throw error;
+      context.log(`a side is out of reach (${messageOf(error)}); running again in ${Math.round(delay / 1000)} s, within cdc.retryWindowMinutes`);
+      await sleep(delay);
+      delay = Math.min(delay * 2, OUTAGE_MAX_DELAY_MS);
+    }
+  }
+}
+
+/**
+ * Runs a task body and sets the exit code; the last stderr line is the reason a person reads.
+ * `redoOnOutage`: the body is safe to redo, and runs again while a side is out of reach.
+ */
+export async function runTask(
+  task: string,
+  body: (context: TaskContext) => Promise<void>,
+  environment = defaultEnvironment(),
+  { redoOnOutage = false } = {},
+): Promise<void> {
   const unwatch = stopWhenRunnerGone(environment.env);
   try {
-    await body(await environment.context(task, environment.env));
+    const context = await environment.context(task, environment.env);
+    await (redoOnOutage ? redoingOnOutage(context, body) : body(context));
     process.exitCode = 0;
   } catch (error) {
     console.error(`${task} failed: ${(error as Error)?.message ?? String(error)}`);

@@ -6,7 +6,8 @@ export type SecretRef = string;
 
 /** Fetches the text of a secret. Implementations live in platform/secrets. */
 export interface SecretsProvider {
-  getSecretString(ref: SecretRef): Promise<string>;
+  /** `fresh`: read it from its store now, past any cache (the password was refused: it may have been rotated). */
+  getSecretString(ref: SecretRef, options?: { fresh?: boolean }): Promise<string>;
 }
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';

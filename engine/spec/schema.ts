@@ -207,9 +207,11 @@ const cdcSchema = z
       })
       .prefault({})
       .describe('How changes are batched when applied.'),
-    retryWindowMinutes: intBetween(10, 1440)
+    retryWindowMinutes: intBetween(1, 1440)
       .default(120)
-      .describe('How long CDC keeps retrying after failures before giving up.'),
+      .describe(
+        'How long an outage of the source or the target (a restart, a failover, lost connections) is waited out before the run gives up: the CDC streamer resumes from its checkpoint, and every workflow step is tried again, within this window.',
+      ),
     heartbeatTimeoutSeconds: intBetween(2, 3600)
       .default(60)
       .describe('A streamer silent for this long is restarted; it resumes from the target checkpoint.'),

@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { migrationState, recordSnapshot } from '../control/index.js';
+import { isConnectionFailure } from '../connect/index.js';
 import { exportSnapshot } from '../snapshot.js';
 import { sleep } from '../sql.js';
 import { goneError, throwIfGone, type CallbackStepContext } from './task.js';
@@ -18,10 +19,13 @@ export interface SnapshotHoldOptions {
 }
 
 export async function exportSnapshotStep(context: CallbackStepContext, { maxHoldMs }: SnapshotHoldOptions): Promise<void> {
-  const { source, control } = await exportAndReport(context);
+  const exported = await exportAndReport(context);
+  const { source } = exported;
+  let { control } = exported;
   let sourceLost: Error | undefined;
   source.on('error', (error) => (sourceLost = error));
   const heldSince = Date.now();
+  let targetLostSince: number | undefined;
   for (;;) {
     await sleep(POLL_MS);
     if (sourceLost) throw new Error(`lost the source connection that holds the snapshot: ${sourceLost.message}`);
@@ -29,12 +33,29 @@ export async function exportSnapshotStep(context: CallbackStepContext, { maxHold
       context.log('snapshot held for the longest a load may take; releasing it');
       break;
     }
-    const state = await migrationState(control, context.migration);
+    let state: Awaited<ReturnType<typeof migrationState>>;
+    try {
+      state = await migrationState(control, context.migration);
+      targetLostSince = undefined;
+    } catch (error) {
+      // The target is away (a restart, a failover): the snapshot is held on, as the copy workers wait it out too.
+      if (!isConnectionFailure(error)) throw error;
+      targetLostSince ??= Date.now();
+      if (Date.now() - targetLostSince > context.spec.cdc.retryWindowMinutes * 60_000) throw error;
+      control = await reconnected(context, control);
+      continue;
+    }
     if (!state || state.snapshotReleased || ['done', 'failed', 'paused'].includes(state.phase)) break;
   }
   context.log('snapshot released');
   await source.query('COMMIT').catch(() => undefined);
   await Promise.all([source.end(), control.end()]);
+}
+
+/** A new control session in place of a lost one; the old one (ended) while the target cannot be reached yet. */
+async function reconnected(context: CallbackStepContext, lost: pg.Client): Promise<pg.Client> {
+  await lost.end().catch(() => undefined);
+  return context.connectTarget().catch(() => lost);
 }
 
 /** Exports the snapshot, records it and reports it; on failure releases it and reports the failure. */

@@ -2,14 +2,14 @@
  * FinishFullLoad: fails the run if a work unit was not copied, copies the sequence values, and
  * settles post-data at once when the copy workers left nothing for it to build.
  */
-import { connectSide, type SecretsProvider } from '../connect/index.js';
+import type { SecretsProvider } from '../connect/index.js';
 import { recordEvent, setPhase, recordSchemaObjects } from '../control/index.js';
 import { loadTotals, unfinishedUnits, type UnfinishedUnit } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import { copySequenceValues, postDataLeftNothing } from '../schema/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { qualified } from '../sql.js';
-import { withSides } from './sides.js';
+import { connectForStep, withSides } from './sides.js';
 
 export class LoadFailedError extends PgferryError {
   constructor(message: string) {
@@ -35,7 +35,7 @@ export async function finishFullLoadStep(spec: MigrationSpec, secrets: SecretsPr
     const totals = await loadTotals(target, spec.name);
     // When the copy workers built every index and constraint, post-data is only its report: no task to start for it.
     // If that cannot be told (a failed read), the post-data task, which has no time limit, decides as it always did.
-    const connect = (side: 'source' | 'target') => () => connectSide(side, spec[side], secrets, { applicationName: 'pgferry' });
+    const connect = (side: 'source' | 'target') => () => connectForStep(side, spec, secrets);
     const postData = await postDataLeftNothing(connect('source'), connect('target'), spec).catch(() => undefined);
     if (postData) {
       await setPhase(target, spec.name, 'post-data');

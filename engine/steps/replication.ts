@@ -7,7 +7,7 @@ import pg from 'pg';
 import { replicationNames } from '../cdc/slot.js';
 import { runReplicator, StreamerFencedError, type ReplicatorHeartbeat } from '../cdc/replicator.js';
 import { recordReplicationError } from '../control/index.js';
-import { CANONICAL_STARTUP_OPTIONS, resolveEndpoint, workingClientConfig, type SecretsProvider } from '../connect/index.js';
+import { CANONICAL_STARTUP_OPTIONS, withEndpoint, workingClientConfig, type SecretsProvider } from '../connect/index.js';
 import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import type { RetainedWalReading } from '../cdc/retained-wal.js';
@@ -30,13 +30,15 @@ export interface ReplicationStepOptions {
 /** Settings of a replication connection (`replication: 'database'`) to the source. */
 export type StreamConfig = () => Promise<pg.ClientConfig>;
 
+/** The secret is read at every (re)connect, and read again past any cache when the login is refused: a rotated password is picked up. */
 export async function streamConfigOf(spec: MigrationSpec, secrets: SecretsProvider): Promise<StreamConfig> {
-  const endpoint = await resolveEndpoint('source', spec.source, secrets);
   return () =>
-    workingClientConfig(endpoint, {
-      applicationName: STREAMER_APPLICATION_NAME,
-      extra: { replication: 'database', options: CANONICAL_STARTUP_OPTIONS } as Partial<pg.ClientConfig>,
-    });
+    withEndpoint('source', spec.source, secrets, (endpoint) =>
+      workingClientConfig(endpoint, {
+        applicationName: STREAMER_APPLICATION_NAME,
+        extra: { replication: 'database', options: CANONICAL_STARTUP_OPTIONS } as Partial<pg.ClientConfig>,
+      }),
+    );
 }
 
 /** A replication connection from `streamConfig`, connected. */

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { UNREACHABLE } from '../../engine/connect/outage.js';
 import type { LambdaFunctionDefinition } from '../../lambdas/registry.js';
 import type { IpcCallbackMessage } from '../../platform/task-callback.js';
 import type { FargateTaskDefinition } from '../../tasks/registry.js';
@@ -19,6 +20,9 @@ import { killAfter, startTaskProcess, type TaskProcess, type TaskProcesses, type
 
 /** Stands in for `$$.Task.Token` in the context; each callback task gets a fresh token instead. */
 export const TOKEN_MARKER = 'pgferry-local-task-token';
+
+/** Stands in for `$$.State.EnteredTime`, which aws-local-stepfunctions does not set; each Lambda invoker puts its state's in. */
+export const ENTERED_TIME_MARKER = 'pgferry-local-state-entered-time';
 
 export const roundTrip = <T>(value: T): T => (value === undefined ? (null as T) : JSON.parse(JSON.stringify(value)));
 
@@ -50,16 +54,40 @@ export function lambdaFailure(error: unknown, requestId: string): Error {
   return stepError(errorType, JSON.stringify({ errorType, errorMessage, requestId, trace: [] }));
 }
 
+/**
+ * The state's `$$.State.EnteredTime` in a payload that asked for it. The interpreter does not
+ * tell a retry from a new entry, so the invoker of a state (one per state) keeps it: after an
+ * attempt that failed with pgferry.Unreachable, the one error the workflow retries locally, the
+ * next call is a retry of the same entry; after anything else, a new entry.
+ */
+class EnteredTime {
+  #retrying?: string;
+
+  payload(payload: unknown): unknown {
+    const entered = (this.#retrying ??= new Date().toISOString());
+    if (typeof payload !== 'object' || payload === null) return payload;
+    return Object.fromEntries(Object.entries(payload).map(([key, value]) => [key, value === ENTERED_TIME_MARKER ? entered : value]));
+  }
+
+  ended(error?: unknown): void {
+    if ((error as Error | undefined)?.name !== UNREACHABLE) this.#retrying = undefined;
+  }
+}
+
 export function lambdaInvoker(fn: LambdaFunctionDefinition) {
   let module: Promise<{ handler: (event: unknown, context: unknown) => Promise<unknown> }> | undefined;
+  const enteredTime = new EnteredTime();
   return async (input: unknown) => {
     module ??= import(pathToFileURL(join(repositoryRoot, fn.entry)).href);
     const { handler } = await module;
     const { Payload } = input as { Payload?: unknown };
     const requestId = randomUUID();
     try {
-      return lambdaResponse(await handler(roundTrip(Payload), lambdaContext(fn, requestId)));
+      const result = await handler(roundTrip(enteredTime.payload(Payload)), lambdaContext(fn, requestId));
+      enteredTime.ended();
+      return lambdaResponse(result);
     } catch (error) {
+      enteredTime.ended(error);
       throw lambdaFailure(error, requestId);
     }
   };

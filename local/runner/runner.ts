@@ -8,7 +8,7 @@ import { connectSide, type EndpointSettings } from '../../engine/connect/index.j
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { LOCAL_CALLBACK_ENV } from '../../platform/task-callback.js';
 import { loadLocalDefinition, localFunctionArn, wiredBy, workflowValidation, type DefinitionOptions, type StateMap, type Wiring } from './definition.js';
-import { lambdaInvoker, localHandlers, TOKEN_MARKER, type LocalContinuation } from './integrations.js';
+import { ENTERED_TIME_MARKER, lambdaInvoker, localHandlers, TOKEN_MARKER, type LocalContinuation } from './integrations.js';
 import { StateMachine, type StateMachineDefinition } from './interpreter.js';
 import { beatWhileRunning } from './runner-heartbeat.js';
 import { runBundles } from './task-bundles.js';
@@ -106,6 +106,7 @@ async function runOneExecution(input: unknown, options: LocalRunOptions, continu
       Execution: { Id: executionId, Input: input as never, StartTime: new Date().toISOString() },
       StateMachine: { Id: LOCAL_STATE_MACHINE_ID },
       Task: { Token: TOKEN_MARKER },
+      State: { EnteredTime: ENTERED_TIME_MARKER },
     } as never,
   });
   const onAbort = () => {

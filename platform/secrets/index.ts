@@ -16,6 +16,7 @@ export class DefaultSecretsProvider implements SecretsProvider {
 
   constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
 
+  /** Reads the secret at every call: nothing is cached, so every read is fresh. */
   async getSecretString(ref: SecretRef): Promise<string> {
     if (ref.startsWith('env:')) return this.fromEnv(ref);
     if (ref.startsWith('file:')) return this.fromFile(ref);

@@ -53,20 +53,27 @@ export class SecretsManagerCache {
   async provider(request: Request, arns: readonly SecretRef[], fallback: SecretsProvider): Promise<SecretsProvider> {
     const fetched = new Map<SecretRef, Promise<unknown>>();
     for (const arn of new Set(arns)) {
-      const cacheKey = CACHE_KEY_PREFIX + arn;
-      const internalKey = INTERNAL_KEY_PREFIX + arn;
       const entry = this.#entry(arn);
-      const now = this.#now();
-      if (entry.fetchedAt !== undefined && now - entry.fetchedAt >= this.#cacheMs) clearCache(cacheKey);
-      if (getCache(cacheKey).value === undefined) entry.fetchedAt = now;
-      const middleware = await entry.middleware;
-      await middleware.before!(request);
-      const value = Promise.resolve((request.internal as Record<string, unknown>)[internalKey]);
-      // Read (and reported) by the provider; a secret the handler never reads must not be an unhandled rejection.
-      value.catch(() => undefined);
-      fetched.set(arn, value);
+      if (entry.fetchedAt !== undefined && this.#now() - entry.fetchedAt >= this.#cacheMs) this.invalidate([arn]);
+      fetched.set(arn, (await this.#fetch(request, arn)).value);
     }
-    return new FetchedSecretsProvider(fetched, fallback);
+    // A fresh read (a refused password) goes past the cache, and the cache keeps what it read.
+    return new FetchedSecretsProvider(fetched, fallback, async (arn) => {
+      this.invalidate([arn]);
+      return (await this.#fetch(request, arn)).value;
+    });
+  }
+
+  /** The secret's value through the middleware: the cached one, or a fetch when there is none. */
+  async #fetch(request: Request, arn: SecretRef): Promise<{ value: Promise<unknown> }> {
+    const entry = this.#entry(arn);
+    if (getCache(CACHE_KEY_PREFIX + arn).value === undefined) entry.fetchedAt = this.#now();
+    const middleware = await entry.middleware;
+    await middleware.before!(request);
+    const value = Promise.resolve((request.internal as Record<string, unknown>)[INTERNAL_KEY_PREFIX + arn]);
+    // Read (and reported) by the provider; a secret the handler never reads must not be an unhandled rejection.
+    value.catch(() => undefined);
+    return { value };
   }
 
   /** Forgets the cached values, e.g. after a password was refused (the secret may have been rotated). */
@@ -112,13 +119,16 @@ export class SecretsManagerCache {
 /** Serves secrets fetched by the middleware; any other reference goes to the fallback provider. */
 export class FetchedSecretsProvider implements SecretsProvider {
   constructor(
-    private readonly fetched: ReadonlyMap<SecretRef, Promise<unknown>>,
+    private readonly fetched: Map<SecretRef, Promise<unknown>>,
     private readonly fallback: SecretsProvider,
+    /** Fetches a secret again, past the cache. */
+    private readonly refetch?: (ref: SecretRef) => Promise<unknown>,
   ) {}
 
-  async getSecretString(ref: SecretRef): Promise<string> {
-    const pending = this.fetched.get(ref);
-    if (!pending) return this.fallback.getSecretString(ref);
+  async getSecretString(ref: SecretRef, options: { fresh?: boolean } = {}): Promise<string> {
+    if (!this.fetched.has(ref)) return this.fallback.getSecretString(ref, options);
+    if (options.fresh && this.refetch) this.fetched.set(ref, this.refetch(ref));
+    const pending = this.fetched.get(ref)!;
     let value: unknown;
     try {
       value = await pending;

@@ -6,7 +6,7 @@ import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { ConnectionError, parseCredentials } from '../../engine/connect/index.js';
+import { ConnectionError, parseCredentials, withEndpoint } from '../../engine/connect/index.js';
 import { PgferryError } from '../../engine/errors.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets, type LambdaHandlerOptions } from '../../lambdas/handler.js';
 import { SecretsManagerCache } from '../../platform/secrets/middy.js';
@@ -148,6 +148,63 @@ describe('secrets from Secrets Manager', () => {
     refuse = false;
     expect(await lambda({ spec: spec() }, runnerContext())).toBe('ok');
     expect(fetchedIds().filter((id) => id === TARGET)).toHaveLength(2);
+  });
+
+  it('reads a rotated password within the same invocation: a refused login fetches the secret again, past the cache', async () => {
+    let accepted = PASSWORD;
+    const lambda = lambdaHandler(
+      {
+        name: 'TestStep',
+        input: specEvent,
+        secrets: specSecrets,
+        handler: ({ spec }, { secrets }) =>
+          withEndpoint('target', spec.target, secrets, async (endpoint) => {
+            if (endpoint.credentials.password !== accepted) throw new ConnectionError('Cannot connect to the target: password authentication failed', '28P01');
+            return endpoint.credentials.host;
+          }),
+      },
+      testOptions(),
+    );
+    expect(await lambda({ spec: spec() }, runnerContext())).toBe('target.internal');
+    // Rotated while the secret is cached.
+    accepted = 'rotated-password';
+    secretsManager.on(GetSecretValueCommand, { SecretId: TARGET }).resolves({
+      SecretString: JSON.stringify({ host: 'rotated.internal', port: 5432, username: 'migrator', password: accepted, dbname: 'app' }),
+    });
+    expect(await lambda({ spec: spec() }, runnerContext())).toBe('rotated.internal');
+    expect(fetchedIds().filter((id) => id === TARGET)).toHaveLength(2);
+  });
+
+  it('serves a fresh read of a cached secret from Secrets Manager, and caches what it read', async () => {
+    const options = testOptions();
+    const reads: string[] = [];
+    const lambda = lambdaHandler(
+      {
+        name: 'TestStep',
+        input: specEvent,
+        secrets: specSecrets,
+        handler: async ({ spec }, { secrets }) => {
+          reads.push(parseCredentials(TARGET, await secrets.getSecretString(spec.target.secret)).host);
+          reads.push(parseCredentials(TARGET, await secrets.getSecretString(spec.target.secret, { fresh: true })).host);
+          return 'ok';
+        },
+      },
+      options,
+    );
+    await lambda({ spec: spec() }, runnerContext());
+    expect(reads).toEqual(['target.internal', 'target.internal']);
+    expect(fetchedIds().filter((id) => id === TARGET)).toHaveLength(2);
+    secretsManager.on(GetSecretValueCommand, { SecretId: TARGET }).resolves({ SecretString: secretOf('rotated.internal') });
+    await lambda({ spec: spec() }, runnerContext());
+    // The cached copy first, then the rotated one, which the next invocation gets from the cache.
+    expect(reads.slice(2)).toEqual(['target.internal', 'rotated.internal']);
+    expect(fetchedIds().filter((id) => id === TARGET)).toHaveLength(3);
+    reads.length = 0;
+    await lambdaHandler({ name: 'Peek', input: specEvent, secrets: specSecrets, handler: async ({ spec }, { secrets }) => {
+      reads.push(parseCredentials(TARGET, await secrets.getSecretString(spec.target.secret)).host);
+    } }, options)({ spec: spec() }, runnerContext());
+    expect(reads).toEqual(['rotated.internal']);
+    expect(fetchedIds().filter((id) => id === TARGET)).toHaveLength(3);
   });
 
   it('leaves file: and env: references to the default provider, without calling Secrets Manager', async () => {
@@ -305,7 +362,7 @@ describe('the Lambdas of the workflow', () => {
       message: expect.stringContaining('  - action: must be one of "status", "cutover", "cleanup" (got "drop")'),
     });
     const error = await failureOf(handler({ action: 'status', spec: spec() }, runnerContext()));
-    expect(error).toMatchObject({ name: 'pgferry.ConnectionFailed' });
+    expect(error).toMatchObject({ name: 'pgferry.Unreachable' });
     expect(error.message).toContain('127.0.0.1:1/app');
     expect(error.message).not.toContain(PASSWORD);
     expect(fetchedIds()).toEqual([TARGET]);

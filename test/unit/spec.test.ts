@@ -112,8 +112,12 @@ describe('section rules (ungated schema)', () => {
     expect(spec.objects.include).toEqual([{ schema: 'public', tables: ['*'] }]);
   });
 
-  it.each([5, 2000])('rejects cdc.retryWindowMinutes %i', (retryWindowMinutes) => {
-    expectOneProblem(schemaProblemsOf({ ...minimal, mode: 'cdc', cdc: { retryWindowMinutes } }), 'cdc.retryWindowMinutes', 'must be between 10 and 1440');
+  it.each([0, 2000])('rejects cdc.retryWindowMinutes %i', (retryWindowMinutes) => {
+    expectOneProblem(schemaProblemsOf({ ...minimal, mode: 'cdc', cdc: { retryWindowMinutes } }), 'cdc.retryWindowMinutes', 'must be between 1 and 1440');
+  });
+
+  it('accepts a retry window of 2 minutes, so a short outage can be drilled', () => {
+    expect(migrationSpecSchema.parse({ ...minimal, mode: 'cdc', cdc: { retryWindowMinutes: 2 } }).cdc.retryWindowMinutes).toBe(2);
   });
 
   it('rejects a slot name with upper case', () => {
@@ -227,7 +231,7 @@ describe('invalid specs', () => {
     const problems = problemsOf({
       name: 'x',
       mode: 'ful',
-      cdc: { retryWindowMinutes: 5 },
+      cdc: { retryWindowMinutes: 0 },
       alerts: { snsTopicArn: 'arn:aws:sns:us-east-1:123456789012:alerts' },
       source: { secret: 'env:A' },
       target: { secret: 'nope' },
