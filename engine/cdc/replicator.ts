@@ -28,6 +28,9 @@ import { readReplicationStatus } from '../control/index.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
+import { DdlStage, type DdlMode } from './ddl/apply.js';
+import { DdlNotAppliedError } from './ddl/errors.js';
+import type { MigrationSpec } from '../spec/index.js';
 
 export type { Operation } from './stream-filter.js';
 
@@ -51,6 +54,11 @@ export interface ReplicatorOptions {
    * (objects.tables[…].operations); every other table gets all of them.
    */
   operations?: Record<string, Operation[]>;
+  /**
+   * Schema changes captured on the source (ddl/capture.ts): cdc.ddl, and the selection that
+   * says which concern the migration. Default: replicate, every non-system schema.
+   */
+  ddl?: { mode: DdlMode; selection: MigrationSpec['objects'] };
   /** logical_decoding_work_mem of the walsender: the size of the blocks a large transaction is streamed in. Default 8MB. */
   streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
@@ -90,6 +98,7 @@ export class ReplicationFailedError extends PgferryError {
 const RETRYABLE_NAMES = new Set(['pgferry.StreamLost', 'pgferry.StreamEnded', 'pgferry.StreamFailed', 'pgferry.Transient']);
 
 function retryable(error: unknown): boolean {
+  if (error instanceof DdlNotAppliedError) return false;
   if (RETRYABLE_NAMES.has((error as Error)?.name)) return true;
   const code = (error as { code?: string })?.code;
   if (typeof code === 'string' && /^(08|57P0|40001|40P01|53300)/.test(code)) return true;
@@ -253,9 +262,18 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, al
       },
     }));
     const keep = operationFilter(options.operations);
+    const ddl = new DdlStage({
+      migration,
+      mode: options.ddl?.mode ?? 'replicate',
+      selection: options.ddl?.selection ?? { include: [], exclude: [], tables: {} },
+      publicationName: options.publicationName,
+      control,
+      log,
+    });
     const onMessage = (streamed: StreamedMessage) =>
       batcher.exclusive(async () => {
-        const message = keep(streamed.message);
+        const kept = keep(streamed.message);
+        const message = kept && (await ddl.handle(kept, mainApplier));
         if (!message) return;
         if (streaming && (await earlyApply.handle(message))) return;
         await mainApplier.handle(message);

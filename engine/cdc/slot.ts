@@ -9,6 +9,7 @@ import { type TableRef } from '../catalog/tables.js';
 import { quoteIdent, quoteTable, messageOf, sleep, withTransaction } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
+import { removeDdlCapture } from './ddl/capture.js';
 
 /** PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1); the result is ASCII only. */
 export function defaultSlotName(migration: string): string {
@@ -153,7 +154,10 @@ function slotError(slotName: string, error: unknown): PgferryError {
 
 const DROP_WAIT_MS = 10_000;
 
-/** Drops the slot (terminating a walsender that holds it) and the publication; idempotent. */
+/**
+ * Drops the slot (terminating a walsender that holds it) and the publication, and the DDL
+ * capture when no other publication uses it; idempotent.
+ */
 export async function dropSlotAndPublication(
   source: pg.Client,
   names: { slotName: string; publicationName: string },
@@ -180,6 +184,7 @@ export async function dropSlotAndPublication(
   }
   const { rowCount } = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [names.publicationName]);
   if (rowCount) await source.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(names.publicationName)}`);
+  await removeDdlCapture(source, names.publicationName);
   return { slotDropped, publicationDropped: Boolean(rowCount) };
 }
 

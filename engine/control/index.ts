@@ -11,3 +11,4 @@ export * from './objects.js';
 export * from './replication.js';
 export * from './checkpoint.js';
 export * from './progress.js';
+export * from './ddl.js';

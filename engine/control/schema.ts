@@ -149,6 +149,18 @@ CREATE TABLE IF NOT EXISTS pgferry.events (
   at timestamptz NOT NULL DEFAULT now(),
   level text NOT NULL,
   message text NOT NULL
+);
+-- Schema changes captured on the source during CDC (issue 12, item 5): one row per change that
+-- concerned the migration, by its capture id on the source. 'applied' and 'skipped' are written in
+-- the applier's transaction; 'paused' and 'failed' when replication stopped at it.
+CREATE TABLE IF NOT EXISTS pgferry.ddl_commands (
+  migration text NOT NULL,
+  capture_id bigint NOT NULL,
+  statement text NOT NULL,
+  status text NOT NULL CHECK (status IN ('applied', 'skipped', 'paused', 'failed')),
+  detail text,
+  at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, capture_id)
 );`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */

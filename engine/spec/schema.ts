@@ -215,6 +215,12 @@ const cdcSchema = z
       .describe('A streamer silent for this long is restarted; it resumes from the target checkpoint.'),
     keepSlotOnFailure: z.boolean().default(false).describe('Keep the replication slot when the migration fails.'),
     resumeSlot: z.boolean().default(false).describe('Resume from an existing replication slot of the same name.'),
+    ddl: z
+      .enum(['replicate', 'pause', 'error'])
+      .default('replicate')
+      .describe(
+        'Schema changes on the source during CDC (captured by an event trigger): "replicate" runs them on the target in commit order; "pause" stops replication before each one (apply it by hand, then `pgferry resume`, which skips it); "error" stops replication at each one until this is changed.',
+      ),
   })
   .describe('Change data capture; used when mode is "full+cdc" or "cdc".');
 

@@ -1,0 +1,179 @@
+/**
+ * A captured schema change as the applier reads it (a row of pgferry_capture.ddl_commands),
+ * whether the migration's selection concerns it, and whether its statement text can be run
+ * on the target as it is. Pure.
+ */
+import { isSelected, SYSTEM_SCHEMAS, type TableRef } from '../../catalog/tables.js';
+import type { MigrationSpec } from '../../spec/index.js';
+
+export interface CapturedObject {
+  type: string;
+  schema: string;
+  identity: string;
+  /** The table the object belongs to (itself for a table), when the source could tell. */
+  table: TableRef | null;
+}
+
+export interface CapturedDdl {
+  id: string;
+  xid: string;
+  commandTag: string;
+  objects: CapturedObject[];
+  searchPath: string;
+  /** The source session's whole query text (current_query()). */
+  statement: string;
+  /** Publications the trigger added a table created by this statement to. */
+  published: string[];
+  publishError: string | null;
+}
+
+/** A capture row from its column values by name (pgoutput's text form). */
+export function capturedDdl(values: Record<string, string | null>): CapturedDdl {
+  const text = (name: string) => values[name] ?? '';
+  return {
+    id: text('id'),
+    xid: text('xid'),
+    commandTag: text('command_tag'),
+    objects: JSON.parse(values.objects ?? '[]') as CapturedObject[],
+    searchPath: text('search_path'),
+    statement: text('statement'),
+    published: parseTextArray(values.published ?? '{}'),
+    publishError: values.publish_error ?? null,
+  };
+}
+
+/** A text[] in its output form; publication names are plain identifiers, quoted only when they hold odd characters. */
+function parseTextArray(literal: string): string[] {
+  const body = literal.replace(/^\{|\}$/g, '');
+  if (body === '') return [];
+  return (body.match(/"(?:[^"\\]|\\.)*"|[^,]+/g) ?? []).map((item) => (item.startsWith('"') ? item.slice(1, -1).replace(/\\(.)/g, '$1') : item));
+}
+
+type Selection = MigrationSpec['objects'];
+
+const ignoredSchema = (schema: string) => SYSTEM_SCHEMAS.includes(schema) || schema.startsWith('pg_');
+
+/** A schema the selection may hold tables of (include names it, or include is empty and exclude does not take all of it). */
+export function schemaSelected(selection: Selection, schema: string): boolean {
+  if (ignoredSchema(schema)) return false;
+  if (selection.exclude.some((rule) => rule.schema === schema && rule.tables.includes('*'))) return false;
+  return selection.include.length === 0 || selection.include.some((rule) => rule.schema === schema);
+}
+
+/**
+ * What the selection makes of a captured change: 'table' when it touches a selected table,
+ * 'schema' when it touches an object of a selected schema that belongs to no known table (a
+ * sequence, a view, an index dropped: the target must have the object for it to apply),
+ * undefined when it is none of the migration's business.
+ */
+export function concern(selection: Selection, ddl: CapturedDdl): 'table' | 'schema' | undefined {
+  if (ddl.objects.some((o) => o.table && isSelected(selection, o.table))) return 'table';
+  if (ddl.objects.some((o) => o.table)) return undefined;
+  return ddl.objects.some((o) => schemaSelected(selection, o.schema)) ? 'schema' : undefined;
+}
+
+/**
+ * The statements of a query text: split at top-level semicolons, skipping quoted strings,
+ * quoted identifiers, dollar-quoted bodies and comments; empty statements dropped.
+ */
+export function splitStatements(text: string): string[] {
+  const statements: string[] = [];
+  let start = 0;
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i]!;
+    const next = text[i + 1];
+    if (c === "'" || c === '"') {
+      i = skipQuoted(text, i, c);
+    } else if (c === '-' && next === '-') {
+      const end = text.indexOf('\n', i);
+      i = end < 0 ? n : end + 1;
+    } else if (c === '/' && next === '*') {
+      i = skipBlockComment(text, i);
+    } else if (c === '$') {
+      const tag = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(text.slice(i));
+      if (tag && !/[A-Za-z0-9_]/.test(text[i - 1] ?? '')) {
+        const end = text.indexOf(tag[0], i + tag[0].length);
+        i = end < 0 ? n : end + tag[0].length;
+      } else i++;
+    } else if (c === ';') {
+      statements.push(text.slice(start, i));
+      start = ++i;
+    } else i++;
+  }
+  statements.push(text.slice(start));
+  return statements.filter((s) => stripComments(s).trim() !== '');
+}
+
+function skipQuoted(text: string, i: number, quote: string): number {
+  // E'…' strings escape with backslashes; standard strings and identifiers only by doubling.
+  const escapes = quote === "'" && /[eE]/.test(text[i - 1] ?? '') && !/[A-Za-z0-9_]/.test(text[i - 2] ?? '');
+  let j = i + 1;
+  while (j < text.length) {
+    if (escapes && text[j] === '\\') j += 2;
+    else if (text[j] === quote) {
+      if (text[j + 1] === quote) j += 2;
+      else return j + 1;
+    } else j++;
+  }
+  return j;
+}
+
+function skipBlockComment(text: string, i: number): number {
+  let depth = 0;
+  let j = i;
+  while (j < text.length) {
+    if (text.startsWith('/*', j)) {
+      depth++;
+      j += 2;
+    } else if (text.startsWith('*/', j)) {
+      depth--;
+      j += 2;
+      if (depth === 0) return j;
+    } else j++;
+  }
+  return j;
+}
+
+/** The text without leading comments. */
+function stripComments(statement: string): string {
+  let s = statement.trimStart();
+  for (;;) {
+    if (s.startsWith('--')) {
+      const end = s.indexOf('\n');
+      s = end < 0 ? '' : s.slice(end + 1).trimStart();
+    } else if (s.startsWith('/*')) {
+      s = s.slice(skipBlockComment(s, 0)).trimStart();
+    } else return s;
+  }
+}
+
+/** Command tags whose statement computes rows: run on the target, it would not give the source's rows. */
+const COMPUTED_ROWS = new Set(['CREATE TABLE AS', 'SELECT INTO', 'CREATE MATERIALIZED VIEW', 'REFRESH MATERIALIZED VIEW']);
+
+export type Runnable = { statement: string } | { reason: string };
+
+/**
+ * The statement to run on the target for a captured change, or why it cannot be run as it is:
+ * the query text must be exactly one statement, of the captured command (not a DO block or a
+ * function that ran DDL), and must not compute rows. CONCURRENTLY is dropped from index
+ * statements: the applier runs them inside its transaction.
+ */
+export function runnableStatement(ddl: CapturedDdl): Runnable {
+  const statements = splitStatements(ddl.statement);
+  if (statements.length !== 1) {
+    return { reason: `the source ran it in a query string of ${statements.length} statements, which pgferry does not split` };
+  }
+  const statement = stripComments(statements[0]!).trim();
+  const firstWord = (s: string) => /^[A-Za-z]+/.exec(s)?.[0]?.toUpperCase();
+  if (firstWord(statement) !== firstWord(ddl.commandTag)) {
+    return { reason: `the statement the source ran is not the ${ddl.commandTag} itself (DDL run by a function or a DO block)` };
+  }
+  if (COMPUTED_ROWS.has(ddl.commandTag)) return { reason: `${ddl.commandTag} computes its rows, which would not be the source's on the target` };
+  return {
+    statement: statement
+      .replace(/^(CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY\s+/i, '$1')
+      .replace(/^(DROP\s+INDEX\s+)CONCURRENTLY\s+/i, '$1'),
+  };
+}
