@@ -65,6 +65,8 @@ export class DdlStage {
   private inStream = false;
   /** The query text of the change last skipped: the other changes of a multi-statement text go with it. */
   private lastSkipped: { xid: string; statement: string } | undefined;
+  /** Changes seen so far of the current transaction's query text, by command tag (which statement of the text each is). */
+  private seen = { key: '', counts: new Map<string, number>() };
 
   constructor(private readonly options: DdlStageOptions) {}
 
@@ -87,7 +89,8 @@ export class DdlStage {
         // A large transaction streamed in progress: its DDL is applied when it comes again whole.
         if (this.inStream) throw new StreamingFallback('a schema change arrived in a transaction streamed while in progress');
         const values = Object.fromEntries(this.columns.map((name, i) => [name, textOf(message.newTuple[i])]));
-        await this.apply(capturedDdl(values), applier);
+        const ddl = capturedDdl(values);
+        await this.apply(ddl, applier, this.ordinal(ddl));
         return undefined;
       }
       case 'update':
@@ -103,7 +106,16 @@ export class DdlStage {
     }
   }
 
-  private async apply(ddl: CapturedDdl, applier: Applier): Promise<void> {
+  /** How many changes of the same command tag came before this one from the same query text in the same transaction. */
+  private ordinal(ddl: CapturedDdl): number {
+    const key = `${ddl.xid}\u0000${ddl.statement}`;
+    if (this.seen.key !== key) this.seen = { key, counts: new Map() };
+    const ordinal = this.seen.counts.get(ddl.commandTag) ?? 0;
+    this.seen.counts.set(ddl.commandTag, ordinal + 1);
+    return ordinal;
+  }
+
+  private async apply(ddl: CapturedDdl, applier: Applier, ordinal: number): Promise<void> {
     const { migration, mode, log } = this.options;
     const scope = concern(this.options.selection, ddl);
     if (!scope) return;
@@ -133,12 +145,12 @@ export class DdlStage {
           : `Apply it to the target by hand if the target needs it, ${RESUME}: the statement is then skipped.`;
       return this.stop(ddl, 'paused', mode === 'error' ? REJECTED : 'cdc.ddl is "pause"', `Replication stopped at a schema change on the source (${why}): ${ddl.statement}\n${next}`);
     }
-    await this.run(ddl, applier, decision === 'retry' ? prior : undefined);
+    await this.run(ddl, ordinal, applier, decision === 'retry' ? prior : undefined);
   }
 
-  private async run(ddl: CapturedDdl, applier: Applier, failedBefore: DdlRecord | undefined): Promise<void> {
+  private async run(ddl: CapturedDdl, ordinal: number, applier: Applier, failedBefore: DdlRecord | undefined): Promise<void> {
     const { migration, publicationName } = this.options;
-    const runnable = runnableStatement(ddl);
+    const runnable = runnableStatement(ddl, ordinal);
     if ('reason' in runnable) {
       return this.stop(ddl, 'paused', runnable.reason, `Replication stopped at a schema change on the source that pgferry cannot apply as it is (${runnable.reason}): ${ddl.statement}\nApply the change to the target by hand, ${RESUME}: the statement is then skipped.`);
     }

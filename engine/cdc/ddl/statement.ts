@@ -152,28 +152,58 @@ function stripComments(statement: string): string {
 /** Command tags whose statement computes rows: run on the target, it would not give the source's rows. */
 const COMPUTED_ROWS = new Set(['CREATE TABLE AS', 'SELECT INTO', 'CREATE MATERIALIZED VIEW', 'REFRESH MATERIALIZED VIEW']);
 
+/** Statements a multi-statement text may hold besides DDL: their rows are streamed, or they change nothing. */
+const PLAIN_VERBS = new Set(['BEGIN', 'START', 'COMMIT', 'END', 'SAVEPOINT', 'RELEASE', 'SET', 'RESET', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'ANALYZE', 'VACUUM']);
+const DDL_VERBS = new Set(['CREATE', 'ALTER', 'DROP', 'COMMENT', 'GRANT', 'REVOKE', 'SECURITY', 'IMPORT', 'REINDEX', 'CLUSTER']);
+/** Words between a DDL verb and its object that the command tag leaves out. */
+const MODIFIERS = new Set(['OR', 'REPLACE', 'UNIQUE', 'TEMP', 'TEMPORARY', 'UNLOGGED', 'GLOBAL', 'LOCAL', 'TRUSTED', 'PROCEDURAL', 'RECURSIVE', 'DEFAULT']);
+
+const words = (statement: string) => (statement.toUpperCase().match(/[A-Z_]+|\S/g) ?? []).slice(0, 8);
+
+/** Whether a statement is of the command the tag names ("CREATE UNIQUE INDEX …" is a CREATE INDEX). */
+function isCommand(statement: string, tag: string): boolean {
+  const [verb, ...rest] = words(statement);
+  const wanted = tag.toUpperCase().split(' ');
+  const got = [verb, ...rest.filter((w) => !MODIFIERS.has(w))];
+  return wanted.every((w, i) => got[i] === w);
+}
+
 export type Runnable = { statement: string } | { reason: string };
 
 /**
- * The statement to run on the target for a captured change, or why it cannot be run as it is:
- * the query text must be exactly one statement, of the captured command (not a DO block or a
- * function that ran DDL), and must not compute rows. CONCURRENTLY is dropped from index
- * statements: the applier runs them inside its transaction.
+ * The statement to run on the target for a captured change, or why it cannot be run as it is.
+ * The query text is the source session's whole text: one statement, of the captured command
+ * (not a DO block or a function that ran DDL); or several, of DDL, transaction control and
+ * row changes only, where the change is the `ordinal`-th of its command tag in that
+ * transaction's text and the statement found must name its object. A statement that computes
+ * rows is never run. CONCURRENTLY is dropped from index statements: the applier runs them
+ * inside its transaction.
  */
-export function runnableStatement(ddl: CapturedDdl): Runnable {
-  const statements = splitStatements(ddl.statement);
-  if (statements.length !== 1) {
-    return { reason: `the source ran it in a query string of ${statements.length} statements, which pgferry does not split` };
-  }
-  const statement = stripComments(statements[0]!).trim();
-  const firstWord = (s: string) => /^[A-Za-z]+/.exec(s)?.[0]?.toUpperCase();
-  if (firstWord(statement) !== firstWord(ddl.commandTag)) {
-    return { reason: `the statement the source ran is not the ${ddl.commandTag} itself (DDL run by a function or a DO block)` };
-  }
+export function runnableStatement(ddl: CapturedDdl, ordinal = 0): Runnable {
   if (COMPUTED_ROWS.has(ddl.commandTag)) return { reason: `${ddl.commandTag} computes its rows, which would not be the source's on the target` };
+  const statements = splitStatements(ddl.statement).map((s) => stripComments(s).trim());
+  let statement: string | undefined;
+  if (statements.length === 1) {
+    statement = statements[0]!;
+    if (words(statement)[0] !== words(ddl.commandTag)[0]) {
+      return { reason: `the statement the source ran is not the ${ddl.commandTag} itself (DDL run by a function or a DO block)` };
+    }
+  } else {
+    const other = statements.find((s) => !PLAIN_VERBS.has(words(s)[0] ?? '') && !DDL_VERBS.has(words(s)[0] ?? ''));
+    if (other !== undefined) return { reason: `its query text of ${statements.length} statements also runs "${other.slice(0, 60)}", which may change the schema itself` };
+    statement = statements.filter((s) => isCommand(s, ddl.commandTag))[ordinal];
+    if (statement === undefined || !namesObject(statement, ddl)) {
+      return { reason: `pgferry cannot tell which of the ${statements.length} statements of its query text it is` };
+    }
+  }
   return {
-    statement: statement
-      .replace(/^(CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY\s+/i, '$1')
-      .replace(/^(DROP\s+INDEX\s+)CONCURRENTLY\s+/i, '$1'),
+    statement: statement.replace(/^(CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY\s+/i, '$1').replace(/^(DROP\s+INDEX\s+)CONCURRENTLY\s+/i, '$1'),
   };
+}
+
+/** The statement mentions the change's table or object by name (a check that the right statement of a text was found). */
+function namesObject(statement: string, ddl: CapturedDdl): boolean {
+  const text = statement.toLowerCase();
+  const names = ddl.objects.flatMap((o) => [o.table?.name, o.identity.split('.').pop()?.replace(/^"|"$/g, '')]);
+  return names.some((name) => name !== undefined && name !== '' && text.includes(name.toLowerCase()));
 }
