@@ -195,4 +195,115 @@ describe('schema changes during CDC', () => {
       await r.stop();
     }
   });
+
+  it('cdc.ddl "error" stops replication at a schema change, recording the statement, and stops there again on resume; applied by hand and resumed with "pause", it is skipped', async () => {
+    const r = await setUp('rejected');
+    try {
+      await r.src.query("INSERT INTO items (id, name) VALUES (1, 'before')");
+      await r.src.query('ALTER TABLE items ADD COLUMN note text');
+      await r.src.query("INSERT INTO items (id, name, note) VALUES (2, 'after', 'noted')");
+      const stopped = await r.run('error');
+      expect(stopped).toMatchObject({ name: 'pgferry.DdlNotApplied', statement: 'ALTER TABLE items ADD COLUMN note text' });
+      expect((stopped as Error).message).toContain('cdc.ddl is "error"');
+      expect((stopped as Error).message).toContain('ALTER TABLE items ADD COLUMN note text');
+      expect((stopped as Error).message).toContain('pgferry resume SPEC');
+      // Nothing after the change is on the target.
+      const [before] = await target.sql('SELECT id FROM items WHERE id = 2', 'rejected');
+      expect(before!.rows).toEqual([]);
+      expect(await listDdlRecords(r.control, r.migration)).toMatchObject([{ statement: 'ALTER TABLE items ADD COLUMN note text', status: 'paused' }]);
+
+      expect(await r.run('error')).toMatchObject({ name: 'pgferry.DdlNotApplied' });
+      await target.sql('ALTER TABLE items ADD COLUMN note text', 'rejected');
+      const resumed = r.run('pause');
+      await r.drainNow();
+      expect(await resumed).toBe('drained');
+      await expectIdentical('rejected');
+      expect(await listDdlRecords(r.control, r.migration)).toMatchObject([{ status: 'skipped' }]);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('cdc.ddl "pause" stops before each change; resumed, the change is skipped as applied by hand', async () => {
+    const r = await setUp('paused');
+    try {
+      await r.src.query('CREATE INDEX items_name_idx ON items (name)');
+      await r.src.query("INSERT INTO items (id, name) VALUES (1, 'after')");
+      const stopped = await r.run('pause');
+      expect(stopped).toMatchObject({ name: 'pgferry.DdlNotApplied', statement: 'CREATE INDEX items_name_idx ON items (name)' });
+      expect((stopped as Error).message).toContain('Apply it to the target by hand if the target needs it, then run `pgferry resume SPEC`: the statement is then skipped.');
+      await target.sql('CREATE INDEX items_name_idx ON items (name)', 'paused');
+      const resumed = r.run('pause');
+      await r.drainNow();
+      expect(await resumed).toBe('drained');
+      await expectIdentical('paused');
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('a statement that fails on the target stops replication naming it and the error; once the target is fixed, resume runs it again, and one applied by hand counts as applied', async () => {
+    const r = await setUp('failing');
+    try {
+      // Only the target has a view on items.name: changing its type fails there.
+      await target.sql('CREATE VIEW names AS SELECT name FROM items', 'failing');
+      await r.src.query("INSERT INTO items (id, name) VALUES (1, 'one')");
+      await r.src.query('ALTER TABLE items ALTER COLUMN name TYPE varchar(200)');
+      await r.src.query("INSERT INTO items (id, name) VALUES (2, 'two')");
+      const stopped = await r.run();
+      expect(stopped).toMatchObject({ name: 'pgferry.DdlNotApplied', statement: 'ALTER TABLE items ALTER COLUMN name TYPE varchar(200)' });
+      expect((stopped as Error).message).toContain('failed on the target: cannot alter type of a column used by a view or rule');
+      expect((stopped as Error).message).toContain('Statement: ALTER TABLE items ALTER COLUMN name TYPE varchar(200)');
+      expect((stopped as Error).message).toContain('Fix the target');
+      expect(await listDdlRecords(r.control, r.migration)).toMatchObject([{ status: 'failed' }]);
+      // Still failing: stops again.
+      expect(await r.run()).toMatchObject({ name: 'pgferry.DdlNotApplied' });
+      await target.sql('DROP VIEW names', 'failing');
+
+      // A second change the user applies by hand after it failed: the retry finds it there.
+      await target.sql('CREATE TABLE blocker (id int)', 'failing');
+      await r.src.query('CREATE TABLE blocker (id int PRIMARY KEY)');
+      await r.src.query('INSERT INTO blocker VALUES (1), (2)');
+      expect(await r.run()).toMatchObject({ name: 'pgferry.DdlNotApplied', statement: 'CREATE TABLE blocker (id int PRIMARY KEY)' });
+      await target.sql('DROP TABLE blocker; CREATE TABLE blocker (id int PRIMARY KEY)', 'failing');
+      const resumed = r.run();
+      await r.drainNow();
+      expect(await resumed).toBe('drained');
+      await expectIdentical('failing');
+      const records = await listDdlRecords(r.control, r.migration);
+      expect(records.map((d) => d.status)).toEqual(['applied', 'applied']);
+      expect(records[1]!.detail).toContain('already on the target');
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('cleanup removes the event triggers, functions, table and schema with the last publication using them', async () => {
+    const r = await setUp('cleanup');
+    const other = await source.connect('cleanup');
+    try {
+      // A second migration from the same database shares the capture.
+      await installDdlCapture(other, 'second_pub', { include: [], exclude: [] });
+      await ensurePublication(other, { name: 'second_pub', tables: [{ schema: 'public', name: 'items' }, CAPTURE_TABLE] });
+      const captureLeft = async () => {
+        const [rows] = await source.sql(
+          `SELECT (SELECT count(*)::int FROM pg_event_trigger WHERE evtname LIKE 'pgferry%') AS triggers,
+                  (SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgferry_capture') AS functions,
+                  (SELECT count(*)::int FROM pg_namespace WHERE nspname = 'pgferry_capture') AS schemas`,
+          'cleanup',
+        );
+        return rows!.rows[0];
+      };
+      expect(await captureLeft()).toEqual({ triggers: 2, functions: 4, schemas: 1 });
+      await dropSlotAndPublication(r.src, { slotName: r.slotName, publicationName: r.slotName });
+      expect(await captureLeft()).toEqual({ triggers: 2, functions: 4, schemas: 1 });
+      await dropSlotAndPublication(other, { slotName: 'none', publicationName: 'second_pub' });
+      expect(await captureLeft()).toEqual({ triggers: 0, functions: 0, schemas: 0 });
+      // DDL on the source works as before.
+      await source.sql('ALTER TABLE items ADD COLUMN later int', 'cleanup');
+    } finally {
+      await other.end();
+      await r.stop();
+    }
+  });
 });
