@@ -7,7 +7,9 @@
  * This file coordinates; each step has a module of its own, the way pgcopydb's follow.c
  * coordinates stream → transform → apply:
  * - stream.ts receives (and acknowledges only what position.ts says is processed);
- * - stream-filter.ts drops the operations a table is not configured for;
+ * - stream-filter.ts drops the operations a table is not configured for, and table-sync.ts the
+ *   changes a table copied at its own snapshot already holds;
+ * - ddl/ applies the schema changes captured on the source, in stream order;
  * - early-apply.ts applies large transactions streamed while in progress;
  * - batching.ts commits the main session's batches (apply/ applies them);
  * - heartbeat.ts reports lag and metrics and detects the end (stop, drained);
@@ -24,7 +26,8 @@ import { EarlyApply, StreamingFallback } from './early-apply.js';
 import { Heartbeat, heartbeatLoop } from './heartbeat.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
-import { readReplicationStatus } from '../control/index.js';
+import { readReplicationStatus, readTableSyncs } from '../control/index.js';
+import { SyncedTableFilter } from './table-sync.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
@@ -262,6 +265,8 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, al
       },
     }));
     const keep = operationFilter(options.operations);
+    // Tables copied at a snapshot of their own (table-sync.ts) after where this stream starts.
+    const synced = new SyncedTableFilter(await readTableSyncs(control, migration, startLsn));
     const ddl = new DdlStage({
       migration,
       mode: options.ddl?.mode ?? 'replicate',
@@ -273,7 +278,8 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, al
     const onMessage = (streamed: StreamedMessage) =>
       batcher.exclusive(async () => {
         const kept = keep(streamed.message);
-        const message = kept && (await ddl.handle(kept, mainApplier));
+        const unsynced = kept && synced.filter(kept);
+        const message = unsynced && (await ddl.handle(unsynced, mainApplier));
         if (!message) return;
         if (streaming && (await earlyApply.handle(message))) return;
         await mainApplier.handle(message);

@@ -92,7 +92,11 @@ export interface SlotHolder {
  * that connection open and idle: the exported snapshot is valid only until its creator runs
  * another command or disconnects.
  */
-export async function createSlotWithSnapshot(connectReplication: () => Promise<pg.Client>, slotName: string): Promise<SlotHolder> {
+export async function createSlotWithSnapshot(
+  connectReplication: () => Promise<pg.Client>,
+  slotName: string,
+  options: { temporary?: boolean } = {},
+): Promise<SlotHolder> {
   if (!/^[a-z0-9_]{1,63}$/.test(slotName)) {
     throw new PgferryError('pgferry.SlotNameInvalid', `"${slotName}" is not a valid replication slot name: use 1 to 63 lower-case letters, digits and underscores.`);
   }
@@ -105,9 +109,11 @@ export async function createSlotWithSnapshot(connectReplication: () => Promise<p
   try {
     const version = await serverVersion(client);
     // PG 15 introduced the parenthesized option list; 13 and 14 only know the legacy keyword.
+    // A temporary slot goes with its connection: release() drops it.
+    const kind = options.temporary ? 'TEMPORARY LOGICAL' : 'LOGICAL';
     const command = version >= 150000
-      ? `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput (SNAPSHOT 'export')`
-      : `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput EXPORT_SNAPSHOT`;
+      ? `CREATE_REPLICATION_SLOT ${slot} ${kind} pgoutput (SNAPSHOT 'export')`
+      : `CREATE_REPLICATION_SLOT ${slot} ${kind} pgoutput EXPORT_SNAPSHOT`;
     let result: pg.QueryResult<{ slot_name: string; consistent_point: string; snapshot_name: string | null; output_plugin: string }>;
     try {
       result = await client.query(command);

@@ -12,3 +12,4 @@ export * from './replication.js';
 export * from './checkpoint.js';
 export * from './progress.js';
 export * from './ddl.js';
+export * from './table-sync.js';

@@ -161,6 +161,17 @@ CREATE TABLE IF NOT EXISTS pgferry.ddl_commands (
   detail text,
   at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, capture_id)
+);
+-- Tables copied at a snapshot of their own while the slot streams (engine/cdc/table-sync.ts):
+-- the stream applies a change of the table only in a transaction committed at or after start_lsn.
+CREATE TABLE IF NOT EXISTS pgferry.table_sync (
+  migration text NOT NULL,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  start_lsn pg_lsn NOT NULL,
+  rows_copied bigint NOT NULL DEFAULT 0,
+  synced_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, source_schema, source_table)
 );`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
