@@ -205,5 +205,6 @@ export function runnableStatement(ddl: CapturedDdl, ordinal = 0): Runnable {
 function namesObject(statement: string, ddl: CapturedDdl): boolean {
   const text = statement.toLowerCase();
   const names = ddl.objects.flatMap((o) => [o.table?.name, o.identity.split('.').pop()?.replace(/^"|"$/g, '')]);
-  return names.some((name) => name !== undefined && name !== '' && text.includes(name.toLowerCase()));
+  const named = (name: string) => new RegExp(`(^|[^a-z0-9_$])${name.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}([^a-z0-9_$]|$)`).test(text);
+  return names.some((name) => name !== undefined && name !== '' && named(name));
 }
