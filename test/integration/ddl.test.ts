@@ -59,7 +59,7 @@ async function setUp(database: string) {
 
   const logs: string[] = [];
   /** Runs the replicator until it ends (drained, or an error): a resumed run is just another call. */
-  const run = (mode: Mode = 'replicate') =>
+  const run = (mode: Mode = 'replicate', streamBlock?: string) =>
     runReplicator({
       migration,
       slotName,
@@ -78,6 +78,7 @@ async function setUp(database: string) {
         ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
       log: (line) => logs.push(line),
       ddl: { mode, selection },
+      streamBlock,
     }).then(
       (end): ReplicatorEnd | Error => end,
       (error: Error) => error,
@@ -303,6 +304,26 @@ describe('schema changes during CDC', () => {
       await source.sql('ALTER TABLE items ADD COLUMN later int', 'cleanup');
     } finally {
       await other.end();
+      await r.stop();
+    }
+  });
+
+  it('a schema change inside a large transaction streamed while in progress is applied when the transaction comes again whole', async () => {
+    const r = await setUp('streamed');
+    try {
+      // 64kB blocks: the transaction below is streamed in progress; its ALTER makes the stream fall back to whole transactions.
+      const running = r.run('replicate', '64kB');
+      await r.src.query(`BEGIN;
+        INSERT INTO items (id, name) SELECT g, repeat('a', 200) FROM generate_series(1, 3000) g;
+        ALTER TABLE items ADD COLUMN late text DEFAULT 'd';
+        INSERT INTO items (id, name, late) SELECT g, repeat('b', 200), 'set' FROM generate_series(3001, 6000) g;
+        COMMIT`);
+      await r.src.query("UPDATE items SET late = 'after' WHERE id % 100 = 0");
+      await r.drainNow();
+      expect(await running).toBe('drained');
+      expect(r.logs.some((line) => line.includes('a schema change arrived in a transaction streamed while in progress'))).toBe(true);
+      await expectIdentical('streamed');
+    } finally {
       await r.stop();
     }
   });
