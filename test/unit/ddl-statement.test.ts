@@ -61,6 +61,13 @@ describe('concern', () => {
     expect(concern(selection, ddl('CREATE SEQUENCE s', 'CREATE SEQUENCE', [{ type: 'sequence', schema: 'public', identity: 'public.s', table: null }]))).toBe('schema');
     expect(concern(selection, ddl('CREATE SEQUENCE o.s', 'CREATE SEQUENCE', [{ type: 'sequence', schema: 'o', identity: 'o.s', table: null }]))).toBeUndefined();
   });
+
+  it('leaves privileges and owners alone: roles are not migrated', () => {
+    expect(concern(selection, ddl('GRANT SELECT ON items TO reporting', 'GRANT'))).toBeUndefined();
+    expect(concern(selection, ddl('REVOKE ALL ON items FROM PUBLIC', 'REVOKE'))).toBeUndefined();
+    expect(concern(selection, ddl('ALTER TABLE items OWNER TO "App Owner";', 'ALTER TABLE'))).toBeUndefined();
+    expect(concern(selection, ddl('ALTER TABLE items ADD COLUMN owner_to text', 'ALTER TABLE'))).toBe('table');
+  });
 });
 
 describe('decide', () => {

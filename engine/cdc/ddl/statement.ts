@@ -67,9 +67,21 @@ export function schemaSelected(selection: Selection, schema: string): boolean {
  * undefined when it is none of the migration's business.
  */
 export function concern(selection: Selection, ddl: CapturedDdl): 'table' | 'schema' | undefined {
+  if (privilegesOnly(ddl)) return undefined;
   if (ddl.objects.some((o) => o.table && isSelected(selection, o.table))) return 'table';
   if (ddl.objects.some((o) => o.table)) return undefined;
   return ddl.objects.some((o) => schemaSelected(selection, o.schema)) ? 'schema' : undefined;
+}
+
+/**
+ * Privileges and owners are not migrated (roles differ between source and target; see
+ * schema.sync.roles and the report's "not migrated"): GRANT, REVOKE, default privileges,
+ * security labels, and an ALTER that only changes an owner are left alone.
+ */
+function privilegesOnly(ddl: CapturedDdl): boolean {
+  if (['GRANT', 'REVOKE', 'ALTER DEFAULT PRIVILEGES', 'SECURITY LABEL'].includes(ddl.commandTag)) return true;
+  const statements = splitStatements(ddl.statement);
+  return ddl.commandTag.startsWith('ALTER ') && statements.length === 1 && /^\s*ALTER\s+[^;]*\sOWNER\s+TO\s+("[^"]+"|[\w$]+)\s*;?\s*$/i.test(stripComments(statements[0]!));
 }
 
 /**
