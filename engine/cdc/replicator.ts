@@ -32,7 +32,8 @@ import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
 import { DdlStage, type DdlMode } from './ddl/apply.js';
-import { DdlNotAppliedError } from './ddl/errors.js';
+import { DdlNotAppliedError, FlushBeforeDdl } from './ddl/errors.js';
+import type { PgoutputMessage } from './pgoutput.js';
 import type { MigrationSpec } from '../spec/index.js';
 
 export type { Operation } from './stream-filter.js';
@@ -111,12 +112,13 @@ function retryable(error: unknown): boolean {
 /** Runs until drained (cutover) or stopped; throws ReplicationFailedError when it cannot go on. */
 export async function runReplicator(options: ReplicatorOptions): Promise<ReplicatorEnd> {
   const claim: GenerationClaim = {};
+  const run: RunState = {};
   let failingSince: number | undefined;
   let delay = 500;
   let streamingAfter = 0;
   for (;;) {
     try {
-      return await streamOnce(options, claim, Date.now() >= streamingAfter, () => {
+      return await streamOnce(options, claim, run, Date.now() >= streamingAfter, () => {
         failingSince = undefined;
         delay = 500;
       });
@@ -127,6 +129,11 @@ export async function runReplicator(options: ReplicatorOptions): Promise<Replica
         // Resume from the checkpoint without early apply for a while: the transaction comes again, whole.
         options.log(`${messageOf(error)}; resuming from the target's checkpoint without streaming in-progress transactions for ${STREAMING_PAUSE_MS / 60_000} minutes`);
         streamingAfter = Date.now() + STREAMING_PAUSE_MS;
+        continue;
+      }
+      if (error instanceof FlushBeforeDdl) {
+        options.log(`${error.message}; resuming from the target's checkpoint`);
+        run.flushBefore = parseLsn(error.commitLsn);
         continue;
       }
       if (!retryable(error)) throw error;
@@ -156,6 +163,32 @@ const MAIN_LOCK_TIMEOUT = '10s';
 /** This process's streamer generation, claimed once it first holds the apply lock. */
 interface GenerationClaim {
   generation?: number;
+}
+
+/** What a streaming run leaves to the next one of the same replicator. */
+interface RunState {
+  /** Replication stops at a schema change committed here: every transaction before it is committed on its own (FlushBeforeDdl). */
+  flushBefore?: bigint;
+}
+
+/** The stages between stream and applier: operations per table, synced tables, schema changes (undefined: nothing to apply). */
+async function changeStages(options: ReplicatorOptions, control: pg.Client, startLsn: string, applier: Applier) {
+  const keep = operationFilter(options.operations);
+  // Tables copied at a snapshot of their own (table-sync.ts) after where this stream starts.
+  const synced = new SyncedTableFilter(await readTableSyncs(control, options.migration, startLsn));
+  const ddl = new DdlStage({
+    migration: options.migration,
+    mode: options.ddl?.mode ?? 'replicate',
+    selection: options.ddl?.selection ?? { include: [], exclude: [], tables: {} },
+    publicationName: options.publicationName,
+    control,
+    log: options.log,
+  });
+  return async (received: PgoutputMessage): Promise<PgoutputMessage | undefined> => {
+    const kept = keep(received);
+    const unsynced = kept && synced.filter(kept);
+    return unsynced && (await ddl.handle(unsynced, applier));
+  };
 }
 
 async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim): Promise<Applier> {
@@ -227,7 +260,7 @@ async function assertCurrentGeneration(target: pg.Client, migration: string, cla
   if (current !== claim.generation) throw new StreamerFencedError(migration, claim.generation, current);
 }
 
-async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
+async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, run: RunState, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
   const { migration, log, signal } = options;
   const sessions = new Sessions();
   let stream: ChangeStream | undefined;
@@ -264,26 +297,16 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, al
         await position.markApplied(appliedLsn);
       },
     }));
-    const keep = operationFilter(options.operations);
-    // Tables copied at a snapshot of their own (table-sync.ts) after where this stream starts.
-    const synced = new SyncedTableFilter(await readTableSyncs(control, migration, startLsn));
-    const ddl = new DdlStage({
-      migration,
-      mode: options.ddl?.mode ?? 'replicate',
-      selection: options.ddl?.selection ?? { include: [], exclude: [], tables: {} },
-      publicationName: options.publicationName,
-      control,
-      log,
-    });
+    const stages = await changeStages(options, control, startLsn, mainApplier);
     const onMessage = (streamed: StreamedMessage) =>
       batcher.exclusive(async () => {
-        const kept = keep(streamed.message);
-        const unsynced = kept && synced.filter(kept);
-        const message = unsynced && (await ddl.handle(unsynced, mainApplier));
+        const message = await stages(streamed.message);
         if (!message) return;
         if (streaming && (await earlyApply.handle(message))) return;
         await mainApplier.handle(message);
-        if (message.tag === 'commit') await batcher.committed(message.endLsn, message.commitTime);
+        if (message.tag !== 'commit') return;
+        await batcher.committed(message.endLsn, message.commitTime);
+        if (run.flushBefore !== undefined && parseLsn(message.commitLsn) < run.flushBefore) await batcher.flush();
       });
 
     await thisStream.start(onMessage);

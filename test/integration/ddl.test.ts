@@ -65,7 +65,8 @@ async function setUp(database: string) {
       slotName,
       publicationName: slotName,
       conflictPolicy: 'error',
-      batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: 200 },
+      // Batches commit when the stream goes idle, not by age: changes received together share a target transaction.
+      batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: 10_000 },
       retryWindowMs: 60_000,
       heartbeatMs: 200,
       connectSource: () => source.connect(database),
@@ -208,9 +209,9 @@ describe('schema changes during CDC', () => {
       expect((stopped as Error).message).toContain('cdc.ddl is "error"');
       expect((stopped as Error).message).toContain('ALTER TABLE items ADD COLUMN note text');
       expect((stopped as Error).message).toContain('pgferry resume SPEC');
-      // Nothing after the change is on the target.
-      const [before] = await target.sql('SELECT id FROM items WHERE id = 2', 'rejected');
-      expect(before!.rows).toEqual([]);
+      // Everything before the change is on the target, nothing after it.
+      const [before] = await target.sql('SELECT id FROM items ORDER BY id', 'rejected');
+      expect(before!.rows).toEqual([{ id: 1 }]);
       expect(await listDdlRecords(r.control, r.migration)).toMatchObject([{ statement: 'ALTER TABLE items ADD COLUMN note text', status: 'paused' }]);
 
       expect(await r.run('error')).toMatchObject({ name: 'pgferry.DdlNotApplied' });
@@ -225,9 +226,19 @@ describe('schema changes during CDC', () => {
     }
   });
 
-  it('cdc.ddl "pause" stops before each change; resumed, the change is skipped as applied by hand', async () => {
+  it('cdc.ddl "pause" stops before each change with the target holding everything before it; resumed, the change is skipped as applied by hand', async () => {
     const r = await setUp('paused');
     try {
+      // Committed in the same batch as the change: the stop must leave them applied, or a column dropped by hand would be missing when they come again.
+      await r.src.query("INSERT INTO items (id, name, qty) VALUES (10, 'with qty', 3)");
+      await r.src.query("UPDATE items SET qty = 4 WHERE id = 10");
+      await r.src.query('ALTER TABLE items DROP COLUMN qty');
+      const dropped = await r.run('pause');
+      expect(dropped).toMatchObject({ name: 'pgferry.DdlNotApplied', statement: 'ALTER TABLE items DROP COLUMN qty' });
+      const [held] = await target.sql('SELECT id, qty FROM items', 'paused');
+      expect(held!.rows).toEqual([{ id: 10, qty: 4 }]);
+      await target.sql('ALTER TABLE items DROP COLUMN qty', 'paused');
+
       await r.src.query('CREATE INDEX items_name_idx ON items (name)');
       await r.src.query("INSERT INTO items (id, name) VALUES (1, 'after')");
       const stopped = await r.run('pause');

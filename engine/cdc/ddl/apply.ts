@@ -18,6 +18,7 @@
  *   be run as it is (or under "pause") is skipped; one stopped under "error" runs.
  */
 import type pg from 'pg';
+import { isSelected } from '../../catalog/tables.js';
 import { isTransient } from '../../connect/index.js';
 import { readDdlRecord, recordDdl, recordEvent, type DdlRecord } from '../../control/index.js';
 import type { MigrationSpec } from '../../spec/index.js';
@@ -26,7 +27,7 @@ import type { Applier } from '../apply/index.js';
 import { StreamingFallback } from '../early-apply.js';
 import type { PgoutputMessage } from '../pgoutput.js';
 import { CAPTURE_TABLE } from './capture.js';
-import { DdlNotAppliedError } from './errors.js';
+import { DdlNotAppliedError, FlushBeforeDdl } from './errors.js';
 import { capturedDdl, concern, runnableStatement, type CapturedDdl } from './statement.js';
 
 export type DdlMode = 'replicate' | 'pause' | 'error';
@@ -63,6 +64,8 @@ export class DdlStage {
   private captureRelation: number | undefined;
   private columns: string[] = [];
   private inStream = false;
+  /** Commit LSN of the source transaction being received (from its Begin). */
+  private commitLsn = '0/0';
   /** The query text of the change last skipped: the other changes of a multi-statement text go with it. */
   private lastSkipped: { xid: string; statement: string } | undefined;
   /** Changes seen so far of the current transaction's query text, by command tag (which statement of the text each is). */
@@ -73,6 +76,9 @@ export class DdlStage {
   /** The message to hand to the applier, or undefined when it was the capture table's. */
   async handle(message: PgoutputMessage, applier: Applier): Promise<PgoutputMessage | undefined> {
     switch (message.tag) {
+      case 'begin':
+        this.commitLsn = message.finalLsn;
+        return message;
       case 'stream-start':
         this.inStream = true;
         return message;
@@ -143,7 +149,7 @@ export class DdlStage {
         mode === 'error'
           ? `Set cdc.ddl to "replicate" to have pgferry apply it, or apply it to the target by hand and set cdc.ddl to "pause" (the statement is then skipped); ${RESUME}.`
           : `Apply it to the target by hand if the target needs it, ${RESUME}: the statement is then skipped.`;
-      return this.stop(ddl, 'paused', mode === 'error' ? REJECTED : 'cdc.ddl is "pause"', `Replication stopped at a schema change on the source (${why}): ${ddl.statement}\n${next}`);
+      return this.stop(applier, ddl, 'paused', mode === 'error' ? REJECTED : 'cdc.ddl is "pause"', `Replication stopped at a schema change on the source (${why}): ${ddl.statement}\n${next}`);
     }
     await this.run(ddl, ordinal, applier, decision === 'retry' ? prior : undefined);
   }
@@ -152,12 +158,12 @@ export class DdlStage {
     const { migration, publicationName } = this.options;
     const runnable = runnableStatement(ddl, ordinal);
     if ('reason' in runnable) {
-      return this.stop(ddl, 'paused', runnable.reason, `Replication stopped at a schema change on the source that pgferry cannot apply as it is (${runnable.reason}): ${ddl.statement}\nApply the change to the target by hand, ${RESUME}: the statement is then skipped.`);
+      return this.stop(applier, ddl, 'paused', runnable.reason, `Replication stopped at a schema change on the source that pgferry cannot apply as it is (${runnable.reason}): ${ddl.statement}\nApply the change to the target by hand, ${RESUME}: the statement is then skipped.`);
     }
-    const created = ddl.commandTag === 'CREATE TABLE' && ddl.objects.some((o) => o.type === 'table' && o.table && isNewSelected(this.options.selection, o));
+    const created = ddl.commandTag === 'CREATE TABLE' && ddl.objects.some((o) => o.type === 'table' && isNewSelected(this.options.selection, o));
     if (created && !ddl.published.includes(publicationName)) {
       const why = ddl.publishError ?? `the table is not in publication ${publicationName}`;
-      return this.stop(ddl, 'paused', why, `A table was created on the source, but could not join publication ${publicationName} (${why}): ${ddl.statement}\nCreate the table on the target, add it to the publication and copy the rows it has, ${RESUME}: the statement is then skipped.`);
+      return this.stop(applier, ddl, 'paused', why, `A table was created on the source, but could not join publication ${publicationName} (${why}): ${ddl.statement}\nCreate the table on the target, add it to the publication and copy the rows it has, ${RESUME}: the statement is then skipped.`);
     }
     let failure: unknown;
     const outcome = await applier.runInOrder(async (client) => {
@@ -177,10 +183,11 @@ export class DdlStage {
     });
     if (outcome === 'applied') return;
     const e = failure as { code?: string };
-    return this.stop(ddl, 'failed', `${e.code ?? ''}: ${messageOf(failure)}`, `Replication stopped: the schema change from the source failed on the target: ${messageOf(failure)}\nStatement: ${runnable.statement}\nFix the target so that it can run (or apply the change by hand), ${RESUME}: it runs again, and counts as applied if the target already has the change.`, failure);
+    return this.stop(applier, ddl, 'failed', `${e.code ?? ''}: ${messageOf(failure)}`, `Replication stopped: the schema change from the source failed on the target: ${messageOf(failure)}\nStatement: ${runnable.statement}\nFix the target so that it can run (or apply the change by hand), ${RESUME}: it runs again, and counts as applied if the target already has the change.`, failure);
   }
 
-  private async stop(ddl: CapturedDdl, status: 'paused' | 'failed', detail: string, message: string, cause?: unknown): Promise<never> {
+  private async stop(applier: Applier, ddl: CapturedDdl, status: 'paused' | 'failed', detail: string, message: string, cause?: unknown): Promise<never> {
+    if (applier.pendingTransactions > 0) throw new FlushBeforeDdl(this.commitLsn);
     await recordDdl(this.options.control, this.options.migration, ddl.id, ddl.statement, status, detail);
     throw new DdlNotAppliedError(message, ddl.id, ddl.statement, cause === undefined ? undefined : { cause });
   }
@@ -188,8 +195,7 @@ export class DdlStage {
 
 const textOf = (value: { kind: string; value?: unknown } | undefined) => (value?.kind === 'text' ? String(value.value) : null);
 
-const isNewSelected = (selection: MigrationSpec['objects'], o: { table: { schema: string; name: string } | null }) =>
-  concern(selection, { objects: [{ type: 'table', schema: o.table!.schema, identity: '', table: o.table }] } as CapturedDdl) === 'table';
+const isNewSelected = (selection: MigrationSpec['objects'], o: { table: { schema: string; name: string } | null }) => o.table !== null && isSelected(selection, o.table);
 
 /** The retried statement failed because the target already has the change. */
 function appliedByHand(error: unknown, before: DdlRecord): boolean {

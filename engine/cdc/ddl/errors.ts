@@ -16,3 +16,16 @@ export class DdlNotAppliedError extends PgferryError {
     super('pgferry.DdlNotApplied', message, options);
   }
 }
+
+/**
+ * Replication is to stop at a schema change, but whole source transactions before it are not
+ * committed on the target yet (they share the target transaction with the change's own). The
+ * replicator resumes from the checkpoint committing each transaction before `commitLsn` on its
+ * own, so that it stops with the target holding everything before the change: the user then
+ * applies the change to a target in that state.
+ */
+export class FlushBeforeDdl extends Error {
+  constructor(readonly commitLsn: string) {
+    super(`stopping at a schema change (its transaction commits at ${commitLsn}): committing what came before it first`);
+  }
+}
