@@ -176,6 +176,11 @@ describe('schema changes during CDC', () => {
       await ddl('CREATE TABLE keyed (id serial PRIMARY KEY, v text)');
       await ddl("INSERT INTO keyed (v) SELECT 'row ' || g FROM generate_series(1, 20) g");
       await ddl("UPDATE keyed SET v = 'updated' WHERE id <= 5");
+      // A partitioned table, and a partition created later: published through the root, never added on its own.
+      await ddl('CREATE TABLE events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)');
+      await ddl("CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')");
+      await ddl("INSERT INTO events SELECT g, '2026-01-01'::date + g FROM generate_series(1, 30) g");
+      await ddl("BEGIN; CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01'); INSERT INTO events VALUES (1, '2027-02-02'); COMMIT");
       await ddl('ALTER TABLE items DROP COLUMN renamed');
       await ddl("CREATE TABLE doomed (id int PRIMARY KEY); INSERT INTO doomed VALUES (1)");
       await ddl('DROP TABLE doomed');

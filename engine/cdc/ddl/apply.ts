@@ -160,7 +160,7 @@ export class DdlStage {
     if ('reason' in runnable) {
       return this.stop(applier, ddl, 'paused', runnable.reason, `Replication stopped at a schema change on the source that pgferry cannot apply as it is (${runnable.reason}): ${ddl.statement}\nApply the change to the target by hand, ${RESUME}: the statement is then skipped.`);
     }
-    const created = ddl.commandTag === 'CREATE TABLE' && ddl.objects.some((o) => o.type === 'table' && isNewSelected(this.options.selection, o));
+    const created = ddl.commandTag === 'CREATE TABLE' && ddl.objects.some((o) => o.type === 'table' && !o.partition && isNewSelected(this.options.selection, o));
     if (created && !ddl.published.includes(publicationName)) {
       const why = ddl.publishError ?? `the table is not in publication ${publicationName}`;
       return this.stop(applier, ddl, 'paused', why, `A table was created on the source, but could not join publication ${publicationName} (${why}): ${ddl.statement}\nCreate the table on the target, add it to the publication and copy the rows it has, ${RESUME}: the statement is then skipped.`);

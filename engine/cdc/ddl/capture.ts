@@ -106,6 +106,7 @@ BEGIN
   ELSE
     SELECT jsonb_agg(jsonb_build_object(
              'type', c.object_type, 'schema', c.schema_name, 'identity', c.object_identity, 'command', c.command_tag,
+             'partition', coalesce(k.relispartition, false),
              'table', CASE WHEN t.oid IS NOT NULL THEN jsonb_build_object('schema', tn.nspname, 'name', t.relname) END))
       INTO objs
       FROM pg_event_trigger_ddl_commands() c

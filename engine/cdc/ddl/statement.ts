@@ -12,6 +12,8 @@ export interface CapturedObject {
   identity: string;
   /** The table the object belongs to (itself for a table), when the source could tell. */
   table: TableRef | null;
+  /** A partition: published through its root, never added to a publication of its own. */
+  partition?: boolean;
 }
 
 export interface CapturedDdl {
