@@ -173,6 +173,9 @@ describe('schema changes during CDC', () => {
       // A new table: rows in the CREATE's own transaction and in later ones, each exactly once (no key: duplicates would show).
       await ddl("BEGIN; CREATE TABLE fresh (n int, v text); INSERT INTO fresh SELECT g, 'same transaction' FROM generate_series(1, 50) g; COMMIT");
       await ddl("INSERT INTO fresh SELECT g, 'later' FROM generate_series(51, 80) g");
+      // Published without a key, it keeps taking UPDATEs and DELETEs on the source (REPLICA IDENTITY FULL).
+      await ddl("UPDATE fresh SET v = 'updated' WHERE n <= 10");
+      await ddl('DELETE FROM fresh WHERE n > 75');
       await ddl('CREATE TABLE keyed (id serial PRIMARY KEY, v text)');
       await ddl("INSERT INTO keyed (v) SELECT 'row ' || g FROM generate_series(1, 20) g");
       await ddl("UPDATE keyed SET v = 'updated' WHERE id <= 5");
@@ -192,7 +195,7 @@ describe('schema changes during CDC', () => {
       await r.src.query('DROP SCHEMA elsewhere CASCADE');
       await expectIdentical('kinds');
       const [fresh] = await target.sql("SELECT count(*)::int AS n, count(DISTINCT n)::int AS distinct_n FROM fresh", 'kinds');
-      expect(fresh!.rows[0]).toEqual({ n: 80, distinct_n: 80 });
+      expect(fresh!.rows[0]).toEqual({ n: 75, distinct_n: 75 });
       const records = await listDdlRecords(r.control, r.migration);
       expect(records.every((d) => d.status === 'applied')).toBe(true);
       expect(records.map((d) => d.statement)).toContain('ALTER TABLE items ALTER COLUMN extra TYPE bigint');

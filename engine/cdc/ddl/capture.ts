@@ -75,6 +75,14 @@ BEGIN
     BEGIN
       EXECUTE format('ALTER PUBLICATION %I ADD TABLE %I.%I', p.publication, s, n);
       published := published || p.publication::text;
+      -- Published without a key, the table would refuse the application's UPDATEs and DELETEs.
+      IF EXISTS (SELECT 1 FROM pg_class k JOIN pg_namespace x ON x.oid = k.relnamespace
+                  WHERE x.nspname = s AND k.relname = n AND k.relreplident = 'd'
+                    AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.oid AND i.indisprimary)) THEN
+        PERFORM set_config('pgferry_capture.nested', 'on', true);
+        EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY FULL', s, n);
+        PERFORM set_config('pgferry_capture.nested', 'off', true);
+      END IF;
     EXCEPTION WHEN OTHERS THEN
       failure := concat_ws('; ', failure, format('publication %s: %s', p.publication, SQLERRM));
     END;
@@ -93,6 +101,8 @@ BEGIN
   IF query IS DISTINCT FROM current_query() THEN
     RAISE EXCEPTION 'pgferry_capture.record is called only by the capture event trigger';
   END IF;
+  -- The capture's own ALTER (REPLICA IDENTITY of a new table) is part of the change being captured.
+  IF current_setting('pgferry_capture.nested', true) = 'on' THEN RETURN; END IF;
   IF event = 'sql_drop' THEN
     -- ALTER TABLE … DROP COLUMN/CONSTRAINT is captured at ddl_command_end; only DROP statements here.
     IF tag NOT LIKE 'DROP %' THEN RETURN; END IF;
