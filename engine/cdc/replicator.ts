@@ -26,7 +26,7 @@ import { EarlyApply, StreamingFallback } from './early-apply.js';
 import { Heartbeat, heartbeatLoop } from './heartbeat.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
-import { readReplicationStatus, readTableSyncs } from '../control/index.js';
+import { readPostDataLsn, readReplicationStatus, readTableSyncs } from '../control/index.js';
 import { SyncedTableFilter } from './table-sync.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
@@ -182,6 +182,7 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
     selection: options.ddl?.selection ?? { include: [], exclude: [], tables: {} },
     publicationName: options.publicationName,
     control,
+    postDataLsn: await readPostDataLsn(control, options.migration),
     log: options.log,
   });
   return async (received: PgoutputMessage): Promise<PgoutputMessage | undefined> => {

@@ -32,3 +32,13 @@ export async function listDdlRecords(client: pg.ClientBase, migration: string): 
   );
   return rows;
 }
+
+/** Notes where the source's WAL was when post-data began reading its definitions (CDC modes; a no-op without replication). */
+export async function recordPostDataLsn(client: pg.ClientBase, migration: string, lsn: string): Promise<void> {
+  await client.query('UPDATE pgferry.replication SET post_data_source_lsn = $2::pg_lsn WHERE migration = $1', [migration, lsn]);
+}
+
+export async function readPostDataLsn(client: pg.ClientBase, migration: string): Promise<string | undefined> {
+  const { rows } = await client.query<{ lsn: string | null }>('SELECT post_data_source_lsn::text AS lsn FROM pgferry.replication WHERE migration = $1', [migration]);
+  return rows[0]?.lsn ?? undefined;
+}

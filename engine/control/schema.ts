@@ -172,7 +172,10 @@ CREATE TABLE IF NOT EXISTS pgferry.table_sync (
   rows_copied bigint NOT NULL DEFAULT 0,
   synced_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, source_schema, source_table)
-);`;
+);
+-- The source's WAL position when post-data began reading the source's definitions: a schema
+-- change committed before it is already in what post-data built (engine/cdc/ddl/apply.ts).
+ALTER TABLE pgferry.replication ADD COLUMN IF NOT EXISTS post_data_source_lsn pg_lsn;`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
 export async function ensureControlSchema(client: pg.Client): Promise<void> {

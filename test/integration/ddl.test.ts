@@ -10,7 +10,7 @@ import { CAPTURE_TABLE, installDdlCapture, setUpDdlCapture } from '../../engine/
 import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
 import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication } from '../../engine/cdc/slot.js';
 import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
-import { beginMigration, ensureControlSchema, listDdlRecords, registerReplication, setDrainLsn } from '../../engine/control/index.js';
+import { beginMigration, ensureControlSchema, listDdlRecords, recordPostDataLsn, registerReplication, setDrainLsn } from '../../engine/control/index.js';
 import { parseSpec } from '../../engine/spec/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { clientConfig, replicationConnector } from '../support/clusters.js';
@@ -367,6 +367,35 @@ describe('schema changes during CDC', () => {
       expect(installed!.rows[0].n).toBe(0);
     } finally {
       await client.end();
+    }
+  });
+
+  it('a change committed before post-data began, which post-data already built, counts as applied; one after it that finds its object stops', async () => {
+    const r = await setUp('postdata');
+    try {
+      // While the full load runs: captured, not yet applied.
+      await r.src.query('CREATE INDEX items_name_idx ON items (name)');
+      await r.src.query('ALTER TABLE items ADD CONSTRAINT qty_positive CHECK (qty >= 0)');
+      await r.src.query("INSERT INTO items (id, name) VALUES (1, 'one')");
+      // Post-data begins: it builds the index and the constraint from the source's definitions.
+      const { rows } = await r.src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      await recordPostDataLsn(r.control, r.migration, rows[0]!.lsn);
+      await target.sql('CREATE INDEX items_name_idx ON items (name); ALTER TABLE items ADD CONSTRAINT qty_positive CHECK (qty >= 0)', 'postdata');
+      // After post-data began, a target that already has the object is a conflict to look at.
+      await target.sql('CREATE INDEX items_qty_idx ON items (qty)', 'postdata');
+      await r.src.query('CREATE INDEX items_qty_idx ON items (qty)');
+      expect(await r.run()).toMatchObject({ name: 'pgferry.DdlNotApplied', statement: 'CREATE INDEX items_qty_idx ON items (qty)' });
+      expect(await listDdlRecords(r.control, r.migration)).toMatchObject([
+        { status: 'applied', detail: expect.stringContaining('already made by post-data') },
+        { status: 'applied', detail: expect.stringContaining('already made by post-data') },
+        { status: 'failed' },
+      ]);
+      const resumed = r.run();
+      await r.drainNow();
+      expect(await resumed).toBe('drained');
+      await expectIdentical('postdata');
+    } finally {
+      await r.stop();
     }
   });
 });

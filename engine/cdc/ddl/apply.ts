@@ -16,6 +16,9 @@
  *   exists", or with "does not exist" where it first failed otherwise, the target already has
  *   the change (applied by hand): it counts as applied. One that stopped because it could not
  *   be run as it is (or under "pause") is skipped; one stopped under "error" runs.
+ * A change committed while the full load ran, before post-data began reading the source's
+ * definitions, is already in what post-data built: on its first run "already exists" or "does
+ * not exist" counts as applied. After that point, such an error stops replication.
  */
 import type pg from 'pg';
 import { isSelected } from '../../catalog/tables.js';
@@ -25,7 +28,7 @@ import type { MigrationSpec } from '../../spec/index.js';
 import { messageOf } from '../../sql.js';
 import type { Applier } from '../apply/index.js';
 import { StreamingFallback } from '../early-apply.js';
-import type { PgoutputMessage } from '../pgoutput.js';
+import { parseLsn, type PgoutputMessage } from '../pgoutput.js';
 import { CAPTURE_TABLE } from './capture.js';
 import { DdlNotAppliedError, FlushBeforeDdl } from './errors.js';
 import { capturedDdl, concern, runnableStatement, type CapturedDdl } from './statement.js';
@@ -40,6 +43,8 @@ export interface DdlStageOptions {
   publicationName: string;
   /** A target session outside the applier's transaction: records why replication stopped. */
   control: pg.ClientBase;
+  /** Where the source's WAL was when post-data began reading its definitions (full+cdc), if it did. */
+  postDataLsn?: string;
   log: (message: string) => void;
 }
 
@@ -173,6 +178,11 @@ export class DdlStage {
         await recordEvent(client, migration, 'info', `Schema change applied: ${runnable.statement}`);
         return 'applied';
       }
+      if (!failedBefore && this.builtByPostData(ran)) {
+        await recordDdl(client, migration, ddl.id, ddl.statement, 'applied', `already made by post-data: ${messageOf(ran)}`);
+        await recordEvent(client, migration, 'info', `Schema change already made by post-data, which read the source after it: ${runnable.statement}`);
+        return 'applied';
+      }
       if (failedBefore && appliedByHand(ran, failedBefore)) {
         await recordDdl(client, migration, ddl.id, ddl.statement, 'applied', `already on the target: ${messageOf(ran)}`);
         await recordEvent(client, migration, 'warn', `Schema change found already applied on the target (${messageOf(ran)}): ${runnable.statement}`);
@@ -184,6 +194,16 @@ export class DdlStage {
     if (outcome === 'applied') return;
     const e = failure as { code?: string };
     return this.stop(applier, ddl, 'failed', `${e.code ?? ''}: ${messageOf(failure)}`, `Replication stopped: the schema change from the source failed on the target: ${messageOf(failure)}\nStatement: ${runnable.statement}\nFix the target so that it can run (or apply the change by hand), ${RESUME}: it runs again, and counts as applied if the target already has the change.`, failure);
+  }
+
+  /**
+   * Post-data read the source's definitions after this change committed (the full load was
+   * running): an "already exists" or "does not exist" then means post-data built the result.
+   */
+  private builtByPostData(error: unknown): boolean {
+    const code = (error as { code?: string }).code ?? '';
+    const { postDataLsn } = this.options;
+    return (ALREADY_EXISTS.has(code) || DOES_NOT_EXIST.has(code)) && postDataLsn !== undefined && parseLsn(this.commitLsn) < parseLsn(postDataLsn);
   }
 
   private async stop(applier: Applier, ddl: CapturedDdl, status: 'paused' | 'failed', detail: string, message: string, cause?: unknown): Promise<never> {
