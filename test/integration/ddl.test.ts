@@ -179,6 +179,9 @@ describe('schema changes during CDC', () => {
       await ddl('CREATE TABLE keyed (id serial PRIMARY KEY, v text)');
       await ddl("INSERT INTO keyed (v) SELECT 'row ' || g FROM generate_series(1, 20) g");
       await ddl("UPDATE keyed SET v = 'updated' WHERE id <= 5");
+      await ddl('ALTER TABLE keyed ADD COLUMN item_id int, ADD CONSTRAINT keyed_item_fk FOREIGN KEY (item_id) REFERENCES items (id)');
+      await ddl('ALTER TABLE keyed ADD CONSTRAINT keyed_v_id_key UNIQUE (v, id)');
+      await ddl('ALTER TABLE keyed DROP CONSTRAINT keyed_v_id_key');
       // A partitioned table, and a partition created later: published through the root, never added on its own.
       await ddl('CREATE TABLE events (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)');
       await ddl("CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')");
