@@ -9,7 +9,9 @@ import { qualified } from '../sql.js';
 
 /** Schemas never migrated: the system's, and pgferry's own control schema. */
 export const CONTROL_SCHEMA = 'pgferry';
-export const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', CONTROL_SCHEMA];
+/** Where the source keeps the DDL capture of CDC (engine/cdc/ddl/capture.ts). */
+export const CAPTURE_SCHEMA = 'pgferry_capture';
+export const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', CONTROL_SCHEMA, CAPTURE_SCHEMA];
 
 export interface ColumnInfo {
   name: string;

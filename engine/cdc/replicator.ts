@@ -7,7 +7,9 @@
  * This file coordinates; each step has a module of its own, the way pgcopydb's follow.c
  * coordinates stream → transform → apply:
  * - stream.ts receives (and acknowledges only what position.ts says is processed);
- * - stream-filter.ts drops the operations a table is not configured for;
+ * - stream-filter.ts drops the operations a table is not configured for, and table-sync.ts the
+ *   changes a table copied at its own snapshot already holds;
+ * - ddl/ applies the schema changes captured on the source, in stream order;
  * - early-apply.ts applies large transactions streamed while in progress;
  * - batching.ts commits the main session's batches (apply/ applies them);
  * - heartbeat.ts reports lag and metrics and detects the end (stop, drained);
@@ -24,11 +26,16 @@ import { EarlyApply, StreamingFallback } from './early-apply.js';
 import { Heartbeat, heartbeatLoop } from './heartbeat.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
-import { readReplicationStatus } from '../control/index.js';
+import { readPostDataLsn, readReplicationStatus, readTableSyncs } from '../control/index.js';
 import { assertSlotUsable, checkRetainedWal, type RetainedWalCheck } from './retained-wal.js';
+import { SyncedTableFilter } from './table-sync.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
+import { DdlStage, type DdlMode } from './ddl/apply.js';
+import { DdlNotAppliedError, FlushBeforeDdl } from './ddl/errors.js';
+import type { PgoutputMessage } from './pgoutput.js';
+import type { MigrationSpec } from '../spec/index.js';
 
 export type { Operation } from './stream-filter.js';
 
@@ -52,6 +59,11 @@ export interface ReplicatorOptions {
    * (objects.tables[…].operations); every other table gets all of them.
    */
   operations?: Record<string, Operation[]>;
+  /**
+   * Schema changes captured on the source (ddl/capture.ts): cdc.ddl, and the selection that
+   * says which concern the migration. Default: replicate, every non-system schema.
+   */
+  ddl?: { mode: DdlMode; selection: MigrationSpec['objects'] };
   /** logical_decoding_work_mem of the walsender: the size of the blocks a large transaction is streamed in. Default 8MB. */
   streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
@@ -97,6 +109,7 @@ export class ReplicationFailedError extends PgferryError {
 const RETRYABLE_NAMES = new Set(['pgferry.StreamLost', 'pgferry.StreamEnded', 'pgferry.StreamFailed', 'pgferry.Transient']);
 
 function retryable(error: unknown): boolean {
+  if (error instanceof DdlNotAppliedError) return false;
   if (RETRYABLE_NAMES.has((error as Error)?.name)) return true;
   const code = (error as { code?: string })?.code;
   if (typeof code === 'string' && /^(08|57P0|40001|40P01|53300)/.test(code)) return true;
@@ -106,12 +119,13 @@ function retryable(error: unknown): boolean {
 /** Runs until drained (cutover) or stopped; throws ReplicationFailedError when it cannot go on. */
 export async function runReplicator(options: ReplicatorOptions): Promise<ReplicatorEnd> {
   const claim: GenerationClaim = {};
+  const run: RunState = {};
   let failingSince: number | undefined;
   let delay = 500;
   let streamingAfter = 0;
   for (;;) {
     try {
-      return await streamOnce(options, claim, Date.now() >= streamingAfter, () => {
+      return await streamOnce(options, claim, run, Date.now() >= streamingAfter, () => {
         failingSince = undefined;
         delay = 500;
       });
@@ -122,6 +136,11 @@ export async function runReplicator(options: ReplicatorOptions): Promise<Replica
         // Resume from the checkpoint without early apply for a while: the transaction comes again, whole.
         options.log(`${messageOf(error)}; resuming from the target's checkpoint without streaming in-progress transactions for ${STREAMING_PAUSE_MS / 60_000} minutes`);
         streamingAfter = Date.now() + STREAMING_PAUSE_MS;
+        continue;
+      }
+      if (error instanceof FlushBeforeDdl) {
+        options.log(`${error.message}; resuming from the target's checkpoint`);
+        run.flushBefore = parseLsn(error.commitLsn);
         continue;
       }
       if (!retryable(error)) throw error;
@@ -151,6 +170,33 @@ const MAIN_LOCK_TIMEOUT = '10s';
 /** This process's streamer generation, claimed once it first holds the apply lock. */
 interface GenerationClaim {
   generation?: number;
+}
+
+/** What a streaming run leaves to the next one of the same replicator. */
+interface RunState {
+  /** Replication stops at a schema change committed here: every transaction before it is committed on its own (FlushBeforeDdl). */
+  flushBefore?: bigint;
+}
+
+/** The stages between stream and applier: operations per table, synced tables, schema changes (undefined: nothing to apply). */
+async function changeStages(options: ReplicatorOptions, control: pg.Client, startLsn: string, applier: Applier) {
+  const keep = operationFilter(options.operations);
+  // Tables copied at a snapshot of their own (table-sync.ts) after where this stream starts.
+  const synced = new SyncedTableFilter(await readTableSyncs(control, options.migration, startLsn));
+  const ddl = new DdlStage({
+    migration: options.migration,
+    mode: options.ddl?.mode ?? 'replicate',
+    selection: options.ddl?.selection ?? { include: [], exclude: [], tables: {} },
+    publicationName: options.publicationName,
+    control,
+    postDataLsn: await readPostDataLsn(control, options.migration),
+    log: options.log,
+  });
+  return async (received: PgoutputMessage): Promise<PgoutputMessage | undefined> => {
+    const kept = keep(received);
+    const unsynced = kept && synced.filter(kept);
+    return unsynced && (await ddl.handle(unsynced, applier));
+  };
 }
 
 async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim): Promise<Applier> {
@@ -223,7 +269,7 @@ async function assertCurrentGeneration(target: pg.Client, migration: string, cla
   if (current !== claim.generation) throw new StreamerFencedError(migration, claim.generation, current);
 }
 
-async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
+async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, run: RunState, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
   const { migration, log, signal } = options;
   const sessions = new Sessions();
   let stream: ChangeStream | undefined;
@@ -260,14 +306,16 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, al
         await position.markApplied(appliedLsn);
       },
     }));
-    const keep = operationFilter(options.operations);
+    const stages = await changeStages(options, control, startLsn, mainApplier);
     const onMessage = (streamed: StreamedMessage) =>
       batcher.exclusive(async () => {
-        const message = keep(streamed.message);
+        const message = await stages(streamed.message);
         if (!message) return;
         if (streaming && (await earlyApply.handle(message))) return;
         await mainApplier.handle(message);
-        if (message.tag === 'commit') await batcher.committed(message.endLsn, message.commitTime);
+        if (message.tag !== 'commit') return;
+        await batcher.committed(message.endLsn, message.commitTime);
+        if (run.flushBefore !== undefined && parseLsn(message.commitLsn) < run.flushBefore) await batcher.flush();
       });
 
     await thisStream.start(onMessage);

@@ -9,6 +9,7 @@ import { type TableRef } from '../catalog/tables.js';
 import { quoteIdent, quoteTable, messageOf, sleep, withTransaction } from '../sql.js';
 import { serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
+import { removeDdlCapture } from './ddl/capture.js';
 
 /** PostgreSQL identifiers are at most 63 bytes (NAMEDATALEN - 1); the result is ASCII only. */
 export function defaultSlotName(migration: string): string {
@@ -91,7 +92,11 @@ export interface SlotHolder {
  * that connection open and idle: the exported snapshot is valid only until its creator runs
  * another command or disconnects.
  */
-export async function createSlotWithSnapshot(connectReplication: () => Promise<pg.Client>, slotName: string): Promise<SlotHolder> {
+export async function createSlotWithSnapshot(
+  connectReplication: () => Promise<pg.Client>,
+  slotName: string,
+  options: { temporary?: boolean } = {},
+): Promise<SlotHolder> {
   if (!/^[a-z0-9_]{1,63}$/.test(slotName)) {
     throw new PgferryError('pgferry.SlotNameInvalid', `"${slotName}" is not a valid replication slot name: use 1 to 63 lower-case letters, digits and underscores.`);
   }
@@ -104,9 +109,11 @@ export async function createSlotWithSnapshot(connectReplication: () => Promise<p
   try {
     const version = await serverVersion(client);
     // PG 15 introduced the parenthesized option list; 13 and 14 only know the legacy keyword.
+    // A temporary slot goes with its connection: release() drops it.
+    const kind = options.temporary ? 'TEMPORARY LOGICAL' : 'LOGICAL';
     const command = version >= 150000
-      ? `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput (SNAPSHOT 'export')`
-      : `CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput EXPORT_SNAPSHOT`;
+      ? `CREATE_REPLICATION_SLOT ${slot} ${kind} pgoutput (SNAPSHOT 'export')`
+      : `CREATE_REPLICATION_SLOT ${slot} ${kind} pgoutput EXPORT_SNAPSHOT`;
     let result: pg.QueryResult<{ slot_name: string; consistent_point: string; snapshot_name: string | null; output_plugin: string }>;
     try {
       result = await client.query(command);
@@ -153,7 +160,10 @@ function slotError(slotName: string, error: unknown): PgferryError {
 
 const DROP_WAIT_MS = 10_000;
 
-/** Drops the slot (terminating a walsender that holds it) and the publication; idempotent. */
+/**
+ * Drops the slot (terminating a walsender that holds it) and the publication, and the DDL
+ * capture when no other publication uses it; idempotent.
+ */
 export async function dropSlotAndPublication(
   source: pg.Client,
   names: { slotName: string; publicationName: string },
@@ -180,6 +190,7 @@ export async function dropSlotAndPublication(
   }
   const { rowCount } = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [names.publicationName]);
   if (rowCount) await source.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(names.publicationName)}`);
+  await removeDdlCapture(source, names.publicationName);
   return { slotDropped, publicationDropped: Boolean(rowCount) };
 }
 

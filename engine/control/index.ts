@@ -13,3 +13,5 @@ export * from './checkpoint.js';
 export * from './progress.js';
 export * from './retained-wal.js';
 export * from './runner.js';
+export * from './ddl.js';
+export * from './table-sync.js';

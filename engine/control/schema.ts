@@ -167,7 +167,34 @@ CREATE TABLE IF NOT EXISTS pgferry.events (
 -- The heartbeat of a local run's runner (control/runner.ts): status and cutover tell when it is gone.
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_heartbeat_at timestamptz;
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_pid int;
-ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_host text;`;
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_host text;
+
+-- Schema changes captured on the source during CDC (issue 12, item 5): one row per change that
+-- concerned the migration, by its capture id on the source. 'applied' and 'skipped' are written in
+-- the applier's transaction; 'paused' and 'failed' when replication stopped at it.
+CREATE TABLE IF NOT EXISTS pgferry.ddl_commands (
+  migration text NOT NULL,
+  capture_id bigint NOT NULL,
+  statement text NOT NULL,
+  status text NOT NULL CHECK (status IN ('applied', 'skipped', 'paused', 'failed')),
+  detail text,
+  at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, capture_id)
+);
+-- Tables copied at a snapshot of their own while the slot streams (engine/cdc/table-sync.ts):
+-- the stream applies a change of the table only in a transaction committed at or after start_lsn.
+CREATE TABLE IF NOT EXISTS pgferry.table_sync (
+  migration text NOT NULL,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  start_lsn pg_lsn NOT NULL,
+  rows_copied bigint NOT NULL DEFAULT 0,
+  synced_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, source_schema, source_table)
+);
+-- The source's WAL position when post-data began reading the source's definitions: a schema
+-- change committed before it is already in what post-data built (engine/cdc/ddl/apply.ts).
+ALTER TABLE pgferry.replication ADD COLUMN IF NOT EXISTS post_data_source_lsn pg_lsn;`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
 export async function ensureControlSchema(client: pg.Client): Promise<void> {

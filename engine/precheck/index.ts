@@ -8,6 +8,7 @@ import { qualified, quoteTable } from '../sql.js';
 import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type SecretsProvider, type Side } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
+import { checkDdlCapture } from './ddl-capture.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -210,7 +211,7 @@ function skipped(id: string, reason: string): CheckResult {
 }
 
 export async function runPrecheck(
-  spec: Pick<MigrationSpec, 'mode' | 'source' | 'target' | 'objects'>,
+  spec: Pick<MigrationSpec, 'mode' | 'source' | 'target' | 'objects'> & { cdc?: Pick<MigrationSpec['cdc'], 'ddl'> },
   secrets: SecretsProvider,
 ): Promise<PrecheckReport> {
   const [source, target] = await Promise.all([openSide('source', spec, secrets), openSide('target', spec, secrets)]);
@@ -232,6 +233,11 @@ export async function runPrecheck(
         checks.push(source.facts ? await check(source.facts) : skipped(id, 'no connection to the source'));
       }
       checks.push(source.facts ? await checkReplicaIdentity(source.facts, spec.objects) : skipped('source.replica_identity', 'no connection to the source'));
+      checks.push(
+        source.facts
+          ? await checkDdlCapture({ client: source.facts.client, user: source.facts.endpoint.credentials.username }, spec.cdc?.ddl ?? 'replicate')
+          : skipped('source.ddl_capture', 'no connection to the source'),
+      );
     }
   } finally {
     await Promise.all([source.facts?.client.end(), target.facts?.client.end()].map((p) => p?.catch(() => undefined)));

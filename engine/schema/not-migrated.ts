@@ -54,6 +54,7 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
         WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND ${IN_SELECTION('c.relnamespace')}
        UNION ALL ${scoped.join('\n       UNION ALL ')}
        UNION ALL SELECT 'event trigger', 'pg_event_trigger'::regclass, oid, 0 FROM pg_event_trigger
+        WHERE evtname NOT IN ('pgferry_capture_ddl', 'pgferry_capture_drop')
        UNION ALL SELECT 'publication', 'pg_publication'::regclass, oid, 0 FROM pg_publication WHERE pubname <> ALL($2::text[])
        UNION ALL SELECT 'subscription', 'pg_subscription'::regclass, oid, 0 FROM pg_subscription
         WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())

@@ -229,6 +229,12 @@ const cdcSchema = z
       .describe(
         'Above cdc.maxRetainedWal, fail the migration and drop its replication slot to free the source\'s WAL (a full reload is then needed). Off by default: the slot is only ever dropped by your choice.',
       ),
+    ddl: z
+      .enum(['replicate', 'pause', 'error'])
+      .default('replicate')
+      .describe(
+        'Schema changes on the source during CDC (captured by an event trigger): "replicate" runs them on the target in commit order; "pause" stops replication before each one (apply it by hand, then `pgferry resume`, which skips it); "error" stops replication at each one until this is changed.',
+      ),
   })
   .refine((cdc) => !cdc.dropSlotAboveMaxRetainedWal || cdc.maxRetainedWal !== undefined, {
     error: 'cdc.dropSlotAboveMaxRetainedWal needs cdc.maxRetainedWal: set the size above which the slot is dropped, e.g. "50GB"',

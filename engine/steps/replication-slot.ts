@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { dataTables, listTables } from '../catalog/tables.js';
+import { CAPTURE_TABLE, removeDdlCapture, setUpDdlCapture } from '../cdc/ddl/capture.js';
 import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication, replicationNames, slotState, type SlotHolder } from '../cdc/slot.js';
 import { registerReplication } from '../control/index.js';
 import { recordSnapshot } from '../control/index.js';
@@ -60,7 +61,10 @@ async function createAndReport(
   const { slotName, publicationName } = replicationNames(spec);
   const tables = dataTables(await listTables(source, spec.objects));
   throwIfGone(gone, 'not starting replication');
-  created.publication = (await ensurePublication(source, { name: publicationName, tables })) === 'created';
+  // Before the slot: no schema change after its consistent point may go unseen.
+  const captured = await setUpDdlCapture(source, publicationName, { mode: spec.cdc.ddl, selection: spec.objects, log });
+  const published = captured ? [...tables, CAPTURE_TABLE] : tables;
+  created.publication = (await ensurePublication(source, { name: publicationName, tables: published })) === 'created';
   const existing = await slotState(source, slotName);
   let consistentLsn: string | null;
   let snapshot: string | undefined;
@@ -103,4 +107,5 @@ async function removeCreated(spec: MigrationSpec, source: pg.Client, created: Cr
 /** The publication alone: a slot this attempt did not create (a resumed one) stays. */
 async function dropPublication(source: pg.Client, name: string): Promise<void> {
   await source.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
+  await removeDdlCapture(source, name);
 }

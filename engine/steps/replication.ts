@@ -95,6 +95,7 @@ export async function streamChanges(
     operations: Object.fromEntries(
       Object.entries(spec.objects.tables).flatMap(([table, options]) => (options.operations ? [[table, options.operations]] : [])),
     ),
+    ddl: { mode: spec.cdc.ddl, selection: spec.objects },
     log,
     signal,
     onHeartbeat,

@@ -54,8 +54,24 @@ describe('precheck on real clusters', () => {
       ['source.replication_slots', 'pass'],
       ['source.replication_privilege', 'pass'],
       ['source.replica_identity', 'pass'],
+      ['source.ddl_capture', 'pass'],
     ]);
     expect(byId(report.checks)['server.versions']!.message).toBe('Source PostgreSQL 13 → target PostgreSQL 17.');
+  });
+
+  it('says whether the source user may capture schema changes: fails cdc.ddl "replicate" without the privilege, with the remedy; warns for "pause"', async () => {
+    await pg13.sql("CREATE ROLE mover LOGIN REPLICATION PASSWORD 'mover-pw'; GRANT SELECT ON items TO mover");
+    const mover = { source: { secret: scratch.secretFor('source-13-mover', pg13, { username: 'mover', password: 'mover-pw' }) } };
+    const replicate = byId((await precheck(pair(pg13, pg17, 'full+cdc', mover))).checks)['source.ddl_capture']!;
+    expect(replicate.status).toBe('fail');
+    expect(replicate.message).toBe(
+      'User mover on the source may not create event triggers (superuser, or rds_superuser on RDS), which cdc.ddl "replicate" needs to capture schema changes.',
+    );
+    expect(replicate.remediation).toContain('rds_superuser');
+    expect(replicate.remediation).toContain('cdc.ddl to "pause" or "error"');
+    const pause = byId((await precheck(pair(pg13, pg17, 'full+cdc', { ...mover, cdc: { ddl: 'pause' } }))).checks)['source.ddl_capture']!;
+    expect(pause.status).toBe('warn');
+    expect(pause.message).toContain('schema changes on the source will not be detected (cdc.ddl "pause")');
   });
 
   it('passes 13 → 18', async () => {

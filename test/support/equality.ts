@@ -11,7 +11,7 @@ import { withClient } from './clusters.js';
 
 const SETTINGS =
   "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'";
-const USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+const USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry', 'pgferry_capture') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 async function hashOf(client: pg.Client, sql: string): Promise<{ hash: string; bytes: number }> {
@@ -76,7 +76,7 @@ export async function schemaFingerprint(client: pg.Client): Promise<Record<strin
     indexes: await rowsOf(
       client,
       `SELECT schemaname, tablename, indexname, indexdef FROM pg_indexes
-        WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'pgferry') ORDER BY 1, 2, 3`,
+        WHERE schemaname NOT IN ('pg_catalog', 'information_schema', 'pgferry', 'pgferry_capture') ORDER BY 1, 2, 3`,
     ),
     triggers: await rowsOf(
       client,
@@ -92,7 +92,7 @@ export async function schemaFingerprint(client: pg.Client): Promise<Record<strin
     sequences: await rowsOf(
       client,
       `SELECT schemaname, sequencename, data_type, start_value, min_value, max_value, increment_by, cycle, cache_size, last_value
-         FROM pg_sequences WHERE schemaname NOT IN ('pgferry') ORDER BY 1, 2`,
+         FROM pg_sequences WHERE schemaname NOT IN ('pgferry', 'pgferry_capture') ORDER BY 1, 2`,
     ),
     types: await rowsOf(
       client,

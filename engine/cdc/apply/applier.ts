@@ -174,6 +174,25 @@ export class Applier {
     return { appliedLsn: lsn, transactions, rows };
   }
 
+  /**
+   * Runs `work` on the target in stream order: what is buffered is applied first, then `work`
+   * runs inside the open target transaction (committed with the checkpoint like any change).
+   * Cached target-table metadata is read again afterwards: `work` may have changed the schema.
+   * What `work` throws fails the applier (the target transaction is rolled back).
+   */
+  async runInOrder<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+    if (this.failed !== undefined) throw this.failedError();
+    try {
+      await this.applyChunk(true);
+      await this.session.begin();
+      const result = await work(this.session.client);
+      for (const rel of this.relations.values()) rel.target = undefined;
+      return result;
+    } catch (error) {
+      return this.fail(error);
+    }
+  }
+
   /** Drops everything buffered and rolls the target transaction back; the applier is usable again. */
   async abort(): Promise<void> {
     await this.discard(undefined);

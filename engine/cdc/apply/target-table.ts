@@ -95,7 +95,7 @@ export function toTargetTable(rel: Relation, row: TargetCatalogRow | undefined):
   const alwaysIdentity = new Set<number>();
   rel.message.columns.forEach((source, i) => {
     const c = byName.get(source.name);
-    if (!c) throw new ApplyError(`Column ${source.name} of ${rel.display} does not exist in the target table: add it to the target, then restart replication.`);
+    if (!c) throw new ApplyError(`Column ${source.name} of ${rel.display} does not exist in the target table: add it to the target (schema changes are replicated only when the source captures them: cdc.ddl "replicate"), then run \`pgferry resume SPEC\`.`);
     columns.push({ quoted: quoteIdent(c.name), type: c.type, arrayType: c.arrayType, delim: c.delim, eq: c.eq });
     if (!c.generated) writable.push(i);
     if (c.identityAlways) alwaysIdentity.add(i);
