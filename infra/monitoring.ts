@@ -73,6 +73,8 @@ export class PgferryMonitoring extends Construct {
   readonly replicationLagAlarm: cloudwatch.Alarm;
   /** In alarm while a migration's slot holds back more WAL than its spec's cdc.maxRetainedWal (or nears max_slot_wal_keep_size), or is lost. */
   readonly retainedWalAlarm: cloudwatch.Alarm;
+  /** In alarm while a migration is paused (a failure after its slot existed, or a stop). */
+  readonly pausedAlarm: cloudwatch.Alarm;
   /** By registry name. */
   readonly functionErrorAlarms: Readonly<Record<string, cloudwatch.Alarm>>;
   readonly deadLetterAlarm: cloudwatch.Alarm;
@@ -112,6 +114,12 @@ export class PgferryMonitoring extends Construct {
       "a replication slot holds back more WAL on the source than the spec's cdc.maxRetainedWal (or nears max_slot_wal_keep_size), or was lost: resume or cut over soon, raise max_slot_wal_keep_size, or abandon with pgferry stop SPEC --drop.",
     );
     this.retainedWalAlarm.addOkAction(this.notify);
+    this.pausedAlarm = this.atLeastOnce(
+      'MigrationPaused',
+      taskMetric(serviceName, metrics.names.migrationPaused, cloudwatch.Stats.MAXIMUM),
+      'a migration is paused, its slot kept: see its cause with pgferry status, put it right, then pgferry resume (or abandon with pgferry stop --drop).',
+    );
+    this.pausedAlarm.addOkAction(this.notify);
 
     const functionErrorAlarms: Record<string, cloudwatch.Alarm> = {};
     for (const [name, fn] of Object.entries(props.functions)) {
@@ -186,7 +194,7 @@ export class PgferryMonitoring extends Construct {
           new cloudwatch.AlarmStatusWidget({
             title: 'Alarms',
             width: 24,
-            alarms: [this.executionsFailedAlarm, this.executionsTimedOutAlarm, this.replicationLagAlarm, this.retainedWalAlarm, this.deadLetterAlarm, ...Object.values(this.functionErrorAlarms)],
+            alarms: [this.executionsFailedAlarm, this.executionsTimedOutAlarm, this.replicationLagAlarm, this.retainedWalAlarm, this.pausedAlarm, this.deadLetterAlarm, ...Object.values(this.functionErrorAlarms)],
           }),
         ],
       ],

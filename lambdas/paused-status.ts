@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { pausedStatusStep } from '../engine/steps/paused-status.js';
+import { metrics } from '../platform/aws/deployment.js';
 import { metricsSinkFromEnvironment, retainedWalMetrics } from '../platform/observability.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
@@ -14,6 +15,8 @@ export const handler = lambdaHandler({
   handler: ({ spec, execution, waitUpToSeconds }, { secrets, context }) => {
     const remainingMs = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() - MARGIN_MS : Infinity;
     const sink = metricsSinkFromEnvironment(spec.name);
+    // While paused the alarm stays on; it clears once the run is resumed or abandoned (no more data points).
+    sink?.publish([{ name: metrics.names.migrationPaused, unit: 'Count', value: 1 }]);
     return pausedStatusStep(spec, secrets, {
       execution,
       waitUpToSeconds: Math.max(0, Math.min(waitUpToSeconds, remainingMs / 1000)),

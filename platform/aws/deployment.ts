@@ -45,6 +45,8 @@ export const metrics = {
     retainedWalBytes: 'RetainedWalBytes',
     /** 1 while that is over the spec's cdc.maxRetainedWal (or near max_slot_wal_keep_size), or the slot is lost; else 0. */
     retainedWalOverThreshold: 'RetainedWalOverThreshold',
+    /** 1 while a migration is paused (its PausedStatus loop publishes it): someone must resume or abandon it. */
+    migrationPaused: 'MigrationPaused',
   },
 } as const;
 

@@ -408,7 +408,8 @@ describe('pgferry stop EXECUTION_ARN', () => {
       cause: 'Stopped with pgferry stop',
     });
     expect(result.stdout).toContain('Stopped execution orders-move-20261120T093015Z at 2026-11-20T09:31:00Z.');
-    expect(result.stdout).toContain('drops the replication slot and publication, and lifts a cutover fence');
+    expect(result.stdout).toContain('pauses its run: it keeps the replication slot and publication, and lifts a cutover fence');
+    expect(result.stdout).toContain(`pgferry resume ${EXECUTION}, or abandon it with pgferry stop ${EXECUTION} --drop`);
   });
 
   it("asks the Operator function to clean up the run an ended execution left registered, and says what it did", async () => {
@@ -424,9 +425,9 @@ describe('pgferry stop EXECUTION_ARN', () => {
     expect(sfn.commandCalls(StopExecutionCommand)).toHaveLength(0);
     const invoke = lambda.commandCalls(InvokeCommand)[0]!.args[0].input;
     expect(invoke.FunctionName).toBe(OPERATOR);
-    expect(JSON.parse(String(invoke.Payload))).toEqual({ action: 'cleanup', spec: awsSpec, execution: EXECUTION });
+    expect(JSON.parse(String(invoke.Payload))).toEqual({ action: 'cleanup', spec: awsSpec, execution: EXECUTION, abandon: false });
     expect(result.stdout).toBe(
-      'Execution orders-move-20261120T093015Z had already ended (ABORTED). Cleaned up the run it registered: migration orders-move is marked failed; ' +
+      'Execution orders-move-20261120T093015Z had already ended (ABORTED). Migration orders-move is marked failed; ' +
         'dropped the replication slot, dropped the publication, lifted the write fence on the source. It can run again.\n',
     );
   });
@@ -436,7 +437,7 @@ describe('pgferry stop EXECUTION_ARN', () => {
     lambda.on(InvokeCommand).resolves({ Payload: lambdaPayload({ action: 'cleanup', result: { cleaned: true, unfenced: false } }) });
     const result = await run('stop', EXECUTION);
     expect(result).toMatchObject({ code: 0, stderr: '' });
-    expect(result.stdout).toContain('Cleaned up the run it registered: migration orders-move is marked failed. It can run again.');
+    expect(result.stdout).toContain('Migration orders-move is marked failed. It can run again.');
   });
 
   it('refuses an execution that succeeded, without asking the Operator function (it finished its run)', async () => {

@@ -57,7 +57,7 @@ describe('pgferry command line', () => {
   it('exits 2 on usage errors and prints help on --help', async () => {
     expect(await run()).toMatchObject({ code: 2, stderr: expect.stringContaining('Usage:') });
     expect(await run('migrate')).toMatchObject({ code: 2, stderr: expect.stringContaining('Unknown command "migrate"') });
-    expect(await run('run')).toMatchObject({ code: 2, stderr: 'Usage: pgferry run SPEC [--report FILE] [--detach [--log FILE]]\n' });
+    expect(await run('run')).toMatchObject({ code: 2, stderr: 'Usage: pgferry run SPEC [--report FILE] [--force] [--detach [--log FILE]]\n' });
     expect(await run('run', 'spec.json', '--log', 'run.log')).toMatchObject({ code: 2, stderr: expect.stringContaining('takes --log only with --detach') });
     expect(await run('precheck', 'spec.json', '--detach')).toMatchObject({ code: 2, stderr: expect.stringContaining('does not take --detach') });
     expect(await run('--bogus')).toMatchObject({ code: 2 });

@@ -45,6 +45,8 @@ describe('PgferryMigration functions', () => {
           NODE_OPTIONS: '--enable-source-maps',
           POWERTOOLS_SERVICE_NAME: stack.migration.serviceName,
           POWERTOOLS_METRICS_NAMESPACE: metrics.namespace,
+          // PausedStatus writes the retained WAL and the paused state in the embedded metric format.
+          [metrics.environment.name]: metrics.environment.emf,
           POWERTOOLS_LOG_LEVEL: 'INFO',
         },
       });

@@ -27,7 +27,7 @@ describe('PgferryMigration monitoring', () => {
     const topic = { Ref: logicalId(migration.alarmTopic as Construct) };
     const all = alarms(template);
     const workflowFunctions = Object.keys(migration.functions);
-    expect(all).toHaveLength(5 + workflowFunctions.length);
+    expect(all).toHaveLength(6 + workflowFunctions.length);
     for (const [id, alarm] of all) {
       expect(alarm.Properties, id).toMatchObject({
         AlarmActions: [topic],
@@ -69,6 +69,12 @@ describe('PgferryMigration monitoring', () => {
       OKActions: [topic],
     });
     expect(byId[logicalId(migration.monitoring.retainedWalAlarm)]!.Properties.AlarmDescription).toContain('pgferry stop SPEC --drop');
+    expect(byId[logicalId(migration.monitoring.pausedAlarm)]!.Properties).toMatchObject({
+      Namespace: metrics.namespace,
+      MetricName: metrics.names.migrationPaused,
+      Dimensions: [{ Name: metrics.serviceDimension, Value: migration.serviceName }],
+      OKActions: [topic],
+    });
     for (const name of workflowFunctions) {
       expect(byId[logicalId(migration.monitoring.functionErrorAlarms[name]!)]!.Properties, name).toMatchObject({
         Namespace: 'AWS/Lambda',

@@ -132,9 +132,14 @@ describe('PgferryMigration state machine', () => {
       'arn:<<AWS::Partition>>:events:<<AWS::Region>>:<<AWS::AccountId>>:rule/StepFunctionsGetEventsForECSTaskRule',
     );
 
+    // ContinueAsNew starts this state machine itself, and nothing else.
+    const starting = matching('states:');
+    expect(starting).toHaveLength(1);
+    expect(starting[0]).toMatchObject({ Effect: 'Allow', Action: 'states:StartExecution', Resource: { Ref: logicalId(stack.migration.stateMachine) } });
+
     // Nothing else: only the log delivery and X-Ray statements Step Functions needs remain,
     // and they are the only wildcard resources.
-    const known = new Set([invoking[0], running, following, passing[0], events[0]]);
+    const known = new Set([invoking[0], running, following, passing[0], events[0], starting[0]]);
     for (const statement of statements.filter((s) => !known.has(s))) {
       expect(statement.Resource).toBe('*');
       for (const action of actionsOf(statement)) expect(action).toMatch(/^(logs|xray):/);
