@@ -101,6 +101,7 @@ const resume: Record<string, State> = {
     (
       [
         ['load', 'ExportSnapshot'],
+        ['resync', 'ResyncTables'],
         ['finish-load', 'FinishFullLoad'],
         ['stream', 'ResumeStreamer'],
         ['compare', 'Compare'],
@@ -108,6 +109,17 @@ const resume: Record<string, State> = {
       ] as const
     ).map(([route, next]) => ({ Variable: '$.resumePlan.route', StringEquals: route, Next: next })),
     'ResumeReplication',
+  ),
+  ResyncTables: withCleanupCatch(
+    ecsTask('Copy', {
+      comment: "A full+cdc run paused during its load: the tables with units left are copied again whole at a temporary slot's snapshot, and the stream applies their changes from its LSN on; the tables already loaded keep their rows.",
+      integration: 'sync',
+      environment: { PGFERRY_RESYNC: '1' },
+      timeoutSeconds: COPY_WORKER_TIMEOUT_SECONDS,
+      resultPath: null,
+      retryFailedTask: true,
+      next: 'ResumeStreamer',
+    }),
   ),
   ResumeStreamer: withCleanupCatch(
     ecsTask('Replicate', {

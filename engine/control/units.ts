@@ -347,3 +347,13 @@ export async function retryFailedUnits(client: pg.Client, migration: string): Pr
   const { rowCount } = await client.query("UPDATE pgferry.units SET state = 'pending', last_error = NULL WHERE migration = $1 AND state = 'failed'", [migration]);
   return rowCount ?? 0;
 }
+
+/** A table copied again whole (a resumed load's table sync): its units are done, its rows counted once. */
+export async function markTableCopied(client: pg.ClientBase, migration: string, table: TableRef, rows: number): Promise<void> {
+  await client.query(
+    `UPDATE pgferry.units SET state = 'done', last_error = NULL, finished_at = now(), bytes_copied = 0,
+            rows_copied = CASE WHEN id = (SELECT min(id) FROM pgferry.units WHERE migration = $1 AND source_schema = $2 AND source_table = $3) THEN $4 ELSE 0 END
+      WHERE migration = $1 AND source_schema = $2 AND source_table = $3`,
+    [migration, table.schema, table.name, rows],
+  );
+}

@@ -1,6 +1,8 @@
 /**
  * PlanResume: where a resumed run goes on, from what it has done (not from where it failed):
  *  - `load`: units are left to copy (mode full): a new snapshot, then the pending units only;
+ *  - `resync`: units are left to copy with CDC: their tables are copied again whole at a new
+ *    snapshot whose LSN the stream applies them from (resync-tables.ts), then as `stream`;
  *  - `finish-load`: every unit is in; the load is finished (sequences, post-data) before anything else;
  *  - `stream`: CDC modes, apply not yet begun: a new streamer waits for BeginApply;
  *  - `replicate`: CDC modes, applying: a new streamer goes on from the target's checkpoint;
@@ -27,7 +29,7 @@ import {
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides } from './sides.js';
 
-export type ResumeRoute = 'load' | 'finish-load' | 'stream' | 'replicate' | 'compare' | 'continue' | 'paused';
+export type ResumeRoute = 'load' | 'resync' | 'finish-load' | 'stream' | 'replicate' | 'compare' | 'continue' | 'paused';
 
 export interface ResumePlan {
   route: ResumeRoute;
@@ -46,7 +48,7 @@ export async function planResumeStep(spec: MigrationSpec, secrets: SecretsProvid
     const pendingUnits = (await unfinishedUnits(target, spec.name)).length;
     const loadLeft = spec.mode !== 'cdc' && (!planned || pendingUnits > 0);
     const route = usesCdc(spec)
-      ? await cdcRoute(spec, source, target, { stoppedIn, loadLeft })
+      ? await cdcRoute(spec, source, target, { stoppedIn, loadLeft, planned })
       : fullRoute(spec, { stoppedIn, loadLeft });
     await recordEvent(
       target,
@@ -70,20 +72,18 @@ async function cdcRoute(
   spec: MigrationSpec,
   source: pg.Client,
   target: pg.Client,
-  { stoppedIn, loadLeft }: { stoppedIn: Phase; loadLeft: boolean },
+  { stoppedIn, loadLeft, planned }: { stoppedIn: Phase; loadLeft: boolean; planned: boolean },
 ): Promise<ResumeRoute> {
+  if (spec.mode !== 'cdc' && !planned) {
+    throw new ResumeRefusedError(`Migration ${spec.name} stopped before its full load was planned: nothing was copied to go on from. Abandon it (pgferry stop SPEC --drop) and run it anew.`);
+  }
   const replication = await readReplicationStatus(target, spec.name);
   if (!replication) {
     throw new ResumeRefusedError(`Migration ${spec.name} registered no replication slot before it stopped (in phase ${stoppedIn}): there is nothing to go on from. Run it anew.`);
   }
   await requireSlot(spec, source);
-  if (loadLeft) {
-    throw new ResumeRefusedError(
-      `Migration ${spec.name} stopped during its full load, and the snapshot the load read ended with it: the tables left to copy ` +
-        `cannot meet the stream without a gap. Abandon it (pgferry stop SPEC --drop) and run it anew.`,
-    );
-  }
   await resetReplicationForResume(target, spec.name);
+  if (loadLeft) return 'resync';
   return replication.applyRequested ? 'replicate' : 'stream';
 }
 
@@ -103,6 +103,7 @@ async function requireSlot(spec: MigrationSpec, source: pg.Client): Promise<void
 function describeRoute(route: ResumeRoute): string {
   return {
     load: 'copying the units left, from a new snapshot',
+    resync: 'copying the tables left again whole at a new snapshot, then a new streamer',
     'finish-load': 'finishing the load (sequences, post-data)',
     stream: 'a new streamer, applying once the load is finished',
     replicate: "a new streamer, from the target's checkpoint",

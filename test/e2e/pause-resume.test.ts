@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrationState, readReplicationStatus, requestCutover } from '../../engine/control/index.js';
+import { findMigration, migrationState, readReplicationStatus, requestCutover } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { runLocalWorkflow, type LocalRunResult } from '../../local/runner/index.js';
 import { RUNNER_ENV } from '../../bin/commands/runner-session.js';
@@ -65,7 +65,7 @@ const relfilenodes = async (database: string) =>
   (await target.sql("SELECT relname, relfilenode FROM pg_class WHERE relname IN ('accounts', 'log') ORDER BY relname", database))[0]!.rows;
 
 async function phaseOf(control: pg.Client, name: string) {
-  return (await migrationState(control, name))?.phase;
+  return (await findMigration(control, name))?.phase;
 }
 
 describe('pause and resume', () => {
@@ -113,6 +113,48 @@ describe('pause and resume', () => {
       await resumedRun;
       expect(resumed, JSON.stringify(resumed)).toMatchObject({ status: 'SUCCEEDED' });
       expect(await relfilenodes(database)).toEqual(loaded);
+    } finally {
+      await control.end();
+    }
+    expect(await databaseHashes(target, database)).toEqual(await databaseHashes(source, database));
+    expect(await slotsOf(name)).toEqual([]);
+  });
+
+  it('a full+cdc run that pauses during its load resumes: the unfinished table is copied again at a new snapshot, the loaded one kept, and the target ends identical', async () => {
+    const database = 'halfloaded';
+    const name = 'pause-load';
+    await createDatabase(database);
+    // The target's accounts refuse one source row: its unit fails, the load cannot finish, and the run pauses.
+    await target.sql(
+      `CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL, note text, CONSTRAINT no_4242 CHECK (id <> 4242));
+       CREATE TABLE log (at bigint, what text);`,
+      database,
+    );
+    const spec = { ...cdcSpec(name, database), schema: { existingTables: 'ignore' }, fullLoad: { parallelism: 2, retries: 1 } };
+    let first: LocalRunResult | undefined;
+    const firstRun = runLocalWorkflow(spec, { retryIntervalOverrides: { CopyWorker: 0 } }).then((r) => (first = r));
+    const control = await target.connect(database);
+    try {
+      await waitFor('the run to pause', async () => (await phaseOf(control, name)) === 'paused');
+      expect((await migrationState(control, name))!.error).toMatch(/no_4242|units? not copied|did not finish/);
+      expect(await slotsOf(name)).toEqual(['pgferry_pause_load']);
+      const loaded = (await relfilenodes(database)).find((r: { relname: string }) => r.relname === 'log');
+      // Written while paused, to both tables: the kept table gets them from the stream, the recopied one from its new snapshot or the stream.
+      await source.sql("INSERT INTO log VALUES (-5, 'while paused'); UPDATE accounts SET note = 'while paused' WHERE id % 50 = 0; INSERT INTO accounts VALUES (900100, 3, 'new')", database);
+      await target.sql('ALTER TABLE accounts DROP CONSTRAINT no_4242', database);
+
+      let resumed: LocalRunResult | undefined;
+      const resumedRun = runLocalWorkflow({ resume: true, spec }).then((r) => (resumed = r));
+      await firstRun;
+      expect((first!.output as { paused: { action: string } }).paused.action).toBe('handed-over');
+      await waitFor('the resumed streamer to apply', async () => (await phaseOf(control, name)) === 'replicate' && (await readReplicationStatus(control, name))?.streamingSince);
+      await source.sql("INSERT INTO accounts VALUES (900101, 4, 'after resume'); DELETE FROM log WHERE at < 10", database);
+      await requestCutover(control, name);
+      await resumedRun;
+      expect(resumed, JSON.stringify(resumed)).toMatchObject({ status: 'SUCCEEDED' });
+      expect((await relfilenodes(database)).find((r: { relname: string }) => r.relname === 'log')).toEqual(loaded);
+      const [synced] = await target.sql(`SELECT source_table FROM pgferry.table_sync WHERE migration = '${name}'`, database);
+      expect(synced!.rows).toEqual([{ source_table: 'accounts' }]);
     } finally {
       await control.end();
     }

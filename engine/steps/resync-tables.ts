@@ -1,0 +1,47 @@
+/**
+ * ResyncTables: a full+cdc run paused during its full load resumes here. The snapshot the load
+ * read ended with the pause, so the tables with units left are copied again whole, at the
+ * snapshot of a temporary slot, and the stream applies their changes only from that snapshot's
+ * LSN on (engine/cdc/table-sync.ts): no gap, no duplicate. The tables whose units were all
+ * copied keep their rows, and their changes are applied from the slot's checkpoint as before.
+ * Everything commits in one target transaction, so a resync cut short is simply done again.
+ */
+import { qualified, withTransaction } from '../sql.js';
+import { syncTables } from '../cdc/table-sync.js';
+import type { TableRef } from '../catalog/tables.js';
+import type { SecretsProvider } from '../connect/index.js';
+import { markTableCopied, recordEvent, unfinishedUnits } from '../control/index.js';
+import { connectReplication, streamConfigOf } from './replication.js';
+import type { TaskStepContext } from './task.js';
+
+export async function resyncTablesStep(context: TaskStepContext, { secrets }: { secrets: SecretsProvider }): Promise<number> {
+  const { migration, spec, log } = context;
+  const target = await context.connectTarget();
+  try {
+    const tables = uniqueTables((await unfinishedUnits(target, migration)).map((unit) => unit.source));
+    if (tables.length === 0) return 0;
+    const streamConfig = await streamConfigOf(spec, secrets);
+    await withTransaction(target, async () => {
+      const options = { migration, connectReplication: () => connectReplication(streamConfig), connectSource: context.connectSource, target };
+      const starts = await syncTables(options, tables);
+      for (const table of tables) {
+        const { rows } = await target.query<{ rows: number }>(
+          'SELECT rows_copied::float8 AS rows FROM pgferry.table_sync WHERE migration = $1 AND source_schema = $2 AND source_table = $3',
+          [migration, table.schema, table.name],
+        );
+        await markTableCopied(target, migration, table, rows[0]?.rows ?? 0);
+      }
+      const names = tables.map(qualified).join(', ');
+      await recordEvent(target, migration, 'info', `resume: copied again at a new snapshot (changes applied from ${[...starts.values()][0]}): ${names}`);
+    });
+    log(`copied ${tables.length} table(s) again at a new snapshot: ${tables.map(qualified).join(', ')}`);
+    return tables.length;
+  } finally {
+    await target.end().catch(() => undefined);
+  }
+}
+
+function uniqueTables(tables: TableRef[]): TableRef[] {
+  const byName = new Map(tables.map((table) => [qualified(table), table]));
+  return [...byName.values()];
+}
