@@ -44,7 +44,10 @@ export function formatReplicationLine(r: ReplicationStatusRow, { ended = false }
 
 export function formatStatus(status: MigrationStatus): string {
   const lines = [`Migration ${status.name}: ${status.phase}`];
-  if (status.error) lines.push(`  last error: ${status.error}`);
+  if (status.phase === 'paused') {
+    lines.push(`  paused by: ${status.error ?? 'no cause recorded'}`);
+    lines.push('  its replication slot and the data moved are kept: put the cause right, then pgferry resume SPEC; or abandon with pgferry stop SPEC --drop');
+  } else if (status.error) lines.push(`  last error: ${status.error}`);
   if (status.tables.length > 0) {
     const done = status.tables.filter((t) => t.unitsDone === t.units).length;
     lines.push(`  full load: ${done}/${status.tables.length} tables copied`);

@@ -10,6 +10,7 @@ import {
   formatReport,
   formatRun,
   formatStatus,
+  describeCleanup,
   progressLines,
   type TableLoadProgress,
 } from '../../bin/format.js';
@@ -109,6 +110,18 @@ describe('a silent streamer (issue 12, D8)', () => {
 describe('formatStatus', () => {
   it('shows only the phase of a migration that has done nothing yet', () => {
     expect(formatStatus({ name: 'shop', phase: 'schema', error: null, tables: [] })).toBe('Migration shop: schema');
+  });
+
+  it('names the cause of a pause and the commands that continue or abandon the run', () => {
+    expect(formatStatus({ name: 'shop', phase: 'paused', error: 'pgferry.ReplicationFailed: a conflict on public.t id=4', tables: [] }).split('\n')).toEqual([
+      'Migration shop: paused',
+      '  paused by: pgferry.ReplicationFailed: a conflict on public.t id=4',
+      '  its replication slot and the data moved are kept: put the cause right, then pgferry resume SPEC; or abandon with pgferry stop SPEC --drop',
+    ]);
+    expect(describeCleanup('shop', { cleaned: true, paused: true, unfenced: true }, 'SPEC')).toBe(
+      'Migration shop is paused; lifted the write fence on the source. Its replication slot, publication and target data are kept: ' +
+        'continue it with pgferry resume SPEC, or abandon it with pgferry stop SPEC --drop.',
+    );
   });
 
   it('shows the last error, the load per table, the comparison and the replication', () => {
