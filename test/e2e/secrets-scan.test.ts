@@ -79,9 +79,12 @@ async function controlRows(control: pg.Client): Promise<string[]> {
   return texts;
 }
 
-/** Where the passwords occur (a label per hit); the expected answer is none. */
+/** Where the passwords, or their random parts alone, occur (a label per hit); the expected answer is none. */
 function leaks(label: string, texts: string[], passwords: string[]): string[] {
-  return passwords.flatMap((password) => texts.filter((text) => text.includes(password)).map((text) => `${label}: ${text.slice(0, 300)}`));
+  return passwords.flatMap((password) => {
+    const random = password.slice(-32);
+    return texts.filter((text) => text.includes(random)).map((text) => `${label}: ${text.slice(0, 300)}`);
+  });
 }
 
 describe('no password in anything a run shows or keeps', () => {
@@ -161,7 +164,7 @@ describe('no password in anything a run shows or keeps', () => {
   });
 
   it('a wrong password fails with a readable error that does not echo it', async () => {
-    const database = 'wrongpw';
+    const database = 'badlogin';
     const name = 'secret-wrong';
     await source.sql(`CREATE DATABASE ${database}`);
     await source.sql('CREATE TABLE t (id int PRIMARY KEY)', database);

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readReplicationStatus, requestCutover } from '../../engine/control/index.js';
+import { migrationState, readReplicationStatus, requestCutover } from '../../engine/control/index.js';
 import { STOP_AFTER_CHECKPOINT_ENV } from '../../engine/cdc/crash-point.js';
 import { parseLsn } from '../../engine/cdc/pgoutput.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
@@ -24,12 +24,16 @@ let source: LocalCluster;
 let target: LocalCluster;
 const scratch = scratchDir('crash');
 const SIZE = { scale: 1, accountsPerScale: 5000 };
+/** A full load, a streamer restart (a heartbeat timeout plus a task start) and a cutover, on a slow machine. */
+const TEST_TIMEOUT = 300_000;
 
 beforeAll(async () => {
   [source, target] = await startClusters([
     { major: 15, label: 'crash15' },
     { major: 17, label: 'crash17' },
   ]);
+  // To read where a source transaction's commit record is (in the postgres database: no migration sees it).
+  await source.sql('CREATE EXTENSION pg_walinspect');
 });
 
 afterAll(async () => {
@@ -74,10 +78,17 @@ function startRun(name: string, database: string, taskEnvironment?: NodeJS.Proce
   return { streamers, run, result: () => result };
 }
 
+/** Fails at once, saying why, when the run paused or failed instead of going on. */
+async function expectGoingOn(control: pg.Client, name: string): Promise<void> {
+  const state = await migrationState(control, name);
+  if (state?.phase === 'paused' || state?.phase === 'failed') throw new Error(`the run ${state.phase}: ${state.error}`);
+}
+
 /** The streamer started after `restarts` restarts is streaming. */
 const streamingAfter = (control: pg.Client, name: string, restarts: number) =>
   waitFor(`streamer #${restarts + 1} to stream`, async () => {
     const status = await readReplicationStatus(control, name);
+    if (status) await expectGoingOn(control, name);
     return status?.streamingSince && status.restarts >= restarts ? status : undefined;
   });
 
@@ -96,6 +107,37 @@ async function appliedCheckpoint(control: pg.Client, name: string) {
     [name],
   );
   return { lsn: rows[0]!.lsn, transactions: Number(rows[0]!.transactions) };
+}
+
+/**
+ * Runs `statements` in one source transaction and returns where its commit record starts: the
+ * slot must not confirm past it before the target has committed the transaction (it would be lost).
+ */
+async function commitRecordOf(database: string, statements: string[]): Promise<bigint> {
+  const writer = await source.connect(database);
+  let from: string;
+  let xid: string;
+  try {
+    from = (await writer.query<{ lsn: string }>('SELECT pg_current_wal_flush_lsn()::text AS lsn')).rows[0]!.lsn;
+    await writer.query('BEGIN');
+    for (const statement of statements) await writer.query(statement);
+    xid = (await writer.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid;
+    await writer.query('COMMIT');
+    // pg_walinspect reads only flushed WAL (the test clusters may commit asynchronously).
+    const { rows } = await writer.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    await waitFor('the commit to be flushed', async () => {
+      const { rows: flushed } = await writer.query<{ done: boolean }>('SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS done', [rows[0]!.lsn]);
+      return flushed[0]!.done;
+    });
+  } finally {
+    await writer.end();
+  }
+  const [records] = await source.sql(
+    `SELECT start_lsn::text AS lsn FROM pg_get_wal_records_info('${from}', pg_current_wal_flush_lsn())
+      WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT' AND xid::text = '${xid}'`,
+  );
+  expect(records!.rows).toHaveLength(1);
+  return parseLsn(records!.rows[0].lsn);
 }
 
 /** The process state letter of /proc/PID/stat ('T' once stopped). */
@@ -130,14 +172,11 @@ describe('crash points of the streamer', () => {
       // the applier has written to the target and waits, inside its transaction.
       await blocker.query('BEGIN');
       await blocker.query('SELECT 1 FROM workload_docs WHERE id = 1 FOR UPDATE');
-      await source.sql(
-        `BEGIN;
-         INSERT INTO workload_events VALUES ('held', '{"n": 1}', '2026-01-01'), ('held', '{"n": 1}', '2026-01-01');
-         UPDATE workload_docs SET version = version + 1 WHERE id = 1;
-         INSERT INTO workload_docs SELECT 1000001, string_agg(md5(g::text), ''), 1, now() FROM generate_series(1, 400) g;
-         COMMIT`,
-        database,
-      );
+      const heldCommit = await commitRecordOf(database, [
+        `INSERT INTO workload_events VALUES ('held', '{"n": 1}', '2026-01-01'), ('held', '{"n": 1}', '2026-01-01')`,
+        'UPDATE workload_docs SET version = version + 1 WHERE id = 1',
+        `INSERT INTO workload_docs SELECT 1000001, string_agg(md5(g::text), ''), 1, now() FROM generate_series(1, 400) g`,
+      ]);
       const { pid: blockerPid } = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!;
       const held = await waitFor('the applier to wait for the row lock inside its transaction', async () => {
         const { rows } = await control.query(
@@ -155,12 +194,15 @@ describe('crash points of the streamer', () => {
       expect(run.streamers).toHaveLength(1);
       process.kill(run.streamers[0]!, 'SIGKILL');
       await blocker.query('COMMIT');
+      // The slot was not told about the transaction the target has not committed.
+      expect(parseLsn(await slotConfirmedLsn(name))).toBeLessThanOrEqual(heldCommit);
       // The killed streamer's transaction never commits: none of its rows are visible.
       const [events] = await target.sql("SELECT count(*)::int AS n FROM workload_events WHERE kind = 'held'", database);
       expect(events!.rows[0].n).toBe(0);
 
       await streamingAfter(control, name, 1);
       await waitFor('the held transaction on the target', async () => {
+        await expectGoingOn(control, name);
         const [rows] = await target.sql("SELECT count(*)::int AS n FROM workload_events WHERE kind = 'held'", database);
         return rows!.rows[0].n === 2;
       });
@@ -170,7 +212,7 @@ describe('crash points of the streamer', () => {
       await blocker.end().catch(() => undefined);
       await control.end();
     }
-  });
+  }, TEST_TIMEOUT);
 
   it('a streamer killed after the target committed a checkpoint but before the slot was acknowledged: the resent transactions are skipped', async () => {
     const database = 'unacked';
@@ -194,7 +236,6 @@ describe('crash points of the streamer', () => {
           `BEGIN;
            INSERT INTO workload_events VALUES ('unacked', '{"i": ${i}}', '2026-01-01'), ('unacked', '{"i": ${i}}', '2026-01-01');
            UPDATE workload_docs SET version = version + 1 WHERE id = ${i + 1};
-           DELETE FROM workload_scratch WHERE id = (SELECT min(id) FROM workload_scratch);
            COMMIT`,
           database,
         );
@@ -209,11 +250,16 @@ describe('crash points of the streamer', () => {
       process.kill(streamer, 'SIGKILL');
 
       await streamingAfter(control, name, 1);
-      await caughtUp(database);
+      await waitFor('the last of those transactions on the target', async () => {
+        await expectGoingOn(control, name);
+        const [rows] = await target.sql(`SELECT 1 FROM workload_events WHERE kind = 'unacked' AND payload = '{"i": ${transactions - 1}}'`, database);
+        return rows!.rows.length > 0;
+      });
       // Each source transaction was applied exactly once: none counted twice, no duplicate keyless rows.
       expect((await appliedCheckpoint(control, name)).transactions - before.transactions).toBe(transactions);
       const [events] = await target.sql("SELECT count(*)::int AS n FROM workload_events WHERE kind = 'unacked'", database);
       expect(events!.rows[0].n).toBe(2 * transactions);
+      await caughtUp(database);
       expect(parseLsn(await slotConfirmedLsn(name))).toBeGreaterThanOrEqual(parseLsn(committed.lsn));
 
       load = writeLoad(database, 22);
@@ -223,5 +269,5 @@ describe('crash points of the streamer', () => {
       await load.stop();
       await control.end();
     }
-  });
+  }, TEST_TIMEOUT);
 });
