@@ -1,9 +1,10 @@
 /**
  * Secrets never leave their secret: a whole CDC migration with distinctive random passwords
- * (pause on a conflict, resume through the CLI, cutover) is scanned for them everywhere a user
- * or an operator can look: the run's events (state inputs and outputs), the task processes'
- * output, the CLI's output, `pgferry status`, the report JSON, and every row of the target's
- * control schema. A wrong password's errors must not echo it either.
+ * (paused twice by conflicts, resumed directly and then through the CLI, cut over) is scanned
+ * for them everywhere a user or an operator can look: the events of the direct executions
+ * (state inputs and outputs), the task processes' output, the CLI's output and progress,
+ * `pgferry status`, the report JSON, and every row of the target's control schema. A wrong
+ * password's errors must not echo it either.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { RUNNER_ENV } from '../../bin/commands/runner-session.js';
 import { migrationState, readReplicationStatus, requestCutover } from '../../engine/control/index.js';
 import { buildReport } from '../../engine/report.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
-import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from '../../local/runner/index.js';
+import { runLocalWorkflow, type LocalRunOptions } from '../../local/runner/index.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
 import { databaseHashes } from '../support/equality.js';
@@ -65,6 +66,17 @@ function recorder() {
   return { seen, watchers };
 }
 
+/** Copies what this process writes to stderr, where the CLI's progress goes (the run's states, task messages, pauses). */
+function captureStderr() {
+  const original = process.stderr.write;
+  let text = '';
+  process.stderr.write = function (this: NodeJS.WriteStream, chunk: string | Uint8Array, ...rest: unknown[]) {
+    text += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    return (original as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof process.stderr.write;
+  return { text: () => text, restore: () => void (process.stderr.write = original) };
+}
+
 /** Every row of every table and view in the target's control schema, as text. */
 async function controlRows(control: pg.Client): Promise<string[]> {
   const { rows: relations } = await control.query<{ name: string }>(
@@ -88,7 +100,7 @@ function leaks(label: string, texts: string[], passwords: string[]): string[] {
 }
 
 describe('no password in anything a run shows or keeps', () => {
-  it('a CDC migration paused by a conflict, resumed through the CLI and cut over shows its passwords nowhere', async () => {
+  it('a CDC migration paused twice by conflicts, resumed through the CLI and directly, and cut over shows its passwords nowhere', async () => {
     const database = 'scanned';
     const name = 'secret-scan';
     await source.sql(`CREATE DATABASE ${database}`);
@@ -103,40 +115,54 @@ describe('no password in anything a run shows or keeps', () => {
     const spec = specOf(name, database, { source: sourcePassword, target: targetPassword });
     const specFile = scratch.writeJson(`${name}.json`, spec);
     const reportFile = join(scratch.dir, `${name}.report.json`);
-    const first = recorder();
-    let firstResult: LocalRunResult | undefined;
-    const firstRun = runLocalWorkflow(spec, first.watchers).then((r) => (firstResult = r));
+    const direct = recorder();
+    const firstRun = runLocalWorkflow(spec, direct.watchers);
     const outputs: string[] = [];
     const control = await target.connect(database);
-    try {
-      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
-      // A conflict pauses the run.
-      await target.sql("INSERT INTO accounts VALUES (900001, 0, 'target only')", database);
-      await source.sql("INSERT INTO accounts VALUES (900001, 1, 'source'); UPDATE accounts SET balance = balance + 1 WHERE id <= 50", database);
+    /** A conflict on `id` pauses the run; `pgferry status` then says so. */
+    const pauseOnConflict = async (id: number) => {
+      await target.sql(`INSERT INTO accounts VALUES (${id}, 0, 'target only')`, database);
+      await source.sql(`INSERT INTO accounts VALUES (${id}, 1, 'source'); UPDATE accounts SET balance = balance + 1 WHERE id <= 50`, database);
       await waitFor('the run to pause', async () => (await migrationState(control, name))?.phase === 'paused');
-      const paused = await runCli('status', specFile);
-      expect(paused.stdout).toMatch(/paused/);
-      outputs.push(paused.stdout, paused.stderr);
-
-      await target.sql('DELETE FROM accounts WHERE id = 900001', database);
-      // `pgferry resume` as the runner, in this process: its whole output is captured.
-      process.env[RUNNER_ENV] = '1';
-      const resumed = runCli('resume', specFile, '--report', reportFile).finally(() => delete process.env[RUNNER_ENV]);
-      await waitFor('the resumed streamer to apply', async () => {
+      const status = await runCli('status', specFile);
+      expect(status.stdout).toMatch(/paused/);
+      outputs.push(status.stdout, status.stderr);
+      await target.sql(`DELETE FROM accounts WHERE id = ${id}`, database);
+    };
+    const streamingAgain = () =>
+      waitFor('the resumed streamer to apply', async () => {
         const state = await migrationState(control, name);
         const status = await readReplicationStatus(control, name);
         return state?.phase === 'replicate' && status?.streamingSince && status.lastError === null;
       });
+    let progress: ReturnType<typeof captureStderr> | undefined;
+    try {
+      await waitFor('the streamer to apply', async () => (await readReplicationStatus(control, name))?.streamingSince);
+      await pauseOnConflict(900001);
+
+      // A direct resume (its state inputs and outputs recorded), paused again.
+      const secondRun = runLocalWorkflow({ resume: true, spec }, direct.watchers);
+      await streamingAgain();
       await source.sql("INSERT INTO log VALUES (-1, 'after resume'); DELETE FROM accounts WHERE id BETWEEN 100 AND 120", database);
       const live = await runCli('status', specFile);
       outputs.push(live.stdout, live.stderr);
+      await pauseOnConflict(900002);
+
+      // `pgferry resume` as the runner, in this process, to the end: its output, progress and report are captured.
+      process.env[RUNNER_ENV] = '1';
+      progress = captureStderr();
+      const cliRun = runCli('resume', specFile, '--report', reportFile).finally(() => delete process.env[RUNNER_ENV]);
+      await streamingAgain();
+      await source.sql("INSERT INTO log VALUES (-2, 'after the second resume'); UPDATE accounts SET note = 'late' WHERE id % 7 = 0", database);
       expect(await requestCutover(control, name)).toBe(true);
-      const ended = await resumed;
-      outputs.push(ended.stdout, ended.stderr);
-      expect(ended.code, ended.stderr).toBe(0);
-      await firstRun;
-      expect(firstResult).toMatchObject({ status: 'SUCCEEDED' });
-      outputs.push(JSON.stringify(firstResult));
+      const cli = await cliRun;
+      progress.restore();
+      outputs.push(cli.stdout, cli.stderr, progress.text());
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(progress.text()).toMatch(/Cutover/);
+      const handedOver = [await firstRun, await secondRun];
+      expect(handedOver.map((r) => r.status)).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+      outputs.push(JSON.stringify(handedOver));
 
       const done = await runCli('status', specFile);
       expect(done.stdout).toMatch(/done/);
@@ -146,17 +172,19 @@ describe('no password in anything a run shows or keeps', () => {
       const rows = await controlRows(control);
 
       // The scan sees what it should: the run's name is in each place it searches.
-      for (const texts of [first.seen, outputs, [report], [built], rows]) expect(texts.join('\n')).toContain(name);
-      expect(rows.join('\n')).toMatch(/900001|duplicate key|conflict/i);
+      for (const texts of [direct.seen, outputs, [report], [built], rows]) expect(texts.join('\n')).toContain(name);
+      expect(direct.seen.join('\n')).toMatch(/"Paused"/);
+      expect(rows.join('\n')).toMatch(/900002|duplicate key|conflict/i);
       const passwords = [sourcePassword, targetPassword];
       expect([
-        ...leaks('first run event/output', first.seen, passwords),
+        ...leaks('event or task output', direct.seen, passwords),
         ...leaks('CLI output', outputs, passwords),
         ...leaks('report file', [report], passwords),
         ...leaks('buildReport', [built], passwords),
         ...leaks('control row', rows, passwords),
       ]).toEqual([]);
     } finally {
+      progress?.restore();
       delete process.env[RUNNER_ENV];
       await control.end();
     }
