@@ -7,6 +7,7 @@
  */
 import type { Applier } from './apply/index.js';
 import type { StreamPosition } from './position.js';
+import { crashPointAfterCheckpoint } from './crash-point.js';
 
 export class Batcher {
   private chain: Promise<unknown> = Promise.resolve();
@@ -32,6 +33,7 @@ export class Batcher {
   async flush(): Promise<void> {
     if (!this.applier.atBoundary || this.applier.pendingTransactions === 0) return;
     const result = await this.applier.flush();
+    crashPointAfterCheckpoint();
     this.position.noteFlushed();
     this.lastFlushAt = Date.now();
     await this.position.markApplied(result.appliedLsn);
