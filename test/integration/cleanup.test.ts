@@ -8,6 +8,7 @@ import { waitFor } from '../support/wait.js';
 import { defaultSlotName, ensurePublication } from '../../engine/cdc/slot.js';
 import { fenceSource } from '../../engine/cutover/index.js';
 import { handler } from '../../lambdas/cleanup.js';
+import { cleanupStep } from '../../engine/steps/cleanup.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
@@ -83,7 +84,7 @@ async function slotCount(slotName?: string): Promise<number> {
 }
 
 describe('Cleanup for an execution that ended without succeeding (EventBridge rule on ABORTED / TIMED_OUT / FAILED)', () => {
-  it('lifts the cutover fence, drops the slot and the publication, and marks the migration failed', async () => {
+  it('pauses a run whose slot exists: lifts the cutover fence, keeps the slot and the publication; an abandon then drops them', async () => {
     const name = 'stopped-run';
     const { spec } = await registeredRun('app', name, RUN_1, {
       publication: true,
@@ -94,18 +95,30 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
     });
 
     const result = await handler(statusChange('ABORTED', JSON.stringify(spec)), context);
-    expect(result).toEqual({ cleaned: true, unfenced: true, slotDropped: true, publicationDropped: true });
-    expect(await slotCount()).toBe(0);
-    const [readOnly, publications] = await cluster.sql('SHOW default_transaction_read_only; SELECT count(*)::int AS n FROM pg_publication', 'app');
+    expect(result).toEqual({ cleaned: true, paused: true, unfenced: true });
+    expect(await slotCount()).toBe(1);
+    const publicationCount = async () => (await cluster.sql('SELECT count(*)::int AS n FROM pg_publication', 'app'))[0]!.rows[0].n;
+    const [readOnly] = await cluster.sql('SHOW default_transaction_read_only', 'app');
     expect(readOnly!.rows[0].default_transaction_read_only).toBe('off');
-    expect(publications!.rows[0].n).toBe(0);
-    const [phase] = await cluster.sql(`SELECT phase, error FROM pgferry.migrations WHERE name = '${name}'`, 'app_target');
-    expect(phase!.rows[0]).toEqual({ phase: 'failed', error: expect.stringMatching(/^pgferry\.Stopped: The execution .* ended ABORTED\.$/) });
+    expect(await publicationCount()).toBe(1);
+    const phaseRow = async () => (await cluster.sql(`SELECT phase, error FROM pgferry.migrations WHERE name = '${name}'`, 'app_target'))[0]!.rows[0];
+    expect(await phaseRow()).toEqual({ phase: 'paused', error: expect.stringMatching(/^pgferry\.Stopped: The execution .* ended ABORTED\.$/) });
+    const [fence] = await cluster.sql(`SELECT fenced FROM pgferry.replication_status WHERE migration = '${name}'`, 'app_target');
+    expect(fence!.rows[0].fenced).toBe(false);
+
+    // The event again (EventBridge delivers at least once): the run stays paused.
+    expect(await handler(statusChange('ABORTED', JSON.stringify(spec)), context)).toMatchObject({ cleaned: true, paused: true });
+    // pgferry stop --drop: the run is abandoned, its slot and publication dropped.
+    const abandoned = await cleanupStep(parseSpec(spec), new DefaultSecretsProvider(), { Error: 'pgferry.Stopped' }, RUN_1, { abandon: true });
+    expect(abandoned).toEqual({ cleaned: true, paused: false, unfenced: false, slotDropped: true, publicationDropped: true });
+    expect(await slotCount()).toBe(0);
+    expect(await publicationCount()).toBe(0);
+    expect(await phaseRow()).toEqual({ phase: 'failed', error: expect.stringMatching(/^abandoned while paused; pgferry\.Stopped: The execution/) });
   });
 
   it('says why there is nothing to clean when the execution had no valid spec', async () => {
     const result = await handler(statusChange('TIMED_OUT', '{"name": "x"}'), context);
-    expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('had no valid spec as input') });
+    expect(result).toMatchObject({ cleaned: false, reason: expect.stringContaining('had no valid spec as input') });
   });
 
   it("leaves a later run of the same name alone, and keeps the reason the workflow recorded for its own failure", async () => {
@@ -115,17 +128,19 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
     const { spec } = await registeredRun('app2', name, RUN_2, { publication: true });
 
     const late = await handler(statusChange('ABORTED', JSON.stringify(spec), RUN_1), context);
-    expect(late).toEqual({ cleaned: false, reason: expect.stringContaining(`belongs to ${RUN_2}`) });
+    expect(late).toMatchObject({ cleaned: false, paused: false, reason: expect.stringContaining(`belongs to ${RUN_2}`) });
     expect(await slotCount('pgferry_rerun')).toBe(1);
 
     // run-2 fails; its Catch ran Cleanup with the real reason, then the FAILED event arrives.
     const normalized = { ...spec, cdc: { keepSlotOnFailure: false } };
     const caught = await handler({ spec: normalized, error: { Error: 'pgferry.CompareMismatch', Cause: 'public.t differs' } }, context);
-    expect(caught).toMatchObject({ cleaned: true, slotDropped: true });
+    // Its slot exists: the run pauses, slot kept.
+    expect(caught).toEqual({ cleaned: true, paused: true, unfenced: false });
     const again = await handler(statusChange('FAILED', JSON.stringify(spec), RUN_2), context);
-    expect(again).toMatchObject({ cleaned: true, slotDropped: false });
+    expect(again).toMatchObject({ cleaned: true, paused: true });
+    expect(await slotCount('pgferry_rerun')).toBe(1);
     const [phase] = await cluster.sql(`SELECT phase, error FROM pgferry.migrations WHERE name = '${name}'`, 'app2_target');
-    expect(phase!.rows[0]).toEqual({ phase: 'failed', error: 'pgferry.CompareMismatch: public.t differs' });
+    expect(phase!.rows[0]).toEqual({ phase: 'paused', error: 'pgferry.CompareMismatch: public.t differs' });
   });
 
   it('leaves the slot alone when it cannot tell whose run it is (the target is unreachable)', async () => {
@@ -138,7 +153,7 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
       target: { secret: scratch.secretFor('blind-target', cluster), database: 'no_such_database' },
     };
     const result = await handler(statusChange('FAILED', JSON.stringify(spec)), context);
-    expect(result).toEqual({
+    expect(result).toMatchObject({
       cleaned: false,
       reason: expect.stringMatching(/^control schema: Cannot connect to the target .*; the replication slot and publication were left alone, .* run "pgferry stop arn:aws:states:.*:run-1" once the target is reachable$/),
     });
@@ -149,7 +164,7 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
   it('does nothing for an execution that never registered its migration', async () => {
     const spec = { name: 'never-started', mode: 'full+cdc', source: { secret: scratch.secretFor('source3', cluster), database: 'app' }, target: { secret: scratch.secretFor('target3', cluster), database: 'app_target' } };
     const result = await handler(statusChange('FAILED', JSON.stringify(spec)), context);
-    expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('never registered migration never-started') });
+    expect(result).toMatchObject({ cleaned: false, reason: expect.stringContaining('never registered migration never-started') });
   });
 });
 
@@ -216,7 +231,7 @@ describe('one run per migration name', () => {
   it('the Cleanup of a refused execution leaves the running one alone', async () => {
     const { spec } = await registeredRun('guard', 'guarded', 'local:running');
     const result = await handler({ spec, error: { Error: 'pgferry.MigrationRunning', Cause: '…' }, execution: 'local:refused' }, context);
-    expect(result).toEqual({ cleaned: false, reason: expect.stringContaining('belongs to local:running, not to local:refused') });
+    expect(result).toMatchObject({ cleaned: false, reason: expect.stringContaining('belongs to local:running, not to local:refused') });
     expect(await slotCount('pgferry_guarded')).toBe(1);
     const [phase] = await cluster.sql("SELECT phase FROM pgferry.migrations WHERE name = 'guarded'", 'guard_target');
     expect(phase!.rows[0].phase).toBe('schema');
