@@ -61,19 +61,23 @@ async function leftovers() {
 }
 
 describe('Operator cleanup', () => {
-  it("leaves another execution's run alone, then ends its own run: marked failed, slot and publication dropped", async () => {
+  it("leaves another execution's run alone, then pauses its own run (slot kept); with abandon, marks it failed and drops the slot and publication", async () => {
     await registeredRun(RUN_1);
 
     const notOurs = await handler({ action: 'cleanup', spec: spec(), execution: RUN_2 }, context);
-    expect(notOurs).toEqual({ action: 'cleanup', result: { cleaned: false, reason: `migration left-behind on the target belongs to ${RUN_1}, not to ${RUN_2}` } });
+    expect(notOurs).toEqual({ action: 'cleanup', result: { cleaned: false, paused: false, reason: `migration left-behind on the target belongs to ${RUN_1}, not to ${RUN_2}` } });
     expect(await leftovers()).toMatchObject({ slots: 1, publications: 1, run: { phase: 'replicate' } });
 
     const ours = await handler({ action: 'cleanup', spec: spec(), execution: RUN_1 }, context);
-    expect(ours).toEqual({ action: 'cleanup', result: { cleaned: true, unfenced: false, slotDropped: true, publicationDropped: true } });
+    expect(ours).toEqual({ action: 'cleanup', result: { cleaned: true, paused: true, unfenced: false } });
+    expect(await leftovers()).toEqual({ slots: 1, publications: 1, run: { phase: 'paused', error: 'pgferry.Stopped: Stopped with pgferry stop', execution: RUN_1 } });
+
+    const abandoned = await handler({ action: 'cleanup', spec: spec(), execution: RUN_1, abandon: true }, context);
+    expect(abandoned).toEqual({ action: 'cleanup', result: { cleaned: true, paused: false, unfenced: false, slotDropped: true, publicationDropped: true } });
     expect(await leftovers()).toEqual({
       slots: 0,
       publications: 0,
-      run: { phase: 'failed', error: 'pgferry.Stopped: Stopped with pgferry stop', execution: RUN_1 },
+      run: { phase: 'failed', error: 'abandoned while paused; pgferry.Stopped: Stopped with pgferry stop', execution: RUN_1 },
     });
   });
 
@@ -84,7 +88,7 @@ describe('Operator cleanup', () => {
 
     const result = await handler({ action: 'cleanup', spec: spec(), execution: RUN_2 }, context);
 
-    expect(result).toEqual({ action: 'cleanup', result: { cleaned: false, reason: 'migration left-behind finished (phase done): there is nothing to clean up' } });
+    expect(result).toEqual({ action: 'cleanup', result: { cleaned: false, paused: false, reason: 'migration left-behind finished (phase done): there is nothing to clean up' } });
     expect(await leftovers()).toMatchObject({ slots: 1, run: { phase: 'done', execution: RUN_2 } });
   });
 });

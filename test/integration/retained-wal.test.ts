@@ -117,8 +117,10 @@ describe.each(majors)('PostgreSQL %i', (major) => {
     expect(recorded!.peakBytes).toBe(recorded!.bytes);
 
     // Under a larger threshold it is fine, and the peak stays; crossing again is a new event.
-    expect((await checkRetainedWal(client, client, { ...check, maxRetainedWalBytes: 1024 ** 4 })).state).toBe('ok');
-    expect((await readRetainedWal(client, migration))!.peakBytes).toBe(recorded!.peakBytes);
+    const under = await checkRetainedWal(client, client, { ...check, maxRetainedWalBytes: 1024 ** 4 });
+    expect(under.state).toBe('ok');
+    // The server writes WAL of its own meanwhile: the peak is the largest reading, never less than before.
+    expect((await readRetainedWal(client, migration))!.peakBytes).toBe(Math.max(recorded!.peakBytes!, under.bytes!));
     await checkRetainedWal(client, client, check);
     expect(await events(client, migration)).toHaveLength(2);
     // Over, without the opt-in: the slot stays.
