@@ -9,6 +9,7 @@ import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type Secrets
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
+import { replicationNames } from '../cdc/slot.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -94,13 +95,15 @@ async function checkWalLevel(source: ServerFacts): Promise<CheckResult> {
   };
 }
 
-async function checkReplicationSlots(source: ServerFacts): Promise<CheckResult> {
+/** The migration's own slot (a paused run's, which a resume goes on with) needs no free one. */
+async function checkReplicationSlots(source: ServerFacts, ownSlot: string): Promise<CheckResult> {
   const id = 'source.replication_slots';
   const { rows } = await source.client.query<{ max: number; used: number; senders: number; walsenders_used: number }>(
     `SELECT current_setting('max_replication_slots')::int AS max,
-            (SELECT count(*)::int FROM pg_replication_slots) AS used,
+            (SELECT count(*)::int FROM pg_replication_slots WHERE slot_name <> $1) AS used,
             current_setting('max_wal_senders')::int AS senders,
             (SELECT count(*)::int FROM pg_stat_replication) AS walsenders_used`,
+    [ownSlot],
   );
   const { max, used, senders, walsenders_used } = rows[0]!;
   if (max - used < 1 || senders - walsenders_used < 1) {
@@ -211,7 +214,7 @@ function skipped(id: string, reason: string): CheckResult {
 }
 
 export async function runPrecheck(
-  spec: Pick<MigrationSpec, 'mode' | 'source' | 'target' | 'objects'> & { cdc?: Pick<MigrationSpec['cdc'], 'ddl'> },
+  spec: Pick<MigrationSpec, 'name' | 'mode' | 'source' | 'target' | 'objects'> & { cdc?: Pick<MigrationSpec['cdc'], 'ddl' | 'slotName' | 'publicationName'> },
   secrets: SecretsProvider,
 ): Promise<PrecheckReport> {
   const [source, target] = await Promise.all([openSide('source', spec, secrets), openSide('target', spec, secrets)]);
@@ -226,7 +229,7 @@ export async function runPrecheck(
     if (wantsCdc(spec)) {
       const cdcChecks = [
         ['source.wal_level', checkWalLevel],
-        ['source.replication_slots', checkReplicationSlots],
+        ['source.replication_slots', (facts: ServerFacts) => checkReplicationSlots(facts, replicationNames({ name: spec.name, cdc: spec.cdc ?? {} }).slotName)],
         ['source.replication_privilege', checkReplicationPrivilege],
       ] as const;
       for (const [id, check] of cdcChecks) {
