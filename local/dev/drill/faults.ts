@@ -7,7 +7,7 @@ import type { DrillContext } from './context.js';
 import { readRun, waitFor, waitForPhase } from './observe.js';
 import { drillProcesses, processAlive, replicateTasks, signalProcesses } from './processes.js';
 import { DRILL_DATABASE } from './setup.js';
-import { resume, settle, type Settled } from './settle.js';
+import { brief, resume, settle, type Settled } from './settle.js';
 
 const since = (started: number) => Math.round((Date.now() - started) / 100) / 10;
 
@@ -30,6 +30,15 @@ export async function sourceRestart(context: DrillContext): Promise<Settled> {
   await context.source.stopServer();
   await context.source.startServer();
   return settle(context, fault, [`source down ${since(started)} s`]);
+}
+
+/** `pgferry resume SPEC`, then the wait for recovery, timed from the takeover. */
+async function resumeThenSettle(context: DrillContext, fault: string, notes: string[]): Promise<Settled> {
+  const started = Date.now();
+  const notTaken = await resume(context);
+  if (notTaken) return { result: { fault, recovered: false, notes: [...notes, brief(notTaken)] }, goOn: false };
+  notes.push(`resume took the run over in ${since(started)} s`);
+  return settle(context, fault, notes);
 }
 
 /** The runner's process id, once it is one of the drill's processes (never another's). */
@@ -55,10 +64,9 @@ export async function runnerKill(context: DrillContext): Promise<Settled> {
     return status.code !== 0 && /runner.*is gone/s.test(status.output) ? true : undefined;
   });
   notes.push(gone ? `status said the runner is gone after ${since(killed)} s` : 'status did NOT say the runner is gone within 90 s');
-  resume(context);
-  const settled = await settle(context, fault, notes);
+  const settled = await resumeThenSettle(context, fault, notes);
   const left = orphans.filter(processAlive);
-  notes.push(left.length === 0 ? `its replicate task (${orphans.join(', ') || 'none'}) exited` : `its replicate task ${left.join(', ')} is still alive`);
+  settled.result.notes.push(left.length === 0 ? `its replicate task (${orphans.join(', ') || 'none'}) exited` : `its replicate task ${left.join(', ')} is still alive`);
   if (!gone || left.length > 0) settled.result.recovered = false;
   return settled;
 }
@@ -78,16 +86,15 @@ export async function forcedConflict(context: DrillContext): Promise<Settled> {
   await context.source.sql("INSERT INTO public.drill_conflict (id, note) VALUES (1, 'from the source')", DRILL_DATABASE);
   const paused = await waitForPhase(context, ['paused', 'failed'], context.options.recoveryTimeoutSeconds);
   if (paused?.phase !== 'paused') {
-    notes.push(paused ? `the run ${paused.phase}: ${paused.error}` : 'the run did not pause');
+    notes.push(paused ? brief(`the run ${paused.phase}: ${paused.error}`) : 'the run did not pause');
     return { result: { fault, recovered: false, notes }, goOn: false };
   }
   const slots = await slotCount(context);
   notes.push(`paused (${(paused.error ?? '').slice(0, 80)}), slots kept ${slots}`);
   await context.target.sql('DELETE FROM public.drill_conflict WHERE id = 1', DRILL_DATABASE);
-  resume(context);
-  const settled = await settle(context, fault, notes);
+  const settled = await resumeThenSettle(context, fault, notes);
   const handedOver = pausedRun && (await Promise.race([pausedRun.exited.then(() => true), sleep(60_000, context.signal).then(() => false)]));
-  notes.push(handedOver ? 'the paused runner handed over and ended' : 'the paused runner did NOT end');
+  settled.result.notes.push(handedOver ? 'the paused runner handed over and ended' : 'the paused runner did NOT end');
   if (slots !== 1 || !handedOver) settled.result.recovered = false;
   return settled;
 }

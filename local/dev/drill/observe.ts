@@ -11,6 +11,8 @@ import { DRILL_DATABASE } from './setup.js';
 export interface RunView {
   phase: string;
   error: string | null;
+  /** The run that holds the migration (a resume takes it over with a new one). */
+  execution: string | null;
   streaming: boolean;
   lagSeconds: number | null;
   runnerPid: number | null;
@@ -28,6 +30,7 @@ export async function readRun(context: DrillContext): Promise<RunView | undefine
     return {
       phase: state.phase,
       error: state.error,
+      execution: state.execution,
       streaming: Boolean(status?.streamingSince) && (status?.heartbeatAgeSeconds ?? Infinity) < 30,
       lagSeconds: status?.lagSeconds ?? null,
       runnerPid: beat?.pid ?? null,

@@ -4,8 +4,8 @@
  * still run, and says so in the fault's notes.
  */
 import type { DrillContext, FaultResult } from './context.js';
-import { waitForRecovery } from './observe.js';
-import type { FollowedRun } from './pgferry.js';
+import { readRun, waitFor, waitForRecovery, type Recovery } from './observe.js';
+import { logTail } from './pgferry.js';
 
 /** A fault's result, and whether the drill can go on with the next one. */
 export interface Settled {
@@ -13,12 +13,34 @@ export interface Settled {
   goOn: boolean;
 }
 
-/** Starts `pgferry resume SPEC` as a user does (a new child process), following it like the first run. */
-export function resume(context: DrillContext): FollowedRun {
+/** A note of at most `length` characters. */
+export const brief = (text: string, length = 160) => (text.length > length ? `${text.slice(0, length - 1)}…` : text);
+
+/**
+ * Starts `pgferry resume SPEC` as a user does (a new child process, followed like the first
+ * run) and waits until it has taken the run over (a new execution, no longer paused);
+ * undefined once it has, else why not.
+ */
+export async function resume(context: DrillContext): Promise<string | undefined> {
+  const before = (await readRun(context))?.execution;
   context.say('pgferry resume SPEC');
   const run = context.cli.follow('resume');
   context.runs.push(run);
-  return run;
+  let exited: number | null | undefined;
+  void run.exited.then((code) => (exited = code));
+  const taken = await waitFor(context, context.options.recoveryTimeoutSeconds, async () => {
+    if (exited !== undefined) return 'exited';
+    const view = await readRun(context);
+    return view && view.execution !== before && view.phase !== 'paused' ? 'taken' : undefined;
+  });
+  if (taken === 'taken') return undefined;
+  return taken === 'exited' ? `pgferry resume SPEC ended (exit ${exited}): ${logTail(run.logFile)}` : 'pgferry resume SPEC did not take the run over';
+}
+
+/** `pgferry resume SPEC`, then the wait for recovery. */
+export async function resumeAndRecover(context: DrillContext, fault: string): Promise<Recovery> {
+  const notTaken = await resume(context);
+  return notTaken ? { recovered: false, seconds: 0, why: notTaken, paused: false } : waitForRecovery(context, fault);
 }
 
 /** Waits for the run to recover from `fault`, with the notes of its injection; resumes a run that paused meanwhile. */
@@ -30,10 +52,9 @@ export async function settle(context: DrillContext, fault: string, notes: string
     return { result: { fault, recovered: true, seconds: recovery.seconds, notes }, goOn: true };
   }
   context.say(`${fault}: NOT recovered: ${recovery.why}`);
-  notes.push(recovery.why);
+  notes.push(brief(recovery.why));
   if (!recovery.paused) return { result: { fault, recovered: false, notes }, goOn: false };
-  resume(context);
-  const again = await waitForRecovery(context, `${fault} (resumed by the drill)`);
-  notes.push(again.recovered ? `the drill resumed it: streaming again ${again.seconds} s later` : `the drill's resume did not recover it: ${again.why}`);
+  const again = await resumeAndRecover(context, `${fault} (resumed by the drill)`);
+  notes.push(again.recovered ? `the drill resumed it: streaming again ${again.seconds} s later` : brief(`the drill's resume did not recover it: ${again.why}`));
   return { result: { fault, recovered: false, notes }, goOn: again.recovered };
 }
