@@ -18,6 +18,7 @@ export async function targetOutage(context: DrillContext): Promise<Settled> {
   const started = Date.now();
   await context.target.stopServer();
   await sleep(context.options.outageSeconds * 1000, context.signal);
+  if (context.signal.aborted) return { result: { fault, recovered: false, notes: ['the drill was stopped'] }, goOn: false };
   await context.target.startServer();
   return settle(context, fault, [`target down ${since(started)} s (cdc.retryWindowMinutes ${context.options.retryWindowMinutes})`]);
 }
@@ -90,7 +91,7 @@ export async function forcedConflict(context: DrillContext): Promise<Settled> {
     return { result: { fault, recovered: false, notes }, goOn: false };
   }
   const slots = await slotCount(context);
-  notes.push(`paused (${(paused.error ?? '').slice(0, 80)}), slots kept ${slots}`);
+  notes.push(`paused (${brief(paused.error ?? '', 120)}), slots kept ${slots}`);
   await context.target.sql('DELETE FROM public.drill_conflict WHERE id = 1', DRILL_DATABASE);
   const settled = await resumeThenSettle(context, fault, notes);
   const handedOver = pausedRun && (await Promise.race([pausedRun.exited.then(() => true), sleep(60_000, context.signal).then(() => false)]));

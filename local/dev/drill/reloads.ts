@@ -8,7 +8,7 @@ import type { LocalCluster } from '../cluster.js';
 import { DRILL_DATABASE } from './setup.js';
 
 /** The workload TRUNCATEs this table (local/dev/workload-transactions.ts, scratch_truncate): a new relfilenode there is no reload. */
-const TRUNCATED_BY_WORKLOAD = ['public.workload_scratch'];
+export const TRUNCATED_BY_WORKLOAD = ['public.workload_scratch'];
 
 async function relfilenodes(target: LocalCluster): Promise<Map<string, string>> {
   const [result] = await target.sql(
@@ -33,7 +33,9 @@ export interface ReloadCheck {
   /** Tables whose relfilenode changed, or with a unit copied again. */
   reloaded: string[];
   unitsRecopied: number;
+  /** Tables whose relfilenode was compared, and units compared. */
   tablesChecked: number;
+  unitsChecked: number;
 }
 
 export class ReloadBaseline {
@@ -62,6 +64,7 @@ export class ReloadBaseline {
       reloaded: [...new Set([...renewed, ...recopied])],
       unitsRecopied: recopied.length,
       tablesChecked: [...this.nodes.keys()].filter((table) => !TRUNCATED_BY_WORKLOAD.includes(table)).length,
+      unitsChecked: this.units.size,
     };
   }
 }

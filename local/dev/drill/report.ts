@@ -1,5 +1,6 @@
 /** The drill's printout: the table of faults, the tables compared, and the summary line. */
 import type { FaultResult } from './context.js';
+import { TRUNCATED_BY_WORKLOAD } from './reloads.js';
 import type { Verdict } from './verify.js';
 
 function table(header: string[], rows: string[][]): string {
@@ -34,7 +35,9 @@ export function summaryLine(results: FaultResult[], planned: number, verdict: Ve
 
 /** What else failed, one line each: differing rows or hashes, which tables were reloaded, slots and processes left. */
 export function verdictNotes(verdict: Verdict): string[] {
+  const { tablesChecked, unitsChecked } = verdict.reloads;
   return [
+    `full reloads: the target relfilenodes of ${tablesChecked} tables loaded by the first run (${TRUNCATED_BY_WORKLOAD.join(', ')}, which the workload truncates, by its units only) and ${unitsChecked} units of pgferry.units compared with the first run's`,
     ...(verdict.rowsDifferent ? [`rows different: ${verdict.rowsDifferent}`] : []),
     ...verdict.tables.filter((t) => !t.sameHash).map((t) => `${t.table}: source and target differ`),
     ...(verdict.reloads.reloaded.length ? [`reloaded: ${verdict.reloads.reloaded.join(', ')} (${verdict.reloads.unitsRecopied} units copied again)`] : []),
