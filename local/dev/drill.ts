@@ -58,6 +58,12 @@ function printOutcome({ results, verdict, broken }: Outcome): boolean {
   return !broken && recovered && verdict !== undefined && verdictPassed(verdict);
 }
 
+/** After a failure: the commands' output stays for reading, the secret files go. */
+async function keepOutputOnly(workDir: string): Promise<void> {
+  await Promise.all(['source', 'target'].map((side) => rm(join(workDir, `${side}.secret.json`), { force: true })));
+  say(`the commands' output is kept in ${workDir}`);
+}
+
 async function drill(options: DrillOptions, signal: AbortSignal): Promise<boolean> {
   const workDir = await mkdtemp(join(tmpdir(), 'pgferry-drill-'));
   const drillId = randomBytes(8).toString('hex');
@@ -93,7 +99,7 @@ async function drill(options: DrillOptions, signal: AbortSignal): Promise<boolea
     signalProcesses(drillProcesses(drillId).map((p) => p.pid), 'SIGKILL');
     await stopAllClusters();
     if (passed) await rm(workDir, { recursive: true, force: true });
-    else say(`the commands' output is kept in ${workDir}`);
+    else await keepOutputOnly(workDir);
   }
 }
 
