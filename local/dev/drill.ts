@@ -43,9 +43,12 @@ async function course(context: DrillContext, load: DrillLoad, setBaseline: (base
   const stats = await load.stop();
   say(`load stopped: ${stats.workloadTransactions} workload transactions, pgbench and workload started again ${stats.restarts} times after faults`);
   const broken = await cutOver(context);
-  if (broken) return { results, broken };
-  say('the run ended done; comparing every table, checking reloads, slots and processes…');
-  return { results, verdict: await verify(context.source, context.target, baseline, context.drillId) };
+  say(`${broken ? 'the run did not end done' : 'the run ended done'}; comparing every table, checking reloads, slots and processes…`);
+  try {
+    return { results, broken, verdict: await verify(context.source, context.target, baseline, context.drillId) };
+  } catch (error) {
+    return { results, broken: [broken, `the checks failed: ${messageOf(error)}`].filter(Boolean).join('; ') };
+  }
 }
 
 function printOutcome({ results, verdict, broken }: Outcome): boolean {

@@ -6,7 +6,7 @@ import { sleep } from '../../../engine/sql.js';
 import type { DrillContext, FaultResult } from './context.js';
 import { forcedConflict, runnerKill, sourceRestart, targetOutage } from './faults.js';
 import { replicateKills, schemaChanges } from './faults-more.js';
-import { readRun, waitForRecovery } from './observe.js';
+import { waitForPhase, waitForRecovery } from './observe.js';
 import { FAULTS, type FaultId } from './options.js';
 import { logTail } from './pgferry.js';
 import type { Settled } from './settle.js';
@@ -86,9 +86,11 @@ export async function cutOver(context: DrillContext): Promise<string | undefined
   const requested = await context.cli.command('cutover');
   if (requested.code !== 0) return `pgferry cutover SPEC failed (exit ${requested.code}): ${requested.output}`;
   const run = context.runs.at(-1)!;
-  const exitCode = await Promise.race([run.exited, sleep(15 * 60_000, context.signal).then(() => 'timeout' as const)]);
+  // A run that pauses after the cutover (a failed comparison) waits for a person: its runner does not end.
+  const ended = await waitForPhase(context, ['done', 'paused', 'failed'], 15 * 60);
   checkNotStopped(context);
-  const phase = (await readRun(context))?.phase;
-  if (exitCode === 0 && phase === 'done') return undefined;
-  return `the run did not end done after cutover (pgferry ${run.command} exit ${exitCode}, phase ${phase}): ${logTail(run.logFile)}`;
+  if (!ended) return `the run did not end within 15 minutes of the cutover request: ${logTail(run.logFile)}`;
+  if (ended.phase !== 'done') return `the run ${ended.phase} after the cutover request: ${ended.error}`;
+  const exitCode = await Promise.race([run.exited, sleep(60_000, context.signal).then(() => 'still running' as const)]);
+  return exitCode === 0 ? undefined : `the run is done but pgferry ${run.command} did not exit 0 (${exitCode}): ${logTail(run.logFile)}`;
 }
