@@ -50,6 +50,9 @@ export interface LocalCluster {
   /** Runs SQL (simple protocol, several statements allowed) as the superuser. */
   sql(text: string, database?: string): Promise<pg.QueryResult[]>;
   stop(): Promise<void>;
+  /** Stops the server but keeps its data, as an outage does (the fault drill); startServer() brings it back on the same port. */
+  stopServer(): Promise<void>;
+  startServer(): Promise<void>;
 }
 
 const running = new Set<LocalCluster>();
@@ -151,24 +154,56 @@ const LAUNCHER = `
 "$PG_BIN/postgres" -D "$PG_BASE/data" "$@" &
 pg=$!
 trap 'kill -INT $pg 2>/dev/null; wait $pg; rm -rf "$PG_BASE"; exit 0' INT TERM
+trap 'kill -INT $pg 2>/dev/null; wait $pg; exit 0' USR1
 while [ -d "/proc/$PG_OWNER" ] && kill -0 $pg 2>/dev/null; do sleep 1; done
 kill -INT $pg 2>/dev/null
 wait $pg
 [ -d "/proc/$PG_OWNER" ] || rm -rf "$PG_BASE"
 `;
 
+/** Starts the launcher (and so the server) of the cluster in `baseDir`; its output goes to `log`. */
+function launch(bin: string, baseDir: string, args: string[], log: (chunk: string) => void): ChildProcess {
+  const child = spawn('/bin/sh', ['-c', LAUNCHER, 'pgferry-postgres', ...args], {
+    env: { PATH: process.env.PATH, PG_BIN: bin, PG_BASE: baseDir, PG_OWNER: String(process.pid), LC_ALL: 'C.UTF-8' },
+    ...runAsOwner(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk) => log(String(chunk)));
+  child.stderr!.on('data', (chunk) => log(String(chunk)));
+  return child;
+}
+
 class ClusterImpl implements LocalCluster {
   private stopped = false;
-  private exited: Promise<void>;
+  private process!: ChildProcess;
+  private exited!: Promise<void>;
 
   constructor(
     readonly major: PostgresMajor,
     readonly connection: ClusterConnection,
-    private readonly process: ChildProcess,
+    private readonly relaunch: () => ChildProcess,
     private readonly baseDir: string,
     private readonly log: () => string,
   ) {
-    this.exited = new Promise((resolve) => process.once('exit', () => resolve()));
+    this.launched(relaunch());
+  }
+
+  private launched(child: ChildProcess): void {
+    this.process = child;
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+  }
+
+  async stopServer(): Promise<void> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) return;
+    this.process.kill('SIGUSR1');
+    await this.exited;
+  }
+
+  async startServer(): Promise<void> {
+    if (this.stopped) throw new Error(`PostgreSQL ${this.major} on port ${this.connection.port} was stopped for good: it cannot start again.`);
+    if (this.process.exitCode === null && this.process.signalCode === null) return;
+    this.launched(this.relaunch());
+    await this.waitUntilReady(60_000);
   }
 
   uri(database = this.connection.dbname): string {
@@ -288,17 +323,10 @@ export async function startCluster(requested: ClusterOptions): Promise<LocalClus
   };
   const args = Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]);
   let output = '';
-  const child = spawn('/bin/sh', ['-c', LAUNCHER, 'pgferry-postgres', ...args], {
-    env: { PATH: process.env.PATH, PG_BIN: bin, PG_BASE: baseDir, PG_OWNER: String(process.pid), LC_ALL: 'C.UTF-8' },
-    ...runAsOwner(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.on('data', (chunk) => (output = (output + chunk).slice(-20_000)));
-  child.stderr!.on('data', (chunk) => (output = (output + chunk).slice(-20_000)));
   const cluster = new ClusterImpl(
     options.major,
     { host: '127.0.0.1', port, username, password, dbname: 'postgres' },
-    child,
+    () => launch(bin, baseDir, args, (chunk) => (output = (output + chunk).slice(-20_000))),
     baseDir,
     () => output,
   );
