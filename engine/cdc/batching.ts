@@ -22,9 +22,15 @@ export class Batcher {
     private readonly fail: (error: Error) => void,
   ) {}
 
-  /** Runs `fn` after everything queued before it. */
+  /**
+   * Runs `fn` after everything queued before it. A failure halts the position before anything
+   * queued behind it runs: nothing is acknowledged after a failed apply (see StreamPosition.halt).
+   */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn);
+    const run = this.chain.then(fn).catch((error: unknown) => {
+      this.position.halt();
+      throw error;
+    });
     this.chain = run.catch(() => undefined);
     return run;
   }

@@ -2,7 +2,8 @@
  * Where one streaming run stands: what the target has committed (applied), what the slot may
  * forget (processed: applied, or the server's position while nothing was waiting), what the
  * stream has delivered (received), and the oldest source commit not yet on the target.
- * The slot is acknowledged only through markProcessed, only forward.
+ * The slot is acknowledged only through markProcessed, only forward, and never again once the
+ * run has failed (halt): what it had received but not applied must come again from the slot.
  */
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { PG_EPOCH_OFFSET_US } from './stream.js';
@@ -13,6 +14,7 @@ export class StreamPosition {
   received: bigint;
   /** Commit time of the oldest source transaction received but not yet committed on the target, ms since the Unix epoch. */
   oldestPendingCommit: number | undefined;
+  private halted = false;
 
   constructor(
     startLsn: string,
@@ -26,9 +28,18 @@ export class StreamPosition {
 
   /** Everything the server sent up to `lsn` is on the target: the slot may forget it. */
   async markProcessed(lsn: bigint): Promise<void> {
-    if (lsn <= this.processed) return;
+    if (this.halted || lsn <= this.processed) return;
     this.processed = lsn;
     await this.acknowledge(formatLsn(this.processed));
+  }
+
+  /**
+   * The run failed: nothing more is acknowledged. A keepalive handled after a failed apply would
+   * otherwise find the applier empty (its batch rolled back) and let the slot forget the
+   * transactions that were never committed on the target.
+   */
+  halt(): void {
+    this.halted = true;
   }
 
   /** A target transaction committed, with the checkpoint `lsn` in it. */

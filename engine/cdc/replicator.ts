@@ -290,9 +290,14 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       appliedLsn: () => formatLsn(position.processed),
       statusIntervalMs: 5_000,
     }));
-    let fail!: (error: Error) => void;
-    const failed = new Promise<never>((_, reject) => (fail = reject));
+    let rejectFailed!: (error: Error) => void;
+    const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
     failed.catch(() => undefined);
+    // A failed run acknowledges nothing more: the slot sends again what the target lacks.
+    const fail = (error: Error) => {
+      position.halt();
+      rejectFailed(error);
+    };
     thisStream.on('error', (error) => fail(error));
 
     const batcher = new Batcher(mainApplier, position, options.batch.maxDelayMs, fail);
