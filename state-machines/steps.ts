@@ -28,6 +28,8 @@ export const specFields = {
   finalCompare: 'cutover.finalCompare',
   /** How many copy workers run at once (PlanFullLoad sizes the pool from it). */
   parallelism: 'fullLoad.parallelism',
+  /** How long a task waits for a side that is out of reach (it reads the spec from the target). */
+  retryWindowMinutes: 'cdc.retryWindowMinutes',
 } as const;
 
 /** The spec as every state after ValidateSpec has it in its input. */
@@ -155,6 +157,7 @@ export function ecsTask(taskName: string, task: EcsTask): State {
   const environment: Record<string, string | FromInput> = {
     PGFERRY_MIGRATION: fromInput(specField('name')),
     PGFERRY_TARGET: fromInput(`States.JsonToString(${specField('target')})`),
+    PGFERRY_RETRY_WINDOW_MINUTES: fromInput(`States.Format('{}', ${specField('retryWindowMinutes')})`),
     ...(callback ? { PGFERRY_TASK_TOKEN: fromInput('$$.Task.Token') } : {}),
     ...task.environment,
   };

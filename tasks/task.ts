@@ -3,6 +3,7 @@
  * environment (the workflow's container overrides), loads the migration's spec from the
  * target's control schema, and exits non-zero with a readable line on stderr when it fails.
  */
+import type pg from 'pg';
 import { connectSide, isConnectionFailure, type EndpointSettings } from '../engine/connect/index.js';
 import { loadSpec } from '../engine/control/index.js';
 import { PgferryError } from '../engine/errors.js';
@@ -35,19 +36,36 @@ export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
   return value;
 }
 
+/**
+ * The spec the run registered, read from the target. A task may start while the target is
+ * away (a restart, a failover): it keeps trying for `windowMs`, the spec's cdc.retryWindowMinutes,
+ * which the workflow passes in the environment since the spec itself is on the target.
+ */
+async function specOnTarget(connectTarget: () => Promise<pg.Client>, migration: string, windowMs: number): Promise<MigrationSpec> {
+  const since = Date.now();
+  for (let delayMs = 5_000; ; delayMs = Math.min(delayMs * 2, 60_000)) {
+    try {
+      const control = await connectTarget();
+      try {
+        return parseNormalizedSpec(await loadSpec(control, migration));
+      } finally {
+        await control.end().catch(() => undefined);
+      }
+    } catch (error) {
+      if (!isConnectionFailure(error) || Date.now() - since + delayMs > windowMs) throw error;
+      console.error(`the target is out of reach (${messageOf(error)}); trying again in ${delayMs / 1000} s, within cdc.retryWindowMinutes`);
+      await sleep(delayMs);
+    }
+  }
+}
+
 export async function taskContext(task: string, env: NodeJS.ProcessEnv = process.env): Promise<TaskContext> {
   const migration = requiredEnv(env, 'PGFERRY_MIGRATION');
   const targetSettings = JSON.parse(requiredEnv(env, 'PGFERRY_TARGET')) as EndpointSettings;
   const secrets = new DefaultSecretsProvider(env);
   const applicationName = `pgferry-${task}`;
   const connectTarget = () => connectSide('target', targetSettings, secrets, { applicationName });
-  const control = await connectTarget();
-  let spec: MigrationSpec;
-  try {
-    spec = parseNormalizedSpec(await loadSpec(control, migration));
-  } finally {
-    await control.end();
-  }
+  const spec = await specOnTarget(connectTarget, migration, Number(env.PGFERRY_RETRY_WINDOW_MINUTES ?? 0) * 60_000);
   return {
     migration,
     spec,
