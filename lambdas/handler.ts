@@ -77,6 +77,18 @@ export const specSecrets = (input: { spec: { source: { secret: string }; target:
 ];
 export const specMigration = (input: { spec: { name: string } }) => input.spec.name;
 
+/** The input of a status step that looks again while its answer is "wait": for up to 14 minutes. */
+export const waitUpToSecondsInput = z.number().min(0).max(840).default(0);
+
+/** Time a waiting step keeps back from the function's timeout to answer after its last look. */
+const ANSWER_MARGIN_MS = 15_000;
+
+/** How long a waiting step may look again: what the workflow asked, within the function's remaining time. */
+export function waitBudgetSeconds(waitUpToSeconds: number, context: Context | undefined): number {
+  const remainingMs = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() - ANSWER_MARGIN_MS : Infinity;
+  return Math.max(0, Math.min(waitUpToSeconds, remainingMs / 1000));
+}
+
 export class InvalidInputError extends PgferryError {
   constructor(
     readonly step: string,

@@ -1,17 +1,11 @@
-import { z } from 'zod';
 import { replicationStatusStep } from '../engine/steps/replication-status.js';
-import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
-
-/** Time kept back from the function's timeout to answer after the last look. */
-const MARGIN_MS = 15_000;
+import { lambdaHandler, specEvent, specMigration, specSecrets, waitBudgetSeconds, waitUpToSecondsInput } from './handler.js';
 
 export const handler = lambdaHandler({
   name: 'ReplicationStatus',
-  input: specEvent.extend({ waitUpToSeconds: z.number().min(0).max(840).default(0) }),
+  input: specEvent.extend({ waitUpToSeconds: waitUpToSecondsInput }),
   secrets: specSecrets,
   migration: specMigration,
-  handler: ({ spec, waitUpToSeconds }, { secrets, context }) => {
-    const remainingMs = typeof context?.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() - MARGIN_MS : Infinity;
-    return replicationStatusStep(spec, secrets, { waitUpToSeconds: Math.max(0, Math.min(waitUpToSeconds, remainingMs / 1000)) });
-  },
+  handler: ({ spec, waitUpToSeconds }, { secrets, context }) =>
+    replicationStatusStep(spec, secrets, { waitUpToSeconds: waitBudgetSeconds(waitUpToSeconds, context) }),
 });

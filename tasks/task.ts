@@ -42,21 +42,17 @@ export function requiredEnv(env: NodeJS.ProcessEnv, name: string): string {
  * which the workflow passes in the environment since the spec itself is on the target.
  */
 async function specOnTarget(connectTarget: () => Promise<pg.Client>, migration: string, windowMs: number): Promise<MigrationSpec> {
-  const since = Date.now();
-  for (let delayMs = 5_000; ; delayMs = Math.min(delayMs * 2, 60_000)) {
-    try {
+  return untilOutageEnds(
+    async () => {
       const control = await connectTarget();
       try {
         return parseNormalizedSpec(await loadSpec(control, migration));
       } finally {
         await control.end().catch(() => undefined);
       }
-    } catch (error) {
-      if (!isConnectionFailure(error) || Date.now() - since + delayMs > windowMs) throw error;
-      console.error(`the target is out of reach (${messageOf(error)}); trying again in ${delayMs / 1000} s, within cdc.retryWindowMinutes`);
-      await sleep(delayMs);
-    }
-  }
+    },
+    { windowMs, log: (message) => console.error(message) },
+  );
 }
 
 export async function taskContext(task: string, env: NodeJS.ProcessEnv = process.env): Promise<TaskContext> {
@@ -131,19 +127,23 @@ const OUTAGE_MAX_DELAY_MS = 60_000;
  * itself. A run that lasted longer than the wait before it counts as recovered.
  */
 export async function redoingOnOutage(context: TaskContext, body: (context: TaskContext) => Promise<void>, delayMs = 5_000): Promise<void> {
-  const windowMs = context.spec.cdc.retryWindowMinutes * 60_000;
+  await untilOutageEnds(() => body(context), { windowMs: context.spec.cdc.retryWindowMinutes * 60_000, log: context.log, delayMs });
+}
+
+/** Runs `work` again while it fails because a side is out of reach, with backoff, until the outage has lasted `windowMs`. */
+async function untilOutageEnds<T>(work: () => Promise<T>, { windowMs, log, delayMs = 5_000 }: { windowMs: number; log: (message: string) => void; delayMs?: number }): Promise<T> {
   let failingSince: number | undefined;
   let delay = delayMs;
   for (;;) {
     const started = Date.now();
     try {
-      return await body(context);
+      return await work();
     } catch (error) {
       if (!isConnectionFailure(error)) throw error;
       if (Date.now() - started > delay) [failingSince, delay] = [undefined, delayMs];
       failingSince ??= started;
-      if (Date.now() - failingSince > windowMs) throw error;
-      context.log(`a side is out of reach (${messageOf(error)}); running again in ${Math.round(delay / 1000)} s, within cdc.retryWindowMinutes`);
+      if (windowMs <= 0 || Date.now() - failingSince > windowMs) throw error;
+      log(`a side is out of reach (${messageOf(error)}); running again in ${Math.round(delay / 1000)} s, within cdc.retryWindowMinutes`);
       await sleep(delay);
       delay = Math.min(delay * 2, OUTAGE_MAX_DELAY_MS);
     }

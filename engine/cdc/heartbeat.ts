@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { markDrained, writeHeartbeat, type StreamerRequest } from '../control/checkpoint.js';
+import { runHasStopped } from '../control/migrations.js';
 import { currentWalLsn } from '../cutover/index.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import type { StreamPosition } from './position.js';
@@ -34,7 +35,7 @@ export function measureLag(input: {
  */
 export function streamerDecision(request: StreamerRequest | undefined, processed: bigint): 'stopped' | 'drained' | 'keepalive' | undefined {
   // A paused run streams no more: its resume starts a new streamer from the checkpoint.
-  if (!request || request.phase === 'failed' || request.phase === 'done' || request.phase === 'paused') return 'stopped';
+  if (!request || runHasStopped(request.phase)) return 'stopped';
   if (request.drainLsn && processed >= parseLsn(request.drainLsn)) return 'drained';
   if (request.drainLsn) return 'keepalive';
   return undefined;

@@ -30,7 +30,7 @@ import { readPostDataLsn, readReplicationStatus, readTableSyncs } from '../contr
 import { assertSlotUsable, checkRetainedWal, type RetainedWalCheck } from './retained-wal.js';
 import { SyncedTableFilter } from './table-sync.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
-import { operationFilter, type Operation } from './stream-filter.js';
+import { operationFilter, StreamTransaction, type Operation } from './stream-filter.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
 import { DdlStage, type DdlMode } from './ddl/apply.js';
 import { DdlNotAppliedError, FlushBeforeDdl } from './ddl/errors.js';
@@ -104,7 +104,6 @@ export class ReplicationFailedError extends PgferryError {
   }
 }
 
-
 /** Stream failures a fresh connection may cure; StreamFailed covers a slot still held by a dying walsender. */
 const RETRYABLE_NAMES = new Set(['pgferry.StreamLost', 'pgferry.StreamEnded', 'pgferry.StreamFailed', 'pgferry.Transient']);
 
@@ -166,7 +165,6 @@ const STREAM_BLOCK = '8MB';
 /** The main session gives up waiting for a lock after this (only while streamed transactions are open). */
 const MAIN_LOCK_TIMEOUT = '10s';
 
-/** Configures a target session for applying and puts an Applier on it. */
 /** This process's streamer generation, claimed once it first holds the apply lock. */
 interface GenerationClaim {
   generation?: number;
@@ -181,9 +179,11 @@ interface RunState {
 /** The stages between stream and applier: operations per table, synced tables, schema changes (undefined: nothing to apply). */
 async function changeStages(options: ReplicatorOptions, control: pg.Client, startLsn: string, applier: Applier) {
   const keep = operationFilter(options.operations);
+  const transaction = new StreamTransaction();
   // Tables copied at a snapshot of their own (table-sync.ts) after where this stream starts.
-  const synced = new SyncedTableFilter(await readTableSyncs(control, options.migration, startLsn));
+  const synced = new SyncedTableFilter(transaction, await readTableSyncs(control, options.migration, startLsn));
   const ddl = new DdlStage({
+    transaction,
     migration: options.migration,
     mode: options.ddl?.mode ?? 'replicate',
     selection: options.ddl?.selection ?? { include: [], exclude: [], tables: {} },
@@ -193,12 +193,14 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
     log: options.log,
   });
   return async (received: PgoutputMessage): Promise<PgoutputMessage | undefined> => {
+    transaction.note(received);
     const kept = keep(received);
     const unsynced = kept && synced.filter(kept);
     return unsynced && (await ddl.handle(unsynced, applier));
   };
 }
 
+/** Configures a target session for applying and puts an Applier on it. */
 async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim): Promise<Applier> {
   await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
   return new Applier(client, {
@@ -262,13 +264,14 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   return { target, mainApplier, control, source, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };
 }
 
-/** One streaming run on fresh connections: until drained, stopped, or an error (which runReplicator may retry). */
+/** A replaced streamer (a newer generation took over) stops here. */
 async function assertCurrentGeneration(target: pg.Client, migration: string, claim: GenerationClaim): Promise<void> {
   if (claim.generation === undefined) return;
   const current = await currentStreamerGeneration(target, migration);
   if (current !== claim.generation) throw new StreamerFencedError(migration, claim.generation, current);
 }
 
+/** One streaming run on fresh connections: until drained, stopped, or an error (which runReplicator may retry). */
 async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, run: RunState, allowStreaming: boolean, healthy: () => void): Promise<ReplicatorEnd> {
   const { migration, log, signal } = options;
   const sessions = new Sessions();
@@ -290,14 +293,9 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       appliedLsn: () => formatLsn(position.processed),
       statusIntervalMs: 5_000,
     }));
-    let rejectFailed!: (error: Error) => void;
-    const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
+    let fail!: (error: Error) => void;
+    const failed = new Promise<never>((_, reject) => (fail = reject));
     failed.catch(() => undefined);
-    // A failed run acknowledges nothing more: the slot sends again what the target lacks.
-    const fail = (error: Error) => {
-      position.halt();
-      rejectFailed(error);
-    };
     thisStream.on('error', (error) => fail(error));
 
     const batcher = new Batcher(mainApplier, position, options.batch.maxDelayMs, fail);

@@ -2,8 +2,35 @@
  * The transform step between stream and apply: drops the changes a table's `operations` (from
  * the spec's objects.tables[…].operations) leave out. The publication carries every operation
  * (its `publish` list is for all its tables at once), so the choice per table is made here. Pure.
+ * Also what every such stage shares: where the stream is (StreamTransaction), and a TRUNCATE
+ * narrowed to the tables a stage keeps.
  */
-import type { PgoutputMessage } from './pgoutput.js';
+import { parseLsn, type PgoutputMessage } from './pgoutput.js';
+
+type TruncateMessage = Extract<PgoutputMessage, { tag: 'truncate' }>;
+
+/**
+ * Where the stream is: the commit LSN of the transaction being received (from its Begin), and
+ * whether its changes come in blocks of a transaction streamed while still in progress (whose
+ * commit LSN is not known yet). Noted once per message, read by the stages.
+ */
+export class StreamTransaction {
+  commitLsn = 0n;
+  inProgress = false;
+
+  note(message: PgoutputMessage): void {
+    if (message.tag === 'begin') this.commitLsn = parseLsn(message.finalLsn);
+    else if (message.tag === 'stream-start') this.inProgress = true;
+    else if (message.tag === 'stream-stop') this.inProgress = false;
+  }
+}
+
+/** A TRUNCATE narrowed to the relations `keeps`: the message itself when it keeps them all, undefined when none. */
+export function narrowTruncate(message: TruncateMessage, keeps: (relationId: number) => boolean): TruncateMessage | undefined {
+  const relationIds = message.relationIds.filter(keeps);
+  if (relationIds.length === message.relationIds.length) return message;
+  return relationIds.length === 0 ? undefined : { ...message, relationIds };
+}
 
 export type Operation = 'insert' | 'update' | 'delete' | 'truncate';
 
@@ -30,10 +57,8 @@ export function operationFilter(operations: Record<string, Operation[]> | undefi
       case 'update':
       case 'delete':
         return allows(message.relationId, message.tag) ? message : undefined;
-      case 'truncate': {
-        const relationIds = message.relationIds.filter((id) => allows(id, 'truncate'));
-        return relationIds.length === 0 ? undefined : { ...message, relationIds };
-      }
+      case 'truncate':
+        return narrowTruncate(message, (id) => allows(id, 'truncate'));
       default:
         return message;
     }

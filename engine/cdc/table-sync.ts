@@ -20,6 +20,7 @@ import { RawCopyOut, rawCopyIn } from '../load/raw-copy.js';
 import { StreamingFallback } from './early-apply.js';
 import { parseLsn, type PgoutputMessage } from './pgoutput.js';
 import { createSlotWithSnapshot } from './slot.js';
+import { narrowTruncate, type StreamTransaction } from './stream-filter.js';
 
 export interface TableSyncOptions {
   migration: string;
@@ -79,10 +80,11 @@ async function copyTable(source: pg.Client, target: pg.ClientBase, table: TableR
 export class SyncedTableFilter {
   private readonly starts = new Map<string, bigint>();
   private readonly names = new Map<number, string>();
-  private finalLsn = 0n;
-  private inStream = false;
 
-  constructor(starts: Map<string, string> = new Map()) {
+  constructor(
+    private readonly transaction: StreamTransaction,
+    starts: Map<string, string> = new Map(),
+  ) {
     for (const [table, lsn] of starts) this.set(table, lsn);
   }
 
@@ -93,15 +95,6 @@ export class SyncedTableFilter {
   filter(message: PgoutputMessage): PgoutputMessage | undefined {
     if (this.starts.size === 0) return message;
     switch (message.tag) {
-      case 'begin':
-        this.finalLsn = parseLsn(message.finalLsn);
-        return message;
-      case 'stream-start':
-        this.inStream = true;
-        return message;
-      case 'stream-stop':
-        this.inStream = false;
-        return message;
       case 'relation':
         this.names.set(message.relationId, `${message.schema}.${message.name}`);
         return message;
@@ -109,10 +102,8 @@ export class SyncedTableFilter {
       case 'update':
       case 'delete':
         return this.keeps(message.relationId) ? message : undefined;
-      case 'truncate': {
-        const relationIds = message.relationIds.filter((id) => this.keeps(id));
-        return relationIds.length === 0 ? undefined : relationIds.length === message.relationIds.length ? message : { ...message, relationIds };
-      }
+      case 'truncate':
+        return narrowTruncate(message, (id) => this.keeps(id));
       default:
         return message;
     }
@@ -121,7 +112,7 @@ export class SyncedTableFilter {
   private keeps(relationId: number): boolean {
     const start = this.starts.get(this.names.get(relationId) ?? '');
     if (start === undefined) return true;
-    if (this.inStream) throw new StreamingFallback('a change of a table synced at its own snapshot arrived in a transaction streamed while in progress');
-    return this.finalLsn >= start;
+    if (this.transaction.inProgress) throw new StreamingFallback('a change of a table synced at its own snapshot arrived in a transaction streamed while in progress');
+    return this.transaction.commitLsn >= start;
   }
 }

@@ -170,27 +170,22 @@ export async function recordSnapshot(client: pg.Client, name: string, snapshot: 
 
 export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'paused' | 'done' | 'failed';
 
-export async function setPhase(client: pg.Client, name: string, phase: Phase, error?: string): Promise<void> {
-  await client.query(
-    `UPDATE pgferry.migrations SET stopped_in = CASE WHEN $2 = 'failed' AND phase NOT IN ('failed', 'paused') THEN phase ELSE stopped_in END,
-            phase = $2, error = coalesce($3, error), updated_at = now(),
-            finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END,
-            snapshot_released = snapshot_released OR $2 IN ('done', 'failed')
-      WHERE name = $1`,
-    [name, phase, error ?? null],
-  );
-}
+/** The run's tasks have nothing more to do: it finished, failed, or paused (a resume starts new ones). */
+export const runHasStopped = (phase: string | null | undefined): boolean => phase === 'done' || phase === 'failed' || phase === 'paused';
 
 /**
- * Pauses the run: it keeps its slot, publication and target data, and records `cause` and the
- * phase it stopped in. Only resume (takeOverRun) or an abandon (the phase failed) ends a pause.
+ * Moves the run to `phase`. A run that fails or pauses records the phase it stopped in; a paused
+ * run keeps its slot, publication and target data, and only a resume (takeOverRun) or an
+ * abandon (failed) ends the pause.
  */
-export async function pauseRun(client: pg.Client, name: string, cause: string): Promise<void> {
+export async function setPhase(client: pg.Client, name: string, phase: Phase, error?: string): Promise<void> {
   await client.query(
-    `UPDATE pgferry.migrations SET stopped_in = CASE WHEN phase = 'paused' THEN stopped_in ELSE phase END, phase = 'paused',
-            error = $2, paused_at = coalesce(paused_at, now()), updated_at = now(), finished_at = NULL, snapshot_released = true
+    `UPDATE pgferry.migrations SET stopped_in = CASE WHEN $2 IN ('failed', 'paused') AND phase NOT IN ('failed', 'paused') THEN phase ELSE stopped_in END,
+            phase = $2, error = coalesce($3, error), updated_at = now(),
+            finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END,
+            snapshot_released = snapshot_released OR $2 IN ('done', 'failed', 'paused')
       WHERE name = $1`,
-    [name, cause.slice(0, 10_000)],
+    [name, phase, error ?? null],
   );
 }
 
@@ -257,7 +252,7 @@ export async function takeOverRun(
     }
     await client.query(
       `UPDATE pgferry.migrations SET execution = $2, spec = $3, spec_digest = $4, phase = coalesce(stopped_in, phase),
-              paused_at = NULL, error = NULL, finished_at = NULL, updated_at = now()
+              error = NULL, finished_at = NULL, updated_at = now()
         WHERE name = $1`,
       [name, execution, JSON.stringify(spec), specDigest(spec)],
     );

@@ -143,9 +143,8 @@ CREATE TABLE IF NOT EXISTS pgferry.replication_status (
 );
 -- Control schemas created before streamers were fenced by generation.
 ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS streamer_generation bigint NOT NULL DEFAULT 0;
--- Control schemas created before runs could pause: the phase a paused or failed run stopped in, and since when it is paused.
+-- Control schemas created before runs could pause: the phase a paused or failed run stopped in.
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS stopped_in text;
-ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS paused_at timestamptz;
 -- The WAL the slot holds back on the source, as last measured (engine/cdc/retained-wal.ts, control/retained-wal.ts).
 ALTER TABLE pgferry.replication_status
   ADD COLUMN IF NOT EXISTS retained_wal_bytes bigint,

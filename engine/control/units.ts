@@ -348,12 +348,15 @@ export async function retryFailedUnits(client: pg.Client, migration: string): Pr
   return rowCount ?? 0;
 }
 
-/** A table copied again whole (a resumed load's table sync): its units are done, its rows counted once. */
-export async function markTableCopied(client: pg.ClientBase, migration: string, table: TableRef, rows: number): Promise<void> {
+/** A table copied again whole by table sync (a resumed load): its units are done, the rows the sync copied counted once. */
+export async function markTableResynced(client: pg.ClientBase, migration: string, table: TableRef): Promise<void> {
   await client.query(
-    `UPDATE pgferry.units SET state = 'done', last_error = NULL, finished_at = now(), bytes_copied = 0,
-            rows_copied = CASE WHEN id = (SELECT min(id) FROM pgferry.units WHERE migration = $1 AND source_schema = $2 AND source_table = $3) THEN $4 ELSE 0 END
-      WHERE migration = $1 AND source_schema = $2 AND source_table = $3`,
-    [migration, table.schema, table.name, rows],
+    `UPDATE pgferry.units u SET state = 'done', last_error = NULL, finished_at = now(), bytes_copied = 0,
+            rows_copied = CASE WHEN u.id = (SELECT min(id) FROM pgferry.units WHERE migration = $1 AND source_schema = $2 AND source_table = $3)
+                               THEN s.rows_copied ELSE 0 END
+       FROM pgferry.table_sync s
+      WHERE u.migration = $1 AND u.source_schema = $2 AND u.source_table = $3
+        AND s.migration = u.migration AND s.source_schema = u.source_schema AND s.source_table = u.source_table`,
+    [migration, table.schema, table.name],
   );
 }

@@ -7,7 +7,7 @@
 import { dropSlotAndPublication, replicationNames } from '../cdc/slot.js';
 import { readReplicationStatus, recordFence } from '../control/index.js';
 import type { SecretsProvider } from '../connect/index.js';
-import { findMigration, pauseRun, recordEvent, setPhase, type MigrationState } from '../control/index.js';
+import { findMigration, recordEvent, setPhase, type MigrationState } from '../control/index.js';
 import { unfenceSource } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides, writeThroughFence } from './sides.js';
@@ -111,11 +111,8 @@ interface RunOnTarget {
 const canPause = (spec: MigrationSpec, state: MigrationState, slotRegistered: boolean) =>
   usesCdc(spec) && slotRegistered && state.phase !== 'failed' && state.phase !== 'done';
 
-/** The cause a pause records, with what continues the run and what abandons it. */
-export function pauseCause(failure: Failure): string {
-  const cause = `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`;
-  return cause.slice(0, 10_000);
-}
+/** The failure as a pause or a failed run records it. */
+const failureText = (failure: Failure) => `${failure.Error ?? 'error'}: ${failure.Cause ?? ''}`.slice(0, 10_000);
 
 /** Checks whose run is registered and pauses it or marks it failed, noting in `run` what it found (so far, if a statement fails). */
 async function settleRunOnTarget(
@@ -145,14 +142,14 @@ async function settleRunOnTarget(
     run.fenced = replication?.fenced ?? false;
     if (!abandon && canPause(spec, state, replication !== undefined)) {
       if (state.phase !== 'paused') {
-        await pauseRun(target, spec.name, pauseCause(failure));
+        await setPhase(target, spec.name, 'paused', failureText(failure));
         await recordEvent(target, spec.name, 'warn', `paused (${failure.Error ?? 'error'}): the slot is kept; continue with pgferry resume, or abandon with pgferry stop --drop`);
       }
       run.paused = true;
       return;
     }
     if (state.phase !== 'failed') {
-      await setPhase(target, spec.name, 'failed', abandon && state.phase === 'paused' && state.error ? `abandoned while paused; ${state.error}` : pauseCause(failure));
+      await setPhase(target, spec.name, 'failed', abandon && state.phase === 'paused' && state.error ? `abandoned while paused; ${state.error}` : failureText(failure));
       await recordEvent(target, spec.name, 'error', abandon ? 'abandoned: the slot and publication are dropped' : `${failure.Error ?? 'error'}`);
     }
   });

@@ -5,7 +5,7 @@
  * it releases the snapshot at once and ends with a TaskGoneError.
  */
 import type pg from 'pg';
-import { migrationState, recordSnapshot } from '../control/index.js';
+import { migrationState, recordSnapshot, runHasStopped } from '../control/index.js';
 import { isConnectionFailure } from '../connect/index.js';
 import { exportSnapshot } from '../snapshot.js';
 import { sleep } from '../sql.js';
@@ -45,7 +45,7 @@ export async function exportSnapshotStep(context: CallbackStepContext, { maxHold
       control = await reconnected(context, control);
       continue;
     }
-    if (!state || state.snapshotReleased || ['done', 'failed', 'paused'].includes(state.phase)) break;
+    if (!state || state.snapshotReleased || runHasStopped(state.phase)) break;
   }
   context.log('snapshot released');
   await source.query('COMMIT').catch(() => undefined);

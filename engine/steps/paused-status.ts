@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { checkRetainedWal, dropSlotOverRetainedWal, RetainedWalExceededError, type RetainedWalReading } from '../cdc/retained-wal.js';
+import { RETAINED_WAL_INTERVAL_MS } from '../cdc/heartbeat.js';
 import { replicationNames } from '../cdc/slot.js';
 import type { SecretsProvider } from '../connect/index.js';
 import { migrationState } from '../control/index.js';
@@ -34,7 +35,6 @@ export interface PausedStatusOptions {
 }
 
 const POLL_MS = 2_000;
-const MEASURE_EVERY_MS = 30_000;
 
 export async function pausedStatusStep(spec: MigrationSpec, secrets: SecretsProvider, options: PausedStatusOptions): Promise<PausedStatus> {
   const deadline = Date.now() + (options.waitUpToSeconds ?? 0) * 1000;
@@ -43,7 +43,7 @@ export async function pausedStatusStep(spec: MigrationSpec, secrets: SecretsProv
     await withSides(spec, secrets, { target: true, source: usesCdc(spec) }, async ({ source, target }) => {
       let measuredAt = 0;
       for (;;) {
-        if (usesCdc(spec) && Date.now() - measuredAt >= MEASURE_EVERY_MS) {
+        if (usesCdc(spec) && Date.now() - measuredAt >= RETAINED_WAL_INTERVAL_MS) {
           measuredAt = Date.now();
           status.retainedWalBytes = await measure(spec, source, target, options.onRetainedWal);
         }

@@ -80,11 +80,7 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
     while (decision.action === 'wait' && Date.now() + STATUS_POLL_MS <= deadline) {
       await sleep(STATUS_POLL_MS);
       try {
-        const phase = (await migrationState(target, spec.name))?.phase;
-        if (phase === 'failed' || phase === 'done' || phase === undefined) {
-          throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
-        }
-        decision = await decide(spec, target);
+        decision = await decide(spec, target, { waiting: true });
       } catch (error) {
         // The target went away while we waited (failover, restart): answer "wait"; the next
         // turn of the loop connects again, within the retry window.
@@ -96,9 +92,13 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
   });
 }
 
-async function decide(spec: MigrationSpec, target: pg.Client): Promise<ReplicationDecision> {
+/** The decision, unless the run was paused (pgferry stop: the loop ends, and the run waits in its paused loop), or, `waiting`, it ended meanwhile. */
+async function decide(spec: MigrationSpec, target: pg.Client, { waiting = false } = {}): Promise<ReplicationDecision> {
   const state = await migrationState(target, spec.name);
-  // pgferry stop paused it: the loop ends, and the run waits in its paused loop.
-  if (state?.phase === 'paused') throw new ReplicationFailedError(`Migration ${spec.name} was paused: ${state.error ?? 'pgferry stop'}`);
+  const phase = state?.phase;
+  if (phase === 'paused') throw new ReplicationFailedError(`Migration ${spec.name} was paused: ${state!.error ?? 'pgferry stop'}`);
+  if (waiting && (phase === 'failed' || phase === 'done' || phase === undefined)) {
+    throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
+  }
   return replicationDecision(spec, await readReplicationStatus(target, spec.name));
 }

@@ -10,7 +10,7 @@ import { qualified, withTransaction } from '../sql.js';
 import { syncTables } from '../cdc/table-sync.js';
 import type { TableRef } from '../catalog/tables.js';
 import type { SecretsProvider } from '../connect/index.js';
-import { markTableCopied, recordEvent, unfinishedUnits } from '../control/index.js';
+import { markTableResynced, recordEvent, unfinishedUnits } from '../control/index.js';
 import { connectReplication, streamConfigOf } from './replication.js';
 import type { TaskStepContext } from './task.js';
 
@@ -24,13 +24,7 @@ export async function resyncTablesStep(context: TaskStepContext, { secrets }: { 
     await withTransaction(target, async () => {
       const options = { migration, connectReplication: () => connectReplication(streamConfig), connectSource: context.connectSource, target };
       const starts = await syncTables(options, tables);
-      for (const table of tables) {
-        const { rows } = await target.query<{ rows: number }>(
-          'SELECT rows_copied::float8 AS rows FROM pgferry.table_sync WHERE migration = $1 AND source_schema = $2 AND source_table = $3',
-          [migration, table.schema, table.name],
-        );
-        await markTableCopied(target, migration, table, rows[0]?.rows ?? 0);
-      }
+      for (const table of tables) await markTableResynced(target, migration, table);
       const names = tables.map(qualified).join(', ');
       await recordEvent(target, migration, 'info', `resume: copied again at a new snapshot (changes applied from ${[...starts.values()][0]}): ${names}`);
     });

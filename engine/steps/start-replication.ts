@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import type { SlotHolder } from '../cdc/slot.js';
 import { readReplicationStatus } from '../control/index.js';
-import { migrationState } from '../control/index.js';
+import { migrationState, runHasStopped } from '../control/index.js';
 import { loadNeedsSnapshot } from '../control/index.js';
 import { pollUntil } from '../sql.js';
 import { streamChanges, streamConfigOf, withReplicationControl, type ReplicationStepOptions } from './replication.js';
@@ -60,7 +60,7 @@ export async function applyRequested({ migration }: CallbackStepContext, control
       await watch?.maybeCheck();
       if ((await readReplicationStatus(control, migration))?.applyRequested) return true;
       const state = await migrationState(control, migration);
-      return !state || state.phase === 'failed' || state.phase === 'done' || state.phase === 'paused' ? false : undefined;
+      return !state || runHasStopped(state.phase) ? false : undefined;
     },
     { intervalMs: POLL_MS, signal },
   );

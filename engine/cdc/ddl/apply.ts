@@ -28,7 +28,8 @@ import type { MigrationSpec } from '../../spec/index.js';
 import { messageOf } from '../../sql.js';
 import type { Applier } from '../apply/index.js';
 import { StreamingFallback } from '../early-apply.js';
-import { parseLsn, type PgoutputMessage } from '../pgoutput.js';
+import { formatLsn, parseLsn, type PgoutputMessage } from '../pgoutput.js';
+import { narrowTruncate, type StreamTransaction } from '../stream-filter.js';
 import { CAPTURE_TABLE } from './capture.js';
 import { DdlNotAppliedError, FlushBeforeDdl } from './errors.js';
 import { capturedDdl, concern, runnableStatement, type CapturedDdl } from './statement.js';
@@ -41,6 +42,8 @@ export interface DdlStageOptions {
   selection: MigrationSpec['objects'];
   /** The publication the migration streams: a table created in the selection must have joined it. */
   publicationName: string;
+  /** Where the stream is (the commit LSN of the transaction received), noted by the replicator. */
+  transaction: StreamTransaction;
   /** A target session outside the applier's transaction: records why replication stopped. */
   control: pg.ClientBase;
   /** Where the source's WAL was when post-data began reading its definitions (full+cdc), if it did. */
@@ -68,9 +71,6 @@ const RESUME = 'then run `pgferry resume SPEC`';
 export class DdlStage {
   private captureRelation: number | undefined;
   private columns: string[] = [];
-  private inStream = false;
-  /** Commit LSN of the source transaction being received (from its Begin). */
-  private commitLsn = '0/0';
   /** The query text of the change last skipped: the other changes of a multi-statement text go with it. */
   private lastSkipped: { xid: string; statement: string } | undefined;
   /** Changes seen so far of the current transaction's query text, by command tag (which statement of the text each is). */
@@ -81,15 +81,6 @@ export class DdlStage {
   /** The message to hand to the applier, or undefined when it was the capture table's. */
   async handle(message: PgoutputMessage, applier: Applier): Promise<PgoutputMessage | undefined> {
     switch (message.tag) {
-      case 'begin':
-        this.commitLsn = message.finalLsn;
-        return message;
-      case 'stream-start':
-        this.inStream = true;
-        return message;
-      case 'stream-stop':
-        this.inStream = false;
-        return message;
       case 'relation':
         if (message.schema !== CAPTURE_TABLE.schema || message.name !== CAPTURE_TABLE.name) return message;
         this.captureRelation = message.relationId;
@@ -98,7 +89,7 @@ export class DdlStage {
       case 'insert': {
         if (message.relationId !== this.captureRelation) return message;
         // A large transaction streamed in progress: its DDL is applied when it comes again whole.
-        if (this.inStream) throw new StreamingFallback('a schema change arrived in a transaction streamed while in progress');
+        if (this.options.transaction.inProgress) throw new StreamingFallback('a schema change arrived in a transaction streamed while in progress');
         const values = Object.fromEntries(this.columns.map((name, i) => [name, textOf(message.newTuple[i])]));
         const ddl = capturedDdl(values);
         await this.apply(ddl, applier, this.ordinal(ddl));
@@ -107,11 +98,8 @@ export class DdlStage {
       case 'update':
       case 'delete':
         return message.relationId === this.captureRelation ? undefined : message;
-      case 'truncate': {
-        const relationIds = message.relationIds.filter((id) => id !== this.captureRelation);
-        if (relationIds.length === message.relationIds.length) return message;
-        return relationIds.length ? { ...message, relationIds } : undefined;
-      }
+      case 'truncate':
+        return narrowTruncate(message, (id) => id !== this.captureRelation);
       default:
         return message;
     }
@@ -203,11 +191,11 @@ export class DdlStage {
   private builtByPostData(error: unknown): boolean {
     const code = (error as { code?: string }).code ?? '';
     const { postDataLsn } = this.options;
-    return (ALREADY_EXISTS.has(code) || DOES_NOT_EXIST.has(code)) && postDataLsn !== undefined && parseLsn(this.commitLsn) < parseLsn(postDataLsn);
+    return (ALREADY_EXISTS.has(code) || DOES_NOT_EXIST.has(code)) && postDataLsn !== undefined && this.options.transaction.commitLsn < parseLsn(postDataLsn);
   }
 
   private async stop(applier: Applier, ddl: CapturedDdl, status: 'paused' | 'failed', detail: string, message: string, cause?: unknown): Promise<never> {
-    if (applier.pendingTransactions > 0) throw new FlushBeforeDdl(this.commitLsn);
+    if (applier.pendingTransactions > 0) throw new FlushBeforeDdl(formatLsn(this.options.transaction.commitLsn));
     await recordDdl(this.options.control, this.options.migration, ddl.id, ddl.statement, status, detail);
     throw new DdlNotAppliedError(message, ddl.id, ddl.statement, cause === undefined ? undefined : { cause });
   }
