@@ -18,7 +18,11 @@ export interface ColumnInfo {
   /** `format_type(atttypid, atttypmod)`, e.g. `numeric(12,2)`, `shop.order_status[]`. */
   type: string;
   typeOid: number;
-  /** Whether the type, or its element type for arrays, is a built-in (OID below 16384): binary COPY embeds OIDs of arrays' elements and composites. */
+  /**
+   * Whether binary COPY carries the value to the target unchanged: a built-in type (OID below
+   * 16384; binary COPY embeds the OIDs of arrays' elements and composites' fields) that is not
+   * a reg* type (binary reg* values are OIDs, meaningless on another server).
+   */
   builtinType: boolean;
   notNull: boolean;
   /** Stored generated columns are computed by the target, never copied. */
@@ -108,7 +112,9 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS k
                  'type', format_type(a.atttypid, a.atttypmod),
                  'typeOid', a.atttypid::int,
                  'builtinType', a.atttypid < 16384 AND coalesce(nullif(t.typelem, 0), a.atttypid) < 16384
-                                AND t.typtype IN ('b', 'r', 'm', 'p') ,
+                                AND t.typtype IN ('b', 'r', 'm', 'p')
+                                -- reg* values are OIDs, which name other objects on the target: they travel as text
+                                AND (SELECT e.typname FROM pg_type e WHERE e.oid = coalesce(nullif(t.typelem, 0), a.atttypid)) !~ '^reg',
                  'notNull', a.attnotnull,
                  'generated', a.attgenerated <> '',
                  'identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END)

@@ -16,6 +16,7 @@ import { qualified, quoteIdent, quoteTable } from '../sql.js';
 import type { TableRef } from '../catalog/tables.js';
 import { recordTableSync } from '../control/index.js';
 import { importSnapshot } from '../snapshot.js';
+import { CANONICAL_SESSION_SQL, SOURCE_READ_SESSION_SQL } from '../connect/index.js';
 import { RawCopyOut, rawCopyIn } from '../load/raw-copy.js';
 import { StreamingFallback } from './early-apply.js';
 import { parseLsn, type PgoutputMessage } from './pgoutput.js';
@@ -41,6 +42,9 @@ export async function syncTables(options: TableSyncOptions, tables: TableRef[]):
   const holder = await createSlotWithSnapshot(options.connectReplication, `pgferry_sync_${randomBytes(6).toString('hex')}`, { temporary: true });
   const source = await options.connectSource();
   try {
+    await source.query(SOURCE_READ_SESSION_SQL);
+    // As the copy workers: the same text forms on both sides, and no user trigger or FK check fires for copied rows.
+    await options.target.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
     await importSnapshot(source, holder.slot.snapshot);
     for (const table of tables) {
       const rows = await copyTable(source, options.target, table);

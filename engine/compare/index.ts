@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
 import { qualified } from '../sql.js';
-import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
+import { settleAll, SOURCE_READ_SESSION_SQL } from '../connect/index.js';
 import type { RowDifference, TableComparison } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import { checkSnapshotId, importSnapshot } from '../snapshot.js';
@@ -35,7 +35,7 @@ const LEAF_ROWS = 100;
 
 /** Identical output settings on both sides, so every value's text form (and so its hash) agrees across major versions. */
 export async function prepareCompareSession(client: pg.Client): Promise<void> {
-  await client.query(`${CANONICAL_SESSION_SQL}; SET statement_timeout = 0`);
+  await client.query(`${SOURCE_READ_SESSION_SQL}; SET statement_timeout = 0`);
 }
 
 function sameBuckets(a: Bucket[], b: Bucket[]): boolean {

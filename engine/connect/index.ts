@@ -316,7 +316,17 @@ const CANONICAL_SETTINGS: [string, string][] = [
 export const CANONICAL_SESSION_SQL = CANONICAL_SETTINGS.map(([name, value]) => `SET ${name} = '${value}'`).join('; ');
 
 /**
+ * For sessions that read the source's values as text (copies, comparisons, the walsender): with
+ * only pg_catalog on the search path, reg* values (regclass, regtype, regproc…) print
+ * schema-qualified, so the target reads them back as the same objects, whatever either side's
+ * default search_path.
+ */
+export const SOURCE_READ_SESSION_SQL = `${CANONICAL_SESSION_SQL}; SET search_path = pg_catalog`;
+
+/**
  * The same settings as a startup `options` string, for connections that cannot run SET first:
  * pgoutput prints column values under the walsender's settings.
  */
-export const CANONICAL_STARTUP_OPTIONS = CANONICAL_SETTINGS.map(([name, value]) => `-c ${name}=${value.replace(/ /g, '\\ ')}`).join(' ');
+export const CANONICAL_STARTUP_OPTIONS = [...CANONICAL_SETTINGS, ['search_path', 'pg_catalog']]
+  .map(([name, value]) => `-c ${name}=${value!.replace(/ /g, '\\ ')}`)
+  .join(' ');

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
 import { messageOf, quoteIdent, quoteTable, sleep } from '../sql.js';
-import { CANONICAL_SESSION_SQL, settleAll } from '../connect/index.js';
+import { CANONICAL_SESSION_SQL, settleAll, SOURCE_READ_SESSION_SQL } from '../connect/index.js';
 import {
   claimUnit,
   markUnitDone,
@@ -113,7 +113,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
       source ??
         options.connectSource().then(async (client) => {
           source = client;
-          await client.query(CANONICAL_SESSION_SQL);
+          await client.query(SOURCE_READ_SESSION_SQL);
         }),
       target ??
         options.connectTarget().then(async (client) => {

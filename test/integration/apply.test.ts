@@ -31,6 +31,14 @@ const SCHEMA = `
     id int PRIMARY KEY, n numeric, f float8, ts timestamptz, iv interval, raw bytea, jb jsonb, js json, tags text[],
     pt point, u uuid, x xml, s text, c char(5), vc varchar(10), bx box, "we""ird col" int);
   CREATE TABLE app.items (id int PRIMARY KEY, v text);
+  CREATE TYPE app.pt AS (x int, label text);
+  CREATE DOMAIN app.pt_pos AS app.pt CHECK ((VALUE).x >= 0);
+  CREATE TABLE app.shapes (id int PRIMARY KEY, p app.pt, ps app.pt[], d app.pt_pos, n int);
+  CREATE TABLE app.family (id int PRIMARY KEY, v text);
+  CREATE TABLE app.family_kid (id int PRIMARY KEY, v text, extra int);
+  ALTER TABLE app.family_kid INHERIT app.family;
+  CREATE TABLE public.plain_thing (id int);
+  CREATE TABLE app.refs (id int PRIMARY KEY, r regclass, t regtype, f regprocedure, c regconfig, ns regnamespace);
 `;
 
 /** Initial rows, identical on both sides before the slot exists (deterministic SQL only). */
@@ -43,6 +51,9 @@ const SEED = `
   INSERT INTO app.uniq (id, code, n) SELECT g, 'code-' || g, g FROM generate_series(1, 30) g;
   INSERT INTO app.ridx SELECT g, 'k' || g, 'v' || g FROM generate_series(1, 30) g;
   INSERT INTO app.logs (msg) SELECT 'log ' || g FROM generate_series(1, 10) g;
+  INSERT INTO app.shapes SELECT g, ROW(g, 'p' || g)::app.pt, ARRAY[ROW(g, 'a')::app.pt, ROW(NULL, 'b,"c"')::app.pt], ROW(g, NULL)::app.pt, g FROM generate_series(1, 20) g;
+  INSERT INTO app.family SELECT g, 'parent ' || g FROM generate_series(1, 5) g;
+  INSERT INTO app.family_kid SELECT g, 'kid ' || g, g FROM generate_series(101, 105) g;
 `;
 
 /** Edge values per column of the typed table (text input forms). */
@@ -378,6 +389,29 @@ describe('Applier', () => {
     ]);
     const { rows: zeros } = await live.query(`SELECT f::text AS f FROM app.nokey WHERE a = 51`);
     expect(zeros).toEqual([{ f: '0' }]);
+  });
+
+  it('updates composite columns set-wise, truncates only the parent TRUNCATE ONLY names, and keeps reg* values by name', async () => {
+    await sourceTransaction([
+      [`UPDATE app.shapes SET n = n + 1, p = ROW((p).x + 1, (p).label || '!')`, []],
+      [`UPDATE app.shapes SET ps = array_append(ps, ROW(id, 'z')::app.pt), d = ROW(id * 2, 'd')::app.pt WHERE id % 2 = 0`, []],
+      [`INSERT INTO app.shapes VALUES (100, NULL, '{}', NULL, 0), (101, ROW(NULL, NULL)::app.pt, ARRAY[NULL]::app.pt[], ROW(0, '')::app.pt, 1)`, []],
+      [`DELETE FROM app.shapes WHERE id IN (3, 4)`, []],
+    ]);
+    await sourceTransaction([[`TRUNCATE ONLY app.family`, []]]);
+    await sourceTransaction([
+      [`INSERT INTO app.refs VALUES (1, 'app.docs', 'app.pt', 'lower(text)', 'english', 'app'), (2, 'public.plain_thing', 'integer[]', NULL, 'simple', 'public')`, []],
+      [`UPDATE app.refs SET t = 'app.pt_pos' WHERE id = 2`, []],
+    ]);
+    const captured = await capture();
+    const applier = new Applier(live, { migration: MIGRATION, conflictPolicy: 'error' });
+    await replay(applier, captured.messages);
+    expect(await databaseHashes(target, live.database)).toEqual(await databaseHashes(source));
+    expect(applier.stats.rowByRowChunks).toBe(0);
+    const { rows } = await live.query(`SELECT (SELECT count(*)::int FROM ONLY app.family) AS parents, (SELECT count(*)::int FROM app.family_kid) AS kids`);
+    expect(rows).toEqual([{ parents: 0, kids: 5 }]);
+    const refs = `SELECT r::oid::regclass::text, t::text, f::text, c::text, ns::text FROM app.refs ORDER BY id`;
+    expect((await live.query(refs)).rows).toEqual((await sourceClient.query(refs)).rows);
   });
 
   it('commits the checkpoint with the rows, and abort() before flush leaves neither', async () => {

@@ -18,7 +18,8 @@ CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 CREATE TABLE wide (id bigint PRIMARY KEY, f8 float8, n numeric, ts timestamptz, iv interval, b bytea, j jsonb, arr int[], t text);
 CREATE TABLE moods (id int PRIMARY KEY, m mood, ms mood[]);
 CREATE TABLE filtered (id int PRIMARY KEY, region text, secret text, total int GENERATED ALWAYS AS (id * 2) STORED);
-CREATE TABLE nopk (a int, b text);`;
+CREATE TABLE nopk (a int, b text);
+CREATE TABLE refs (id int PRIMARY KEY, r regclass, t regtype, p regprocedure, rs regclass[]);`;
 
 const DATA = `
 INSERT INTO wide SELECT g, CASE g % 5 WHEN 0 THEN 'NaN' WHEN 1 THEN '-0' WHEN 2 THEN 1e-308 ELSE g / 3.0 END,
@@ -27,7 +28,8 @@ INSERT INTO wide SELECT g, CASE g % 5 WHEN 0 THEN 'NaN' WHEN 1 THEN '-0' WHEN 2 
   FROM generate_series(1, 20000) g;
 INSERT INTO moods SELECT g, (ARRAY['sad','ok','happy']::mood[])[1 + g % 3], ARRAY['ok', 'happy']::mood[] FROM generate_series(1, 100) g;
 INSERT INTO filtered (id, region, secret) SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, 'pw' || g FROM generate_series(1, 100) g;
-INSERT INTO nopk SELECT g % 10, 'dup' FROM generate_series(1, 50) g;`;
+INSERT INTO nopk SELECT g % 10, 'dup' FROM generate_series(1, 50) g;
+INSERT INTO refs VALUES (1, 'wide', 'mood', 'lower(text)', '{wide,moods}'), (2, 'pg_class', 'mood[]', 'int4pl(int4,int4)', NULL);`;
 
 const specFor = (name: string, extra: object = {}) =>
   parseSpec({
@@ -103,6 +105,8 @@ describe('the full load', () => {
     expect(wide.every((u) => u.binaryFormat && !u.freeze)).toBe(true);
     expect(wide.filter((u) => u.toPage === undefined)).toHaveLength(1);
     expect(units.find((u) => u.source.name === 'moods')).toMatchObject({ binaryFormat: false, freeze: true });
+    // reg* values are OIDs in binary: they travel as text, by name.
+    expect(units.find((u) => u.source.name === 'refs')).toMatchObject({ binaryFormat: false });
     expect(units.find((u) => u.source.name === 'filtered')).toMatchObject({ columns: ['id', 'region'], where: "region = 'eu'" });
   });
 
@@ -134,7 +138,12 @@ describe('the full load', () => {
     const actual = await tableHashes(dst);
     await src.query('ROLLBACK');
     await Promise.all([src.end(), dst.end()]);
-    for (const table of ['public.wide', 'public.moods', 'public.nopk']) expect(actual[table]).toBe(expected[table]);
+    for (const table of ['public.wide', 'public.moods', 'public.nopk', 'public.refs']) expect(actual[table]).toBe(expected[table]);
+    const [refs] = await target.sql('SELECT r::text, t::text, p::text, rs::text FROM refs ORDER BY id', 'parallel');
+    expect(refs!.rows).toEqual([
+      { r: 'wide', t: 'mood', p: 'lower(text)', rs: '{wide,moods}' },
+      { r: 'pg_class', t: 'mood[]', p: 'int4pl(integer,integer)', rs: null },
+    ]);
     const [filtered] = await target.sql('SELECT count(*)::int AS n, count(secret)::int AS secrets, sum(total)::int AS total FROM filtered', 'parallel');
     expect(filtered!.rows[0]).toEqual({ n: 50, secrets: 0, total: 5100 });
   });

@@ -34,6 +34,7 @@ import { ConflictResolver, type ConflictCounts, type ConflictPolicy } from './co
 import { ApplyError } from './errors.js';
 import { newRelation, rowFor, sameLayout, type Change, type Operation, type Relation } from './relation.js';
 import { TargetSession } from './session.js';
+import { targetTableOf, type TargetTable } from './target-table.js';
 import { hasToast } from './values.js';
 
 export interface ApplierOptions {
@@ -279,8 +280,12 @@ export class Applier {
     await this.applyChunk(true);
     await this.session.begin();
     if (rels.length === 0) return;
+    // pgoutput names every table the source emptied (inheritance children included): each is
+    // truncated ONLY, so `TRUNCATE ONLY parent` leaves the children's rows, as on the source.
+    const tables: TargetTable[] = [];
+    for (const rel of rels) tables.push(await targetTableOf(this.session.client, rel));
     await this.session.run(
-      `TRUNCATE ${rels.map((r) => r.quoted).join(', ')}${message.restartIdentity ? ' RESTART IDENTITY' : ''}${message.cascade ? ' CASCADE' : ''}`,
+      `TRUNCATE ${tables.map((t) => `${t.only}${t.quoted}`).join(', ')}${message.restartIdentity ? ' RESTART IDENTITY' : ''}${message.cascade ? ' CASCADE' : ''}`,
       [],
       rels.map((r) => r.display).join(', '),
     );

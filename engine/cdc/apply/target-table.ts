@@ -12,7 +12,10 @@ export interface TargetColumn {
   quoted: string;
   /** format_type on the target, e.g. `character(84)`. */
   type: string;
-  /** format_type of its array type with the same typmod, e.g. `character(84)[]`; null for arrays (no array-of-array type). */
+  /**
+   * format_type of its array type with the same typmod, e.g. `character(84)[]`; null for arrays
+   * (no array-of-array type) and composites (unnest would expand them): those are bound as text[].
+   */
   arrayType: string | null;
   /** Array element delimiter (`,` except e.g. box's `;`). */
   delim: string;
@@ -50,7 +53,14 @@ SELECT c.relkind::text AS relkind,
   (SELECT json_agg(json_build_object(
             'name', a.attname,
             'type', format_type(a.atttypid, a.atttypmod),
-            'arrayType', CASE WHEN t.typarray <> 0 THEN format_type(t.typarray, a.atttypmod) END,
+            -- unnest() of an array of composites (or of domains over one) expands the fields: such columns travel as text[].
+            'arrayType', CASE WHEN t.typarray <> 0 AND NOT EXISTS (
+                           WITH RECURSIVE base(oid, typtype, typbasetype) AS (
+                             SELECT t.oid, t.typtype, t.typbasetype
+                             UNION ALL SELECT b.oid, b.typtype, b.typbasetype FROM pg_type b JOIN base ON b.oid = base.typbasetype
+                                        WHERE base.typtype = 'd')
+                           SELECT 1 FROM base WHERE base.typtype = 'c')
+                         THEN format_type(t.typarray, a.atttypmod) END,
             'delim', t.typdelim::text,
             'generated', a.attgenerated <> '',
             'identityAlways', a.attidentity = 'a',
