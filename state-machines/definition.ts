@@ -307,9 +307,9 @@ const replication: Record<string, State> = {
   ),
   FinishCutover: withCleanupCatch(
     lambdaStep('FinishCutover', {
-      comment: 'Drained: sets the target sequences from the source.',
+      comment: 'Drained: sets the target sequences from the source, and gives the triggers left disabled while replicating their source state.',
       payload: spec,
-      result: ['sequences'],
+      result: ['sequences', 'triggers'],
       resultPath: '$.cutoverResult',
       timeoutSeconds: 300,
       next: 'FinalCompare',

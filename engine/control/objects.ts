@@ -14,7 +14,7 @@ export interface SchemaObjectResult {
 export async function recordSchemaObjects(
   target: pg.Client,
   migration: string,
-  phase: 'pre-data' | 'post-data' | 'sequences',
+  phase: 'pre-data' | 'post-data' | 'sequences' | 'cutover',
   objects: SchemaObjectResult[],
 ): Promise<void> {
   // One row per (kind, identity): a batch naming an object twice would make ON CONFLICT fail.

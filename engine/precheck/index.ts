@@ -10,6 +10,14 @@ import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
 import { replicationNames } from '../cdc/slot.js';
+import {
+  checkNotMigrated,
+  checkRegValues,
+  checkReplicaTriggers,
+  checkSourcePrivileges,
+  checkTargetReplicationRole,
+  checkUnloggedTables,
+} from './fidelity.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -182,7 +190,8 @@ async function checkReplicaIdentity(source: ServerFacts, objects: MigrationSpec[
        JOIN pg_namespace n ON n.nspname = t.schema
        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
       WHERE c.relreplident = 'n'
-         OR c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+         -- a DEFERRABLE primary key cannot identify rows: once published, the table has no replica identity
+         OR c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate)
       ORDER BY 1`,
     [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
@@ -197,8 +206,8 @@ async function checkReplicaIdentity(source: ServerFacts, objects: MigrationSpec[
     return {
       id,
       status: 'fail',
-      message: `${names.length} selected table(s) have no primary key or replica identity: ${names.join(', ')}. Once published, the source refuses UPDATE and DELETE on them.`,
-      remediation: `Add a primary key, or run ALTER TABLE … REPLICA IDENTITY FULL on each (pgferry then matches rows on all their old values), or exclude them from objects.`,
+      message: `${names.length} selected table(s) have no primary key (or only a DEFERRABLE one, which cannot identify rows) and no replica identity: ${names.join(', ')}. Once published, the source refuses UPDATE and DELETE on them.`,
+      remediation: `Add a primary key (not DEFERRABLE), or run ALTER TABLE … REPLICA IDENTITY FULL (or USING INDEX on a unique, non-deferrable index of NOT NULL columns) on each (with FULL pgferry matches rows on all their old values), or exclude them from objects.`,
     };
   }
   const fullCount = full.rows[0]!.count;
@@ -213,10 +222,16 @@ function skipped(id: string, reason: string): CheckResult {
   return { id, status: 'skip', message: `Skipped: ${reason}.` };
 }
 
-export async function runPrecheck(
-  spec: Pick<MigrationSpec, 'name' | 'mode' | 'source' | 'target' | 'objects'> & { cdc?: Pick<MigrationSpec['cdc'], 'ddl' | 'slotName' | 'publicationName'> },
-  secrets: SecretsProvider,
-): Promise<PrecheckReport> {
+/** Runs a check; one that cannot run (a query refused) fails with the reason, and the others still run. */
+async function guarded(id: string, check: () => Promise<CheckResult>): Promise<CheckResult> {
+  try {
+    return await check();
+  } catch (error) {
+    return { id, status: 'fail', message: `The check could not run: ${(error as Error).message}.`, remediation: 'Fix the cause above, then run precheck again.' };
+  }
+}
+
+export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider): Promise<PrecheckReport> {
   const [source, target] = await Promise.all([openSide('source', spec, secrets), openSide('target', spec, secrets)]);
   const checks: CheckResult[] = [source.check, target.check];
   try {
@@ -225,6 +240,24 @@ export async function runPrecheck(
         ? checkVersions(source.facts, target.facts)
         : skipped('server.versions', 'needs connections to both sides'),
       source.facts ? await checkSelection(source.facts, spec.objects) : skipped('source.selection', 'no connection to the source'),
+    );
+    type SourceCheck = [string, (client: pg.Client) => Promise<CheckResult>];
+    const cdcOnly: SourceCheck[] = [
+      ['source.unlogged_tables', (client) => checkUnloggedTables(client, spec)],
+      ['source.replica_triggers', (client) => checkReplicaTriggers(client, spec)],
+    ];
+    const sourceChecks: SourceCheck[] = [
+      ['source.privileges', (client) => checkSourcePrivileges(client, spec)],
+      ['source.reg_values', (client) => checkRegValues(client, target.facts?.client, spec)],
+      ['schema.not_migrated', (client) => checkNotMigrated(client, spec)],
+      ...(wantsCdc(spec) ? cdcOnly : []),
+    ];
+    for (const [id, check] of sourceChecks) checks.push(source.facts ? await guarded(id, () => check(source.facts!.client)) : skipped(id, 'no connection to the source'));
+    const roleCheck = 'target.session_replication_role';
+    checks.push(
+      target.facts
+        ? await guarded(roleCheck, () => checkTargetReplicationRole(target.facts!.client, target.facts!.endpoint.credentials.username))
+        : skipped(roleCheck, 'no connection to the target'),
     );
     if (wantsCdc(spec)) {
       const cdcChecks = [

@@ -43,6 +43,14 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
     ([kind, catalog, namespace, condition]) =>
       `SELECT '${kind}', '${catalog}'::regclass, x.oid, 0 FROM ${catalog} x WHERE ${IN_SELECTION(`x.${namespace}`)} AND ${condition}`,
   );
+  // Before PostgreSQL 15 only superusers may read pg_subscription.
+  const { rows: access } = await source.query<{ subscriptions: boolean }>(
+    `SELECT has_column_privilege('pg_catalog.pg_subscription', 'subdbid', 'SELECT') AND has_column_privilege('pg_catalog.pg_subscription', 'oid', 'SELECT') AS subscriptions`,
+  );
+  const subscriptions = access[0]!.subscriptions
+    ? `UNION ALL SELECT 'subscription', 'pg_subscription'::regclass, oid, 0 FROM pg_subscription
+        WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`
+    : '';
   const { rows } = await source.query<SchemaObjectResult>(
     `WITH sel AS (SELECT oid FROM pg_namespace WHERE nspname = ANY($1::text[])),
      found(kind, classid, objid, sub) AS (
@@ -56,8 +64,7 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
        UNION ALL SELECT 'event trigger', 'pg_event_trigger'::regclass, oid, 0 FROM pg_event_trigger
         WHERE evtname NOT IN ('pgferry_capture_ddl', 'pgferry_capture_drop')
        UNION ALL SELECT 'publication', 'pg_publication'::regclass, oid, 0 FROM pg_publication WHERE pubname <> ALL($2::text[])
-       UNION ALL SELECT 'subscription', 'pg_subscription'::regclass, oid, 0 FROM pg_subscription
-        WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       ${subscriptions}
        UNION ALL SELECT 'default privileges', 'pg_default_acl'::regclass, oid, 0 FROM pg_default_acl
         WHERE defaclnamespace = 0 OR ${IN_SELECTION('defaclnamespace')}
      ),

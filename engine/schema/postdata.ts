@@ -130,7 +130,9 @@ export async function loadTimeIndexJobs(source: pg.Client, spec: MigrationSpec):
   return [...keys, ...others, ...analyze].filter((job) => job.plainTable);
 }
 
-const ENABLE: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };
+export const ENABLE: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };
+/** pg_trigger.tgenabled states that fire under session_replication_role = replica. */
+export const FIRES_AS_REPLICA = new Set(['A', 'R']);
 
 export async function migratePostData(
   sourceConnect: () => Promise<pg.Client>,
@@ -161,6 +163,8 @@ class StatementsLeft extends Error {}
 interface PostDataRun {
   target: pg.Client;
   sync: MigrationSpec['schema']['sync'];
+  /** ENABLE ALWAYS/REPLICA triggers are created disabled: CDC applies after post-data. */
+  deferReplicaTriggers: boolean;
   targetVersion: number;
   /** Jobs the load ran, by `<kind> <identity>`, with their state. */
   builtDuringLoad: Map<string, string>;
@@ -253,7 +257,8 @@ async function startRun(
     willRun(sql.length);
     return runFor(target, kind, identity, sql, action);
   };
-  return { target, sync: spec.schema.sync, targetVersion, builtDuringLoad, report, toCreate, runAll, run };
+  const deferReplicaTriggers = spec.mode !== 'full' && spec.schema.replicaTriggers === 'disabled';
+  return { target, sync: spec.schema.sync, deferReplicaTriggers, targetVersion, builtDuringLoad, report, toCreate, runAll, run };
 }
 
 /**
@@ -302,14 +307,22 @@ async function setIndexProperties({ target, run }: PostDataRun, catalog: Catalog
   }
 }
 
-/** 5. Triggers, with their enabled state. */
-async function createTriggers({ sync, report, toCreate, run }: PostDataRun, catalog: Catalog): Promise<void> {
+/**
+ * 5. Triggers, with their enabled state; in the CDC modes ENABLE ALWAYS/REPLICA ones stay
+ * disabled until cutover unless schema.replicaTriggers is "fire" (they would fire for every
+ * replicated row: the applier writes as replica).
+ */
+async function createTriggers({ sync, deferReplicaTriggers, report, toCreate, run }: PostDataRun, catalog: Catalog): Promise<void> {
   for (const trigger of catalog.triggers) {
     if (!toCreate('trigger', trigger.identity, sync.triggers, 'triggers')) continue;
-    const state = ENABLE[trigger.enabled];
+    const deferred = deferReplicaTriggers && trigger.relkind !== 'v' && FIRES_AS_REPLICA.has(trigger.enabled);
+    const state = ENABLE[deferred ? 'D' : trigger.enabled];
     const sql = [trigger.def, ...(state && trigger.relkind !== 'v' ? [`ALTER TABLE ${trigger.table_identity} ${state} ${trigger.name}`] : [])];
     await run('trigger', trigger.identity, sql);
-    report('trigger', trigger.identity, 'created', state ? state.replace(' TRIGGER', '').toLowerCase() : undefined);
+    const detail = deferred
+      ? `disabled until cutover, then ${ENABLE[trigger.enabled]!.replace(' TRIGGER', '').toLowerCase()} (schema.replicaTriggers "disabled")`
+      : state?.replace(' TRIGGER', '').toLowerCase();
+    report('trigger', trigger.identity, 'created', detail);
   }
 }
 

@@ -164,6 +164,14 @@ const schemaSchema = z
       .enum(['error', 'ignore', 'truncate', 'drop'])
       .default('error')
       .describe('What to do when a table already exists on the target.'),
+    replicaTriggers: z
+      .enum(['disabled', 'fire'])
+      .default('disabled')
+      .describe(
+        'Triggers set to ENABLE ALWAYS or ENABLE REPLICA fire even in the replica-role sessions pgferry writes with. ' +
+          '"disabled": in the CDC modes they are created disabled and get their source state at cutover, so they do not fire for replicated rows; ' +
+          '"fire": they are created in their source state and fire for every replicated row.',
+      ),
     sync: z
       .strictObject({
         indexes: syncFlag(true, 'indexes'),

@@ -1,7 +1,11 @@
-/** FinishCutover: drained, so the sequences take the source's values before applications move. */
+/**
+ * FinishCutover: drained, so the sequences take the source's values and the triggers left
+ * disabled while replicating get their source state, before applications move.
+ */
 import type { SecretsProvider } from '../connect/index.js';
 import { recordSchemaObjects } from '../control/index.js';
 import { copySequenceValues } from '../schema/index.js';
+import { restoreReplicaTriggers } from '../schema/replica-triggers.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { withSides } from './sides.js';
 
@@ -9,6 +13,8 @@ export async function finishCutoverStep(spec: MigrationSpec, secrets: SecretsPro
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     const sequences = spec.cutover.syncSequences && spec.schema.sync.sequences ? await copySequenceValues(source, target, spec) : [];
     await recordSchemaObjects(target, spec.name, 'sequences', sequences);
-    return { sequences: sequences.length };
+    const triggers = await restoreReplicaTriggers(source, target, spec);
+    await recordSchemaObjects(target, spec.name, 'cutover', triggers);
+    return { sequences: sequences.length, triggers: triggers.length };
   });
 }

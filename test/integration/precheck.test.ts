@@ -50,6 +50,12 @@ describe('precheck on real clusters', () => {
       ['target.connect', 'pass'],
       ['server.versions', 'pass'],
       ['source.selection', 'pass'],
+      ['source.privileges', 'pass'],
+      ['source.reg_values', 'pass'],
+      ['schema.not_migrated', 'pass'],
+      ['source.unlogged_tables', 'pass'],
+      ['source.replica_triggers', 'pass'],
+      ['target.session_replication_role', 'pass'],
       ['source.wal_level', 'pass'],
       ['source.replication_slots', 'pass'],
       ['source.replication_privilege', 'pass'],
@@ -87,12 +93,56 @@ describe('precheck on real clusters', () => {
     const check = byId((await precheck(spec)).checks)['source.replica_identity']!;
     expect(check.status).toBe('fail');
     expect(check.message).toBe(
-      '2 selected table(s) have no primary key or replica identity: public.logs, public.odd name. Once published, the source refuses UPDATE and DELETE on them.',
+      '2 selected table(s) have no primary key (or only a DEFERRABLE one, which cannot identify rows) and no replica identity: public.logs, public.odd name. Once published, the source refuses UPDATE and DELETE on them.',
     );
     expect(check.remediation).toContain('REPLICA IDENTITY FULL');
     await pg13.sql('ALTER TABLE logs REPLICA IDENTITY FULL; ALTER TABLE "odd name" REPLICA IDENTITY FULL', 'ident');
     const fixed = byId((await precheck(spec)).checks)['source.replica_identity']!;
     expect(fixed).toMatchObject({ status: 'pass', message: 'Every selected table has a primary key or replica identity (2 with REPLICA IDENTITY FULL, matched on all old values).' });
+  });
+
+  it('names before anything is written what would fail or arrive different: privileges, reg* values, unlogged tables, deferrable keys, replica triggers, objects left out', async () => {
+    await pg13.sql('CREATE DATABASE fidelity');
+    await pg13.sql(`CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; CREATE ROLE writer LOGIN PASSWORD 'writer-pw'`);
+    await pg13.sql(
+      `CREATE SCHEMA app; CREATE SCHEMA hidden;
+       CREATE TABLE hidden.thing (id int); CREATE TYPE hidden.kind AS ENUM ('a');
+       CREATE TABLE app.refs (id int PRIMARY KEY, r regclass, ts regtype[], who regrole);
+       INSERT INTO app.refs VALUES (1, 'hidden.thing', '{hidden.kind,int4}', 'writer'), (2, 'pg_class', '{app.refs}', NULL);
+       CREATE TABLE app.deferred (id int PRIMARY KEY DEFERRABLE);
+       CREATE UNLOGGED TABLE app.scratch (id int PRIMARY KEY);
+       CREATE TABLE app.audit (at timestamptz DEFAULT now(), what text);
+       CREATE FUNCTION app.audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO app.audit (what) VALUES (TG_OP); RETURN NEW; END $$;
+       CREATE TRIGGER audit_always AFTER INSERT ON app.refs FOR EACH ROW EXECUTE FUNCTION app.audit();
+       ALTER TABLE app.refs ENABLE ALWAYS TRIGGER audit_always;
+       CREATE PUBLICATION app_pub FOR TABLE app.refs;
+       GRANT USAGE ON SCHEMA app TO reader; GRANT SELECT ON app.refs, app.deferred TO reader;`,
+      'fidelity',
+    );
+    await pg17.sql(`CREATE ROLE applier LOGIN PASSWORD 'applier-pw'`);
+    const spec = pair(pg13, pg17, 'full+cdc', {
+      source: { secret: scratch.secretFor('fidelity-reader', pg13, { username: 'reader', password: 'reader-pw' }), database: 'fidelity' },
+      target: { secret: scratch.secretFor('fidelity-applier', pg17, { username: 'applier', password: 'applier-pw' }) },
+      objects: { include: [{ schema: 'app', tables: ['*'] }] },
+    });
+    const checks = byId((await precheck(spec)).checks);
+    expect(checks['source.privileges']).toMatchObject({ status: 'fail' });
+    expect(checks['source.privileges']!.message).toBe('The source user may not read 2 object(s) the migration copies: table app.audit (SELECT), table app.scratch (SELECT).');
+    expect(checks['source.reg_values']!.status).toBe('fail');
+    expect(checks['source.reg_values']!.message).toContain('app.refs.r (regclass): hidden.thing');
+    expect(checks['source.reg_values']!.message).toContain('app.refs.ts (regtype): hidden.kind');
+    expect(checks['source.reg_values']!.message).toContain('role writer, named in app.refs.who, does not exist on the target');
+    expect(checks['source.unlogged_tables']).toMatchObject({ status: 'fail' });
+    expect(checks['source.unlogged_tables']!.message).toContain('app.scratch');
+    expect(checks['source.replica_identity']!.message).toContain('app.deferred');
+    expect(checks['source.replica_triggers']).toMatchObject({ status: 'warn' });
+    expect(checks['source.replica_triggers']!.message).toContain('app.refs.audit_always (always)');
+    expect(checks['source.replica_triggers']!.message).toContain('created disabled and get their source state at cutover');
+    expect(checks['schema.not_migrated']).toMatchObject({ status: 'warn' });
+    expect(checks['schema.not_migrated']!.message).toContain('publication app_pub: publications are not migrated');
+    expect(checks['target.session_replication_role']).toMatchObject({ status: 'fail' });
+    expect(checks['target.session_replication_role']!.remediation).toContain('GRANT SET ON PARAMETER session_replication_role TO applier');
+    expect(JSON.stringify(checks)).not.toMatch(/reader-pw|applier-pw/);
   });
 
   it('fails on wal_level=replica when CDC is requested, with the remedy', async () => {

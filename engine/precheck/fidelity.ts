@@ -1,0 +1,182 @@
+/**
+ * Precheck of what would otherwise fail mid-run or arrive different: values that name objects
+ * the target will not have, tables CDC cannot publish, privileges the load and the applier
+ * need, triggers that fire for replicated rows, and every object the schema plan leaves out.
+ */
+import type pg from 'pg';
+import { dataTables, listTables, type TableInfo } from '../catalog/tables.js';
+import { qualified, quoteIdent, quoteTable } from '../sql.js';
+import type { MigrationSpec } from '../spec/index.js';
+import { planSchema, selectSchemas, uniqueTables } from '../schema/plan.js';
+import { readSource } from '../schema/objects.js';
+import { userSchemas } from '../schema/definitions.js';
+import { replicaTriggers } from '../schema/replica-triggers.js';
+import type { CheckResult } from './index.js';
+
+/** The catalog and namespace column behind each reg* type: a value names an object there. */
+const REG_TYPES: Record<string, [catalog: string, namespace: string]> = {
+  regclass: ['pg_class', 'relnamespace'],
+  regtype: ['pg_type', 'typnamespace'],
+  regproc: ['pg_proc', 'pronamespace'],
+  regprocedure: ['pg_proc', 'pronamespace'],
+  regoper: ['pg_operator', 'oprnamespace'],
+  regoperator: ['pg_operator', 'oprnamespace'],
+  regconfig: ['pg_ts_config', 'cfgnamespace'],
+  regdictionary: ['pg_ts_dict', 'dictnamespace'],
+  regcollation: ['pg_collation', 'collnamespace'],
+  regnamespace: ['pg_namespace', 'oid'],
+};
+
+const listed = (names: string[], most = 20) =>
+  names.length > most ? `${names.slice(0, most).join(', ')} and ${names.length - most} more` : names.join(', ');
+
+/**
+ * reg* columns travel as names: a value naming an object outside the migrated schemas (or a
+ * role the target lacks) cannot be read back on the target, and the load would fail there.
+ */
+export async function checkRegValues(source: pg.Client, target: pg.Client | undefined, spec: MigrationSpec): Promise<CheckResult> {
+  const id = 'source.reg_values';
+  const { tables, schemas } = await readSource(source, async () => {
+    const tables = dataTables(uniqueTables(await listTables(source, spec.objects)));
+    const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), tables);
+    return { tables, schemas };
+  });
+  const problems: string[] = [];
+  const roles = new Map<string, string[]>();
+  for (const table of tables) {
+    for (const column of table.columns.filter((c) => regTypeOf(c.type))) {
+      const type = regTypeOf(column.type)!;
+      const values = await unreadableValues(source, table, column.name, column.type.endsWith('[]'), type, schemas);
+      const where = `${qualified(table)}.${column.name}`;
+      if (type === 'regrole') for (const role of values) roles.set(role, [...(roles.get(role) ?? []), where]);
+      else if (values.length) problems.push(`${where} (${type}): ${listed(values, 5)}`);
+    }
+  }
+  if (roles.size && target && !spec.schema.sync.roles) {
+    const { rows } = await target.query<{ name: string }>('SELECT rolname AS name FROM pg_roles WHERE rolname = ANY($1::text[])', [[...roles.keys()]]);
+    const present = new Set(rows.map((r) => r.name));
+    for (const [role, columns] of roles) if (!present.has(role)) problems.push(`role ${role}, named in ${columns.join(', ')}, does not exist on the target`);
+  }
+  if (problems.length === 0) return { id, status: 'pass', message: 'Every reg* value names an object the target will have.' };
+  return {
+    id,
+    status: 'fail',
+    message: `reg* values name objects the target will not have, so they cannot be read back there: ${problems.join('; ')}.`,
+    remediation:
+      'Select the schemas of the objects they name (objects.include), create those objects or roles on the target, or leave the column out (objects.tables["schema.table"].excludeColumns).',
+  };
+}
+
+function regTypeOf(type: string): string | undefined {
+  const base = type.replace(/\[\]$/, '');
+  return base in REG_TYPES || base === 'regrole' ? base : undefined;
+}
+
+/** Distinct values (as text) naming user objects outside `schemas`; for regrole, the user roles named. */
+async function unreadableValues(source: pg.Client, table: TableInfo, column: string, array: boolean, type: string, schemas: string[]): Promise<string[]> {
+  const value = array ? 'v' : `t.${quoteIdent(column)}`;
+  const from = `ONLY ${quoteTable(table)} t${array ? `, unnest(t.${quoteIdent(column)}) v` : ''}`;
+  const sql =
+    type === 'regrole'
+      ? `SELECT DISTINCT r.rolname AS value FROM ${from} JOIN pg_roles r ON r.oid = ${value}::oid WHERE r.oid >= 16384 LIMIT 100`
+      : `SELECT DISTINCT ${value}::text AS value FROM ${from} JOIN ${REG_TYPES[type]![0]} x ON x.oid = ${value}::oid
+          WHERE x.oid >= 16384 AND x.${REG_TYPES[type]![1]} NOT IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1::text[])) LIMIT 20`;
+  const { rows } = await source.query<{ value: string }>({ text: sql, values: type === 'regrole' ? [] : [schemas] });
+  return rows.map((r) => r.value);
+}
+
+/** The selected tables and sequences the source user cannot read, and the schemas it cannot use. */
+export async function checkSourcePrivileges(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+  const id = 'source.privileges';
+  const tables = uniqueTables(await listTables(source, spec.objects));
+  const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), tables);
+  const { rows } = await source.query<{ what: string }>(
+    `SELECT 'schema ' || quote_ident(n.nspname) || ' (USAGE)' AS what FROM pg_namespace n
+      WHERE n.nspname = ANY($2::text[]) AND NOT has_schema_privilege(n.oid, 'USAGE')
+     UNION ALL
+     SELECT CASE c.relkind WHEN 'S' THEN 'sequence ' ELSE 'table ' END || format('%I.%I', n.nspname, c.relname) || ' (SELECT)'
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE (c.oid = ANY($1::oid[]) OR (c.relkind = 'S' AND n.nspname = ANY($2::text[])))
+        AND NOT has_table_privilege(c.oid, 'SELECT')
+        AND (c.relkind = 'S' OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                                          AND NOT has_column_privilege(c.oid, a.attnum, 'SELECT')))
+     ORDER BY 1`,
+    [tables.map((t) => t.oid), schemas],
+  );
+  if (rows.length === 0) return { id, status: 'pass', message: `The source user may read every selected table and sequence.` };
+  return {
+    id,
+    status: 'fail',
+    message: `The source user may not read ${rows.length} object(s) the migration copies: ${listed(rows.map((r) => r.what))}.`,
+    remediation: 'GRANT USAGE ON SCHEMA … and GRANT SELECT ON ALL TABLES IN SCHEMA … / ALL SEQUENCES IN SCHEMA … to the source user, or leave those objects out of objects.include.',
+  };
+}
+
+/** The load and the applier write as replica, so that user triggers and foreign keys do not fire twice. */
+export async function checkTargetReplicationRole(target: pg.Client, user: string): Promise<CheckResult> {
+  const id = 'target.session_replication_role';
+  await target.query('BEGIN');
+  try {
+    await target.query('SET LOCAL session_replication_role = replica');
+    return { id, status: 'pass', message: `${user} may set session_replication_role on the target.` };
+  } catch (error) {
+    return {
+      id,
+      status: 'fail',
+      message: `User ${user} may not set session_replication_role on the target (${(error as Error).message}); the load and the CDC applier write with it set to replica, so that triggers and foreign keys do not fire for copied rows.`,
+      remediation: `Make ${user} a superuser, or GRANT SET ON PARAMETER session_replication_role TO ${user} (PostgreSQL 15+), or on RDS/Aurora GRANT rds_superuser TO ${user}.`,
+    };
+  } finally {
+    await target.query('ROLLBACK');
+  }
+}
+
+/** Unlogged tables are never published: CDC would replicate nothing of them. */
+export async function checkUnloggedTables(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+  const id = 'source.unlogged_tables';
+  const tables = uniqueTables(await listTables(source, spec.objects));
+  const { rows } = await source.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = ANY($1::oid[]) AND c.relpersistence = 'u' ORDER BY 1`,
+    [tables.map((t) => t.oid)],
+  );
+  if (rows.length === 0) return { id, status: 'pass', message: 'No selected table is unlogged.' };
+  return {
+    id,
+    status: 'fail',
+    message: `${rows.length} selected table(s) are UNLOGGED: ${listed(rows.map((r) => r.name))}. Unlogged tables are never published, so their changes cannot be replicated.`,
+    remediation: 'ALTER TABLE … SET LOGGED on each, leave them out (objects.exclude), or migrate them with "mode": "full".',
+  };
+}
+
+/** ENABLE ALWAYS/REPLICA triggers fire in the replica-role sessions pgferry writes with. */
+export async function checkReplicaTriggers(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+  const id = 'source.replica_triggers';
+  const triggers = (await replicaTriggers(source, spec.objects)).map((t) => `${t.identity} (${t.enabled === 'A' ? 'always' : 'replica'})`);
+  if (triggers.length === 0) return { id, status: 'pass', message: 'No selected table has a trigger set to ENABLE ALWAYS or ENABLE REPLICA.' };
+  const what =
+    spec.schema.replicaTriggers === 'fire'
+      ? 'schema.replicaTriggers is "fire": they will fire on the target for every replicated row, so their side effects add to the rows replicated from the source.'
+      : 'schema.replicaTriggers is "disabled": they are created disabled and get their source state at cutover.';
+  return {
+    id,
+    status: 'warn',
+    message: `${triggers.length} trigger(s) are set to ENABLE ALWAYS or ENABLE REPLICA, so they fire even for replicated rows: ${listed(triggers)}. ${what}`,
+    remediation: 'Choose schema.replicaTriggers: "disabled" (the default) keeps them from firing until cutover; "fire" lets them fire for replicated rows.',
+  };
+}
+
+/** Every object the schema migration will leave out, and what happens to it, before anything is written. */
+export async function checkNotMigrated(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+  const id = 'schema.not_migrated';
+  const plan = await readSource(source, () => planSchema(source, spec));
+  const left = plan.omitted.filter((o) => o.status === 'not_migrated' || !['not selected by objects', 'not in a selected schema'].includes(o.detail ?? ''));
+  if (left.length === 0) return { id, status: 'pass', message: 'Every object of the selected schemas will be migrated.' };
+  const lines = left.map((o) => `${o.kind} ${o.identity}: ${o.status === 'skipped' ? 'skipped, ' : ''}${o.detail ?? 'not migrated'}`);
+  return {
+    id,
+    status: 'warn',
+    message: `${left.length} object(s) of the selected schemas will not be created on the target:\n    ${lines.join('\n    ')}`,
+    remediation: 'Create them on the target yourself after the migration, or change the selection or schema.sync flags.',
+  };
+}
