@@ -21,6 +21,9 @@ export function quoteIdent(name: string): string {
 
 export const quoteTable = (t: Named) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
 
+/** A COPY column list ` ("a", "b")`; empty for a table without columns, which COPY takes only without a list. */
+export const copyColumns = (quoted: string[]) => (quoted.length ? ` (${quoted.join(', ')})` : '');
+
 /** The message of anything thrown. */
 export const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 

@@ -5,7 +5,6 @@
  */
 import type pg from 'pg';
 import type { MigrationSpec } from '../spec/index.js';
-import { qualified } from '../sql.js';
 
 /** Schemas never migrated: the system's, and pgferry's own control schema. */
 export const CONTROL_SCHEMA = 'pgferry';
@@ -76,9 +75,27 @@ export function isSelected(selection: Selection, table: TableRef): boolean {
 }
 
 export function tableOptions(selection: Selection, table: TableRef): TableOptions {
-  const own = selection.tables[qualified(table)];
-  return own ?? {};
+  const key = tableKey(table);
+  const own = Object.entries(selection.tables).find(([written]) => tableKey(parseTableKey(written)) === key);
+  return own?.[1] ?? {};
 }
+
+const KEY_PART = '(?:[^."]+|"(?:[^"]|"")+")';
+/** A spec key naming a table: `schema.table`, where a part that contains a dot or a quote is double-quoted (`app."v1.2"`). */
+export const TABLE_KEY = new RegExp(`^(${KEY_PART})\\.(${KEY_PART})$`);
+
+const unquotePart = (part: string) => (part.startsWith('"') ? part.slice(1, -1).replace(/""/g, '"') : part);
+const quotePart = (part: string) => (/^[^."]+$/.test(part) ? part : `"${part.replace(/"/g, '""')}"`);
+
+/** The table a spec key names (`TABLE_KEY`; the spec schema has checked its form). */
+export function parseTableKey(key: string): TableRef {
+  const match = TABLE_KEY.exec(key);
+  if (!match) throw new Error(`"${key}" is not written "schema.table"`);
+  return { schema: unquotePart(match[1]!), name: unquotePart(match[2]!) };
+}
+
+/** The one spelling of a table's spec key: parts quoted only when they contain a dot or a quote. */
+export const tableKey = (table: TableRef) => `${quotePart(table.schema)}.${quotePart(table.name)}`;
 
 /** The columns a table's data is copied through: all stored, non-generated columns, narrowed by the spec. */
 export function copiedColumns(table: TableInfo, options: TableOptions): string[] {

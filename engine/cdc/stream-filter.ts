@@ -6,6 +6,7 @@
  * narrowed to the tables a stage keeps.
  */
 import { parseLsn, type PgoutputMessage } from './pgoutput.js';
+import { tableKey } from '../catalog/tables.js';
 
 type TruncateMessage = Extract<PgoutputMessage, { tag: 'truncate' }>;
 
@@ -39,6 +40,7 @@ export type Operation = 'insert' | 'update' | 'delete' | 'truncate';
  * messages): the message to apply, a TRUNCATE narrowed to the tables that allow it, or
  * undefined to drop it. Tables without an entry get every operation.
  */
+/** `operations` is keyed by `tableKey`. */
 export function operationFilter(operations: Record<string, Operation[]> | undefined): (message: PgoutputMessage) => PgoutputMessage | undefined {
   const restricted = new Map(Object.entries(operations ?? {}).map(([table, ops]) => [table, new Set(ops)]));
   const tables = new Map<number, string>();
@@ -51,7 +53,7 @@ export function operationFilter(operations: Record<string, Operation[]> | undefi
     if (restricted.size === 0) return message;
     switch (message.tag) {
       case 'relation':
-        tables.set(message.relationId, `${message.schema}.${message.name}`);
+        tables.set(message.relationId, tableKey(message));
         return message;
       case 'insert':
       case 'update':

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { qualified, quoteIdent, quoteTable } from '../sql.js';
+import { copyColumns, qualified, quoteIdent, quoteTable } from '../sql.js';
 import type { TableRef } from '../catalog/tables.js';
 import { recordTableSync } from '../control/index.js';
 import { importSnapshot } from '../snapshot.js';
@@ -68,10 +68,10 @@ const COLUMNS_SQL = `SELECT a.attname AS name FROM pg_attribute a
 async function copyTable(source: pg.Client, target: pg.ClientBase, table: TableRef): Promise<number> {
   const [from, to] = await Promise.all([source, target].map((client) => client.query<{ name: string }>(COLUMNS_SQL, [table.schema, table.name])));
   const onTarget = new Set(to!.rows.map((r) => r.name));
-  const columns = from!.rows.map((r) => r.name).filter((name) => onTarget.has(name)).map(quoteIdent).join(', ');
+  const columns = copyColumns(from!.rows.map((r) => r.name).filter((name) => onTarget.has(name)).map(quoteIdent));
   await target.query(`TRUNCATE ONLY ${quoteTable(table)}`);
-  const reader = source.query(new RawCopyOut(`COPY ${quoteTable(table)} (${columns}) TO STDOUT`));
-  const writer = target.query(rawCopyIn(`COPY ${quoteTable(table)} (${columns}) FROM STDIN`));
+  const reader = source.query(new RawCopyOut(`COPY ${quoteTable(table)}${columns} TO STDOUT`));
+  const writer = target.query(rawCopyIn(`COPY ${quoteTable(table)}${columns} FROM STDIN`));
   await pipeline(reader, writer);
   return reader.rowCount;
 }

@@ -97,7 +97,7 @@ export class Side {
   }
 
   async count(): Promise<number> {
-    const { rows } = await this.client.query(`SELECT count(*) AS rows FROM ${this.table}${this.where(WHOLE_TABLE, [])}`);
+    const { rows } = await this.client.query(`SELECT count(*) AS rows FROM ONLY ${this.table}${this.where(WHOLE_TABLE, [])}`);
     return Number(rows[0].rows);
   }
 
@@ -105,7 +105,7 @@ export class Side {
     const params: unknown[] = [];
     const where = this.where(range, params);
     const { rows } = await this.client.query(
-      `SELECT ${sums('r')} FROM (SELECT ${this.rowText} AS r FROM ${this.table}${where}) s`,
+      `SELECT ${sums('r')} FROM (SELECT ${this.rowText} AS r FROM ONLY ${this.table}${where}) s`,
       params,
     );
     return toChecksum(rows[0]);
@@ -123,7 +123,7 @@ export class Side {
       text: `SELECT ${sums('r')}, ${firsts}
                FROM (SELECT row_number() OVER (ORDER BY ${this.keyList}) - 1 AS n,
                             ${this.key.map((k, i) => `${quoteIdent(k)} AS k${i}`).join(', ')}, ${this.rowText} AS r
-                       FROM ${this.table}${where}) s
+                       FROM ONLY ${this.table}${where}) s
               GROUP BY n / $1::bigint ORDER BY n / $1::bigint`,
       values: params,
       rowMode: 'array',
@@ -140,7 +140,7 @@ export class Side {
     const where = this.where(range, params);
     params.push(offset);
     const { rows } = await this.client.query<Key>({
-      text: `SELECT ${this.keyText} FROM ${this.table}${where} ORDER BY ${this.keyOrder} OFFSET $${params.length} LIMIT 1`,
+      text: `SELECT ${this.keyText} FROM ONLY ${this.table}${where} ORDER BY ${this.keyOrder} OFFSET $${params.length} LIMIT 1`,
       values: params,
       rowMode: 'array',
     });
@@ -152,7 +152,7 @@ export class Side {
     const params: unknown[] = [];
     const where = this.where(range, params);
     const { rows } = await this.client.query<string[]>({
-      text: `SELECT ${this.keyText}, ${this.hash} FROM ${this.table}${where} ORDER BY ${this.keyOrder}`,
+      text: `SELECT ${this.keyText}, ${this.hash} FROM ONLY ${this.table}${where} ORDER BY ${this.keyOrder}`,
       values: params,
       rowMode: 'array',
     });

@@ -28,19 +28,20 @@ export async function targetFacts(target: pg.Client, tables: TableRef[]): Promis
 }
 
 async function targetColumnTypes(target: pg.Client, tables: TableRef[]): Promise<Map<string, Map<string, string>>> {
-  const { rows } = await target.query<{ schema: string; name: string; column: string; type: string }>(
+  const { rows } = await target.query<{ schema: string; name: string; column: string | null; type: string }>(
     `SELECT n.nspname AS schema, c.relname AS name, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type
        FROM unnest($1::text[], $2::text[]) AS t(schema, name)
        JOIN pg_namespace n ON n.nspname = t.schema
        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name
-       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped`,
+       -- a table without columns is listed too, with no column
+       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped`,
     [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
   const types = new Map<string, Map<string, string>>();
   for (const row of rows) {
     const key = qualified(row);
     if (!types.has(key)) types.set(key, new Map());
-    types.get(key)!.set(row.column, row.type);
+    if (row.column !== null) types.get(key)!.set(row.column, row.type);
   }
   return types;
 }

@@ -9,7 +9,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { messageOf, quoteIdent, quoteTable, sleep } from '../sql.js';
+import { copyColumns, messageOf, quoteIdent, quoteTable, sleep } from '../sql.js';
 import { CANONICAL_SESSION_SQL, settleAll, SOURCE_READ_SESSION_SQL } from '../connect/index.js';
 import {
   claimUnit,
@@ -67,13 +67,13 @@ export function sourceCopySql(unit: Pick<WorkUnit, 'source' | 'columns' | 'where
   if (unit.fromPage !== undefined) filters.push(`ctid >= '(${Number(unit.fromPage)},0)'::tid`);
   if (unit.toPage !== undefined) filters.push(`ctid < '(${Number(unit.toPage)},0)'::tid`);
   if (unit.where) filters.push(`(${unit.where})`);
-  if (filters.length === 0) return `COPY ${quoteTable(unit.source)} (${columns}) TO STDOUT (FORMAT ${format})`;
+  if (filters.length === 0) return `COPY ${quoteTable(unit.source)}${copyColumns(unit.columns.map(quoteIdent))} TO STDOUT (FORMAT ${format})`;
   return `COPY (SELECT ${columns} FROM ONLY ${quoteTable(unit.source)} WHERE ${filters.join(' AND ')}) TO STDOUT (FORMAT ${format})`;
 }
 
 export function targetCopySql(unit: Pick<WorkUnit, 'target' | 'columns' | 'binaryFormat' | 'freeze'>): string {
   const options = [`FORMAT ${unit.binaryFormat ? 'binary' : 'text'}`, ...(unit.freeze ? ['FREEZE'] : [])];
-  return `COPY ${quoteTable(unit.target)} (${unit.columns.map(quoteIdent).join(', ')}) FROM STDIN (${options.join(', ')})`;
+  return `COPY ${quoteTable(unit.target)}${copyColumns(unit.columns.map(quoteIdent))} FROM STDIN (${options.join(', ')})`;
 }
 
 /** Counts the bytes that pass and, with a limit, holds them back to at most `bytesPerSecond`. */

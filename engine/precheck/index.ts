@@ -3,8 +3,8 @@
  * {id, status, message, remediation}; a check that needs a connection that failed is skipped.
  */
 import type pg from 'pg';
-import { listTables } from '../catalog/tables.js';
-import { qualified, quoteTable } from '../sql.js';
+import { listTables, parseTableKey, TABLE_KEY, tableKey } from '../catalog/tables.js';
+import { quoteTable } from '../sql.js';
 import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type SecretsProvider, type Side } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -155,7 +155,8 @@ async function checkSelection(source: ServerFacts, objects: MigrationSpec['objec
   }
   const problems: string[] = [];
   for (const [key, options] of Object.entries(objects.tables)) {
-    const table = tables.find((t) => qualified(t) === key);
+    const named = TABLE_KEY.test(key) ? tableKey(parseTableKey(key)) : key;
+    const table = tables.find((t) => tableKey(t) === named);
     if (!table) {
       problems.push(`objects.tables["${key}"] names no selected table`);
       continue;

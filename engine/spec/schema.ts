@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TABLE_KEY } from '../catalog/tables.js';
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]{3,49}$/;
 const NO_FORBIDDEN_CHARS = /^[^=<>&'"]*$/;
@@ -13,7 +14,6 @@ const SECRET_REF = new RegExp(
 );
 const SNS_TOPIC_ARN = new RegExp(`^arn:${PARTITION}:sns:${REGION}:\\d{12}:[A-Za-z0-9_-]{1,256}(?:\\.fifo)?$`);
 const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-const SCHEMA_TABLE = /^[^.]+\.[^.]+$/;
 const SIZE = /^([1-9]\d*)\s*(b|kb|mb|gb|tb)?$/i;
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4 };
 
@@ -74,8 +74,8 @@ const pgIdentifier = z.string().regex(PG_IDENTIFIER, { error: PG_IDENTIFIER_MESS
 const schemaName = z.string().min(1).max(63);
 const schemaTableKey = z
   .string()
-  .regex(SCHEMA_TABLE, { error: 'key must be written "schema.table", e.g. "public.users"' })
-  .describe('A table written "schema.table".');
+  .regex(TABLE_KEY, { error: 'key must be written "schema.table", e.g. "public.users"; double-quote a name that contains a dot, e.g. public."v1.2"' })
+  .describe('A table written "schema.table"; a name that contains a dot or a double quote is double-quoted, e.g. public."v1.2".');
 
 const secretRef = z
   .string()

@@ -10,6 +10,7 @@ import { recordReplicationError } from '../control/index.js';
 import { CANONICAL_STARTUP_OPTIONS, withEndpoint, workingClientConfig, type SecretsProvider } from '../connect/index.js';
 import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
+import { parseTableKey, tableKey } from '../catalog/tables.js';
 import type { RetainedWalReading } from '../cdc/retained-wal.js';
 import { abandonSlotOverRetainedWal, retainedWalOptions } from './retained-wal.js';
 import { goneError, type CallbackStepContext } from './task.js';
@@ -93,7 +94,7 @@ export async function streamChanges(
     connectTarget,
     streamConfig,
     operations: Object.fromEntries(
-      Object.entries(spec.objects.tables).flatMap(([table, options]) => (options.operations ? [[table, options.operations]] : [])),
+      Object.entries(spec.objects.tables).flatMap(([table, options]) => (options.operations ? [[tableKey(parseTableKey(table)), options.operations]] : [])),
     ),
     ddl: { mode: spec.cdc.ddl, selection: spec.objects },
     log,

@@ -39,6 +39,8 @@ const SCHEMA = `
   ALTER TABLE app.family_kid INHERIT app.family;
   CREATE TABLE public.plain_thing (id int);
   CREATE TABLE app.refs (id int PRIMARY KEY, r regclass, t regtype, f regprocedure, c regconfig, ns regnamespace);
+  CREATE TABLE app.no_columns ();
+  ALTER TABLE app.no_columns REPLICA IDENTITY FULL;
 `;
 
 /** Initial rows, identical on both sides before the slot exists (deterministic SQL only). */
@@ -54,6 +56,7 @@ const SEED = `
   INSERT INTO app.shapes SELECT g, ROW(g, 'p' || g)::app.pt, ARRAY[ROW(g, 'a')::app.pt, ROW(NULL, 'b,"c"')::app.pt], ROW(g, NULL)::app.pt, g FROM generate_series(1, 20) g;
   INSERT INTO app.family SELECT g, 'parent ' || g FROM generate_series(1, 5) g;
   INSERT INTO app.family_kid SELECT g, 'kid ' || g, g FROM generate_series(101, 105) g;
+  INSERT INTO app.no_columns SELECT FROM generate_series(1, 3);
 `;
 
 /** Edge values per column of the typed table (text input forms). */
@@ -391,7 +394,7 @@ describe('Applier', () => {
     expect(zeros).toEqual([{ f: '0' }]);
   });
 
-  it('updates composite columns set-wise, truncates only the parent TRUNCATE ONLY names, and keeps reg* values by name', async () => {
+  it('updates composite columns set-wise, truncates only the parent TRUNCATE ONLY names, keeps reg* values by name, and applies a table without columns', async () => {
     await sourceTransaction([
       [`UPDATE app.shapes SET n = n + 1, p = ROW((p).x + 1, (p).label || '!')`, []],
       [`UPDATE app.shapes SET ps = array_append(ps, ROW(id, 'z')::app.pt), d = ROW(id * 2, 'd')::app.pt WHERE id % 2 = 0`, []],
@@ -402,6 +405,8 @@ describe('Applier', () => {
     await sourceTransaction([
       [`INSERT INTO app.refs VALUES (1, 'app.docs', 'app.pt', 'lower(text)', 'english', 'app'), (2, 'public.plain_thing', 'integer[]', NULL, 'simple', 'public')`, []],
       [`UPDATE app.refs SET t = 'app.pt_pos' WHERE id = 2`, []],
+      [`INSERT INTO app.no_columns SELECT FROM generate_series(1, 4)`, []],
+      [`DELETE FROM app.no_columns WHERE ctid IN (SELECT ctid FROM app.no_columns LIMIT 2)`, []],
     ]);
     const captured = await capture();
     const applier = new Applier(live, { migration: MIGRATION, conflictPolicy: 'error' });
@@ -410,6 +415,7 @@ describe('Applier', () => {
     expect(applier.stats.rowByRowChunks).toBe(0);
     const { rows } = await live.query(`SELECT (SELECT count(*)::int FROM ONLY app.family) AS parents, (SELECT count(*)::int FROM app.family_kid) AS kids`);
     expect(rows).toEqual([{ parents: 0, kids: 5 }]);
+    expect((await live.query('SELECT count(*)::int AS n FROM app.no_columns')).rows).toEqual([{ n: 5 }]);
     const refs = `SELECT r::oid::regclass::text, t::text, f::text, c::text, ns::text FROM app.refs ORDER BY id`;
     expect((await live.query(refs)).rows).toEqual((await sourceClient.query(refs)).rows);
   });

@@ -191,6 +191,26 @@ describe('compare on real clusters (PG 15 → PG 17)', () => {
     expect(unfiltered!.differences.every((d) => d.kind === 'missing' && Number(d.key.id) % 2 === 1)).toBe(true);
   });
 
+  it('reads an inheritance parent ONLY: its children are tables of their own', async () => {
+    await both(`CREATE SCHEMA inh;
+      CREATE TABLE inh.parent (id int PRIMARY KEY, v text); CREATE TABLE inh.kid (extra int) INHERITS (inh.parent);
+      CREATE TABLE inh.loose (v text); CREATE TABLE inh.loose_kid () INHERITS (inh.loose);
+      INSERT INTO inh.parent SELECT g, 'p' FROM generate_series(1, 10) g; INSERT INTO inh.loose VALUES ('a'), ('b');`);
+    // Only the children differ: the parents must still match.
+    await target.sql(`INSERT INTO inh.kid VALUES (100, 'k', 1); INSERT INTO inh.loose_kid VALUES ('c')`);
+    const tables: CompareTarget[] = [
+      { source: { schema: 'inh', name: 'parent' }, target: { schema: 'inh', name: 'parent' }, columns: ['id', 'v'], primaryKey: ['id'] },
+      { source: { schema: 'inh', name: 'loose' }, target: { schema: 'inh', name: 'loose' }, columns: ['v'], primaryKey: null },
+    ];
+    const results = await run(tables);
+    expect(results.map((r) => [r.source.name, r.status, r.sourceRows, r.targetRows])).toEqual([
+      ['parent', 'match', 10, 10],
+      ['loose', 'match', 2, 2],
+    ]);
+    const counted = await run(tables, { method: 'count' });
+    expect(counted.map((r) => r.status)).toEqual(['match', 'match']);
+  });
+
   it('compares one table on caller-owned connections', async () => {
     const [src, tgt] = await Promise.all([source.connect(), target.connect()]);
     try {

@@ -32,6 +32,13 @@ describe('operationFilter', () => {
     expect([insert(3), update(3), remove(3)].map((m) => keep(m)?.tag)).toEqual(['insert', 'update', 'delete']);
   });
 
+  it('keeps apart a table whose name contains a dot and the table its unquoted key would name', () => {
+    const keep = operationFilter({ 'app."v1.2"': ['insert'] });
+    keep(relation(1, 'app', 'v1.2'));
+    keep(relation(2, 'app.v1', '2'));
+    expect([remove(1), remove(2)].map((m) => keep(m)?.tag)).toEqual([undefined, 'delete']);
+  });
+
   it('narrows a TRUNCATE to the tables that allow it, and drops it when none does', () => {
     const keep = operationFilter({ 'app.audit': ['insert'], 'app.logs': ['insert', 'truncate'] });
     keep(relation(1, 'app', 'audit'));

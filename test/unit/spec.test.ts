@@ -9,6 +9,7 @@ import {
   type SpecProblem,
 } from '../../engine/spec/index.js';
 import { PgferryError } from '../../engine/errors.js';
+import { parseTableKey, tableKey, tableOptions } from '../../engine/catalog/tables.js';
 import { parseWithProblems } from '../../engine/spec/problems.js';
 
 const minimal = { name: 'orders-move', source: { secret: 'env:SOURCE_DB' }, target: { secret: 'env:TARGET_DB' } };
@@ -140,6 +141,21 @@ describe('section rules (ungated schema)', () => {
       { path: 'objects.tables.users', message: expect.stringContaining('"schema.table"') },
       { path: 'objects.tables["public.orders"].operations', message: 'must not list an operation twice' },
     ]);
+  });
+
+  it('names a table whose name contains a dot by double-quoting it, and finds its options whatever the spelling', () => {
+    const spec = parseSpec({
+      ...minimal,
+      objects: { tables: { 'app."v1.2"': { where: 'id > 0' }, '"odd.schema"."a""b"': { columns: ['id'] }, '"public"."users"': { excludeColumns: ['pw'] } } },
+    });
+    expect(tableOptions(spec.objects, { schema: 'app', name: 'v1.2' })).toEqual({ where: 'id > 0' });
+    expect(tableOptions(spec.objects, { schema: 'odd.schema', name: 'a"b' })).toEqual({ columns: ['id'] });
+    expect(tableOptions(spec.objects, { schema: 'public', name: 'users' })).toEqual({ excludeColumns: ['pw'] });
+    expect(tableOptions(spec.objects, { schema: 'app', name: 'v1' })).toEqual({});
+    expect(parseTableKey('app."v1.2"')).toEqual({ schema: 'app', name: 'v1.2' });
+    expect(tableKey({ schema: 'odd.schema', name: 'plain' })).toBe('"odd.schema".plain');
+    const problems = schemaProblemsOf({ ...minimal, objects: { tables: { 'app.v1.2': {} } } });
+    expect(problems).toEqual([{ path: 'objects.tables["app.v1.2"]', message: expect.stringContaining('double-quote a name that contains a dot') }]);
   });
 
   it('reports indices in paths', () => {

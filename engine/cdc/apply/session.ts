@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { isTransient } from '../../connect/index.js';
+import { copyColumns } from '../../sql.js';
 import { isConflictViolation } from './conflict.js';
 import { ApplyError } from './errors.js';
 import type { TargetTable } from './target-table.js';
@@ -96,7 +97,7 @@ export class TargetSession {
 
   /** COPY rows into the table (fastest insert path; a duplicate key raises unique_violation, which the set-wise path redoes row by row). */
   async copyIn(display: string, table: TargetTable, cols: number[], rows: Row[]): Promise<void> {
-    const sql = `COPY ${table.quoted} (${cols.map((i) => table.columns[i]!.quoted).join(', ')}) FROM STDIN`;
+    const sql = `COPY ${table.quoted}${copyColumns(cols.map((i) => table.columns[i]!.quoted))} FROM STDIN`;
     try {
       await pipeline(Readable.from(copyText(rows, cols)), this.client.query(copyFrom(sql)));
     } catch (error) {
