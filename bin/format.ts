@@ -148,6 +148,9 @@ function table(headers: string[], rows: string[][], rightAligned: Set<number>): 
   return [line(headers), line(widths.map((w) => '─'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
+/** How many not migrated or skipped objects the terminal report names; the JSON report has them all. */
+const MOST_NAMED = 50;
+
 /** The report as a person reads it in a terminal. */
 export function formatReport(report: MigrationReport): string {
   const statuses = ['created', 'existing', 'truncated', 'replaced', 'skipped', 'not_migrated'];
@@ -175,9 +178,12 @@ export function formatReport(report: MigrationReport): string {
     '',
     objects,
   ];
-  if (report.notMigrated.length > 0) {
-    lines.push('', 'Not migrated:', ...report.notMigrated.map((o) => `  ${o.kind} ${o.identity}${o.detail ? `: ${o.detail}` : ''}`));
-  }
+  const named = (list: MigrationReport['skipped']) => {
+    const shown = list.slice(0, MOST_NAMED).map((o) => `  ${o.kind} ${o.identity}${o.detail ? `: ${o.detail}` : ''}`);
+    return list.length > MOST_NAMED ? [...shown, `  … and ${list.length - MOST_NAMED} more (--report FILE lists every one)`] : shown;
+  };
+  if (report.notMigrated.length > 0) lines.push('', 'Not migrated:', ...named(report.notMigrated));
+  if (report.skipped.length > 0) lines.push('', 'Skipped:', ...named(report.skipped));
   lines.push(
     '',
     tables,

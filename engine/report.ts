@@ -5,7 +5,8 @@
  */
 import type pg from 'pg';
 import {
-  notMigratedObjects,
+  leftOutObjects,
+  type LeftOutObject,
   readProgress,
   schemaObjectCounts,
   type MigrationProgress,
@@ -42,7 +43,10 @@ export interface MigrationReport {
   finishedAt: string | null;
   seconds: number;
   objects: ObjectKindReport[];
+  /** Objects of a kind pgferry does not create, each with the reason. */
   notMigrated: { kind: string; identity: string; detail: string | null }[];
+  /** Objects left out by the selection, a sync flag or a dependency, each with the reason. */
+  skipped: { kind: string; identity: string; detail: string | null }[];
   tables: TableReport[];
   totals: { tables: number; rows: number; bytes: number; loadSeconds: number; mbPerSecond: number };
   /** CDC modes: what was streamed and applied, and how cutover went. */
@@ -70,7 +74,7 @@ const rate = (bytes: number, seconds: number) => (seconds > 0 ? Math.round((byte
 export async function buildReport(target: pg.Client, migration: string): Promise<MigrationReport | undefined> {
   const progress = await readProgress(target, migration);
   if (!progress) return undefined;
-  return reportOf(progress, await schemaObjectCounts(target, migration), await notMigratedObjects(target, migration));
+  return reportOf(progress, await schemaObjectCounts(target, migration), await leftOutObjects(target, migration));
 }
 
 const hundredths = (value: number) => Math.round(value * 100) / 100;
@@ -79,8 +83,10 @@ const hundredths = (value: number) => Math.round(value * 100) / 100;
 export function reportOf(
   progress: MigrationProgress,
   objects: ObjectKindReport[],
-  notMigrated: MigrationReport['notMigrated'],
+  leftOut: LeftOutObject[],
 ): MigrationReport {
+  const listed = (status: LeftOutObject['status']) =>
+    leftOut.filter((o) => o.status === status).map(({ kind, identity, detail }) => ({ kind, identity, detail }));
   const { run } = progress;
   const compared = new Map(progress.comparisons.map((c) => [JSON.stringify([c.source.schema, c.source.name]), c]));
   const tables: TableReport[] = progress.tables.map((t) => {
@@ -110,7 +116,8 @@ export function reportOf(
     finishedAt: run.finishedAt?.toISOString() ?? null,
     seconds: hundredths(run.seconds),
     objects,
-    notMigrated,
+    notMigrated: listed('not_migrated'),
+    skipped: listed('skipped'),
     tables,
     totals: { tables: tables.length, rows, bytes, loadSeconds, mbPerSecond: rate(bytes, loadSeconds) },
     ...(progress.replication ? { replication: replicationReport(progress.replication, progress.retainedWal) } : {}),

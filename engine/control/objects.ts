@@ -51,10 +51,19 @@ export async function schemaObjectCounts(target: pg.Client, migration: string): 
   return [...kinds].map(([kind, counts]) => ({ kind, counts }));
 }
 
+/** An object the migration left out: not migrated (a kind pgferry does not create) or skipped (the selection, a flag, a dependency). */
+export interface LeftOutObject {
+  kind: string;
+  identity: string;
+  status: 'not_migrated' | 'skipped';
+  detail: string | null;
+}
+
 /** The objects left behind on purpose, with the reason. */
-export async function notMigratedObjects(target: pg.Client, migration: string): Promise<{ kind: string; identity: string; detail: string | null }[]> {
-  const { rows } = await target.query<{ kind: string; identity: string; detail: string | null }>(
-    `SELECT kind, identity, detail FROM pgferry.schema_objects WHERE migration = $1 AND status = 'not_migrated' ORDER BY kind, identity`,
+export async function leftOutObjects(target: pg.Client, migration: string): Promise<LeftOutObject[]> {
+  const { rows } = await target.query<LeftOutObject>(
+    `SELECT kind, identity, status, detail FROM pgferry.schema_objects
+      WHERE migration = $1 AND status IN ('not_migrated', 'skipped') ORDER BY kind, identity`,
     [migration],
   );
   return rows;

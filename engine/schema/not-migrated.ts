@@ -117,5 +117,10 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
      ORDER BY 1, 2`,
     [schemas, spec.cdc.publicationName ? [spec.cdc.publicationName] : []],
   );
-  return rows.map((r) => ({ kind: r.kind, identity: r.identity, status: 'not_migrated', detail: r.detail ?? DETAIL[r.kind] }));
+  return rows.map((r) => ({
+    kind: r.kind,
+    identity: r.identity,
+    status: 'not_migrated',
+    detail: r.detail ?? DETAIL[r.kind] ?? `pgferry does not create ${r.kind} objects yet`,
+  }));
 }

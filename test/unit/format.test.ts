@@ -214,8 +214,10 @@ describe('formatReport', () => {
     objects: [
       { kind: 'table', counts: { created: 2 } },
       { kind: 'trigger', counts: { not_migrated: 1 } },
+      { kind: 'view', counts: { skipped: 1 } },
     ],
     notMigrated: [{ kind: 'trigger', identity: 'public.audit', detail: 'event triggers are not migrated' }],
+    skipped: [{ kind: 'view', identity: 'public.v', detail: 'depends on table public.gone, which is not migrated' }],
     tables: [
       { table: 'public.orders', target: 'public.orders', rows: 1000, bytes: 2 * 1024 * 1024, seconds: 1.5, mbPerSecond: 1.3, units: 2, compare: 'match', differences: 0 },
       { table: 'public.items', target: 'public.items', rows: 5, bytes: 100, seconds: 0.25, mbPerSecond: 0, units: 1, compare: 'mismatch', differences: 3 },
@@ -223,17 +225,21 @@ describe('formatReport', () => {
     totals: { tables: 2, rows: 1005, bytes: 2 * 1024 * 1024 + 100, loadSeconds: 1.5, mbPerSecond: 1.3 },
   };
 
-  it('shows the objects per kind and status, what was not migrated, and the tables with their totals', () => {
+  it('shows the objects per kind and status, what was not migrated or skipped and why, and the tables with their totals', () => {
     expect(formatReport(report).split('\n')).toEqual([
       'Migration shop (full+cdc): done',
       '',
-      'object kind  created  not migrated',
-      '───────────  ───────  ────────────',
-      'table              2             0',
-      'trigger            0             1',
+      'object kind  created  skipped  not migrated',
+      '───────────  ───────  ───────  ────────────',
+      'table              2        0             0',
+      'trigger            0        0             1',
+      'view               0        1             0',
       '',
       'Not migrated:',
       '  trigger public.audit: event triggers are not migrated',
+      '',
+      'Skipped:',
+      '  view public.v: depends on table public.gone, which is not migrated',
       '',
       'table          rows   bytes    time  MB/s  compare',
       '─────────────  ────  ──────  ──────  ────  ────────────',
@@ -244,12 +250,21 @@ describe('formatReport', () => {
     ]);
   });
 
+  it('names the first 50 skipped objects and says how many more the JSON report lists', () => {
+    const skipped = Array.from({ length: 52 }, (_, i) => ({ kind: 'table', identity: `public.t${i}`, detail: 'not selected by objects' }));
+    const lines = formatReport({ ...report, notMigrated: [], skipped }).split('\n');
+    const first = lines.indexOf('Skipped:');
+    expect(lines.slice(first + 1, first + 2)).toEqual(['  table public.t0: not selected by objects']);
+    expect(lines[first + 51]).toBe('  … and 2 more (--report FILE lists every one)');
+  });
+
   it("shows the first line of the error, and what CDC applied and how cutover drained", () => {
     const text = formatReport({
       ...report,
       phase: 'failed',
       error: 'pgferry.CompareMismatch: 1 table differs\nmore detail',
       notMigrated: [],
+      skipped: [],
       replication: { slot: 'pgferry_shop', consistentLsn: '0/1', appliedLsn: '0/2', transactions: 7, rows: 70, restarts: 1, fenced: true, drainSeconds: 0.5 },
     });
     expect(text.split('\n')[0]).toBe('Migration shop (full+cdc): failed — pgferry.CompareMismatch: 1 table differs');

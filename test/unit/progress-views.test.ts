@@ -161,7 +161,10 @@ describe('reportOf', () => {
         replication,
       }),
       [{ kind: 'table', counts: { created: 2 } }],
-      [{ kind: 'role', identity: 'app', detail: 'roles are not migrated' }],
+      [
+        { kind: 'role', identity: 'app', status: 'not_migrated', detail: 'roles are not migrated' },
+        { kind: 'table', identity: 'shop.scratch', status: 'skipped', detail: 'not selected by objects' },
+      ],
     );
     expect(report).toEqual({
       migration: 'shop-move',
@@ -174,6 +177,7 @@ describe('reportOf', () => {
       seconds: 12.35,
       objects: [{ kind: 'table', counts: { created: 2 } }],
       notMigrated: [{ kind: 'role', identity: 'app', detail: 'roles are not migrated' }],
+      skipped: [{ kind: 'table', identity: 'shop.scratch', detail: 'not selected by objects' }],
       tables: [
         { table: 'shop.items', target: 'shop.items', rows: 100, bytes: 2 * MB, seconds: 1, mbPerSecond: 2, units: 2, compare: 'not compared', differences: 0 },
         { table: 'shop.orders', target: 'shop.orders', rows: 50, bytes: 2 * MB, seconds: 2, mbPerSecond: 1, units: 1, compare: 'mismatch', differences: 2 },
