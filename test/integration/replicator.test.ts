@@ -14,9 +14,12 @@ let source: LocalCluster;
 let target: LocalCluster;
 
 const TABLES = `
-  CREATE TABLE items (id int PRIMARY KEY, name text, at timestamptz);
-  CREATE TABLE log (line text, n int);
-  ALTER TABLE log REPLICA IDENTITY FULL;`;
+  CREATE TABLE public.items (id int PRIMARY KEY, name text, at timestamptz);
+  CREATE TABLE public.log (line text, n int);
+  ALTER TABLE public.log REPLICA IDENTITY FULL;
+  CREATE SCHEMA app;
+  CREATE TABLE app.things (id int);
+  CREATE TABLE public.refs (id int PRIMARY KEY, r regclass, t regtype[]);`;
 
 beforeAll(async () => {
   // A short wal_sender_timeout makes the walsender send keepalives (and ask for replies) often.
@@ -32,18 +35,25 @@ afterAll(async () => {
 
 
 /** A database pair with a registered slot, and a replicator running on it. */
-async function setUp(database: string, extra: { streamBlock?: string; operations?: Record<string, ('insert' | 'update' | 'delete' | 'truncate')[]> } = {}) {
+async function setUp(
+  database: string,
+  extra: { streamBlock?: string; operations?: Record<string, ('insert' | 'update' | 'delete' | 'truncate')[]>; sourceSearchPath?: string } = {},
+) {
   const migration = `rep-${database}`;
   const slotName = `pgferry_${database}`;
   await source.sql(`CREATE DATABASE ${database}`);
   await target.sql(`CREATE DATABASE ${database}`);
+  if (extra.sourceSearchPath) await source.sql(`ALTER DATABASE ${database} SET search_path = ${extra.sourceSearchPath}`);
   await source.sql(TABLES, database);
   await target.sql(TABLES, database);
   const control = await target.connect(database);
   await ensureControlSchema(control);
   await beginMigration(control, migration, { mode: 'full+cdc' });
   const src = await source.connect(database);
-  await ensurePublication(src, { name: slotName, tables: [{ schema: 'public', name: 'items' }, { schema: 'public', name: 'log' }] });
+  await ensurePublication(src, {
+    name: slotName,
+    tables: ['items', 'log', 'refs'].map((name) => ({ schema: 'public', name })),
+  });
   const holder = await createSlotWithSnapshot(replicationConnector(source, database), slotName);
   await holder.release();
   await registerReplication(control, migration, { slotName, publicationName: slotName, consistentLsn: holder.slot.consistentLsn });
@@ -71,7 +81,8 @@ async function setUp(database: string, extra: { streamBlock?: string; operations
       ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
     log: (line) => log.push(line),
     signal,
-    ...extra,
+    ...(extra.streamBlock ? { streamBlock: extra.streamBlock } : {}),
+    ...(extra.operations ? { operations: extra.operations } : {}),
   });
   const run = startReplicator(logs, stop.signal).then(
     (end) => (ended = end),
@@ -105,6 +116,21 @@ async function expectSame(database: string) {
 }
 
 describe('the CDC streamer + applier loop', () => {
+  it('replicates reg* values by qualified name, whatever search_path the source database sets', async () => {
+    const r = await setUp('regs', { sourceSearchPath: 'app, public' });
+    try {
+      await r.src.query(`INSERT INTO public.refs VALUES (1, 'app.things', '{app.things,int4}'), (2, 'public.items', NULL)`);
+      await r.drain();
+      const [refs] = await target.sql('SELECT id, r::text, t::text FROM refs ORDER BY id', 'regs');
+      expect(refs!.rows).toEqual([
+        { id: 1, r: 'app.things', t: '{app.things,integer}' },
+        { id: 2, r: 'items', t: null },
+      ]);
+    } finally {
+      await r.stop();
+    }
+  });
+
   it('never lets the slot confirm past what the target has committed, even across keepalives, then catches up', async () => {
     const r = await setUp('blocked');
     try {
