@@ -10,25 +10,15 @@ const IN_SELECTION = (column: string) => `${column} IN (SELECT oid FROM sel)`;
 
 /** Schema-scoped catalogs whose objects are not migrated: [kind, catalog, namespace column, extra condition]. */
 const SCOPED: [string, string, string, string][] = [
-  ['aggregate', 'pg_proc', 'pronamespace', `prokind = 'a'`],
   ['type', 'pg_type', 'typnamespace', `typtype IN ('b', 'p') AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = x.oid)`],
   ['foreign table', 'pg_class', 'relnamespace', `relkind = 'f'`],
   ['statistics', 'pg_statistic_ext', 'stxnamespace', 'true'],
-  ['operator', 'pg_operator', 'oprnamespace', 'true'],
-  ['operator class', 'pg_opclass', 'opcnamespace', 'true'],
-  ['operator family', 'pg_opfamily', 'opfnamespace', 'true'],
-  ['conversion', 'pg_conversion', 'connamespace', 'true'],
-  ['text search configuration', 'pg_ts_config', 'cfgnamespace', 'true'],
-  ['text search dictionary', 'pg_ts_dict', 'dictnamespace', 'true'],
-  ['text search parser', 'pg_ts_parser', 'prsnamespace', 'true'],
-  ['text search template', 'pg_ts_template', 'tmplnamespace', 'true'],
 ];
 
 const DETAIL: Record<string, string> = {
   rule: 'rules are not migrated',
   policy: 'row-level security policies are not migrated',
   'row level security': 'ENABLE/FORCE ROW LEVEL SECURITY is not migrated',
-  aggregate: 'aggregates are not migrated',
   type: 'base and shell types are not migrated',
   'foreign table': 'foreign tables, their servers and user mappings are not migrated',
   statistics: 'extended statistics objects are not migrated',

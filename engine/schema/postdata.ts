@@ -186,6 +186,7 @@ async function postData(
     for (const setting of settings) await target.query(`SET ${setting}`);
     const run = await startRun(target, targetConnect, spec, settings, { parallelism, mayRun }, objects);
     await createKeysIndexesAndConstraints(run, catalog);
+    await addNotValidDomainChecks(run, plan);
     await createForeignKeys(run, plan, catalog);
     await setIndexProperties(run, catalog);
     await createTriggers(run, catalog);
@@ -266,6 +267,27 @@ async function createKeysIndexesAndConstraints({ sync, report, toCreate, runAll 
     report('index', index.identity, 'skipped', 'invalid on the source');
   await runAll(keys.filter((job) => toCreate(job.kind, job.identity, true, 'constraints')));
   await runAll(others.filter((job) => toCreate(job.kind, job.identity, job.kind === 'index' ? sync.indexes : sync.constraints, job.kind === 'index' ? 'indexes' : 'constraints')));
+}
+
+/** 2b. A domain's NOT VALID checks, after the load: the rows they were never checked against are in now. */
+async function addNotValidDomainChecks({ target, report, run }: PostDataRun, plan: SchemaPlan): Promise<void> {
+  const checks = plan.nodes.flatMap((n) => n.notValidChecks ?? []);
+  if (checks.length === 0) return;
+  const { rows } = await target.query<{ identity: string }>(
+    `SELECT i.identity FROM pg_constraint k JOIN pg_type t ON t.oid = k.contypid JOIN pg_namespace n ON n.oid = t.typnamespace,
+            format('%I.%I.%I', n.nspname, t.typname, k.conname) i(identity)
+      WHERE i.identity = ANY($1::text[])`,
+    [checks.map((c) => c.identity)],
+  );
+  const existing = new Set(rows.map((r) => r.identity));
+  for (const check of checks) {
+    if (existing.has(check.identity)) {
+      report('domain constraint', check.identity, 'existing');
+      continue;
+    }
+    await run('domain constraint', check.identity, [check.sql]);
+    report('domain constraint', check.identity, 'created', 'NOT VALID on the source, added after the load');
+  }
 }
 
 /** 3. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side. */

@@ -9,6 +9,7 @@ import type { MigrationSpec } from '../spec/index.js';
 import { withTransaction } from '../sql.js';
 import { planSchema } from './plan.js';
 import { readSource, runFor, SchemaConflictError, TARGET_SETTINGS, type SchemaObjectResult } from './objects.js';
+import { KINDS_EXISTING } from './operators.js';
 
 export interface PreDataResult {
   tables: TableInfo[];
@@ -25,12 +26,22 @@ async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
      UNION ALL SELECT 'coll ' || format('%I.%I', n.nspname, co.collname) FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
      UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM pg_namespace
-     UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension`,
+     UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension
+     UNION ALL ${KINDS_EXISTING}`,
   );
   return new Set(rows.map((r) => r.key));
 }
 
-const EXISTS_AS: Record<string, string> = { collation: 'coll', type: 'type', function: 'proc', procedure: 'proc' };
+/** How `existingOnTarget` names a kind; the kinds of KINDS_EXISTING by their own name. */
+const EXISTS_AS: Record<string, string> = {
+  collation: 'coll',
+  function: 'proc',
+  procedure: 'proc',
+  aggregate: 'proc',
+  sequence: 'rel',
+  view: 'rel',
+  'materialized view': 'rel',
+};
 
 export async function migratePreData(source: pg.Client, target: pg.Client, spec: MigrationSpec): Promise<PreDataResult> {
   const plan = await readSource(source, () => planSchema(source, spec));
@@ -78,7 +89,7 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
         report('table', node.identity, status, detail);
         continue;
       }
-      const existed = exists(EXISTS_AS[node.kind] ?? 'rel', node.identity);
+      const existed = exists(EXISTS_AS[node.kind] ?? node.kind, node.identity);
       const replaceable = node.kind === 'function' || node.kind === 'procedure' || node.kind === 'view';
       if (existed && !replaceable) {
         report(node.kind, node.identity, 'existing', detail);
