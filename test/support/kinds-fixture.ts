@@ -4,6 +4,7 @@
  * partitions and inheritance children with their own column order, a NOT VALID domain check
  * its rows violate, and dependency chains through all of them. Runs on PostgreSQL 13 and later.
  */
+import type pg from 'pg';
 
 /** The objects; all of them in schemas `kinds` and `kinds_other` (a cast between types of the latter). */
 export const KINDS_SCHEMA_SQL = `
@@ -58,15 +59,15 @@ CREATE AGGREGATE kinds.my_rank(VARIADIC "any" ORDER BY VARIADIC "any") (SFUNC = 
   FINALFUNC = rank_final, FINALFUNC_EXTRA, FINALFUNC_MODIFY = READ_WRITE, HYPOTHETICAL);
 CREATE AGGREGATE kinds.my_count(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0');
 
--- Casts: with a function (assignment), with inout (implicit), without function (used by a view, with no dependency on it).
+-- Casts: with a function (assignment), with inout (implicit), without function (a view uses it, with no dependency on it).
 CREATE TYPE kinds.mood AS ENUM ('sad', 'ok', 'happy');
 CREATE FUNCTION kinds.mood_rank(kinds.mood) RETURNS int LANGUAGE sql IMMUTABLE
   AS $$ SELECT CASE $1 WHEN 'sad' THEN 0 WHEN 'ok' THEN 1 ELSE 2 END $$;
 CREATE CAST (kinds.mood AS int) WITH FUNCTION kinds.mood_rank(kinds.mood) AS ASSIGNMENT;
 CREATE CAST (kinds.mood AS varchar) WITH INOUT AS IMPLICIT;
-CREATE TYPE kinds.span AS RANGE (SUBTYPE = int);
-CREATE CAST (kinds.span AS int4range) WITHOUT FUNCTION;
+-- (PostgreSQL 18 refuses WITHOUT FUNCTION for a range, enum, composite or domain type: this one is between built-in types.)
 CREATE CAST (xid AS int) WITHOUT FUNCTION;
+CREATE TYPE kinds.span AS RANGE (SUBTYPE = int);
 
 -- Text search: a template, a dictionary with options, a parser, a configuration with mappings to several dictionaries.
 CREATE TEXT SEARCH TEMPLATE kinds.simple_tmpl (INIT = dsimple_init, LEXIZE = dsimple_lexize);
@@ -107,9 +108,10 @@ CREATE TABLE kinds.tags (item int, tag text);
 CREATE VIEW kinds.tags_by_item AS SELECT item, kinds.group_concat(tag) AS tags, kinds.my_count(*) AS n FROM kinds.tags GROUP BY item;
 CREATE VIEW kinds.tag_summary AS SELECT count(*) AS items, kinds.my_avg(n::int) AS average FROM kinds.tags_by_item;
 CREATE VIEW kinds.doc_moods AS
-  SELECT id, mood::int AS mood_rank, span::int4range AS int_span, mood::varchar AS mood_text, OPERATOR(kinds.~~~) id AS negated,
+  SELECT id, mood::int AS mood_rank, mood::varchar AS mood_text, OPERATOR(kinds.~~~) id AS negated,
          kinds.my_min(id) OVER () AS first_id
     FROM kinds.docs WHERE id OPERATOR(kinds.===) id;
+CREATE VIEW kinds.doc_versions AS SELECT id, xmin::int AS version FROM kinds.docs;
 CREATE VIEW kinds.doc_rank AS
   SELECT kinds.my_rank(2) WITHIN GROUP (ORDER BY id) AS rank, kinds.my_median(0.5) WITHIN GROUP (ORDER BY id::float8) AS median,
          kinds.my_big_avg(id) AS average
@@ -153,3 +155,79 @@ INSERT INTO kinds.settings VALUES (1, 'high');
 
 /** After the rows: a check that the existing rows violate, added NOT VALID. */
 export const KINDS_AFTER_ROWS_SQL = `ALTER DOMAIN kinds.small ADD CONSTRAINT small_limit CHECK (VALUE < 100) NOT VALID;`;
+
+const KINDS = `IN (SELECT oid FROM pg_namespace WHERE nspname IN ('kinds', 'kinds_other'))`;
+
+/** The objects of these kinds in a database, read independently of pgferry's deparsing, for comparing a source with its target. */
+export async function kindsSnapshot(client: pg.Client): Promise<Record<string, unknown[]>> {
+  await client.query(`SET search_path = ''`);
+  const read = async (sql: string) => (await client.query(sql)).rows;
+  return {
+    aggregates: await read(
+      `SELECT a.aggfnoid::regprocedure::text AS aggregate, pg_get_function_arguments(a.aggfnoid) AS arguments, a.aggkind, a.aggnumdirectargs,
+              a.aggtransfn::text, a.aggfinalfn::text, a.aggcombinefn::text, a.aggserialfn::text, a.aggdeserialfn::text,
+              a.aggmtransfn::text, a.aggminvtransfn::text, a.aggmfinalfn::text, a.aggfinalextra, a.aggmfinalextra,
+              a.aggfinalmodify, a.aggmfinalmodify, a.aggsortop::regoperator::text AS sortop, format_type(a.aggtranstype, NULL) AS stype,
+              a.aggtransspace, format_type(nullif(a.aggmtranstype, 0), NULL) AS mstype, a.aggmtransspace, a.agginitval, a.aggminitval,
+              p.proparallel
+         FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid WHERE p.pronamespace ${KINDS} ORDER BY 1`,
+    ),
+    operators: await read(
+      `SELECT o.oid::regoperator::text AS operator, o.oprkind, o.oprcanmerge, o.oprcanhash, o.oprcode::text, o.oprrest::text,
+              o.oprjoin::text, o.oprcom::regoperator::text AS commutator, o.oprnegate::regoperator::text AS negator,
+              format_type(o.oprresult, NULL) AS result
+         FROM pg_operator o WHERE o.oprnamespace ${KINDS} ORDER BY 1`,
+    ),
+    families: await read(
+      `SELECT f.opfname, am.amname FROM pg_opfamily f JOIN pg_am am ON am.oid = f.opfmethod WHERE f.opfnamespace ${KINDS} ORDER BY 1, 2`,
+    ),
+    classes: await read(
+      `SELECT c.opcname, am.amname, c.opcdefault, f.opfname, format_type(c.opcintype, NULL) AS type, format_type(nullif(c.opckeytype, 0), NULL) AS storage
+         FROM pg_opclass c JOIN pg_am am ON am.oid = c.opcmethod JOIN pg_opfamily f ON f.oid = c.opcfamily
+        WHERE c.opcnamespace ${KINDS} ORDER BY 1, 2`,
+    ),
+    members: await read(
+      `SELECT f.opfname, 'operator' AS member, o.amopstrategy AS number, o.amopopr::regoperator::text AS item, o.amoppurpose::text AS purpose,
+              (SELECT opfname FROM pg_opfamily WHERE oid = o.amopsortfamily) AS sort_family,
+              format_type(o.amoplefttype, NULL) AS lefttype, format_type(o.amoprighttype, NULL) AS righttype,
+              (SELECT string_agg(pg_describe_object(d.refclassid, d.refobjid, 0) || ' ' || d.deptype::text, ', ' ORDER BY 1) FROM pg_depend d
+                WHERE d.classid = 'pg_amop'::regclass AND d.objid = o.oid AND d.refclassid IN ('pg_opclass'::regclass, 'pg_opfamily'::regclass)) AS owner
+         FROM pg_amop o JOIN pg_opfamily f ON f.oid = o.amopfamily WHERE f.opfnamespace ${KINDS}
+       UNION ALL
+       SELECT f.opfname, 'function', p.amprocnum, p.amproc::regprocedure::text, NULL, NULL,
+              format_type(p.amproclefttype, NULL), format_type(p.amprocrighttype, NULL),
+              (SELECT string_agg(pg_describe_object(d.refclassid, d.refobjid, 0) || ' ' || d.deptype::text, ', ' ORDER BY 1) FROM pg_depend d
+                WHERE d.classid = 'pg_amproc'::regclass AND d.objid = p.oid AND d.refclassid IN ('pg_opclass'::regclass, 'pg_opfamily'::regclass))
+         FROM pg_amproc p JOIN pg_opfamily f ON f.oid = p.amprocfamily WHERE f.opfnamespace ${KINDS}
+        ORDER BY 1, 2, 3, 4`,
+    ),
+    casts: await read(
+      `SELECT format_type(c.castsource, NULL) AS source, format_type(c.casttarget, NULL) AS target, c.castfunc::regprocedure::text AS function,
+              c.castcontext, c.castmethod
+         FROM pg_cast c WHERE c.oid >= 16384
+          AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_cast'::regclass AND i.objid = c.oid AND i.deptype = 'i')
+        ORDER BY 1, 2`,
+    ),
+    textSearch: await read(
+      `SELECT 'template' AS kind, tmplname AS name, concat_ws(' ', tmplinit::text, tmpllexize::text) AS def FROM pg_ts_template WHERE tmplnamespace ${KINDS}
+       UNION ALL SELECT 'parser', prsname, concat_ws(' ', prsstart::text, prstoken::text, prsend::text, prslextype::text, prsheadline::text)
+         FROM pg_ts_parser WHERE prsnamespace ${KINDS}
+       UNION ALL SELECT 'dictionary', dictname, concat_ws(' ', (SELECT tmplname FROM pg_ts_template WHERE oid = dicttemplate), dictinitoption)
+         FROM pg_ts_dict WHERE dictnamespace ${KINDS}
+       UNION ALL SELECT 'configuration', c.cfgname, (SELECT prsname FROM pg_ts_parser WHERE oid = c.cfgparser) || ': ' ||
+              (SELECT string_agg(t.alias || '=' || m.mapdict::regdictionary::text, ' ' ORDER BY m.maptokentype, m.mapseqno)
+                 FROM pg_ts_config_map m JOIN ts_token_type(c.cfgparser) t ON t.tokid = m.maptokentype WHERE m.mapcfg = c.oid)
+         FROM pg_ts_config c WHERE c.cfgnamespace ${KINDS}
+       UNION ALL SELECT 'conversion', conname, concat_ws(' ', pg_encoding_to_char(conforencoding), pg_encoding_to_char(contoencoding), condefault)
+         FROM pg_conversion WHERE connamespace ${KINDS}
+       ORDER BY 1, 2`,
+    ),
+    tables: await read(
+      `SELECT c.relname, format_type(nullif(c.reloftype, 0), NULL) AS of_type,
+              string_agg(format('%s local=%s inherited=%s', a.attname, a.attislocal, a.attinhcount), ', ' ORDER BY a.attnum) AS columns
+         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+        WHERE c.relnamespace ${KINDS} AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+        GROUP BY c.oid, c.relname, c.reloftype ORDER BY 1`,
+    ),
+  };
+}
