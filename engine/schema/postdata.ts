@@ -56,6 +56,7 @@ async function readCatalog(source: pg.Client, relations: number[]) {
        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_class r ON r.oid = k.confrelid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
       WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('p', 'u', 'c', 'x', 'f') AND k.conparentid = 0 AND k.conislocal
+        AND NOT (k.contype = 'c' AND k.coninhcount > 0) -- a child's own copy of an inherited check comes with its table
       ORDER BY 1`,
     [relations],
   );

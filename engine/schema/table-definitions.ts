@@ -21,6 +21,11 @@ interface TableRow {
   replident: string;
   /** A typed table's composite type (`CREATE TABLE … OF`). */
   of_type: string | null;
+  /**
+   * CHECK constraints both its own and inherited, created with the table (as pg_dump does): added in
+   * post-data after its parent's (which recurses to it), the child's own would be refused.
+   */
+  own_inherited_checks: string[];
 }
 
 interface ColumnRow {
@@ -86,7 +91,9 @@ async function readTableRows(source: pg.Client, oids: number[]): Promise<TableRo
             ARRAY(SELECT format('%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(c.reloptions) o
                   UNION ALL
                   SELECT format('toast.%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(tc.reloptions) o) AS options,
-            c.relreplident::text AS replident, CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END AS of_type
+            c.relreplident::text AS replident, CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END AS of_type,
+            ARRAY(SELECT format('ADD CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
+                   WHERE k.conrelid = c.oid AND k.contype = 'c' AND k.conislocal AND k.coninhcount > 0 ORDER BY k.conname) AS own_inherited_checks
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_am am ON am.oid = c.relam LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
       WHERE c.oid = ANY($1::oid[])`,
@@ -140,12 +147,13 @@ function tableNode(t: TableRow, columnsOf: Map<number, ColumnRow[]>, byOid: Map<
     : t.partition
       ? [`ALTER TABLE ${parents[0]!.identity} ATTACH PARTITION ${t.identity} ${t.bound}`]
       : parents.map((p) => `ALTER TABLE ${t.identity} INHERIT ${p.identity}`);
+  const checks = t.own_inherited_checks.length ? [`ALTER TABLE ONLY ${t.identity} ${t.own_inherited_checks.join(', ')}`] : [];
   return {
     key: `rel:${t.oid}`,
     kind: 'table',
     identity: t.identity,
     schema: t.schema,
-    create: [sql, ...attach, ...(changes.length ? [`ALTER TABLE ONLY ${t.identity} ${changes.join(', ')}`] : [])],
+    create: [sql, ...checks, ...attach, ...(changes.length ? [`ALTER TABLE ONLY ${t.identity} ${changes.join(', ')}`] : [])],
     finish: [],
     note: unselected ? `inherits from ${unselected} table(s) that are not selected; their columns are declared on it instead` : undefined,
   };

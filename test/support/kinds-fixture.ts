@@ -122,8 +122,8 @@ CREATE TABLE kinds.events (id int NOT NULL, at date NOT NULL, note text) PARTITI
 CREATE TABLE kinds.events_2025 PARTITION OF kinds.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 CREATE TABLE kinds.events_2026 (note text, at date NOT NULL, id int NOT NULL);
 ALTER TABLE kinds.events ATTACH PARTITION kinds.events_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-CREATE TABLE kinds.base (id int, name text);
-CREATE TABLE kinds.base_added (name text, extra int, id int);
+CREATE TABLE kinds.base (id int CHECK (id > 0), name text);
+CREATE TABLE kinds.base_added (name text, extra int, id int CONSTRAINT base_id_check CHECK (id > 0));
 ALTER TABLE kinds.base_added INHERIT kinds.base;
 CREATE TABLE kinds.base_created (more text) INHERITS (kinds.base);
 
