@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { MigrationSpec } from '../spec/index.js';
 import type { SchemaObjectResult } from './objects.js';
+import { builtInFamilyMembers } from './operators.js';
 
 const IN_SELECTION = (column: string) => `${column} IN (SELECT oid FROM sel)`;
 
@@ -26,6 +27,7 @@ const DETAIL: Record<string, string> = {
   publication: 'publications are not migrated',
   subscription: 'subscriptions are not migrated',
   'default privileges': 'default privileges are not migrated',
+  'operator family member': 'members added to an operator family pgferry does not create (a built-in one) are not migrated',
 };
 
 export async function notMigrated(source: pg.Client, schemas: string[], spec: MigrationSpec): Promise<SchemaObjectResult[]> {
@@ -43,6 +45,7 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
        UNION ALL SELECT 'row level security', 'pg_class'::regclass, c.oid, 0 FROM pg_class c
         WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND ${IN_SELECTION('c.relnamespace')}
        UNION ALL ${scoped.join('\n       UNION ALL ')}
+       UNION ALL ${builtInFamilyMembers(IN_SELECTION)}
        UNION ALL SELECT 'event trigger', 'pg_event_trigger'::regclass, oid, 0 FROM pg_event_trigger
         WHERE evtname NOT IN ('pgferry_capture_ddl', 'pgferry_capture_drop')
        UNION ALL SELECT 'publication', 'pg_publication'::regclass, oid, 0 FROM pg_publication WHERE pubname <> ALL($2::text[])

@@ -141,3 +141,10 @@ export const KINDS_EXISTING = `SELECT 'operator ' || ${OPERATOR_IDENTITY} FROM p
      UNION ALL SELECT 'operator class ' || ${OPCLASS_IDENTITY} FROM pg_opclass x JOIN pg_namespace n ON n.oid = x.opcnamespace
      UNION ALL SELECT 'cast ' || ${CAST_IDENTITY} FROM pg_cast x
      UNION ALL ${TEXT_SEARCH_EXISTING}`;
+
+/** Loose members of a built-in operator family whose operator or function is in a selected schema: listed as not migrated. */
+export const builtInFamilyMembers = (inSelection: (column: string) => string) =>
+  `SELECT 'operator family member', 'pg_amop'::regclass, o.oid, 0 FROM pg_amop o JOIN pg_operator op ON op.oid = o.amopopr
+    WHERE o.oid >= 16384 AND o.amopfamily < 16384 AND ${inSelection('op.oprnamespace')}
+   UNION ALL SELECT 'operator family member', 'pg_amproc'::regclass, a.oid, 0 FROM pg_amproc a JOIN pg_proc p ON p.oid = a.amproc
+    WHERE a.oid >= 16384 AND a.amprocfamily < 16384 AND ${inSelection('p.pronamespace')}`;
