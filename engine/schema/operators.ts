@@ -7,8 +7,6 @@
 import type pg from 'pg';
 import { SYSTEM_SCHEMAS } from '../catalog/tables.js';
 import { NOT_MEMBER, USER_SCHEMA, type Node, type NodeKind } from './definitions.js';
-import { CAST_IDENTITY } from './casts.js';
-import { TEXT_SEARCH_EXISTING } from './text-search.js';
 
 /** Identities, as SQL over the catalog row aliased `x` with namespace `n`: the plan and the target's existing objects use the same text. */
 export const OPERATOR_IDENTITY = `format('%I.%s(%s, %s)', n.nspname, x.oprname, coalesce(format_type(nullif(x.oprleft, 0), NULL), 'NONE'),
@@ -133,14 +131,6 @@ export async function operatorClassNodes(source: pg.Client): Promise<Node[]> {
     return toNode('operator class')({ ...r, sql: r.head + items.join(', ') });
   });
 }
-
-/** The objects of these kinds (casts and text search ones too) on a database, as `<kind> <identity>`: what a target already has. */
-export const KINDS_EXISTING = `SELECT 'operator ' || ${OPERATOR_IDENTITY} FROM pg_operator x JOIN pg_namespace n ON n.oid = x.oprnamespace
-      WHERE x.oprcode::oid <> 0
-     UNION ALL SELECT 'operator family ' || ${OPFAMILY_IDENTITY} FROM pg_opfamily x JOIN pg_namespace n ON n.oid = x.opfnamespace
-     UNION ALL SELECT 'operator class ' || ${OPCLASS_IDENTITY} FROM pg_opclass x JOIN pg_namespace n ON n.oid = x.opcnamespace
-     UNION ALL SELECT 'cast ' || ${CAST_IDENTITY} FROM pg_cast x
-     UNION ALL ${TEXT_SEARCH_EXISTING}`;
 
 /** Loose members of a built-in operator family whose operator or function is in a selected schema: listed as not migrated. */
 export const builtInFamilyMembers = (inSelection: (column: string) => string) =>

@@ -1,6 +1,6 @@
 /**
  * Post-data, once the rows are in: secondary indexes and unique/check/exclusion constraints
- * (several at once), foreign keys (added NOT VALID, then validated against the loaded rows),
+ * (several at once), domains' NOT VALID checks, foreign keys (added NOT VALID, then validated against the loaded rows),
  * triggers with their enabled state, materialized view refreshes, ANALYZE. Re-runnable:
  * whatever already exists on the target is left alone and reported 'existing'.
  */
