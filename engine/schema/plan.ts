@@ -238,7 +238,8 @@ function wantedNodes(
       const by = refs.find((e) => e.ref && wanted.has(e.ref));
       if (!by && refs.length) continue;
       wanted.add(node.key);
-      if (by) details.set(node.key, `created with ${byKey.get(by.ref!)!.kind} ${byKey.get(by.ref!)!.identity}`);
+      const ref = by && byKey.get(by.ref!)!;
+      details.set(node.key, ref ? `created with ${ref.kind} ${ref.identity}` : 'its types and function are built in');
       queue.push(node.key);
     }
     if (!queue.length) break;
