@@ -7,9 +7,30 @@
 import type pg from 'pg';
 import { SYSTEM_SCHEMAS } from '../catalog/tables.js';
 
-export type NodeKind = 'collation' | 'type' | 'sequence' | 'function' | 'procedure' | 'table' | 'view' | 'materialized view';
+export type NodeKind =
+  | 'collation'
+  | 'type'
+  | 'sequence'
+  | 'function'
+  | 'procedure'
+  | 'aggregate'
+  | 'operator'
+  | 'operator family'
+  | 'operator class'
+  | 'cast'
+  | 'conversion'
+  | 'text search template'
+  | 'text search parser'
+  | 'text search dictionary'
+  | 'text search configuration'
+  | 'table'
+  | 'view'
+  | 'materialized view';
 
-/** One pre-data object: its dependency key (`rel:<oid>`, `type:<oid>`, `proc:<oid>`, `coll:<oid>`) and its DDL. */
+/**
+ * One pre-data object: its dependency key (`rel:<oid>`, `type:<oid>`, `proc:<oid>`, `coll:<oid>`, `opr:`, `opf:`, `opc:`,
+ * `cast:`, `conv:`, `tst:`, `tsp:`, `tsd:`, `tsc:`) and its DDL.
+ */
 export interface Node {
   key: string;
   kind: NodeKind;
@@ -24,9 +45,13 @@ export interface Node {
   populated?: boolean;
   /** Tables: the selected parent a partition or child was created from (notes on unselected parents). */
   note?: string;
+  /** Wanted as soon as an object it references is (casts: they belong to no schema). */
+  wantedWithRefs?: boolean;
+  /** Domains: their NOT VALID checks, added in post-data once the rows they were never checked against are in. */
+  notValidChecks?: { identity: string; sql: string }[];
 }
 
-const USER_SCHEMA = (n: string) => `${n}.nspname <> ALL($1::text[]) AND ${n}.nspname NOT LIKE 'pg\\_%'`;
+export const USER_SCHEMA = (n: string) => `${n}.nspname <> ALL($1::text[]) AND ${n}.nspname NOT LIKE 'pg\\_%'`;
 export const NOT_MEMBER = (classid: string, oid: string) =>
   `NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '${classid}'::regclass AND e.objid = ${oid} AND e.deptype = 'e')`;
 export const COLLATION_NAME = (oid: string) =>
@@ -81,7 +106,11 @@ export async function typeNodes(source: pg.Client, version: number): Promise<Nod
             CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN ${COLLATION_NAME('t.typcollation')} END AS collation,
             pg_get_expr(t.typdefaultbin, 0) AS default_expr, t.typnotnull AS not_null,
             ARRAY(SELECT format('CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
-                   WHERE k.contypid = t.oid AND k.contype = 'c' ORDER BY k.conname) AS checks,
+                   WHERE k.contypid = t.oid AND k.contype = 'c' AND k.convalidated ORDER BY k.conname) AS checks,
+            ARRAY(SELECT format('%I.%I.%I', n.nspname, t.typname, k.conname) FROM pg_constraint k
+                   WHERE k.contypid = t.oid AND k.contype = 'c' AND NOT k.convalidated ORDER BY k.conname) AS not_valid_names,
+            ARRAY(SELECT format('CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
+                   WHERE k.contypid = t.oid AND k.contype = 'c' AND NOT k.convalidated ORDER BY k.conname) AS not_valid,
             (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod))
                      || CASE WHEN a.attcollation <> at.typcollation THEN ' COLLATE ' || ${COLLATION_NAME('a.attcollation')} ELSE '' END,
                      ', ' ORDER BY a.attnum)
@@ -101,9 +130,10 @@ export async function typeNodes(source: pg.Client, version: number): Promise<Nod
         AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))`,
     [SYSTEM_SCHEMAS],
   );
-  return rows.map((t) => {
+  return rows.map((t): Node => {
     const id = t.identity as string;
     let create: string[];
+    const notValidChecks = (t.not_valid as string[]).map((check, i) => ({ identity: t.not_valid_names[i], sql: `ALTER DOMAIN ${id} ADD ${check}` }));
     if (t.typtype === 'e') create = [`CREATE TYPE ${id} AS ENUM (${t.labels ?? ''})`];
     else if (t.typtype === 'c') create = [`CREATE TYPE ${id} AS (${t.attributes ?? ''})`];
     else if (t.typtype === 'r') create = [`CREATE TYPE ${id} AS RANGE (${t.range})`];
@@ -112,10 +142,12 @@ export async function typeNodes(source: pg.Client, version: number): Promise<Nod
       if (t.collation) domain += ` COLLATE ${t.collation}`;
       if (t.default_expr !== null) domain += ` DEFAULT ${t.default_expr}`;
       if (t.not_null) domain += ' NOT NULL';
-      // Checks are added one by one: CREATE DOMAIN does not accept NOT VALID ones.
+      // Checks are added one by one, in constraint name order as on the source; NOT VALID ones after the load.
       create = [domain, ...(t.checks as string[]).map((check) => `ALTER DOMAIN ${id} ADD ${check}`)];
     }
-    return { key: t.key, kind: 'type', identity: id, schema: t.schema, create, finish: [] };
+    const node: Node = { key: t.key, kind: 'type', identity: id, schema: t.schema, create, finish: [] };
+    if (notValidChecks.length) node.notValidChecks = notValidChecks;
+    return node;
   });
 }
 
@@ -186,7 +218,7 @@ export async function routineNodes(source: pg.Client): Promise<{ nodes: Node[]; 
         AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass AND i.objid = p.oid AND i.deptype = 'i')`,
     [SYSTEM_SCHEMAS],
   );
-  // Aggregates are reported as not migrated (see notMigrated); a view using one is skipped through its dependency.
+  // Aggregates are read with their own catalog (operators.ts).
   const nodes = rows
     .filter((p) => p.prokind !== 'a')
     .map(

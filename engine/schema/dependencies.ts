@@ -3,6 +3,7 @@
  * belong to: what the schema plan follows to widen the selection and to order the objects.
  */
 import type pg from 'pg';
+import { TEXT_SEARCH_OBJECTS } from './text-search.js';
 
 export interface Edge {
   node: string;
@@ -15,10 +16,16 @@ export interface Edge {
   refName: string | null;
 }
 
+/** An operator family member (pg_amop, pg_amproc) is created by its operator class, or else (a loose member) with its family. */
+const MEMBER_OF = (catalog: string, family: string) =>
+  `coalesce((SELECT 'opc:' || md.refobjid FROM pg_depend md WHERE md.classid = '${catalog}'::regclass AND md.objid = ${catalog}.oid
+                AND md.refclassid = 'pg_opclass'::regclass AND md.deptype = 'i'), 'opf:' || ${family})`;
+
 /**
  * Dependencies between user objects from pg_depend, each side mapped to the node that creates
  * it: a column default, a view's rewrite rule or a domain's check belong to their table, view or
- * domain; an array type to its element type; a table's row type and identity sequences to the table.
+ * domain; an array type to its element type; a table's row type and identity sequences to the table;
+ * an operator family member to its class or family; a text search configuration's mappings to it.
  */
 export async function dependencies(source: pg.Client, version: number): Promise<Edge[]> {
   const multirange = version >= 140000 ? ', (SELECT rg.rngtypid FROM pg_range rg WHERE rg.rngmultitypid = t.oid)' : '';
@@ -51,6 +58,13 @@ export async function dependencies(source: pg.Client, version: number): Promise<
                         CASE WHEN contypid = 0 THEN 'constraint' END
                    FROM pg_constraint WHERE oid >= 16384
        UNION ALL SELECT 'pg_trigger'::regclass, oid, 'rel:' || tgrelid, 'trigger' FROM pg_trigger WHERE oid >= 16384
+       UNION ALL SELECT 'pg_operator'::regclass, oid, 'opr:' || oid, NULL FROM pg_operator WHERE oid >= 16384
+       UNION ALL SELECT 'pg_opfamily'::regclass, oid, 'opf:' || oid, NULL FROM pg_opfamily WHERE oid >= 16384
+       UNION ALL SELECT 'pg_opclass'::regclass, oid, 'opc:' || oid, NULL FROM pg_opclass WHERE oid >= 16384
+       UNION ALL SELECT 'pg_amop'::regclass, oid, ${MEMBER_OF('pg_amop', 'amopfamily')}, NULL FROM pg_amop WHERE oid >= 16384
+       UNION ALL SELECT 'pg_amproc'::regclass, oid, ${MEMBER_OF('pg_amproc', 'amprocfamily')}, NULL FROM pg_amproc WHERE oid >= 16384
+       UNION ALL SELECT 'pg_cast'::regclass, oid, 'cast:' || oid, NULL FROM pg_cast WHERE oid >= 16384
+       UNION ALL ${TEXT_SEARCH_OBJECTS}
      ),
      member AS (SELECT m.classid, m.objid, x.extname FROM pg_depend m JOIN pg_extension x ON x.oid = m.refobjid WHERE m.deptype = 'e')
      SELECT DISTINCT a.node, b.node AS ref, d.deptype::text AS deptype, a.via, coalesce(m1.extname, m2.extname) AS extension,

@@ -5,30 +5,21 @@
 import type pg from 'pg';
 import type { MigrationSpec } from '../spec/index.js';
 import type { SchemaObjectResult } from './objects.js';
+import { builtInFamilyMembers } from './operators.js';
 
 const IN_SELECTION = (column: string) => `${column} IN (SELECT oid FROM sel)`;
 
 /** Schema-scoped catalogs whose objects are not migrated: [kind, catalog, namespace column, extra condition]. */
 const SCOPED: [string, string, string, string][] = [
-  ['aggregate', 'pg_proc', 'pronamespace', `prokind = 'a'`],
   ['type', 'pg_type', 'typnamespace', `typtype IN ('b', 'p') AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = x.oid)`],
   ['foreign table', 'pg_class', 'relnamespace', `relkind = 'f'`],
   ['statistics', 'pg_statistic_ext', 'stxnamespace', 'true'],
-  ['operator', 'pg_operator', 'oprnamespace', 'true'],
-  ['operator class', 'pg_opclass', 'opcnamespace', 'true'],
-  ['operator family', 'pg_opfamily', 'opfnamespace', 'true'],
-  ['conversion', 'pg_conversion', 'connamespace', 'true'],
-  ['text search configuration', 'pg_ts_config', 'cfgnamespace', 'true'],
-  ['text search dictionary', 'pg_ts_dict', 'dictnamespace', 'true'],
-  ['text search parser', 'pg_ts_parser', 'prsnamespace', 'true'],
-  ['text search template', 'pg_ts_template', 'tmplnamespace', 'true'],
 ];
 
 const DETAIL: Record<string, string> = {
   rule: 'rules are not migrated',
   policy: 'row-level security policies are not migrated',
   'row level security': 'ENABLE/FORCE ROW LEVEL SECURITY is not migrated',
-  aggregate: 'aggregates are not migrated',
   type: 'base and shell types are not migrated',
   'foreign table': 'foreign tables, their servers and user mappings are not migrated',
   statistics: 'extended statistics objects are not migrated',
@@ -36,6 +27,7 @@ const DETAIL: Record<string, string> = {
   publication: 'publications are not migrated',
   subscription: 'subscriptions are not migrated',
   'default privileges': 'default privileges are not migrated',
+  'operator family member': 'members added to an operator family pgferry does not create (a built-in one) are not migrated',
 };
 
 export async function notMigrated(source: pg.Client, schemas: string[], spec: MigrationSpec): Promise<SchemaObjectResult[]> {
@@ -61,6 +53,7 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
        UNION ALL SELECT 'row level security', 'pg_class'::regclass, c.oid, 0 FROM pg_class c
         WHERE (c.relrowsecurity OR c.relforcerowsecurity) AND ${IN_SELECTION('c.relnamespace')}
        UNION ALL ${scoped.join('\n       UNION ALL ')}
+       UNION ALL ${builtInFamilyMembers(IN_SELECTION)}
        UNION ALL SELECT 'event trigger', 'pg_event_trigger'::regclass, oid, 0 FROM pg_event_trigger
         WHERE evtname NOT IN ('pgferry_capture_ddl', 'pgferry_capture_drop')
        UNION ALL SELECT 'publication', 'pg_publication'::regclass, oid, 0 FROM pg_publication WHERE pubname <> ALL($2::text[])

@@ -21,6 +21,9 @@ import {
   type UserSchema,
 } from './definitions.js';
 import { tableNodes, unselectedTables } from './table-definitions.js';
+import { aggregateNodes, operatorClassNodes, operatorFamilyNodes, operatorNodes } from './operators.js';
+import { castNodes } from './casts.js';
+import { textSearchNodes } from './text-search.js';
 import { dependencies, extensionRows, type Edge, type ExtensionRow } from './dependencies.js';
 import { notMigrated } from './not-migrated.js';
 import type { SchemaObjectResult } from './objects.js';
@@ -38,12 +41,23 @@ export interface SchemaPlan {
   omitted: SchemaObjectResult[];
 }
 
+// Casts before tables and views: an expression using a cast without a function (or WITH INOUT) records no dependency on it.
 const RANK: Record<Node['kind'], number> = {
   collation: 0,
   type: 0,
   sequence: 1,
   function: 2,
   procedure: 2,
+  aggregate: 2,
+  operator: 2,
+  'operator family': 2,
+  'operator class': 2,
+  cast: 2,
+  conversion: 2,
+  'text search template': 2,
+  'text search parser': 2,
+  'text search dictionary': 2,
+  'text search configuration': 2,
   table: 3,
   view: 4,
   'materialized view': 4,
@@ -101,7 +115,7 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
 
   const omitted: SchemaObjectResult[] = [];
   for (const node of candidates) {
-    if (wanted.has(node.key) || !inSelection.has(node.schema)) continue;
+    if (wanted.has(node.key) || (!inSelection.has(node.schema) && !node.wantedWithRefs)) continue;
     omitted.push({ kind: node.kind, identity: node.identity, status: 'skipped', detail: missing.get(node.key) ?? node.exclusion });
   }
   for (const identity of await unselectedTables(source, schemas, selectedOids))
@@ -131,6 +145,12 @@ async function candidateNodes(source: pg.Client, version: number, tables: TableI
       return node;
     }),
     ...routines.nodes,
+    ...(await aggregateNodes(source)),
+    ...(await operatorNodes(source)),
+    ...(await operatorFamilyNodes(source)),
+    ...(await operatorClassNodes(source)),
+    ...(await castNodes(source)),
+    ...(await textSearchNodes(source)),
     ...(await tableNodes(source, tables, version)),
     ...(await viewNodes(source)),
   ];
@@ -142,12 +162,13 @@ function excludeBySchemaAndFlag(candidates: Node[], sync: Sync, inSelection: Set
     sequence: [sync.sequences, 'sequences'],
     function: [sync.functions, 'functions'],
     procedure: [sync.functions, 'functions'],
+    aggregate: [sync.functions, 'functions'],
     view: [sync.views, 'views'],
     'materialized view': [sync.materializedViews, 'materializedViews'],
   };
   for (const node of candidates) {
-    if (node.kind === 'table') continue;
-    // Collations and types have no sync flag: a selected schema's are all created.
+    if (node.kind === 'table' || node.wantedWithRefs) continue;
+    // Collations, types, operators and text search objects have no sync flag: a selected schema's are all created.
     const [enabled, flag] = flags[node.kind] ?? [true, ''];
     if (!inSelection.has(node.schema)) node.exclusion = 'not in a selected schema';
     else if (!enabled) node.exclusion ??= `schema.sync.${flag} is false`;
@@ -197,15 +218,31 @@ function wantedNodes(
   const wanted = new Set(candidates.filter((n) => !n.exclusion && !missing.has(n.key)).map((n) => n.key));
   const details = new Map<string, string>();
   const queue = [...wanted];
-  while (queue.length) {
-    const key = queue.pop()!;
-    for (const e of edgesFrom.get(key) ?? []) {
-      if (!followed(e) || !e.ref || e.extension || wanted.has(e.ref) || missing.has(e.ref) || !byKey.has(e.ref)) continue;
-      const ref = byKey.get(e.ref)!;
-      wanted.add(e.ref);
-      details.set(e.ref, `${ref.exclusion}, but created: needed by ${byKey.get(key)!.identity}`);
-      queue.push(e.ref);
+  const withRefs = candidates.filter((n) => n.wantedWithRefs && !missing.has(n.key));
+  for (;;) {
+    while (queue.length) {
+      const key = queue.pop()!;
+      for (const e of edgesFrom.get(key) ?? []) {
+        if (!followed(e) || !e.ref || e.extension || wanted.has(e.ref) || missing.has(e.ref) || !byKey.has(e.ref)) continue;
+        const ref = byKey.get(e.ref)!;
+        wanted.add(e.ref);
+        details.set(e.ref, `${ref.exclusion}, but created: needed by ${byKey.get(key)!.identity}`);
+        queue.push(e.ref);
+      }
     }
+    // A cast comes with the first of its types or function that is migrated (what it needs then comes with it),
+    // or with nothing at all when it is between built-in types with a built-in function, or none.
+    for (const node of withRefs) {
+      if (wanted.has(node.key)) continue;
+      const refs = (edgesFrom.get(node.key) ?? []).filter((e) => e.ref || e.extension);
+      const by = refs.find((e) => e.ref && wanted.has(e.ref));
+      if (!by && refs.length) continue;
+      wanted.add(node.key);
+      const ref = by && byKey.get(by.ref!)!;
+      details.set(node.key, ref ? `created with ${ref.kind} ${ref.identity}` : 'its types and function are built in');
+      queue.push(node.key);
+    }
+    if (!queue.length) break;
   }
   return { wanted, details };
 }
@@ -241,7 +278,7 @@ function schemasToCreate(
     const identity = quoted.get(name) ?? quoteIdent(name);
     if (!schemaList.some((s) => s.identity === identity)) schemaList.push({ identity, detail });
   };
-  for (const node of nodes) if (!inSelection.has(node.schema)) addSchema(node.schema, `needed by ${node.identity}`);
+  for (const node of nodes) if (node.schema && !inSelection.has(node.schema)) addSchema(node.schema, `needed by ${node.identity}`);
   for (const x of chosenExtensions)
     if (!inSelection.has(x.schema) && x.schema !== 'pg_catalog') addSchema(x.schema, `schema of extension ${x.identity}`);
   return schemaList;

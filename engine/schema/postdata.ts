@@ -1,6 +1,6 @@
 /**
  * Post-data, once the rows are in: secondary indexes and unique/check/exclusion constraints
- * (several at once), foreign keys (added NOT VALID, then validated against the loaded rows),
+ * (several at once), domains' NOT VALID checks, foreign keys (added NOT VALID, then validated against the loaded rows),
  * triggers with their enabled state, materialized view refreshes, ANALYZE. Re-runnable:
  * whatever already exists on the target is left alone and reported 'existing'.
  */
@@ -56,6 +56,7 @@ async function readCatalog(source: pg.Client, relations: number[]) {
        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_class r ON r.oid = k.confrelid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
       WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('p', 'u', 'c', 'x', 'f') AND k.conparentid = 0 AND k.conislocal
+        AND NOT (k.contype = 'c' AND k.coninhcount > 0) -- a child's own copy of an inherited check comes with its table
       ORDER BY 1`,
     [relations],
   );
@@ -190,6 +191,7 @@ async function postData(
     for (const setting of settings) await target.query(`SET ${setting}`);
     const run = await startRun(target, targetConnect, spec, settings, { parallelism, mayRun }, objects);
     await createKeysIndexesAndConstraints(run, catalog);
+    await addNotValidDomainChecks(run, plan);
     await createForeignKeys(run, plan, catalog);
     await setIndexProperties(run, catalog);
     await createTriggers(run, catalog);
@@ -271,6 +273,27 @@ async function createKeysIndexesAndConstraints({ sync, report, toCreate, runAll 
     report('index', index.identity, 'skipped', 'invalid on the source');
   await runAll(keys.filter((job) => toCreate(job.kind, job.identity, true, 'constraints')));
   await runAll(others.filter((job) => toCreate(job.kind, job.identity, job.kind === 'index' ? sync.indexes : sync.constraints, job.kind === 'index' ? 'indexes' : 'constraints')));
+}
+
+/** 2b. A domain's NOT VALID checks, after the load: the rows they were never checked against are in now. */
+async function addNotValidDomainChecks({ target, report, run }: PostDataRun, plan: SchemaPlan): Promise<void> {
+  const checks = plan.nodes.flatMap((n) => n.notValidChecks ?? []);
+  if (checks.length === 0) return;
+  const { rows } = await target.query<{ identity: string }>(
+    `SELECT i.identity FROM pg_constraint k JOIN pg_type t ON t.oid = k.contypid JOIN pg_namespace n ON n.oid = t.typnamespace,
+            format('%I.%I.%I', n.nspname, t.typname, k.conname) i(identity)
+      WHERE i.identity = ANY($1::text[])`,
+    [checks.map((c) => c.identity)],
+  );
+  const existing = new Set(rows.map((r) => r.identity));
+  for (const check of checks) {
+    if (existing.has(check.identity)) {
+      report('domain constraint', check.identity, 'existing');
+      continue;
+    }
+    await run('domain constraint', check.identity, [check.sql]);
+    report('domain constraint', check.identity, 'created', 'NOT VALID on the source, added after the load');
+  }
 }
 
 /** 3. Foreign keys: added NOT VALID (quick, one at a time: each locks two tables), then validated side by side. */

@@ -1,7 +1,8 @@
 /**
- * Pre-data: extensions, schemas, types, sequences, functions, tables (their primary keys come in post-data),
- * views and materialized views (empty) — everything the full load needs — in one target
- * transaction, so a failure leaves the target as it was.
+ * Pre-data: extensions, schemas, types, sequences, functions, aggregates, operators and their
+ * classes and families, casts, conversions, text search objects, tables (their primary keys come
+ * in post-data), views and materialized views (empty) — everything the full load needs — in one
+ * target transaction, so a failure leaves the target as it was.
  */
 import type pg from 'pg';
 import type { TableInfo } from '../catalog/tables.js';
@@ -9,11 +10,22 @@ import type { MigrationSpec } from '../spec/index.js';
 import { withTransaction } from '../sql.js';
 import { planSchema } from './plan.js';
 import { readSource, runFor, SchemaConflictError, TARGET_SETTINGS, type SchemaObjectResult } from './objects.js';
+import { OPCLASS_IDENTITY, OPERATOR_IDENTITY, OPFAMILY_IDENTITY } from './operators.js';
+import { CAST_IDENTITY } from './casts.js';
+import { TEXT_SEARCH_EXISTING } from './text-search.js';
 
 export interface PreDataResult {
   tables: TableInfo[];
   objects: SchemaObjectResult[];
 }
+
+/** Operators, operator families and classes, casts, conversions and text search objects on a database, as `<kind> <identity>`. */
+const KINDS_EXISTING = `SELECT 'operator ' || ${OPERATOR_IDENTITY} FROM pg_operator x JOIN pg_namespace n ON n.oid = x.oprnamespace
+      WHERE x.oprcode::oid <> 0
+     UNION ALL SELECT 'operator family ' || ${OPFAMILY_IDENTITY} FROM pg_opfamily x JOIN pg_namespace n ON n.oid = x.opfnamespace
+     UNION ALL SELECT 'operator class ' || ${OPCLASS_IDENTITY} FROM pg_opclass x JOIN pg_namespace n ON n.oid = x.opcnamespace
+     UNION ALL SELECT 'cast ' || ${CAST_IDENTITY} FROM pg_cast x
+     UNION ALL ${TEXT_SEARCH_EXISTING}`;
 
 /** Objects already on the target, as `<kind> <identity>` (functions with their identity arguments). */
 async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
@@ -25,12 +37,22 @@ async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
      UNION ALL SELECT 'coll ' || format('%I.%I', n.nspname, co.collname) FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace
      UNION ALL SELECT 'schema ' || quote_ident(nspname) FROM pg_namespace
-     UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension`,
+     UNION ALL SELECT 'extension ' || quote_ident(extname) FROM pg_extension
+     UNION ALL ${KINDS_EXISTING}`,
   );
   return new Set(rows.map((r) => r.key));
 }
 
-const EXISTS_AS: Record<string, string> = { collation: 'coll', type: 'type', function: 'proc', procedure: 'proc' };
+/** How `existingOnTarget` names a kind; the kinds of KINDS_EXISTING by their own name. */
+const EXISTS_AS: Record<string, string> = {
+  collation: 'coll',
+  function: 'proc',
+  procedure: 'proc',
+  aggregate: 'proc',
+  sequence: 'rel',
+  view: 'rel',
+  'materialized view': 'rel',
+};
 
 export async function migratePreData(source: pg.Client, target: pg.Client, spec: MigrationSpec): Promise<PreDataResult> {
   const plan = await readSource(source, () => planSchema(source, spec));
@@ -78,7 +100,7 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
         report('table', node.identity, status, detail);
         continue;
       }
-      const existed = exists(EXISTS_AS[node.kind] ?? 'rel', node.identity);
+      const existed = exists(EXISTS_AS[node.kind] ?? node.kind, node.identity);
       const replaceable = node.kind === 'function' || node.kind === 'procedure' || node.kind === 'view';
       if (existed && !replaceable) {
         report(node.kind, node.identity, 'existing', detail);

@@ -19,6 +19,13 @@ interface TableRow {
   access_method: string | null;
   options: string[];
   replident: string;
+  /** A typed table's composite type (`CREATE TABLE … OF`). */
+  of_type: string | null;
+  /**
+   * CHECK constraints both its own and inherited, created with the table (as pg_dump does): added in
+   * post-data after its parent's (which recurses to it), the child's own would be refused.
+   */
+  own_inherited_checks: string[];
 }
 
 interface ColumnRow {
@@ -42,8 +49,12 @@ const STORAGE: Record<string, string> = { p: 'PLAIN', e: 'EXTERNAL', m: 'MAIN', 
 const COMPRESSION: Record<string, string> = { p: 'pglz', l: 'lz4' };
 
 function columnDefinition(c: ColumnRow): string {
-  let def = `${c.name} ${c.type}`;
-  if (c.collation) def += ` COLLATE ${c.collation}`;
+  return `${c.name} ${c.type}${c.collation ? ` COLLATE ${c.collation}` : ''}${columnOptions(c)}`;
+}
+
+/** What a column adds to its name and type: generation, identity, default, NOT NULL (`WITH OPTIONS` of a typed table's column). */
+function columnOptions(c: ColumnRow): string {
+  let def = '';
   if (c.generated) def += ` GENERATED ALWAYS AS (${c.expr}) ${c.generated === 'v' ? 'VIRTUAL' : 'STORED'}`;
   else if (c.identity) def += ` GENERATED ${c.identity === 'a' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY (${c.identity_options})`;
   else if (c.expr !== null) def += ` DEFAULT ${c.expr}`;
@@ -54,7 +65,10 @@ function columnDefinition(c: ColumnRow): string {
 /**
  * Tables, partitions and inheritance children, with their primary keys. A partition is created
  * `PARTITION OF` its parent (columns, defaults, keys come from it); a child `INHERITS` only
- * selected parents and declares the columns it does not get from them.
+ * selected parents and declares the columns it does not get from them. A partition whose
+ * columns are in another order than its parent's (it was attached), and a child with only
+ * columns of its own in an order INHERITS would not give (it was added with INHERIT), are
+ * created on their own and then attached or inherited, as pg_dump does: they keep their order.
  */
 export async function tableNodes(source: pg.Client, tables: TableInfo[], version: number): Promise<Node[]> {
   const oids = tables.map((t) => t.oid);
@@ -77,7 +91,9 @@ async function readTableRows(source: pg.Client, oids: number[]): Promise<TableRo
             ARRAY(SELECT format('%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(c.reloptions) o
                   UNION ALL
                   SELECT format('toast.%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(tc.reloptions) o) AS options,
-            c.relreplident::text AS replident
+            c.relreplident::text AS replident, CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END AS of_type,
+            ARRAY(SELECT format('ADD CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k
+                   WHERE k.conrelid = c.oid AND k.contype = 'c' AND k.conislocal AND k.coninhcount > 0 ORDER BY k.conname) AS own_inherited_checks
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_am am ON am.oid = c.relam LEFT JOIN pg_class tc ON tc.oid = c.reltoastrelid
       WHERE c.oid = ANY($1::oid[])`,
@@ -119,27 +135,48 @@ function tableNode(t: TableRow, columnsOf: Map<number, ColumnRow[]>, byOid: Map<
   const columns = columnsOf.get(t.oid) ?? [];
   const parents = t.parents.map((oid) => byOid.get(oid)).filter((p): p is TableRow => p !== undefined);
   const parentColumns = parents.flatMap((p) => columnsOf.get(p.oid) ?? []);
-  const ofPartition = t.partition && parents.length > 0;
-  const declared = columns.filter((c) => !ofPartition && (c.local || !parentColumns.some((p) => p.name === c.name)));
+  const standalone = attachedLater(t, columns, parents, columnsOf);
+  const ofPartition = t.partition && parents.length > 0 && !standalone;
+  const declared = columns.filter((c) => standalone || (!ofPartition && (c.local || !parentColumns.some((p) => p.name === c.name))));
   // The primary key comes in post-data with the other indexes: a load into an unindexed heap is much faster.
-  const sql = createTable(t, parents, declared.map(columnDefinition), ofPartition);
+  const sql = createTable(t, standalone ? [] : parents, declared, ofPartition);
   const changes = tableChanges(t, columns, declared, parentColumns);
   const unselected = t.parents.length - parents.length;
+  const attach = !standalone
+    ? []
+    : t.partition
+      ? [`ALTER TABLE ${parents[0]!.identity} ATTACH PARTITION ${t.identity} ${t.bound}`]
+      : parents.map((p) => `ALTER TABLE ${t.identity} INHERIT ${p.identity}`);
+  const checks = t.own_inherited_checks.length ? [`ALTER TABLE ONLY ${t.identity} ${t.own_inherited_checks.join(', ')}`] : [];
   return {
     key: `rel:${t.oid}`,
     kind: 'table',
     identity: t.identity,
     schema: t.schema,
-    create: [sql, ...(changes.length ? [`ALTER TABLE ONLY ${t.identity} ${changes.join(', ')}`] : [])],
+    create: [sql, ...checks, ...attach, ...(changes.length ? [`ALTER TABLE ONLY ${t.identity} ${changes.join(', ')}`] : [])],
     finish: [],
     note: unselected ? `inherits from ${unselected} table(s) that are not selected; their columns are declared on it instead` : undefined,
   };
 }
 
-function createTable(t: TableRow, parents: TableRow[], definitions: string[], ofPartition: boolean): string {
+/** Whether a partition or child is created with its own columns, then attached to (or made to inherit) its selected parents. */
+function attachedLater(t: TableRow, columns: ColumnRow[], parents: TableRow[], columnsOf: Map<number, ColumnRow[]>): boolean {
+  if (parents.length === 0) return false;
+  const names = columns.map((c) => c.name);
+  const parentNames = [...new Set(parents.flatMap((p) => (columnsOf.get(p.oid) ?? []).map((c) => c.name)))];
+  if (t.partition) return names.join(',') !== parentNames.join(',');
+  const inheritsOrder = [...parentNames, ...names.filter((n) => !parentNames.includes(n))];
+  return columns.every((c) => c.local) && names.join(',') !== inheritsOrder.join(',');
+}
+
+function createTable(t: TableRow, parents: TableRow[], columns: ColumnRow[], ofPartition: boolean): string {
+  const definitions = columns.map(columnDefinition);
   let sql = `CREATE ${t.unlogged ? 'UNLOGGED ' : ''}TABLE ${t.identity} `;
   if (ofPartition) sql += `PARTITION OF ${parents[0]!.identity}${definitions.length ? ` (${definitions.join(', ')})` : ''} ${t.bound}`;
-  else {
+  else if (t.of_type) {
+    const options = columns.filter((c) => columnOptions(c)).map((c) => `${c.name} WITH OPTIONS${columnOptions(c)}`);
+    sql += `OF ${t.of_type}${options.length ? ` (\n  ${options.join(',\n  ')}\n)` : ''}`;
+  } else {
     sql += `(\n  ${definitions.join(',\n  ')}\n)`;
     if (parents.length) sql += ` INHERITS (${parents.map((p) => p.identity).join(', ')})`;
   }

@@ -222,7 +222,7 @@ describe('schema migration policies and reports', () => {
         { kind: 'policy', identity: 'child_visible on app.child', status: 'not_migrated', detail: 'row-level security policies are not migrated' },
         { kind: 'row level security', identity: 'app.child', status: 'not_migrated', detail: 'ENABLE/FORCE ROW LEVEL SECURITY is not migrated' },
         { kind: 'comment', identity: 'table app.parent', status: 'not_migrated', detail: 'comments are not migrated' },
-        { kind: 'aggregate', identity: 'app.text_concat(text)', status: 'not_migrated', detail: 'aggregates are not migrated' },
+        { kind: 'aggregate', identity: 'app.text_concat(text)', status: 'skipped', detail: 'schema.sync.functions is false' },
         { kind: 'table', identity: 'app.parent', status: 'skipped', detail: 'not selected by objects' },
         { kind: 'view', identity: 'app.child_view', status: 'skipped', detail: 'depends on table app.parent, which is not migrated' },
         {
