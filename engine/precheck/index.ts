@@ -9,6 +9,7 @@ import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type Secrets
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
+import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { replicationNames } from '../cdc/slot.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -225,6 +226,8 @@ export async function runPrecheck(
         ? checkVersions(source.facts, target.facts)
         : skipped('server.versions', 'needs connections to both sides'),
       source.facts ? await checkSelection(source.facts, spec.objects) : skipped('source.selection', 'no connection to the source'),
+      source.facts ? await checkLargeObjects(source.facts.client, spec.mode) : skipped('source.large_objects', 'no connection to the source'),
+      source.facts ? await checkMaterializedViews(source.facts.client, spec.objects) : skipped('source.materialized_views', 'no connection to the source'),
     );
     if (wantsCdc(spec)) {
       const cdcChecks = [

@@ -1,14 +1,19 @@
-/** FinishCutover: drained, so the sequences take the source's values before applications move. */
+/**
+ * FinishCutover: drained, so the sequences take the source's values before applications move,
+ * and the large objects and materialized views, which the stream does not carry, are put right.
+ */
 import type { SecretsProvider } from '../connect/index.js';
 import { recordSchemaObjects } from '../control/index.js';
 import { copySequenceValues } from '../schema/index.js';
 import type { MigrationSpec } from '../spec/index.js';
+import { resyncAtCutover } from './cutover-objects.js';
 import { withSides } from './sides.js';
 
 export async function finishCutoverStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     const sequences = spec.cutover.syncSequences && spec.schema.sync.sequences ? await copySequenceValues(source, target, spec) : [];
     await recordSchemaObjects(target, spec.name, 'sequences', sequences);
-    return { sequences: sequences.length };
+    const resynced = await resyncAtCutover(spec, source, target);
+    return { sequences: sequences.length, ...resynced };
   });
 }

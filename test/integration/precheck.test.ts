@@ -50,6 +50,8 @@ describe('precheck on real clusters', () => {
       ['target.connect', 'pass'],
       ['server.versions', 'pass'],
       ['source.selection', 'pass'],
+      ['source.large_objects', 'pass'],
+      ['source.materialized_views', 'pass'],
       ['source.wal_level', 'pass'],
       ['source.replication_slots', 'pass'],
       ['source.replication_privilege', 'pass'],
