@@ -67,7 +67,7 @@ export async function planLargeObjects(source: pg.Client, splitLargerThan: numbe
 export interface LargeObjectMeta {
   oid: string;
   owner: string;
-  /** The explicit grants; null when the ACL is the default (the owner's). */
+  /** The explicit grants in the ACL's order (granted in it, they give the same ACL); null when the ACL is the default (the owner's). */
   grants: { grantee: string | null; privilege: string; grantable: boolean }[] | null;
   comment: string | null;
 }
@@ -76,8 +76,8 @@ const META_COLUMNS = `m.oid::int8::text AS oid, pg_get_userbyid(m.lomowner) AS o
        CASE WHEN m.lomacl IS NOT NULL THEN
          (SELECT coalesce(json_agg(json_build_object('grantee', CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
                                                      'privilege', a.privilege_type, 'grantable', a.is_grantable)
-                                   ORDER BY a.grantee, a.privilege_type), '[]')
-            FROM aclexplode(m.lomacl) a) END AS grants,
+                                   ORDER BY a.ord), '[]')
+            FROM aclexplode(m.lomacl) WITH ORDINALITY a(grantor, grantee, privilege_type, is_grantable, ord)) END AS grants,
        obj_description(m.oid, 'pg_largeobject') AS comment`;
 
 /** The metadata of the large objects with `from <= oid < to` (to absent: no upper bound) and OID above `after`, by OID. */
