@@ -86,8 +86,8 @@ export interface LargeObjectDifference {
  * What the target should hold of a source large object: its owner and grants as the copy gives
  * them (a role the target lacks owns nothing there and is granted nothing; see copyLargeObject).
  */
-function expected(source: LargeObjectDigest, { roles, user }: TargetRoles): LargeObjectDigest {
-  const owner = roles.has(source.owner) ? source.owner : user;
+function expected(source: LargeObjectDigest, { roles, owners, user }: TargetRoles): LargeObjectDigest {
+  const owner = owners.has(source.owner) ? source.owner : user;
   const grants = source.grants?.filter((g) => g.startsWith('PUBLIC=') || roles.has(g.slice(0, g.lastIndexOf('=')))) ?? null;
   return { ...source, owner, grants };
 }

@@ -102,15 +102,21 @@ export async function largeObjectMeta(source: pg.Client, oids: string[]): Promis
 
 /** What the target needs to know to give a large object its owner and grants. */
 export interface TargetRoles {
-  /** Roles that exist on the target. */
+  /** Roles that exist on the target (grants go to these). */
   roles: Set<string>;
+  /** Roles the target user may make owners: every role for a superuser, otherwise the roles it is a member of. */
+  owners: Set<string>;
   /** The user pgferry connects to the target as (owner of what it creates). */
   user: string;
 }
 
 export async function targetRoles(target: pg.Client): Promise<TargetRoles> {
-  const { rows } = await target.query<{ rolname: string; me: boolean }>('SELECT rolname, rolname = current_user AS me FROM pg_roles');
-  return { roles: new Set(rows.map((r) => r.rolname)), user: rows.find((r) => r.me)!.rolname };
+  const { rows } = await target.query<{ rolname: string; me: boolean; may_own: boolean }>(
+    `SELECT rolname, rolname = current_user AS me,
+            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(current_user, oid, 'MEMBER') AS may_own
+       FROM pg_roles`,
+  );
+  return { roles: new Set(rows.map((r) => r.rolname)), owners: new Set(rows.filter((r) => r.may_own).map((r) => r.rolname)), user: rows.find((r) => r.me)!.rolname };
 }
 
 const oidText = (oid: string): string => {
@@ -145,10 +151,10 @@ export async function copyLargeObject(
   return offset;
 }
 
-/** Owner (where the role exists on the target), grants (to roles that exist) and comment of a large object already on the target. */
-export async function applyMetadata(target: pg.Client, meta: LargeObjectMeta, { roles, user }: TargetRoles): Promise<void> {
+/** Owner (where the role exists on the target and the target user may give it objects), grants (to roles that exist) and comment of a large object already on the target. */
+export async function applyMetadata(target: pg.Client, meta: LargeObjectMeta, { roles, owners, user }: TargetRoles): Promise<void> {
   const object = `LARGE OBJECT ${oidText(meta.oid)}`;
-  const owner = roles.has(meta.owner) ? meta.owner : user;
+  const owner = owners.has(meta.owner) ? meta.owner : user;
   if (owner !== user) await target.query(`ALTER ${object} OWNER TO ${quoteIdent(owner)}`);
   if (meta.grants) {
     await target.query(`REVOKE ALL ON ${object} FROM PUBLIC, ${quoteIdent(owner)}`);
@@ -204,14 +210,15 @@ export async function largeObjectOwnersMissing(source: pg.Client, target: pg.Cli
                      UNION SELECT pg_get_userbyid(a.grantee), false FROM aclexplode(m.lomacl) a WHERE a.grantee <> 0) r
       GROUP BY r.role ORDER BY r.role`,
   );
-  const { roles, user } = await targetRoles(target);
+  const { roles, owners, user } = await targetRoles(target);
   return rows
-    .filter((r) => !roles.has(r.role))
+    .filter((r) => !owners.has(r.role) && (r.owned > 0 || !roles.has(r.role)))
     .map((r) => {
+      const cause = roles.has(r.role) ? `${user} may not give objects to role ${r.role} on the target (it is not a member of it)` : `role ${r.role} does not exist on the target`;
       const what = [
         ...(r.owned ? [`the ${r.owned} large object(s) it owns belong to ${user}`] : []),
-        ...(r.granted ? [`its grants on ${r.granted} large object(s) are left out`] : []),
+        ...(r.granted && !roles.has(r.role) ? [`its grants on ${r.granted} large object(s) are left out`] : []),
       ];
-      return { kind: 'large object role', identity: r.role, status: 'not_migrated', detail: `role ${r.role} does not exist on the target: ${what.join('; ')}` };
+      return { kind: 'large object role', identity: r.role, status: 'not_migrated', detail: `${cause}: ${what.join('; ')}` };
     });
 }
