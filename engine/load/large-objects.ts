@@ -9,7 +9,7 @@
 import type pg from 'pg';
 import type { TableRef } from '../catalog/tables.js';
 import type { PlannedTable, WorkUnit } from '../control/index.js';
-import { quoteIdent } from '../sql.js';
+import { quoteIdent, sleep } from '../sql.js';
 import type { SchemaObjectResult } from '../control/index.js';
 
 /** The pseudo-table large-object units are planned, reported and compared under. */
@@ -133,7 +133,7 @@ export async function copyLargeObject(
   target: pg.Client,
   meta: LargeObjectMeta,
   roles: TargetRoles,
-  onBytes: (bytes: number) => void = () => undefined,
+  onBytes: (bytes: number) => void | Promise<void> = () => undefined,
 ): Promise<number> {
   const oid = oidText(meta.oid);
   await target.query('SELECT lo_unlink(oid) FROM pg_largeobject_metadata WHERE oid = $1::int8::oid', [oid]);
@@ -144,7 +144,7 @@ export async function copyLargeObject(
     const data = rows[0]!.data;
     if (data.length > 0) await target.query('SELECT lo_put($1::int8::oid, $2, $3::bytea)', [oid, offset, data]);
     offset += data.length;
-    onBytes(data.length);
+    await onBytes(data.length);
     if (data.length < LARGE_OBJECT_CHUNK) break;
   }
   await applyMetadata(target, meta, roles);
@@ -175,22 +175,30 @@ export async function applyMetadata(target: pg.Client, meta: LargeObjectMeta, { 
 
 /**
  * Copies the large objects of a unit's OID range. The source session is in the unit's snapshot
- * transaction, the target session in the unit's transaction. `onBytes` sees the bytes so far.
+ * transaction, the target session in the unit's transaction. `onBytes` sees the bytes so far;
+ * with `bytesPerSecond`, the copy is held back to that rate.
  */
 export async function copyLargeObjectUnit(
   source: pg.Client,
   target: pg.Client,
   unit: Pick<WorkUnit, 'fromPage' | 'toPage'>,
   onBytes: (bytes: number) => void,
+  bytesPerSecond?: number,
 ): Promise<{ rows: number; bytes: number }> {
   const roles = await targetRoles(target);
+  const startedAt = Date.now();
   let rows = 0;
   let bytes = 0;
+  const copied = async (chunk: number) => {
+    onBytes((bytes += chunk));
+    const due = bytesPerSecond ? startedAt + (bytes / bytesPerSecond) * 1000 - Date.now() : 0;
+    if (due > 5) await sleep(due);
+  };
   let after: string | undefined;
   for (;;) {
     const batch = await listBatch(source, unit.fromPage ?? 0, unit.toPage, after);
     for (const meta of batch) {
-      await copyLargeObject(source, target, meta, roles, (chunk) => onBytes((bytes += chunk)));
+      await copyLargeObject(source, target, meta, roles, copied);
       rows++;
     }
     if (batch.length < LIST_BATCH) return { rows, bytes };

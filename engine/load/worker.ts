@@ -212,7 +212,9 @@ async function copyUnit(
   maxBytesPerSecond: number | undefined,
 ): Promise<{ rows: number; bytes: number }> {
   await importSnapshot(source, snapshot);
-  if (isLargeObjects(unit.source)) return copyLargeObjectUnit(source, target, unit, throttled((bytes) => reportUnitBytes(control, migration, unit.id, bytes)));
+  if (isLargeObjects(unit.source)) {
+    return copyLargeObjectUnit(source, target, unit, throttled((bytes) => reportUnitBytes(control, migration, unit.id, bytes)), maxBytesPerSecond);
+  }
   if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
   const counter = new ByteCounter(maxBytesPerSecond);
   const reader = source.query(new RawCopyOut(sourceCopySql(unit)));
