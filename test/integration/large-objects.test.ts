@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listTables } from '../../engine/catalog/tables.js';
 import { compareLargeObjects } from '../../engine/compare/large-objects.js';
 import { compareMaterializedViews } from '../../engine/compare/materialized-views.js';
-import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
+import type { SecretsProvider } from '../../engine/connect/index.js';
+import { beginMigration, ensureControlSchema, unfinishedUnits } from '../../engine/control/index.js';
+import { resyncTablesStep } from '../../engine/steps/resync-tables.js';
 import { resyncLargeObjects } from '../../engine/cutover/large-objects.js';
 import { refreshMaterializedViews } from '../../engine/cutover/materialized-views.js';
 import { largeObjectOwnersMissing, LARGE_OBJECTS, planLargeObjects } from '../../engine/load/large-objects.js';
@@ -142,6 +144,25 @@ describe('large objects', () => {
     const [again, tgt2] = [await source.connect('app'), await target.connect('app')];
     expect(await resyncLargeObjects(again, tgt2)).toMatchObject({ created: [], changed: [], unlinked: [], bytes: 0 });
     await Promise.all([again.end(), tgt2.end()]);
+  });
+
+  it('left in a full+cdc load that paused are not copied again on resume: the resync at cutover copies them', async () => {
+    await target.sql('CREATE DATABASE resumed');
+    const spec = specFor('lo-resume');
+    const [src, tgt] = [await source.connect('app'), await target.connect('resumed')];
+    try {
+      await ensureControlSchema(tgt);
+      await beginMigration(tgt, 'lo-resume', spec);
+      const plan = await planLargeObjects(src, spec.fullLoad.splitTablesLargerThan);
+      const units = planUnits({ tables: [], target: { columnTypes: new Map(), referenced: new Set() }, spec, sourceVersionNum: 150000, largeObjects: plan.units });
+      await savePlan(tgt, 'lo-resume', [], units, [plan.table!]);
+      const context = { migration: 'lo-resume', spec, connectSource: () => source.connect('app'), connectTarget: () => target.connect('resumed'), log: () => undefined };
+      // No table is left, so no temporary slot is needed (the secrets are never read).
+      expect(await resyncTablesStep(context, { secrets: {} as SecretsProvider })).toBe(0);
+      expect(await unfinishedUnits(tgt, 'lo-resume')).toEqual([]);
+    } finally {
+      await Promise.all([src.end(), tgt.end()]);
+    }
   });
 
   it('are named in precheck with their count, as resynced at cutover in CDC modes', async () => {
