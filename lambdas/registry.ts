@@ -98,7 +98,8 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     name: 'FinishCutover',
     entry: 'lambdas/finish-cutover.ts',
     arnPlaceholder: 'FinishCutoverFunctionArn',
-    timeoutSeconds: 300,
+    // Large objects changed during CDC are copied again here, behind the fence.
+    timeoutSeconds: 900,
     memoryMb: 256,
     needsDatabase: true,
   },

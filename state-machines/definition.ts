@@ -307,11 +307,13 @@ const replication: Record<string, State> = {
   ),
   FinishCutover: withCleanupCatch(
     lambdaStep('FinishCutover', {
-      comment: 'Drained: sets the target sequences from the source, and gives the triggers left disabled while replicating their source state.',
+      comment:
+        'Drained: sets the target sequences from the source, gives the triggers left disabled while replicating their source state, ' +
+        'copies the large objects that changed (the stream does not carry them) and refreshes the materialized views.',
       payload: spec,
-      result: ['sequences', 'triggers'],
+      result: ['sequences', 'triggers', 'largeObjects', 'materializedViews'],
       resultPath: '$.cutoverResult',
-      timeoutSeconds: 300,
+      timeoutSeconds: 900,
       next: 'FinalCompare',
     }),
   ),

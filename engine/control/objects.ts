@@ -68,3 +68,12 @@ export async function leftOutObjects(target: pg.Client, migration: string): Prom
   );
   return rows;
 }
+
+/** The identities of a kind's objects that schema migration created or found on the target (e.g. the materialized views). */
+export async function migratedIdentities(target: pg.Client, migration: string, kind: string): Promise<string[]> {
+  const { rows } = await target.query<{ identity: string }>(
+    `SELECT identity FROM pgferry.schema_objects WHERE migration = $1 AND kind = $2 AND status IN ('created', 'existing', 'replaced') ORDER BY identity`,
+    [migration, kind],
+  );
+  return rows.map((r) => r.identity);
+}

@@ -4,7 +4,7 @@
  */
 import type pg from 'pg';
 import { copiedColumns, dataTables, tableOptions, type TableInfo, type TableRef } from '../catalog/tables.js';
-import { replacePlan, type WorkUnit } from '../control/index.js';
+import { replacePlan, type PlannedTable, type WorkUnit } from '../control/index.js';
 import { qualified } from '../sql.js';
 import type { MigrationSpec } from '../spec/index.js';
 
@@ -51,12 +51,14 @@ export interface PlanInput {
   target: TargetFacts;
   spec: Pick<MigrationSpec, 'objects' | 'fullLoad' | 'schema'>;
   sourceVersionNum: number;
+  /** Units of the source's large objects (engine/load/large-objects.ts), planned beside the tables'. */
+  largeObjects?: Omit<WorkUnit, 'id'>[];
 }
 
-export function planUnits({ tables, target: facts, spec, sourceVersionNum }: PlanInput): WorkUnit[] {
+export function planUnits({ tables, target: facts, spec, sourceVersionNum, largeObjects = [] }: PlanInput): WorkUnit[] {
   const threshold = spec.fullLoad.splitTablesLargerThan;
   const canSplit = sourceVersionNum >= 140000;
-  const units: Omit<WorkUnit, 'id'>[] = [];
+  const units: Omit<WorkUnit, 'id'>[] = [...largeObjects];
   for (const table of dataTables(tables)) {
     const target = targetOf(table);
     const options = tableOptions(spec.objects, table.root ?? table);
@@ -91,8 +93,8 @@ export function planUnits({ tables, target: facts, spec, sourceVersionNum }: Pla
     .map((unit, index) => ({ ...unit, id: index + 1 }));
 }
 
-/** Stores the plan in the control schema, replacing an earlier one for the migration. */
-export async function savePlan(target: pg.Client, migration: string, tables: TableInfo[], units: WorkUnit[]): Promise<void> {
+/** Stores the plan in the control schema, replacing an earlier one for the migration (`extra`: the large objects' row). */
+export async function savePlan(target: pg.Client, migration: string, tables: TableInfo[], units: WorkUnit[], extra: PlannedTable[] = []): Promise<void> {
   const planned = dataTables(tables).map((table) => ({
     source: { schema: table.schema, name: table.name },
     target: targetOf(table),
@@ -100,5 +102,5 @@ export async function savePlan(target: pg.Client, migration: string, tables: Tab
     estimatedBytes: table.bytes,
     units: units.filter((u) => u.source.schema === table.schema && u.source.name === table.name).length,
   }));
-  await replacePlan(target, migration, planned, units);
+  await replacePlan(target, migration, [...planned, ...extra], units);
 }

@@ -23,6 +23,7 @@ import {
 import { importSnapshot } from '../snapshot.js';
 import { runReadyIndexJobs } from './index-jobs.js';
 import { RawCopyOut, rawCopyIn } from './raw-copy.js';
+import { copyLargeObjectUnit, isLargeObjects } from './large-objects.js';
 
 export interface WorkerOptions {
   migration: string;
@@ -191,6 +192,16 @@ async function buildReadyIndexes(target: pg.Client, migration: string, unit: Wor
   }
 }
 
+/** Reports progress at most every 500 ms; a failed report is ignored (it is only progress). */
+function throttled(report: (bytes: number) => Promise<void>): (bytes: number) => void {
+  let last = 0;
+  return (bytes) => {
+    if (Date.now() - last < 500) return;
+    last = Date.now();
+    void report(bytes).catch(() => undefined);
+  };
+}
+
 async function copyUnit(
   source: pg.Client,
   target: pg.Client,
@@ -201,6 +212,9 @@ async function copyUnit(
   maxBytesPerSecond: number | undefined,
 ): Promise<{ rows: number; bytes: number }> {
   await importSnapshot(source, snapshot);
+  if (isLargeObjects(unit.source)) {
+    return copyLargeObjectUnit(source, target, unit, throttled((bytes) => reportUnitBytes(control, migration, unit.id, bytes)), maxBytesPerSecond);
+  }
   if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
   const counter = new ByteCounter(maxBytesPerSecond);
   const reader = source.query(new RawCopyOut(sourceCopySql(unit)));

@@ -9,6 +9,7 @@ import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type Secrets
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
+import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { replicationNames } from '../cdc/slot.js';
 import {
   checkNotMigrated,
@@ -251,6 +252,8 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
       ['source.privileges', (client) => checkSourcePrivileges(client, spec)],
       ['source.reg_values', (client) => checkRegValues(client, target.facts?.client, spec)],
       ['schema.not_migrated', (client) => checkNotMigrated(client, spec)],
+      ['source.large_objects', (client) => checkLargeObjects(client, spec.mode)],
+      ['source.materialized_views', (client) => checkMaterializedViews(client, spec.objects)],
       ...(wantsCdc(spec) ? cdcOnly : []),
     ];
     for (const [id, check] of sourceChecks) checks.push(source.facts ? await guarded(id, () => check(source.facts!.client)) : skipped(id, 'no connection to the source'));

@@ -104,9 +104,6 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
        FROM owners JOIN pg_roles r ON r.oid = owners.owner
       WHERE r.rolname <> current_user
       GROUP BY r.rolname
-     UNION ALL
-     SELECT 'large objects', current_database(), format('%s large object(s) are not migrated', count(*))
-       FROM pg_largeobject_metadata HAVING count(*) > 0
      ORDER BY 1, 2`,
     [schemas, spec.cdc.publicationName ? [spec.cdc.publicationName] : []],
   );

@@ -16,6 +16,8 @@ import { currentWalLsn } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { qualified, sleep } from '../sql.js';
 import type { TaskStepContext } from './task.js';
+import { isLargeObjects } from '../load/large-objects.js';
+import { compareOtherObjects } from './compare-objects.js';
 
 /** Rechecks of tables that differed while changes were flowing. */
 const LIVE_RECHECKS = 3;
@@ -47,6 +49,7 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     const results = new Map((await compare(tables)).map((r) => [qualified(r.source), r]));
     if (live) await recheckWhileLive({ ...context, source, control }, tables, results, compare);
     for (const result of results.values()) await saveComparison(control, migration, result);
+    if (!live) await compareOtherObjects(context, control, snapshot);
     if (live) await recordLiveOutcome(control, migration, results);
   } finally {
     await Promise.all([control.end(), source.end()]);
@@ -57,7 +60,8 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
 async function tablesToCompare(spec: MigrationSpec, migration: string, source: pg.Client, control: pg.Client): Promise<CompareTarget[]> {
   const sourceTables = await listTables(source, spec.objects);
   const primaryKeys = new Map(sourceTables.map((t) => [qualified(t), t.primaryKey]));
-  const tables: CompareTarget[] = (await loadedTables(control, migration)).map((planned) => ({
+  const loaded = (await loadedTables(control, migration)).filter((planned) => !isLargeObjects(planned.source));
+  const tables: CompareTarget[] = loaded.map((planned) => ({
     source: planned.source,
     target: planned.target,
     columns: planned.columns,

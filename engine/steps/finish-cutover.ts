@@ -1,20 +1,23 @@
 /**
- * FinishCutover: drained, so the sequences take the source's values and the triggers left
- * disabled while replicating get their source state, before applications move.
+ * FinishCutover: drained, so before applications move the sequences take the source's values,
+ * the triggers left disabled while replicating get their source state, and the large objects and
+ * materialized views, which the stream does not carry, are put right.
  */
 import type { SecretsProvider } from '../connect/index.js';
 import { recordSchemaObjects } from '../control/index.js';
 import { copySequenceValues } from '../schema/index.js';
 import { restoreReplicaTriggers } from '../schema/replica-triggers.js';
 import type { MigrationSpec } from '../spec/index.js';
+import { resyncAtCutover } from './cutover-objects.js';
 import { withSides } from './sides.js';
 
 export async function finishCutoverStep(spec: MigrationSpec, secrets: SecretsProvider) {
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     const sequences = spec.cutover.syncSequences && spec.schema.sync.sequences ? await copySequenceValues(source, target, spec) : [];
     await recordSchemaObjects(target, spec.name, 'sequences', sequences);
+    const resynced = await resyncAtCutover(spec, source, target);
     const triggers = await restoreReplicaTriggers(source, target, spec);
     await recordSchemaObjects(target, spec.name, 'cutover', triggers);
-    return { sequences: sequences.length, triggers: triggers.length };
+    return { sequences: sequences.length, triggers: triggers.length, ...resynced };
   });
 }

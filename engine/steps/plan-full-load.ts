@@ -1,9 +1,10 @@
 /** PlanFullLoad: splits the selected tables into work units and decides how many copy workers the FullLoad map runs. */
 import { dataTables, listTables } from '../catalog/tables.js';
 import { serverVersion, type SecretsProvider } from '../connect/index.js';
-import { loadTotals, saveIndexJobs, setPhase, unfinishedUnits } from '../control/index.js';
+import { loadTotals, recordSchemaObjects, saveIndexJobs, setPhase, unfinishedUnits } from '../control/index.js';
 
 import { planUnits, savePlan, targetFacts, targetOf } from '../load/planner.js';
+import { largeObjectOwnersMissing, planLargeObjects } from '../load/large-objects.js';
 import { loadTimeIndexJobs } from '../schema/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { withSides } from './sides.js';
@@ -25,8 +26,10 @@ export async function planFullLoadStep(spec: MigrationSpec, secrets: SecretsProv
     const tables = await listTables(source, spec.objects);
     const sourceVersionNum = await serverVersion(source);
     const facts = await targetFacts(target, dataTables(tables).map(targetOf));
-    const units = planUnits({ tables, target: facts, spec, sourceVersionNum });
-    await savePlan(target, spec.name, tables, units);
+    const largeObjects = await planLargeObjects(source, spec.fullLoad.splitTablesLargerThan);
+    const units = planUnits({ tables, target: facts, spec, sourceVersionNum, largeObjects: largeObjects.units });
+    await savePlan(target, spec.name, tables, units, largeObjects.table ? [largeObjects.table] : []);
+    await recordSchemaObjects(target, spec.name, 'pre-data', await largeObjectOwnersMissing(source, target));
     await saveIndexJobs(target, spec.name, await loadTimeIndexJobs(source, spec));
     const workerCount = copyWorkerCount(spec.fullLoad.parallelism, units.length);
     return { units: units.length, workers: Array.from({ length: workerCount }, (_, i) => i + 1) };

@@ -10,7 +10,9 @@ import { qualified, withTransaction } from '../sql.js';
 import { syncTables } from '../cdc/table-sync.js';
 import type { TableRef } from '../catalog/tables.js';
 import type { SecretsProvider } from '../connect/index.js';
-import { markTableResynced, recordEvent, unfinishedUnits } from '../control/index.js';
+import type pg from 'pg';
+import { markTableResynced, markUnitDone, recordEvent, unfinishedUnits, type UnfinishedUnit } from '../control/index.js';
+import { isLargeObjects } from '../load/large-objects.js';
 import { connectReplication, streamConfigOf } from './replication.js';
 import type { TaskStepContext } from './task.js';
 
@@ -18,7 +20,9 @@ export async function resyncTablesStep(context: TaskStepContext, { secrets }: { 
   const { migration, spec, log } = context;
   const target = await context.connectTarget();
   try {
-    const tables = uniqueTables((await unfinishedUnits(target, migration)).map((unit) => unit.source));
+    const unfinished = await unfinishedUnits(target, migration);
+    await leaveLargeObjectsToCutover(target, migration, unfinished);
+    const tables = uniqueTables(unfinished.map((unit) => unit.source).filter((table) => !isLargeObjects(table)));
     if (tables.length === 0) return 0;
     const streamConfig = await streamConfigOf(spec, secrets);
     await withTransaction(target, async () => {
@@ -33,6 +37,13 @@ export async function resyncTablesStep(context: TaskStepContext, { secrets }: { 
   } finally {
     await target.end().catch(() => undefined);
   }
+}
+
+/** Large objects are not streamed: the cutover copies every one that differs, so their units left need no snapshot. */
+async function leaveLargeObjectsToCutover(target: pg.Client, migration: string, unfinished: UnfinishedUnit[]): Promise<void> {
+  const units = unfinished.filter((unit) => isLargeObjects(unit.source));
+  for (const unit of units) await markUnitDone(target, migration, unit.id, { rows: 0, bytes: 0 });
+  if (units.length) await recordEvent(target, migration, 'info', `resume: ${units.length} large-object unit(s) left to the resync at cutover`);
 }
 
 function uniqueTables(tables: TableRef[]): TableRef[] {

@@ -53,6 +53,8 @@ describe('precheck on real clusters', () => {
       ['source.privileges', 'pass'],
       ['source.reg_values', 'pass'],
       ['schema.not_migrated', 'pass'],
+      ['source.large_objects', 'pass'],
+      ['source.materialized_views', 'pass'],
       ['source.unlogged_tables', 'pass'],
       ['source.replica_triggers', 'pass'],
       ['target.session_replication_role', 'pass'],

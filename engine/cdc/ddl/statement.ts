@@ -70,6 +70,8 @@ export function schemaSelected(selection: Selection, schema: string): boolean {
  */
 export function concern(selection: Selection, ddl: CapturedDdl): 'table' | 'schema' | undefined {
   if (privilegesOnly(ddl)) return undefined;
+  // Its rows are computed, not streamed: FinishCutover refreshes every materialized view once drained.
+  if (ddl.commandTag === 'REFRESH MATERIALIZED VIEW') return undefined;
   if (ddl.objects.some((o) => o.table && isSelected(selection, o.table))) return 'table';
   if (ddl.objects.some((o) => o.table)) return undefined;
   return ddl.objects.some((o) => schemaSelected(selection, o.schema)) ? 'schema' : undefined;
