@@ -95,7 +95,8 @@ export async function runFidelityChanges(cluster: LocalCluster, database: string
 
 /**
  * The schema of `database` as pg_dump 15 prints it (owners, privileges, comments and all), the
- * control schemas left out, pg_dump's per-run \restrict key stripped, as sorted non-empty lines.
+ * control schemas left out, pg_dump's per-run \restrict key stripped, as sorted lines (empty lines
+ * and bare "--" separators dropped: their count only follows the number of objects).
  * Only for servers up to 15: /usr/bin/pg_dump is PostgreSQL 15.
  */
 export function pgDumpSchemaLines(cluster: LocalCluster, database: string): string[] {
@@ -109,7 +110,7 @@ export function pgDumpSchemaLines(cluster: LocalCluster, database: string): stri
   if (result.status !== 0) throw new Error(`pg_dump ${database} failed: ${result.stderr}`);
   return result.stdout
     .split('\n')
-    .filter((line) => line.trim() !== '' && !/^\\(un)?restrict /.test(line) && !line.startsWith('-- Dumped '))
+    .filter((line) => !/^\s*(--)?\s*$/.test(line) && !/^\\(un)?restrict /.test(line) && !line.startsWith('-- Dumped '))
     .sort();
 }
 
