@@ -114,6 +114,26 @@ export function pgDumpSchemaLines(cluster: LocalCluster, database: string): stri
     .sort();
 }
 
+/**
+ * Copies `sourceDb` into the existing `targetDb` the way pg_dump 15 does (schema, data and large
+ * objects, piped into psql 15, which goes on past errors): the tests' check that their oracles see
+ * only what pg_dump cannot carry. Returns psql's errors.
+ */
+export function pgDumpRestore(source: LocalCluster, sourceDb: string, target: LocalCluster, targetDb: string): string[] {
+  if (source.major > 15) throw new Error(`pg_dump 15 cannot dump PostgreSQL ${source.major}`);
+  const client = (cluster: LocalCluster) => ['-h', cluster.connection.host, '-p', String(cluster.connection.port), '-U', cluster.connection.username];
+  const options = { encoding: 'utf8' as const, maxBuffer: 256 * 1024 * 1024 };
+  const dump = spawnSync('/usr/bin/pg_dump', [...client(source), '-d', sourceDb], { ...options, env: { ...process.env, PGPASSWORD: source.connection.password } });
+  if (dump.status !== 0) throw new Error(`pg_dump ${sourceDb} failed: ${dump.stderr}`);
+  const restore = spawnSync('/usr/bin/psql', [...client(target), '-d', targetDb, '-q', '-X'], {
+    ...options,
+    input: dump.stdout,
+    env: { ...process.env, PGPASSWORD: target.connection.password },
+  });
+  if (restore.status !== 0) throw new Error(`psql into ${targetDb} failed: ${restore.stderr}`);
+  return restore.stderr.split('\n').filter((line) => line.startsWith('ERROR:'));
+}
+
 /** Lines of `a` not matched in `b` and the reverse, each list sorted (a multiset difference). */
 export function lineDifferences(source: string[], target: string[]): { onlyInSource: string[]; onlyInTarget: string[] } {
   const counts = new Map<string, number>();
