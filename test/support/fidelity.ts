@@ -30,14 +30,19 @@ export interface FidelityVariant {
  */
 export function conditional(text: string, major: number, variant: FidelityVariant = {}): string {
   const kept: string[] = [];
+  let open: string | undefined;
   let keep = true;
-  for (const line of text.split('\n')) {
-    const since = /^-- @since (\d+)\s*$/.exec(line);
-    if (since) keep = major >= Number(since[1]);
-    else if (/^-- @full\s*$/.test(line)) keep = !variant.cdc;
-    else if (/^-- @end\s*$/.test(line)) keep = true;
-    else if (keep) kept.push(line);
+  for (const [index, line] of text.split('\n').entries()) {
+    const marker = /^-- @(since (\d+)|full|end)\s*$/.exec(line);
+    if (!marker) {
+      if (keep) kept.push(line);
+      continue;
+    }
+    if ((marker[1] === 'end') !== (open !== undefined)) throw new Error(`fixture line ${index + 1}: "${line}" ${open ? `inside "${open}"` : 'without a block to end'}`);
+    open = marker[1] === 'end' ? undefined : line;
+    keep = marker[1] === 'end' ? true : marker[1] === 'full' ? !variant.cdc : major >= Number(marker[2]);
   }
+  if (open) throw new Error(`fixture block "${open}" has no "-- @end"`);
   return kept.join('\n');
 }
 
