@@ -2,9 +2,9 @@
  * The catalog oracle of the fidelity tests (issue 13), for pairs pg_dump 15 cannot read: the
  * parts of catalogSnapshot plus every kind the fidelity fixture has (aggregates, operators,
  * operator classes and families, casts, text search objects, extended statistics, policies and
- * row-level security, rules, typed tables, column options, index column statistics, owners,
- * privileges, default privileges, comments, materialized views' state), read with names rather
- * than OIDs and normalized where two servers of different majors print the same thing differently.
+ * row-level security, rules, typed tables, ranges, column and TOAST options, index column
+ * statistics, owners, privileges, default privileges, comments, materialized views' state), read
+ * with names rather than OIDs and normalized where two majors print the same thing differently.
  */
 import type pg from 'pg';
 import { lineDifferences } from './fidelity.js';
@@ -166,6 +166,17 @@ async function extraKinds(client: pg.Client): Promise<Record<string, unknown[]>>
       `SELECT ${REL} AS rel, r.rulename, pg_get_ruledef(r.oid) AS def, r.ev_enabled
          FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE ${USER} AND r.rulename <> '_RETURN' ORDER BY 1, 2`,
+    ),
+    ranges: await read(
+      `SELECT r.rngtypid::regtype::text AS range, r.rngsubtype::regtype::text AS subtype,
+              (SELECT collname FROM pg_collation WHERE oid = r.rngcollation) AS collation,
+              (SELECT format('%I.%I', cn.nspname, o.opcname) FROM pg_opclass o JOIN pg_namespace cn ON cn.oid = o.opcnamespace WHERE o.oid = r.rngsubopc) AS opclass,
+              r.rngcanonical::regproc::text AS canonical, r.rngsubdiff::regproc::text AS subdiff
+         FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace WHERE ${USER} ORDER BY 1`,
+    ),
+    toastOptions: await read(
+      `SELECT ${REL} AS rel, t.reloptions::text AS options FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_class t ON t.oid = c.reltoastrelid WHERE ${USER} AND t.reloptions IS NOT NULL ORDER BY 1`,
     ),
     typedTables: await read(
       `SELECT ${REL} AS rel, c.reloftype::regtype::text AS of_type FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
