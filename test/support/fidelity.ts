@@ -205,11 +205,15 @@ export async function fidelityData(client: pg.Client): Promise<Record<string, un
        FROM pg_largeobject_metadata l ORDER BY l.oid`,
   );
   data['large objects'] = objects;
-  const { rows: sequences } = await client.query(
-    `SELECT format('%I.%I', schemaname, sequencename) AS seq, last_value::text FROM pg_sequences
-      WHERE schemaname NOT IN ('pgferry', 'pgferry_capture') ORDER BY 1`,
+  const { rows: sequences } = await client.query<{ seq: string }>(
+    `SELECT format('%I.%I', schemaname, sequencename) AS seq FROM pg_sequences WHERE schemaname NOT IN ('pgferry', 'pgferry_capture') ORDER BY 1`,
   );
-  data.sequences = sequences;
+  // Read from the sequence itself: pg_sequences shows no last_value once setval(…, false) reset is_called.
+  data.sequences = [];
+  for (const { seq } of sequences) {
+    const { rows } = await client.query(`SELECT last_value::text, is_called FROM ${seq}`);
+    (data.sequences as unknown[]).push({ seq, ...rows[0] });
+  }
   return data;
 }
 
