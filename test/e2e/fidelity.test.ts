@@ -96,7 +96,8 @@ async function targetQuery<T extends pg.QueryResultRow>(target: LocalCluster, da
 
 /**
  * Waits for the run to end. A run that pauses (a CDC failure pauses it; its runner waits to be
- * resumed) is abandoned with `pgferry stop --drop`, which ends it and drops its slot.
+ * resumed) is abandoned with `pgferry stop --drop`, which ends it and drops its slot; its
+ * result's cause then gives the pause's.
  */
 async function settle(run: Promise<LocalRunResult>, spec: ReturnType<typeof specFor>, target: LocalCluster): Promise<LocalRunResult> {
   let result: LocalRunResult | undefined;
@@ -108,9 +109,8 @@ async function settle(run: Promise<LocalRunResult>, spec: ReturnType<typeof spec
     (await targetQuery<{ phase: string }>(target, spec.target.database, 'SELECT phase FROM pgferry.migrations WHERE name = $1', [spec.name]))[0]?.phase === 'paused';
   await waitFor(`run ${spec.name} to end or pause`, async () => result ?? (await paused()), 600_000, 500);
   if (result) return result;
-  const why = await targetQuery(target, spec.target.database, 'SELECT phase, error FROM pgferry.migrations WHERE name = $1', [spec.name]);
   await runCli('stop', scratch.writeJson(`${spec.name}.json`, spec), '--drop');
-  return { ...(await run), cause: `paused: ${JSON.stringify(why)}` };
+  return run; // failed as pgferry.Abandoned, its cause the pause's
 }
 
 /** What the run reports as not migrated or skipped: for this fixture, nothing. */
