@@ -111,7 +111,7 @@ const REL = `format('%I.%I', n.nspname, c.relname)`;
  * one (a view prints `tickets.code` on 15 and `code` on 17): across that boundary view definitions
  * are compared without relation qualifiers (schema qualifiers stay).
  */
-const unqualified = (def: string) => def.replace(/\b(?!(?:shop|extra|aaa|public)\.)[a-z_][a-z0-9_]*\.(?=[a-z_"])/g, '');
+const unqualified = (def: string) => def.replace(/\b(?!(?:shop|extra|aaa|aaa_first|fid|public)\.)[a-z_][a-z0-9_]*\.(?=[a-z_"])/g, '');
 
 /**
  * The user part of a database's catalog, read with the server's deparsers (pgferry's control
