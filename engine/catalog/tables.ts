@@ -131,7 +131,9 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS k
                  'builtinType', a.atttypid < 16384 AND coalesce(nullif(t.typelem, 0), a.atttypid) < 16384
                                 AND t.typtype IN ('b', 'r', 'm', 'p')
                                 -- reg* values are OIDs, which name other objects on the target: they travel as text
-                                AND (SELECT e.typname FROM pg_type e WHERE e.oid = coalesce(nullif(t.typelem, 0), a.atttypid)) !~ '^reg',
+                                AND (SELECT e.typname FROM pg_type e WHERE e.oid = coalesce(nullif(t.typelem, 0), a.atttypid)) !~ '^reg'
+                                -- an empty int2vector/oidvector in binary from 13 is refused by 14+ ("invalid int2vector data")
+                                AND t.typname NOT IN ('int2vector', 'oidvector'),
                  'notNull', a.attnotnull,
                  'generated', a.attgenerated <> '',
                  'identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END)
