@@ -9,6 +9,7 @@ import type { MigrationSpec } from '../spec/index.js';
 import { withTransaction } from '../sql.js';
 import { planSchema } from './plan.js';
 import { readSource, runFor, SchemaConflictError, TARGET_SETTINGS, type SchemaObjectResult } from './objects.js';
+import { syncRoles } from './roles.js';
 
 export interface PreDataResult {
   tables: TableInfo[];
@@ -57,6 +58,8 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
     const onTarget = await existingOnTarget(target);
     const exists = (kind: string, identity: string) => onTarget.has(`${kind} ${identity}`);
 
+    // Roles first: the objects' owners, grantees and policy roles (schema.sync.roles).
+    objects.push(...(await syncRoles(source, target, spec, plan.schemas.map((s) => s.identity))));
     for (const schema of plan.schemas) {
       const existed = exists('schema', schema.identity);
       if (!existed) await runFor(target, 'schema', schema.identity, [`CREATE SCHEMA IF NOT EXISTS ${schema.identity}`]);
