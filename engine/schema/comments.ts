@@ -87,10 +87,15 @@ export function notOnTarget(error: unknown): boolean {
   return code !== undefined && NOT_THERE.has(code);
 }
 
-/** Sets every comment, each on its own (a missing object is reported, and the rest go on). */
-export async function setComments({ report, run }: PostDataRun, comments: CommentRow[]): Promise<void> {
+/** Sets every comment the target does not have yet, each on its own (a missing object is reported, and the rest go on). */
+export async function setComments({ target, report, run }: PostDataRun, comments: CommentRow[], schemas: string[]): Promise<void> {
+  const onTarget = new Map((await readComments(target, schemas)).map((c) => [`${c.type} ${c.identity}`, c.description]));
   for (const c of comments) {
     const what = commentTarget(c);
+    if (onTarget.get(`${c.type} ${c.identity}`) === c.description) {
+      report('comment', `${c.type} ${c.identity}`, 'existing');
+      continue;
+    }
     try {
       await run('comment', what, [`COMMENT ON ${what} IS ${literal(c.description)}`], 'comment on');
       report('comment', `${c.type} ${c.identity}`, 'created');

@@ -344,6 +344,6 @@ async function createRulesAndPolicies(run: PostDataRun, security: SecurityCatalo
 
 /** 8. Last: comments on everything, then owners, privileges and default privileges (comments.ts, privileges.ts). */
 async function setCommentsOwnersAndPrivileges(run: PostDataRun, security: SecurityCatalog): Promise<void> {
-  await setComments(run, security.comments);
-  await setOwnersAndPrivileges(run, security.owned, security.defaultPrivileges);
+  await setComments(run, security.comments, security.schemas);
+  await setOwnersAndPrivileges(run, security.owned, security.schemas, security.defaultPrivileges);
 }

@@ -10,7 +10,6 @@
 import type pg from 'pg';
 import { quoteIdent } from '../sql.js';
 import type { PostDataRun } from './postdata.js';
-import { notOnTarget } from './comments.js';
 import { rolesOnTarget, SELECTED, targetUser, type TargetUser } from './roles.js';
 import { aclStatements, ACL_ITEMS, type AclItem, type Grantees } from './acl.js';
 import { setDefaultPrivileges, type DefaultAclRow } from './default-privileges.js';
@@ -60,7 +59,7 @@ const OWNED_ONLY: [string, string, string, string, string][] = [
 ];
 
 /** Every owned object of the selected schemas, with its ACL (extension members excepted: the extension creates them). */
-export async function readOwnedObjects(source: pg.Client, schemas: string[]): Promise<OwnedObject[]> {
+export async function readOwnedObjects(source: pg.Client, schemas: string[], { allColumns = false } = {}): Promise<OwnedObject[]> {
   const rel = `format('%I.%I', n.nspname, c.relname)`;
   const routine = `format('%I.%I(%s)', n.nspname, p.proname, oidvectortypes(p.proargtypes))`;
   const type = `format('%I.%I', n.nspname, t.typname)`;
@@ -82,7 +81,7 @@ export async function readOwnedObjects(source: pg.Client, schemas: string[]): Pr
        SELECT 'col', NULL, ${rel} || '.' || quote_ident(a.attname), 'TABLE ' || ${rel}, ${rel}, a.attname, pg_get_userbyid(c.relowner), false,
               ${ITEMS('a.attacl')}, '[]'::jsonb, 'pg_class'::regclass, c.oid
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.oid IN (SELECT oid FROM sel) AND c.relkind IN ('r', 'p', 'v', 'm') AND a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE n.oid IN (SELECT oid FROM sel) AND c.relkind IN ('r', 'p', 'v', 'm') AND (a.attacl IS NOT NULL OR $2) AND a.attnum > 0 AND NOT a.attisdropped
        UNION ALL
        SELECT 'proc', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
               format('%I.%I(%s)', n.nspname, p.proname, coalesce(nullif(oidvectortypes(p.proargtypes), ''), CASE WHEN p.prokind = 'a' THEN '*' END)),
@@ -98,9 +97,9 @@ export async function readOwnedObjects(source: pg.Client, schemas: string[]): Pr
         WHERE n.oid IN (SELECT oid FROM sel) AND ${KEEP_OWNER('pg_type', 't.oid')}
           AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
        UNION ALL
-       -- the public schema keeps the target's owner unless the source's is not the bootstrap superuser
+       -- the public schema keeps the target's owner unless the source's is neither the bootstrap superuser nor pg_database_owner
        SELECT 'schema', 'SCHEMA', quote_ident(n.nspname), 'SCHEMA ' || quote_ident(n.nspname), quote_ident(n.nspname), NULL,
-              pg_get_userbyid(n.nspowner), n.oid >= 16384 OR n.nspowner <> 10,
+              pg_get_userbyid(n.nspowner), n.oid >= 16384 OR pg_get_userbyid(n.nspowner) NOT IN (pg_get_userbyid(10), 'pg_database_owner'),
               ${ACL_OF('n.nspacl', `'n'`, 'n.nspowner')}, 'pg_namespace'::regclass, n.oid
          FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM sel)
        UNION ALL ${others.join('\n       UNION ALL ')}
@@ -108,34 +107,44 @@ export async function readOwnedObjects(source: pg.Client, schemas: string[]): Pr
      SELECT category, keyword, identity, grant_on, lookup, "column", owner, change_owner, acl, baseline FROM objects o
       WHERE NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = o.classid AND e.objid = o.objid AND e.deptype = 'e')
       ORDER BY category = 'schema' DESC, identity`,
-    [schemas],
+    [schemas, allColumns],
   );
   return rows;
 }
 
+const keyOf = (o: OwnedObject) => `${o.category} ${o.identity}`;
+
+/** The same objects as they are on the target (search_path empty, as the source is read): by category and identity. */
+async function ownedOnTarget(target: pg.Client, schemas: string[]): Promise<Map<string, OwnedObject>> {
+  return new Map((await readOwnedObjects(target, schemas, { allColumns: true })).map((o) => [keyOf(o), o]));
+}
+
 /** ALTER … OWNER TO the source's owner, where it exists and the target user may give the object away. */
-export async function setOwners(run: PostDataRun, owned: OwnedObject[], user: TargetUser, roles: Set<string>): Promise<void> {
-  const owners = [...new Set(owned.filter((o) => o.change_owner && o.owner !== user.name).map((o) => o.owner))];
+export async function setOwners(run: PostDataRun, owned: OwnedObject[], schemas: string[], user: TargetUser, roles: Set<string>): Promise<void> {
+  const onTarget = await ownedOnTarget(run.target, schemas);
+  // Objects not on the target are reported where they were left out.
+  const changes = owned.filter((o) => o.change_owner && o.keyword && onTarget.has(keyOf(o)) && onTarget.get(keyOf(o))!.owner !== o.owner);
   const { rows } = await run.target.query<{ role: string; usage: boolean }>(
     `SELECT r AS role, pg_has_role(r, 'USAGE') AS usage FROM unnest($1::text[]) r WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)`,
-    [owners],
+    [[...new Set(changes.map((o) => o.owner))]],
   );
   const usable = new Set(rows.filter((r) => r.usage).map((r) => r.role));
   const given = new Map<string, number>();
-  for (const o of owned.filter((x) => x.change_owner && x.keyword && x.owner !== user.name)) {
+  for (const o of changes) {
     const what = `${o.keyword!.toLowerCase()} ${o.identity}`;
     const alter = `ALTER ${o.keyword} ${o.identity} OWNER TO ${quoteIdent(o.owner)}`;
-    const fix = `${alter} once it can`;
+    const owner = quoteIdent(onTarget.get(keyOf(o))!.owner);
     if (!roles.has(o.owner)) {
-      run.report('owner', what, 'skipped', `owned by ${quoteIdent(user.name)}: role ${quoteIdent(o.owner)} does not exist on the target; create it (or set schema.sync.roles), then ${fix}`);
+      run.report('owner', what, 'skipped', `owned by ${owner}: role ${quoteIdent(o.owner)} does not exist on the target; create it (or set schema.sync.roles), then ${alter}`);
       continue;
     }
+    // A superuser keeps every access; anyone else keeps it through membership (with INHERIT) in the new owner.
     if (!user.superuser && !usable.has(o.owner)) {
       run.report(
         'owner',
         what,
         'skipped',
-        `owned by ${quoteIdent(user.name)}: it is not a member of ${quoteIdent(o.owner)}, so giving the object away would take from it ` +
+        `owned by ${owner}: ${quoteIdent(user.name)} is not a member of ${quoteIdent(o.owner)}, so giving the object away would take from it ` +
           `the access that the load, CDC apply and the comparison need; GRANT ${quoteIdent(o.owner)} TO ${quoteIdent(user.name)} before the migration, or ${alter} after cutover`,
       );
       continue;
@@ -144,50 +153,29 @@ export async function setOwners(run: PostDataRun, owned: OwnedObject[], user: Ta
       await run.run('owner', what, [alter], 'set the owner of');
       given.set(o.owner, (given.get(o.owner) ?? 0) + 1);
     } catch (error) {
-      if (notOnTarget(error)) continue; // not migrated: reported where it was left out
-      run.report('owner', what, 'skipped', `${(error as Error).message}; ${fix}`);
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      if (code !== '42501') throw error;
+      run.report('owner', what, 'skipped', `owned by ${owner}: ${(error as Error).message}; ${alter} after cutover`);
     }
   }
   for (const [role, count] of given) run.report('owner', quoteIdent(role), 'created', `owns ${count} object(s), as on the source`);
 }
 
-interface TargetAcl {
-  i: number;
-  owner: string;
-  acl: AclItem[];
-  baseline: AclItem[];
-}
-
-/** The target's ACL of each object (by its index in `objects`), where it exists. */
-async function targetAcls(target: pg.Client, objects: OwnedObject[]): Promise<Map<number, TargetAcl>> {
-  const { rows } = await target.query<TargetAcl>(
-    `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(category, lookup, col, i)),
-     obj(i, owner, acl, type) AS (
-       SELECT u.i, c.relowner, c.relacl, CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char" FROM u JOIN pg_class c ON c.oid = to_regclass(u.lookup) WHERE u.category = 'rel'
-       UNION ALL SELECT u.i, c.relowner, a.attacl, 'c'::"char" FROM u JOIN pg_class c ON c.oid = to_regclass(u.lookup)
-         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = u.col AND NOT a.attisdropped WHERE u.category = 'col'
-       UNION ALL SELECT u.i, p.proowner, p.proacl, 'f'::"char" FROM u JOIN pg_proc p ON p.oid = to_regprocedure(u.lookup) WHERE u.category = 'proc'
-       UNION ALL SELECT u.i, t.typowner, t.typacl, 'T'::"char" FROM u JOIN pg_type t ON t.oid = to_regtype(u.lookup) WHERE u.category = 'type'
-       UNION ALL SELECT u.i, n.nspowner, n.nspacl, 'n'::"char" FROM u JOIN pg_namespace n ON n.oid = to_regnamespace(u.lookup) WHERE u.category = 'schema'
-     )
-     SELECT i::int - 1 AS i, pg_get_userbyid(owner) AS owner, ${ITEMS('coalesce(acl, acldefault(type, owner))')} AS acl,
-            CASE WHEN type = 'c' THEN '[]'::jsonb ELSE ${ITEMS('acldefault(type, owner)')} END AS baseline
-       FROM obj`,
-    [objects.map((o) => o.category), objects.map((o) => o.lookup), objects.map((o) => o.column)],
-  );
-  return new Map(rows.map((r) => [r.i, r]));
-}
-
 /** GRANT/REVOKE on every object that has privileges, so that its target ACL is the source's. */
-export async function grantPrivileges(run: PostDataRun, owned: OwnedObject[], grantees: Grantees): Promise<void> {
-  const withAcl = owned.filter((o) => o.grant_on !== null && o.acl !== null);
-  const onTarget = await targetAcls(run.target, withAcl);
-  for (const [i, o] of withAcl.entries()) {
-    const t = onTarget.get(i);
+export async function grantPrivileges(run: PostDataRun, owned: OwnedObject[], schemas: string[], grantees: Grantees): Promise<void> {
+  const onTarget = await ownedOnTarget(run.target, schemas);
+  for (const o of owned.filter((x) => x.grant_on !== null && x.acl !== null)) {
+    const t = onTarget.get(keyOf(o));
     if (!t) continue; // not on the target: reported where it was left out
     const on = o.column !== null ? { object: o.grant_on!, column: quoteIdent(o.column) } : { object: o.grant_on! };
     const what = o.column !== null ? `COLUMN ${o.identity}` : o.grant_on!;
-    const statements = aclStatements({ owner: o.owner, acl: o.acl!, baseline: o.baseline! }, t, on, grantees, what);
+    const statements = aclStatements(
+      { owner: o.owner, acl: o.acl!, baseline: o.baseline! },
+      { owner: t.owner, acl: t.acl ?? [], baseline: t.baseline ?? [] },
+      on,
+      grantees,
+      what,
+    );
     if (!statements.length) continue;
     await run.run('privileges', what, statements, 'grant privileges on');
     run.report('privileges', what, 'created', statements.join('; '));
@@ -208,12 +196,12 @@ export function reportMissingGrantees(run: PostDataRun, grantees: Grantees): voi
 }
 
 /** Owners, then privileges (granted as the new owner), then default privileges. */
-export async function setOwnersAndPrivileges(run: PostDataRun, owned: OwnedObject[], defaults: DefaultAclRow[]): Promise<void> {
+export async function setOwnersAndPrivileges(run: PostDataRun, owned: OwnedObject[], schemas: string[], defaults: DefaultAclRow[]): Promise<void> {
   const user = await targetUser(run.target);
   const roles = await rolesOnTarget(run.target);
   const grantees: Grantees = { exists: (role) => roles.has(role), missing: new Map() };
-  await setOwners(run, owned, user, roles);
-  await grantPrivileges(run, owned, grantees);
+  await setOwners(run, owned, schemas, user, roles);
+  await grantPrivileges(run, owned, schemas, grantees);
   await setDefaultPrivileges(run, defaults, roles, grantees);
   reportMissingGrantees(run, grantees);
 }

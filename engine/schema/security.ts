@@ -46,6 +46,8 @@ interface RowSecurityRow {
 }
 
 export interface SecurityCatalog {
+  /** The schemas the plan creates, quoted. */
+  schemas: string[];
   statistics: StatisticsRow[];
   rules: RuleRow[];
   policies: PolicyRow[];
@@ -63,6 +65,7 @@ export async function readSecurityCatalog(sourceConnect: () => Promise<pg.Client
   const source = await sourceConnect();
   try {
     return await readSource(source, async () => ({
+      schemas,
       ...(await readTableSecurity(source, tables, relations)),
       comments: await readComments(source, schemas),
       owned: await readOwnedObjects(source, schemas),

@@ -5,7 +5,7 @@
  * privileges included) and 13 → 17 (catalog queries), and a missing role named in the report.
  */
 import { spawnSync } from 'node:child_process';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureControlSchema } from '../../engine/control/index.js';
 import { migratePostData, migratePreData, type SchemaObjectResult } from '../../engine/schema/index.js';
@@ -56,7 +56,7 @@ ALTER TABLE app.ledger DISABLE RULE ledger_quiet;
 ALTER TABLE app.accounts ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY own_rows ON app.accounts AS PERMISSIVE FOR SELECT TO app_reader USING (owner_name = current_user);
 CREATE POLICY only_positive ON app.accounts AS RESTRICTIVE FOR INSERT TO policy_only WITH CHECK (balance > 0);
-CREATE POLICY everyone ON app.accounts USING (true) WITH CHECK (true);
+CREATE POLICY everyone ON app.accounts USING (balance > 15) WITH CHECK (true);
 GRANT USAGE ON SCHEMA app TO app_reader, app_writer;
 GRANT SELECT ON app.accounts, app.v, app.mv TO app_reader;
 GRANT SELECT (id, owner_name), UPDATE (balance) ON app.accounts TO app_writer;
@@ -125,14 +125,31 @@ async function connect(label: string, database: string): Promise<pg.Client> {
 const specFor = (input: Partial<MigrationSpecInput> = {}) =>
   migrationSpecSchema.parse({ name: 'security-test', source: { secret: 'env:S' }, target: { secret: 'env:T' }, ...input });
 
-async function migrate(from: string, to: string, database: string, input: Partial<MigrationSpecInput> = {}): Promise<SchemaObjectResult[]> {
-  await cluster(to).sql(`CREATE DATABASE ${database}`);
+/** A client of the `to` cluster logged in as `user` (default: the superuser). */
+async function targetClient(to: string, database: string, user?: { name: string; password: string }): Promise<pg.Client> {
+  if (!user) return cluster(to).connect(database);
+  const { host, port } = cluster(to).connection;
+  const client = new pg.Client({ host, port, user: user.name, password: user.password, database });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+async function migrate(
+  from: string,
+  to: string,
+  database: string,
+  input: Partial<MigrationSpecInput> = {},
+  user?: { name: string; password: string },
+): Promise<SchemaObjectResult[]> {
+  if (!user) await cluster(to).sql(`CREATE DATABASE ${database}`);
   const spec = specFor(input);
   const source = await connect(from, 'app');
-  const target = await connect(to, database);
+  const target = await targetClient(to, database, user);
+  clients.push(target);
   const pre = await migratePreData(source, target, spec);
   await target.query(`INSERT INTO app.accounts VALUES (1, 'app_reader', 10, 'eu', 1), (2, 'someone', 20, 'us', 2)`);
-  const post = await migratePostData(() => cluster(from).connect('app'), () => cluster(to).connect(database), spec);
+  const post = await migratePostData(() => cluster(from).connect('app'), () => targetClient(to, database, user), spec);
   return [...pre.objects, ...post.objects];
 }
 
@@ -225,6 +242,38 @@ describe('roles, owners, privileges, comments and row-level security', () => {
     const [expected, actual] = await Promise.all([securitySnapshot(cluster('13'), 'app'), securitySnapshot(cluster('17'), 'from13')]);
     for (const part of Object.keys(expected)) expect({ [part]: actual[part] }).toEqual({ [part]: expected[part] });
     expect(actual.publicSchema).toContainEqual(['PUBLIC', 'CREATE', false]); // 15+ would have left PUBLIC only USAGE
+  });
+
+  // After the 13 → 17 case: the roles exist on 17.
+  it('keeps a target user that is not a superuser able to write: owners only where it is a member, FORCE left to after cutover', async () => {
+    const migrator = { name: 'migrator', password: 'migrator-secret' };
+    await cluster('17').sql(`CREATE ROLE migrator LOGIN PASSWORD '${migrator.password}'; GRANT app_owner TO migrator`);
+    await cluster('17').sql('CREATE DATABASE as_migrator OWNER migrator');
+    const objects = await migrate('15', '17', 'as_migrator', {}, migrator);
+
+    expect(objects).toContainEqual({ kind: 'owner', identity: '"app_owner"', status: 'created', detail: expect.stringMatching(/^owns \d+ object\(s\), as on the source$/) });
+    const odd = objects.find((o) => o.kind === 'owner' && o.identity === 'table "Odd Schema"."Odd Table"');
+    expect(odd).toMatchObject({ status: 'skipped' });
+    expect(odd!.detail).toBe(
+      'owned by "migrator": "migrator" is not a member of "Odd Role", so giving the object away would take from it the access that the load, ' +
+        'CDC apply and the comparison need; GRANT "Odd Role" TO "migrator" before the migration, or ALTER TABLE "Odd Schema"."Odd Table" OWNER TO "Odd Role" after cutover',
+    );
+    const force = objects.find((o) => o.kind === 'row level security' && o.identity === 'app.accounts');
+    expect(force).toMatchObject({ status: 'skipped' });
+    expect(force!.detail).toMatch(/^enabled; FORCE ROW LEVEL SECURITY left off: the target user "migrator" is neither superuser nor BYPASSRLS.*ALTER TABLE app\.accounts FORCE ROW LEVEL SECURITY after cutover$/);
+    const writer = objects.find((o) => o.kind === 'default privileges' && o.identity === 'sequences of "app_writer"');
+    expect(writer).toMatchObject({ status: 'skipped' });
+
+    // As CDC apply and the comparison would: every row, through the row-level security of tables it owns or whose owner it is a member of.
+    const target = await targetClient('17', 'as_migrator', migrator);
+    clients.push(target);
+    const { rows } = await target.query(`SELECT pg_get_userbyid(relowner) AS owner, relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'app.accounts'::regclass`);
+    expect(rows).toEqual([{ owner: 'app_owner', relrowsecurity: true, relforcerowsecurity: false }]);
+    expect((await target.query('UPDATE app.accounts SET balance = balance + 1')).rowCount).toBe(2);
+    expect((await target.query('SELECT id FROM app.accounts ORDER BY id')).rows).toEqual([{ id: 1 }, { id: 2 }]);
+    await target.query(`INSERT INTO "Odd Schema"."Odd Table" VALUES (1, 'x')`);
+    expect((await target.query('SELECT count(*)::int AS n FROM "Odd Schema"."Odd Table"')).rows).toEqual([{ n: 1 }]);
+    // Without the membership, the policies would have hidden row 1 (balance ≤ 15) from it.
   });
 });
 
