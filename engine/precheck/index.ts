@@ -9,6 +9,7 @@ import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type Secrets
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
+import { checkSecurity } from './security.js';
 import { replicationNames } from '../cdc/slot.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -214,7 +215,9 @@ function skipped(id: string, reason: string): CheckResult {
 }
 
 export async function runPrecheck(
-  spec: Pick<MigrationSpec, 'name' | 'mode' | 'source' | 'target' | 'objects'> & { cdc?: Pick<MigrationSpec['cdc'], 'ddl' | 'slotName' | 'publicationName'> },
+  spec: Pick<MigrationSpec, 'name' | 'mode' | 'source' | 'target' | 'objects' | 'schema'> & {
+    cdc?: Pick<MigrationSpec['cdc'], 'ddl' | 'slotName' | 'publicationName'>;
+  },
   secrets: SecretsProvider,
 ): Promise<PrecheckReport> {
   const [source, target] = await Promise.all([openSide('source', spec, secrets), openSide('target', spec, secrets)]);
@@ -242,6 +245,11 @@ export async function runPrecheck(
           : skipped('source.ddl_capture', 'no connection to the source'),
       );
     }
+    checks.push(
+      source.facts && target.facts
+        ? await checkSecurity(source.facts.client, target.facts.client, spec)
+        : skipped('target.security', 'needs connections to both sides'),
+    );
   } finally {
     await Promise.all([source.facts?.client.end(), target.facts?.client.end()].map((p) => p?.catch(() => undefined)));
   }

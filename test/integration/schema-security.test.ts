@@ -11,7 +11,10 @@ import { ensureControlSchema } from '../../engine/control/index.js';
 import { migratePostData, migratePreData, type SchemaObjectResult } from '../../engine/schema/index.js';
 import type { MigrationSpecInput } from '../../engine/spec/index.js';
 import { migrationSpecSchema } from '../../engine/spec/schema.js';
+import { runPrecheck } from '../../engine/precheck/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
+import { scratchDir } from '../support/clusters.js';
 
 const ROLES_SQL = `
 CREATE ROLE app_owner NOLOGIN;
@@ -113,6 +116,7 @@ INSERT INTO app.accounts VALUES (1, 'app_reader', 10, 'eu', 1), (2, 'someone', 2
 `;
 
 const clusters = new Map<string, LocalCluster>();
+const scratch = scratchDir('schema-security');
 const clients: pg.Client[] = [];
 const cluster = (label: string) => clusters.get(label)!;
 
@@ -171,11 +175,32 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   await Promise.all([...clusters.values()].map((c) => c.stop()));
+  scratch.remove();
 });
+
+/** The precheck's security check, 15 → `to` (database `database`), as `user` on the target. */
+async function securityPrecheck(to: string, database: string, input: Partial<MigrationSpecInput> = {}, user?: { name: string; password: string }) {
+  const spec = specFor({
+    ...input,
+    source: { secret: scratch.secretFor('source', cluster('15'), { dbname: 'app' }) },
+    target: { secret: scratch.secretFor(`target-${database}`, cluster(to), { dbname: database, ...(user ? { username: user.name, password: user.password } : {}) }) },
+  });
+  const report = await runPrecheck(spec, new DefaultSecretsProvider());
+  return report.checks.find((c) => c.id === 'target.security')!;
+}
 
 describe('roles, owners, privileges, comments and row-level security', () => {
   // First, while the 17 cluster has none of the source's roles.
-  it('names each missing role, and what it leaves undone, without schema.sync.roles', async () => {
+  it('names each missing role, and what it leaves undone, without schema.sync.roles: in precheck, then in the report', async () => {
+    await cluster('17').sql('CREATE DATABASE no_roles');
+    const check = await securityPrecheck('17', 'no_roles');
+    expect(check.status).toBe('warn');
+    expect(check.message).toContain('Roles the migrated objects reference do not exist on the target: "Odd Role" (owner), "admin_group" (grantee), ');
+    expect(check.message).toContain('"policy_only" (policy role)');
+    expect(check.remediation).toBe('Create these roles on the target, or set schema.sync.roles to true.');
+    expect(await securityPrecheck('17', 'no_roles', { schema: { sync: { roles: true } } })).toMatchObject({ status: 'pass' });
+
+    await cluster('17').sql('DROP DATABASE no_roles');
     const objects = await migrate('15', '17', 'no_roles');
     const reader = objects.find((o) => o.kind === 'role' && o.identity === '"app_reader"');
     expect(reader).toMatchObject({ status: 'skipped' });
@@ -249,6 +274,10 @@ describe('roles, owners, privileges, comments and row-level security', () => {
     const migrator = { name: 'migrator', password: 'migrator-secret' };
     await cluster('17').sql(`CREATE ROLE migrator LOGIN PASSWORD '${migrator.password}'; GRANT app_owner TO migrator`);
     await cluster('17').sql('CREATE DATABASE as_migrator OWNER migrator');
+    const check = await securityPrecheck('17', 'as_migrator', {}, migrator);
+    expect(check.status).toBe('warn');
+    expect(check.message).toContain('"migrator" is not a member of "Odd Role", "postgres": what they own on the source stays owned by "migrator"');
+    expect(check.message).toContain('FORCE ROW LEVEL SECURITY of app.accounts will be left off');
     const objects = await migrate('15', '17', 'as_migrator', {}, migrator);
 
     expect(objects).toContainEqual({ kind: 'owner', identity: '"app_owner"', status: 'created', detail: expect.stringMatching(/^owns \d+ object\(s\), as on the source$/) });
