@@ -25,7 +25,6 @@ interface RuleRow {
   table_identity: string;
   def: string;
   enabled: string;
-  on_view: boolean;
 }
 
 interface PolicyRow {
@@ -87,8 +86,7 @@ async function readTableSecurity(source: pg.Client, tables: number[], relations:
   );
   const { rows: rules } = await source.query<RuleRow>(
     `SELECT format('%I on %I.%I', r.rulename, n.nspname, c.relname) AS identity, quote_ident(r.rulename) AS name,
-            format('%I.%I', n.nspname, c.relname) AS table_identity, pg_get_ruledef(r.oid) AS def, r.ev_enabled::text AS enabled,
-            c.relkind IN ('v', 'm') AS on_view
+            format('%I.%I', n.nspname, c.relname) AS table_identity, pg_get_ruledef(r.oid) AS def, r.ev_enabled::text AS enabled
        FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE r.ev_class = ANY($1::oid[]) AND r.rulename <> '_RETURN' ORDER BY 1`,
     [relations],
@@ -154,9 +152,9 @@ export async function createRules({ target, report, run }: PostDataRun, security
       report('rule', rule.identity, 'existing');
       continue;
     }
+    // A view's rules are always enabled (PostgreSQL cannot alter them): only a table's can have a state.
     const state = RULE_STATE[rule.enabled];
-    const alter = rule.on_view ? 'VIEW' : 'TABLE';
-    const sql = [rule.def, ...(state ? [`ALTER ${alter} ${rule.table_identity} ${state} ${rule.name}`] : [])];
+    const sql = [rule.def, ...(state ? [`ALTER TABLE ${rule.table_identity} ${state} ${rule.name}`] : [])];
     await run('rule', rule.identity, sql);
     const detail =
       rule.enabled === 'A' ? 'enable always: it fires on the writes of CDC apply too' : state ? state.replace(' RULE', '').toLowerCase() : undefined;
