@@ -99,10 +99,10 @@ type Catalog = Awaited<ReturnType<typeof readCatalog>>;
 
 /** The single-table jobs of post-data: primary keys, then indexes and unique/check/exclusion constraints. */
 function singleTableJobs(catalog: Catalog, sync: MigrationSpec['schema']['sync']): [TableJob[], TableJob[]] {
-  const job = (row: { table_schema: string; table_name: string; plain_table: boolean }, kind: string, identity: string, sql: string): TableJob => ({
+  const job = (row: { table_schema: string; table_name: string; plain_table: boolean }, kind: string, identity: string, ...sql: string[]): TableJob => ({
     kind,
     identity,
-    sql: [sql],
+    sql,
     table: { schema: row.table_schema, name: row.table_name },
     plainTable: row.plain_table,
   });
@@ -112,7 +112,7 @@ function singleTableJobs(catalog: Catalog, sync: MigrationSpec['schema']['sync']
   const others = [
     ...catalog.indexes
       .filter((i) => i.valid && !i.by_constraint && !i.inherited && sync.indexes)
-      .map((i) => ({ ...job(i, 'index', i.identity, i.def.replace(ON_ONLY, '$1')), sql: [i.def.replace(ON_ONLY, '$1'), ...i.statistics] })),
+      .map((i) => job(i, 'index', i.identity, i.def.replace(ON_ONLY, '$1'), ...i.statistics)),
     ...catalog.constraints.filter((c) => c.contype !== 'f' && c.contype !== 'p' && sync.constraints).map(constraint),
   ];
   return [keys, others];

@@ -23,8 +23,6 @@ export interface OwnedObject {
   identity: string;
   /** GRANT … ON <grant_on>; null: the kind has no privileges. */
   grant_on: string | null;
-  /** The name the target's to_reg* functions resolve. */
-  lookup: string | null;
   column: string | null;
   owner: string;
   change_owner: boolean;
@@ -37,7 +35,8 @@ const ITEMS = (acl: string) => `(${ACL_ITEMS(acl)})`;
 /** The object's ACL (NULL: its owner's default) and its owner's default ACL. */
 const ACL_OF = (acl: string, type: string, owner: string) =>
   `${ITEMS(`coalesce(${acl}, acldefault(${type}, ${owner}))`)}, ${ITEMS(`acldefault(${type}, ${owner})`)}`;
-const KEEP_OWNER = (classid: string, oid: string) =>
+/** Not an object whose owner follows another's (an owned sequence, an array type, a range's constructor); partitions are their own. */
+const OWNER_OF_ITS_OWN = (classid: string, oid: string) =>
   `NOT EXISTS (SELECT 1 FROM pg_depend dd WHERE dd.classid = '${classid}'::regclass AND dd.objid = ${oid} AND dd.deptype IN ('a', 'i'))`;
 
 /** Owned objects of kinds with no privileges: [keyword, catalog, owner column, namespace column, identity expression]. */
@@ -65,46 +64,46 @@ export async function readOwnedObjects(source: pg.Client, schemas: string[], { a
   const type = `format('%I.%I', n.nspname, t.typname)`;
   const others = OWNED_ONLY.map(
     ([keyword, catalog, owner, namespace, identity]) =>
-      `SELECT 'other', '${keyword}', ${identity}, NULL, NULL, NULL, pg_get_userbyid(x.${owner}), true, NULL::jsonb, NULL::jsonb, '${catalog}'::regclass, x.oid
+      `SELECT 'other', '${keyword}', ${identity}, NULL, NULL, pg_get_userbyid(x.${owner}), true, NULL::jsonb, NULL::jsonb, '${catalog}'::regclass, x.oid
          FROM ${catalog} x JOIN pg_namespace n ON n.oid = x.${namespace} WHERE n.oid IN (SELECT oid FROM sel)`,
   );
   const { rows } = await source.query<OwnedObject>(
     `WITH ${SELECTED},
-     objects(category, keyword, identity, grant_on, lookup, "column", owner, change_owner, acl, baseline, classid, objid) AS (
+     objects(category, keyword, identity, grant_on, "column", owner, change_owner, acl, baseline, classid, objid) AS (
        SELECT 'rel', CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
-              ${rel}, CASE c.relkind WHEN 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || ${rel}, ${rel}, NULL, pg_get_userbyid(c.relowner),
-              ${KEEP_OWNER('pg_class', 'c.oid')}, ${ACL_OF('c.relacl', `CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char"`, 'c.relowner')},
+              ${rel}, CASE c.relkind WHEN 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || ${rel}, NULL, pg_get_userbyid(c.relowner),
+              c.relkind <> 'S' OR ${OWNER_OF_ITS_OWN('pg_class', 'c.oid')}, ${ACL_OF('c.relacl', `CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char"`, 'c.relowner')},
               'pg_class'::regclass, c.oid
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.oid IN (SELECT oid FROM sel) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
        UNION ALL
-       SELECT 'col', NULL, ${rel} || '.' || quote_ident(a.attname), 'TABLE ' || ${rel}, ${rel}, a.attname, pg_get_userbyid(c.relowner), false,
+       SELECT 'col', NULL, ${rel} || '.' || quote_ident(a.attname), 'TABLE ' || ${rel}, a.attname, pg_get_userbyid(c.relowner), false,
               ${ITEMS('a.attacl')}, '[]'::jsonb, 'pg_class'::regclass, c.oid
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.oid IN (SELECT oid FROM sel) AND c.relkind IN ('r', 'p', 'v', 'm') AND (a.attacl IS NOT NULL OR $2) AND a.attnum > 0 AND NOT a.attisdropped
        UNION ALL
        SELECT 'proc', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
               format('%I.%I(%s)', n.nspname, p.proname, coalesce(nullif(oidvectortypes(p.proargtypes), ''), CASE WHEN p.prokind = 'a' THEN '*' END)),
-              CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || ${routine}, ${routine}, NULL, pg_get_userbyid(p.proowner),
+              CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || ${routine}, NULL, pg_get_userbyid(p.proowner),
               true, ${ACL_OF('p.proacl', `'f'`, 'p.proowner')}, 'pg_proc'::regclass, p.oid
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.oid IN (SELECT oid FROM sel) AND ${KEEP_OWNER('pg_proc', 'p.oid')}
+        WHERE n.oid IN (SELECT oid FROM sel) AND ${OWNER_OF_ITS_OWN('pg_proc', 'p.oid')}
        UNION ALL
        SELECT 'type', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, ${type},
-              CASE t.typtype WHEN 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END || ${type}, ${type}, NULL, pg_get_userbyid(t.typowner),
+              CASE t.typtype WHEN 'd' THEN 'DOMAIN ' ELSE 'TYPE ' END || ${type}, NULL, pg_get_userbyid(t.typowner),
               true, ${ACL_OF('t.typacl', `'T'`, 't.typowner')}, 'pg_type'::regclass, t.oid
          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.oid IN (SELECT oid FROM sel) AND ${KEEP_OWNER('pg_type', 't.oid')}
+        WHERE n.oid IN (SELECT oid FROM sel) AND ${OWNER_OF_ITS_OWN('pg_type', 't.oid')}
           AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
        UNION ALL
        -- the public schema keeps the target's owner unless the source's is neither the bootstrap superuser nor pg_database_owner
-       SELECT 'schema', 'SCHEMA', quote_ident(n.nspname), 'SCHEMA ' || quote_ident(n.nspname), quote_ident(n.nspname), NULL,
+       SELECT 'schema', 'SCHEMA', quote_ident(n.nspname), 'SCHEMA ' || quote_ident(n.nspname), NULL,
               pg_get_userbyid(n.nspowner), n.oid >= 16384 OR pg_get_userbyid(n.nspowner) NOT IN (pg_get_userbyid(10), 'pg_database_owner'),
               ${ACL_OF('n.nspacl', `'n'`, 'n.nspowner')}, 'pg_namespace'::regclass, n.oid
          FROM pg_namespace n WHERE n.oid IN (SELECT oid FROM sel)
        UNION ALL ${others.join('\n       UNION ALL ')}
      )
-     SELECT category, keyword, identity, grant_on, lookup, "column", owner, change_owner, acl, baseline FROM objects o
+     SELECT category, keyword, identity, grant_on, "column", owner, change_owner, acl, baseline FROM objects o
       WHERE NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = o.classid AND e.objid = o.objid AND e.deptype = 'e')
       ORDER BY category = 'schema' DESC, identity`,
     [schemas, allColumns],

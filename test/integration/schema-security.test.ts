@@ -44,6 +44,10 @@ CREATE TABLE app.accounts (
   CONSTRAINT balance_ok CHECK (balance >= 0)
 );
 CREATE TABLE app.ledger (id bigserial PRIMARY KEY, account int, amount numeric);
+CREATE TABLE app.events (id int, at date) PARTITION BY RANGE (at);
+CREATE TABLE app.events_2025 PARTITION OF app.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+GRANT SELECT ON app.events TO app_reader;
+GRANT INSERT ON app.events_2025 TO app_writer;
 CREATE INDEX accounts_lower ON app.accounts (lower(owner_name));
 ALTER INDEX app.accounts_lower ALTER COLUMN 1 SET STATISTICS 321;
 ALTER TABLE app.accounts ALTER COLUMN region SET (n_distinct = 12);
