@@ -92,10 +92,8 @@ export async function setComments({ target, report, run }: PostDataRun, comments
   const onTarget = new Map((await readComments(target, schemas)).map((c) => [`${c.type} ${c.identity}`, c.description]));
   for (const c of comments) {
     const what = commentTarget(c);
-    if (onTarget.get(`${c.type} ${c.identity}`) === c.description) {
-      report('comment', `${c.type} ${c.identity}`, 'existing');
-      continue;
-    }
+    // Already there (an extension's own comment, or a re-run): nothing to do or say.
+    if (onTarget.get(`${c.type} ${c.identity}`) === c.description) continue;
     try {
       await run('comment', what, [`COMMENT ON ${what} IS ${literal(c.description)}`], 'comment on');
       report('comment', `${c.type} ${c.identity}`, 'created');
