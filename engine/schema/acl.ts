@@ -42,9 +42,17 @@ function add<K>(groups: Map<string, { key: K; privileges: string[] }>, key: K, p
 /**
  * The GRANT/REVOKE statements that make `target.acl` what `source.acl` is relative to its
  * baseline. `on` is what follows ON (with a column, privileges are per column); `label` names
- * the object for the missing-grantee report.
+ * the object for the missing-grantee report. With `keepOwner`, what would be revoked from the
+ * owner is returned apart, in `deferred`, instead.
  */
-export function aclStatements(source: Acl, target: Acl, on: { object: string; column?: string }, grantees: Grantees, label: string): string[] {
+export function aclStatements(
+  source: Acl,
+  target: Acl,
+  on: { object: string; column?: string },
+  grantees: Grantees,
+  label: string,
+  { keepOwner = false } = {},
+): { statements: string[]; deferred: string[] } {
   const sourceAcl = items(source.acl, source.owner);
   const sourceBaseline = items(source.baseline, source.owner);
   const desired = items(target.baseline, target.owner);
@@ -73,11 +81,15 @@ export function aclStatements(source: Acl, target: Acl, on: { object: string; co
   }
   const who = (grantee: Grantee) => (grantee === null ? 'PUBLIC' : quoteIdent(grantee === OWNER ? target.owner : grantee));
   const list = (privileges: string[]) => privileges.map((p) => (on.column ? `${p} (${on.column})` : p)).join(', ');
-  return [
-    ...[...revoke.values()].map(({ key, privileges }) => `REVOKE ${list(privileges)} ON ${on.object} FROM ${who(key)}`),
-    ...[...revokeOption.values()].map(({ key, privileges }) => `REVOKE GRANT OPTION FOR ${list(privileges)} ON ${on.object} FROM ${who(key)}`),
-    ...[...grant.values()].map(
-      ({ key: [grantee, grantable], privileges }) => `GRANT ${list(privileges)} ON ${on.object} TO ${who(grantee)}${grantable ? ' WITH GRANT OPTION' : ''}`,
-    ),
-  ];
+  const revokes = [...revoke.values()].map(({ key, privileges }) => ({ owner: key === OWNER, sql: `REVOKE ${list(privileges)} ON ${on.object} FROM ${who(key)}` }));
+  return {
+    statements: [
+      ...revokes.filter((r) => !(keepOwner && r.owner)).map((r) => r.sql),
+      ...[...revokeOption.values()].map(({ key, privileges }) => `REVOKE GRANT OPTION FOR ${list(privileges)} ON ${on.object} FROM ${who(key)}`),
+      ...[...grant.values()].map(
+        ({ key: [grantee, grantable], privileges }) => `GRANT ${list(privileges)} ON ${on.object} TO ${who(grantee)}${grantable ? ' WITH GRANT OPTION' : ''}`,
+      ),
+    ],
+    deferred: revokes.filter((r) => keepOwner && r.owner).map((r) => r.sql),
+  };
 }

@@ -46,7 +46,7 @@ export async function setDefaultPrivileges(run: PostDataRun, defaults: DefaultAc
     // Only the source's changes: the target starts from its own built-in default for the role.
     const source = { owner: d.role, acl: d.acl, baseline: d.baseline };
     const unchanged = { owner: d.role, acl: d.baseline, baseline: d.baseline };
-    const changes = aclStatements(source, unchanged, { object: OBJECTS[d.objtype]! }, grantees, `default privileges (${identity})`);
+    const changes = aclStatements(source, unchanged, { object: OBJECTS[d.objtype]! }, grantees, `default privileges (${identity})`).statements;
     const prefix = `ALTER DEFAULT PRIVILEGES FOR ROLE ${quoteIdent(d.role)}${d.schema ? ` IN SCHEMA ${d.schema}` : ''} `;
     if (!changes.length) continue;
     try {

@@ -160,21 +160,34 @@ export async function setOwners(run: PostDataRun, owned: OwnedObject[], schemas:
   for (const [role, count] of given) run.report('owner', quoteIdent(role), 'created', `owns ${count} object(s), as on the source`);
 }
 
-/** GRANT/REVOKE on every object that has privileges, so that its target ACL is the source's. */
-export async function grantPrivileges(run: PostDataRun, owned: OwnedObject[], schemas: string[], grantees: Grantees): Promise<void> {
+/**
+ * GRANT/REVOKE on every object that has privileges, so that its target ACL is the source's.
+ * What the source takes from an owner is not taken from it on the target unless the target user
+ * is a superuser: the target user writes as the owner, or as a member of the owner (CDC apply,
+ * the comparison, sequences at cutover); it is named, to revoke after cutover.
+ */
+export async function grantPrivileges(run: PostDataRun, owned: OwnedObject[], schemas: string[], user: TargetUser, grantees: Grantees): Promise<void> {
   const onTarget = await ownedOnTarget(run.target, schemas);
   for (const o of owned.filter((x) => x.grant_on !== null && x.acl !== null)) {
     const t = onTarget.get(keyOf(o));
     if (!t) continue; // not on the target: reported where it was left out
     const on = o.column !== null ? { object: o.grant_on!, column: quoteIdent(o.column) } : { object: o.grant_on! };
     const what = o.column !== null ? `COLUMN ${o.identity}` : o.grant_on!;
-    const statements = aclStatements(
+    const { statements, deferred } = aclStatements(
       { owner: o.owner, acl: o.acl!, baseline: o.baseline! },
       { owner: t.owner, acl: t.acl ?? [], baseline: t.baseline ?? [] },
       on,
       grantees,
       what,
+      { keepOwner: !user.superuser },
     );
+    if (deferred.length)
+      run.report(
+        'owner privileges',
+        what,
+        'skipped',
+        `kept until cutover: ${quoteIdent(user.name)} writes as the owner during the migration; then run ${deferred.join('; ')}`,
+      );
     if (!statements.length) continue;
     await run.run('privileges', what, statements, 'grant privileges on');
     run.report('privileges', what, 'created', statements.join('; '));
@@ -200,7 +213,7 @@ export async function setOwnersAndPrivileges(run: PostDataRun, owned: OwnedObjec
   const roles = await rolesOnTarget(run.target);
   const grantees: Grantees = { exists: (role) => roles.has(role), missing: new Map() };
   await setOwners(run, owned, schemas, user, roles);
-  await grantPrivileges(run, owned, schemas, grantees);
+  await grantPrivileges(run, owned, schemas, user, grantees);
   await setDefaultPrivileges(run, defaults, roles, grantees);
   reportMissingGrantees(run, grantees);
 }
