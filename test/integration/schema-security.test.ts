@@ -316,6 +316,28 @@ describe('roles, owners, privileges, comments and row-level security', () => {
     expect((await target.query('SELECT count(*)::int AS n FROM "Odd Schema"."Odd Table"')).rows).toEqual([{ n: 1 }]);
     // Without the membership, the policies would have hidden row 1 (balance ≤ 15) from it.
   });
+
+  // Last: it adds a role to the source.
+  it('creates with schema.sync.roles what a CREATEROLE target user may create, and says which attributes it could not give', async () => {
+    await cluster('15').sql(`CREATE ROLE replicator NOLOGIN REPLICATION BYPASSRLS CREATEDB`);
+    await cluster('15').sql(`GRANT SELECT ON app.admin_only TO replicator`, 'app');
+    await cluster('17').sql('ALTER ROLE migrator CREATEROLE');
+    await cluster('17').sql('CREATE DATABASE synced_by_migrator OWNER migrator');
+    const objects = await migrate('15', '17', 'synced_by_migrator', { schema: { sync: { roles: true } } }, { name: 'migrator', password: 'migrator-secret' });
+    expect(objects.filter((o) => o.kind === 'role')).toEqual([
+      {
+        kind: 'role',
+        identity: '"replicator"',
+        status: 'created',
+        detail:
+          'created without REPLICATION (the target user does not have REPLICATION itself), BYPASSRLS (the target user does not have BYPASSRLS itself), ' +
+          'CREATEDB (the target user does not have CREATEDB itself); no password: set one to log in',
+      },
+    ]);
+    const [roles] = await cluster('17').sql(`SELECT rolreplication, rolbypassrls, rolcreatedb, rolcanlogin FROM pg_roles WHERE rolname = 'replicator'`);
+    expect(roles!.rows).toEqual([{ rolreplication: false, rolbypassrls: false, rolcreatedb: false, rolcanlogin: false }]);
+    expect(objects).toContainEqual({ kind: 'privileges', identity: 'TABLE app.admin_only', status: 'created', detail: 'GRANT SELECT ON TABLE app.admin_only TO "replicator"' });
+  });
 });
 
 /** Owners, ACLs (MAINTAIN, new in 17, left out), default privileges, comments, policies and RLS flags, by name. */
