@@ -36,7 +36,9 @@ export async function checkSecurity(source: pg.Client, target: pg.Client, spec: 
   if (!user.superuser) {
     const owners = roles.filter((r) => r.uses.includes('owner') && r.name !== user.name).map((r) => r.name);
     const { rows } = await target.query<{ role: string }>(
-      `SELECT r AS role FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) OR NOT pg_has_role(r, 'USAGE') ORDER BY 1`,
+      // CASE: pg_has_role fails on a role that does not exist
+      `SELECT r AS role FROM unnest($1::text[]) r
+        WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN NOT pg_has_role(r, 'USAGE') ELSE true END ORDER BY 1`,
       [owners],
     );
     if (rows.length) {

@@ -323,7 +323,11 @@ describe('roles, owners, privileges, comments and row-level security', () => {
     await cluster('15').sql(`GRANT SELECT ON app.admin_only TO replicator`, 'app');
     await cluster('17').sql('ALTER ROLE migrator CREATEROLE');
     await cluster('17').sql('CREATE DATABASE synced_by_migrator OWNER migrator');
-    const objects = await migrate('15', '17', 'synced_by_migrator', { schema: { sync: { roles: true } } }, { name: 'migrator', password: 'migrator-secret' });
+    const migrator = { name: 'migrator', password: 'migrator-secret' };
+    const check = await securityPrecheck('17', 'synced_by_migrator', { schema: { sync: { roles: true } } }, migrator);
+    expect(check.message).toContain('"migrator" is not a member of "Odd Role", "postgres"');
+    expect(check.message).not.toContain('do not exist on the target');
+    const objects = await migrate('15', '17', 'synced_by_migrator', { schema: { sync: { roles: true } } }, migrator);
     expect(objects.filter((o) => o.kind === 'role')).toEqual([
       {
         kind: 'role',
