@@ -25,6 +25,7 @@ interface RoleRow {
   bypassrls: boolean;
   connlimit: number;
   validuntil: string | null;
+  comment: string | null;
 }
 
 /** Roles the objects of the selected schemas reference, with what for; predefined (pg_*) roles excepted. */
@@ -60,7 +61,8 @@ export async function referencedRoles(source: pg.Client, schemas: string[]): Pro
      )
      SELECT r.rolname AS name, array_agg(DISTINCT u.what ORDER BY u.what) AS uses, r.rolsuper AS superuser, r.rolinherit AS inherit,
             r.rolcreaterole AS createrole, r.rolcreatedb AS createdb, r.rolcanlogin AS login, r.rolreplication AS replication,
-            r.rolbypassrls AS bypassrls, r.rolconnlimit AS connlimit, r.rolvaliduntil::text AS validuntil
+            r.rolbypassrls AS bypassrls, r.rolconnlimit AS connlimit, r.rolvaliduntil::text AS validuntil,
+            shobj_description(r.oid, 'pg_authid') AS comment
        FROM uses u JOIN pg_roles r ON r.oid = u.role
       WHERE r.rolname NOT LIKE 'pg\\_%'
       GROUP BY r.oid, r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolreplication,
@@ -154,6 +156,8 @@ export async function syncRoles(source: pg.Client, target: pg.Client, spec: Migr
   for (const role of missing) {
     const refused = refusedAttributes(role, user);
     await runRoleStatement(target, role.name, createRole(role, refused), 'create');
+    if (role.comment !== null)
+      await runRoleStatement(target, role.name, `COMMENT ON ROLE ${quoteIdent(role.name)} IS '${role.comment.replace(/'/g, "''")}'`, 'comment on');
     const without = refused.length ? `created without ${refused.join(', ')}; ` : '';
     results.push({ kind: 'role', identity: quoteIdent(role.name), status: 'created', detail: `${without}no password: set one to log in` });
   }

@@ -24,6 +24,7 @@ CREATE ROLE admin_group NOLOGIN;
 CREATE ROLE policy_only NOLOGIN;
 CREATE ROLE "Odd Role" NOLOGIN;
 GRANT admin_group TO app_writer WITH ADMIN OPTION;
+COMMENT ON ROLE app_owner IS 'owns the app';
 `;
 
 /** Objects owned by app_owner (and one by "Odd Role"), granted, commented, guarded; valid on 13 and later. */
@@ -262,6 +263,8 @@ describe('roles, owners, privileges, comments and row-level security', () => {
                      FROM pg_roles r WHERE r.rolname IN ('app_owner', 'app_reader', 'app_writer', 'admin_group', 'policy_only', 'Odd Role') ORDER BY 1`;
     const [sourceRoles, targetRoles] = await Promise.all([cluster('15').sql(roles), cluster('15b').sql(roles)]);
     expect(targetRoles[0]!.rows).toEqual(sourceRoles[0]!.rows);
+    const comment = `SELECT shobj_description('app_owner'::regrole, 'pg_authid') AS comment`;
+    expect((await cluster('15b').sql(comment))[0]!.rows).toEqual([{ comment: 'owns the app' }]);
     expect(targetRoles[0]!.rows.find((r) => r.rolname === 'app_writer')).toMatchObject({ rolcanlogin: true, rolcreatedb: true, member_of: ['admin_group (admin)'] });
   });
 
