@@ -179,7 +179,7 @@ export async function grantPrivileges(run: PostDataRun, owned: OwnedObject[], sc
       on,
       grantees,
       what,
-      { keepOwner: !user.superuser },
+      { keepOwner: !user.superuser, grantors: user.superuser },
     );
     if (deferred.length)
       run.report(
