@@ -132,9 +132,10 @@ function createRole(role: RoleRow, refused: string[]): string {
  * `schema.sync.roles` creates it. Runs in the pre-data transaction.
  */
 export async function syncRoles(source: pg.Client, target: pg.Client, spec: MigrationSpec, schemas: string[]): Promise<SchemaObjectResult[]> {
-  const { roles, memberships } = await readSource(source, async () => {
+  const { roles, memberships, settings } = await readSource(source, async () => {
     const roles = await referencedRoles(source, schemas);
-    return { roles, memberships: await roleMemberships(source, roles.map((r) => r.name)) };
+    const names = roles.map((r) => r.name);
+    return { roles, memberships: await roleMemberships(source, names), settings: await roleSettings(source, names) };
   });
   const existing = await rolesOnTarget(target);
   const missing = roles.filter((r) => !existing.has(r.name));
@@ -163,6 +164,56 @@ export async function syncRoles(source: pg.Client, target: pg.Client, spec: Migr
   }
   const created = new Set(missing.map((r) => r.name));
   results.push(...(await grantMemberships(target, memberships, created, user)));
+  results.push(...(await applyRoleSettings(target, settings, created, user)));
+  return results;
+}
+
+/** Runs `sql` in a savepoint of the pre-data transaction: its failure, returned, undoes only it. */
+async function attempt(target: pg.Client, sql: string): Promise<Error | undefined> {
+  await target.query('SAVEPOINT role_step');
+  try {
+    await target.query(sql);
+    await target.query('RELEASE SAVEPOINT role_step');
+    return undefined;
+  } catch (error) {
+    await target.query('ROLLBACK TO SAVEPOINT role_step');
+    return error as Error;
+  }
+}
+
+interface RoleSetting {
+  role: string;
+  /** Whether the setting is for the migrated database only (else for every database). */
+  here: boolean;
+  name: string;
+  value: string;
+}
+
+async function roleSettings(source: pg.Client, roles: string[]): Promise<RoleSetting[]> {
+  const { rows } = await source.query<RoleSetting>(
+    `SELECT r.rolname AS role, s.setdatabase <> 0 AS here, split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
+       FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) c
+      WHERE r.rolname = ANY($1::text[]) AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+      ORDER BY 1, 2, 3`,
+    [roles],
+  );
+  return rows;
+}
+
+/** Settings stored as SQL lists already (pg_dumpall leaves them unquoted); any other value is one literal. */
+const LIST_SETTINGS = new Set(['search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries']);
+
+/** ALTER ROLE … [IN DATABASE …] SET, for the roles just created. */
+async function applyRoleSettings(target: pg.Client, settings: RoleSetting[], created: Set<string>, user: TargetUser): Promise<SchemaObjectResult[]> {
+  const results: SchemaObjectResult[] = [];
+  const { rows } = await target.query<{ db: string }>('SELECT quote_ident(current_database()) AS db');
+  for (const s of settings.filter((x) => created.has(x.role))) {
+    const value = LIST_SETTINGS.has(s.name) ? s.value : `'${s.value.replace(/'/g, "''")}'`;
+    const sql = `ALTER ROLE ${quoteIdent(s.role)}${s.here ? ` IN DATABASE ${rows[0]!.db}` : ''} SET ${quoteIdent(s.name)} TO ${value}`;
+    const identity = `${quoteIdent(s.role)}${s.here ? ' in this database' : ''}: ${s.name}`;
+    const error = await attempt(target, sql);
+    results.push(error ? { kind: 'role setting', identity, status: 'skipped', detail: `cannot be set by ${user.name}: ${error.message}` } : { kind: 'role setting', identity, status: 'created' });
+  }
   return results;
 }
 
@@ -207,15 +258,12 @@ async function grantMemberships(target: pg.Client, memberships: Membership[], cr
     ];
     const sql = `GRANT ${quoteIdent(m.role)} TO ${quoteIdent(m.member)}${options.length ? ` WITH ${options.join(', ')}` : ''}`;
     const identity = `${quoteIdent(m.role)} to ${quoteIdent(m.member)}`;
-    try {
-      await target.query('SAVEPOINT membership');
-      await target.query(sql);
-      await target.query('RELEASE SAVEPOINT membership');
-      results.push({ kind: 'role membership', identity, status: 'created' });
-    } catch (error) {
-      await target.query('ROLLBACK TO SAVEPOINT membership');
-      results.push({ kind: 'role membership', identity, status: 'skipped', detail: `cannot be granted by ${user.name}: ${(error as Error).message}` });
-    }
+    const error = await attempt(target, sql);
+    results.push(
+      error
+        ? { kind: 'role membership', identity, status: 'skipped', detail: `cannot be granted by ${user.name}: ${error.message}` }
+        : { kind: 'role membership', identity, status: 'created' },
+    );
   }
   return results;
 }

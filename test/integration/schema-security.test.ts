@@ -25,6 +25,8 @@ CREATE ROLE policy_only NOLOGIN;
 CREATE ROLE "Odd Role" NOLOGIN;
 GRANT admin_group TO app_writer WITH ADMIN OPTION;
 COMMENT ON ROLE app_owner IS 'owns the app';
+ALTER ROLE app_writer SET search_path = app, public;
+ALTER ROLE app_writer SET work_mem = '8MB';
 `;
 
 /** Objects owned by app_owner (and one by "Odd Role"), granted, commented, guarded; valid on 13 and later. */
@@ -262,13 +264,19 @@ describe('roles, owners, privileges, comments and row-level security', () => {
 
     const roles = `SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolconnlimit,
                           ARRAY(SELECT g.rolname || CASE WHEN m.admin_option THEN ' (admin)' ELSE '' END
-                                  FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) AS member_of
+                                  FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) AS member_of,
+                          (SELECT s.setconfig FROM pg_db_role_setting s WHERE s.setrole = r.oid AND s.setdatabase = 0) AS settings
                      FROM pg_roles r WHERE r.rolname IN ('app_owner', 'app_reader', 'app_writer', 'admin_group', 'policy_only', 'Odd Role') ORDER BY 1`;
     const [sourceRoles, targetRoles] = await Promise.all([cluster('15').sql(roles), cluster('15b').sql(roles)]);
     expect(targetRoles[0]!.rows).toEqual(sourceRoles[0]!.rows);
     const comment = `SELECT shobj_description('app_owner'::regrole, 'pg_authid') AS comment`;
     expect((await cluster('15b').sql(comment))[0]!.rows).toEqual([{ comment: 'owns the app' }]);
-    expect(targetRoles[0]!.rows.find((r) => r.rolname === 'app_writer')).toMatchObject({ rolcanlogin: true, rolcreatedb: true, member_of: ['admin_group (admin)'] });
+    expect(targetRoles[0]!.rows.find((r) => r.rolname === 'app_writer')).toMatchObject({
+      rolcanlogin: true,
+      rolcreatedb: true,
+      member_of: ['admin_group (admin)'],
+      settings: ['search_path=app, public', 'work_mem=8MB'],
+    });
   });
 
   it('gives a 13 → 17 target the public schema ACL, owners, privileges, default privileges and comments of its source', async () => {
