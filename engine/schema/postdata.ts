@@ -18,7 +18,7 @@ import {
   TARGET_SETTINGS,
   type SchemaObjectResult,
 } from './objects.js';
-import { createPolicies, createRules, createStatistics, readSecurityCatalog, type SecurityCatalog } from './security.js';
+import { createPolicies, createRules, createStatistics, readSecurityCatalog, setRowSecurity, type SecurityCatalog } from './security.js';
 import { setComments } from './comments.js';
 import { setOwnersAndPrivileges } from './privileges.js';
 
@@ -340,6 +340,7 @@ async function refreshAndAnalyze({ builtDuringLoad, report, runAll, run }: PostD
 async function createRulesAndPolicies(run: PostDataRun, security: SecurityCatalog): Promise<void> {
   await createRules(run, security);
   await createPolicies(run, security);
+  await setRowSecurity(run, security);
 }
 
 /** 8. Last: comments on everything, then owners, privileges and default privileges (comments.ts, privileges.ts). */

@@ -10,7 +10,7 @@ import type { PostDataRun } from './postdata.js';
 import { readSource } from './objects.js';
 import { readComments, type CommentRow } from './comments.js';
 import { readDefaultPrivileges, readOwnedObjects, type DefaultAclRow, type OwnedObject } from './privileges.js';
-import { targetUser } from './roles.js';
+import { rolesOnTarget, targetUser } from './roles.js';
 
 interface StatisticsRow {
   identity: string;
@@ -162,17 +162,10 @@ export async function createRules({ target, report, run }: PostDataRun, security
   }
 }
 
-/**
- * Policies, then ENABLE / FORCE ROW LEVEL SECURITY. The load is over; the CDC applier and the
- * comparison keep reading and writing as the target user, which row-level security leaves
- * alone as long as it owns the table (or is a member of its owner) and the table does not
- * FORCE it — unless it is a superuser or has BYPASSRLS. So FORCE is set only for such a user;
- * for any other it is left off and named, to set after cutover: set now, the applier's
- * UPDATEs and DELETEs would silently miss rows the policies hide, and its INSERTs would fail.
- */
+/** Row-level security policies, with their roles (a policy naming a role the target lacks is named, not created). */
 export async function createPolicies({ target, report, run }: PostDataRun, security: SecurityCatalog): Promise<void> {
   const existing = await existingSecurityObjects(target);
-  const roles = new Set((await target.query<{ rolname: string }>('SELECT rolname FROM pg_roles')).rows.map((r) => r.rolname));
+  const roles = await rolesOnTarget(target);
   for (const p of security.policies) {
     if (existing.has(`policy ${p.identity}`)) {
       report('policy', p.identity, 'existing');
@@ -191,6 +184,17 @@ export async function createPolicies({ target, report, run }: PostDataRun, secur
     await run('policy', p.identity, [sql]);
     report('policy', p.identity, 'created');
   }
+}
+
+/**
+ * ENABLE / FORCE ROW LEVEL SECURITY, after the policies. The load is over; the CDC applier and the
+ * comparison keep reading and writing as the target user, which row-level security leaves
+ * alone as long as it owns the table (or is a member of its owner) and the table does not
+ * FORCE it — unless it is a superuser or has BYPASSRLS. So FORCE is set only for such a user;
+ * for any other it is left off and named, to set after cutover: set now, the applier's
+ * UPDATEs and DELETEs would silently miss rows the policies hide, and its INSERTs would fail.
+ */
+export async function setRowSecurity({ target, report, run }: PostDataRun, security: SecurityCatalog): Promise<void> {
   const user = await targetUser(target);
   const bypasses = user.superuser || user.bypassrls;
   for (const t of security.rowSecurity) {
