@@ -35,8 +35,14 @@ export async function readDefaultPrivileges(source: pg.Client, schemas: string[]
   return rows;
 }
 
-export async function setDefaultPrivileges(run: PostDataRun, defaults: DefaultAclRow[], roles: Set<string>, grantees: Grantees): Promise<void> {
+const entryKey = (d: DefaultAclRow) => JSON.stringify([d.role, d.schema, d.objtype]);
+const sameItems = (a: AclItem[], b: AclItem[]) => JSON.stringify(a.map((i) => JSON.stringify(i)).sort()) === JSON.stringify(b.map((i) => JSON.stringify(i)).sort());
+
+export async function setDefaultPrivileges(run: PostDataRun, defaults: DefaultAclRow[], schemas: string[], roles: Set<string>, grantees: Grantees): Promise<void> {
+  const onTarget = new Map((await readDefaultPrivileges(run.target, schemas)).map((d) => [entryKey(d), d]));
   for (const d of defaults) {
+    const there = onTarget.get(entryKey(d));
+    if (there && sameItems(there.acl, d.acl)) continue; // already as on the source (a re-run)
     const scope = `${quoteIdent(d.role)}${d.schema ? ` in schema ${d.schema}` : ''}`;
     const identity = `${OBJECTS[d.objtype]?.toLowerCase()} of ${scope}`;
     if (!roles.has(d.role)) {

@@ -214,6 +214,6 @@ export async function setOwnersAndPrivileges(run: PostDataRun, owned: OwnedObjec
   const grantees: Grantees = { exists: (role) => roles.has(role), missing: new Map() };
   await setOwners(run, owned, schemas, user, roles);
   await grantPrivileges(run, owned, schemas, user, grantees);
-  await setDefaultPrivileges(run, defaults, roles, grantees);
+  await setDefaultPrivileges(run, defaults, schemas, roles, grantees);
   reportMissingGrantees(run, grantees);
 }

@@ -257,6 +257,9 @@ describe('roles, owners, privileges, comments and row-level security', () => {
         .sort()
         .join('\n');
     };
+    // A second post-data finds everything in place: nothing to set again.
+    const again = await migratePostData(() => cluster('15').connect('app'), () => cluster('15b').connect('app'), specFor({ schema: { sync: { roles: true } } }));
+    expect(again.objects.filter((o) => ['comment', 'owner', 'privileges', 'default privileges'].includes(o.kind))).toEqual([]);
     const [expected, actual] = [dump('15'), dump('15b')];
     expect(actual).toContain('ALTER TABLE ONLY app.accounts FORCE ROW LEVEL SECURITY;');
     expect(actual).toContain('COMMENT ON POLICY "Odd Policy" ON "Odd Schema"."Odd Table" IS \'odd policy\';');
