@@ -319,9 +319,10 @@ export const CANONICAL_SESSION_SQL = CANONICAL_SETTINGS.map(([name, value]) => `
  * For sessions that read the source's values as text (copies, comparisons, the walsender): with
  * only pg_catalog on the search path, reg* values (regclass, regtype, regproc…) print
  * schema-qualified, so the target reads them back as the same objects, whatever either side's
- * default search_path.
+ * default search_path. With row_security off, a table whose policies would hide rows from the
+ * user fails the read instead of returning fewer rows.
  */
-export const SOURCE_READ_SESSION_SQL = `${CANONICAL_SESSION_SQL}; SET search_path = pg_catalog`;
+export const SOURCE_READ_SESSION_SQL = `${CANONICAL_SESSION_SQL}; SET search_path = pg_catalog; SET row_security = off`;
 
 /**
  * The same settings as a startup `options` string, for connections that cannot run SET first:

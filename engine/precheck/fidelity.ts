@@ -100,6 +100,12 @@ export async function checkSourcePrivileges(source: pg.Client, spec: MigrationSp
         AND NOT has_table_privilege(c.oid, 'SELECT')
         AND (c.relkind = 'S' OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                                           AND NOT has_column_privilege(c.oid, a.attnum, 'SELECT')))
+     UNION ALL
+     -- row-level security would hide rows from a user that neither owns the table nor bypasses it
+     SELECT 'table ' || format('%I.%I', n.nspname, c.relname) || ' (row-level security: owner or BYPASSRLS)'
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = ANY($1::oid[]) AND c.relrowsecurity AND NOT pg_has_role(c.relowner, 'USAGE')
+        AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)
      ORDER BY 1`,
     [tables.map((t) => t.oid), schemas],
   );
@@ -108,7 +114,8 @@ export async function checkSourcePrivileges(source: pg.Client, spec: MigrationSp
     id,
     status: 'fail',
     message: `The source user may not read ${rows.length} object(s) the migration copies: ${listed(rows.map((r) => r.what))}.`,
-    remediation: 'GRANT USAGE ON SCHEMA … and GRANT SELECT ON ALL TABLES IN SCHEMA … / ALL SEQUENCES IN SCHEMA … to the source user, or leave those objects out of objects.include.',
+    remediation:
+      'GRANT USAGE ON SCHEMA … and GRANT SELECT ON ALL TABLES IN SCHEMA … / ALL SEQUENCES IN SCHEMA … to the source user; for tables with row-level security, ALTER ROLE … BYPASSRLS (or run as their owner); or leave those objects out of objects.include.',
   };
 }
 

@@ -10,6 +10,7 @@ import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
 import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
+import { checkSecurity } from './security.js';
 import { replicationNames } from '../cdc/slot.js';
 import {
   checkNotMigrated,
@@ -279,6 +280,11 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
           : skipped('source.ddl_capture', 'no connection to the source'),
       );
     }
+    checks.push(
+      source.facts && target.facts
+        ? await guarded('target.security', () => checkSecurity(source.facts!.client, target.facts!.client, spec))
+        : skipped('target.security', 'needs connections to both sides'),
+    );
   } finally {
     await Promise.all([source.facts?.client.end(), target.facts?.client.end()].map((p) => p?.catch(() => undefined)));
   }

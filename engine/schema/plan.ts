@@ -71,7 +71,7 @@ export function uniqueTables(tables: TableInfo[]): TableInfo[] {
 }
 
 /** A schema is selected when a selected table is in it, or when the selection names it (or names nothing). */
-export function selectSchemas(spec: MigrationSpec, all: string[], tables: TableInfo[]): string[] {
+export function selectSchemas(spec: Pick<MigrationSpec, 'objects'>, all: string[], tables: TableInfo[]): string[] {
   const { include, exclude } = spec.objects;
   const withTables = new Set(tables.map((t) => t.schema));
   return all.filter(

@@ -18,6 +18,9 @@ import {
   TARGET_SETTINGS,
   type SchemaObjectResult,
 } from './objects.js';
+import { createPolicies, createRules, createStatistics, readSecurityCatalog, setRowSecurity, type SecurityCatalog } from './security.js';
+import { setComments } from './comments.js';
+import { setOwnersAndPrivileges } from './privileges.js';
 
 export interface PostDataResult {
   objects: SchemaObjectResult[];
@@ -40,7 +43,9 @@ async function readCatalog(source: pg.Client, relations: number[]) {
             tn.nspname AS table_schema, tc.relname AS table_name, tc.relkind = 'r' AND NOT tc.relispartition AS plain_table,
             x.indisvalid AS valid, x.indisclustered AS clustered, x.indisreplident AS replident,
             EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x')) AS by_constraint,
-            EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid) AS inherited
+            EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid) AS inherited,
+            ARRAY(SELECT format('ALTER INDEX %I.%I ALTER COLUMN %s SET STATISTICS %s', n.nspname, ic.relname, a.attnum, a.attstattarget)
+                    FROM pg_attribute a WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0 ORDER BY a.attnum) AS statistics
        FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
        JOIN pg_class tc ON tc.oid = x.indrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
       WHERE x.indrelid = ANY($1::oid[])
@@ -95,10 +100,10 @@ type Catalog = Awaited<ReturnType<typeof readCatalog>>;
 
 /** The single-table jobs of post-data: primary keys, then indexes and unique/check/exclusion constraints. */
 function singleTableJobs(catalog: Catalog, sync: MigrationSpec['schema']['sync']): [TableJob[], TableJob[]] {
-  const job = (row: { table_schema: string; table_name: string; plain_table: boolean }, kind: string, identity: string, sql: string): TableJob => ({
+  const job = (row: { table_schema: string; table_name: string; plain_table: boolean }, kind: string, identity: string, ...sql: string[]): TableJob => ({
     kind,
     identity,
-    sql: [sql],
+    sql,
     table: { schema: row.table_schema, name: row.table_name },
     plainTable: row.plain_table,
   });
@@ -108,7 +113,7 @@ function singleTableJobs(catalog: Catalog, sync: MigrationSpec['schema']['sync']
   const others = [
     ...catalog.indexes
       .filter((i) => i.valid && !i.by_constraint && !i.inherited && sync.indexes)
-      .map((i) => job(i, 'index', i.identity, i.def.replace(ON_ONLY, '$1'))),
+      .map((i) => job(i, 'index', i.identity, i.def.replace(ON_ONLY, '$1'), ...i.statistics)),
     ...catalog.constraints.filter((c) => c.contype !== 'f' && c.contype !== 'p' && sync.constraints).map(constraint),
   ];
   return [keys, others];
@@ -161,7 +166,7 @@ export async function postDataLeftNothing(
 class StatementsLeft extends Error {}
 
 /** What the post-data steps share on the target: how to report an object, decide to create it, and run statements. */
-interface PostDataRun {
+export interface PostDataRun {
   target: pg.Client;
   sync: MigrationSpec['schema']['sync'];
   /** ENABLE ALWAYS/REPLICA triggers are created disabled: CDC applies after post-data. */
@@ -184,6 +189,7 @@ async function postData(
   { parallelism, mayRun }: { parallelism: number; mayRun: boolean },
 ): Promise<PostDataResult | undefined> {
   const { plan, catalog } = await readPlanAndCatalog(sourceConnect, spec);
+  const security = await readSecurityCatalog(sourceConnect, plan);
   const objects: SchemaObjectResult[] = [];
   const settings = [...TARGET_SETTINGS, `maintenance_work_mem = '256MB'`];
   const target = await targetConnect();
@@ -192,9 +198,13 @@ async function postData(
     const run = await startRun(target, targetConnect, spec, settings, { parallelism, mayRun }, objects);
     await createKeysIndexesAndConstraints(run, catalog);
     await addNotValidDomainChecks(run, plan);
+    await createStatistics(run, security);
     await createForeignKeys(run, plan, catalog);
     await setIndexProperties(run, catalog);
     await createTriggers(run, catalog);
+    await createRulesAndPolicies(run, security);
+    // Materialized views are refreshed by their owners, under their row-level security, as on the source.
+    await setCommentsOwnersAndPrivileges(run, security);
     await refreshAndAnalyze(run, plan);
   } catch (error) {
     if (error instanceof StatementsLeft) return undefined;
@@ -361,4 +371,17 @@ async function refreshAndAnalyze({ builtDuringLoad, report, runAll, run }: PostD
   }
   const roots = plan.tables.filter((t) => !t.root).map(quoteTable).filter((t) => builtDuringLoad.get(`analyze ${t}`) !== 'done');
   await runAll(roots.map((t) => ({ kind: 'table', identity: t, sql: [`ANALYZE ${t}`], action: 'analyze' })));
+}
+
+/** 7. Rules, then row-level security policies with ENABLE / FORCE ROW LEVEL SECURITY (security.ts). */
+async function createRulesAndPolicies(run: PostDataRun, security: SecurityCatalog): Promise<void> {
+  await createRules(run, security);
+  await createPolicies(run, security);
+  await setRowSecurity(run, security);
+}
+
+/** 8. Last: comments on everything, then owners, privileges and default privileges (comments.ts, privileges.ts). */
+async function setCommentsOwnersAndPrivileges(run: PostDataRun, security: SecurityCatalog): Promise<void> {
+  await setComments(run, security.comments, security.schemas);
+  await setOwnersAndPrivileges(run, security.owned, security.schemas, security.defaultPrivileges);
 }

@@ -13,6 +13,7 @@ import { readSource, runFor, SchemaConflictError, TARGET_SETTINGS, type SchemaOb
 import { OPCLASS_IDENTITY, OPERATOR_IDENTITY, OPFAMILY_IDENTITY } from './operators.js';
 import { CAST_IDENTITY } from './casts.js';
 import { TEXT_SEARCH_EXISTING } from './text-search.js';
+import { syncRoles } from './roles.js';
 
 export interface PreDataResult {
   tables: TableInfo[];
@@ -79,6 +80,8 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
     const onTarget = await existingOnTarget(target);
     const exists = (kind: string, identity: string) => onTarget.has(`${kind} ${identity}`);
 
+    // Roles first: the objects' owners, grantees and policy roles (schema.sync.roles).
+    objects.push(...(await syncRoles(source, target, spec, plan.schemas.map((s) => s.identity))));
     for (const schema of plan.schemas) {
       const existed = exists('schema', schema.identity);
       if (!existed) await runFor(target, 'schema', schema.identity, [`CREATE SCHEMA IF NOT EXISTS ${schema.identity}`]);

@@ -43,6 +43,8 @@ interface ColumnRow {
   storage: string | null;
   statistics: number | null;
   compression: string | null;
+  /** Attribute options (n_distinct…), as `name=value` clauses. */
+  options: string[];
 }
 
 const STORAGE: Record<string, string> = { p: 'PLAIN', e: 'EXTERNAL', m: 'MAIN', x: 'EXTENDED' };
@@ -121,7 +123,8 @@ async function readColumnRows(source: pg.Client, oids: number[], version: number
                 AND sd.refobjid = a.attrelid AND sd.refobjsubid = a.attnum AND sd.deptype = 'i') AS identity_options,
             CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
             nullif(a.attstattarget, -1)::int AS statistics,
-            ${version >= 140000 ? `nullif(a.attcompression, '')::text` : 'NULL'} AS compression
+            ${version >= 140000 ? `nullif(a.attcompression, '')::text` : 'NULL'} AS compression,
+            ARRAY(SELECT format('%s=%L', o.option_name, o.option_value) FROM pg_options_to_table(a.attoptions) o) AS options
        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
@@ -201,6 +204,7 @@ function tableChanges(t: TableRow, columns: ColumnRow[], declared: ColumnRow[], 
     if (c.storage) changes.push(`${column} SET STORAGE ${STORAGE[c.storage]}`);
     if (c.statistics !== null) changes.push(`${column} SET STATISTICS ${c.statistics}`);
     if (c.compression) changes.push(`${column} SET COMPRESSION ${COMPRESSION[c.compression]}`);
+    if (c.options.length) changes.push(`${column} SET (${c.options.join(', ')})`);
   }
   if (t.replident === 'f') changes.push('REPLICA IDENTITY FULL');
   if (t.replident === 'n') changes.push('REPLICA IDENTITY NOTHING');

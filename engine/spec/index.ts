@@ -22,7 +22,6 @@ export const specFeatureGate: readonly { path: string[]; when?: (value: unknown)
     path: ['alerts', 'snsTopicArn'],
     feature: "per-migration alert topics (until then the deployment's alarm topic receives every alarm)",
   },
-  { path: ['schema', 'sync', 'roles'], when: (roles) => roles === true, feature: 'role migration' },
 ];
 
 function valueAt(input: unknown, path: string[]): { found: boolean; value?: unknown } {

@@ -63,6 +63,7 @@ describe('precheck on real clusters', () => {
       ['source.replication_privilege', 'pass'],
       ['source.replica_identity', 'pass'],
       ['source.ddl_capture', 'pass'],
+      ['target.security', 'pass'],
     ]);
     expect(byId(report.checks)['server.versions']!.message).toBe('Source PostgreSQL 13 → target PostgreSQL 17.');
   });

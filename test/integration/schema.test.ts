@@ -218,10 +218,6 @@ describe('schema migration policies and reports', () => {
     expect(pre.tables.map(qualified)).toEqual(['app.child', 'app.other']);
     expect(pre.objects).toEqual(
       expect.arrayContaining([
-        { kind: 'rule', identity: 'parent_delete_log on app.parent', status: 'not_migrated', detail: 'rules are not migrated' },
-        { kind: 'policy', identity: 'child_visible on app.child', status: 'not_migrated', detail: 'row-level security policies are not migrated' },
-        { kind: 'row level security', identity: 'app.child', status: 'not_migrated', detail: 'ENABLE/FORCE ROW LEVEL SECURITY is not migrated' },
-        { kind: 'comment', identity: 'table app.parent', status: 'not_migrated', detail: 'comments are not migrated' },
         { kind: 'aggregate', identity: 'app.text_concat(text)', status: 'skipped', detail: 'schema.sync.functions is false' },
         { kind: 'table', identity: 'app.parent', status: 'skipped', detail: 'not selected by objects' },
         { kind: 'view', identity: 'app.child_view', status: 'skipped', detail: 'depends on table app.parent, which is not migrated' },
@@ -240,6 +236,16 @@ describe('schema migration policies and reports', () => {
       status: 'skipped',
       detail: 'references app.parent, which is not selected',
     });
+    // Rules, policies, row-level security and comments come in post-data, for what was migrated.
+    expect(post.objects).toEqual(
+      expect.arrayContaining([
+        { kind: 'policy', identity: 'child_visible on app.child', status: 'created' },
+        { kind: 'row level security', identity: 'app.child', status: 'created', detail: 'enabled' },
+        { kind: 'comment', identity: 'table app.parent', status: 'skipped', detail: 'its object is not on the target' },
+      ]),
+    );
+    expect(post.objects.filter((o) => o.kind === 'rule')).toEqual([]);
+    expect([...pre.objects, ...post.objects].filter((o) => ['rule', 'policy', 'comment', 'row level security'].includes(o.kind) && o.status === 'not_migrated')).toEqual([]);
   });
 
   it('names the object and the reason when a statement fails', async () => {
@@ -306,7 +312,8 @@ describe('schema migration policies and reports', () => {
         { phase: 'pre-data', kind: 'table', identity: 'app.child', status: 'existing', detail: null },
         { phase: 'post-data', kind: 'foreign key', identity: 'app.child.child_parent_id_fkey', status: 'created', detail: null },
         { phase: 'sequences', kind: 'sequence value', identity: 'app.numbered_id_seq', status: 'replaced', detail: 'last_value 5' },
-        { phase: 'pre-data', kind: 'rule', identity: 'parent_delete_log on app.parent', status: 'not_migrated', detail: 'rules are not migrated' },
+        { phase: 'post-data', kind: 'rule', identity: 'parent_delete_log on app.parent', status: 'created', detail: null },
+        { phase: 'post-data', kind: 'comment', identity: 'table app.parent', status: 'created', detail: null },
       ]),
     );
     expect(new Set(rows.map((r) => `${r.kind} ${r.identity}`)).size).toBe(rows.length);

@@ -300,10 +300,8 @@ describe('feature gate', () => {
     expect(problems[0]!.message).toMatch(/full load only.*"mode": "full"/);
   });
 
-  it('rejects migrating roles, but not an explicit false', () => {
-    expect(problemsOf({ ...minimal, schema: { sync: { roles: true } } })).toEqual([
-      { path: 'schema.sync.roles', message: 'not supported yet: schema.sync.roles true lands with role migration' },
-    ]);
+  it('accepts migrating roles (schema.sync.roles)', () => {
+    expect(validateSpec({ ...minimal, schema: { sync: { roles: true } } }).ok).toBe(true);
     expect(validateSpec({ ...minimal, schema: { sync: { roles: false } } }).ok).toBe(true);
   });
 

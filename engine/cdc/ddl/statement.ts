@@ -78,9 +78,9 @@ export function concern(selection: Selection, ddl: CapturedDdl): 'table' | 'sche
 }
 
 /**
- * Privileges and owners are not migrated (roles differ between source and target; see
- * schema.sync.roles and the report's "not migrated"): GRANT, REVOKE, default privileges,
- * security labels, and an ALTER that only changes an owner are left alone.
+ * Changes to privileges and owners during CDC are not replicated (roles differ between source
+ * and target; the schema migration sets them once, in post-data): GRANT, REVOKE, default
+ * privileges, security labels, and an ALTER that only changes an owner are left alone.
  */
 function privilegesOnly(ddl: CapturedDdl): boolean {
   if (['GRANT', 'REVOKE', 'ALTER DEFAULT PRIVILEGES', 'SECURITY LABEL'].includes(ddl.commandTag)) return true;
