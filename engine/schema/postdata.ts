@@ -11,6 +11,7 @@ import { serverVersion } from '../connect/index.js';
 import { indexJobStates } from '../control/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { planSchema, type SchemaPlan } from './plan.js';
+import { deferDomainChecksToCutover, domainChecksAwaitingCutover, notValidDomainChecks } from './domain-checks.js';
 import {
   inParallel,
   readSource,
@@ -171,6 +172,8 @@ export interface PostDataRun {
   sync: MigrationSpec['schema']['sync'];
   /** ENABLE ALWAYS/REPLICA triggers are created disabled: CDC applies after post-data. */
   deferReplicaTriggers: boolean;
+  /** NOT VALID domain checks wait for cutover: CDC applies after post-data. */
+  deferDomainChecks: boolean;
   targetVersion: number;
   /** Jobs the load ran, by `<kind> <identity>`, with their state. */
   builtDuringLoad: Map<string, string>;
@@ -197,7 +200,7 @@ async function postData(
     for (const setting of settings) await target.query(`SET ${setting}`);
     const run = await startRun(target, targetConnect, spec, settings, { parallelism, mayRun }, objects);
     await createKeysIndexesAndConstraints(run, catalog);
-    await addNotValidDomainChecks(run, plan);
+    await addDomainChecks(run, plan);
     await createStatistics(run, security);
     await createForeignKeys(run, plan, catalog);
     await setIndexProperties(run, catalog);
@@ -270,7 +273,8 @@ async function startRun(
     return runFor(target, kind, identity, sql, action);
   };
   const deferReplicaTriggers = spec.mode !== 'full' && spec.schema.replicaTriggers === 'disabled';
-  return { target, sync: spec.schema.sync, deferReplicaTriggers, targetVersion, builtDuringLoad, report, toCreate, runAll, run };
+  const deferDomainChecks = deferDomainChecksToCutover(spec);
+  return { target, sync: spec.schema.sync, deferReplicaTriggers, deferDomainChecks, targetVersion, builtDuringLoad, report, toCreate, runAll, run };
 }
 
 /**
@@ -285,22 +289,15 @@ async function createKeysIndexesAndConstraints({ sync, report, toCreate, runAll 
   await runAll(others.filter((job) => toCreate(job.kind, job.identity, job.kind === 'index' ? sync.indexes : sync.constraints, job.kind === 'index' ? 'indexes' : 'constraints')));
 }
 
-/** 2b. A domain's NOT VALID checks, after the load: the rows they were never checked against are in now. */
-async function addNotValidDomainChecks({ target, report, run }: PostDataRun, plan: SchemaPlan): Promise<void> {
-  const checks = plan.nodes.flatMap((n) => n.notValidChecks ?? []);
-  if (checks.length === 0) return;
-  const { rows } = await target.query<{ identity: string }>(
-    `SELECT i.identity FROM pg_constraint k JOIN pg_type t ON t.oid = k.contypid JOIN pg_namespace n ON n.oid = t.typnamespace,
-            format('%I.%I.%I', n.nspname, t.typname, k.conname) i(identity)
-      WHERE i.identity = ANY($1::text[])`,
-    [checks.map((c) => c.identity)],
-  );
-  const existing = new Set(rows.map((r) => r.identity));
-  for (const check of checks) {
-    if (existing.has(check.identity)) {
-      report('domain constraint', check.identity, 'existing');
-      continue;
-    }
+/** 2b. A domain's NOT VALID checks, after the load (engine/schema/domain-checks.ts). */
+async function addDomainChecks({ target, deferDomainChecks, report, run }: PostDataRun, plan: SchemaPlan): Promise<void> {
+  if (deferDomainChecks) {
+    for (const o of domainChecksAwaitingCutover(plan)) report(o.kind, o.identity, o.status, o.detail);
+    return;
+  }
+  const { existing, missing } = await notValidDomainChecks(target, plan);
+  for (const check of existing) report('domain constraint', check.identity, 'existing');
+  for (const check of missing) {
     await run('domain constraint', check.identity, [check.sql]);
     report('domain constraint', check.identity, 'created', 'NOT VALID on the source, added after the load');
   }

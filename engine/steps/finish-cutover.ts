@@ -1,12 +1,14 @@
 /**
  * FinishCutover: drained, so before applications move the sequences take the source's values,
- * the triggers left disabled while replicating get their source state, and the large objects and
+ * the triggers left disabled while replicating get their source state, NOT VALID domain checks
+ * are added (engine/schema/domain-checks.ts), and the large objects and
  * materialized views, which the stream does not carry, are put right.
  */
 import type { SecretsProvider } from '../connect/index.js';
 import { recordSchemaObjects } from '../control/index.js';
 import { copySequenceValues } from '../schema/index.js';
 import { restoreReplicaTriggers } from '../schema/replica-triggers.js';
+import { addDomainChecksAtCutover } from '../schema/domain-checks.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { resyncAtCutover } from './cutover-objects.js';
 import { withSides } from './sides.js';
@@ -17,7 +19,8 @@ export async function finishCutoverStep(spec: MigrationSpec, secrets: SecretsPro
     await recordSchemaObjects(target, spec.name, 'sequences', sequences);
     const resynced = await resyncAtCutover(spec, source, target);
     const triggers = await restoreReplicaTriggers(source, target, spec);
-    await recordSchemaObjects(target, spec.name, 'cutover', triggers);
+    const domainChecks = await addDomainChecksAtCutover(source, target, spec);
+    await recordSchemaObjects(target, spec.name, 'cutover', [...triggers, ...domainChecks]);
     return { sequences: sequences.length, triggers: triggers.length, ...resynced };
   });
 }
