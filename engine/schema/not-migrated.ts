@@ -22,6 +22,10 @@ const DETAIL: Record<string, string> = {
   publication: 'publications are not migrated',
   subscription: 'subscriptions are not migrated',
   'operator family member': 'members added to an operator family pgferry does not create (a built-in one) are not migrated',
+  'access method': 'access methods are not migrated: create it on the target (usually with its extension)',
+  language: 'procedural languages outside extensions are not migrated: create it on the target',
+  transform: 'transforms are not migrated: create it on the target',
+  'security label': 'security labels are not migrated: the target needs the same label provider',
 };
 
 export async function notMigrated(source: pg.Client, schemas: string[], spec: MigrationSpec): Promise<SchemaObjectResult[]> {
@@ -46,6 +50,10 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
         WHERE evtname NOT IN ('pgferry_capture_ddl', 'pgferry_capture_drop')
        UNION ALL SELECT 'publication', 'pg_publication'::regclass, oid, 0 FROM pg_publication WHERE pubname <> ALL($2::text[])
        ${subscriptions}
+       UNION ALL SELECT 'access method', 'pg_am'::regclass, oid, 0 FROM pg_am WHERE oid >= 16384
+       UNION ALL SELECT 'language', 'pg_language'::regclass, oid, 0 FROM pg_language WHERE oid >= 16384
+       UNION ALL SELECT 'transform', 'pg_transform'::regclass, oid, 0 FROM pg_transform WHERE oid >= 16384
+       UNION ALL SELECT 'security label', classoid, objoid, objsubid FROM pg_seclabel WHERE objoid >= 16384
      ),
      member AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e')
      SELECT f.kind,
@@ -56,6 +64,12 @@ export async function notMigrated(source: pg.Client, schemas: string[], spec: Mi
             NULL AS detail
        FROM found f, pg_identify_object(f.classid, f.objid, f.sub) o
       WHERE NOT EXISTS (SELECT 1 FROM member m WHERE m.classid = f.classid AND m.objid = f.objid)
+     UNION ALL
+     SELECT 'database setting', CASE WHEN s.setrole = 0 THEN 'database ' || quote_ident(current_database())
+                                     ELSE 'role ' || quote_ident(r.rolname) || ' in database ' || quote_ident(current_database()) END,
+            format('ALTER %s SET is not migrated: %s', CASE WHEN s.setrole = 0 THEN 'DATABASE' ELSE 'ROLE … IN DATABASE' END, array_to_string(s.setconfig, ', '))
+       FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole
+      WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
      ORDER BY 1, 2`,
     [schemas, spec.cdc.publicationName ? [spec.cdc.publicationName] : []],
   );

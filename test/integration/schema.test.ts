@@ -50,6 +50,9 @@ ALTER TABLE app.child ENABLE ROW LEVEL SECURITY;
 CREATE POLICY child_visible ON app.child USING (body IS NOT NULL);
 COMMENT ON TABLE app.parent IS 'the parents';
 CREATE AGGREGATE app.text_concat(text) (SFUNC = textcat, STYPE = text);
+CREATE ACCESS METHOD app_heap TYPE TABLE HANDLER heap_tableam_handler;
+CREATE LANGUAGE app_lang HANDLER plpgsql_call_handler;
+ALTER DATABASE app SET work_mem = '8MB';
 INSERT INTO app.parent VALUES (1, 'one');
 INSERT INTO app.child VALUES (1, 1, 'b');
 INSERT INTO app.other VALUES (1, 'source row');
@@ -219,6 +222,9 @@ describe('schema migration policies and reports', () => {
     expect(pre.objects).toEqual(
       expect.arrayContaining([
         { kind: 'aggregate', identity: 'app.text_concat(text)', status: 'skipped', detail: 'schema.sync.functions is false' },
+        { kind: 'access method', identity: 'app_heap', status: 'not_migrated', detail: 'access methods are not migrated: create it on the target (usually with its extension)' },
+        { kind: 'language', identity: 'app_lang', status: 'not_migrated', detail: 'procedural languages outside extensions are not migrated: create it on the target' },
+        { kind: 'database setting', identity: 'database app', status: 'not_migrated', detail: 'ALTER DATABASE SET is not migrated: work_mem=8MB' },
         { kind: 'table', identity: 'app.parent', status: 'skipped', detail: 'not selected by objects' },
         { kind: 'view', identity: 'app.child_view', status: 'skipped', detail: 'depends on table app.parent, which is not migrated' },
         {
