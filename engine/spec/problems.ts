@@ -64,7 +64,11 @@ function closestKey(key: string, allowed: readonly string[]): string | undefined
   return best && best.distance <= Math.max(2, Math.floor(key.length / 3)) ? best.candidate : undefined;
 }
 
+/** The flags of `schema.sync`, which people also write one level up (`schema.roles`). */
+const SYNC_FLAGS = ['indexes', 'constraints', 'foreignKeys', 'triggers', 'views', 'functions', 'sequences', 'materializedViews', 'roles'];
+
 function unknownKeyMessage(key: string, allowed: readonly string[]): string {
+  if (allowed.includes('sync') && SYNC_FLAGS.includes(key)) return `unknown field "${key}" — it belongs under "sync": "sync": {"${key}": …}`;
   const suggestion = closestKey(key, allowed);
   if (suggestion) return `unknown field "${key}" — did you mean "${suggestion}"?`;
   return `unknown field "${key}" (allowed: ${allowed.join(', ')})`;

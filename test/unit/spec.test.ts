@@ -158,6 +158,11 @@ describe('section rules (ungated schema)', () => {
     expect(problems).toEqual([{ path: 'objects.tables["app.v1.2"]', message: expect.stringContaining('double-quote a name that contains a dot') }]);
   });
 
+  it('points a sync flag written one level up (schema.roles) to schema.sync', () => {
+    const problems = schemaProblemsOf({ ...minimal, schema: { roles: true } });
+    expect(problems).toEqual([{ path: 'schema.roles', message: 'unknown field "roles" — it belongs under "sync": "sync": {"roles": …}' }]);
+  });
+
   it('reports indices in paths', () => {
     expectOneProblem(schemaProblemsOf({ ...minimal, objects: { include: [{ schema: 'public' }, { schema: 7 }] } }), 'objects.include[1].schema', 'must be a string (got a number)');
   });
