@@ -159,8 +159,8 @@ export async function checkUnloggedTables(source: pg.Client, spec: MigrationSpec
 /** ENABLE ALWAYS/REPLICA triggers fire in the replica-role sessions pgferry writes with. */
 export async function checkReplicaTriggers(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
   const id = 'source.replica_triggers';
-  const triggers = (await replicaTriggers(source, spec.objects)).map((t) => `${t.identity} (${t.enabled === 'A' ? 'always' : 'replica'})`);
-  if (triggers.length === 0) return { id, status: 'pass', message: 'No selected table has a trigger set to ENABLE ALWAYS or ENABLE REPLICA.' };
+  const triggers = (await replicaTriggers(source, spec.objects)).map((t) => `${t.kind} ${t.identity} (${t.enabled === 'A' ? 'always' : 'replica'})`);
+  if (triggers.length === 0) return { id, status: 'pass', message: 'No selected table has a trigger or rule set to ENABLE ALWAYS or ENABLE REPLICA.' };
   const what =
     spec.schema.replicaTriggers === 'fire'
       ? 'schema.replicaTriggers is "fire": they will fire on the target for every replicated row, so their side effects add to the rows replicated from the source.'
@@ -168,7 +168,7 @@ export async function checkReplicaTriggers(source: pg.Client, spec: MigrationSpe
   return {
     id,
     status: 'warn',
-    message: `${triggers.length} trigger(s) are set to ENABLE ALWAYS or ENABLE REPLICA, so they fire even for replicated rows: ${listed(triggers)}. ${what}`,
+    message: `${triggers.length} trigger(s) or rule(s) are set to ENABLE ALWAYS or ENABLE REPLICA, so they fire even for replicated rows: ${listed(triggers)}. ${what}`,
     remediation: 'Choose schema.replicaTriggers: "disabled" (the default) keeps them from firing until cutover; "fire" lets them fire for replicated rows.',
   };
 }
@@ -185,5 +185,29 @@ export async function checkNotMigrated(source: pg.Client, spec: MigrationSpec): 
     status: 'warn',
     message: `${left.length} object(s) of the selected schemas will not be created on the target:\n    ${lines.join('\n    ')}`,
     remediation: 'Create them on the target yourself after the migration, or change the selection or schema.sync flags.',
+  };
+}
+
+/** Objects of the selected schemas that the target's major version can no longer create. */
+export async function checkTargetCanCreate(source: pg.Client, spec: MigrationSpec, targetVersionNum: number): Promise<CheckResult> {
+  const id = 'schema.target_version';
+  const major = Math.floor(targetVersionNum / 10000);
+  const tables = uniqueTables(await listTables(source, spec.objects));
+  const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), tables);
+  // PostgreSQL 14 removed postfix (right unary) operators; a 13 source may still have them.
+  const { rows } = await source.query<{ name: string }>(
+    `SELECT format('operator %I.%s(%s, NONE)', n.nspname, o.oprname, format_type(o.oprleft, NULL)) AS name
+       FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+      WHERE o.oprkind = 'r' AND n.nspname = ANY($1::text[]) AND $2::int >= 14
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_operator'::regclass AND d.objid = o.oid AND d.deptype = 'e')
+      ORDER BY 1`,
+    [schemas, major],
+  );
+  if (rows.length === 0) return { id, status: 'pass', message: `PostgreSQL ${major} on the target can create every selected object.` };
+  return {
+    id,
+    status: 'fail',
+    message: `PostgreSQL ${major} on the target cannot create ${rows.length} object(s) of the selected schemas: ${listed(rows.map((r) => r.name))} (postfix operators were removed in PostgreSQL 14).`,
+    remediation: 'Replace each postfix operator with a prefix operator or a function on the source (and what uses it), or leave its schema out of objects.include.',
   };
 }

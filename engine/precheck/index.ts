@@ -17,6 +17,7 @@ import {
   checkRegValues,
   checkReplicaTriggers,
   checkSourcePrivileges,
+  checkTargetCanCreate,
   checkTargetReplicationRole,
   checkUnloggedTables,
 } from './fidelity.js';
@@ -258,6 +259,11 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
       ...(wantsCdc(spec) ? cdcOnly : []),
     ];
     for (const [id, check] of sourceChecks) checks.push(source.facts ? await guarded(id, () => check(source.facts!.client)) : skipped(id, 'no connection to the source'));
+    checks.push(
+      source.facts && target.facts
+        ? await guarded('schema.target_version', () => checkTargetCanCreate(source.facts!.client, spec, target.facts!.versionNum))
+        : skipped('schema.target_version', 'needs connections to both sides'),
+    );
     const roleCheck = 'target.session_replication_role';
     checks.push(
       target.facts

@@ -11,6 +11,7 @@ import { serverVersion } from '../connect/index.js';
 import { indexJobStates } from '../control/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { planSchema, type SchemaPlan } from './plan.js';
+import { ENABLE, FIRES_AS_REPLICA } from './replica-triggers.js';
 import { deferDomainChecksToCutover, domainChecksAwaitingCutover, notValidDomainChecks } from './domain-checks.js';
 import {
   inParallel,
@@ -137,9 +138,7 @@ export async function loadTimeIndexJobs(source: pg.Client, spec: MigrationSpec):
   return [...keys, ...others, ...analyze].filter((job) => job.plainTable);
 }
 
-export const ENABLE: Record<string, string> = { D: 'DISABLE TRIGGER', R: 'ENABLE REPLICA TRIGGER', A: 'ENABLE ALWAYS TRIGGER' };
-/** pg_trigger.tgenabled states that fire under session_replication_role = replica. */
-export const FIRES_AS_REPLICA = new Set(['A', 'R']);
+
 
 export async function migratePostData(
   sourceConnect: () => Promise<pg.Client>,

@@ -7,6 +7,7 @@ import type pg from 'pg';
 import { quoteIdent } from '../sql.js';
 import type { SchemaPlan } from './plan.js';
 import type { PostDataRun } from './postdata.js';
+import { FIRES_AS_REPLICA } from './replica-triggers.js';
 import { readSource } from './objects.js';
 import { readComments, type CommentRow } from './comments.js';
 import { readDefaultPrivileges, readOwnedObjects, type DefaultAclRow, type OwnedObject } from './privileges.js';
@@ -141,11 +142,15 @@ export async function createStatistics({ target, builtDuringLoad, report, run, r
   await runAll([...analyzeAgain].map((t) => ({ kind: 'table', identity: t, sql: [`ANALYZE ${t}`], action: 'analyze' })));
 }
 
-const RULE_STATE: Record<string, string> = { D: 'DISABLE RULE', R: 'ENABLE REPLICA RULE', A: 'ENABLE ALWAYS RULE' };
+export const RULE_STATE: Record<string, string> = { D: 'DISABLE RULE', R: 'ENABLE REPLICA RULE', A: 'ENABLE ALWAYS RULE' };
 const COMMAND: Record<string, string> = { r: 'SELECT', a: 'INSERT', w: 'UPDATE', d: 'DELETE', '*': 'ALL' };
 
-/** Rules, with their enabled state. The applier runs with session_replication_role = replica, so only ENABLE ALWAYS rules fire on its writes. */
-export async function createRules({ target, report, run }: PostDataRun, security: SecurityCatalog): Promise<void> {
+/**
+ * Rules, with their enabled state. The applier runs with session_replication_role = replica, so
+ * ENABLE ALWAYS and ENABLE REPLICA rules would rewrite its writes: in the CDC modes they stay
+ * disabled until cutover, like such triggers (schema.replicaTriggers, engine/schema/replica-triggers.ts).
+ */
+export async function createRules({ target, deferReplicaTriggers, report, run }: PostDataRun, security: SecurityCatalog): Promise<void> {
   const existing = await existingSecurityObjects(target);
   for (const rule of security.rules) {
     if (existing.has(`rule ${rule.identity}`)) {
@@ -153,11 +158,13 @@ export async function createRules({ target, report, run }: PostDataRun, security
       continue;
     }
     // A view's rules are always enabled (PostgreSQL cannot alter them): only a table's can have a state.
-    const state = RULE_STATE[rule.enabled];
+    const deferred = deferReplicaTriggers && FIRES_AS_REPLICA.has(rule.enabled);
+    const state = RULE_STATE[deferred ? 'D' : rule.enabled];
     const sql = [rule.def, ...(state ? [`ALTER TABLE ${rule.table_identity} ${state} ${rule.name}`] : [])];
     await run('rule', rule.identity, sql);
-    const detail =
-      rule.enabled === 'A' ? 'enable always: it fires on the writes of CDC apply too' : state ? state.replace(' RULE', '').toLowerCase() : undefined;
+    const detail = deferred
+      ? `disabled until cutover, then ${RULE_STATE[rule.enabled]!.replace(' RULE', '').toLowerCase()} (schema.replicaTriggers "disabled")`
+      : state?.replace(' RULE', '').toLowerCase();
     report('rule', rule.identity, 'created', detail);
   }
 }

@@ -168,7 +168,7 @@ const schemaSchema = z
       .enum(['disabled', 'fire'])
       .default('disabled')
       .describe(
-        'Triggers set to ENABLE ALWAYS or ENABLE REPLICA fire even in the replica-role sessions pgferry writes with. ' +
+        'Triggers and rules set to ENABLE ALWAYS or ENABLE REPLICA fire even in the replica-role sessions pgferry writes with. ' +
           '"disabled": in the CDC modes they are created disabled and get their source state at cutover, so they do not fire for replicated rows; ' +
           '"fire": they are created in their source state and fire for every replicated row.',
       ),

@@ -16,7 +16,8 @@ beforeAll(async () => {
   await source.sql(
     `CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL);
      INSERT INTO items SELECT g, 'value ' || g FROM generate_series(1, 5000) g;
-     CREATE RULE no_delete AS ON DELETE TO items DO INSTEAD NOTHING;`,
+     CREATE RULE no_delete AS ON DELETE TO items DO INSTEAD NOTHING;
+     CREATE PUBLICATION cli_elsewhere FOR TABLE items;`,
     'app',
   );
 });
@@ -53,12 +54,12 @@ describe('pgferry run', () => {
     expect(result.stderr).not.toContain('failed');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/public\.items\s+5000\s+.*match/);
-    expect(result.stdout).toContain('Not migrated:');
-    expect(result.stdout).toContain('no_delete');
+    expect(result.stdout).toMatch(/rule\s+1/); // created
+    expect(result.stdout).toContain('Not migrated:\n  publication cli_elsewhere: publications are not migrated');
     expect(result.stdout).toContain('Migration succeeded.');
     const { report } = JSON.parse(readFileSync(reportFile, 'utf8'));
     expect(report.tables).toEqual([expect.objectContaining({ table: 'public.items', rows: 5000, compare: 'match', units: 1 })]);
-    expect(report.notMigrated).toEqual([expect.objectContaining({ identity: expect.stringContaining('no_delete') })]);
+    expect(report.notMigrated).toEqual([{ kind: 'publication', identity: 'cli_elsewhere', detail: 'publications are not migrated' }]);
     expect(JSON.stringify(report)).not.toContain(source.connection.password);
   });
 

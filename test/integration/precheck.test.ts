@@ -57,6 +57,7 @@ describe('precheck on real clusters', () => {
       ['source.materialized_views', 'pass'],
       ['source.unlogged_tables', 'pass'],
       ['source.replica_triggers', 'pass'],
+      ['schema.target_version', 'pass'],
       ['target.session_replication_role', 'pass'],
       ['source.wal_level', 'pass'],
       ['source.replication_slots', 'pass'],
@@ -119,6 +120,8 @@ describe('precheck on real clusters', () => {
        CREATE TRIGGER audit_always AFTER INSERT ON app.refs FOR EACH ROW EXECUTE FUNCTION app.audit();
        ALTER TABLE app.refs ENABLE ALWAYS TRIGGER audit_always;
        CREATE PUBLICATION app_pub FOR TABLE app.refs;
+       CREATE FUNCTION app.fact(bigint) RETURNS numeric LANGUAGE sql AS 'SELECT $1::numeric';
+       CREATE OPERATOR app.!! (LEFTARG = bigint, FUNCTION = app.fact);
        GRANT USAGE ON SCHEMA app TO reader; GRANT SELECT ON app.refs, app.deferred TO reader;`,
       'fidelity',
     );
@@ -143,6 +146,8 @@ describe('precheck on real clusters', () => {
     expect(checks['source.replica_triggers']!.message).toContain('created disabled and get their source state at cutover');
     expect(checks['schema.not_migrated']).toMatchObject({ status: 'warn' });
     expect(checks['schema.not_migrated']!.message).toContain('publication app_pub: publications are not migrated');
+    expect(checks['schema.target_version']).toMatchObject({ status: 'fail' });
+    expect(checks['schema.target_version']!.message).toContain('operator app.!!(bigint, NONE)');
     expect(checks['target.session_replication_role']).toMatchObject({ status: 'fail' });
     expect(checks['target.session_replication_role']!.remediation).toContain('GRANT SET ON PARAMETER session_replication_role TO applier');
     expect(JSON.stringify(checks)).not.toMatch(/reader-pw|applier-pw/);

@@ -25,6 +25,8 @@ CREATE TRIGGER off_audit AFTER INSERT ON app.orders FOR EACH ROW EXECUTE FUNCTIO
 ALTER TABLE app.orders ENABLE ALWAYS TRIGGER always_audit;
 ALTER TABLE app.orders ENABLE REPLICA TRIGGER replica_audit;
 ALTER TABLE app.orders DISABLE TRIGGER off_audit;
+CREATE RULE always_rule AS ON INSERT TO app.orders DO ALSO INSERT INTO app.audit (what) VALUES ('always_rule');
+ALTER TABLE app.orders ENABLE ALWAYS RULE always_rule;
 `;
 
 const specFor = (mode: 'full' | 'full+cdc', replicaTriggers?: 'disabled' | 'fire') =>
@@ -47,7 +49,8 @@ async function connect(cluster: LocalCluster, database: string) {
 
 async function triggerStates(client: pg.Client): Promise<Record<string, string>> {
   const { rows } = await client.query<{ name: string; enabled: string }>(
-    `SELECT tgname AS name, tgenabled::text AS enabled FROM pg_trigger WHERE tgrelid = 'app.orders'::regclass ORDER BY 1`,
+    `SELECT tgname AS name, tgenabled::text AS enabled FROM pg_trigger WHERE tgrelid = 'app.orders'::regclass
+     UNION ALL SELECT rulename, ev_enabled::text FROM pg_rewrite WHERE ev_class = 'app.orders'::regclass ORDER BY 1`,
   );
   return Object.fromEntries(rows.map((r) => [r.name, r.enabled]));
 }
@@ -75,10 +78,10 @@ afterAll(async () => {
 });
 
 describe('ENABLE ALWAYS / ENABLE REPLICA triggers', () => {
-  it('stay disabled while CDC applies, fire for no replicated row, and get their source state at cutover', async () => {
+  it('stay disabled while CDC applies (rules too), fire for no replicated row, and get their source state at cutover', async () => {
     const spec = specFor('full+cdc');
     const { src, tgt, post, fired, states } = await migrate('cdc_default', spec);
-    expect(states).toEqual({ always_audit: 'D', off_audit: 'D', origin_audit: 'O', replica_audit: 'D' });
+    expect(states).toEqual({ always_audit: 'D', always_rule: 'D', off_audit: 'D', origin_audit: 'O', replica_audit: 'D' });
     expect(fired).toEqual([]);
     expect(post.objects).toContainEqual({
       kind: 'trigger',
@@ -88,9 +91,10 @@ describe('ENABLE ALWAYS / ENABLE REPLICA triggers', () => {
     });
 
     const restored = await restoreReplicaTriggers(src, tgt, spec);
-    expect(restored.map((r) => [r.identity, r.detail])).toEqual([
-      ['app.orders.always_audit', 'enable always since cutover (disabled while replicating)'],
-      ['app.orders.replica_audit', 'enable replica since cutover (disabled while replicating)'],
+    expect(restored.map((r) => [r.kind, r.identity, r.detail])).toEqual([
+      ['rule', 'always_rule on app.orders', 'enable always since cutover (disabled while replicating)'],
+      ['trigger', 'app.orders.always_audit', 'enable always since cutover (disabled while replicating)'],
+      ['trigger', 'app.orders.replica_audit', 'enable replica since cutover (disabled while replicating)'],
     ]);
     expect(await triggerStates(tgt)).toEqual(await triggerStates(src));
     expect(await restoreReplicaTriggers(src, tgt, spec)).toEqual([]); // a second cutover attempt changes nothing
@@ -99,7 +103,7 @@ describe('ENABLE ALWAYS / ENABLE REPLICA triggers', () => {
   it('fire for replicated rows when schema.replicaTriggers is "fire"', async () => {
     const { src, fired, states } = await migrate('cdc_fire', specFor('full+cdc', 'fire'));
     expect(states).toEqual(await triggerStates(src));
-    expect(fired).toEqual(['always_audit', 'replica_audit']);
+    expect(fired).toEqual(['always_audit', 'always_rule', 'replica_audit']);
   });
 
   it('get their source state at once in a full load: nothing is replicated after post-data', async () => {
