@@ -38,6 +38,28 @@ export async function prepareCompareSession(client: pg.Client): Promise<void> {
   await client.query(`${SOURCE_READ_SESSION_SQL}; SET statement_timeout = 0`);
 }
 
+/**
+ * Both sides of a comparison on connections of their own, in canonical sessions, the source at
+ * `snapshot` (its own snapshot without one) and the target at one of its own; both closed after `body`.
+ */
+export async function withComparedSides<T>(
+  connectSource: () => Promise<pg.Client>,
+  connectTarget: () => Promise<pg.Client>,
+  snapshot: string | undefined,
+  body: (source: pg.Client, target: pg.Client) => Promise<T>,
+): Promise<T> {
+  const clients: pg.Client[] = [];
+  try {
+    for (const connect of [connectSource, connectTarget]) clients.push(await connect());
+    const [source, target] = clients as [pg.Client, pg.Client];
+    await Promise.all([prepareCompareSession(source), prepareCompareSession(target)]);
+    await Promise.all([importSnapshot(source, snapshot), importSnapshot(target)]);
+    return await body(source, target);
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.end()));
+  }
+}
+
 function sameBuckets(a: Bucket[], b: Bucket[]): boolean {
   return (
     a.length === b.length &&

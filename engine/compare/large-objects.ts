@@ -8,8 +8,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { RowDifference, TableComparison } from '../control/index.js';
 import { LARGE_OBJECT_CHUNK, LARGE_OBJECTS, targetRoles, type TargetRoles } from '../load/large-objects.js';
-import { CANONICAL_SESSION_SQL } from '../connect/index.js';
-import { importSnapshot } from '../snapshot.js';
+import { withComparedSides } from './index.js';
 
 /** What is compared of one large object. */
 export interface LargeObjectDigest {
@@ -127,17 +126,7 @@ export async function compareLargeObjects(
   connectTarget: () => Promise<pg.Client>,
   { snapshot, maxDifferences }: { snapshot?: string; maxDifferences: number },
 ): Promise<TableComparison | undefined> {
-  const clients: pg.Client[] = [];
-  try {
-    for (const connect of [connectSource, connectTarget]) {
-      const client = await connect();
-      // A dropped idle connection must fail the next query, not crash the process.
-      client.on('error', () => undefined);
-      clients.push(client);
-    }
-    const [source, target] = clients as [pg.Client, pg.Client];
-    await Promise.all([source, target].map((c) => c.query(CANONICAL_SESSION_SQL)));
-    await Promise.all([importSnapshot(source, snapshot), importSnapshot(target)]);
+  return withComparedSides(connectSource, connectTarget, snapshot, async (source, target) => {
     const differences: RowDifference[] = [];
     let found = 0;
     const counts = await diffLargeObjects(source, target, await targetRoles(target), ({ oid, kind }) => {
@@ -156,7 +145,5 @@ export async function compareLargeObjects(
       differences,
       ...(found > differences.length ? { note: `only the first ${maxDifferences} differences are listed` } : {}),
     };
-  } finally {
-    await Promise.allSettled(clients.map((c) => c.end()));
-  }
+  });
 }

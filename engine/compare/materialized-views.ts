@@ -8,8 +8,7 @@
  */
 import type pg from 'pg';
 import type { SchemaObjectResult } from '../control/index.js';
-import { importSnapshot } from '../snapshot.js';
-import { compareTable, type CompareOptions } from './index.js';
+import { compareTable, withComparedSides, type CompareOptions } from './index.js';
 
 interface ViewFacts {
   schema: string;
@@ -57,20 +56,9 @@ export async function compareMaterializedViews(
   options: CompareOptions & { snapshot?: string },
 ): Promise<SchemaObjectResult[]> {
   if (identities.length === 0) return [];
-  const clients: pg.Client[] = [];
-  try {
-    for (const connect of [connectSource, connectTarget]) {
-      const client = await connect();
-      // A dropped idle connection must fail the next query, not crash the process.
-      client.on('error', () => undefined);
-      clients.push(client);
-    }
-    const [source, target] = clients as [pg.Client, pg.Client];
-    await Promise.all([importSnapshot(source, options.snapshot), importSnapshot(target)]);
+  return withComparedSides(connectSource, connectTarget, options.snapshot, async (source, target) => {
     const results: SchemaObjectResult[] = [];
     for (const identity of identities) results.push(await compareView(source, target, identity, options));
     return results;
-  } finally {
-    await Promise.allSettled(clients.map((c) => c.end()));
-  }
+  });
 }
