@@ -36,17 +36,19 @@ const listed = (names: string[], most = 20) =>
  */
 export async function checkRegValues(source: pg.Client, target: pg.Client | undefined, spec: MigrationSpec): Promise<CheckResult> {
   const id = 'source.reg_values';
-  const { tables, schemas } = await readSource(source, async () => {
-    const tables = dataTables(uniqueTables(await listTables(source, spec.objects)));
-    const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), tables);
-    return { tables, schemas };
+  const { tables, schemas, relations } = await readSource(source, async () => {
+    const plan = await planSchema(source, spec);
+    const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), plan.tables);
+    // The relations the target will have: the plan's tables, views and sequences (and, below, their indexes).
+    const relations = [...plan.tables.map((t) => t.oid), ...plan.nodes.filter((n) => n.key.startsWith('rel:')).map((n) => Number(n.key.slice(4)))];
+    return { tables: dataTables(plan.tables), schemas, relations };
   });
   const problems: string[] = [];
   const roles = new Map<string, string[]>();
   for (const table of tables) {
     for (const column of table.columns.filter((c) => regTypeOf(c.type))) {
       const type = regTypeOf(column.type)!;
-      const values = await unreadableValues(source, table, column.name, column.type.endsWith('[]'), type, schemas);
+      const values = await unreadableValues(source, table, column.name, column.type.endsWith('[]'), type, { schemas, relations });
       const where = `${qualified(table)}.${column.name}`;
       if (type === 'regrole') for (const role of values) roles.set(role, [...(roles.get(role) ?? []), where]);
       else if (values.length) problems.push(`${where} (${type}): ${listed(values, 5)}`);
@@ -72,16 +74,39 @@ function regTypeOf(type: string): string | undefined {
   return base in REG_TYPES || base === 'regrole' ? base : undefined;
 }
 
-/** Distinct values (as text) naming user objects outside `schemas`; for regrole, the user roles named. */
-async function unreadableValues(source: pg.Client, table: TableInfo, column: string, array: boolean, type: string, schemas: string[]): Promise<string[]> {
+/**
+ * Distinct values (as text) naming user objects the target will not have: a relation the plan
+ * does not create (nor an index of one), another object outside `schemas`; for regrole, the user
+ * roles named.
+ */
+async function unreadableValues(
+  source: pg.Client,
+  table: TableInfo,
+  column: string,
+  array: boolean,
+  type: string,
+  created: { schemas: string[]; relations: number[] },
+): Promise<string[]> {
   const value = array ? 'v' : `t.${quoteIdent(column)}`;
   const from = `ONLY ${quoteTable(table)} t${array ? `, unnest(t.${quoteIdent(column)}) v` : ''}`;
-  const sql =
+  const [catalog, namespace] = REG_TYPES[type] ?? [];
+  const outside = `x.${namespace} NOT IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1::text[]))`;
+  const query =
     type === 'regrole'
-      ? `SELECT DISTINCT r.rolname AS value FROM ${from} JOIN pg_roles r ON r.oid = ${value}::oid WHERE r.oid >= 16384 LIMIT 100`
-      : `SELECT DISTINCT ${value}::text AS value FROM ${from} JOIN ${REG_TYPES[type]![0]} x ON x.oid = ${value}::oid
-          WHERE x.oid >= 16384 AND x.${REG_TYPES[type]![1]} NOT IN (SELECT oid FROM pg_namespace WHERE nspname = ANY($1::text[])) LIMIT 20`;
-  const { rows } = await source.query<{ value: string }>({ text: sql, values: type === 'regrole' ? [] : [schemas] });
+      ? { text: `SELECT DISTINCT r.rolname AS value FROM ${from} JOIN pg_roles r ON r.oid = ${value}::oid WHERE r.oid >= 16384 ORDER BY 1 LIMIT 100`, values: [] }
+      : type === 'regclass'
+        ? {
+            text: `SELECT DISTINCT ${value}::text AS value FROM ${from} JOIN pg_class x ON x.oid = ${value}::oid
+                    WHERE x.oid >= 16384 AND x.oid <> ALL($2::oid[])
+                      AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = x.oid AND i.indrelid = ANY($2::oid[]))
+                      AND (x.relkind <> 'c' OR ${outside}) ORDER BY 1 LIMIT 20`,
+            values: [created.schemas, created.relations],
+          }
+        : {
+            text: `SELECT DISTINCT ${value}::text AS value FROM ${from} JOIN ${catalog} x ON x.oid = ${value}::oid WHERE x.oid >= 16384 AND ${outside} ORDER BY 1 LIMIT 20`,
+            values: [created.schemas],
+          };
+  const { rows } = await source.query<{ value: string }>(query);
   return rows.map((r) => r.value);
 }
 

@@ -112,7 +112,9 @@ describe('precheck on real clusters', () => {
       `CREATE SCHEMA app; CREATE SCHEMA hidden;
        CREATE TABLE hidden.thing (id int); CREATE TYPE hidden.kind AS ENUM ('a');
        CREATE TABLE app.refs (id int PRIMARY KEY, r regclass, ts regtype[], who regrole);
-       INSERT INTO app.refs VALUES (1, 'hidden.thing', '{hidden.kind,int4}', 'writer'), (2, 'pg_class', '{app.refs}', NULL);
+       CREATE TABLE app.left_out (id int);
+       INSERT INTO app.refs VALUES (1, 'hidden.thing', '{hidden.kind,int4}', 'writer'), (2, 'pg_class', '{app.refs}', NULL),
+                                   (3, 'app.left_out', NULL, NULL), (4, 'app.refs_pkey', NULL, NULL);
        CREATE TABLE app.deferred (id int PRIMARY KEY DEFERRABLE);
        CREATE UNLOGGED TABLE app.scratch (id int PRIMARY KEY);
        CREATE TABLE app.audit (at timestamptz DEFAULT now(), what text);
@@ -129,13 +131,14 @@ describe('precheck on real clusters', () => {
     const spec = pair(pg13, pg17, 'full+cdc', {
       source: { secret: scratch.secretFor('fidelity-reader', pg13, { username: 'reader', password: 'reader-pw' }), database: 'fidelity' },
       target: { secret: scratch.secretFor('fidelity-applier', pg17, { username: 'applier', password: 'applier-pw' }) },
-      objects: { include: [{ schema: 'app', tables: ['*'] }] },
+      objects: { include: [{ schema: 'app', tables: ['*'] }], exclude: [{ schema: 'app', tables: ['left_out'] }] },
     });
     const checks = byId((await precheck(spec)).checks);
     expect(checks['source.privileges']).toMatchObject({ status: 'fail' });
     expect(checks['source.privileges']!.message).toBe('The source user may not read 2 object(s) the migration copies: table app.audit (SELECT), table app.scratch (SELECT).');
     expect(checks['source.reg_values']!.status).toBe('fail');
-    expect(checks['source.reg_values']!.message).toContain('app.refs.r (regclass): hidden.thing');
+    // Named: a table of another schema and an unselected table of a selected one; an index of a selected table is fine.
+    expect(checks['source.reg_values']!.message).toContain('app.refs.r (regclass): app.left_out, hidden.thing;');
     expect(checks['source.reg_values']!.message).toContain('app.refs.ts (regtype): hidden.kind');
     expect(checks['source.reg_values']!.message).toContain('role writer, named in app.refs.who, does not exist on the target');
     expect(checks['source.unlogged_tables']).toMatchObject({ status: 'fail' });
