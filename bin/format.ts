@@ -39,7 +39,11 @@ export function formatReplicationLine(r: ReplicationStatusRow, { ended = false }
   const lag = `lag ${(r.lagSeconds ?? 0).toFixed(1)} s / ${formatBytes(r.lagBytes ?? 0)}`;
   const rate = `${number(r.rowsPerSecond ?? 0)} rows/s`;
   const drain = r.drained ? ' · drained' : r.drainLsn ? ` · draining to ${r.drainLsn}` : r.cutoverRequested ? ' · cutover requested' : '';
-  return `CDC: ${lag} · ${rate} · ${number(r.rowsApplied)} rows in ${number(r.transactionsApplied)} transactions applied (at ${r.appliedLsn ?? '-'})${drain}`;
+  const unavailable =
+    r.cutoverRequested && r.writeUnavailableSeconds !== null
+      ? ` · writes unavailable for ${r.writeUnavailableSeconds.toFixed(1)} s${r.targetReady ? '' : ' so far'}`
+      : '';
+  return `CDC: ${lag} · ${rate} · ${number(r.rowsApplied)} rows in ${number(r.transactionsApplied)} transactions applied (at ${r.appliedLsn ?? '-'})${drain}${unavailable}`;
 }
 
 export function formatStatus(status: MigrationStatus): string {
@@ -196,7 +200,8 @@ export function formatReport(report: MigrationReport): string {
       `CDC: ${r.rows} rows in ${r.transactions} transactions applied from slot ${r.slot} (${r.consistentLsn ?? '-'} → ${r.appliedLsn ?? '-'})` +
         `${r.restarts ? `, ${r.restarts} streamer restart(s)` : ''}` +
         `${r.peakRetainedWalBytes !== undefined ? `; the slot held back at most ${formatBytes(r.peakRetainedWalBytes)} of WAL` : ''}` +
-        `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source is left read-only)' : ''}` : ''}.`,
+        `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source is left read-only)' : ''}` : ''}` +
+        `${r.writeUnavailableSeconds !== null ? `; writes were unavailable for ${r.writeUnavailableSeconds.toFixed(1)} s (${r.fenced ? 'fence' : 'cutover request'} → target ready)` : ''}.`,
     );
   }
   return lines.join('\n');

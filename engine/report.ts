@@ -63,6 +63,8 @@ export interface ReplicationReport {
   fenced: boolean;
   /** Seconds from the cutover request until the target had applied the source's last change. */
   drainSeconds: number | null;
+  /** Seconds applications could not write: from the fence (or the cutover request) until the target was ready; null until it is. */
+  writeUnavailableSeconds: number | null;
   /** The most WAL the slot held back on the source, as measured (absent: never measured). */
   peakRetainedWalBytes?: number;
 }
@@ -134,6 +136,7 @@ function replicationReport(status: ReplicationStatusRow, retainedWal: RetainedWa
     restarts: status.restarts,
     fenced: status.fenced,
     drainSeconds: status.drainSeconds === null ? null : hundredths(status.drainSeconds),
+    writeUnavailableSeconds: status.targetReady && status.writeUnavailableSeconds !== null ? hundredths(status.writeUnavailableSeconds) : null,
     ...(retainedWal?.peakBytes != null ? { peakRetainedWalBytes: retainedWal.peakBytes } : {}),
   };
 }

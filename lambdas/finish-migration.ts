@@ -1,4 +1,18 @@
 import { finishMigrationStep } from '../engine/steps/finish-migration.js';
-import { specStepHandler } from './handler.js';
+import { metrics } from '../platform/aws/deployment.js';
+import { metricsSinkFromEnvironment } from '../platform/observability.js';
+import { lambdaHandler, specEvent, specMigration, specSecrets } from './handler.js';
 
-export const handler = specStepHandler('FinishMigration', finishMigrationStep);
+export const handler = lambdaHandler({
+  name: 'FinishMigration',
+  input: specEvent,
+  secrets: specSecrets,
+  migration: specMigration,
+  handler: async ({ spec }, { secrets }) => {
+    const result = await finishMigrationStep(spec, secrets);
+    if (result.writeUnavailableSeconds !== null) {
+      metricsSinkFromEnvironment(spec.name)?.publish([{ name: metrics.names.writeUnavailableSeconds, unit: 'Seconds', value: result.writeUnavailableSeconds }]);
+    }
+    return result;
+  },
+});

@@ -336,9 +336,11 @@ const finish: Record<string, State> = {
   ),
   FinishMigration: withCleanupCatch(
     lambdaStep('FinishMigration', {
-      comment: 'Fails on any comparison difference (naming tables and keys); otherwise marks the migration done and releases the snapshot.',
+      comment:
+        'Fails on any comparison difference (naming tables and keys); otherwise marks the migration done and releases the snapshot; ' +
+        'after a cutover it records (and publishes) how long applications could not write.',
       payload: spec,
-      result: ['tables', 'compared'],
+      result: ['tables', 'compared', 'writeUnavailableSeconds'],
       resultPath: '$.result',
       timeoutSeconds: 120,
       next: 'Done',

@@ -33,6 +33,13 @@ export interface ReplicationStatusRow {
   drained: boolean;
   /** Seconds from the cutover request until drained. */
   drainSeconds: number | null;
+  /**
+   * Seconds applications could not write: from the fence (or, without one, the cutover request)
+   * until the target was ready, or until now while cutover goes on; null before cutover.
+   */
+  writeUnavailableSeconds: number | null;
+  /** FinishMigration marked the target ready for applications. */
+  targetReady: boolean;
   restarts: number;
   lastError: string | null;
 }
@@ -65,6 +72,9 @@ export async function readReplicationStatus(target: pg.Client, migration: string
             s.lag_bytes::float8, s.lag_seconds, s.rows_per_second, s.apply_requested, s.streaming_since,
             s.cutover_requested_at IS NOT NULL AS cutover_requested, s.drain_lsn::text, s.drained_at IS NOT NULL AS drained,
             extract(epoch FROM s.drained_at - s.cutover_requested_at)::float8 AS drain_seconds,
+            extract(epoch FROM coalesce(s.target_ready_at, clock_timestamp()) - coalesce(s.fenced_at, s.cutover_requested_at))::float8
+              AS write_unavailable_seconds,
+            s.target_ready_at IS NOT NULL AS target_ready,
             s.restarts, s.last_error
        FROM pgferry.replication r JOIN pgferry.replication_status s USING (migration)
       WHERE r.migration = $1`,
@@ -96,6 +106,8 @@ export async function readReplicationStatus(target: pg.Client, migration: string
     drainLsn: row.drain_lsn,
     drained: row.drained,
     drainSeconds: row.drain_seconds,
+    writeUnavailableSeconds: row.write_unavailable_seconds,
+    targetReady: row.target_ready,
     restarts: row.restarts,
     lastError: row.last_error,
   };
@@ -127,7 +139,20 @@ export async function recordReplicationError(target: pg.Client, migration: strin
 }
 
 export async function recordFence(target: pg.Client, migration: string, fenced: boolean): Promise<void> {
-  await target.query('UPDATE pgferry.replication_status SET fenced = $2 WHERE migration = $1', [migration, fenced]);
+  await target.query(
+    'UPDATE pgferry.replication_status SET fenced = $2, fenced_at = CASE WHEN $2 THEN coalesce(fenced_at, now()) ELSE fenced_at END WHERE migration = $1',
+    [migration, fenced],
+  );
+}
+
+/** The target is ready for applications (FinishMigration): ends the write-unavailable window and returns it in seconds. */
+export async function markTargetReady(target: pg.Client, migration: string): Promise<number | null> {
+  const { rows } = await target.query<{ seconds: number | null }>(
+    `UPDATE pgferry.replication_status SET target_ready_at = coalesce(target_ready_at, now()) WHERE migration = $1
+     RETURNING extract(epoch FROM target_ready_at - coalesce(fenced_at, cutover_requested_at))::float8 AS seconds`,
+    [migration],
+  );
+  return rows[0]?.seconds ?? null;
 }
 
 export async function recordLiveComparison(target: pg.Client, migration: string): Promise<void> {
@@ -142,7 +167,7 @@ export async function recordLiveComparison(target: pg.Client, migration: string)
 export async function resetReplicationForResume(target: pg.Client, migration: string): Promise<void> {
   await target.query(
     `UPDATE pgferry.replication_status SET last_error = NULL, cutover_requested_at = NULL, drain_lsn = NULL, drained_at = NULL,
-            fenced = false, streaming_since = NULL, restarted_at = now()
+            fenced = false, fenced_at = NULL, target_ready_at = NULL, streaming_since = NULL, restarted_at = now()
       WHERE migration = $1`,
     [migration],
   );

@@ -1,11 +1,12 @@
 /**
  * FinishMigration: fails the run on a comparison that found differences; otherwise ends CDC
- * (drops the slot and publication) and marks the migration done.
+ * (drops the slot and publication), marks the migration done and, after a cutover, the end of the
+ * window in which applications could not write (from the fence until now).
  */
 import { dropSlotAndPublication, replicationNames } from '../cdc/slot.js';
 import { describeMismatches } from '../compare/index.js';
 import type { SecretsProvider } from '../connect/index.js';
-import { recordEvent, setPhase, loadComparisons } from '../control/index.js';
+import { markTargetReady, recordEvent, setPhase, loadComparisons } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides, writeThroughFence } from './sides.js';
@@ -27,13 +28,18 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
       if (!usesCdc(spec)) await setPhase(target, spec.name, 'failed', message);
       throw new CompareMismatchError(message);
     }
+    let writeUnavailableSeconds: number | null = null;
     if (usesCdc(spec)) {
       await writeThroughFence(source);
       const dropped = await dropSlotAndPublication(source, replicationNames(spec));
       await recordEvent(target, spec.name, 'info', `CDC ended: slot ${dropped.slotDropped ? 'dropped' : 'already gone'}`);
+      writeUnavailableSeconds = await markTargetReady(target, spec.name);
+      if (writeUnavailableSeconds !== null) {
+        await recordEvent(target, spec.name, 'info', `cutover: writes were unavailable for ${writeUnavailableSeconds.toFixed(2)} s, until the target was ready`);
+      }
     }
     await setPhase(target, spec.name, 'done');
     await recordEvent(target, spec.name, 'info', 'migration done');
-    return { tables: comparisons.length, compared: spec.compare.enabled };
+    return { tables: comparisons.length, compared: spec.compare.enabled, writeUnavailableSeconds };
   });
 }

@@ -128,6 +128,16 @@ describe('full+cdc with large objects and materialized views', () => {
       'lodb',
     );
     expect(compared!.rows).toEqual([{ source_table: 'pg_largeobject', status: 'match', objects: 4 }]);
+    // The write-unavailable window: from the cutover request (no fence here) until FinishMigration marked the target ready.
+    const reportOf = await target.connect('lodb');
+    try {
+      const { replication, seconds } = (await buildReport(reportOf, name))!;
+      expect(replication!.fenced).toBe(false);
+      expect(replication!.writeUnavailableSeconds).toBeGreaterThan(0);
+      expect(replication!.writeUnavailableSeconds).toBeLessThan(seconds);
+    } finally {
+      await reportOf.end();
+    }
     const [view] = await target.sql(
       `SELECT status, detail FROM pgferry.schema_objects WHERE migration = '${name}' AND kind = 'materialized view data'`,
       'lodb',

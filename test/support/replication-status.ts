@@ -25,6 +25,8 @@ export const replicationStatusRow = (overrides: Partial<ReplicationStatusRow> = 
   drainLsn: null,
   drained: false,
   drainSeconds: null,
+  writeUnavailableSeconds: null,
+  targetReady: false,
   restarts: 0,
   lastError: null,
   ...overrides,

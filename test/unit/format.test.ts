@@ -90,6 +90,12 @@ describe('formatReplicationLine', () => {
     expect(formatReplicationLine(replication({ cutoverRequested: true, drainLsn: '0/3000000' }))).toMatch(/ · draining to 0\/3000000$/);
     expect(formatReplicationLine(replication({ cutoverRequested: true, drainLsn: '0/3000000', drained: true }))).toMatch(/ · drained$/);
   });
+
+  it('says how long applications have not been able to write, and for how long they could not once the target is ready', () => {
+    const cutover = { cutoverRequested: true, drainLsn: '0/3000000', drained: true, writeUnavailableSeconds: 1.26 };
+    expect(formatReplicationLine(replication(cutover))).toMatch(/ · drained · writes unavailable for 1\.3 s so far$/);
+    expect(formatReplicationLine(replication({ ...cutover, targetReady: true }))).toMatch(/ · drained · writes unavailable for 1\.3 s$/);
+  });
 });
 
 describe('a silent streamer (issue 12, D8)', () => {
@@ -265,19 +271,29 @@ describe('formatReport', () => {
       error: 'pgferry.CompareMismatch: 1 table differs\nmore detail',
       notMigrated: [],
       skipped: [],
-      replication: { slot: 'pgferry_shop', consistentLsn: '0/1', appliedLsn: '0/2', transactions: 7, rows: 70, restarts: 1, fenced: true, drainSeconds: 0.5 },
+      replication: {
+        slot: 'pgferry_shop',
+        consistentLsn: '0/1',
+        appliedLsn: '0/2',
+        transactions: 7,
+        rows: 70,
+        restarts: 1,
+        fenced: true,
+        drainSeconds: 0.5,
+        writeUnavailableSeconds: 2.25,
+      },
     });
     expect(text.split('\n')[0]).toBe('Migration shop (full+cdc): failed — pgferry.CompareMismatch: 1 table differs');
     expect(text).not.toContain('Not migrated:');
     expect(text.split('\n').at(-1)).toBe(
-      'CDC: 70 rows in 7 transactions applied from slot pgferry_shop (0/1 → 0/2), 1 streamer restart(s); cutover drained in 0.5 s behind a write fence (the source is left read-only).',
+      'CDC: 70 rows in 7 transactions applied from slot pgferry_shop (0/1 → 0/2), 1 streamer restart(s); cutover drained in 0.5 s behind a write fence (the source is left read-only); writes were unavailable for 2.3 s (fence → target ready).',
     );
   });
 
   it('leaves out the cutover of a CDC run that has not cut over', () => {
     const text = formatReport({
       ...report,
-      replication: { slot: 's', consistentLsn: null, appliedLsn: null, transactions: 0, rows: 0, restarts: 0, fenced: false, drainSeconds: null },
+      replication: { slot: 's', consistentLsn: null, appliedLsn: null, transactions: 0, rows: 0, restarts: 0, fenced: false, drainSeconds: null, writeUnavailableSeconds: null },
     });
     expect(text.split('\n').at(-1)).toBe('CDC: 0 rows in 0 transactions applied from slot s (- → -).');
   });

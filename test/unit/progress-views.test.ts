@@ -35,6 +35,8 @@ const replication = replicationStatusRow({
   drainLsn: '0/2000000',
   drained: true,
   drainSeconds: 1.234,
+  writeUnavailableSeconds: 2.345,
+  targetReady: true,
   restarts: 1,
 });
 
@@ -192,6 +194,7 @@ describe('reportOf', () => {
         restarts: 1,
         fenced: true,
         drainSeconds: 1.23,
+        writeUnavailableSeconds: 2.35,
       },
     });
   });
