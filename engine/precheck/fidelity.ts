@@ -4,14 +4,27 @@
  * need, triggers that fire for replicated rows, and every object the schema plan leaves out.
  */
 import type pg from 'pg';
-import { dataTables, listTables, type TableInfo } from '../catalog/tables.js';
+import { dataTables, type TableInfo } from '../catalog/tables.js';
 import { qualified, quoteIdent, quoteTable } from '../sql.js';
 import type { MigrationSpec } from '../spec/index.js';
-import { planSchema, selectSchemas, uniqueTables } from '../schema/plan.js';
+import { planSchema, selectSchemas, type SchemaPlan } from '../schema/plan.js';
 import { readSource } from '../schema/objects.js';
 import { userSchemas } from '../schema/definitions.js';
 import { replicaTriggers } from '../schema/replica-triggers.js';
 import type { CheckResult } from './index.js';
+
+/** The source's selection, read once for every check: the schema plan and the schemas it migrates. */
+export interface SourceSelection {
+  plan: SchemaPlan;
+  schemas: string[];
+}
+
+export async function readSourceSelection(source: pg.Client, spec: MigrationSpec): Promise<SourceSelection> {
+  return readSource(source, async () => {
+    const plan = await planSchema(source, spec);
+    return { plan, schemas: selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), plan.tables) };
+  });
+}
 
 /** The catalog and namespace column behind each reg* type: a value names an object there. */
 const REG_TYPES: Record<string, [catalog: string, namespace: string]> = {
@@ -34,15 +47,16 @@ const listed = (names: string[], most = 20) =>
  * reg* columns travel as names: a value naming an object outside the migrated schemas (or a
  * role the target lacks) cannot be read back on the target, and the load would fail there.
  */
-export async function checkRegValues(source: pg.Client, target: pg.Client | undefined, spec: MigrationSpec): Promise<CheckResult> {
+export async function checkRegValues(
+  source: pg.Client,
+  target: pg.Client | undefined,
+  spec: MigrationSpec,
+  { plan, schemas }: SourceSelection,
+): Promise<CheckResult> {
   const id = 'source.reg_values';
-  const { tables, schemas, relations } = await readSource(source, async () => {
-    const plan = await planSchema(source, spec);
-    const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), plan.tables);
-    // The relations the target will have: the plan's tables, views and sequences (and, below, their indexes).
-    const relations = [...plan.tables.map((t) => t.oid), ...plan.nodes.filter((n) => n.key.startsWith('rel:')).map((n) => Number(n.key.slice(4)))];
-    return { tables: dataTables(plan.tables), schemas, relations };
-  });
+  const tables = dataTables(plan.tables);
+  // The relations the target will have: the plan's tables, views and sequences (and, below, their indexes).
+  const relations = [...plan.tables.map((t) => t.oid), ...plan.nodes.filter((n) => n.key.startsWith('rel:')).map((n) => Number(n.key.slice(4)))];
   const problems: string[] = [];
   const roles = new Map<string, string[]>();
   for (const table of tables) {
@@ -111,10 +125,9 @@ async function unreadableValues(
 }
 
 /** The selected tables and sequences the source user cannot read, and the schemas it cannot use. */
-export async function checkSourcePrivileges(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+export async function checkSourcePrivileges(source: pg.Client, { plan, schemas }: SourceSelection): Promise<CheckResult> {
   const id = 'source.privileges';
-  const tables = uniqueTables(await listTables(source, spec.objects));
-  const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), tables);
+  const tables = plan.tables;
   const { rows } = await source.query<{ what: string }>(
     `SELECT 'schema ' || quote_ident(n.nspname) || ' (USAGE)' AS what FROM pg_namespace n
       WHERE n.nspname = ANY($2::text[]) AND NOT has_schema_privilege(n.oid, 'USAGE')
@@ -164,9 +177,9 @@ export async function checkTargetReplicationRole(target: pg.Client, user: string
 }
 
 /** Unlogged tables are never published: CDC would replicate nothing of them. */
-export async function checkUnloggedTables(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+export async function checkUnloggedTables(source: pg.Client, { plan }: SourceSelection): Promise<CheckResult> {
   const id = 'source.unlogged_tables';
-  const tables = uniqueTables(await listTables(source, spec.objects));
+  const tables = plan.tables;
   const { rows } = await source.query<{ name: string }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE c.oid = ANY($1::oid[]) AND c.relpersistence = 'u' ORDER BY 1`,
@@ -199,9 +212,8 @@ export async function checkReplicaTriggers(source: pg.Client, spec: MigrationSpe
 }
 
 /** Every object the schema migration will leave out, and what happens to it, before anything is written. */
-export async function checkNotMigrated(source: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+export function checkNotMigrated({ plan }: SourceSelection): CheckResult {
   const id = 'schema.not_migrated';
-  const plan = await readSource(source, () => planSchema(source, spec));
   const left = plan.omitted.filter((o) => o.status === 'not_migrated' || !['not selected by objects', 'not in a selected schema'].includes(o.detail ?? ''));
   if (left.length === 0) return { id, status: 'pass', message: 'Every object of the selected schemas will be migrated.' };
   const lines = left.map((o) => `${o.kind} ${o.identity}: ${o.status === 'skipped' ? 'skipped, ' : ''}${o.detail ?? 'not migrated'}`);
@@ -214,11 +226,9 @@ export async function checkNotMigrated(source: pg.Client, spec: MigrationSpec): 
 }
 
 /** Objects of the selected schemas that the target's major version can no longer create. */
-export async function checkTargetCanCreate(source: pg.Client, spec: MigrationSpec, targetVersionNum: number): Promise<CheckResult> {
+export async function checkTargetCanCreate(source: pg.Client, { schemas }: SourceSelection, targetVersionNum: number): Promise<CheckResult> {
   const id = 'schema.target_version';
   const major = Math.floor(targetVersionNum / 10000);
-  const tables = uniqueTables(await listTables(source, spec.objects));
-  const schemas = selectSchemas(spec, (await userSchemas(source)).map((s) => s.name), tables);
   // PostgreSQL 14 removed postfix (right unary) operators; a 13 source may still have them.
   const { rows } = await source.query<{ name: string }>(
     `SELECT format('operator %I.%s(%s, NONE)', n.nspname, o.oprname, format_type(o.oprleft, NULL)) AS name

@@ -14,6 +14,8 @@ import { checkSecurity } from './security.js';
 import { replicationNames } from '../cdc/slot.js';
 import {
   checkNotMigrated,
+  readSourceSelection,
+  type SourceSelection,
   checkRegValues,
   checkReplicaTriggers,
   checkSourcePrivileges,
@@ -245,15 +247,18 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
         : skipped('server.versions', 'needs connections to both sides'),
       source.facts ? await checkSelection(source.facts, spec.objects) : skipped('source.selection', 'no connection to the source'),
     );
+    // The selection and its schema plan are read once, by the first check that needs them.
+    let selection: Promise<SourceSelection> | undefined;
+    const selected = (client: pg.Client) => (selection ??= readSourceSelection(client, spec));
     type SourceCheck = [string, (client: pg.Client) => Promise<CheckResult>];
     const cdcOnly: SourceCheck[] = [
-      ['source.unlogged_tables', (client) => checkUnloggedTables(client, spec)],
+      ['source.unlogged_tables', async (client) => checkUnloggedTables(client, await selected(client))],
       ['source.replica_triggers', (client) => checkReplicaTriggers(client, spec)],
     ];
     const sourceChecks: SourceCheck[] = [
-      ['source.privileges', (client) => checkSourcePrivileges(client, spec)],
-      ['source.reg_values', (client) => checkRegValues(client, target.facts?.client, spec)],
-      ['schema.not_migrated', (client) => checkNotMigrated(client, spec)],
+      ['source.privileges', async (client) => checkSourcePrivileges(client, await selected(client))],
+      ['source.reg_values', async (client) => checkRegValues(client, target.facts?.client, spec, await selected(client))],
+      ['schema.not_migrated', async (client) => checkNotMigrated(await selected(client))],
       ['source.large_objects', (client) => checkLargeObjects(client, spec.mode)],
       ['source.materialized_views', (client) => checkMaterializedViews(client, spec.objects)],
       ...(wantsCdc(spec) ? cdcOnly : []),
@@ -261,7 +266,9 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
     for (const [id, check] of sourceChecks) checks.push(source.facts ? await guarded(id, () => check(source.facts!.client)) : skipped(id, 'no connection to the source'));
     checks.push(
       source.facts && target.facts
-        ? await guarded('schema.target_version', () => checkTargetCanCreate(source.facts!.client, spec, target.facts!.versionNum))
+        ? await guarded('schema.target_version', async () =>
+            checkTargetCanCreate(source.facts!.client, await selected(source.facts!.client), target.facts!.versionNum),
+          )
         : skipped('schema.target_version', 'needs connections to both sides'),
     );
     const roleCheck = 'target.session_replication_role';
