@@ -265,7 +265,22 @@ const cutoverSchema = z
     maxLagSeconds: z.number().positive().default(5).describe('CDC lag below which cutover may start.'),
     fenceSource: z.boolean().default(false).describe('Make the source read-only during cutover.'),
     syncSequences: z.boolean().default(true).describe('Set target sequences from the source at cutover.'),
-    finalCompare: z.boolean().default(true).describe('Compare source and target once more at cutover.'),
+    finalCompare: z
+      .boolean()
+      .default(true)
+      .describe('Compare source and target once more at cutover, behind the fence: only the rows changed since the comparison while replicating, and the tables that had no key or had differed.'),
+    reverse: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Arm reverse replication at cutover: changes made on the target afterwards are applied back to the source, so `pgferry fallback` can return to it without losing a write. Needs fenceSource.',
+      ),
+    switch: z
+      .strictObject({
+        secret: secretRef.describe('The secret the application reads its database connection from (a JSON object with host, port and dbname).'),
+      })
+      .optional()
+      .describe("Point the application at the target once it is ready (and back at the source on fallback) by rewriting host, port and dbname in this secret; other keys are kept."),
   })
   .describe('Switching applications from source to target.');
 
@@ -322,6 +337,16 @@ export const migrationSpecSchema = z
       const { source, target } = spec;
       if (typeof source?.secret === 'string' && source.secret === target?.secret && source.database === target.database) {
         ctx.addIssue({ code: 'custom', path: ['target'], message: 'source and target are the same database' });
+      }
+      if (spec.cutover?.reverse && spec.mode === 'full') {
+        ctx.addIssue({ code: 'custom', path: ['cutover', 'reverse'], message: 'needs change data capture: set mode to "full+cdc" or "cdc"' });
+      }
+      if (spec.cutover?.reverse && !spec.cutover.fenceSource) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['cutover', 'reverse'],
+          message: 'needs cutover.fenceSource: true (while changes flow back, only the reverse stream may write to the source)',
+        });
       }
     },
     { when: ({ value }) => typeof value === 'object' && value !== null },
