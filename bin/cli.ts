@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { specJsonSchema } from '../engine/spec/index.js';
-import { executionCutoverCommand, executionStatusCommand, resumeExecutionCommand, scheduleCommand, startCommand, stopExecutionCommand } from './commands/aws.js';
+import { executionAfterCutoverCommand, executionCutoverCommand, executionStatusCommand, resumeExecutionCommand, scheduleCommand, startCommand, stopExecutionCommand } from './commands/aws.js';
+import { fallbackCommand, finishCommand } from './commands/after-cutover.js';
 import { cutoverCommand } from './commands/cutover.js';
 import { detachedRunCommand } from './commands/detach.js';
 import { precheckCommand } from './commands/precheck.js';
@@ -30,6 +31,13 @@ Usage:
   pgferry cutover SPEC      Ask a running CDC migration to cut over (it waits until lag is
                             under cutover.maxLagSeconds, fences the source if the spec says
                             so, drains, sets sequences and compares)
+  pgferry fallback SPEC     Return to the source after a cutover with cutover.reverse: fences the
+                            target, drains the writes it took into the source, sets the
+                            sequences back and lifts the source's fence; prints the window
+  pgferry finish SPEC [--drop-control]
+                            End what a cutover leaves: the reverse stream (its slot and
+                            publication on the target) and the fences; --drop-control also
+                            removes the pgferry control schema from both sides
   pgferry resume SPEC [--report FILE]
                             Continue a paused run from what it has done: the units left to
                             copy, then streaming from the target's checkpoint (no reload)
@@ -53,6 +61,9 @@ On AWS (a deployed pgferry stack; AWS credentials as for the aws CLI, the region
                             The execution's state, and the migration's status as above
   pgferry cutover EXECUTION_ARN
                             Ask the running execution to cut over, as above
+  pgferry fallback EXECUTION_ARN
+  pgferry finish EXECUTION_ARN [--drop-control]
+                            Fall back to the source, or finish, as above
   pgferry resume EXECUTION_ARN
                             Start an execution that resumes the paused run of that execution
   pgferry stop EXECUTION_ARN [--drop]
@@ -77,11 +88,12 @@ interface CommandOptions {
   force?: boolean;
   detach?: boolean;
   log?: string;
+  'drop-control'?: boolean;
 }
 
 /** Checks of the arguments after the command, against what the command takes. */
 function argumentChecks(command: string, rest: string[], values: CommandOptions) {
-  const commandOptions = (['report', 'state-machine', 'at', 'drop', 'force', 'detach', 'log'] as const).filter((option) => values[option] !== undefined);
+  const commandOptions = (['report', 'state-machine', 'at', 'drop', 'force', 'detach', 'log', 'drop-control'] as const).filter((option) => values[option] !== undefined);
   return {
     /** Checks the number of arguments and that only the options of this command are given. */
     expectArgs(count: number, usage: string, options: readonly string[] = []) {
@@ -117,6 +129,14 @@ async function dispatch(command: string, rest: string[], values: CommandOptions,
     case 'cutover':
       expectArgs(1, 'cutover SPEC | EXECUTION_ARN');
       return isArn(rest[0]!) ? await executionCutoverCommand(rest[0]!, out, err) : await cutoverCommand(rest[0]!, out, err);
+    case 'fallback':
+      expectArgs(1, 'fallback SPEC | EXECUTION_ARN');
+      return isArn(rest[0]!) ? await executionAfterCutoverCommand(rest[0]!, 'fallback', {}, out, err) : await fallbackCommand(rest[0]!, out, err);
+    case 'finish': {
+      expectArgs(1, 'finish SPEC | EXECUTION_ARN [--drop-control]', ['drop-control']);
+      const dropControl = values['drop-control'] === true;
+      return isArn(rest[0]!) ? await executionAfterCutoverCommand(rest[0]!, 'finish', { dropControl }, out, err) : await finishCommand(rest[0]!, { dropControl }, out, err);
+    }
     case 'start': {
       const usage = 'start SPEC --state-machine ARN';
       expectArgs(1, usage, ['state-machine']);
@@ -165,6 +185,7 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
         force: { type: 'boolean' },
         detach: { type: 'boolean' },
         log: { type: 'string' },
+        'drop-control': { type: 'boolean' },
       },
     });
   } catch (error) {

@@ -3,7 +3,7 @@
  * status and its replication line, the report, the live load's progress bars, how a local run
  * ended, an execution on AWS, and what a cleanup did. Pure functions of the data they are given.
  */
-import type { MigrationProgress, ReplicationStatusRow, RetainedWalRow } from '../engine/control/index.js';
+import type { AfterCutoverRow, MigrationProgress, ReplicationStatusRow, RetainedWalRow } from '../engine/control/index.js';
 import type { CleanupResult } from '../engine/steps/cleanup.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import type { MigrationReport } from '../engine/report.js';
@@ -46,6 +46,17 @@ export function formatReplicationLine(r: ReplicationStatusRow, { ended = false }
   return `CDC: ${lag} · ${rate} · ${number(r.rowsApplied)} rows in ${number(r.transactionsApplied)} transactions applied (at ${r.appliedLsn ?? '-'})${drain}${unavailable}`;
 }
 
+/** The reverse stream after cutover: target → source. */
+export function formatReverseLine(a: AfterCutoverRow): string {
+  const r = a.reverse;
+  const seen = r.seenSecondsAgo === null ? 'not seen yet' : `seen ${r.seenSecondsAgo.toFixed(0)} s ago`;
+  const asked = a.fallbackRequested ? ' · fallback requested' : a.finishRequested ? ' · finish requested' : '';
+  return (
+    `Reverse (target → source): lag ${(r.lagSeconds ?? 0).toFixed(1)} s / ${formatBytes(r.lagBytes ?? 0)} · ${number(r.rowsApplied)} rows applied back (at ${r.appliedLsn ?? '-'}) · ${seen}${asked}` +
+    `${r.error ? ` · error: ${r.error}` : ''}`
+  );
+}
+
 export function formatStatus(status: MigrationStatus): string {
   const lines = [`Migration ${status.name}: ${status.phase}`];
   if (status.phase === 'paused') {
@@ -70,6 +81,10 @@ export function formatStatus(status: MigrationStatus): string {
     lines.push(`  slot ${r.slotName}, publication ${r.publicationName}; heartbeat ${r.heartbeatAgeSeconds === null ? '-' : `${r.heartbeatAgeSeconds.toFixed(1)} s ago`}; restarts ${r.restarts}`);
     if (r.lastError) lines.push(`  CDC error: ${r.lastError}`);
   }
+  const a = status.afterCutover;
+  if (a?.reverseArmed && !a.outcome) lines.push(`  ${formatReverseLine(a)}`);
+  if (a?.outcome === 'fallen-back') lines.push(`  fell back to the source: writes were unavailable for ${a.fallbackWindowSeconds?.toFixed(1) ?? '?'} s; the target is fenced`);
+  if (a?.lastError) lines.push(`  after cutover: ${a.lastError}`);
   if (status.retainedWal) lines.push(...retainedWalLines(status.retainedWal).map((line) => `  ${line}`));
   return lines.join('\n');
 }
@@ -204,6 +219,15 @@ export function formatReport(report: MigrationReport): string {
         `${r.writeUnavailableSeconds !== null ? `; writes were unavailable for ${r.writeUnavailableSeconds.toFixed(1)} s (${r.fenced ? 'fence' : 'cutover request'} → target ready)` : ''}.`,
     );
   }
+  const a = report.afterCutover;
+  if (a?.reverseArmed) {
+    lines.push(
+      `Reverse replication armed at ${a.switchLsn ?? '-'}: ${a.reverseRowsApplied} row change(s) applied back to the source` +
+        `${a.outcome === 'fallen-back' ? `; fell back, writes were unavailable for ${a.fallbackWriteUnavailableSeconds?.toFixed(1) ?? '?'} s (target fence → source ready)` : ''}` +
+        `${a.outcome === 'finished' ? '; finished' : ''}.`,
+    );
+  }
+  if (report.checklist.length > 0) lines.push('', 'After cutover:', ...report.checklist.map((item) => `  □ ${item}`));
   return lines.join('\n');
 }
 

@@ -9,6 +9,7 @@ import {
   type LeftOutObject,
   readProgress,
   schemaObjectCounts,
+  type AfterCutoverRow,
   type MigrationProgress,
   type ReplicationStatusRow,
   type RetainedWalRow,
@@ -51,6 +52,21 @@ export interface MigrationReport {
   totals: { tables: number; rows: number; bytes: number; loadSeconds: number; mbPerSecond: number };
   /** CDC modes: what was streamed and applied, and how cutover went. */
   replication?: ReplicationReport;
+  /** After cutover: the reverse stream and how it ended (fallback or finish). */
+  afterCutover?: AfterCutoverReport;
+  /** After cutover: what is left for a person to do or know, each item with the command that does it. */
+  checklist: string[];
+}
+
+export interface AfterCutoverReport {
+  reverseArmed: boolean;
+  switchLsn: string | null;
+  /** Changes made on the target and applied back to the source. */
+  reverseRowsApplied: number;
+  applicationSwitchedTo: string | null;
+  outcome: 'fallen-back' | 'finished' | null;
+  /** Seconds from the target's fence until the source took writes again. */
+  fallbackWriteUnavailableSeconds: number | null;
 }
 
 export interface ReplicationReport {
@@ -123,7 +139,56 @@ export function reportOf(
     tables,
     totals: { tables: tables.length, rows, bytes, loadSeconds, mbPerSecond: rate(bytes, loadSeconds) },
     ...(progress.replication ? { replication: replicationReport(progress.replication, progress.retainedWal) } : {}),
+    ...(progress.afterCutover ? { afterCutover: afterCutoverReport(progress.afterCutover) } : {}),
+    checklist: afterCutoverChecklist(progress, objects),
   };
+}
+
+function afterCutoverReport(after: AfterCutoverRow): AfterCutoverReport {
+  return {
+    reverseArmed: after.reverseArmed,
+    switchLsn: after.switchLsn,
+    reverseRowsApplied: after.reverse.rowsApplied,
+    applicationSwitchedTo: after.applicationSwitchedTo,
+    outcome: after.outcome,
+    fallbackWriteUnavailableSeconds: after.outcome === 'fallen-back' && after.fallbackWindowSeconds !== null ? hundredths(after.fallbackWindowSeconds) : null,
+  };
+}
+
+/** The post-cutover checklist: fences, sequences, ownership, the control schema and the reverse stream. Empty before a cutover. */
+export function afterCutoverChecklist(progress: MigrationProgress, objects: ObjectKindReport[]): string[] {
+  const replication = progress.replication;
+  const after = progress.afterCutover;
+  if (!replication?.targetReady) return [];
+  const items: string[] = [];
+  const finished = after?.outcome === 'finished';
+  const fellBack = after?.outcome === 'fallen-back';
+  if (fellBack) {
+    items.push(`Fell back: the source takes writes again; the target is fenced (writes refused by the pgferry_fence trigger and default_transaction_read_only). pgferry finish SPEC lifts that fence.`);
+  } else if (replication.fenced && !finished) {
+    items.push(
+      `The source is fenced: writes to the migrated tables are refused (pgferry_fence trigger, default_transaction_read_only, other sessions ended). ` +
+        `${after?.reverseArmed ? 'pgferry fallback SPEC returns to it; ' : ''}pgferry finish SPEC lifts the fence once you no longer need the source.`,
+    );
+  }
+  const sequences = objects.find((o) => o.kind === 'sequence value');
+  items.push(
+    sequences
+      ? `Sequences: ${Object.values(sequences.counts).reduce((a, b) => a + b, 0)} set from the source at cutover${fellBack ? ', and set back on the source at fallback' : ''}; identity and serial columns continue from the source's values.`
+      : 'Sequences: none were set at cutover (cutover.syncSequences or schema.sync.sequences is off, or there are none): set them with setval before the application inserts.',
+  );
+  items.push(
+    'Ownership and privileges: check that the application role can use the target tables (the report\'s objects list owners and grants that were migrated; schema.sync.roles creates missing roles).',
+  );
+  if (after?.reverseArmed && !finished && !fellBack) {
+    items.push(
+      `Reverse stream: writes on the target flow back to the source (${after.reverse.rowsApplied} row change(s) so far); its slot on the target holds WAL until pgferry finish SPEC ends it, or pgferry fallback SPEC returns to the source.`,
+    );
+  }
+  if (after?.applicationSwitchedTo) items.push(`Application: its secret points at the ${after.applicationSwitchedTo} (cutover.switch).`);
+  else items.push(`Application: point it at the ${fellBack ? 'source' : 'target'} (cutover.switch can rewrite the secret it reads).`);
+  items.push(`Control schema: pgferry keeps its state in the pgferry schema${after?.reverseArmed ? ' on both sides' : ' on the target'}; pgferry finish SPEC --drop-control removes it.`);
+  return items;
 }
 
 function replicationReport(status: ReplicationStatusRow, retainedWal: RetainedWalRow | undefined): ReplicationReport {

@@ -4,7 +4,7 @@
  * (control/progress.ts); a cutover request is in cutover/request.ts.
  */
 import type pg from 'pg';
-import { readProgress, type MigrationProgress, type ReplicationStatusRow, type RetainedWalRow } from './control/index.js';
+import { readProgress, type AfterCutoverRow, type MigrationProgress, type ReplicationStatusRow, type RetainedWalRow } from './control/index.js';
 import { qualified } from './sql.js';
 
 export interface MigrationStatus {
@@ -16,6 +16,7 @@ export interface MigrationStatus {
   replication?: ReplicationStatusRow;
   /** The WAL the slot holds back on the source, as last measured. */
   retainedWal?: RetainedWalRow;
+  afterCutover?: AfterCutoverRow;
 }
 
 export async function readMigrationStatus(target: pg.Client, name: string): Promise<MigrationStatus | undefined> {
@@ -25,7 +26,7 @@ export async function readMigrationStatus(target: pg.Client, name: string): Prom
 
 /** The status view of a migration's progress: the tables the load has units for, the comparisons in short. */
 export function migrationStatus(progress: MigrationProgress): MigrationStatus {
-  const { run, comparisons, replication, retainedWal } = progress;
+  const { run, comparisons, replication, retainedWal, afterCutover } = progress;
   return {
     name: progress.name,
     phase: run.phase,
@@ -35,6 +36,7 @@ export function migrationStatus(progress: MigrationProgress): MigrationStatus {
       .map((t) => ({ table: qualified(t.source), unitsDone: t.unitsDone, units: t.units, rows: t.rows, bytes: t.bytes })),
     ...(replication ? { replication } : {}),
     ...(retainedWal ? { retainedWal } : {}),
+    ...(afterCutover ? { afterCutover } : {}),
     ...(comparisons.length
       ? {
           comparison: {

@@ -24,6 +24,8 @@ export interface MigrationEncryptionProps {
   readonly secretArns: readonly string[];
   /** Customer managed keys of those secrets: decrypt through Secrets Manager only. */
   readonly secretKeyArns: readonly string[];
+  /** Secrets of applications that cutover.switch points at the target (and back at fallback): read and put. */
+  readonly applicationSecretArns: readonly string[];
 }
 
 /**
@@ -80,6 +82,23 @@ export class MigrationEncryption {
     grantee.grantPrincipal.addToPrincipalPolicy(
       new iam.PolicyStatement({
         actions: ['kms:Decrypt'],
+        resources: [...secretKeyArns],
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this.scope).region}.amazonaws.com` } },
+      }),
+    );
+  }
+
+  /** Lets `grantee` rewrite the applications' secrets (cutover.switch); encrypted with a customer managed key, that key must be in secretKeyArns. */
+  grantApplicationSecrets(grantee: iam.IGrantable): void {
+    const { applicationSecretArns, secretKeyArns } = this.props;
+    if (applicationSecretArns.length === 0) return;
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'], resources: applicationSecretArns.map(secretPolicyArn) }),
+    );
+    if (secretKeyArns.length === 0) return;
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Encrypt', 'kms:GenerateDataKey'],
         resources: [...secretKeyArns],
         conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this.scope).region}.amazonaws.com` } },
       }),

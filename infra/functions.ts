@@ -120,5 +120,6 @@ function migrationFunction(scope: Construct, def: LambdaFunctionDefinition, prop
   });
   acknowledge(fn, 'L1', 'nodejs22.x on purpose: the same Node.js major as the task image (node:22) and the esbuild target node22, upgraded together; supported by Lambda.');
   if (def.needsDatabase) props.encryption.grantSecrets(fn);
+  if (def.switchesApplication) props.encryption.grantApplicationSecrets(fn);
   return fn;
 }

@@ -34,6 +34,12 @@ export interface PgferryMigrationProps extends MigrationNetworkProps {
    * through Secrets Manager only. @default none (secrets under the AWS managed key need no grant)
    */
   readonly secretKeyArns?: readonly string[];
+  /**
+   * Secrets applications read their database connection from, which cutover.switch rewrites to
+   * point them at the target (and back at fallback): FinishMigration and Fallback may read and put them.
+   * @default none
+   */
+  readonly applicationSecretArns?: readonly string[];
   readonly stateMachineName?: string;
   /** Retention of the functions', the tasks', the state machine's and the flow logs' log groups. @default one month */
   readonly logRetention?: logs.RetentionDays;
@@ -132,6 +138,7 @@ export class PgferryMigration extends Construct {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       secretArns: props.secretArns ?? [],
       secretKeyArns: props.secretKeyArns ?? [],
+      applicationSecretArns: props.applicationSecretArns ?? [],
     });
     this.encryptionKey = encryption.key;
     const network = new MigrationNetwork(this, props, (logGroupId) => encryption.logGroup(logGroupId));

@@ -10,6 +10,8 @@ import { PgferryMigration, type PgferryMigrationProps } from './pgferry-migratio
  * lists are JSON, an empty string or list means unset):
  * - `secretArns`: Secrets Manager ARNs the functions and tasks may read, a JSON list
  *   (`-c 'secretArns=["arn:aws:secretsmanager:…"]'` or a list in cdk.json);
+ * - `applicationSecretArns`: secrets applications read their connection from, which
+ *   cutover.switch rewrites (a JSON list; FinishMigration and Fallback may read and put them);
  * - `secretKmsKeyArns`: customer-managed KMS keys of those secrets, a JSON list (decrypt
  *   through Secrets Manager only);
  * - `stateMachineName`: optional fixed name;
@@ -38,6 +40,12 @@ export class PgferryStack extends Stack {
 
     this.migration = new PgferryMigration(this, 'Migration', {
       secretArns: listFromContext(context('secretArns'), 'secretArns', /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/, 'Secrets Manager secret ARNs'),
+      applicationSecretArns: listFromContext(
+        context('applicationSecretArns'),
+        'applicationSecretArns',
+        /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/,
+        'Secrets Manager secret ARNs',
+      ),
       secretKeyArns: listFromContext(context('secretKmsKeyArns'), 'secretKmsKeyArns', /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'KMS key ARNs'),
       stateMachineName: stringFromContext(context('stateMachineName'), 'stateMachineName'),
       logRetention: retentionFromContext(context('logRetentionDays')),

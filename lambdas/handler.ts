@@ -30,7 +30,7 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy, { type MiddlewareObj, type Request } from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
-import type { SecretRef, SecretsProvider } from '../engine/connect/credentials.js';
+import type { SecretRef, SecretsProvider, SecretWriter } from '../engine/connect/credentials.js';
 import { isAuthenticationFailure, withinRetryWindow } from '../engine/connect/outage.js';
 import { PgferryError } from '../engine/errors.js';
 import { migrationSpecSchema } from '../engine/spec/index.js';
@@ -76,6 +76,18 @@ export const specSecrets = (input: { spec: { source: { secret: string }; target:
   input.spec.target.secret,
 ];
 export const specMigration = (input: { spec: { name: string } }) => input.spec.name;
+
+/** Both sides' secrets and the application's secret that cutover.switch rewrites. */
+export const switchingSpecSecrets = (input: { spec: { source: { secret: string }; target: { secret: string }; cutover: { switch?: { secret: string } } } }) => [
+  ...specSecrets(input),
+  ...(input.spec.cutover.switch ? [input.spec.cutover.switch.secret] : []),
+];
+
+/** The handler's secrets, plus writing them (cutover.switch): a write goes straight to the store, past the cache. */
+export function writableSecrets(secrets: SecretsProvider): SecretsProvider & SecretWriter {
+  const writer = new DefaultSecretsProvider();
+  return { getSecretString: (ref, options) => secrets.getSecretString(ref, options), putSecretString: (ref, text) => writer.putSecretString(ref, text) };
+}
 
 /** The input of a status step that looks again while its answer is "wait": for up to 14 minutes. */
 export const waitUpToSecondsInput = z.number().min(0).max(840).default(0);

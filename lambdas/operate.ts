@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { connectSide } from '../engine/connect/index.js';
 import { cleanupStep } from '../engine/steps/cleanup.js';
 import { migrationSpecSchema } from '../engine/spec/index.js';
-import { requestMigrationCutover } from '../engine/cutover/request.js';
+import { requestMigrationCutover, requestMigrationFallback, requestMigrationFinish } from '../engine/cutover/request.js';
+import { finishAfterCutoverStep } from '../engine/steps/after-cutover.js';
 import { readMigrationStatus } from '../engine/status.js';
 import { stopFailure, type OperatorRequest, type OperatorResponse } from '../platform/aws/deployment.js';
 import { lambdaHandler, specMigration } from './handler.js';
@@ -17,10 +18,11 @@ import { lambdaHandler, specMigration } from './handler.js';
 /** An OperatorRequest; the spec is read without the feature gate (it only reads the spec). */
 const operatorRequest = z
   .object({
-    action: z.enum(['status', 'cutover', 'cleanup']),
+    action: z.enum(['status', 'cutover', 'cleanup', 'fallback', 'finish']),
     spec: migrationSpecSchema,
     execution: z.string().min(1).optional(),
     abandon: z.boolean().optional(),
+    dropControl: z.boolean().optional(),
   })
   .superRefine((request, context) => {
     // Without it, cleanup would end whatever run of the name is registered, perhaps a live one.
@@ -32,18 +34,27 @@ const operatorRequest = z
 export const handler = lambdaHandler({
   name: 'Operator',
   input: operatorRequest,
-  // Status and cutover read only the target, where the control schema lives; cleanup also drops the slot on the source.
-  secrets: ({ action, spec }) => (action === 'cleanup' ? [spec.source.secret, spec.target.secret] : [spec.target.secret]),
+  // Status, cutover and fallback act only on the target, where the control schema lives; cleanup and finish also on the source.
+  secrets: ({ action, spec }) => (action === 'cleanup' || action === 'finish' ? [spec.source.secret, spec.target.secret] : [spec.target.secret]),
   migration: specMigration,
-  handler: async ({ action, spec, execution, abandon }, { secrets }): Promise<OperatorResponse> => {
+  handler: async ({ action, spec, execution, abandon, dropControl = false }, { secrets }): Promise<OperatorResponse> => {
     // cleanupStep touches only the run `execution` registered, and leaves a finished one alone.
     if (action === 'cleanup') return { action: 'cleanup', result: await cleanupStep(spec, secrets, stopFailure, execution, { abandon }) };
     const target = await connectSide('target', spec.target, secrets, { applicationName: 'pgferry-operator', retryWindowMs: 0 });
+    let finishHere = false;
     try {
       if (action === 'status') return { action: 'status', status: (await readMigrationStatus(target, spec.name)) ?? null };
-      return { action: 'cutover', result: await requestMigrationCutover(target, spec) };
+      if (action === 'fallback') return { action: 'fallback', result: await requestMigrationFallback(target, spec) };
+      if (action === 'cutover') return { action: 'cutover', result: await requestMigrationCutover(target, spec) };
+      const request = await requestMigrationFinish(target, spec, { dropControl });
+      if (request.by === 'nobody') return { action: 'finish', result: { requested: false, reason: request.reason } };
+      if (request.by === 'workflow') return { action: 'finish', result: { requested: true, message: request.message, done: false } };
+      finishHere = true;
     } finally {
       await target.end();
     }
+    // A run cut over without reverse replication has no workflow left: the Operator finishes it.
+    if (finishHere) await finishAfterCutoverStep(spec, secrets, { dropControl });
+    return { action: 'finish', result: { requested: true, done: true, message: `Migration ${spec.name} finished: fences lifted${dropControl ? ', control schema removed from both sides' : ''}.` } };
   },
 });

@@ -19,6 +19,8 @@ export interface LambdaFunctionDefinition {
    * ASL does not name it.
    */
   readonly operator?: true;
+  /** Rewrites the application's secret (cutover.switch): may read and put the stack's applicationSecretArns. */
+  readonly switchesApplication?: true;
 }
 
 export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
@@ -66,9 +68,11 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     name: 'FinishMigration',
     entry: 'lambdas/finish-migration.ts',
     arnPlaceholder: 'FinishMigrationFunctionArn',
-    timeoutSeconds: 120,
+    // Arms the reverse stream (a slot on the target) when cutover.reverse is set.
+    timeoutSeconds: 300,
     memoryMb: 256,
     needsDatabase: true,
+    switchesApplication: true,
   },
   {
     name: 'BeginApply',
@@ -100,6 +104,32 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     arnPlaceholder: 'FinishCutoverFunctionArn',
     // Large objects changed during CDC are copied again here, behind the fence.
     timeoutSeconds: 900,
+    memoryMb: 256,
+    needsDatabase: true,
+  },
+  {
+    name: 'ReverseStatus',
+    entry: 'lambdas/reverse-status.ts',
+    arnPlaceholder: 'ReverseStatusFunctionArn',
+    timeoutSeconds: 900,
+    memoryMb: 256,
+    needsDatabase: true,
+  },
+  {
+    name: 'Fallback',
+    entry: 'lambdas/fallback.ts',
+    arnPlaceholder: 'FallbackFunctionArn',
+    // Drains the reverse stream for up to 10 minutes.
+    timeoutSeconds: 900,
+    memoryMb: 256,
+    needsDatabase: true,
+    switchesApplication: true,
+  },
+  {
+    name: 'FinishAfterCutover',
+    entry: 'lambdas/finish-after-cutover.ts',
+    arnPlaceholder: 'FinishAfterCutoverFunctionArn',
+    timeoutSeconds: 120,
     memoryMb: 256,
     needsDatabase: true,
   },

@@ -106,6 +106,7 @@ const resume: Record<string, State> = {
         ['stream', 'ResumeStreamer'],
         ['compare', 'Compare'],
         ['paused', 'Paused'],
+        ['reverse', 'ReverseWait'],
       ] as const
     ).map(([route, next]) => ({ Variable: '$.resumePlan.route', StringEquals: route, Next: next })),
     'ResumeReplication',
@@ -340,13 +341,83 @@ const finish: Record<string, State> = {
         'Fails on any comparison difference (naming tables and keys); otherwise marks the migration done and releases the snapshot; ' +
         'after a cutover it records (and publishes) how long applications could not write.',
       payload: spec,
-      result: ['tables', 'compared', 'writeUnavailableSeconds'],
+      result: ['tables', 'compared', 'writeUnavailableSeconds', 'reverse'],
       resultPath: '$.result',
+      timeoutSeconds: 300,
+      next: 'ReverseArmed',
+    }),
+  ),
+  ReverseArmed: choice('With cutover.reverse, changes on the target flow back to the source until finish or fallback.', [{ Variable: '$.result.reverse', BooleanEquals: true, Next: 'StartReverse' }], 'Done'),
+  Done: { Type: 'Succeed' },
+};
+
+/** Errors of the Reverse loop never go to Cleanup (which would lift the fence): the loop goes on, and status shows them. */
+const backToReverseLoop = { next: 'ReverseWait', resultPath: '$.reverseError' };
+
+const reverse: Record<string, State> = {
+  StartReverse: withCatch(
+    ecsTask('Replicate', {
+      comment: "Starts the reverse CDC task: it streams the target's reverse slot and applies the changes to the source (whose fence its sessions pass), skipping what pgferry itself applied.",
+      integration: 'callback',
+      environment: { PGFERRY_REVERSE: '1' },
+      resultPath: null,
+      next: 'ReverseWait',
+    }),
+    backToReverseLoop,
+  ),
+  ReverseWait: { Type: 'Wait', Comment: 'The Reverse loop: the target takes the writes, which flow back to the source.', Seconds: 2, Next: 'ReverseStatus' },
+  ReverseStatus: withCatch(
+    lambdaStep('ReverseStatus', {
+      comment: "Reads the reverse stream's heartbeat and lag, and whether `pgferry fallback` or `pgferry finish` was asked for; looks again every 2 s for up to waitUpToSeconds while the answer is wait.",
+      payload: { ...spec, waitUpToSeconds: 840 },
+      result: ['action', 'lagSeconds', 'lagBytes', 'rowsApplied'],
+      resultPath: '$.reverseStatus',
+      timeoutSeconds: 900,
+      next: 'ReverseNext',
+    }),
+    backToReverseLoop,
+  ),
+  ReverseNext: choice(
+    'Falls back or finishes when asked; restarts a silent reverse streamer; otherwise waits.',
+    (
+      [
+        ['restart', 'StartReverse'],
+        ['fallback', 'Fallback'],
+        ['finish', 'FinishAfterCutover'],
+      ] as const
+    ).map(([action, next]) => ({ Variable: '$.reverseStatus.action', StringEquals: action, Next: next })),
+    'CountReverseTurn',
+  ),
+  CountReverseTurn: countTurn('ReverseHistoryLeft'),
+  ReverseHistoryLeft: choice(
+    `The Reverse loop's execution continues as a new one past ${MAX_LOOP_TURNS} turns too.`,
+    [{ Variable: '$.loop.turns', NumericGreaterThanEquals: MAX_LOOP_TURNS, Next: 'ContinueAsNew' }],
+    'ReverseWait',
+  ),
+  Fallback: withCatch(
+    lambdaStep('Fallback', {
+      comment:
+        'pgferry fallback: fences the target, drains the reverse stream into the source, sets the sequences back, ends the reverse stream, lifts the source fence ' +
+        'and points the application back (cutover.switch). A failure leaves both sides fenced and waits for pgferry fallback to be asked again.',
+      payload: spec,
+      result: ['drainLsn', 'sequences', 'windowSeconds'],
+      resultPath: '$.fallback',
+      timeoutSeconds: 900,
+      next: 'Done',
+    }),
+    backToReverseLoop,
+  ),
+  FinishAfterCutover: withCatch(
+    lambdaStep('FinishAfterCutover', {
+      comment: 'pgferry finish: ends the reverse stream (drops its slot and publication), lifts the source fence, and with --drop-control removes the control schema from both sides.',
+      payload: spec,
+      result: ['fenceLifted', 'controlDropped'],
+      resultPath: '$.finished',
       timeoutSeconds: 120,
       next: 'Done',
     }),
+    backToReverseLoop,
   ),
-  Done: { Type: 'Succeed' },
 };
 
 const failure: Record<string, State> = {
@@ -421,7 +492,7 @@ export const migrationDefinition = {
   Comment:
     'pgferry: online PostgreSQL to PostgreSQL migration. The single source of truth for the workflow: CDK deploys it with definitionSubstitutions, the local runner executes it as is.',
   StartAt: 'ValidateSpec',
-  States: { ...start, ...resume, ...fullLoad, ...replication, ...finish, ...failure },
+  States: { ...start, ...resume, ...fullLoad, ...replication, ...finish, ...reverse, ...failure },
 };
 
 /** The text of migration.asl.json. */

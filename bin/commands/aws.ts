@@ -135,3 +135,22 @@ export async function stopExecutionCommand(executionArn: string, { drop = false 
     return EXIT_OK;
   });
 }
+
+/** `pgferry fallback|finish EXECUTION_ARN`: the request goes through the Operator; follow it with pgferry status. */
+export async function executionAfterCutoverCommand(
+  executionArn: string,
+  action: 'fallback' | 'finish',
+  { dropControl = false }: { dropControl?: boolean },
+  out: Out,
+  err: Out,
+): Promise<number> {
+  return withArguments(async () => {
+    const result = await (await executions()).requestRunAfterCutover(executionArn, action, { dropControl });
+    if (!result.requested) {
+      err.write(`${result.reason}\n`);
+      return EXIT_FAILED;
+    }
+    out.write(`${result.message}\n${'done' in result && result.done ? '' : `Follow it with: pgferry status ${executionArn}\n`}`);
+    return EXIT_OK;
+  });
+}

@@ -10,6 +10,11 @@ export interface SecretsProvider {
   getSecretString(ref: SecretRef, options?: { fresh?: boolean }): Promise<string>;
 }
 
+/** Writes the text of a secret (cutover.switch rewrites the application's secret). Implementations live in platform/secrets. */
+export interface SecretWriter {
+  putSecretString(ref: SecretRef, text: string): Promise<void>;
+}
+
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 const sslModes: readonly SslMode[] = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
 

@@ -168,7 +168,8 @@ export async function recordSnapshot(client: pg.Client, name: string, snapshot: 
   await client.query('UPDATE pgferry.migrations SET snapshot = $2, snapshot_released = false WHERE name = $1', [name, snapshot]);
 }
 
-export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'paused' | 'done' | 'failed';
+/** 'reverse': cut over, the target takes the writes and they flow back to the source until `pgferry finish` or `pgferry fallback` ('fallback' while it runs). */
+export type Phase = 'schema' | 'load' | 'post-data' | 'replicate' | 'cutover' | 'compare' | 'reverse' | 'fallback' | 'paused' | 'done' | 'failed';
 
 /** The run's tasks have nothing more to do: it finished, failed, or paused (a resume starts new ones). */
 export const runHasStopped = (phase: string | null | undefined): boolean => phase === 'done' || phase === 'failed' || phase === 'paused';

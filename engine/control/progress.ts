@@ -4,6 +4,7 @@
  * view shapes and formats it itself.
  */
 import type pg from 'pg';
+import { readAfterCutover, type AfterCutoverRow } from './after-cutover.js';
 import { comparisonSummaries, type ComparisonSummary } from './comparisons.js';
 import { migrationRun, type MigrationRun } from './migrations.js';
 import { readReplicationStatus, type ReplicationStatusRow } from './replication.js';
@@ -24,6 +25,8 @@ export interface MigrationProgress {
   replication?: ReplicationStatusRow;
   /** The WAL the slot holds back on the source, as last measured. */
   retainedWal?: RetainedWalRow;
+  /** After cutover: the reverse stream, a fallback or finish. */
+  afterCutover?: AfterCutoverRow;
 }
 
 /** A migration's progress; undefined when the target has no record of it. */
@@ -36,5 +39,15 @@ export async function readProgress(target: pg.Client, name: string): Promise<Mig
   const comparisons = await comparisonSummaries(target, name);
   const replication = await readReplicationStatus(target, name);
   const retainedWal = replication ? await readRetainedWal(target, name) : undefined;
-  return { name, run, tables, loadSeconds: seconds, comparisons, ...(replication ? { replication } : {}), ...(retainedWal ? { retainedWal } : {}) };
+  const afterCutover = replication ? await readAfterCutover(target, name) : undefined;
+  return {
+    name,
+    run,
+    tables,
+    loadSeconds: seconds,
+    comparisons,
+    ...(replication ? { replication } : {}),
+    ...(retainedWal ? { retainedWal } : {}),
+    ...(afterCutover ? { afterCutover } : {}),
+  };
 }

@@ -197,7 +197,29 @@ CREATE TABLE IF NOT EXISTS pgferry.table_sync (
 );
 -- The source's WAL position when post-data began reading the source's definitions: a schema
 -- change committed before it is already in what post-data built (engine/cdc/ddl/apply.ts).
-ALTER TABLE pgferry.replication ADD COLUMN IF NOT EXISTS post_data_source_lsn pg_lsn;`;
+ALTER TABLE pgferry.replication ADD COLUMN IF NOT EXISTS post_data_source_lsn pg_lsn;
+-- After cutover (engine/control/after-cutover.ts): the reverse stream armed at cutover, the
+-- operator's fallback or finish request, and the fallback's write-unavailable window.
+CREATE TABLE IF NOT EXISTS pgferry.after_cutover (
+  migration text PRIMARY KEY REFERENCES pgferry.migrations ON DELETE CASCADE,
+  reverse_armed_at timestamptz,
+  switch_lsn pg_lsn,
+  application_switched_to text,
+  fallback_requested_at timestamptz,
+  finish_requested_at timestamptz,
+  drop_control boolean NOT NULL DEFAULT false,
+  target_fenced_at timestamptz,
+  source_ready_at timestamptz,
+  finished_at timestamptz,
+  outcome text CHECK (outcome IN ('fallen-back', 'finished')),
+  last_error text,
+  reverse_lag_seconds double precision,
+  reverse_lag_bytes bigint,
+  reverse_rows_applied bigint,
+  reverse_applied_lsn pg_lsn,
+  reverse_error text,
+  reverse_seen_at timestamptz
+);`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
 export async function ensureControlSchema(client: pg.Client): Promise<void> {

@@ -341,6 +341,13 @@ export const migrationSpecSchema = z
       if (spec.cutover?.reverse && spec.mode === 'full') {
         ctx.addIssue({ code: 'custom', path: ['cutover', 'reverse'], message: 'needs change data capture: set mode to "full+cdc" or "cdc"' });
       }
+      if (spec.cutover?.switch?.secret.startsWith('env:')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['cutover', 'switch', 'secret'],
+          message: 'an environment variable cannot be rewritten: give the Secrets Manager ARN (or, locally, the file:PATH) the application reads',
+        });
+      }
       if (spec.cutover?.reverse && !spec.cutover.fenceSource) {
         ctx.addIssue({
           code: 'custom',

@@ -138,6 +138,11 @@ async function settleRunOnTarget(
       run.skip = `migration ${spec.name} finished (phase done): there is nothing to clean up`;
       return;
     }
+    if (state.phase === 'reverse' || state.phase === 'fallback') {
+      // Cut over: the target takes the writes; lifting the source's fence would let both sides take them.
+      run.skip = `migration ${spec.name} is cut over (phase ${state.phase}): its fences and reverse stream stay; end them with pgferry finish, or return with pgferry fallback`;
+      return;
+    }
     const replication = await readReplicationStatus(target, spec.name);
     run.fenced = replication?.fenced ?? false;
     if (!abandon && canPause(spec, state, replication !== undefined)) {

@@ -29,7 +29,7 @@ import {
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides } from './sides.js';
 
-export type ResumeRoute = 'load' | 'resync' | 'finish-load' | 'stream' | 'replicate' | 'compare' | 'continue' | 'paused';
+export type ResumeRoute = 'load' | 'resync' | 'finish-load' | 'stream' | 'replicate' | 'compare' | 'continue' | 'paused' | 'reverse';
 
 export interface ResumePlan {
   route: ResumeRoute;
@@ -41,7 +41,7 @@ export async function planResumeStep(spec: MigrationSpec, secrets: SecretsProvid
   return withSides(spec, secrets, { source: usesCdc(spec), target: true }, async ({ source, target }) => {
     const state = await migrationState(target, spec.name);
     if (!state) throw new ResumeRefusedError(`Migration ${spec.name} is no longer registered on the target: there is nothing to resume.`);
-    if (continues) return { route: state.phase === 'paused' ? 'paused' : 'continue', pendingUnits: 0 };
+    if (continues) return { route: state.phase === 'paused' ? 'paused' : state.phase === 'reverse' ? 'reverse' : 'continue', pendingUnits: 0 };
     const stoppedIn = state.stoppedIn ?? state.phase;
     const planned = (await loadTotals(target, spec.name)).units > 0;
     const retried = await retryFailedUnits(target, spec.name);
@@ -110,5 +110,6 @@ function describeRoute(route: ResumeRoute): string {
     compare: 'comparing again',
     continue: 'the CDC loop, in a new execution',
     paused: 'the paused loop, in a new execution',
+    reverse: 'the Reverse loop (changes flowing back to the source), in a new execution',
   }[route];
 }

@@ -3,7 +3,7 @@
  * outside: the CLI, EventBridge events and the tasks' metrics. Names only, no AWS SDK.
  */
 import type { CleanupResult } from '../../engine/steps/cleanup.js';
-import type { CutoverRequest } from '../../engine/cutover/request.js';
+import type { AfterCutoverRequest, CutoverRequest } from '../../engine/cutover/request.js';
 import type { MigrationStatus } from '../../engine/status.js';
 
 /**
@@ -49,6 +49,7 @@ export const metrics = {
     migrationPaused: 'MigrationPaused',
     /** Seconds applications could not write at cutover: from the fence (or the cutover request) until the target was ready. */
     writeUnavailableSeconds: 'CutoverWriteUnavailableSeconds',
+    fallbackWriteUnavailableSeconds: 'FallbackWriteUnavailableSeconds',
   },
 } as const;
 
@@ -59,10 +60,21 @@ export const metrics = {
  * registered (the rule failed), which would refuse every later run of the migration.
  */
 /** `abandon` (cleanup only): drop the slot even of a run that could pause (pgferry stop --drop). */
-export type OperatorRequest = { action: 'status' | 'cutover' | 'cleanup'; spec: unknown; execution?: string; abandon?: boolean };
+export type OperatorRequest = {
+  action: 'status' | 'cutover' | 'cleanup' | 'fallback' | 'finish';
+  spec: unknown;
+  execution?: string;
+  abandon?: boolean;
+  /** finish: also remove the control schema from both sides. */
+  dropControl?: boolean;
+};
+/** finish: `done` when the Operator finished a run that had no workflow left (cut over without reverse, or fallen back). */
+export type OperatorFinish = { requested: true; message: string; done: boolean } | { requested: false; reason: string };
 export type OperatorResponse =
   | { action: 'status'; status: MigrationStatus | null }
   | { action: 'cutover'; result: CutoverRequest }
+  | { action: 'fallback'; result: AfterCutoverRequest }
+  | { action: 'finish'; result: OperatorFinish }
   | { action: 'cleanup'; result: CleanupResult };
 
 /** The failure `pgferry stop` records: StopExecution's error and cause, the Operator's cleanup, and a local run's. */

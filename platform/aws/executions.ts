@@ -13,12 +13,12 @@ import {
   type HistoryEvent,
 } from '@aws-sdk/client-sfn';
 import type { MigrationSpec } from '../../engine/spec/index.js';
-import type { CutoverRequest } from '../../engine/cutover/request.js';
+import type { AfterCutoverRequest, CutoverRequest } from '../../engine/cutover/request.js';
 import type { MigrationStatus } from '../../engine/status.js';
 import type { CleanupResult } from '../../engine/steps/cleanup.js';
 import { parseExecutionArn, parseStateMachineArn, type ParsedArn } from './arns.js';
 import { AwsCallError, send, sfnClient } from './calls.js';
-import { stopFailure } from './deployment.js';
+import { stopFailure, type OperatorFinish } from './deployment.js';
 import { executionName } from './names.js';
 import { invokeOperator } from './operator.js';
 import { runInputOf } from '../../engine/steps/validate-spec.js';
@@ -184,6 +184,24 @@ export async function requestRunCutover(executionArn: string): Promise<RunCutove
   if ('reason' in spec) throw new AwsCallError(`Cannot cut over execution ${execution.name}: ${spec.reason}.`, 'NoInput');
   const response = await invokeOperator(described.stateMachineArn!, { action: 'cutover', spec: spec.value });
   return { running: true, result: response.result };
+}
+
+/**
+ * `pgferry fallback|finish EXECUTION_ARN`: the Operator puts the request in the control schema,
+ * where the workflow's Reverse loop sees it (or, for finish of a run with no workflow left,
+ * finishes it itself). A finished execution's run may still be finished.
+ */
+export async function requestRunAfterCutover(
+  executionArn: string,
+  action: 'fallback' | 'finish',
+  { dropControl = false }: { dropControl?: boolean } = {},
+): Promise<AfterCutoverRequest | OperatorFinish> {
+  const execution = parseExecutionArn(executionArn);
+  const described = await describeExecution(execution);
+  const spec = parseInput(described);
+  if ('reason' in spec) throw new AwsCallError(`Cannot ${action} execution ${execution.name}: ${spec.reason}.`, 'NoInput');
+  if (action === 'fallback') return (await invokeOperator(described.stateMachineArn!, { action, spec: spec.value })).result;
+  return (await invokeOperator(described.stateMachineArn!, { action, spec: spec.value, dropControl })).result;
 }
 
 export type RunStop =

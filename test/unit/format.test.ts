@@ -213,6 +213,7 @@ describe('formatReport', () => {
     execution: 'local:run-1',
     mode: 'full+cdc',
     phase: 'done',
+    checklist: [],
     error: null,
     startedAt: '2026-12-01T02:00:00.000Z',
     finishedAt: '2026-12-01T02:01:00.000Z',
