@@ -303,7 +303,8 @@ const replication: Record<string, State> = {
       result: ['drainLsn', 'fenced'],
       resultPath: '$.cutover',
       timeoutSeconds: 120,
-      next: 'CatchUp',
+      // Straight to the status, which looks every 100 ms while draining: applications cannot write meanwhile.
+      next: 'ReplicationStatus',
     }),
   ),
   FinishCutover: withCleanupCatch(

@@ -25,6 +25,8 @@ export interface ReplicationDecision {
   rowsApplied: number;
   restarts: number;
   cutoverRequested: boolean;
+  /** Cutover is draining to its LSN. */
+  draining: boolean;
 }
 
 type DecisionSpec = Pick<MigrationSpec, 'name' | 'cdc' | 'cutover' | 'compare'>;
@@ -48,6 +50,7 @@ export function replicationDecision(spec: DecisionSpec, status: ReplicationStatu
     rowsApplied: status.rowsApplied,
     restarts: status.restarts,
     cutoverRequested: status.cutoverRequested,
+    draining: status.drainLsn !== null && !status.drained,
   });
   if (status.drained) return action('drained');
   const windowSeconds = spec.cdc.retryWindowMinutes * 60;
@@ -64,8 +67,9 @@ export function replicationDecision(spec: DecisionSpec, status: ReplicationStatu
   return action('wait');
 }
 
-/** How often replicationStatusStep looks again while it waits. */
+/** How often replicationStatusStep looks again while it waits; while cutover drains, applications cannot write: it looks often. */
 const STATUS_POLL_MS = 2_000;
+const DRAINING_POLL_MS = 100;
 
 /**
  * While the answer is "wait" it looks again every 2 s for up to `waitUpToSeconds`: each turn
@@ -77,8 +81,10 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
   const deadline = Date.now() + waitUpToSeconds * 1000;
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
     let decision = await decide(spec, target);
-    while (decision.action === 'wait' && Date.now() + STATUS_POLL_MS <= deadline) {
-      await sleep(STATUS_POLL_MS);
+    for (;;) {
+      const poll = decision.draining ? DRAINING_POLL_MS : STATUS_POLL_MS;
+      if (decision.action !== 'wait' || Date.now() + poll > deadline) break;
+      await sleep(poll);
       try {
         decision = await decide(spec, target, { waiting: true });
       } catch (error) {
