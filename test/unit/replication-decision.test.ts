@@ -95,6 +95,7 @@ describe('the CDC loop decision', () => {
       rowsApplied: 1000,
       restarts: 2,
       cutoverRequested: true,
+      draining: false,
     });
   });
 });
