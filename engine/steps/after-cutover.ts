@@ -21,7 +21,8 @@ import {
   setPhase,
 } from '../control/index.js';
 import { fenceWrites, liftFence } from '../cutover/fence.js';
-import { copySequencesBack, drainReverse, endReverse, readReverseStatus, reverseTables } from '../cutover/reverse.js';
+import { copySequencesBack, drainReverse, endReverse, readReverseStatus } from '../cutover/reverse.js';
+import { dataTables, listTables } from '../catalog/tables.js';
 import { pointApplicationAt } from '../cutover/switch.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -111,7 +112,7 @@ export async function fallbackStep(spec: MigrationSpec, secrets: SecretsProvider
     };
     await setPhase(target, spec.name, 'fallback');
     await recordTargetFenced(target, spec.name);
-    const fence = await stage('fenced the target', async () => fenceWrites(target, await reverseTables(spec, target), { migration: spec.name }));
+    const fence = await stage('fenced the target', async () => fenceWrites(target, dataTables(await listTables(target, spec.objects)), { migration: spec.name }));
     await recordEvent(target, spec.name, 'info', `fallback: target fenced (${fence.tablesFenced} table(s), ${fence.sessionsEnded} session(s) ended)`);
     const drainLsn = await stage('drained the reverse stream', () => drainReverse(spec, source, target, { timeoutMs: FALLBACK_DRAIN_MS }));
     const sequences = await stage('set the sequences back', () => copySequencesBack(spec, source, target));
