@@ -13,6 +13,7 @@ import { CANONICAL_STARTUP_OPTIONS, connectSide } from '../../engine/connect/ind
 import { beginMigration, ensureControlSchema, readReplicationStatus, registerReplication, setDrainLsn } from '../../engine/control/index.js';
 import { currentWalLsn } from '../../engine/cutover/index.js';
 import { originFamily } from '../../engine/cdc/origin.js';
+import { checkReverse } from '../../engine/precheck/reverse.js';
 import { armReverse, copySequencesBack, drainReverse, endReverse, readReverseStatus, reverseReplicationNames } from '../../engine/cutover/reverse.js';
 import { parseSpec, type MigrationSpec } from '../../engine/spec/index.js';
 import { forwardOrigin } from '../../engine/steps/replication.js';
@@ -328,6 +329,37 @@ describe('reverse replication', () => {
       const { rows } = await tgt.query<{ roname: string }>("SELECT roname FROM pg_replication_origin WHERE roname LIKE 'marks%'");
       for (const { roname } of rows) await tgt.query('SELECT pg_replication_origin_drop($1)', [roname]).catch(() => undefined);
       await Promise.all([src.end(), tgt.end()]);
+    }
+  });
+
+  it('is prechecked: replication origins on both sides, and a slot on the target', async () => {
+    await source.sql('CREATE DATABASE prechecked');
+    await source.sql("CREATE ROLE plain_applier LOGIN PASSWORD 'plain'");
+    const admin = await source.connect('prechecked');
+    const plain = new pg.Client({ ...clientConfig(source, 'prechecked'), user: 'plain_applier', password: 'plain' });
+    plain.on('error', () => undefined);
+    await plain.connect();
+    const tgt = await target.connect();
+    try {
+      const allowed = await checkReverse({ client: admin, user: 'admin' }, { client: tgt, user: 'admin' });
+      expect(allowed.map((c) => [c.id, c.status])).toEqual([
+        ['source.replication_origins', 'pass'],
+        ['target.replication_origins', 'pass'],
+        ['target.reverse_slot', 'pass'],
+      ]);
+      const refused = await checkReverse({ client: plain, user: 'plain_applier' }, { client: plain, user: 'plain_applier' });
+      expect(refused.map((c) => [c.id, c.status])).toEqual([
+        ['source.replication_origins', 'fail'],
+        ['target.replication_origins', 'fail'],
+        ['target.reverse_slot', 'fail'],
+      ]);
+      expect(refused[0]!.remediation).toContain('GRANT EXECUTE ON FUNCTION pg_replication_origin_create(text), pg_replication_origin_session_setup(text)');
+      expect(refused[2]!.message).toContain('user plain_applier may not create replication slots');
+      // With the grant, the plain user passes the origin check.
+      await admin.query(refused[0]!.remediation!.split(';')[0]!);
+      expect((await checkReverse({ client: plain, user: 'plain_applier' }, { client: tgt, user: 'admin' }))[0]!.status).toBe('pass');
+    } finally {
+      await Promise.all([admin.end(), plain.end(), tgt.end()]);
     }
   });
 });
