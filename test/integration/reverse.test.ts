@@ -189,6 +189,9 @@ describe('reverse replication', () => {
       await tgt.query("INSERT INTO tickets (note) SELECT 'after switch' FROM generate_series(1, 5)");
       await waitFor('the target changes on the source', async () => JSON.stringify(await itemsOf(src)) === JSON.stringify(await itemsOf(tgt)));
 
+      // The reverse applier's sessions are lost: it resumes from its checkpoint, taking its origin again.
+      const killed = await src.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgferry-replicate' AND pid <> pg_backend_pid()");
+      expect(killed.rowCount).toBeGreaterThan(0);
       // Fallback: the target takes no more writes (the caller's fence), the stream drains to a point marked after them.
       await tgt.query('UPDATE items SET n = 99 WHERE id = 100');
       const drainLsn = await drainReverse(spec, src, tgt, { timeoutMs: 60_000 });
