@@ -28,6 +28,7 @@ import type { SchemaObjectResult } from '../schema/objects.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { messageOf, pollUntil } from '../sql.js';
 import { stopApplier } from '../cdc/streamer-lock.js';
+import { writeThroughFence } from '../steps/sides.js';
 import { markDrainPoint } from './index.js';
 
 /** Names of the reverse direction: slot and publication on the target, and the origins of both appliers. */
@@ -56,9 +57,6 @@ export function reverseReplicationNames(spec: { name: string; cdc: { slotName?: 
     reverseOrigin: `${base}_rev`,
   };
 }
-
-/** A session opened after a fence starts read-only; pgferry's own writes there must still go through. */
-const writeThroughFence = (client: pg.Client) => client.query('SET default_transaction_read_only = off');
 
 /** Armed reverse replication: where it streams from, and from which target LSN on. */
 export interface ArmedReverse {
@@ -90,7 +88,9 @@ export async function armReverse(spec: MigrationSpec, source: pg.Client, target:
     );
   }
   await ensurePublication(target, { name: names.publicationName, tables }).catch((error: unknown) => {
-    throw new PgferryError('pgferry.ReverseArmFailed', `Cannot create publication ${names.publicationName} on the target for reverse replication: ${messageOf(error)}`, { cause: error });
+    // ensurePublication speaks of the source (where the forward publication is): say what this one is.
+    const reason = messageOf((error as { cause?: unknown }).cause ?? error);
+    throw new PgferryError('pgferry.ReverseArmFailed', `Cannot create publication ${names.publicationName} on the target for reverse replication: ${reason}.`, { cause: error });
   });
   const existing = await slotState(target, names.slotName);
   const registered = await reverseRunRegistered(source, spec.name);

@@ -11,6 +11,7 @@ import { runReplicator } from '../cdc/replicator.js';
 import { reverseReplicationNames } from '../cutover/reverse.js';
 import { reverseRunRegistered } from '../control/index.js';
 import { PgferryError } from '../errors.js';
+import { writeThroughFence } from './sides.js';
 import { streamConfigOf, withReplicationControl, type ReplicationStepOptions } from './replication.js';
 import type { CallbackStepContext } from './task.js';
 
@@ -20,7 +21,7 @@ export async function reverseReplicationStep(context: CallbackStepContext, optio
   // The source is fenced since cutover: pgferry's sessions there must still write.
   const connectApplySide = async (): Promise<pg.Client> => {
     const client = await context.connectSource();
-    await client.query('SET default_transaction_read_only = off');
+    await writeThroughFence(client);
     return client;
   };
   // The sides swapped: errors and status go to the source's control schema.
