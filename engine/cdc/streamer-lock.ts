@@ -27,15 +27,16 @@ export async function endStaleWalsender(source: pg.Client, slotName: string): Pr
   await source.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slotName]);
 }
 
+/** The sessions (other than this one) holding the migration's apply lock in this database; $1 the lock class, $2 the migration. */
+const APPLIER_SESSIONS = `FROM pg_locks
+  WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND pid <> pg_backend_pid()`;
+
 /** Waits up to `timeoutMs` for the session holding the migration's apply lock on `target` to end, then ends it; how many were ended. */
 export async function stopApplier(target: pg.Client, migration: string, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const { rowCount } = await target.query(
-      `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2
-          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND pid <> pg_backend_pid()`,
-      [LOCK_CLASS, migration],
-    );
+    const { rowCount } = await target.query(`SELECT 1 ${APPLIER_SESSIONS}`, [LOCK_CLASS, migration]);
     if (!rowCount) return 0;
     await sleep(200);
   }
@@ -44,11 +45,6 @@ export async function stopApplier(target: pg.Client, migration: string, timeoutM
 
 /** Ends the session holding the migration's apply lock on `target` (another than this one); how many were ended. */
 export async function endApplier(target: pg.Client, migration: string): Promise<number> {
-  const ended = await target.query(
-    `SELECT pg_terminate_backend(pid) FROM pg_locks
-      WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND pid <> pg_backend_pid()`,
-    [LOCK_CLASS, migration],
-  );
+  const ended = await target.query(`SELECT pg_terminate_backend(pid) ${APPLIER_SESSIONS}`, [LOCK_CLASS, migration]);
   return ended.rowCount ?? 0;
 }
