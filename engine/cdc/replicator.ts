@@ -8,7 +8,8 @@
  * coordinates stream → transform → apply:
  * - stream.ts receives (and acknowledges only what position.ts says is processed);
  * - stream-filter.ts drops the operations a table is not configured for, and table-sync.ts the
- *   changes a table copied at its own snapshot already holds;
+ *   changes a table copied at its own snapshot already holds; origin.ts marks the applier's
+ *   transactions with a replication origin and drops those of the other direction (no loops);
  * - ddl/ applies the schema changes captured on the source, in stream order;
  * - early-apply.ts applies large transactions streamed while in progress;
  * - batching.ts commits the main session's batches (apply/ applies them);
@@ -31,6 +32,7 @@ import { assertSlotUsable, checkRetainedWal, type RetainedWalCheck } from './ret
 import { SyncedTableFilter } from './table-sync.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, StreamTransaction, type Operation } from './stream-filter.js';
+import { earlyOriginNames, originFilter, setUpSessionOrigin, type OriginOptions } from './origin.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
 import { DdlStage, type DdlMode } from './ddl/apply.js';
 import { DdlNotAppliedError, FlushBeforeDdl } from './ddl/errors.js';
@@ -79,6 +81,13 @@ export interface ReplicatorOptions {
    * the run ends with a RetainedWalExceededError (not retried).
    */
   retainedWal?: Omit<RetainedWalCheck, 'migration' | 'slotName'> & { intervalMs?: number };
+  /**
+   * Replication origins (origin.ts), for two sides that replicate to each other (cutover.reverse):
+   * the applier sessions mark their transactions with `name`, and transactions whose origin is
+   * one of `skipOrigins` are not applied. Skipping turns off streaming of in-progress transactions:
+   * pgoutput knows a transaction's origin only at its commit.
+   */
+  origin?: OriginOptions;
 }
 
 /** What a heartbeat measured, for observers of the replicator. */
@@ -179,6 +188,7 @@ interface RunState {
 /** The stages between stream and applier: operations per table, synced tables, schema changes (undefined: nothing to apply). */
 async function changeStages(options: ReplicatorOptions, control: pg.Client, startLsn: string, applier: Applier) {
   const keep = operationFilter(options.operations);
+  const notLooped = originFilter(options.origin?.skipOrigins);
   const transaction = new StreamTransaction();
   // Tables copied at a snapshot of their own (table-sync.ts) after where this stream starts.
   const synced = new SyncedTableFilter(transaction, await readTableSyncs(control, options.migration, startLsn));
@@ -194,7 +204,8 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
   });
   return async (received: PgoutputMessage): Promise<PgoutputMessage | undefined> => {
     transaction.note(received);
-    const kept = keep(received);
+    const own = notLooped(received);
+    const kept = own && keep(own);
     const unsynced = kept && synced.filter(kept);
     return unsynced && (await ddl.handle(unsynced, applier));
   };
@@ -261,6 +272,9 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   await assertSlotUsable(source, options.slotName);
   const status = await readReplicationStatus(control, migration);
   if (!status) throw new ReplicationFailedError(`Migration ${migration} has no replication registered in the target's control schema.`);
+  // Only now: a replaced streamer's session, which held the origin, has been ended, and a run
+  // whose replication was removed (and its origins dropped) creates none again.
+  if (options.origin) await setUpSessionOrigin(target, [options.origin.name]);
   return { target, mainApplier, control, source, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };
 }
 
@@ -283,7 +297,8 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     const { target, mainApplier, control, source, startLsn } = await openSessions(options, claim, sessions);
     applier = mainApplier;
     const position: StreamPosition = new StreamPosition(startLsn, (lsn): Promise<void> => thisStream.acknowledge(lsn));
-    const streaming = allowStreaming && (await serverVersion(source)) >= 140000;
+    const skipsOrigins = (options.origin?.skipOrigins.length ?? 0) > 0;
+    const streaming = allowStreaming && !skipsOrigins && (await serverVersion(source)) >= 140000;
     if (streaming) await target.query(`SET lock_timeout = '${MAIN_LOCK_TIMEOUT}'`);
     const thisStream: ChangeStream = (stream = new ChangeStream(await streamConfig(options, streaming), {
       slotName: options.slotName,
@@ -302,7 +317,11 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     thisStream.on('keepalive', (event) => batcher.noteIdle(parseLsn(event.serverLsn), () => thisStream.hasQueuedMessages()));
     const earlyApply = (early = new EarlyApply({
       connectTarget: options.connectTarget,
-      newApplier: (client) => applierOn(client, options, claim),
+      newApplier: async (client) => {
+        const early = await applierOn(client, options, claim);
+        if (options.origin) await setUpSessionOrigin(client, earlyOriginNames(options.origin.name));
+        return early;
+      },
       flushMain: () => batcher.flush(),
       committed: async (endLsn, appliedLsn) => {
         position.received = parseLsn(endLsn);

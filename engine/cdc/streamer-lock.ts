@@ -16,13 +16,8 @@ export async function takeApplyLock(target: pg.Client, migration: string, log: (
     if (rows[0]!.ok) return true;
     if (attempt >= 50) return false;
     // A streamer the workflow gave up on (stale heartbeat) may still hold its session: end it.
-    const ended = await target.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_locks
-        WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2
-          AND pid <> pg_backend_pid()`,
-      [LOCK_CLASS, migration],
-    );
-    if (attempt === 0 && ended.rowCount) log('ended the session of an earlier streamer of this migration');
+    const ended = await endApplier(target, migration);
+    if (attempt === 0 && ended) log('ended the session of an earlier streamer of this migration');
     await sleep(200);
   }
 }
@@ -30,4 +25,26 @@ export async function takeApplyLock(target: pg.Client, migration: string, log: (
 /** Holding the apply lock makes this the migration's streamer: a walsender still on the slot is a stale one's. */
 export async function endStaleWalsender(source: pg.Client, slotName: string): Promise<void> {
   await source.query('SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL', [slotName]);
+}
+
+/** The sessions (other than this one) holding the migration's apply lock in this database; $1 the lock class, $2 the migration. */
+const APPLIER_SESSIONS = `FROM pg_locks
+  WHERE locktype = 'advisory' AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND pid <> pg_backend_pid()`;
+
+/** Waits up to `timeoutMs` for the session holding the migration's apply lock on `target` to end, then ends it; how many were ended. */
+export async function stopApplier(target: pg.Client, migration: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { rowCount } = await target.query(`SELECT 1 ${APPLIER_SESSIONS}`, [LOCK_CLASS, migration]);
+    if (!rowCount) return 0;
+    await sleep(200);
+  }
+  return endApplier(target, migration);
+}
+
+/** Ends the session holding the migration's apply lock on `target` (another than this one); how many were ended. */
+export async function endApplier(target: pg.Client, migration: string): Promise<number> {
+  const ended = await target.query(`SELECT pg_terminate_backend(pid) ${APPLIER_SESSIONS}`, [LOCK_CLASS, migration]);
+  return ended.rowCount ?? 0;
 }

@@ -16,3 +16,4 @@ export * from './runner.js';
 export * from './ddl.js';
 export * from './table-sync.js';
 export * from './after-cutover.js';
+export * from './reverse.js';

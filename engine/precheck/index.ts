@@ -9,6 +9,7 @@ import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type Secrets
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
+import { checkReverse } from './reverse.js';
 import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { checkSecurity } from './security.js';
 import { replicationNames } from '../cdc/slot.js';
@@ -292,6 +293,15 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
           ? await checkDdlCapture({ client: source.facts.client, user: source.facts.endpoint.credentials.username }, spec.cdc?.ddl ?? 'replicate')
           : skipped('source.ddl_capture', 'no connection to the source'),
       );
+    }
+    // cutover.reverse (engine/cutover/reverse.ts): a slot on the target, replication origins on both sides.
+    if (wantsCdc(spec) && spec.cutover?.reverse) {
+      if (source.facts && target.facts) {
+        const sides = [source.facts, target.facts].map((facts) => ({ client: facts.client, user: facts.endpoint.credentials.username }));
+        checks.push(...(await checkReverse(sides[0]!, sides[1]!)));
+      } else {
+        checks.push(skipped('target.reverse_slot', 'needs connections to both sides'));
+      }
     }
     checks.push(
       source.facts && target.facts

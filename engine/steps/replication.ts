@@ -7,11 +7,13 @@ import pg from 'pg';
 import { replicationNames } from '../cdc/slot.js';
 import { runReplicator, StreamerFencedError, type ReplicatorHeartbeat } from '../cdc/replicator.js';
 import { recordReplicationError } from '../control/index.js';
-import { CANONICAL_STARTUP_OPTIONS, withEndpoint, workingClientConfig, type SecretsProvider } from '../connect/index.js';
+import { CANONICAL_STARTUP_OPTIONS, withEndpoint, workingClientConfig, type SecretsProvider, type Side } from '../connect/index.js';
 import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { parseTableKey, tableKey } from '../catalog/tables.js';
 import type { RetainedWalReading } from '../cdc/retained-wal.js';
+import { originFamily } from '../cdc/origin.js';
+import { reverseReplicationNames } from '../cutover/reverse.js';
 import { abandonSlotOverRetainedWal, retainedWalOptions } from './retained-wal.js';
 import { goneError, type CallbackStepContext } from './task.js';
 
@@ -31,10 +33,13 @@ export interface ReplicationStepOptions {
 /** Settings of a replication connection (`replication: 'database'`) to the source. */
 export type StreamConfig = () => Promise<pg.ClientConfig>;
 
-/** The secret is read at every (re)connect, and read again past any cache when the login is refused: a rotated password is picked up. */
-export async function streamConfigOf(spec: MigrationSpec, secrets: SecretsProvider): Promise<StreamConfig> {
+/**
+ * The secret is read at every (re)connect, and read again past any cache when the login is refused: a rotated password is picked up.
+ * `side`: the side the slot is on (the target for reverse replication).
+ */
+export async function streamConfigOf(spec: MigrationSpec, secrets: SecretsProvider, side: Side = 'source'): Promise<StreamConfig> {
   return () =>
-    withEndpoint('source', spec.source, secrets, (endpoint) =>
+    withEndpoint(side, spec[side], secrets, (endpoint) =>
       workingClientConfig(endpoint, {
         applicationName: STREAMER_APPLICATION_NAME,
         extra: { replication: 'database', options: CANONICAL_STARTUP_OPTIONS } as Partial<pg.ClientConfig>,
@@ -101,6 +106,16 @@ export async function streamChanges(
     signal,
     onHeartbeat,
     retainedWal: { ...retainedWalOptions(spec, onRetainedWal), intervalMs: retainedWalIntervalMs },
+    ...(spec.cutover.reverse ? { origin: forwardOrigin(spec) } : {}),
   }).catch((error: unknown) => abandonSlotOverRetainedWal(context, error));
   log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
+}
+
+/**
+ * With cutover.reverse the forward applier marks its transactions with the forward origin (the
+ * reverse stream skips them) and skips the reverse applier's: no change can loop.
+ */
+export function forwardOrigin(spec: MigrationSpec) {
+  const names = reverseReplicationNames(spec);
+  return { name: names.forwardOrigin, skipOrigins: originFamily(names.reverseOrigin) };
 }

@@ -156,6 +156,21 @@ describe('precheck on real clusters', () => {
     expect(JSON.stringify(checks)).not.toMatch(/reader-pw|applier-pw/);
   });
 
+  it('with cutover.reverse, checks replication origins on both sides and a slot on the target, failing a target without logical WAL', async () => {
+    const reverse = { cutover: { fenceSource: true, reverse: true } };
+    const ok = await precheck(pair(pg13, pg17, 'full+cdc', reverse));
+    expect(ok.ok).toBe(true);
+    expect(ok.checks.filter((c) => /replication_origins|reverse_slot/.test(c.id)).map((c) => [c.id, c.status])).toEqual([
+      ['source.replication_origins', 'pass'],
+      ['target.replication_origins', 'pass'],
+      ['target.reverse_slot', 'pass'],
+    ]);
+    const replicaTarget = byId((await precheck(pair(pg13, pg15Replica, 'full+cdc', reverse))).checks)['target.reverse_slot']!;
+    expect(replicaTarget.status).toBe('fail');
+    expect(replicaTarget.message).toBe('cutover.reverse arms a logical replication slot on the target at cutover, but on the target wal_level is "replica" (needs "logical").');
+    expect(replicaTarget.remediation).toContain('or set cutover.reverse to false');
+  });
+
   it('fails on wal_level=replica when CDC is requested, with the remedy', async () => {
     const report = await precheck(pair(pg15Replica, pg17));
     expect(report.ok).toBe(false);

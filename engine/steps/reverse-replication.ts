@@ -1,0 +1,56 @@
+/**
+ * ReverseReplication (the replicate task with PGFERRY_REVERSE=1): after a cutover with
+ * cutover.reverse, streams the target's reverse slot (engine/cutover/reverse.ts armReverse) and
+ * applies the changes to the source, with the checkpoint, heartbeat and drain requests in the
+ * SOURCE's control schema, until a fallback has drained it or finish stops it. Its transactions
+ * carry the reverse origin and it skips the forward applier's, so nothing loops.
+ */
+import type pg from 'pg';
+import { originFamily } from '../cdc/origin.js';
+import { runReplicator } from '../cdc/replicator.js';
+import { reverseReplicationNames } from '../cutover/reverse.js';
+import { reverseRunRegistered } from '../control/index.js';
+import { PgferryError } from '../errors.js';
+import { writeThroughFence } from './sides.js';
+import { streamConfigOf, withReplicationControl, type ReplicationStepOptions } from './replication.js';
+import type { CallbackStepContext } from './task.js';
+
+export async function reverseReplicationStep(context: CallbackStepContext, options: ReplicationStepOptions): Promise<void> {
+  const { spec, log } = context;
+  const streamConfig = await streamConfigOf(spec, options.secrets, 'target');
+  // The source is fenced since cutover: pgferry's sessions there must still write.
+  const connectApplySide = async (): Promise<pg.Client> => {
+    const client = await context.connectSource();
+    await writeThroughFence(client);
+    return client;
+  };
+  // The sides swapped: errors and status go to the source's control schema.
+  const reverse: CallbackStepContext = { ...context, connectSource: context.connectTarget, connectTarget: connectApplySide };
+  await withReplicationControl(reverse, 'not streaming back', async (control) => {
+    if (!(await reverseRunRegistered(control, spec.name))) {
+      throw new PgferryError(
+        'pgferry.ReverseNotArmed',
+        `Migration ${spec.name} has no reverse replication armed on the source: cutover arms it when the spec sets cutover.reverse: true.`,
+      );
+    }
+    await context.callback.success({ reverse: true });
+    const names = reverseReplicationNames(spec);
+    const end = await runReplicator({
+      migration: spec.name,
+      slotName: names.slotName,
+      publicationName: names.publicationName,
+      conflictPolicy: spec.cdc.conflictPolicy,
+      batch: spec.cdc.batch,
+      retryWindowMs: spec.cdc.retryWindowMinutes * 60_000,
+      heartbeatMs: 1000,
+      connectSource: reverse.connectSource,
+      connectTarget: reverse.connectTarget,
+      streamConfig,
+      log,
+      signal: options.signal,
+      onHeartbeat: options.onHeartbeat,
+      origin: { name: names.reverseOrigin, skipOrigins: originFamily(names.forwardOrigin) },
+    });
+    log(end === 'drained' ? 'reverse stream drained for fallback; streaming ended' : 'reverse stream stopped');
+  });
+}
