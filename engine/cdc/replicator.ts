@@ -202,7 +202,8 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
 
 /** Configures a target session for applying and puts an Applier on it. */
 async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim): Promise<Applier> {
-  await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
+  // Replica role: the fence's triggers (engine/cutover/fence.ts) let it write; a fenced database's read-only default must not stop it either.
+  await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica; SET default_transaction_read_only = off`);
   return new Applier(client, {
     migration: options.migration,
     generation: () => claim.generation,
