@@ -24,6 +24,7 @@ import { Applier, StreamerFencedError, type ConflictPolicy } from './apply/index
 import { Batcher } from './batching.js';
 import { EarlyApply, StreamingFallback } from './early-apply.js';
 import { Heartbeat, heartbeatLoop } from './heartbeat.js';
+import { FenceCheck, LateChangeWatch } from './fence-check.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
 import { readPostDataLsn, readReplicationStatus, readTableSyncs } from '../control/index.js';
@@ -311,10 +312,12 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       },
     }));
     const stages = await changeStages(options, control, startLsn, mainApplier);
+    const lateChanges = new LateChangeWatch();
     const onMessage = (streamed: StreamedMessage) =>
       batcher.exclusive(async () => {
         const message = await stages(streamed.message);
         if (!message) return;
+        lateChanges.observe(message);
         if (streaming && (await earlyApply.handle(message))) return;
         await mainApplier.handle(message);
         if (message.tag !== 'commit') return;
@@ -338,6 +341,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       onHeartbeat: options.onHeartbeat,
       log,
       ...retainedWalDeps(options, source, control),
+      fenceCheck: new FenceCheck({ migration, control, source, position, watch: lateChanges, requestKeepalive: () => thisStream.requestKeepalive(), log }),
     });
     const loop = (heartbeats = heartbeatLoop(() => heartbeat.beat(), options.heartbeatMs ?? 1000, signal));
     const end = await Promise.race([loop.ended, failed]);

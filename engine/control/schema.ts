@@ -197,7 +197,19 @@ CREATE TABLE IF NOT EXISTS pgferry.table_sync (
 );
 -- The source's WAL position when post-data began reading the source's definitions: a schema
 -- change committed before it is already in what post-data built (engine/cdc/ddl/apply.ts).
-ALTER TABLE pgferry.replication ADD COLUMN IF NOT EXISTS post_data_source_lsn pg_lsn;`;
+ALTER TABLE pgferry.replication ADD COLUMN IF NOT EXISTS post_data_source_lsn pg_lsn;
+-- Row changes the stream found committed after the cutover's drain point, behind the fence
+-- (engine/cdc/fence-check.ts): applied to the target, never dropped, and listed for the report.
+CREATE TABLE IF NOT EXISTS pgferry.late_changes (
+  migration text NOT NULL,
+  commit_lsn pg_lsn NOT NULL,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  rows bigint NOT NULL,
+  keys text[] NOT NULL DEFAULT '{}',
+  found_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, commit_lsn, source_schema, source_table)
+);`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
 export async function ensureControlSchema(client: pg.Client): Promise<void> {
