@@ -258,6 +258,8 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   if (claim.generation === undefined) claim.generation = await claimStreamerGeneration(target, migration);
   else await assertCurrentGeneration(target, migration, claim);
   const control = await sessions.open(options.connectTarget);
+  // The reverse stream keeps its control schema on the source, which the cutover fence made read-only for new sessions.
+  await control.query('SET default_transaction_read_only = off');
   const source = await sessions.open(options.connectSource);
   await endStaleWalsender(source, options.slotName);
   await assertSlotUsable(source, options.slotName);
