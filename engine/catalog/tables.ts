@@ -10,7 +10,9 @@ import type { MigrationSpec } from '../spec/index.js';
 export const CONTROL_SCHEMA = 'pgferry';
 /** Where the source keeps the DDL capture of CDC (engine/cdc/ddl/capture.ts). */
 export const CAPTURE_SCHEMA = 'pgferry_capture';
-export const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', CONTROL_SCHEMA, CAPTURE_SCHEMA];
+/** The cutover fence's function (engine/cutover/fence.ts). */
+export const FENCE_SCHEMA = 'pgferry_fence';
+export const SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast', CONTROL_SCHEMA, CAPTURE_SCHEMA, FENCE_SCHEMA];
 
 export interface ColumnInfo {
   name: string;

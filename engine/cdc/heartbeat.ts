@@ -2,12 +2,14 @@
  * The streamer's heartbeat: every interval it measures lag against the source's WAL position,
  * writes it to the control schema (which also tells the workflow the streamer lives), tells an
  * observer (metrics), and reads back the workflow's request: stop (the migration ended or
- * failed) or drain to the cutover LSN, which ends the run once everything up to it is processed.
+ * failed) or drain to the cutover LSN, which ends the run once everything up to it is processed
+ * (and, behind a fence, once the fence check found nothing past it: fence-check.ts).
  */
 import type pg from 'pg';
 import { markDrained, writeHeartbeat, type StreamerRequest } from '../control/checkpoint.js';
 import { runHasStopped } from '../control/migrations.js';
 import { currentWalLsn } from '../cutover/index.js';
+import type { FenceCheck } from './fence-check.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import type { StreamPosition } from './position.js';
 import type { ReplicatorEnd, ReplicatorHeartbeat } from './replicator.js';
@@ -58,6 +60,8 @@ export interface HeartbeatDeps {
   /** Measures and records the WAL the slot holds back (retained-wal.ts); at most every `retainedWalIntervalMs`. */
   checkRetainedWal?: () => Promise<void>;
   retainedWalIntervalMs?: number;
+  /** After the drain of a fenced cutover, reads on past the drain point until the fence is certainly in force. */
+  fenceCheck?: FenceCheck;
 }
 
 /** The slot's retained WAL is measured at most this often by default: it changes slowly. */
@@ -96,7 +100,10 @@ export class Heartbeat {
     }
     this.observe({ lagSeconds, lagBytes: Number(lagBytes), sourceLsn: formatLsn(sourceLsn), processedLsn: formatLsn(position.processed) });
     await this.checkRetainedWalIfDue(now);
-    const decision = streamerDecision(request, position.processed);
+    let decision = streamerDecision(request, position.processed);
+    if (decision === 'drained' && request!.fenced && deps.fenceCheck) {
+      decision = (await deps.fenceCheck.step(parseLsn(request!.drainLsn!))) ?? 'keepalive';
+    }
     if (decision === 'drained') {
       await markDrained(deps.control, deps.migration);
       deps.log(`drained to ${request!.drainLsn} (applied ${formatLsn(position.applied)})`);

@@ -25,6 +25,7 @@ import { Applier, StreamerFencedError, type ConflictPolicy } from './apply/index
 import { Batcher } from './batching.js';
 import { EarlyApply, StreamingFallback } from './early-apply.js';
 import { Heartbeat, heartbeatLoop } from './heartbeat.js';
+import { FenceCheck, LateChangeWatch } from './fence-check.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
 import { readPostDataLsn, readReplicationStatus, readTableSyncs } from '../control/index.js';
@@ -213,7 +214,8 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
 
 /** Configures a target session for applying and puts an Applier on it. */
 async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim): Promise<Applier> {
-  await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
+  // Replica role: the fence's triggers (engine/cutover/fence.ts) let it write; a fenced database's read-only default must not stop it either.
+  await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica; SET default_transaction_read_only = off`);
   return new Applier(client, {
     migration: options.migration,
     generation: () => claim.generation,
@@ -267,6 +269,8 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   if (claim.generation === undefined) claim.generation = await claimStreamerGeneration(target, migration);
   else await assertCurrentGeneration(target, migration, claim);
   const control = await sessions.open(options.connectTarget);
+  // The reverse stream keeps its control schema on the source, which the cutover fence made read-only for new sessions.
+  await control.query('SET default_transaction_read_only = off');
   const source = await sessions.open(options.connectSource);
   await endStaleWalsender(source, options.slotName);
   await assertSlotUsable(source, options.slotName);
@@ -329,10 +333,12 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       },
     }));
     const stages = await changeStages(options, control, startLsn, mainApplier);
+    const lateChanges = new LateChangeWatch();
     const onMessage = (streamed: StreamedMessage) =>
       batcher.exclusive(async () => {
         const message = await stages(streamed.message);
         if (!message) return;
+        lateChanges.observe(message);
         if (streaming && (await earlyApply.handle(message))) return;
         await mainApplier.handle(message);
         if (message.tag !== 'commit') return;
@@ -356,6 +362,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       onHeartbeat: options.onHeartbeat,
       log,
       ...retainedWalDeps(options, source, control),
+      fenceCheck: new FenceCheck({ migration, control, source, position, watch: lateChanges, requestKeepalive: () => thisStream.requestKeepalive(), log }),
     });
     const loop = (heartbeats = heartbeatLoop(() => heartbeat.beat(), options.heartbeatMs ?? 1000, signal));
     const end = await Promise.race([loop.ended, failed]);

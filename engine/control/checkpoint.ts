@@ -70,20 +70,22 @@ export interface StreamerRequest {
   drainLsn: string | null;
   /** The migration's phase (null when its row is gone). */
   phase: string | null;
+  /** The source is fenced for cutover: the drain is checked past the drain point (fence-check.ts). */
+  fenced?: boolean;
 }
 
 /** Writes one heartbeat; undefined when the migration's status row is gone. */
 export async function writeHeartbeat(control: pg.ClientBase, migration: string, beat: HeartbeatRow): Promise<StreamerRequest | undefined> {
-  const { rows } = await control.query<{ drain_lsn: string | null; phase: string | null }>(
+  const { rows } = await control.query<{ drain_lsn: string | null; phase: string | null; fenced: boolean }>(
     `UPDATE pgferry.replication_status s
         SET received_lsn = $2::pg_lsn, processed_lsn = $3::pg_lsn, source_lsn = $4::pg_lsn, heartbeat_at = now(),
             lag_bytes = $5, lag_seconds = $6, rows_per_second = $7
       WHERE migration = $1
-      RETURNING drain_lsn::text, (SELECT phase FROM pgferry.migrations WHERE name = $1) AS phase`,
+      RETURNING drain_lsn::text, (SELECT phase FROM pgferry.migrations WHERE name = $1) AS phase, fenced`,
     [migration, beat.receivedLsn, beat.processedLsn, beat.sourceLsn, beat.lagBytes.toString(), beat.lagSeconds, beat.rowsPerSecond],
   );
   const row = rows[0];
-  return row && { drainLsn: row.drain_lsn, phase: row.phase };
+  return row && { drainLsn: row.drain_lsn, phase: row.phase, fenced: row.fenced };
 }
 
 export async function markDrained(control: pg.ClientBase, migration: string): Promise<void> {

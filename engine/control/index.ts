@@ -17,3 +17,4 @@ export * from './ddl.js';
 export * from './table-sync.js';
 export * from './after-cutover.js';
 export * from './reverse.js';
+export * from './late-changes.js';

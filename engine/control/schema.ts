@@ -219,6 +219,18 @@ CREATE TABLE IF NOT EXISTS pgferry.after_cutover (
   reverse_applied_lsn pg_lsn,
   reverse_error text,
   reverse_seen_at timestamptz
+);
+-- Row changes the stream found committed after the cutover's drain point, behind the fence
+-- (engine/cdc/fence-check.ts): applied to the target, never dropped, and listed for the report.
+CREATE TABLE IF NOT EXISTS pgferry.late_changes (
+  migration text NOT NULL,
+  commit_lsn pg_lsn NOT NULL,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  rows bigint NOT NULL,
+  keys text[] NOT NULL DEFAULT '{}',
+  found_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, commit_lsn, source_schema, source_table)
 );`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */

@@ -34,7 +34,7 @@ export async function requestMigrationCutover(target: pg.Client, spec: Migration
     requested: true,
     message:
       `Cutover requested for ${spec.name}: it starts once lag is under ${spec.cutover.maxLagSeconds} s` +
-      `${spec.cutover.fenceSource ? ', makes the source read-only' : ''}, drains the remaining changes, then sets sequences and compares.`,
+      `${spec.cutover.fenceSource ? ', fences the source (writes to the migrated tables refused)' : ''}, drains the remaining changes, then sets sequences and compares.`,
   };
 }
 

@@ -12,6 +12,7 @@ import { checkDdlCapture } from './ddl-capture.js';
 import { checkReverse } from './reverse.js';
 import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { checkSecurity } from './security.js';
+import { checkFencePrivileges } from './fence.js';
 import { replicationNames } from '../cdc/slot.js';
 import {
   checkNotMigrated,
@@ -263,6 +264,7 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
       ['source.large_objects', (client) => checkLargeObjects(client, spec.mode)],
       ['source.materialized_views', (client) => checkMaterializedViews(client, spec.objects)],
       ...(wantsCdc(spec) ? cdcOnly : []),
+      ...(wantsCdc(spec) && spec.cutover?.fenceSource ? [['source.fence', (client) => checkFencePrivileges(client, spec)] satisfies SourceCheck] : []),
     ];
     for (const [id, check] of sourceChecks) checks.push(source.facts ? await guarded(id, () => check(source.facts!.client)) : skipped(id, 'no connection to the source'));
     checks.push(

@@ -263,7 +263,12 @@ const cutoverSchema = z
   .strictObject({
     mode: z.enum(['manual', 'auto']).default('manual').describe('Wait for a person to cut over, or cut over by itself.'),
     maxLagSeconds: z.number().positive().default(5).describe('CDC lag below which cutover may start.'),
-    fenceSource: z.boolean().default(false).describe('Make the source read-only during cutover.'),
+    fenceSource: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Fence the source at cutover: writes to the migrated tables are refused (a trigger; pgferry\'s replica-role appliers pass), new sessions start read-only and other sessions are ended. Lifted by pgferry fallback, pgferry finish, or cleanup (pgferry stop).',
+      ),
     syncSequences: z.boolean().default(true).describe('Set target sequences from the source at cutover.'),
     finalCompare: z
       .boolean()

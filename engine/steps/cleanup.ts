@@ -8,7 +8,7 @@ import { dropSlotAndPublication, replicationNames } from '../cdc/slot.js';
 import { readReplicationStatus, recordFence } from '../control/index.js';
 import type { SecretsProvider } from '../connect/index.js';
 import { findMigration, recordEvent, setPhase, type MigrationState } from '../control/index.js';
-import { unfenceSource } from '../cutover/index.js';
+import { liftFence } from '../cutover/fence.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides, writeThroughFence } from './sides.js';
 
@@ -164,7 +164,7 @@ async function settleRunOnTarget(
 async function releaseSource(spec: MigrationSpec, secrets: SecretsProvider, { fenced, keepSlot }: { fenced: boolean; keepSlot: boolean }) {
   return withSides(spec, secrets, { source: true }, async ({ source }) => {
     await writeThroughFence(source);
-    if (fenced) await unfenceSource(source);
+    if (fenced) await liftFence(source);
     if (!keepSlot) return dropSlotAndPublication(source, replicationNames(spec));
     return undefined;
   });

@@ -6,7 +6,7 @@ import { parseSpec } from '../../engine/spec/index.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { waitFor } from '../support/wait.js';
 import { defaultSlotName, ensurePublication } from '../../engine/cdc/slot.js';
-import { fenceSource } from '../../engine/cutover/index.js';
+import { fenceWrites } from '../../engine/cutover/fence.js';
 import { handler } from '../../lambdas/cleanup.js';
 import { cleanupStep } from '../../engine/steps/cleanup.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
@@ -90,7 +90,7 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
       publication: true,
       also: async (source, target) => {
         await recordFence(target, name, true);
-        await fenceSource(source);
+        await fenceWrites(source, [{ schema: 'public', name: 't' }], { migration: name });
       },
     });
 
@@ -100,6 +100,8 @@ describe('Cleanup for an execution that ended without succeeding (EventBridge ru
     const publicationCount = async () => (await cluster.sql('SELECT count(*)::int AS n FROM pg_publication', 'app'))[0]!.rows[0].n;
     const [readOnly] = await cluster.sql('SHOW default_transaction_read_only', 'app');
     expect(readOnly!.rows[0].default_transaction_read_only).toBe('off');
+    const [triggers] = await cluster.sql("SELECT count(*)::int AS n FROM pg_trigger WHERE tgname = 'pgferry_fence'", 'app');
+    expect(triggers!.rows[0].n).toBe(0);
     expect(await publicationCount()).toBe(1);
     const phaseRow = async () => (await cluster.sql(`SELECT phase, error FROM pgferry.migrations WHERE name = '${name}'`, 'app_target'))[0]!.rows[0];
     expect(await phaseRow()).toEqual({ phase: 'paused', error: expect.stringMatching(/^pgferry\.Stopped: The execution .* ended ABORTED\.$/) });

@@ -84,6 +84,27 @@ describe('precheck on real clusters', () => {
     expect(pause.message).toContain('schema changes on the source will not be detected (cdc.ddl "pause")');
   });
 
+  it('with cutover.fenceSource, says whether the source user may fence the source at cutover, with the GRANTs to run', async () => {
+    await pg13.sql('CREATE DATABASE fencing');
+    await pg13.sql('CREATE TABLE items (id int PRIMARY KEY)', 'fencing');
+    await pg13.sql("CREATE ROLE fencer LOGIN REPLICATION PASSWORD 'fencer-pw'");
+    await pg13.sql('GRANT SELECT ON items TO fencer', 'fencing');
+    const owner = pg13.connection.username;
+    const fencer = { secret: scratch.secretFor('source-13-fencer', pg13, { username: 'fencer', password: 'fencer-pw' }), database: 'fencing' };
+    const spec = pair(pg13, pg17, 'full+cdc', { source: fencer, cutover: { fenceSource: true } });
+    expect(byId((await precheck(spec)).checks)['source.fence']).toEqual({
+      id: 'source.fence',
+      status: 'fail',
+      message:
+        "cutover.fenceSource: the source user cannot fence the source at cutover: no TRIGGER privilege on 1 selected table(s): public.items; no CREATE privilege on database fencing (for the fence's schema pgferry_fence); not the owner of database fencing (ALTER DATABASE … SET default_transaction_read_only needs it).",
+      remediation: `On the source, run: GRANT TRIGGER ON public.items TO fencer; GRANT CREATE ON DATABASE fencing TO fencer; GRANT ${owner} TO fencer; Or set cutover.fenceSource to false (writes after cutover are then not refused).`,
+    });
+    // Without fenceSource the check is not made.
+    expect(byId((await precheck({ ...spec, cutover: {} })).checks)['source.fence']).toBeUndefined();
+    await pg13.sql(`GRANT TRIGGER ON public.items TO fencer; GRANT CREATE ON DATABASE fencing TO fencer; GRANT ${owner} TO fencer`, 'fencing');
+    expect(byId((await precheck(spec)).checks)['source.fence']).toMatchObject({ status: 'pass' });
+  });
+
   it('passes 13 → 18', async () => {
     const report = await precheck(pair(pg13, pg18));
     expect(report.ok).toBe(true);

@@ -2,7 +2,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
 import { createSlotWithSnapshot, ensurePublication, slotState } from '../../engine/cdc/slot.js';
-import { beginMigration, ensureControlSchema, readReplicationStatus, registerReplication, setDrainLsn } from '../../engine/control/index.js';
+import { beginMigration, ensureControlSchema, readLateChanges, readReplicationStatus, recordFence, registerReplication, setDrainLsn } from '../../engine/control/index.js';
+import { markDrainPoint } from '../../engine/cutover/index.js';
 import { parseLsn } from '../../engine/cdc/pgoutput.js';
 import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
@@ -298,6 +299,29 @@ describe('the CDC streamer + applier loop', () => {
         { line: 'kept', n: 1 },
         { line: 'deleted on the source only', n: 2 },
       ]);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('behind a fence, reads on past the drain point: a replica-role write committed after it is applied and recorded, never dropped', async () => {
+    const r = await setUp('pastfence');
+    try {
+      await r.src.query("INSERT INTO items VALUES (1, 'before', now())");
+      await waitFor('the first row on the target', async () => (await r.control.query('SELECT 1 FROM items WHERE id = 1')).rowCount === 1);
+      const drainLsn = await markDrainPoint(r.src);
+      // After the drain point, a session the fence's triggers let through (replica role) writes.
+      await source.sql("SET session_replication_role = replica; INSERT INTO items VALUES (2, 'past the fence', now()); UPDATE items SET name = 'changed' WHERE id = 1", 'pastfence');
+      await recordFence(r.control, r.migration, true);
+      await setDrainLsn(r.control, r.migration, drainLsn);
+      await r.run;
+      expect(r.ended()).toBe('drained');
+      await expectSame('pastfence');
+      const late = await readLateChanges(r.control, r.migration);
+      expect(late).toEqual([{ commitLsn: expect.any(String), schema: 'public', table: 'items', rows: 2, keys: ['insert id=2', 'update id=1'] }]);
+      expect(parseLsn(late[0]!.commitLsn)).toBeGreaterThan(parseLsn(drainLsn));
+      const { rows: events } = await r.control.query("SELECT level, message FROM pgferry.events WHERE migration = $1 AND message LIKE '%past the fence%'", [r.migration]);
+      expect(events).toEqual([{ level: 'warn', message: expect.stringContaining('public.items at ') }]);
     } finally {
       await r.stop();
     }

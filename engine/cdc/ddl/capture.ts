@@ -28,7 +28,13 @@ export const CAPTURE_TABLE = { schema: CAPTURE_SCHEMA, name: 'ddl_commands' } as
 const EVENT_TRIGGERS = ['pgferry_capture_ddl', 'pgferry_capture_drop'];
 
 /** Schemas whose objects are never captured. */
-const IGNORED_SCHEMAS = `ARRAY['pg_catalog', 'information_schema', 'pg_toast', 'pgferry', 'pgferry_capture']`;
+const IGNORED_SCHEMAS = `ARRAY['pg_catalog', 'information_schema', 'pg_toast', 'pgferry', 'pgferry_capture', 'pgferry_fence']`;
+
+/**
+ * Keeps the rest of the caller's transaction out of the capture: pgferry's own DDL on the
+ * source that must not reach the target (the cutover fence's triggers, engine/cutover/fence.ts).
+ */
+export const SKIP_DDL_CAPTURE_SQL = "SELECT pg_catalog.set_config('pgferry_capture.nested', 'on', true)";
 
 // String.raw: the SQL holds regular-expression backslashes.
 const INSTALL_SQL = String.raw`
