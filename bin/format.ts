@@ -215,8 +215,15 @@ export function formatReport(report: MigrationReport): string {
       `CDC: ${r.rows} rows in ${r.transactions} transactions applied from slot ${r.slot} (${r.consistentLsn ?? '-'} → ${r.appliedLsn ?? '-'})` +
         `${r.restarts ? `, ${r.restarts} streamer restart(s)` : ''}` +
         `${r.peakRetainedWalBytes !== undefined ? `; the slot held back at most ${formatBytes(r.peakRetainedWalBytes)} of WAL` : ''}` +
-        `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source is left read-only)' : ''}` : ''}` +
+        `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source stays fenced)' : ''}` : ''}` +
         `${r.writeUnavailableSeconds !== null ? `; writes were unavailable for ${r.writeUnavailableSeconds.toFixed(1)} s (${r.fenced ? 'fence' : 'cutover request'} → target ready)` : ''}.`,
+    );
+  }
+  const late = report.lateChanges ?? [];
+  if (late.length > 0) {
+    lines.push(
+      `${late.reduce((sum, c) => sum + c.rows, 0)} row change(s) were committed on the source after the drain point, past the fence, and applied to the target:`,
+      ...late.slice(0, MOST_NAMED).map((c) => `  ${c.schema}.${c.table} at ${c.commitLsn}: ${c.keys.join(', ')}${c.rows > c.keys.length ? ', …' : ''}`),
     );
   }
   const a = report.afterCutover;

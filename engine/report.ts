@@ -10,6 +10,8 @@ import {
   readProgress,
   schemaObjectCounts,
   type AfterCutoverRow,
+  type LateChange,
+  readLateChanges,
   type MigrationProgress,
   type ReplicationStatusRow,
   type RetainedWalRow,
@@ -54,6 +56,8 @@ export interface MigrationReport {
   replication?: ReplicationReport;
   /** After cutover: the reverse stream and how it ended (fallback or finish). */
   afterCutover?: AfterCutoverReport;
+  /** Row changes committed on the source after the cutover's drain point (past the fence): applied, and listed here. */
+  lateChanges?: LateChange[];
   /** After cutover: what is left for a person to do or know, each item with the command that does it. */
   checklist: string[];
 }
@@ -92,7 +96,9 @@ const rate = (bytes: number, seconds: number) => (seconds > 0 ? Math.round((byte
 export async function buildReport(target: pg.Client, migration: string): Promise<MigrationReport | undefined> {
   const progress = await readProgress(target, migration);
   if (!progress) return undefined;
-  return reportOf(progress, await schemaObjectCounts(target, migration), await leftOutObjects(target, migration));
+  const report = reportOf(progress, await schemaObjectCounts(target, migration), await leftOutObjects(target, migration));
+  const lateChanges = await readLateChanges(target, migration);
+  return lateChanges.length ? { ...report, lateChanges } : report;
 }
 
 const hundredths = (value: number) => Math.round(value * 100) / 100;

@@ -16,6 +16,7 @@ import {
   readAfterCutover,
   recordAfterCutoverError,
   recordEvent,
+  recordFence,
   recordReverseProgress,
   recordTargetFenced,
   setPhase,
@@ -113,6 +114,8 @@ export async function fallbackStep(spec: MigrationSpec, secrets: SecretsProvider
     await setPhase(target, spec.name, 'fallback');
     await recordTargetFenced(target, spec.name);
     const fence = await stage('fenced the target', async () => fenceWrites(target, dataTables(await listTables(target, spec.objects)), { migration: spec.name }));
+    // The reverse stream, drained behind a fence, reads past its drain point until the fence is certainly in force (engine/cdc/fence-check.ts).
+    await recordFence(source, spec.name, true);
     await recordEvent(target, spec.name, 'info', `fallback: target fenced (${fence.tablesFenced} table(s), ${fence.sessionsEnded} session(s) ended)`);
     const drainLsn = await stage('drained the reverse stream', () => drainReverse(spec, source, target, { timeoutMs: FALLBACK_DRAIN_MS }));
     const sequences = await stage('set the sequences back', () => copySequencesBack(spec, source, target));

@@ -10,6 +10,7 @@ import type { SecretsProvider } from '../connect/index.js';
 import { findMigration, recordEvent, setPhase, type MigrationState } from '../control/index.js';
 import { liftFence } from '../cutover/fence.js';
 import type { MigrationSpec } from '../spec/index.js';
+import { dropMigrationOrigins } from '../cutover/reverse.js';
 import { usesCdc, withSides, writeThroughFence } from './sides.js';
 
 export interface CleanupResult {
@@ -81,6 +82,12 @@ export async function cleanupStep(
     await attempts.attempt('source', async () => {
       slot = await releaseSource(spec, secrets, { fenced, keepSlot: paused || (spec.cdc.keepSlotOnFailure && !abandon) });
     });
+    // The replication origins of cutover.reverse go with the run they served.
+    if (slot?.slotDropped && spec.cutover.reverse) {
+      await attempts.attempt('replication origins', async () => {
+        await withSides(spec, secrets, { source: true, target: true }, ({ source, target }) => dropMigrationOrigins(spec, source, target));
+      });
+    }
     // Recorded only once lifted: a cleanup that could not lift it tries again when run again.
     if (paused && fenced && attempts.problems.length === 0) {
       await attempts.attempt('control schema', () => withSides(spec, secrets, { target: true }, ({ target }) => recordFence(target, spec.name, false)));
