@@ -15,3 +15,4 @@ export * from './retained-wal.js';
 export * from './runner.js';
 export * from './ddl.js';
 export * from './table-sync.js';
+export * from './changed-keys.js';

@@ -1,0 +1,151 @@
+/**
+ * What changed since a table was verified (issue 14, "the fenced window depends on the changes,
+ * not the size"): `pgferry.changed_keys` (the keys the applier changed, with the commit LSN of
+ * the last change), `pgferry.changed_tables` (each table's key columns, and the last change
+ * that had no usable key: REPLICA IDENTITY FULL or none, TRUNCATE) and `pgferry.verified_tables`
+ * (the LSN from which the comparison while replicating verified a table, and whether it
+ * matched). A change is covered by a verification at LSN V when its commit LSN is below V: it
+ * was committed on the target before V was read, so the comparison saw it.
+ */
+import type pg from 'pg';
+import type { TableRef } from '../catalog/tables.js';
+import { qualified } from '../sql.js';
+
+/** One table's changed keys, as one chunk of the applier holds them (deduplicated). */
+export interface ChangedKeysBatch {
+  table: TableRef;
+  /** The key columns, when this applier has not recorded them for the table yet. */
+  keyColumns?: string[];
+  /** The key values, flattened: `width` values per key, in key column order. */
+  values: (string | null)[];
+  width: number;
+  /** Commit LSN of each key's last change. */
+  lsns: string[];
+}
+
+const KEYS_SQL = `
+WITH key_columns AS (
+  INSERT INTO pgferry.changed_tables AS c (migration, source_schema, source_table, key_columns)
+  SELECT $1, $2, $3, $4::text[] WHERE $4::text[] IS NOT NULL
+  ON CONFLICT (migration, source_schema, source_table) DO UPDATE
+     SET key_columns = EXCLUDED.key_columns,
+         -- keys recorded in other columns cannot be looked up any more: the whole table is compared
+         whole_lsn = CASE WHEN c.key_columns IS NOT NULL AND c.key_columns IS DISTINCT FROM EXCLUDED.key_columns
+                          THEN greatest(c.whole_lsn, (SELECT max(l) FROM unnest($6::pg_lsn[]) l)) ELSE c.whole_lsn END
+)
+INSERT INTO pgferry.changed_keys AS k (migration, source_schema, source_table, key, lsn)
+SELECT $1, $2, $3, ($5::text[])[(i - 1) * $7 + 1 : i * $7], l
+  FROM unnest($6::pg_lsn[]) WITH ORDINALITY u(l, i)
+ON CONFLICT (migration, source_schema, source_table, key) DO UPDATE SET lsn = greatest(k.lsn, EXCLUDED.lsn)`;
+
+/** Records one table's changed keys inside the caller's open transaction: one statement. */
+export async function recordChangedKeys(client: pg.ClientBase, migration: string, batch: ChangedKeysBatch): Promise<void> {
+  await client.query(KEYS_SQL, [
+    migration,
+    batch.table.schema,
+    batch.table.name,
+    batch.keyColumns ?? null,
+    batch.values,
+    batch.lsns,
+    batch.width,
+  ]);
+}
+
+/** Records that `table` changed without a usable key (or was truncated) at `lsn`: it is compared whole. */
+export async function recordWholeTableChange(client: pg.ClientBase, migration: string, table: TableRef, lsn: string): Promise<void> {
+  await client.query(
+    `INSERT INTO pgferry.changed_tables AS c (migration, source_schema, source_table, whole_lsn) VALUES ($1, $2, $3, $4::pg_lsn)
+     ON CONFLICT (migration, source_schema, source_table) DO UPDATE SET whole_lsn = greatest(c.whole_lsn, EXCLUDED.whole_lsn)`,
+    [migration, table.schema, table.name, lsn],
+  );
+}
+
+/** A table's changes still to be checked and its verification, by `schema.table`. */
+export interface TableChanges {
+  /** The columns the recorded keys are in (the source's replica identity). */
+  keyColumns: string[] | null;
+  /** Keys recorded (not yet covered by a verification). */
+  keys: number;
+  /** The last change without a usable key not yet covered, or null. */
+  wholeLsn: string | null;
+}
+
+export interface TableVerification {
+  lsn: string;
+  matched: boolean;
+}
+
+export async function readTableChanges(client: pg.ClientBase, migration: string): Promise<Map<string, TableChanges>> {
+  const { rows } = await client.query<{ source_schema: string; source_table: string; key_columns: string[] | null; keys: string; whole_lsn: string | null }>(
+    `SELECT t.source_schema, t.source_table, c.key_columns, coalesce(k.keys, 0) AS keys, c.whole_lsn::text
+       FROM (SELECT source_schema, source_table FROM pgferry.changed_tables WHERE migration = $1
+             UNION SELECT DISTINCT source_schema, source_table FROM pgferry.changed_keys WHERE migration = $1) t
+       LEFT JOIN pgferry.changed_tables c ON c.migration = $1 AND (c.source_schema, c.source_table) = (t.source_schema, t.source_table)
+       LEFT JOIN (SELECT source_schema, source_table, count(*) AS keys FROM pgferry.changed_keys WHERE migration = $1
+                   GROUP BY 1, 2) k ON (k.source_schema, k.source_table) = (t.source_schema, t.source_table)`,
+    [migration],
+  );
+  return new Map(
+    rows.map((r) => [
+      qualified({ schema: r.source_schema, name: r.source_table }),
+      { keyColumns: r.key_columns, keys: Number(r.keys), wholeLsn: r.whole_lsn },
+    ]),
+  );
+}
+
+export async function readVerifications(client: pg.ClientBase, migration: string): Promise<Map<string, TableVerification>> {
+  const { rows } = await client.query<{ source_schema: string; source_table: string; lsn: string; matched: boolean }>(
+    'SELECT source_schema, source_table, verified_lsn::text AS lsn, matched FROM pgferry.verified_tables WHERE migration = $1',
+    [migration],
+  );
+  return new Map(rows.map((r) => [qualified({ schema: r.source_schema, name: r.source_table }), { lsn: r.lsn, matched: r.matched }]));
+}
+
+/** The keys recorded for a table (key values in key column order). */
+export async function readChangedKeys(client: pg.ClientBase, migration: string, table: TableRef): Promise<(string | null)[][]> {
+  const { rows } = await client.query<{ key: (string | null)[] }>(
+    'SELECT key FROM pgferry.changed_keys WHERE migration = $1 AND source_schema = $2 AND source_table = $3',
+    [migration, table.schema, table.name],
+  );
+  return rows.map((r) => r.key);
+}
+
+/**
+ * Records that `table` was verified from `lsn` (the target's applied LSN read before it was
+ * compared). When it matched, the changes below `lsn` are covered and forgotten; rows the
+ * applier holds locked right now are left (they are being changed again, so they stay due).
+ */
+export async function recordVerification(client: pg.ClientBase, migration: string, table: TableRef, lsn: string, matched: boolean): Promise<void> {
+  const params = [migration, table.schema, table.name, lsn];
+  await client.query(
+    `INSERT INTO pgferry.verified_tables AS v (migration, source_schema, source_table, verified_lsn, matched) VALUES ($1, $2, $3, $4::pg_lsn, $5)
+     ON CONFLICT (migration, source_schema, source_table) DO UPDATE
+        SET verified_lsn = EXCLUDED.verified_lsn, matched = EXCLUDED.matched, verified_at = now()`,
+    [...params, matched],
+  );
+  if (!matched) return;
+  await client.query(
+    `DELETE FROM pgferry.changed_keys WHERE ctid IN (
+       SELECT ctid FROM pgferry.changed_keys
+        WHERE migration = $1 AND source_schema = $2 AND source_table = $3 AND lsn < $4::pg_lsn FOR UPDATE SKIP LOCKED)`,
+    params,
+  );
+  await client.query(
+    `UPDATE pgferry.changed_tables SET whole_lsn = NULL WHERE ctid IN (
+       SELECT ctid FROM pgferry.changed_tables
+        WHERE migration = $1 AND source_schema = $2 AND source_table = $3 AND whole_lsn < $4::pg_lsn FOR UPDATE SKIP LOCKED)`,
+    params,
+  );
+}
+
+/** The incremental comparison at the cutover request has run (once per request: replicationDecision). */
+export async function recordIncrementalComparison(client: pg.ClientBase, migration: string): Promise<void> {
+  await client.query('UPDATE pgferry.replication_status SET incremental_compared_at = clock_timestamp() WHERE migration = $1', [migration]);
+}
+
+/** Forgets every recorded change and verification of a migration (its replication starts over). */
+export async function clearChangeTracking(client: pg.ClientBase, migration: string): Promise<void> {
+  await client.query('DELETE FROM pgferry.changed_keys WHERE migration = $1', [migration]);
+  await client.query('DELETE FROM pgferry.changed_tables WHERE migration = $1', [migration]);
+  await client.query('DELETE FROM pgferry.verified_tables WHERE migration = $1', [migration]);
+}
