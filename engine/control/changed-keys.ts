@@ -101,10 +101,10 @@ export async function readVerifications(client: pg.ClientBase, migration: string
   return new Map(rows.map((r) => [qualified({ schema: r.source_schema, name: r.source_table }), { lsn: r.lsn, matched: r.matched }]));
 }
 
-/** The keys recorded for a table (key values in key column order). */
+/** The keys recorded for a table (key values in key column order), in order. */
 export async function readChangedKeys(client: pg.ClientBase, migration: string, table: TableRef): Promise<(string | null)[][]> {
   const { rows } = await client.query<{ key: (string | null)[] }>(
-    'SELECT key FROM pgferry.changed_keys WHERE migration = $1 AND source_schema = $2 AND source_table = $3',
+    'SELECT key FROM pgferry.changed_keys WHERE migration = $1 AND source_schema = $2 AND source_table = $3 ORDER BY key',
     [migration, table.schema, table.name],
   );
   return rows.map((r) => r.key);
