@@ -16,14 +16,16 @@ export interface ChangedKeysBatch {
   table: TableRef;
   /** The key columns, when this applier has not recorded them for the table yet. */
   keyColumns?: string[];
-  /** The key values, flattened: `width` values per key, in key column order. */
-  values: (string | null)[];
-  width: number;
+  /** The key values, one array per key column (column-major: element i of each is key i). */
+  values: (string | null)[][];
   /** Commit LSN of each key's last change. */
   lsns: string[];
 }
 
-const KEYS_SQL = `
+/** The statement for keys of `width` columns: the arrays are unnested side by side (never sliced, which is linear per element). */
+function keysSql(width: number): string {
+  const columns = Array.from({ length: width }, (_, i) => `k${i}`);
+  return `
 WITH key_columns AS (
   INSERT INTO pgferry.changed_tables AS c (migration, source_schema, source_table, key_columns)
   SELECT $1, $2, $3, $4::text[] WHERE $4::text[] IS NOT NULL
@@ -31,24 +33,22 @@ WITH key_columns AS (
      SET key_columns = EXCLUDED.key_columns,
          -- keys recorded in other columns cannot be looked up any more: the whole table is compared
          whole_lsn = CASE WHEN c.key_columns IS NOT NULL AND c.key_columns IS DISTINCT FROM EXCLUDED.key_columns
-                          THEN greatest(c.whole_lsn, (SELECT max(l) FROM unnest($6::pg_lsn[]) l)) ELSE c.whole_lsn END
+                          THEN greatest(c.whole_lsn, (SELECT max(l) FROM unnest($5::pg_lsn[]) l)) ELSE c.whole_lsn END
 )
 INSERT INTO pgferry.changed_keys AS k (migration, source_schema, source_table, key, lsn)
-SELECT $1, $2, $3, ($5::text[])[(i - 1) * $7 + 1 : i * $7], l
-  FROM unnest($6::pg_lsn[]) WITH ORDINALITY u(l, i)
+SELECT $1, $2, $3, ARRAY[${columns.join(', ')}], l
+  FROM unnest($5::pg_lsn[], ${columns.map((_, i) => `$${i + 6}::text[]`).join(', ')}) u(l, ${columns.join(', ')})
 ON CONFLICT (migration, source_schema, source_table, key) DO UPDATE SET lsn = greatest(k.lsn, EXCLUDED.lsn)`;
+}
+
+const keysSqlByWidth = new Map<number, string>();
 
 /** Records one table's changed keys inside the caller's open transaction: one statement. */
 export async function recordChangedKeys(client: pg.ClientBase, migration: string, batch: ChangedKeysBatch): Promise<void> {
-  await client.query(KEYS_SQL, [
-    migration,
-    batch.table.schema,
-    batch.table.name,
-    batch.keyColumns ?? null,
-    batch.values,
-    batch.lsns,
-    batch.width,
-  ]);
+  const width = batch.values.length;
+  let sql = keysSqlByWidth.get(width);
+  if (!sql) keysSqlByWidth.set(width, (sql = keysSql(width)));
+  await client.query(sql, [migration, batch.table.schema, batch.table.name, batch.keyColumns ?? null, batch.lsns, ...batch.values]);
 }
 
 /** Records that `table` changed without a usable key (or was truncated) at `lsn`: it is compared whole. */
@@ -136,6 +136,15 @@ export async function recordVerification(client: pg.ClientBase, migration: strin
         WHERE migration = $1 AND source_schema = $2 AND source_table = $3 AND whole_lsn < $4::pg_lsn FOR UPDATE SKIP LOCKED)`,
     params,
   );
+}
+
+/** `table` was written outside the stream (copied anew): it is compared in full again. */
+export async function forgetVerification(client: pg.ClientBase, migration: string, table: TableRef): Promise<void> {
+  await client.query('DELETE FROM pgferry.verified_tables WHERE migration = $1 AND source_schema = $2 AND source_table = $3', [
+    migration,
+    table.schema,
+    table.name,
+  ]);
 }
 
 /** The incremental comparison at the cutover request has run (once per request: replicationDecision). */

@@ -38,10 +38,10 @@ export class ChangedKeyRecorder {
       if (!(error instanceof ApplyError)) throw error;
       return this.recordWhole(client, rel, lastLsn);
     }
-    const values: (string | null)[] = [];
+    const values: (string | null)[][] = rel.key.map(() => []);
     const lsns: string[] = [];
     for (const { key, lsn } of keys.values()) {
-      for (const v of key) values.push(v);
+      for (let i = 0; i < key.length; i++) values[i]!.push(key[i]!);
       lsns.push(lsn);
     }
     const newColumns = !this.keyColumnsKnown.has(rel);
@@ -49,7 +49,6 @@ export class ChangedKeyRecorder {
       table: tableOf(rel),
       ...(newColumns ? { keyColumns: rel.key.map((i) => rel.message.columns[i]!.name) } : {}),
       values,
-      width: rel.key.length,
       lsns,
     });
     if (newColumns) {
