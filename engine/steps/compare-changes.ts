@@ -91,12 +91,14 @@ export async function compareChanges(
   }
 
   const options = { method: spec.compare.method, maxDifferences: spec.compare.maxDifferencesReported };
-  const checkKeys = (entries: ByKey[]) =>
-    withComparedSides(context.connectSource, context.connectTarget, undefined, async (source, target) => {
+  const checkKeys = async (entries: ByKey[]): Promise<TableComparison[]> => {
+    if (entries.length === 0) return [];
+    return withComparedSides(context.connectSource, context.connectTarget, undefined, async (source, target) => {
       const checked: TableComparison[] = [];
       for (const entry of entries) checked.push(await compareRowsByKey(source, target, entry.table, entry.keyColumns, entry.keys, options));
       return checked;
     });
+  };
   let checked = await checkKeys(byKey);
   for (let round = 1; live && round <= LIVE_RECHECKS; round++) {
     const differing = byKey.filter((_, i) => checked[i]!.status === 'mismatch');

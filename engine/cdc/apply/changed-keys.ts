@@ -3,13 +3,17 @@
  * per table, deduplicated here, written in the chunk's own target transaction (so with the
  * checkpoint that covers them) as one statement per table (control/changed-keys.ts). Tables
  * whose changes carry no usable key (REPLICA IDENTITY FULL or NOTHING) and truncated tables are
- * recorded as a whole. An UPDATE that moves a row records both its old and its new key.
+ * recorded as a whole, and so are tables with more than WHOLE_TABLE_KEYS keys in one chunk (a
+ * bulk change). An UPDATE that moves a row records both its old and its new key.
  */
 import type pg from 'pg';
 import { recordChangedKeys, recordWholeTableChange } from '../../control/changed-keys.js';
 import { ApplyError } from './errors.js';
 import { keyValues, type Change, type Relation } from './relation.js';
 import { identity } from './values.js';
+
+/** Keys of one table in one chunk above which the table is recorded as changed as a whole. */
+export const WHOLE_TABLE_KEYS = 10_000;
 
 const tableOf = (rel: Relation) => ({ schema: rel.message.schema, name: rel.message.name });
 
@@ -38,6 +42,9 @@ export class ChangedKeyRecorder {
       if (!(error instanceof ApplyError)) throw error;
       return this.recordWhole(client, rel, lastLsn);
     }
+    // A bulk change is cheaper to compare as a whole table (before the fence, by the comparison at
+    // the cutover request) than to record key by key at apply time.
+    if (keys.size > WHOLE_TABLE_KEYS) return this.recordWhole(client, rel, lastLsn);
     const values: (string | null)[][] = rel.key.map(() => []);
     const lsns: string[] = [];
     for (const { key, lsn } of keys.values()) {
