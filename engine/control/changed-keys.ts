@@ -138,6 +138,35 @@ export async function recordVerification(client: pg.ClientBase, migration: strin
   );
 }
 
+/**
+ * Whether every one of `keys` (values of `keyColumns`) of `table` is recorded as changed at or
+ * after `lsn`, or the whole table is: then differences found in those rows by a comparison
+ * that read the target from `lsn` are changes still in flight, and the rows stay due for the
+ * next comparison (recordVerification keeps them).
+ */
+export async function changedSince(
+  client: pg.ClientBase,
+  migration: string,
+  table: TableRef,
+  keyColumns: string[] | null,
+  keys: (string | null)[][],
+  lsn: string,
+): Promise<boolean> {
+  const { rows } = await client.query<{ whole: boolean | null; same_columns: boolean | null; covered: string }>(
+    `SELECT c.whole_lsn >= $4::pg_lsn AS whole, c.key_columns = $5::text[] AS same_columns,
+            (SELECT count(*) FROM jsonb_array_elements($6::jsonb) e
+               JOIN pgferry.changed_keys k
+                 ON (k.migration, k.source_schema, k.source_table) = ($1, $2, $3)
+                AND k.key = ARRAY(SELECT jsonb_array_elements_text(e)) AND k.lsn >= $4::pg_lsn) AS covered
+       FROM (SELECT) one
+       LEFT JOIN pgferry.changed_tables c ON (c.migration, c.source_schema, c.source_table) = ($1, $2, $3)`,
+    [migration, table.schema, table.name, lsn, keyColumns, JSON.stringify(keys)],
+  );
+  const row = rows[0]!;
+  if (row.whole) return true;
+  return keyColumns !== null && keys.length > 0 && row.same_columns === true && Number(row.covered) === keys.length;
+}
+
 /** `table` was written outside the stream (copied anew): it is compared in full again. */
 export async function forgetVerification(client: pg.ClientBase, migration: string, table: TableRef): Promise<void> {
   await client.query('DELETE FROM pgferry.verified_tables WHERE migration = $1 AND source_schema = $2 AND source_table = $3', [

@@ -12,6 +12,7 @@ import type pg from 'pg';
 import { compareRowsByKey } from '../compare/changed-rows.js';
 import { withComparedSides, type CompareTarget, type TableComparison } from '../compare/index.js';
 import {
+  changedSince,
   loadComparisons,
   readChangedKeys,
   readTableChanges,
@@ -36,8 +37,13 @@ export interface CompareSummary {
 
 export type ChangesContext = TaskStepContext & { source: pg.Client; control: pg.Client };
 
-/** Full comparisons of `tables` (with the live rechecks), and the LSN from which each was verified (live only). */
-export type CompareInFull = (tables: CompareTarget[]) => Promise<{ results: TableComparison[]; verifiedFrom: Map<string, string> }>;
+/**
+ * Full comparisons of `tables` (with the live rechecks); live, the LSN from which each was
+ * verified and which of them count as verified (matched, or differing only in rows changed since).
+ */
+export type CompareInFull = (
+  tables: CompareTarget[],
+) => Promise<{ results: TableComparison[]; verifiedFrom: Map<string, string>; verified: Set<string> }>;
 
 interface ByKey {
   table: CompareTarget;
@@ -86,7 +92,7 @@ export async function compareChanges(
     for (const result of full.results) {
       const name = qualified(result.source);
       results.set(name, { ...result, note: joinNotes(`compared in full: ${reasons.get(name)}`, result.note) });
-      if (live) await recordVerification(control, migration, result.source, full.verifiedFrom.get(name) ?? live.verifiedFrom, result.status === 'match');
+      if (live) await recordVerification(control, migration, result.source, full.verifiedFrom.get(name) ?? live.verifiedFrom, full.verified.has(name));
     }
   }
 
@@ -107,13 +113,21 @@ export async function compareChanges(
     const again = new Map((await checkKeys(differing)).map((r) => [qualified(r.source), r]));
     checked = checked.map((r) => again.get(qualified(r.source)) ?? r);
   }
+  if (live && checked.some((r) => r.status === 'mismatch')) await live.recheck(0); // catch up: changes in flight get recorded
   for (const [i, entry] of byKey.entries()) {
     const result = checked[i]!;
     const name = qualified(entry.table.source);
     const what = `rechecked ${entry.keys.length.toLocaleString('en-US')} changed row(s) by key; verified while replicating from LSN ${entry.verification.lsn}`;
-    const lasting = live && result.status === 'mismatch' ? 'still different after the rechecks while changes flow; the comparison after cutover compares the table in full' : undefined;
+    let verified = result.status === 'match';
+    let lasting: string | undefined;
+    if (live && !verified) {
+      verified = await differencesInFlight(context, entry.table, entry.keyColumns, result, live.verifiedFrom);
+      lasting = verified
+        ? 'the differing rows changed again while compared; the comparison after cutover rechecks them'
+        : 'still different after the rechecks while changes flow; the comparison after cutover compares the table in full';
+    }
     results.set(name, { ...result, note: joinNotes(what, lasting, result.note) });
-    if (live) await recordVerification(control, migration, entry.table.source, live.verifiedFrom, result.status === 'match');
+    if (live) await recordVerification(control, migration, entry.table.source, live.verifiedFrom, verified);
   }
 
   if (!live) {
@@ -131,6 +145,23 @@ export async function compareChanges(
       tablesNotRead: notRead.length,
     },
   };
+}
+
+/**
+ * Whether a live comparison's differences are all rows recorded as changed since `from` (the LSN
+ * it was verified from), the target having caught up since: changes in flight, which stay due for
+ * the next comparison. Not when the differences were not all listed, or name no rows.
+ */
+export async function differencesInFlight(
+  context: ChangesContext,
+  table: CompareTarget,
+  keyColumns: string[] | null,
+  result: TableComparison,
+  from: string,
+): Promise<boolean> {
+  const complete = result.differences.length > 0 && result.differences.length < context.spec.compare.maxDifferencesReported;
+  const keys = complete && keyColumns ? result.differences.map((d) => keyColumns.map((c) => d.key[c] ?? null)) : [];
+  return changedSince(context.control, context.migration, table.source, keyColumns, keys, from);
 }
 
 /** Rechecks of rows or tables that differed while changes were flowing. */
