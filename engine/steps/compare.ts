@@ -65,25 +65,7 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     // The applier records changed keys (replication.ts) when the final comparison will use them.
     const tracked = spec.mode !== 'full' && spec.cutover.finalCompare;
     const incremental = tracked && (!live || (await readReplicationStatus(control, migration))?.liveCompared === true);
-    const inFull = async (subset: CompareTarget[]) => {
-      const verifiedFrom = new Map<string, string>();
-      const from = live && tracked ? await verificationPoint(liveContext) : undefined;
-      const results = new Map((await compare(subset)).map((r) => [qualified(r.source), r]));
-      if (from) for (const name of results.keys()) verifiedFrom.set(name, from);
-      if (live) await recheckWhileLive(liveContext, subset, results, compare, tracked ? verifiedFrom : undefined);
-      const verified = new Set([...results.values()].filter((r) => r.status === 'match').map((r) => qualified(r.source)));
-      if (from && verified.size < results.size) {
-        // Under a steady write load, hot tables differ at every look: the rows that differ only
-        // because they changed while compared are recorded, and compared again later.
-        await verificationPoint(liveContext);
-        for (const table of subset) {
-          const name = qualified(table.source);
-          const result = results.get(name)!;
-          if (result.status === 'mismatch' && (await differencesInFlight(liveContext, table, table.primaryKey, result, verifiedFrom.get(name)!))) verified.add(name);
-        }
-      }
-      return { results: [...results.values()], verifiedFrom, verified };
-    };
+    const inFull = (subset: CompareTarget[]) => compareInFull(liveContext, subset, compare, { live, tracked });
     let results: Map<string, TableComparison>;
     let summary: CompareSummary;
     if (incremental) {
@@ -111,6 +93,35 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
   } finally {
     await Promise.all([control.end(), source.end()]);
   }
+}
+
+/**
+ * Compares `tables` in full; live, compares differing ones again once caught up. `tracked`
+ * (live): from which LSN each was verified, and whether it counts as verified.
+ */
+async function compareInFull(
+  context: LiveContext,
+  tables: CompareTarget[],
+  compare: (subset: CompareTarget[]) => Promise<TableComparison[]>,
+  { live, tracked }: { live: boolean; tracked: boolean },
+): Promise<{ results: TableComparison[]; verifiedFrom: Map<string, string>; verified: Set<string> }> {
+  const verifiedFrom = new Map<string, string>();
+  const from = live && tracked ? await verificationPoint(context) : undefined;
+  const results = new Map((await compare(tables)).map((r) => [qualified(r.source), r]));
+  if (from) for (const name of results.keys()) verifiedFrom.set(name, from);
+  if (live) await recheckWhileLive(context, tables, results, compare, from ? verifiedFrom : undefined);
+  const verified = new Set([...results.values()].filter((r) => r.status === 'match').map((r) => qualified(r.source)));
+  if (from && verified.size < results.size) {
+    // Under a steady write load hot tables differ at every look: rows that differ only because
+    // they changed while compared are recorded as changed, and compared again later.
+    await verificationPoint(context);
+    for (const table of tables) {
+      const name = qualified(table.source);
+      const result = results.get(name)!;
+      if (result.status === 'mismatch' && (await differencesInFlight(context, table, table.primaryKey, result, verifiedFrom.get(name)!))) verified.add(name);
+    }
+  }
+  return { results: [...results.values()], verifiedFrom, verified };
 }
 
 /**
