@@ -11,53 +11,53 @@ import type pg from 'pg';
 import type { TableRef } from '../catalog/tables.js';
 import { qualified } from '../sql.js';
 
-/** One table's changed keys, as one chunk of the applier holds them (deduplicated). */
-export interface ChangedKeysBatch {
-  table: TableRef;
-  /** The key columns, when this applier has not recorded them for the table yet. */
-  keyColumns?: string[];
-  /** The key values, one array per key column (column-major: element i of each is key i). */
-  values: (string | null)[][];
-  /** Commit LSN of each key's last change. */
-  lsns: string[];
+/** What one chunk of the applier changed, all tables together (keys deduplicated per table). */
+export interface ChangesBatch {
+  /** Tables whose key columns this applier has not recorded yet, or changed as a whole (at `wholeLsn`). */
+  tables: { table: TableRef; keyColumns: string[] | null; wholeLsn: string | null }[];
+  /** Changed keys: the table, the key values in key column order, and the commit LSN of the key's last change. */
+  keys: { table: TableRef; key: (string | null)[]; lsn: string }[];
+  /** The commit LSN of the chunk's last change. */
+  lastLsn: string;
 }
 
-/** The statement for keys of `width` columns: the arrays are unnested side by side (never sliced, which is linear per element). */
-function keysSql(width: number): string {
-  const columns = Array.from({ length: width }, (_, i) => `k${i}`);
-  return `
-WITH key_columns AS (
-  INSERT INTO pgferry.changed_tables AS c (migration, source_schema, source_table, key_columns)
-  SELECT $1, $2, $3, $4::text[] WHERE $4::text[] IS NOT NULL
+/** A text[] value in PostgreSQL's array input form: every element quoted, NULL bare. */
+export function textArrayLiteral(values: (string | null)[]): string {
+  return `{${values.map((v) => (v === null ? 'NULL' : `"${v.replace(/[\\"]/g, '\\$&')}"`)).join(',')}}`;
+}
+
+// Keys recorded in other columns than a table's current key cannot be looked up any more: such a
+// table is marked changed as a whole. Keys travel as array literals, side by side with their
+// tables and LSNs, so one statement records a whole chunk.
+const CHANGES_SQL = `
+WITH tables AS (
+  INSERT INTO pgferry.changed_tables AS c (migration, source_schema, source_table, key_columns, whole_lsn)
+  SELECT $1, s, t, kc::text[], w FROM unnest($2::text[], $3::text[], $4::text[], $5::pg_lsn[]) u(s, t, kc, w)
   ON CONFLICT (migration, source_schema, source_table) DO UPDATE
-     SET key_columns = EXCLUDED.key_columns,
-         -- keys recorded in other columns cannot be looked up any more: the whole table is compared
-         whole_lsn = CASE WHEN c.key_columns IS NOT NULL AND c.key_columns IS DISTINCT FROM EXCLUDED.key_columns
-                          THEN greatest(c.whole_lsn, (SELECT max(l) FROM unnest($5::pg_lsn[]) l)) ELSE c.whole_lsn END
+     SET key_columns = coalesce(EXCLUDED.key_columns, c.key_columns),
+         whole_lsn = greatest(c.whole_lsn, EXCLUDED.whole_lsn,
+                              CASE WHEN c.key_columns <> EXCLUDED.key_columns THEN $10::pg_lsn END)
 )
 INSERT INTO pgferry.changed_keys AS k (migration, source_schema, source_table, key, lsn)
-SELECT $1, $2, $3, ARRAY[${columns.join(', ')}], l
-  FROM unnest($5::pg_lsn[], ${columns.map((_, i) => `$${i + 6}::text[]`).join(', ')}) u(l, ${columns.join(', ')})
+SELECT $1, s, t, key::text[], l FROM unnest($6::text[], $7::text[], $8::text[], $9::pg_lsn[]) u(s, t, key, l)
 ON CONFLICT (migration, source_schema, source_table, key) DO UPDATE SET lsn = greatest(k.lsn, EXCLUDED.lsn)`;
-}
 
-const keysSqlByWidth = new Map<number, string>();
-
-/** Records one table's changed keys inside the caller's open transaction: one statement. */
-export async function recordChangedKeys(client: pg.ClientBase, migration: string, batch: ChangedKeysBatch): Promise<void> {
-  const width = batch.values.length;
-  let sql = keysSqlByWidth.get(width);
-  if (!sql) keysSqlByWidth.set(width, (sql = keysSql(width)));
-  await client.query(sql, [migration, batch.table.schema, batch.table.name, batch.keyColumns ?? null, batch.lsns, ...batch.values]);
-}
-
-/** Records that `table` changed without a usable key (or was truncated) at `lsn`: it is compared whole. */
-export async function recordWholeTableChange(client: pg.ClientBase, migration: string, table: TableRef, lsn: string): Promise<void> {
-  await client.query(
-    `INSERT INTO pgferry.changed_tables AS c (migration, source_schema, source_table, whole_lsn) VALUES ($1, $2, $3, $4::pg_lsn)
-     ON CONFLICT (migration, source_schema, source_table) DO UPDATE SET whole_lsn = greatest(c.whole_lsn, EXCLUDED.whole_lsn)`,
-    [migration, table.schema, table.name, lsn],
-  );
+/** Records a chunk's changes inside the caller's open transaction (the applier's, with its checkpoint): one statement. */
+export async function recordChanges(client: pg.ClientBase, migration: string, batch: ChangesBatch): Promise<void> {
+  if (batch.tables.length === 0 && batch.keys.length === 0) return;
+  const { tables, keys } = batch;
+  await client.query(CHANGES_SQL, [
+    migration,
+    tables.map((t) => t.table.schema),
+    tables.map((t) => t.table.name),
+    tables.map((t) => (t.keyColumns ? textArrayLiteral(t.keyColumns) : null)),
+    tables.map((t) => t.wholeLsn),
+    keys.map((k) => k.table.schema),
+    keys.map((k) => k.table.name),
+    keys.map((k) => textArrayLiteral(k.key)),
+    keys.map((k) => k.lsn),
+    batch.lastLsn,
+  ]);
 }
 
 /** A table's changes still to be checked and its verification, by `schema.table`. */

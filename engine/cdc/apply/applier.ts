@@ -296,7 +296,7 @@ export class Applier {
       [],
       rels.map((r) => r.display).join(', '),
     );
-    if (this.changedKeys) for (const rel of rels) await this.changedKeys.recordWhole(this.session.client, rel, this.txLsn);
+    await this.changedKeys?.recordWhole(this.session.client, rels, this.txLsn);
   }
 
   /**
@@ -311,10 +311,8 @@ export class Applier {
     const parts = this.chunk.take();
     await this.session.begin();
     const work = (async () => {
-      for (const [rel, part] of parts) {
-        await applyTablePart(this.session, rel, part, this.conflicts, this.stats);
-        await this.changedKeys?.record(this.session.client, rel, part.changes);
-      }
+      for (const [rel, part] of parts) await applyTablePart(this.session, rel, part, this.conflicts, this.stats);
+      await this.changedKeys?.record(this.session.client, [...parts].map(([rel, part]) => [rel, part.changes]));
     })();
     if (wait) return work;
     this.session.background(work);
