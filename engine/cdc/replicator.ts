@@ -67,6 +67,8 @@ export interface ReplicatorOptions {
    * says which concern the migration. Default: replicate, every non-system schema.
    */
   ddl?: { mode: DdlMode; selection: MigrationSpec['objects'] };
+  /** Record the keys each transaction changed, for the incremental comparison at cutover (compare and cutover.finalCompare on). */
+  recordChangedKeys?: boolean;
   /** logical_decoding_work_mem of the walsender: the size of the blocks a large transaction is streamed in. Default 8MB. */
   streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
@@ -222,6 +224,7 @@ async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: G
     conflictPolicy: options.conflictPolicy,
     maxChunkRows: options.batch.maxRows,
     maxChunkBytes: options.batch.maxBytes,
+    recordChangedKeys: options.recordChangedKeys,
   });
 }
 

@@ -159,6 +159,26 @@ export class Side {
     return rows.map((row) => ({ key: row.slice(0, -1), hash: row[row.length - 1]! }));
   }
 
+  /**
+   * The row hashes of the rows with the given keys (text values of this side's key columns,
+   * bound as parameters and cast to the columns' types); keys without a row are left out.
+   */
+  async rowHashesByKeys(keys: (string | null)[][]): Promise<Map<number, string>> {
+    const params = this.key.map((_, i) => keys.map((key) => key[i] ?? null));
+    const args = this.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
+    const names = this.key.map((_, i) => `pgferry_k${i}`);
+    const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_keys.${names[i]}::${this.keyTypes[i]}`);
+    if (this.filter) match.push(`(${this.filter})`);
+    const { rows } = await this.client.query<[string, string]>({
+      text: `SELECT pgferry_keys.pgferry_ord::text, r.hash
+               FROM unnest(${args}) WITH ORDINALITY pgferry_keys(${names.join(', ')}, pgferry_ord)
+               JOIN LATERAL (SELECT ${this.hash} AS hash FROM ONLY ${this.table} WHERE ${match.join(' AND ')}) r ON true`,
+      values: params,
+      rowMode: 'array',
+    });
+    return new Map(rows.map(([ord, hash]) => [Number(ord) - 1, hash]));
+  }
+
   private where(range: Range, params: unknown[]): string {
     const conditions = this.filter ? [`(${this.filter})`] : [];
     // A row-value comparison `(a, b) >= ($1, $2)` orders like the primary key index and can use it.

@@ -18,3 +18,4 @@ export * from './table-sync.js';
 export * from './after-cutover.js';
 export * from './reverse.js';
 export * from './late-changes.js';
+export * from './changed-keys.js';

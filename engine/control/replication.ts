@@ -4,6 +4,7 @@
  * and the workflow's requests: start applying, drain to an LSN for cutover).
  */
 import type pg from 'pg';
+import { clearChangeTracking } from './changed-keys.js';
 
 export interface ReplicationStatusRow {
   slotName: string;
@@ -23,6 +24,10 @@ export interface ReplicationStatusRow {
   fenced: boolean;
   /** The comparison while replicating (before cutover) has run. */
   liveCompared: boolean;
+  /** The applier recorded changes the comparison while replicating has not verified (control/changed-keys.ts). */
+  changesSinceLiveCompare: boolean;
+  /** The comparison of those changes ran since the cutover was requested (or, without a request, at all). */
+  incrementalCompared: boolean;
   lagBytes: number | null;
   lagSeconds: number | null;
   rowsPerSecond: number | null;
@@ -52,6 +57,7 @@ export async function registerReplication(
 ): Promise<void> {
   await target.query('DELETE FROM pgferry.replication WHERE migration = $1', [migration]);
   await target.query('DELETE FROM pgferry.replication_status WHERE migration = $1', [migration]);
+  await clearChangeTracking(target, migration);
   await target.query(
     'INSERT INTO pgferry.replication (migration, slot_name, publication_name, consistent_lsn) VALUES ($1, $2, $3, $4::pg_lsn)',
     [migration, slot.slotName, slot.publicationName, slot.consistentLsn],
@@ -60,8 +66,16 @@ export async function registerReplication(
 }
 
 export async function readReplicationStatus(target: pg.Client, migration: string): Promise<ReplicationStatusRow | undefined> {
-  const exists = await target.query("SELECT to_regclass('pgferry.replication_status') IS NOT NULL AS ok");
+  const exists = await target.query(
+    "SELECT to_regclass('pgferry.replication_status') IS NOT NULL AS ok, to_regclass('pgferry.changed_keys') IS NOT NULL AS tracked",
+  );
   if (!exists.rows[0]?.ok) return undefined;
+  // Control schemas created before the incremental comparison have no changed keys.
+  const tracking = exists.rows[0].tracked
+    ? `EXISTS (SELECT 1 FROM pgferry.changed_keys k WHERE k.migration = r.migration)
+         OR EXISTS (SELECT 1 FROM pgferry.changed_tables c WHERE c.migration = r.migration AND c.whole_lsn IS NOT NULL) AS changes_since_live_compare,
+       coalesce(s.incremental_compared_at >= coalesce(s.cutover_requested_at, '-infinity'), false) AS incremental_compared`
+    : 'false AS changes_since_live_compare, false AS incremental_compared';
   const { rows } = await target.query(
     `SELECT r.slot_name, r.publication_name, r.consistent_lsn::text, r.applied_lsn::text, r.applied_at,
             r.transactions_applied::float8, r.rows_applied::float8,
@@ -75,7 +89,7 @@ export async function readReplicationStatus(target: pg.Client, migration: string
             extract(epoch FROM coalesce(s.target_ready_at, clock_timestamp()) - coalesce(s.fenced_at, s.cutover_requested_at))::float8
               AS write_unavailable_seconds,
             s.target_ready_at IS NOT NULL AS target_ready,
-            s.restarts, s.last_error
+            s.restarts, s.last_error, ${tracking}
        FROM pgferry.replication r JOIN pgferry.replication_status s USING (migration)
       WHERE r.migration = $1`,
     [migration],
@@ -97,6 +111,8 @@ export async function readReplicationStatus(target: pg.Client, migration: string
     unhealthySeconds: row.unhealthy,
     fenced: row.fenced,
     liveCompared: row.live_compared,
+    changesSinceLiveCompare: row.changes_since_live_compare,
+    incrementalCompared: row.incremental_compared,
     lagBytes: row.lag_bytes,
     lagSeconds: row.lag_seconds,
     rowsPerSecond: row.rows_per_second,

@@ -231,7 +231,38 @@ CREATE TABLE IF NOT EXISTS pgferry.late_changes (
   keys text[] NOT NULL DEFAULT '{}',
   found_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, commit_lsn, source_schema, source_table)
-);`;
+);
+-- Issue 14, the incremental comparison (engine/control/changed-keys.ts). changed_keys and the
+-- key columns / whole-table marks of changed_tables are written by the applier in the
+-- transaction of its checkpoint; verified_tables by the comparison while replicating: a table
+-- verified at verified_lsn holds what the source had then, so only what changed since needs a
+-- second look behind the fence. No foreign key on changed_keys: it is written at apply rate.
+CREATE TABLE IF NOT EXISTS pgferry.changed_keys (
+  migration text NOT NULL,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  key text[] NOT NULL,
+  lsn pg_lsn NOT NULL,
+  PRIMARY KEY (migration, source_schema, source_table, key)
+);
+CREATE TABLE IF NOT EXISTS pgferry.changed_tables (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  key_columns text[],
+  whole_lsn pg_lsn,
+  PRIMARY KEY (migration, source_schema, source_table)
+);
+CREATE TABLE IF NOT EXISTS pgferry.verified_tables (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  source_schema text NOT NULL,
+  source_table text NOT NULL,
+  verified_lsn pg_lsn NOT NULL,
+  matched boolean NOT NULL,
+  verified_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, source_schema, source_table)
+);
+ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS incremental_compared_at timestamptz;`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
 export async function ensureControlSchema(client: pg.Client): Promise<void> {

@@ -35,7 +35,9 @@ type DecisionSpec = Pick<MigrationSpec, 'name' | 'cdc' | 'cutover' | 'compare'>;
  * What the CDC loop does next, from the status row alone: finish once drained; fail when the
  * streamer recorded an error or has been silent longer than the retry window; restart a
  * streamer whose heartbeat is overdue; wait while cutover drains; compare once caught up (if
- * the spec compares and it has not yet); cut over once caught up, automatically or on request.
+ * the spec compares and it has not yet); once cutover is due, compare once more what changed
+ * since (with cutover.finalCompare, so that little is left for the comparison behind the
+ * fence); cut over once caught up, automatically or on request.
  * Throws ReplicationFailedError when replication cannot go on.
  */
 export function replicationDecision(spec: DecisionSpec, status: ReplicationStatusRow | undefined): ReplicationDecision {
@@ -63,7 +65,10 @@ export function replicationDecision(spec: DecisionSpec, status: ReplicationStatu
   if (status.drainLsn !== null) return action('wait');
   const caughtUp = status.streamingSince !== null && status.lagSeconds !== null && status.lagSeconds <= spec.cutover.maxLagSeconds;
   if (caughtUp && spec.compare.enabled && !status.liveCompared) return action('compare');
-  if (caughtUp && (spec.cutover.mode === 'auto' || status.cutoverRequested)) return action('cutover');
+  const cutoverDue = spec.cutover.mode === 'auto' || status.cutoverRequested;
+  const changesToCompare = spec.compare.enabled && spec.cutover.finalCompare && status.changesSinceLiveCompare && !status.incrementalCompared;
+  if (caughtUp && cutoverDue && changesToCompare) return action('compare');
+  if (caughtUp && cutoverDue) return action('cutover');
   return action('wait');
 }
 

@@ -143,6 +143,11 @@ describe('full+cdc through the workflow', () => {
     expect(restarts!.rows[0].restarts).toBeGreaterThanOrEqual(delays.length);
     const [comparisons] = await target.sql(`SELECT count(*) FILTER (WHERE status <> 'match')::int AS different FROM pgferry.comparisons WHERE migration = '${name}'`, 'bank');
     expect(comparisons!.rows[0].different).toBe(0);
+    // Behind the fence only what changed since the comparison while replicating was read (issue 14).
+    const [notes] = await target.sql(`SELECT source_table, note FROM pgferry.comparisons WHERE migration = '${name}' ORDER BY 1`, 'bank');
+    const byTable = Object.fromEntries(notes!.rows.map((r) => [r.source_table, r.note]));
+    expect(byTable.pgbench_accounts, JSON.stringify(byTable)).toMatch(/^rechecked [\d,]+ changed row\(s\) by key; verified while replicating from LSN /);
+    expect(byTable.pgbench_history, JSON.stringify(byTable)).toMatch(/^compared in full: changed without a usable key/);
     expect(await pgferrySlots()).toEqual({ slots: [], publications: [] });
   });
 

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Applier, ApplyConflictError, readAppliedLsn, type ApplierOptions } from '../../engine/cdc/apply/index.js';
-import { decodePgoutput, type PgoutputMessage } from '../../engine/cdc/pgoutput.js';
+import { decodePgoutput, type PgoutputMessage, type RelationMessage, type TupleValue } from '../../engine/cdc/pgoutput.js';
 import { CANONICAL_SESSION_SQL } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
@@ -295,13 +295,43 @@ async function randomWorkload(seed: number, transactions: number): Promise<{ sta
   return { statements: total, failed };
 }
 
+/**
+ * What the changed-key record (issue 14) must hold after `messages`: per keyed table the
+ * replica-identity key of every row touched (old and new key of a moved row), and the tables
+ * changed without a usable key or truncated.
+ */
+function expectedChanges(messages: PgoutputMessage[]): { keys: string[]; whole: string[] } {
+  const relations = new Map<number, RelationMessage>();
+  const keys = new Set<string>();
+  const whole = new Set<string>();
+  const text = (v: TupleValue | undefined) => (v?.kind === 'text' ? v.value : undefined);
+  for (const m of messages) {
+    if (m.tag === 'relation') relations.set(m.relationId, m);
+    if (m.tag === 'truncate') for (const id of m.relationIds) whole.add(`${relations.get(id)!.schema}.${relations.get(id)!.name}`);
+    if (m.tag !== 'insert' && m.tag !== 'update' && m.tag !== 'delete') continue;
+    const rel = relations.get(m.relationId)!;
+    const table = `${rel.schema}.${rel.name}`;
+    const keyColumns = rel.columns.flatMap((c, i) => (c.partOfKey ? [i] : []));
+    if (rel.replicaIdentity === 'full' || keyColumns.length === 0) {
+      whole.add(table);
+      continue;
+    }
+    const old = m.tag === 'insert' ? undefined : (m.oldTuple ?? m.oldKey);
+    const tuples = m.tag === 'delete' ? [old!] : old ? [old, m.newTuple] : [m.newTuple];
+    for (const tuple of tuples) keys.add(`${table} ${keyColumns.map((i) => text(tuple[i]) ?? text(old?.[i])).join(',')}`);
+  }
+  return { keys: [...keys].sort(), whole: [...whole].sort() };
+}
+
 describe('Applier', () => {
   let live: pg.Client;
+  let randomCapture: Captured;
 
   it('applies a random workload so that the target equals the source, however flushes and chunks fall', async () => {
     const workload = await randomWorkload(20240229, 150);
     expect(workload.failed).toBeLessThan(workload.statements * 0.2);
     const captured = await capture();
+    randomCapture = captured;
     expect(captured.commits.length).toBeGreaterThan(140);
     // The workload exercised what it is meant to.
     const names = new Map(captured.messages.flatMap((m) => (m.tag === 'relation' ? [[m.relationId, m.name] as const] : [])));
@@ -338,6 +368,28 @@ describe('Applier', () => {
     // Tiny chunks make many set-wise chunks; key changes that leave TOAST unchanged force some row-by-row ones.
     expect(stats[2]!.setWiseChunks).toBeGreaterThan(stats[0]!.setWiseChunks);
     expect(stats.every((s) => s.rowByRowChunks > 0)).toBe(true);
+  });
+
+  it('records the key of every row it changed, both keys of a moved row, and keyless or truncated tables as a whole, however chunks fall', async () => {
+    const expected = expectedChanges(randomCapture.messages);
+    expect(expected.keys.length).toBeGreaterThan(500);
+    expect(expected.whole).toContain('app.nokey'); // REPLICA IDENTITY FULL; the others were truncated
+    for (const variant of [{ maxChunkRows: 5, maxChunkBytes: 20_000, flushEvery: 7 }, { flushEvery: 1 }]) {
+      const { client } = await cloneTarget();
+      const applier = new Applier(client, { migration: MIGRATION, conflictPolicy: 'error', recordChangedKeys: true, ...variant });
+      await replay(applier, randomCapture.messages, variant.flushEvery);
+      const { rows: keys } = await client.query<{ key: string }>(
+        "SELECT source_schema || '.' || source_table || ' ' || array_to_string(key, ',') AS key FROM pgferry.changed_keys WHERE migration = $1",
+        [MIGRATION],
+      );
+      expect(keys.map((r) => r.key).sort(), `keys, chunks of ${variant.maxChunkRows ?? 'any size'}`).toEqual(expected.keys);
+      const { rows: whole } = await client.query<{ table: string }>(
+        "SELECT source_schema || '.' || source_table AS table FROM pgferry.changed_tables WHERE migration = $1 AND whole_lsn IS NOT NULL",
+        [MIGRATION],
+      );
+      expect(whole.map((r) => r.table).sort()).toEqual(expected.whole);
+      await close(client);
+    }
   });
 
   it('falls back to row by row when a unique value moves between rows within a chunk', async () => {

@@ -16,6 +16,8 @@ export const replicationStatusRow = (overrides: Partial<ReplicationStatusRow> = 
   unhealthySeconds: 1,
   fenced: false,
   liveCompared: false,
+  changesSinceLiveCompare: false,
+  incrementalCompared: false,
   lagBytes: 0,
   lagSeconds: 1,
   rowsPerSecond: 50,

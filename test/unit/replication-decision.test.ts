@@ -54,6 +54,22 @@ describe('the CDC loop decision', () => {
     expect(actionOf(status({ liveCompared: false, lagSeconds: 6 }))).toBe('wait');
   });
 
+  it('compares the changes once more when cutover is due, before cutting over, once per request', () => {
+    const changed = { changesSinceLiveCompare: true };
+    expect(actionOf(status({ ...changed, cutoverRequested: true }))).toBe('compare');
+    expect(actionOf(status(changed), specWith({ cutover: { mode: 'auto' } }))).toBe('compare');
+    // Done for this request, nothing recorded, no request yet, or still lagging: no second look.
+    expect(actionOf(status({ ...changed, cutoverRequested: true, incrementalCompared: true }))).toBe('cutover');
+    expect(actionOf(status({ cutoverRequested: true }))).toBe('cutover');
+    expect(actionOf(status(changed))).toBe('wait');
+    expect(actionOf(status({ ...changed, cutoverRequested: true, lagSeconds: 6 }))).toBe('wait');
+    // Without the final comparison, or without comparison at all, the changes are not looked at.
+    expect(actionOf(status({ ...changed, cutoverRequested: true }), specWith({ cutover: { finalCompare: false } }))).toBe('cutover');
+    expect(actionOf(status({ ...changed, cutoverRequested: true }), specWith({ compare: { enabled: false } }))).toBe('cutover');
+    // The first comparison while replicating comes first.
+    expect(actionOf(status({ ...changed, cutoverRequested: true, liveCompared: false }))).toBe('compare');
+  });
+
   it('cuts over once caught up: automatically, or when a person asked', () => {
     expect(actionOf(status(), specWith({ cutover: { mode: 'auto' } }))).toBe('cutover');
     expect(actionOf(status({ cutoverRequested: true }))).toBe('cutover');

@@ -31,6 +31,7 @@ import type { PgoutputMessage, RelationMessage, TupleValue } from '../pgoutput.j
 import { commitWithCheckpoint } from './checkpoint.js';
 import { applyTablePart, ChunkBuffer, type ChunkCounts } from './chunk.js';
 import { ConflictResolver, type ConflictCounts, type ConflictPolicy } from './conflict.js';
+import { ChangedKeyRecorder } from './changed-keys.js';
 import { ApplyError } from './errors.js';
 import { newRelation, rowFor, sameLayout, type Change, type Operation, type Relation } from './relation.js';
 import { TargetSession } from './session.js';
@@ -47,6 +48,8 @@ export interface ApplierOptions {
   maxChunkRows?: number;
   /** Approximate size of buffered values at which a chunk is applied. Default 64 MiB. */
   maxChunkBytes?: number;
+  /** Record which keys each transaction changed, for the incremental comparison at cutover (changed-keys.ts). */
+  recordChangedKeys?: boolean;
 }
 
 export interface FlushResult {
@@ -70,6 +73,7 @@ export class Applier {
   private readonly maxChunkBytes: number;
   private readonly session: TargetSession;
   private readonly conflicts: ConflictResolver;
+  private readonly changedKeys: ChangedKeyRecorder | undefined;
   private readonly relations = new Map<number, Relation>();
   private chunk = new ChunkBuffer();
 
@@ -92,6 +96,7 @@ export class Applier {
     this.maxChunkBytes = Math.max(1, options.maxChunkBytes ?? 64 * 1024 * 1024);
     this.session = new TargetSession(target);
     this.conflicts = new ConflictResolver(options.conflictPolicy, this.stats);
+    this.changedKeys = options.recordChangedKeys ? new ChangedKeyRecorder(options.migration) : undefined;
   }
 
   get atBoundary(): boolean {
@@ -168,6 +173,7 @@ export class Applier {
     } catch (error) {
       return this.fail(error);
     }
+    this.changedKeys?.committed();
     this.pending = 0;
     this.pendingRows = 0;
     this.stats.transactions += transactions;
@@ -224,6 +230,7 @@ export class Applier {
     this.pending = 0;
     this.pendingRows = 0;
     this.failed = failed;
+    this.changedKeys?.rolledBack();
     await this.session.rollback();
   }
 
@@ -289,6 +296,7 @@ export class Applier {
       [],
       rels.map((r) => r.display).join(', '),
     );
+    await this.changedKeys?.recordWhole(this.session.client, rels, this.txLsn);
   }
 
   /**
@@ -304,6 +312,7 @@ export class Applier {
     await this.session.begin();
     const work = (async () => {
       for (const [rel, part] of parts) await applyTablePart(this.session, rel, part, this.conflicts, this.stats);
+      await this.changedKeys?.record(this.session.client, [...parts].map(([rel, part]) => [rel, part.changes]));
     })();
     if (wait) return work;
     this.session.background(work);
