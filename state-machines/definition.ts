@@ -311,9 +311,10 @@ const replication: Record<string, State> = {
     lambdaStep('FinishCutover', {
       comment:
         'Drained: sets the target sequences from the source, gives the triggers left disabled while replicating their source state, ' +
-        'copies the large objects that changed (the stream does not carry them) and refreshes the materialized views.',
+        'copies the large objects that changed (the stream does not carry them) and refreshes the materialized views; ' +
+        'runs the final comparison itself when the comparison while replicating verified every table and little is left to read (no task to start behind the fence).',
       payload: spec,
-      result: ['sequences', 'triggers', 'largeObjects', 'materializedViews'],
+      result: ['sequences', 'triggers', 'largeObjects', 'materializedViews', 'compared'],
       resultPath: '$.cutoverResult',
       timeoutSeconds: 900,
       next: 'FinalCompare',
@@ -323,8 +324,11 @@ const replication: Record<string, State> = {
 
 const finish: Record<string, State> = {
   FinalCompare: choice(
-    'The final comparison, source as it is now against target, unless cutover.finalCompare is off.',
-    [{ Variable: specField('finalCompare'), BooleanEquals: false, Next: 'FinishMigration' }],
+    'The final comparison, source as it is now against target, unless cutover.finalCompare is off or FinishCutover ran it.',
+    [
+      { Variable: specField('finalCompare'), BooleanEquals: false, Next: 'FinishMigration' },
+      { And: [{ Variable: '$.cutoverResult.compared', IsPresent: true }, { Variable: '$.cutoverResult.compared', BooleanEquals: true }], Next: 'FinishMigration' },
+    ],
     'Compare',
   ),
   Compare: withCleanupCatch(

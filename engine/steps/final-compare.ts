@@ -1,0 +1,55 @@
+/**
+ * Where the final comparison of a CDC run goes, behind the fence. When the comparison while
+ * replicating verified every table and what is left to read is small (changed keys, and tables
+ * changed without a key of at most FINAL_IN_STEP_MAX_BYTES on the target), FinishCutover runs it
+ * itself: a Compare task would first have to start (30–60 s for a Fargate task), all of it
+ * while applications cannot write. Otherwise the workflow's Compare task runs it.
+ */
+import type pg from 'pg';
+import type { SecretsProvider } from '../connect/index.js';
+import { loadedTables, readTableChanges, readVerifications, recordEvent } from '../control/index.js';
+import { isLargeObjects } from '../load/large-objects.js';
+import type { MigrationSpec } from '../spec/index.js';
+import { qualified } from '../sql.js';
+import { compareStep } from './compare.js';
+import { connectForStep, usesCdc } from './sides.js';
+
+/** Tables changed without a usable key are compared whole: in the step only up to this much. */
+const FINAL_IN_STEP_MAX_BYTES = 256 * 1024 * 1024;
+
+/** Whether the final comparison is light enough to run in FinishCutover (see the header). */
+async function finalComparisonIsLight(spec: MigrationSpec, target: pg.Client): Promise<boolean> {
+  if (spec.mode === 'cdc') return false; // it plans no tables: the Compare task lists them
+  const tables = (await loadedTables(target, spec.name)).filter((t) => !isLargeObjects(t.source));
+  const verified = await readVerifications(target, spec.name);
+  if (!tables.every((t) => verified.get(qualified(t.source))?.matched)) return false;
+  const changes = await readTableChanges(target, spec.name);
+  const whole = tables.filter((t) => changes.get(qualified(t.source))?.wholeLsn);
+  if (whole.length === 0) return true;
+  const { rows } = await target.query<{ bytes: string }>(
+    `SELECT coalesce(sum(pg_total_relation_size(format('%I.%I', s, n)::regclass)), 0)::text AS bytes
+       FROM unnest($1::text[], $2::text[]) AS t(s, n)`,
+    [whole.map((t) => t.target.schema), whole.map((t) => t.target.name)],
+  );
+  return Number(rows[0]!.bytes) <= FINAL_IN_STEP_MAX_BYTES;
+}
+
+/** Runs the final comparison here when it is light; returns whether it did (the Compare task runs it otherwise). */
+export async function finalCompareInStep(spec: MigrationSpec, secrets: SecretsProvider, target: pg.Client): Promise<boolean> {
+  if (!usesCdc(spec) || !spec.compare.enabled || !spec.cutover.finalCompare) return false;
+  if (!(await finalComparisonIsLight(spec, target))) return false;
+  const notes: string[] = [];
+  await compareStep(
+    {
+      migration: spec.name,
+      spec,
+      connectSource: () => connectForStep('source', spec, secrets),
+      connectTarget: () => connectForStep('target', spec, secrets),
+      log: (message) => notes.push(message),
+    },
+    { live: false },
+  );
+  const summary = notes.find((note) => note.startsWith('final comparison'));
+  if (summary) await recordEvent(target, spec.name, 'info', `${summary} (in FinishCutover)`);
+  return true;
+}
