@@ -8,7 +8,7 @@
 import { dropSlotAndPublication, replicationNames } from '../cdc/slot.js';
 import { describeMismatches } from '../compare/index.js';
 import type { SecretsProvider, SecretWriter } from '../connect/index.js';
-import { markTargetReady, recordEvent, recordReverseArmed, setPhase, loadComparisons } from '../control/index.js';
+import { clearChangeTracking, markTargetReady, recordEvent, recordReverseArmed, setPhase, loadComparisons } from '../control/index.js';
 import { armReverse } from '../cutover/reverse.js';
 import { pointApplicationAt } from '../cutover/switch.js';
 import { PgferryError } from '../errors.js';
@@ -37,6 +37,8 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
     if (usesCdc(spec)) {
       await writeThroughFence(source);
       const dropped = await dropSlotAndPublication(source, replicationNames(spec));
+      // The changed keys served the final comparison, which passed.
+      await clearChangeTracking(target, spec.name);
       await recordEvent(target, spec.name, 'info', `CDC ended: slot ${dropped.slotDropped ? 'dropped' : 'already gone'}`);
       // Before the target takes its first write: the reverse slot must see every one of them.
       if (spec.cutover.reverse) {
