@@ -37,8 +37,6 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
     if (usesCdc(spec)) {
       await writeThroughFence(source);
       const dropped = await dropSlotAndPublication(source, replicationNames(spec));
-      // The changed keys served the final comparison, which passed.
-      await clearChangeTracking(target, spec.name);
       await recordEvent(target, spec.name, 'info', `CDC ended: slot ${dropped.slotDropped ? 'dropped' : 'already gone'}`);
       // Before the target takes its first write: the reverse slot must see every one of them.
       if (spec.cutover.reverse) {
@@ -51,6 +49,8 @@ export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsP
         await recordEvent(target, spec.name, 'info', `cutover: writes were unavailable for ${writeUnavailableSeconds.toFixed(2)} s, until the target was ready`);
       }
       if (spec.cutover.switch) await pointApplicationAt(spec, secrets, 'target', target);
+      // The changed keys served the final comparison, which passed.
+      await clearChangeTracking(target, spec.name);
     }
     await setPhase(target, spec.name, reverse ? 'reverse' : 'done');
     await recordEvent(
