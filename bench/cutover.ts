@@ -563,6 +563,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
     const caughtUpAt = Date.now();
     await waitForStatus(control, runner, 'the comparison while replicating', (s) => s.liveCompared);
     const liveCompareSeconds = (Date.now() - caughtUpAt) / 1000;
+    console.log(`  compared while replicating in ${seconds(liveCompareSeconds, 1)}`);
     await sleep(STEADY_SECONDS * 1000);
     if (!pgbench.running()) throw new Error(`pgbench ended before cutover:\n${(await pgbench.ended).output}`);
 
