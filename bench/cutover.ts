@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { readReplicationStatus, type ReplicationStatusRow } from '../engine/control/index.js';
-import type { MigrationReport } from '../engine/report.js';
+import { buildReport, type MigrationReport } from '../engine/report.js';
 import { startClusters, stopAllClusters, type LocalCluster } from '../local/dev/cluster.js';
 import { secretFile } from './support.js';
 
@@ -467,6 +467,17 @@ function fallbackWindowOf(report: MigrationReport | undefined): number | null {
   return typeof value === 'number' ? value : null;
 }
 
+/** The workflow states that ended after `since`, from the runner's log ("… Compare done (20.1 s)"), summed per state. */
+function statesSince(logPath: string, since: number): string {
+  const states = new Map<string, number>();
+  for (const line of existsSync(logPath) ? readFileSync(logPath, 'utf8').split('\n') : []) {
+    const match = /^(\S+Z) (\S+(?: #\d+)?) done \(([\d.]+) s\)/.exec(line);
+    if (!match || Date.parse(match[1]!) < since) continue;
+    states.set(match[2]!, (states.get(match[2]!) ?? 0) + Number(match[3]));
+  }
+  return [...states].map(([name, s]) => `${name} ${s.toFixed(1)} s`).join(', ') || 'none logged';
+}
+
 function tail(path: string, lines = 40): string {
   if (!existsSync(path)) return '';
   return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
@@ -477,6 +488,7 @@ function tail(path: string, lines = 40): string {
 
 interface FallbackFigures {
   reportedWindowSeconds: number | null;
+  statesAfterRequest: string;
   probe: ProbeResult;
   tps: number;
 }
@@ -496,6 +508,8 @@ interface SizeFigures {
   lagAtCutoverSeconds: number | null;
   reportedWindowSeconds: number | null;
   drainSeconds: number | null;
+  /** The workflow states after the cutover request, with their seconds: where the window goes. */
+  statesAfterRequest: string;
   probe: ProbeResult;
   tps: number;
   transactions: number;
@@ -509,10 +523,6 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
     { major: 15, label: `bench-cutover-${scale}-source`, settings },
     { major: 17, label: `bench-cutover-${scale}-target`, settings },
   ]);
-  if (values.keep) {
-    console.log(`  source (PostgreSQL 15): ${source.uri('bench')}`);
-    console.log(`  target (PostgreSQL 17): ${target.uri('ferry')}`);
-  }
   await source.sql('CREATE DATABASE bench');
   await target.sql('CREATE DATABASE ferry');
   const initStarted = performance.now();
@@ -531,6 +541,9 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
   console.log(`  source: ${(databaseBytes / MB).toFixed(0)} MB (pgbench scale ${scale}), initialized in ${seconds(initSeconds, 1)}`);
 
   const armReverse = fallback === true;
+  const sourceSecret = secretFile(dir, `source-${scale}`, source, 'bench');
+  const targetSecret = secretFile(dir, `target-${scale}`, target, 'ferry');
+  if (values.keep) console.log(`  --keep: the connections are in ${sourceSecret.slice('file:'.length)} and ${targetSecret.slice('file:'.length)}`);
   const specPath = join(dir, `spec-${scale}.json`);
   const reportPath = join(dir, `report-${scale}.json`);
   const logPath = join(dir, `run-${scale}.log`);
@@ -539,8 +552,8 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
     JSON.stringify({
       name: MIGRATION,
       mode: 'full+cdc',
-      source: { secret: secretFile(dir, `source-${scale}`, source, 'bench') },
-      target: { secret: secretFile(dir, `target-${scale}`, target, 'ferry') },
+      source: { secret: sourceSecret },
+      target: { secret: targetSecret },
       fullLoad: { parallelism: 2 },
       cutover: { fenceSource: true, ...(armReverse ? { reverse: true } : {}) },
     }),
@@ -572,6 +585,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
     await sleep(PROBE_MARGIN_SECONDS * 1000);
     const lagAtCutoverSeconds = (await readReplicationStatus(control, MIGRATION))?.lagSeconds ?? null;
     console.log(`  cutover requested at lag ${seconds(lagAtCutoverSeconds)}`);
+    const cutoverRequestedAt = Date.now();
     await pgferry('cutover', specPath);
     await waitForStatus(control, runner, 'the target ready', (s) => s.targetReady, { pollMs: 100 });
     for (const deadline = Date.now() + 30_000; !probe.switched && Date.now() < deadline; ) await sleep(50);
@@ -587,7 +601,6 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
     // The report of the run (which, with cutover.reverse, goes on in its reverse phase).
     let report: MigrationReport | undefined;
     if (armReverse) {
-      const { buildReport } = await import('../engine/report.js');
       report = await buildReport(control, MIGRATION);
     } else {
       const code = await Promise.race([runner.ended, sleep(PHASE_TIMEOUT_MS).then(() => 'timeout' as const)]);
@@ -607,6 +620,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
       lagAtCutoverSeconds,
       reportedWindowSeconds: report?.replication?.writeUnavailableSeconds ?? null,
       drainSeconds: report?.replication?.drainSeconds ?? null,
+      statesAfterRequest: statesSince(logPath, cutoverRequestedAt),
       probe: probed,
       tps,
       transactions,
@@ -642,18 +656,18 @@ async function measureFallback(
     const probe = new WriteProbe({ label: 'target', cluster: target, database: 'ferry' }, { label: 'source', cluster: source, database: 'bench' }, (refused) => refused);
     await sleep(PROBE_MARGIN_SECONDS * 1000);
     console.log('  fallback requested');
+    const requestedAt = Date.now();
     await pgferry('fallback', specPath);
     for (const deadline = Date.now() + PHASE_TIMEOUT_MS; !probe.switched && Date.now() < deadline; ) await sleep(50);
     await sleep(PROBE_MARGIN_SECONDS * 1000);
     const probed = await probe.stop();
     await pgbench.stop();
     const { tps } = await pgbenchTps(target, 'ferry', pgbench.startedAt);
-    const { buildReport } = await import('../engine/report.js');
     let report = await buildReport(control, MIGRATION).catch(() => undefined);
     const code = await Promise.race([runner.ended, sleep(120_000).then(() => 'still running' as const)]);
     if (code === 0 && existsSync(reportPath)) report = readReport(reportPath).report ?? report;
     else console.log(`  the run after fallback: ${code === 'still running' ? 'still running after 2 minutes' : `exit ${code}`} (log ${logPath})`);
-    return { reportedWindowSeconds: fallbackWindowOf(report), probe: probed, tps };
+    return { reportedWindowSeconds: fallbackWindowOf(report), statesAfterRequest: statesSince(logPath, requestedAt), probe: probed, tps };
   } finally {
     await pgbench.stop();
   }
@@ -671,7 +685,7 @@ function printFigures(f: SizeFigures): void {
   console.log(`\nScale ${f.scale}: ${(f.databaseBytes / MB).toFixed(0)} MB`);
   console.log(`    load ${seconds(f.loadSeconds, 1)} (data phase ${seconds(f.dataSeconds, 1)}), catch-up ${seconds(f.catchUpSeconds, 1)}, comparison while replicating ${seconds(f.liveCompareSeconds, 1)}`);
   console.log(`    lag at cutover ${seconds(f.lagAtCutoverSeconds)}, drain ${seconds(f.drainSeconds)}`);
-  console.log(`    write-unavailable window (report): ${seconds(f.reportedWindowSeconds)}`);
+  console.log(`    write-unavailable window (report): ${seconds(f.reportedWindowSeconds)}; states after the request: ${f.statesAfterRequest}`);
   printProbe(f.probe);
   console.log(`    pgbench: ${f.tps.toFixed(0)} tps achieved of ${RATE} (${f.transactions} transactions; ${f.pgbenchEnd})`);
   if (!f.fallback) return;
@@ -679,7 +693,7 @@ function printFigures(f: SizeFigures): void {
     console.log(`    fallback: skipped: ${f.fallback.skipped}`);
     return;
   }
-  console.log(`    fallback window (report): ${seconds(f.fallback.reportedWindowSeconds)}; pgbench on the target ${f.fallback.tps.toFixed(0)} tps`);
+  console.log(`    fallback window (report): ${seconds(f.fallback.reportedWindowSeconds)}; states after the request: ${f.fallback.statesAfterRequest}; pgbench on the target ${f.fallback.tps.toFixed(0)} tps`);
   printProbe(f.fallback.probe);
 }
 
@@ -734,7 +748,7 @@ async function main(): Promise<void> {
     console.error(`\nThe bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {
     if (values.keep && !interrupted) {
-      console.log(`\n--keep: the clusters stay up (their URIs are above; the runs' files in ${dir}). Ctrl-C stops them.`);
+      console.log(`\n--keep: the clusters stay up (connections, specs, reports and the runs' logs in ${dir}). Ctrl-C stops them.`);
       if (failed) console.error('(the bench failed: see above)');
       await new Promise<void>((resolve) => {
         process.removeAllListeners('SIGINT');
