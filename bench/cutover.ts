@@ -70,6 +70,8 @@ const CLI = join(ROOT, 'bin', 'pgferry.js');
 const PGBENCH = process.env.PGBENCH ?? (existsSync('/usr/lib/postgresql/15/bin/pgbench') ? '/usr/lib/postgresql/15/bin/pgbench' : 'pgbench');
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A deadline for Promise.race that does not keep the process alive once the race is decided. */
+const timeLimit = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 const seconds = (value: number | null | undefined, digits = 2) => (value === null || value === undefined || Number.isNaN(value) ? 'n/a' : `${value.toFixed(digits)} s`);
 
 // ---------------------------------------------------------------------------------------------
@@ -98,8 +100,11 @@ function stopEverything(): Promise<void> {
 }
 
 let interrupted = false;
+/** Set while --keep waits for Ctrl-C: the signal then ends the wait, and main stops everything. */
+let endKeepWait: (() => void) | undefined;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
+    if (endKeepWait) return endKeepWait();
     if (interrupted) return;
     interrupted = true;
     console.error(`\n${signal}: stopping pgbench, the probe, the pgferry runner and the clusters…`);
@@ -603,7 +608,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
     if (armReverse) {
       report = await buildReport(control, MIGRATION);
     } else {
-      const code = await Promise.race([runner.ended, sleep(PHASE_TIMEOUT_MS).then(() => 'timeout' as const)]);
+      const code = await Promise.race([runner.ended, timeLimit(PHASE_TIMEOUT_MS).then(() => 'timeout' as const)]);
       if (code !== 0) throw new Error(`the pgferry run ended with ${code}:\n${tail(logPath)}`);
       const file = readReport(reportPath);
       if (file.status !== 'SUCCEEDED') throw new Error(`the pgferry run ${file.status}: ${file.error} ${file.cause}`);
@@ -664,7 +669,7 @@ async function measureFallback(
     await pgbench.stop();
     const { tps } = await pgbenchTps(target, 'ferry', pgbench.startedAt);
     let report = await buildReport(control, MIGRATION).catch(() => undefined);
-    const code = await Promise.race([runner.ended, sleep(120_000).then(() => 'still running' as const)]);
+    const code = await Promise.race([runner.ended, timeLimit(120_000).then(() => 'still running' as const)]);
     if (code === 0 && existsSync(reportPath)) report = readReport(reportPath).report ?? report;
     else console.log(`  the run after fallback: ${code === 'still running' ? 'still running after 2 minutes' : `exit ${code}`} (log ${logPath})`);
     return { reportedWindowSeconds: fallbackWindowOf(report), statesAfterRequest: statesSince(logPath, requestedAt), probe: probed, tps };
@@ -750,10 +755,8 @@ async function main(): Promise<void> {
     if (values.keep && !interrupted) {
       console.log(`\n--keep: the clusters stay up (connections, specs, reports and the runs' logs in ${dir}). Ctrl-C stops them.`);
       if (failed) console.error('(the bench failed: see above)');
-      await new Promise<void>((resolve) => {
-        process.removeAllListeners('SIGINT');
-        process.once('SIGINT', () => resolve());
-      });
+      await new Promise<void>((resolve) => (endKeepWait = resolve));
+      endKeepWait = undefined;
     }
     await stopEverything();
     rmSync(dir, { recursive: true, force: true });
