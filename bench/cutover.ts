@@ -323,9 +323,11 @@ class WriteProbe {
     await this.loop;
     await this.readWriteCheck;
     for (const side of [this.first, this.second]) this.drop(side);
+    // A probe that never wrote to the second side saw no end to the window.
+    const switched = this.firstOnSecond !== undefined;
     return {
-      longestGapSeconds: this.longest.gap,
-      longestGapAt: this.longest.at,
+      longestGapSeconds: switched ? this.longest.gap : NaN,
+      longestGapAt: switched ? this.longest.at : `no write on the ${this.second.label} succeeded`,
       switchGapSeconds: this.lastOnFirst !== undefined && this.firstOnSecond !== undefined ? (this.firstOnSecond - this.lastOnFirst) / 1000 : null,
       writes: this.writes,
       errors: [...this.errors].slice(0, 6),
@@ -609,7 +611,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
       report = await buildReport(control, MIGRATION);
     } else {
       const code = await Promise.race([runner.ended, timeLimit(PHASE_TIMEOUT_MS).then(() => 'timeout' as const)]);
-      if (code !== 0) throw new Error(`the pgferry run ended with ${code}:\n${tail(logPath)}`);
+      if (code !== 0) throw new Error(`the pgferry run ${code === 'timeout' ? `did not end within ${PHASE_TIMEOUT_MS / 60_000} minutes of the target being ready` : `exited with ${code}`}:\n${tail(logPath)}`);
       const file = readReport(reportPath);
       if (file.status !== 'SUCCEEDED') throw new Error(`the pgferry run ${file.status}: ${file.error} ${file.cause}`);
       report = file.report;
