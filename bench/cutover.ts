@@ -468,10 +468,7 @@ function readReport(path: string): { status: string; error?: string; cause?: str
 
 /** The fallback's window in the report, under whichever name the report gives it. */
 function fallbackWindowOf(report: MigrationReport | undefined): number | null {
-  const replication = report?.replication as Record<string, unknown> | undefined;
-  const fallback = (replication?.fallback ?? (report as Record<string, unknown> | undefined)?.fallback) as Record<string, unknown> | undefined;
-  const value = replication?.fallbackWriteUnavailableSeconds ?? fallback?.writeUnavailableSeconds;
-  return typeof value === 'number' ? value : null;
+  return report?.afterCutover?.fallbackWriteUnavailableSeconds ?? null;
 }
 
 /** The workflow states that ended after `since`, from the runner's log ("… Compare done (20.1 s)"), summed per state. */
