@@ -16,9 +16,10 @@
  * the load and the probe on the target and measures `pgferry fallback SPEC` the same way, the
  * other way round; it is skipped, saying so, while the CLI has no fallback command.
  *
- * pgbench_history gets a bigserial key: an application's tables usually have one, and a keyless
- * table is compared whole behind the fence, while pgbench's grows with the run's length rather
- * than the database's size. Not part of `npm test`.
+ * pgbench's tables are as `pgbench -i` makes them: pgbench_history has no key, so it is compared
+ * whole behind the fence (it holds the run's own transactions: its size follows the run's length,
+ * not the database's). `--history-key` gives it a bigserial key, as an application's tables
+ * usually have. Not part of `npm test`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     'caught-up-lag': { type: 'string', default: '1' },
     steady: { type: 'string' },
+    'history-key': { type: 'boolean', default: false },
   },
 });
 const SCALES = (values.scales ?? (values.quick ? '5,20' : '68,270')).split(',').map((s) => {
@@ -532,7 +534,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
   const initStarted = performance.now();
   await pgbenchInit(source, 'bench', scale);
   await source.sql(
-    `ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;
+    `${values['history-key'] ? 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;' : ''}
      CREATE TABLE bench_probe (id int PRIMARY KEY, n bigint NOT NULL);
      INSERT INTO bench_probe VALUES (1, 0), (2, 0);`,
     'bench',
