@@ -16,8 +16,8 @@
  * the load and the probe on the target and measures `pgferry fallback SPEC` the same way, the
  * other way round; it is skipped, saying so, while the CLI has no fallback command.
  *
- * pgbench's tables are as `pgbench -i` makes them: pgbench_history has no key, so it is compared
- * whole behind the fence (it holds the run's own transactions: its size follows the run's length,
+ * pgbench's tables are as `pgbench -i` makes them; pgbench_history has no key and gets REPLICA
+ * IDENTITY FULL, as the precheck asks, so it is compared whole behind the fence (it holds the run's own transactions: its size follows the run's length,
  * not the database's). `--history-key` gives it a bigserial key, as an application's tables
  * usually have. Not part of `npm test`.
  */
@@ -534,7 +534,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
   const initStarted = performance.now();
   await pgbenchInit(source, 'bench', scale);
   await source.sql(
-    `${values['history-key'] ? 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;' : ''}
+    `${values['history-key'] ? 'ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;' : 'ALTER TABLE pgbench_history REPLICA IDENTITY FULL;'}
      CREATE TABLE bench_probe (id int PRIMARY KEY, n bigint NOT NULL);
      INSERT INTO bench_probe VALUES (1, 0), (2, 0);`,
     'bench',
