@@ -1,8 +1,7 @@
 /**
- * Where the final comparison of a CDC run goes, behind the fence. When the comparison while
- * replicating verified every table and what is left to read is small (changed keys, and tables
- * changed without a key of at most FINAL_IN_STEP_MAX_BYTES on the target), FinishCutover runs it
- * itself: a Compare task would first have to start (30–60 s for a Fargate task), all of it
+ * Where the final comparison of a CDC run goes, behind the fence. When what is left to read is
+ * small (changed keys, and at most FINAL_IN_STEP_MAX_BYTES of tables to compare whole: changed
+ * without a usable key, or not verified while replicating), FinishCutover runs it itself: a Compare task would first have to start (30–60 s for a Fargate task), all of it
  * while applications cannot write. Otherwise the workflow's Compare task runs it.
  */
 import type pg from 'pg';
@@ -17,19 +16,22 @@ import { connectForStep, usesCdc } from './sides.js';
 /** Tables changed without a usable key are compared whole: in the step only up to this much. */
 const FINAL_IN_STEP_MAX_BYTES = 256 * 1024 * 1024;
 
-/** Whether the final comparison is light enough to run in FinishCutover (see the header). */
+/**
+ * Whether the final comparison is light enough to run in FinishCutover: the tables it must
+ * compare in full (not verified while replicating, or changed without a usable key) hold at most
+ * FINAL_IN_STEP_MAX_BYTES on the target; the rest is read by changed key.
+ */
 async function finalComparisonIsLight(spec: MigrationSpec, target: pg.Client): Promise<boolean> {
   if (spec.mode === 'cdc') return false; // it plans no tables: the Compare task lists them
   const tables = (await loadedTables(target, spec.name)).filter((t) => !isLargeObjects(t.source));
   const verified = await readVerifications(target, spec.name);
-  if (!tables.every((t) => verified.get(qualified(t.source))?.matched)) return false;
   const changes = await readTableChanges(target, spec.name);
-  const whole = tables.filter((t) => changes.get(qualified(t.source))?.wholeLsn);
-  if (whole.length === 0) return true;
+  const inFull = tables.filter((t) => !verified.get(qualified(t.source))?.matched || changes.get(qualified(t.source))?.wholeLsn);
+  if (inFull.length === 0) return true;
   const { rows } = await target.query<{ bytes: string }>(
     `SELECT coalesce(sum(pg_total_relation_size(format('%I.%I', s, n)::regclass)), 0)::text AS bytes
        FROM unnest($1::text[], $2::text[]) AS t(s, n)`,
-    [whole.map((t) => t.target.schema), whole.map((t) => t.target.name)],
+    [inFull.map((t) => t.target.schema), inFull.map((t) => t.target.name)],
   );
   return Number(rows[0]!.bytes) <= FINAL_IN_STEP_MAX_BYTES;
 }
