@@ -28,6 +28,12 @@ export interface CompareOptions {
   method: 'checksum' | 'count';
   chunkRows: number;
   maxDifferences: number;
+  /**
+   * Mismatching ranges of at most this many rows are diffed row by row at once instead of
+   * bisected (default LEAF_ROWS). While changes flow, differences are scattered over every range
+   * and bisecting each down to its rows costs many range scans; one read of the range costs one.
+   */
+  leafRows?: number;
 }
 
 /** Bisection stops at ranges this small and lists their rows. */
@@ -109,7 +115,7 @@ export async function compareTable(
     const rows = buckets.reduce((sum, b) => sum + b.checksum.rows, 0);
     return { ...base, status: 'match', sourceRows: rows, targetRows: rows, ranges: Math.max(buckets.length, 1), mismatchedRanges: 0 };
   }
-  const bisection = new Bisection(src, tgt, key, options.maxDifferences);
+  const bisection = new Bisection(src, tgt, key, options.maxDifferences, options.leafRows ?? LEAF_ROWS);
   let targetRows = 0;
   let mismatchedRanges = 0;
   // One range per source bucket; the first and last are open-ended so target rows below or above every source key are found too.
@@ -145,6 +151,7 @@ class Bisection {
     private readonly target: Side,
     private readonly key: string[],
     private readonly maxDifferences: number,
+    private readonly leafRows: number,
   ) {}
 
   /** Narrows a mismatching range (whose checksums on each side are `s` and `t`) down to rows. */
@@ -153,7 +160,7 @@ class Bisection {
       this.truncated = true;
       return;
     }
-    if (Math.max(s.rows, t.rows) <= LEAF_ROWS) return this.diffRows(range);
+    if (Math.max(s.rows, t.rows) <= this.leafRows) return this.diffRows(range);
     // Split at the middle key of the side with more rows: that side's halves both shrink, so this ends
     // even when the source has few rows here and the target many.
     const bySource = s.rows >= t.rows;

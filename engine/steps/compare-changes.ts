@@ -96,7 +96,7 @@ export async function compareChanges(
     }
   }
 
-  const options = { method: spec.compare.method, maxDifferences: spec.compare.maxDifferencesReported };
+  const options = { method: spec.compare.method, maxDifferences: live ? LIVE_MAX_DIFFERENCES : spec.compare.maxDifferencesReported };
   const checkKeys = async (entries: ByKey[]): Promise<TableComparison[]> => {
     if (entries.length === 0) return [];
     return withComparedSides(context.connectSource, context.connectTarget, undefined, async (source, target) => {
@@ -159,13 +159,16 @@ export async function differencesInFlight(
   result: TableComparison,
   from: string,
 ): Promise<boolean> {
-  const complete = result.differences.length > 0 && result.differences.length < context.spec.compare.maxDifferencesReported;
+  const complete = result.differences.length > 0 && result.differences.length < LIVE_MAX_DIFFERENCES;
   const keys = complete && keyColumns ? result.differences.map((d) => keyColumns.map((c) => d.key[c] ?? null)) : [];
   return changedSince(context.control, context.migration, table.source, keyColumns, keys, from);
 }
 
 /** Rechecks of rows or tables that differed while changes were flowing. */
 export const LIVE_RECHECKS = 3;
+
+/** A comparison while changes flow lists this many differences at most (to tell changes in flight from lasting ones); the saved result keeps compare.maxDifferencesReported. */
+export const LIVE_MAX_DIFFERENCES = 1_000_000;
 
 /** Why a table is compared in full rather than by its changed keys; undefined when its changed keys suffice. */
 function fullReason(verification: TableVerification | undefined, changed: TableChanges | undefined, rootChanged: TableChanges | undefined): string | undefined {

@@ -29,7 +29,7 @@ import { qualified, sleep } from '../sql.js';
 import type { TaskStepContext } from './task.js';
 import { isLargeObjects } from '../load/large-objects.js';
 import { compareOtherObjects } from './compare-objects.js';
-import { compareChanges, differencesInFlight, LIVE_RECHECKS, type CompareSummary } from './compare-changes.js';
+import { compareChanges, differencesInFlight, LIVE_MAX_DIFFERENCES, LIVE_RECHECKS, type CompareSummary } from './compare-changes.js';
 
 export type { CompareSummary };
 const CATCH_UP_WAIT_MS = 60_000;
@@ -52,18 +52,21 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     if (!live) await setPhase(control, migration, 'compare');
     const snapshot = spec.mode === 'full' ? ((await migrationState(control, migration))?.snapshot ?? undefined) : undefined;
     const { tables, roots } = await tablesToCompare(spec, migration, source, control);
+    // The applier records changed keys (replication.ts) when the final comparison will use them.
+    const tracked = spec.mode !== 'full' && spec.cutover.finalCompare;
+    // While changes flow, every difference must be listed for it to be known as a change in flight (differencesInFlight).
+    const listAll = live && tracked;
     const compare = (subset: CompareTarget[]) =>
       compareTables(connectSource, connectTarget, subset, {
         method: spec.compare.method,
         chunkRows: spec.compare.chunkRows,
-        maxDifferences: spec.compare.maxDifferencesReported,
+        maxDifferences: listAll ? LIVE_MAX_DIFFERENCES : spec.compare.maxDifferencesReported,
+        ...(listAll ? { leafRows: spec.compare.chunkRows * 2 } : {}),
         parallelism: spec.fullLoad.parallelism,
         snapshot,
         onTable: (result) => log(`${qualified(result.source)}: ${result.status} (${result.sourceRows} rows)`),
       });
     const liveContext: LiveContext = { ...context, source, control };
-    // The applier records changed keys (replication.ts) when the final comparison will use them.
-    const tracked = spec.mode !== 'full' && spec.cutover.finalCompare;
     const incremental = tracked && (!live || (await readReplicationStatus(control, migration))?.liveCompared === true);
     const inFull = (subset: CompareTarget[]) => compareInFull(liveContext, subset, compare, { live, tracked });
     let results: Map<string, TableComparison>;
@@ -80,7 +83,7 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
       }
       summary = { tablesInFull: tables.length, tablesByKey: 0, rowsRechecked: 0, tablesNotRead: 0 };
     }
-    for (const result of results.values()) await saveComparison(control, migration, result);
+    for (const result of results.values()) await saveComparison(control, migration, listedAtMost(result, spec.compare.maxDifferencesReported));
     if (!live) await compareOtherObjects(context, control, snapshot);
     if (live) await recordLiveOutcome(control, migration, results, incremental);
     if (incremental) {
@@ -109,17 +112,24 @@ async function compareInFull(
   const from = live && tracked ? await verificationPoint(context) : undefined;
   const results = new Map((await compare(tables)).map((r) => [qualified(r.source), r]));
   if (from) for (const name of results.keys()) verifiedFrom.set(name, from);
-  if (live) await recheckWhileLive(context, tables, results, compare, from ? verifiedFrom : undefined);
   const verified = new Set([...results.values()].filter((r) => r.status === 'match').map((r) => qualified(r.source)));
-  if (from && verified.size < results.size) {
-    // Under a steady write load hot tables differ at every look: rows that differ only because
-    // they changed while compared are recorded as changed, and compared again later.
+  // Under a steady write load hot tables differ at every look: rows that differ only because
+  // they changed while compared are recorded as changed (once the target caught up), and
+  // compared again later. Only the other differences are worth a recheck.
+  const inFlight = async () => {
     await verificationPoint(context);
     for (const table of tables) {
       const name = qualified(table.source);
       const result = results.get(name)!;
-      if (result.status === 'mismatch' && (await differencesInFlight(context, table, table.primaryKey, result, verifiedFrom.get(name)!))) verified.add(name);
+      if (!verified.has(name) && result.status === 'mismatch' && (await differencesInFlight(context, table, table.primaryKey, result, verifiedFrom.get(name)!))) verified.add(name);
     }
+  };
+  if (from && verified.size < results.size) await inFlight();
+  if (live) {
+    const unexplained = tables.filter((t) => !verified.has(qualified(t.source)));
+    await recheckWhileLive(context, unexplained, results, compare, from ? verifiedFrom : undefined);
+    for (const t of unexplained) if (results.get(qualified(t.source))?.status === 'match') verified.add(qualified(t.source));
+    if (from && verified.size < results.size) await inFlight();
   }
   return { results: [...results.values()], verifiedFrom, verified };
 }
@@ -219,4 +229,10 @@ async function recordLiveOutcome(control: pg.Client, migration: string, results:
     differing.length ? 'warn' : 'info',
     `${incremental ? 'live comparison of the changes at the cutover request' : 'live comparison'}: ${results.size - differing.length} table(s) match${differing.length ? `, ${differing.length} differ while changes flow (${differing.join(', ')}); the comparison after cutover decides` : ''}`,
   );
+}
+
+/** The comparison as saved: at most `most` differences listed (a live one lists them all, to tell changes in flight). */
+function listedAtMost(result: TableComparison, most: number): TableComparison {
+  if (result.differences.length <= most) return result;
+  return { ...result, differences: result.differences.slice(0, most), note: [result.note, `only the first ${most} differences are listed`].filter(Boolean).join('; ') };
 }
