@@ -287,7 +287,7 @@ describe('formatReport', () => {
     expect(text.split('\n')[0]).toBe('Migration shop (full+cdc): failed — pgferry.CompareMismatch: 1 table differs');
     expect(text).not.toContain('Not migrated:');
     expect(text.split('\n').at(-1)).toBe(
-      'CDC: 70 rows in 7 transactions applied from slot pgferry_shop (0/1 → 0/2), 1 streamer restart(s); cutover drained in 0.5 s behind a write fence (the source is left read-only); writes were unavailable for 2.3 s (fence → target ready).',
+      'CDC: 70 rows in 7 transactions applied from slot pgferry_shop (0/1 → 0/2), 1 streamer restart(s); cutover drained in 0.5 s behind a write fence (the source stays fenced); writes were unavailable for 2.3 s (fence → target ready).',
     );
   });
 

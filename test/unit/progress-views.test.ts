@@ -177,6 +177,13 @@ describe('reportOf', () => {
       startedAt: '2026-01-01T00:00:00.000Z',
       finishedAt: '2026-01-01T00:00:12.000Z',
       seconds: 12.35,
+      checklist: [
+        expect.stringMatching(/^The source is fenced: .*pgferry finish SPEC lifts the fence/),
+        expect.stringMatching(/^Sequences: none were set at cutover/),
+        expect.stringMatching(/^Ownership and privileges/),
+        expect.stringMatching(/^Application: point it at the target/),
+        expect.stringMatching(/^Control schema: .*--drop-control/),
+      ],
       objects: [{ kind: 'table', counts: { created: 2 } }],
       notMigrated: [{ kind: 'role', identity: 'app', detail: 'roles are not migrated' }],
       skipped: [{ kind: 'table', identity: 'shop.scratch', detail: 'not selected by objects' }],

@@ -42,9 +42,14 @@ function reachable(from: string, stopAt: ReadonlySet<string>): Set<string> {
 /** The failure handling: Cleanup and what it leads to. */
 const failureHandling = new Set(['Cleanup', 'PausedOrFailed', 'Paused', 'PausedNext', 'PausedWait', 'HandedOver', 'MigrationAbandoned', 'DescribeFailure', 'MigrationFailed', 'MigrationFailedUndescribed']);
 
+/** After cutover with cutover.reverse: its failures go back to its loop, never to Cleanup, which would lift the source's fence. */
+const reverseLoop = new Set(['StartReverse', 'ReverseWait', 'ReverseStatus', 'ReverseNext', 'CountReverseTurn', 'ReverseHistoryLeft', 'Fallback', 'FinishAfterCutover']);
+
 describe('the workflow graph', () => {
-  const afterSlot = reachable('StartReplication', new Set(['Cleanup']));
-  const work = [...new Set([...afterSlot, ...reachable('PlanResume', new Set(['Cleanup']))])].filter((name) => !failureHandling.has(name));
+  const afterSlot = reachable('StartReplication', new Set(['Cleanup', 'StartReverse']));
+  const work = [...new Set([...afterSlot, ...reachable('PlanResume', new Set(['Cleanup', 'ReverseWait']))])].filter(
+    (name) => !failureHandling.has(name) && !reverseLoop.has(name),
+  );
 
   it('sends every failure of every state after the slot exists to Cleanup', () => {
     expect(work.length).toBeGreaterThan(15);
@@ -64,7 +69,19 @@ describe('the workflow graph', () => {
     // ContinuedAsNew: the run goes on in the execution ContinueAsNew started.
     expect(ends).toEqual(['ContinuedAsNew', 'Done']);
     expect(exits('ContinueAsNew').normal).toEqual(['ContinuedAsNew']);
-    expect(exits('FinishMigration').normal).toEqual(['Done']);
+    expect(exits('FinishMigration').normal).toEqual(['ReverseArmed']);
+    expect(exits('ReverseArmed').normal.sort()).toEqual(['Done', 'StartReverse']);
+  });
+
+  it('keeps a cut-over run in its Reverse loop on every failure there, and leaves it only by fallback, finish or continuing as new', () => {
+    for (const name of reverseLoop) {
+      const state = states[name]!;
+      if (state.Type === 'Task') expect(state.Catch!.map((c) => [c.ErrorEquals, c.Next]), name).toEqual([[['States.ALL'], 'ReverseWait']]);
+    }
+    const ends = [...reachable('StartReverse', new Set(['ContinueAsNew']))].filter((name) => ['Succeed', 'Fail'].includes(states[name]!.Type)).sort();
+    expect(ends).toEqual(['Done']);
+    expect(exits('Fallback').normal).toEqual(['Done']);
+    expect(exits('FinishAfterCutover').normal).toEqual(['Done']);
   });
 
   it('pauses from Cleanup, and leaves the paused loop only when resumed elsewhere or abandoned', () => {
