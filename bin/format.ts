@@ -216,7 +216,7 @@ export function formatReport(report: MigrationReport): string {
         `${r.restarts ? `, ${r.restarts} streamer restart(s)` : ''}` +
         `${r.peakRetainedWalBytes !== undefined ? `; the slot held back at most ${formatBytes(r.peakRetainedWalBytes)} of WAL` : ''}` +
         `${r.drainSeconds !== null ? `; cutover drained in ${r.drainSeconds.toFixed(1)} s${r.fenced ? ' behind a write fence (the source stays fenced)' : ''}` : ''}` +
-        `${r.writeUnavailableSeconds !== null ? `; writes were unavailable for ${r.writeUnavailableSeconds.toFixed(1)} s (${r.fenced ? 'fence' : 'cutover request'} → target ready)` : ''}.`,
+        `${r.writeUnavailableSeconds !== null ? `; writes were unavailable for ${r.writeUnavailableSeconds.toFixed(1)} s (${r.fenced ? 'fence' : 'drain point'} → target ready)` : ''}.`,
     );
   }
   const late = report.lateChanges ?? [];

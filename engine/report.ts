@@ -83,7 +83,7 @@ export interface ReplicationReport {
   fenced: boolean;
   /** Seconds from the cutover request until the target had applied the source's last change. */
   drainSeconds: number | null;
-  /** Seconds applications could not write: from the fence (or the cutover request) until the target was ready; null until it is. */
+  /** Seconds applications could not write: from the fence (or, without one, the drain point) until the target was ready; null until it is. */
   writeUnavailableSeconds: number | null;
   /** The most WAL the slot held back on the source, as measured (absent: never measured). */
   peakRetainedWalBytes?: number;

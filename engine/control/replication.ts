@@ -86,7 +86,7 @@ export async function readReplicationStatus(target: pg.Client, migration: string
             s.lag_bytes::float8, s.lag_seconds, s.rows_per_second, s.apply_requested, s.streaming_since,
             s.cutover_requested_at IS NOT NULL AS cutover_requested, s.drain_lsn::text, s.drained_at IS NOT NULL AS drained,
             extract(epoch FROM s.drained_at - s.cutover_requested_at)::float8 AS drain_seconds,
-            extract(epoch FROM coalesce(s.target_ready_at, clock_timestamp()) - coalesce(s.fenced_at, s.cutover_requested_at))::float8
+            extract(epoch FROM coalesce(s.target_ready_at, clock_timestamp()) - coalesce(s.fenced_at, s.drain_set_at))::float8
               AS write_unavailable_seconds,
             s.target_ready_at IS NOT NULL AS target_ready,
             s.restarts, s.last_error, ${tracking}
@@ -143,7 +143,7 @@ export async function requestCutover(target: pg.Client, migration: string): Prom
 }
 
 export async function setDrainLsn(target: pg.Client, migration: string, lsn: string): Promise<void> {
-  await target.query('UPDATE pgferry.replication_status SET drain_lsn = $2::pg_lsn WHERE migration = $1', [migration, lsn]);
+  await target.query('UPDATE pgferry.replication_status SET drain_lsn = $2::pg_lsn, drain_set_at = coalesce(drain_set_at, now()) WHERE migration = $1', [migration, lsn]);
 }
 
 export async function recordRestart(target: pg.Client, migration: string): Promise<void> {
@@ -165,7 +165,7 @@ export async function recordFence(target: pg.Client, migration: string, fenced: 
 export async function markTargetReady(target: pg.Client, migration: string): Promise<number | null> {
   const { rows } = await target.query<{ seconds: number | null }>(
     `UPDATE pgferry.replication_status SET target_ready_at = coalesce(target_ready_at, now()) WHERE migration = $1
-     RETURNING extract(epoch FROM target_ready_at - coalesce(fenced_at, cutover_requested_at))::float8 AS seconds`,
+     RETURNING extract(epoch FROM target_ready_at - coalesce(fenced_at, drain_set_at))::float8 AS seconds`,
     [migration],
   );
   return rows[0]?.seconds ?? null;
@@ -182,7 +182,7 @@ export async function recordLiveComparison(target: pg.Client, migration: string)
  */
 export async function resetReplicationForResume(target: pg.Client, migration: string): Promise<void> {
   await target.query(
-    `UPDATE pgferry.replication_status SET last_error = NULL, cutover_requested_at = NULL, drain_lsn = NULL, drained_at = NULL,
+    `UPDATE pgferry.replication_status SET last_error = NULL, cutover_requested_at = NULL, drain_lsn = NULL, drain_set_at = NULL, drained_at = NULL,
             fenced = false, fenced_at = NULL, target_ready_at = NULL, streaming_since = NULL, restarted_at = now()
       WHERE migration = $1`,
     [migration],

@@ -156,10 +156,12 @@ ALTER TABLE pgferry.replication_status
   ADD COLUMN IF NOT EXISTS retained_wal_state text,
   ADD COLUMN IF NOT EXISTS retained_wal_threshold bigint,
   ADD COLUMN IF NOT EXISTS retained_wal_at timestamptz;
--- The write-unavailable window of cutover: from the fence (or, without one, the cutover request) until the target is ready.
+-- The write-unavailable window of cutover: from the fence (or, without one, the drain point) until the target is ready.
 ALTER TABLE pgferry.replication_status
   ADD COLUMN IF NOT EXISTS fenced_at timestamptz,
   ADD COLUMN IF NOT EXISTS target_ready_at timestamptz;
+-- Without a fence the window starts when the drain point is set (not at the request: the comparison pass before it leaves writes open).
+ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS drain_set_at timestamptz;
 CREATE TABLE IF NOT EXISTS pgferry.events (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,

@@ -47,7 +47,7 @@ export const metrics = {
     retainedWalOverThreshold: 'RetainedWalOverThreshold',
     /** 1 while a migration is paused (its PausedStatus loop publishes it): someone must resume or abandon it. */
     migrationPaused: 'MigrationPaused',
-    /** Seconds applications could not write at cutover: from the fence (or the cutover request) until the target was ready. */
+    /** Seconds applications could not write at cutover: from the fence (or, without one, the drain point) until the target was ready. */
     writeUnavailableSeconds: 'CutoverWriteUnavailableSeconds',
     fallbackWriteUnavailableSeconds: 'FallbackWriteUnavailableSeconds',
   },
