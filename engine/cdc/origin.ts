@@ -109,12 +109,6 @@ export async function dropOrigins(client: pg.Client, names: readonly string[]): 
   return dropped;
 }
 
-/** The origins among `names` that exist on the server of `client`. */
-export async function existingOrigins(client: pg.Client, names: readonly string[]): Promise<string[]> {
-  const { rows } = await client.query<{ roname: string }>('SELECT roname FROM pg_replication_origin WHERE roname = ANY($1::text[]) ORDER BY 1', [names]);
-  return rows.map((row) => row.roname);
-}
-
 /**
  * The stream stage that drops the changes of transactions whose Origin message names one of
  * `skip`: their Begin and Commit still pass (the position moves on, nothing is applied), and so do

@@ -34,6 +34,7 @@ import { SyncedTableFilter } from './table-sync.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, StreamTransaction, type Operation } from './stream-filter.js';
 import { earlyOriginNames, originFilter, setUpSessionOrigin, type OriginOptions } from './origin.js';
+import { writeThroughFence } from '../cutover/fence.js';
 import { endStaleWalsender, takeApplyLock } from './streamer-lock.js';
 import { DdlStage, type DdlMode } from './ddl/apply.js';
 import { DdlNotAppliedError, FlushBeforeDdl } from './ddl/errors.js';
@@ -273,7 +274,7 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   else await assertCurrentGeneration(target, migration, claim);
   const control = await sessions.open(options.connectTarget);
   // The reverse stream keeps its control schema on the source, which the cutover fence made read-only for new sessions.
-  await control.query('SET default_transaction_read_only = off');
+  await writeThroughFence(control);
   const source = await sessions.open(options.connectSource);
   await endStaleWalsender(source, options.slotName);
   await assertSlotUsable(source, options.slotName);

@@ -5,6 +5,7 @@
  * target's fence until the source takes writes again.
  */
 import type pg from 'pg';
+import { controlTableExists } from './schema.js';
 
 export interface AfterCutoverRow {
   reverseArmed: boolean;
@@ -22,7 +23,9 @@ export interface AfterCutoverRow {
   reverse: { lagSeconds: number | null; lagBytes: number | null; rowsApplied: number; appliedLsn: string | null; error: string | null; seenSecondsAgo: number | null };
 }
 
+/** Undefined too when the control schema predates it. */
 export async function readAfterCutover(client: pg.Client, migration: string): Promise<AfterCutoverRow | undefined> {
+  if (!(await controlTableExists(client, 'after_cutover'))) return undefined;
   const { rows } = await client.query(
     `SELECT reverse_armed_at IS NOT NULL AS reverse_armed, switch_lsn::text, application_switched_to,
             fallback_requested_at IS NOT NULL AS fallback_requested, finish_requested_at IS NOT NULL AS finish_requested, drop_control,

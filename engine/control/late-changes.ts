@@ -4,6 +4,7 @@
  * fence). The stream applied them; they are listed here so the report can name them.
  */
 import type pg from 'pg';
+import { controlTableExists } from './schema.js';
 
 export interface LateChange {
   /** Commit LSN of the source transaction. */
@@ -38,8 +39,7 @@ export async function recordLateChanges(control: pg.ClientBase, migration: strin
 
 /** The migration's late changes in commit order (none when the control schema predates them). */
 export async function readLateChanges(client: pg.ClientBase, migration: string): Promise<LateChange[]> {
-  const exists = await client.query<{ ok: boolean }>("SELECT to_regclass('pgferry.late_changes') IS NOT NULL AS ok");
-  if (!exists.rows[0]?.ok) return [];
+  if (!(await controlTableExists(client, 'late_changes'))) return [];
   const { rows } = await client.query<{ lsn: string; schema: string; name: string; rows: string; keys: string[] }>(
     `SELECT commit_lsn::text AS lsn, source_schema AS schema, source_table AS name, rows::text, keys
        FROM pgferry.late_changes WHERE migration = $1 ORDER BY commit_lsn, source_schema, source_table`,

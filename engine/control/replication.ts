@@ -39,7 +39,7 @@ export interface ReplicationStatusRow {
   /** Seconds from the cutover request until drained. */
   drainSeconds: number | null;
   /**
-   * Seconds applications could not write: from the fence (or, without one, the cutover request)
+   * Seconds applications could not write: from the fence (or, without one, the drain point)
    * until the target was ready, or until now while cutover goes on; null before cutover.
    */
   writeUnavailableSeconds: number | null;

@@ -278,7 +278,12 @@ export async function ensureControlSchema(client: pg.Client): Promise<void> {
 }
 
 /** Whether the target has the control schema (its migrations table): a target pgferry never ran on has none. */
-export async function controlSchemaExists(client: pg.Client): Promise<boolean> {
-  const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass('pgferry.migrations') IS NOT NULL AS ok");
+export async function controlSchemaExists(client: pg.ClientBase): Promise<boolean> {
+  return controlTableExists(client, 'migrations');
+}
+
+/** Whether the control schema has `table`: a control schema an earlier version created may lack the newer ones. */
+export async function controlTableExists(client: pg.ClientBase, table: string): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [`pgferry.${table}`]);
   return Boolean(rows[0]?.ok);
 }

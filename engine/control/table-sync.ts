@@ -8,7 +8,8 @@ export async function recordTableSync(client: pg.ClientBase, migration: string, 
     `INSERT INTO pgferry.table_sync (migration, source_schema, source_table, start_lsn, rows_copied) VALUES ($1, $2, $3, $4::pg_lsn, $5)
      ON CONFLICT (migration, source_schema, source_table) DO UPDATE SET start_lsn = excluded.start_lsn, rows_copied = excluded.rows_copied, synced_at = now()`,
     [migration, table.schema, table.name, startLsn, rows],
-  );  // Copied anew: what the comparison while replicating verified of it no longer holds.
+  );
+  // Copied anew: what the comparison while replicating verified of it no longer holds.
   await forgetVerification(client, migration, table);
 }
 

@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import type { TableRef } from '../catalog/tables.js';
 import { withTransaction } from '../sql.js';
+import { controlTableExists } from './schema.js';
 
 /** A unit of the full load: one table, or one ctid page range of a large one. */
 export interface WorkUnit {
@@ -336,8 +337,7 @@ export async function recordIndexJobFailure(client: pg.Client, migration: string
 
 /** Each index job's state, keyed `<kind> <identity>` (empty when the control schema predates index jobs). */
 export async function indexJobStates(client: pg.Client, migration: string): Promise<Map<string, string>> {
-  const { rows: found } = await client.query("SELECT to_regclass('pgferry.index_jobs') IS NOT NULL AS ok");
-  if (!found[0]?.ok) return new Map();
+  if (!(await controlTableExists(client, 'index_jobs'))) return new Map();
   const { rows } = await client.query('SELECT kind, identity, state FROM pgferry.index_jobs WHERE migration = $1', [migration]);
   return new Map(rows.map((r) => [`${r.kind} ${r.identity}`, r.state as string]));
 }

@@ -25,6 +25,9 @@ import { withTransaction } from '../sql.js';
 export { FENCE_SCHEMA };
 /** The trigger's name on every fenced table. */
 export const FENCE_TRIGGER = 'pgferry_fence';
+/** A session opened after a fence starts read-only (the database's default); pgferry's own sessions must still write. */
+export const writeThroughFence = (client: pg.Client) => client.query('SET default_transaction_read_only = off');
+
 /** Sessions whose application_name starts with this are pgferry's own: the fence leaves them be. */
 export const PGFERRY_APPLICATION_PREFIX = 'pgferry';
 

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { dataTables, listTables, tableKey } from '../catalog/tables.js';
-import { dropOrigins, originFamily } from '../cdc/origin.js';
+import { dropOrigins, originFamily, type OriginOptions } from '../cdc/origin.js';
 import { dropSlotAndPublication, ensurePublication, replicationNames, slotState } from '../cdc/slot.js';
 import {
   deleteReverseRun,
@@ -28,7 +28,7 @@ import type { SchemaObjectResult } from '../schema/objects.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { messageOf, pollUntil } from '../sql.js';
 import { stopApplier } from '../cdc/streamer-lock.js';
-import { writeThroughFence } from '../steps/sides.js';
+import { writeThroughFence } from './fence.js';
 import { markDrainPoint } from './index.js';
 
 /** Names of the reverse direction: slot and publication on the target, and the origins of both appliers. */
@@ -56,6 +56,21 @@ export function reverseReplicationNames(spec: { name: string; cdc: { slotName?: 
     forwardOrigin: `${base}_fwd`,
     reverseOrigin: `${base}_rev`,
   };
+}
+
+/**
+ * How each direction's applier marks its transactions and which it skips (engine/cdc/origin.ts):
+ * the forward one (with cutover.reverse) skips the reverse applier's, the reverse one the
+ * forward applier's, so no change can loop.
+ */
+export function forwardOrigin(spec: MigrationSpec): OriginOptions {
+  const names = reverseReplicationNames(spec);
+  return { name: names.forwardOrigin, skipOrigins: originFamily(names.reverseOrigin) };
+}
+
+export function reverseOrigin(spec: MigrationSpec): OriginOptions {
+  const names = reverseReplicationNames(spec);
+  return { name: names.reverseOrigin, skipOrigins: originFamily(names.forwardOrigin) };
 }
 
 /** Armed reverse replication: where it streams from, and from which target LSN on. */
@@ -187,16 +202,24 @@ export async function endReverse(spec: MigrationSpec, source: pg.Client, target:
   const dropped = await dropSlotAndPublication(target, names);
   const originsDropped = await dropMigrationOrigins(spec, source, target);
   await deleteReverseRun(source, spec.name);
+  const control = dropControl ? await dropControlSchemas(spec, source, target) : { controlDropped: { source: false, target: false }, controlKept: [] };
+  return { slotDropped: dropped.slotDropped, publicationDropped: dropped.publicationDropped, originsDropped, ...control };
+}
+
+/** Drops the control schema on both sides, except where other migrations are registered in it (`controlKept` says which). */
+export async function dropControlSchemas(
+  spec: MigrationSpec,
+  source: pg.Client,
+  target: pg.Client,
+): Promise<Pick<EndedReverse, 'controlDropped' | 'controlKept'>> {
   const controlDropped = { source: false, target: false };
   const controlKept: string[] = [];
-  if (dropControl) {
-    for (const [side, client] of [['source', source], ['target', target]] as const) {
-      const others = await otherMigrations(client, spec.name);
-      if (others.length > 0) controlKept.push(`the ${side}'s control schema holds other migrations (${others.slice(0, 10).join(', ')})`);
-      else controlDropped[side] = await dropControlSchema(client);
-    }
+  for (const [side, client] of [['source', source], ['target', target]] as const) {
+    const others = await otherMigrations(client, spec.name);
+    if (others.length > 0) controlKept.push(`the ${side}'s control schema holds other migrations (${others.slice(0, 10).join(', ')})`);
+    else controlDropped[side] = await dropControlSchema(client);
   }
-  return { slotDropped: dropped.slotDropped, publicationDropped: dropped.publicationDropped, originsDropped, controlDropped, controlKept };
+  return { controlDropped, controlKept };
 }
 
 /** Drops the replication origins of both directions (forward on the target, reverse on the source); for endReverse and Cleanup. */

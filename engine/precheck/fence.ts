@@ -4,15 +4,14 @@
  * read-only default), so that a cutover never fails for a privilege after hours of replication.
  */
 import type pg from 'pg';
-import { listTables } from '../catalog/tables.js';
-import type { MigrationSpec } from '../spec/index.js';
+import type { SourceSelection } from './fidelity.js';
 import type { CheckResult } from './index.js';
 
 const LISTED = 10;
 
-export async function checkFencePrivileges(source: pg.Client, spec: Pick<MigrationSpec, 'objects'>): Promise<CheckResult> {
+export async function checkFencePrivileges(source: pg.Client, { plan }: SourceSelection): Promise<CheckResult> {
   const id = 'source.fence';
-  const tables = await listTables(source, spec.objects);
+  const tables = plan.tables;
   const { rows } = await source.query<{ name: string; schema: string }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS name, quote_ident(n.nspname) AS schema
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -264,7 +264,7 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
       ['source.large_objects', (client) => checkLargeObjects(client, spec.mode)],
       ['source.materialized_views', (client) => checkMaterializedViews(client, spec.objects)],
       ...(wantsCdc(spec) ? cdcOnly : []),
-      ...(wantsCdc(spec) && spec.cutover?.fenceSource ? [['source.fence', (client) => checkFencePrivileges(client, spec)] satisfies SourceCheck] : []),
+      ...(wantsCdc(spec) && spec.cutover?.fenceSource ? [['source.fence', async (client) => checkFencePrivileges(client, await selected(client))] satisfies SourceCheck] : []),
     ];
     for (const [id, check] of sourceChecks) checks.push(source.facts ? await guarded(id, () => check(source.facts!.client)) : skipped(id, 'no connection to the source'));
     checks.push(

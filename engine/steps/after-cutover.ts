@@ -21,14 +21,14 @@ import {
   recordTargetFenced,
   setPhase,
 } from '../control/index.js';
-import { fenceWrites, liftFence } from '../cutover/fence.js';
-import { copySequencesBack, drainReverse, endReverse, readReverseStatus } from '../cutover/reverse.js';
+import { fenceWrites, liftFence, writeThroughFence } from '../cutover/fence.js';
+import { copySequencesBack, drainReverse, dropControlSchemas, endReverse, readReverseStatus } from '../cutover/reverse.js';
 import { dataTables, listTables } from '../catalog/tables.js';
 import { pointApplicationAt } from '../cutover/switch.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { messageOf, sleep } from '../sql.js';
-import { withSides, writeThroughFence } from './sides.js';
+import { withSides } from './sides.js';
 
 export type ReverseAction = 'wait' | 'restart' | 'fallback' | 'finish';
 
@@ -150,7 +150,7 @@ export async function finishAfterCutoverStep(spec: MigrationSpec, secrets: Secre
       await markFinished(target, spec.name);
       await recordEvent(target, spec.name, 'info', `finished: no reverse stream, slot or publication left${lifted.length ? `; fence lifted on the ${lifted.join(' and ')}` : ''}`);
       await setPhase(target, spec.name, 'done');
-      if (dropControl) await endReverse(spec, source, target, { dropControl: true });
+      if (dropControl) await dropControlSchemas(spec, source, target);
       return { fenceLifted: lifted.length > 0, controlDropped: dropControl };
     } catch (error) {
       const message = `Finish of ${spec.name} failed: ${messageOf(error)}. Run pgferry finish again once the cause is fixed: every step repeats safely.`;

@@ -8,10 +8,10 @@ import { dropSlotAndPublication, replicationNames } from '../cdc/slot.js';
 import { readReplicationStatus, recordFence } from '../control/index.js';
 import type { SecretsProvider } from '../connect/index.js';
 import { findMigration, recordEvent, setPhase, type MigrationState } from '../control/index.js';
-import { liftFence } from '../cutover/fence.js';
+import { liftFence, writeThroughFence } from '../cutover/fence.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { dropMigrationOrigins } from '../cutover/reverse.js';
-import { usesCdc, withSides, writeThroughFence } from './sides.js';
+import { usesCdc, withSides } from './sides.js';
 
 export interface CleanupResult {
   cleaned: boolean;

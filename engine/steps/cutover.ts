@@ -15,9 +15,9 @@ export async function cutoverStep(spec: MigrationSpec, secrets: SecretsProvider)
   return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     let fence: FenceResult | undefined;
     if (spec.cutover.fenceSource) {
-      await recordFence(target, spec.name, true);
-      // The tables the publication carries (engine/steps/replication-slot.ts); fenceWrites adds their parents.
+      // The tables the publication carries (engine/steps/replication-slot.ts); fenceWrites adds their parents. Read before the window opens.
       const tables = dataTables(await listTables(source, spec.objects));
+      await recordFence(target, spec.name, true);
       fence = await fenceWrites(source, tables, { migration: spec.name });
       await recordEvent(
         target,

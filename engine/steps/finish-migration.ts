@@ -13,7 +13,8 @@ import { armReverse } from '../cutover/reverse.js';
 import { pointApplicationAt } from '../cutover/switch.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
-import { usesCdc, withSides, writeThroughFence } from './sides.js';
+import { usesCdc, withSides } from './sides.js';
+import { writeThroughFence } from '../cutover/fence.js';
 
 export class CompareMismatchError extends PgferryError {
   constructor(message: string) {

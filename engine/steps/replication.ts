@@ -12,8 +12,7 @@ import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { parseTableKey, tableKey } from '../catalog/tables.js';
 import type { RetainedWalReading } from '../cdc/retained-wal.js';
-import { originFamily } from '../cdc/origin.js';
-import { reverseReplicationNames } from '../cutover/reverse.js';
+import { forwardOrigin } from '../cutover/reverse.js';
 import { abandonSlotOverRetainedWal, retainedWalOptions } from './retained-wal.js';
 import { goneError, type CallbackStepContext } from './task.js';
 
@@ -112,11 +111,3 @@ export async function streamChanges(
   log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
 }
 
-/**
- * With cutover.reverse the forward applier marks its transactions with the forward origin (the
- * reverse stream skips them) and skips the reverse applier's: no change can loop.
- */
-export function forwardOrigin(spec: MigrationSpec) {
-  const names = reverseReplicationNames(spec);
-  return { name: names.forwardOrigin, skipOrigins: originFamily(names.reverseOrigin) };
-}

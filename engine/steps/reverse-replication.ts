@@ -6,12 +6,11 @@
  * carry the reverse origin and it skips the forward applier's, so nothing loops.
  */
 import type pg from 'pg';
-import { originFamily } from '../cdc/origin.js';
 import { runReplicator } from '../cdc/replicator.js';
-import { reverseReplicationNames } from '../cutover/reverse.js';
+import { reverseOrigin, reverseReplicationNames } from '../cutover/reverse.js';
 import { reverseRunRegistered } from '../control/index.js';
 import { PgferryError } from '../errors.js';
-import { writeThroughFence } from './sides.js';
+import { writeThroughFence } from '../cutover/fence.js';
 import { streamConfigOf, withReplicationControl, type ReplicationStepOptions } from './replication.js';
 import type { CallbackStepContext } from './task.js';
 
@@ -49,7 +48,7 @@ export async function reverseReplicationStep(context: CallbackStepContext, optio
       log,
       signal: options.signal,
       onHeartbeat: options.onHeartbeat,
-      origin: { name: names.reverseOrigin, skipOrigins: originFamily(names.forwardOrigin) },
+      origin: reverseOrigin(spec),
     });
     log(end === 'drained' ? 'reverse stream drained for fallback; streaming ended' : 'reverse stream stopped');
   });

@@ -64,6 +64,3 @@ function lostSideError(error: unknown, lost: readonly Side[], clients: Partial<R
 
 /** Whether the run streams changes (and so has a slot and publication on the source). */
 export const usesCdc = (spec: MigrationSpec) => spec.mode !== 'full';
-
-/** A session opened after a cutover fence starts read-only; pgferry's own cleanup of the source must still write. */
-export const writeThroughFence = (source: pg.Client) => source.query('SET default_transaction_read_only = off');

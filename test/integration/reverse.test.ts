@@ -14,9 +14,8 @@ import { beginMigration, ensureControlSchema, readReplicationStatus, registerRep
 import { currentWalLsn } from '../../engine/cutover/index.js';
 import { originFamily } from '../../engine/cdc/origin.js';
 import { checkReverse } from '../../engine/precheck/reverse.js';
-import { armReverse, copySequencesBack, drainReverse, endReverse, readReverseStatus, reverseReplicationNames } from '../../engine/cutover/reverse.js';
+import { armReverse, copySequencesBack, drainReverse, endReverse, forwardOrigin, readReverseStatus, reverseReplicationNames } from '../../engine/cutover/reverse.js';
 import { parseSpec, type MigrationSpec } from '../../engine/spec/index.js';
-import { forwardOrigin } from '../../engine/steps/replication.js';
 import { reverseReplicationStep } from '../../engine/steps/reverse-replication.js';
 import type { CallbackStepContext } from '../../engine/steps/task.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
