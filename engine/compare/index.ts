@@ -29,11 +29,10 @@ export interface CompareOptions {
   chunkRows: number;
   maxDifferences: number;
   /**
-   * Mismatching ranges of at most this many rows are diffed row by row at once instead of
-   * bisected (default LEAF_ROWS). While changes flow, differences are scattered over every range
-   * and bisecting each down to its rows costs many range scans; one read of the range costs one.
+   * Keys (in primary key order) of rows that changed between the two sides' snapshots of a
+   * consistent pair (steps/consistent-pair.ts): left out on both sides, and so not differences.
    */
-  leafRows?: number;
+  inFlight?: (string | null)[][];
 }
 
 /** Bisection stops at ranges this small and lists their rows. */
@@ -46,25 +45,30 @@ export async function prepareCompareSession(client: pg.Client): Promise<void> {
 
 /**
  * Both sides of a comparison on connections of their own, in canonical sessions, the source at
- * `snapshot` (its own snapshot without one) and the target at one of its own; both closed after `body`.
+ * `snapshot` (its own snapshot without one) and the target at one of its own (`paired`: no
+ * transaction, the body begins consistent pairs); both closed after `body`.
  */
 export async function withComparedSides<T>(
   connectSource: () => Promise<pg.Client>,
   connectTarget: () => Promise<pg.Client>,
   snapshot: string | undefined,
   body: (source: pg.Client, target: pg.Client) => Promise<T>,
+  { paired = false }: { paired?: boolean } = {},
 ): Promise<T> {
   const clients: pg.Client[] = [];
   try {
     for (const connect of [connectSource, connectTarget]) clients.push(await connect());
     const [source, target] = clients as [pg.Client, pg.Client];
     await Promise.all([prepareCompareSession(source), prepareCompareSession(target)]);
-    await Promise.all([importSnapshot(source, snapshot), importSnapshot(target)]);
+    if (!paired) await Promise.all([importSnapshot(source, snapshot), importSnapshot(target)]);
     return await body(source, target);
   } finally {
     await Promise.allSettled(clients.map((c) => c.end()));
   }
 }
+
+const total = (buckets: Bucket[]): Checksum =>
+  buckets.reduce((sum, b) => ({ rows: sum.rows + b.checksum.rows, a: sum.a + b.checksum.a, b: sum.b + b.checksum.b }), { rows: 0, a: 0n, b: 0n });
 
 function sameBuckets(a: Bucket[], b: Bucket[]): boolean {
   return (
@@ -115,15 +119,38 @@ export async function compareTable(
     const rows = buckets.reduce((sum, b) => sum + b.checksum.rows, 0);
     return { ...base, status: 'match', sourceRows: rows, targetRows: rows, ranges: Math.max(buckets.length, 1), mismatchedRanges: 0 };
   }
-  const bisection = new Bisection(src, tgt, key, options.maxDifferences, options.leafRows ?? LEAF_ROWS);
+  const inFlight = options.inFlight ?? [];
+  if (inFlight.length > 0) {
+    // Sums are additive: without the rows that changed between the snapshots, the whole tables
+    // must agree. One lookup per side instead of reading any range again.
+    const [sourceChanged, targetChanged] = await Promise.all([src.excludedChecksum(inFlight), tgt.excludedChecksum(inFlight)]);
+    const sourceRest = minus(total(buckets), sourceChanged);
+    const targetRest = minus(total(targetBuckets), targetChanged);
+    if (sameChecksum(sourceRest, targetRest)) {
+      return {
+        ...base,
+        status: 'match',
+        sourceRows: total(buckets).rows,
+        targetRows: total(targetBuckets).rows,
+        ranges: Math.max(buckets.length, 1),
+        mismatchedRanges: 0,
+        note: `${inFlight.length.toLocaleString('en-US')} row(s) changed while compared: left for the next comparison`,
+      };
+    }
+  }
+  // A lasting difference: the ranges are read again (without the rows in flight) and bisected.
+  const [srcRanges, tgtRanges] = inFlight.length > 0 ? [src.excluding(inFlight), tgt.excluding(inFlight)] : [src, tgt];
+  const bisection = new Bisection(srcRanges, tgtRanges, key, options.maxDifferences);
   let targetRows = 0;
   let mismatchedRanges = 0;
   // One range per source bucket; the first and last are open-ended so target rows below or above every source key are found too.
   const ranges = Math.max(buckets.length, 1);
   for (let i = 0; i < ranges; i++) {
     const range: Range = { lo: i === 0 ? null : buckets[i]!.first, hi: buckets[i + 1]?.first ?? null };
-    const s = buckets[i]?.checksum ?? { rows: 0, a: 0n, b: 0n };
-    const t = await tgt.checksum(range);
+    const [s, t] = await Promise.all([
+      inFlight.length > 0 ? srcRanges.checksum(range) : (buckets[i]?.checksum ?? { rows: 0, a: 0n, b: 0n }),
+      tgtRanges.checksum(range),
+    ]);
     targetRows += t.rows;
     if (sameChecksum(s, t)) continue;
     mismatchedRanges++;
@@ -151,7 +178,6 @@ class Bisection {
     private readonly target: Side,
     private readonly key: string[],
     private readonly maxDifferences: number,
-    private readonly leafRows: number,
   ) {}
 
   /** Narrows a mismatching range (whose checksums on each side are `s` and `t`) down to rows. */
@@ -160,7 +186,7 @@ class Bisection {
       this.truncated = true;
       return;
     }
-    if (Math.max(s.rows, t.rows) <= this.leafRows) return this.diffRows(range);
+    if (Math.max(s.rows, t.rows) <= LEAF_ROWS) return this.diffRows(range);
     // Split at the middle key of the side with more rows: that side's halves both shrink, so this ends
     // even when the source has few rows here and the target many.
     const bySource = s.rows >= t.rows;
@@ -202,12 +228,18 @@ class Bisection {
   }
 }
 
-async function openSession(connect: () => Promise<pg.Client>, snapshot?: string): Promise<pg.Client> {
+/**
+ * Before each table, ends both sides' transactions and begins a consistent pair
+ * (steps/consistent-pair.ts); returns the keys of rows that changed between the two snapshots.
+ */
+export type PairSnapshots = (source: pg.Client, target: pg.Client, table: CompareTarget) => Promise<(string | null)[][] | undefined>;
+
+async function openSession(connect: () => Promise<pg.Client>, snapshot: string | undefined, paired: boolean): Promise<pg.Client> {
   const client = await connect();
   // A dropped idle connection must fail the next query, not crash the process with an unhandled 'error' event.
   client.on('error', () => undefined);
   try {
-    await importSnapshot(client, snapshot);
+    if (!paired) await importSnapshot(client, snapshot);
     return client;
   } catch (error) {
     await client.end().catch(() => undefined);
@@ -217,14 +249,15 @@ async function openSession(connect: () => Promise<pg.Client>, snapshot?: string)
 
 /**
  * Compares tables over `parallelism` connection pairs, each in one REPEATABLE READ transaction per
- * side; with `snapshot`, the source is read at that exported snapshot (the point the full load copied).
+ * side (with `pair`, a consistent pair per table); with `snapshot`, the source is read at that
+ * exported snapshot (the point the full load copied).
  * Results come back in the order of `tables`; `onTable` sees each as it completes.
  */
 export async function compareTables(
   sourceConnect: () => Promise<pg.Client>,
   targetConnect: () => Promise<pg.Client>,
   tables: CompareTarget[],
-  options: CompareOptions & { parallelism: number; snapshot?: string; onTable?: (r: TableComparison) => void },
+  options: CompareOptions & { parallelism: number; snapshot?: string; pair?: PairSnapshots; onTable?: (r: TableComparison) => void },
 ): Promise<TableComparison[]> {
   const { snapshot } = options;
   if (snapshot !== undefined) checkSnapshotId(snapshot);
@@ -234,12 +267,14 @@ export async function compareTables(
   const worker = async () => {
     const clients: pg.Client[] = [];
     try {
-      clients.push(await openSession(sourceConnect, snapshot));
-      clients.push(await openSession(targetConnect));
+      clients.push(await openSession(sourceConnect, snapshot, options.pair !== undefined));
+      clients.push(await openSession(targetConnect, undefined, options.pair !== undefined));
       const [source, target] = clients as [pg.Client, pg.Client];
       while (!failed && next < tables.length) {
         const index = next++;
-        const result = await compareTable(source, target, tables[index]!, options);
+        const table = tables[index]!;
+        const inFlight = options.pair ? await options.pair(source, target, table) : undefined;
+        const result = await compareTable(source, target, table, { ...options, ...(inFlight ? { inFlight } : {}) });
         results[index] = result;
         options.onTable?.(result);
       }

@@ -61,10 +61,12 @@ export class Side {
   private readonly keyOrder: string;
   private readonly keyText: string;
 
+  private exclusion: { values: (string | null)[][]; condition: (firstParam: number) => string } | undefined;
+
   private constructor(
     private readonly client: pg.Client,
-    ref: TableRef,
-    columns: string[],
+    private readonly ref: TableRef,
+    private readonly columns: string[],
     private readonly key: string[],
     /** Type names of the key columns on this side, for casting bound text values. */
     private readonly keyTypes: string[],
@@ -77,6 +79,26 @@ export class Side {
     // Qualified, because a bare ORDER BY name would pick the `::text` output column of the same name.
     this.keyOrder = key.map((k) => `${this.table}.${quoteIdent(k)}`).join(', ');
     this.keyText = key.map((k) => `${quoteIdent(k)}::text`).join(', ');
+  }
+
+  /**
+   * This side without the rows of `keys` (values of the key columns, in order): rows that
+   * changed while they were compared (consistent-pair.ts). Only a comparison that found a
+   * difference reads through it; the first pass subtracts their hashes instead (excludedChecksum).
+   */
+  excluding(keys: (string | null)[][]): Side {
+    if (keys.length === 0) return this;
+    const columns = this.key.map((_, i) => `pgferry_x${i}`);
+    const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_excluded.${columns[i]}::${this.keyTypes[i]}`);
+    const side = new Side(this.client, this.ref, this.columns, this.key, this.keyTypes, this.filter);
+    side.exclusion = {
+      values: this.key.map((_, i) => keys.map((key) => key[i] ?? null)),
+      condition: (first: number) => {
+        const args = columns.map((_, i) => `$${first + i}::text[]`).join(', ');
+        return `NOT EXISTS (SELECT 1 FROM unnest(${args}) pgferry_excluded(${columns.join(', ')}) WHERE ${match.join(' AND ')})`;
+      },
+    };
+    return side;
   }
 
   static async open(client: pg.Client, ref: TableRef, columns: string[], key: string[], filter?: string): Promise<Side> {
@@ -164,11 +186,7 @@ export class Side {
    * bound as parameters and cast to the columns' types); keys without a row are left out.
    */
   async rowHashesByKeys(keys: (string | null)[][]): Promise<Map<number, string>> {
-    const params = this.key.map((_, i) => keys.map((key) => key[i] ?? null));
-    const args = this.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
-    const names = this.key.map((_, i) => `pgferry_k${i}`);
-    const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_keys.${names[i]}::${this.keyTypes[i]}`);
-    if (this.filter) match.push(`(${this.filter})`);
+    const { params, args, names, match } = this.keyLookup(keys);
     const { rows } = await this.client.query<[string, string]>({
       text: `SELECT pgferry_keys.pgferry_ord::text, r.hash
                FROM unnest(${args}) WITH ORDINALITY pgferry_keys(${names.join(', ')}, pgferry_ord)
@@ -179,8 +197,34 @@ export class Side {
     return new Map(rows.map(([ord, hash]) => [Number(ord) - 1, hash]));
   }
 
+  /** The checksum of the rows with the given keys (as rowHashesByKeys finds them), to subtract from a range's. */
+  async excludedChecksum(keys: (string | null)[][]): Promise<Checksum> {
+    if (keys.length === 0) return { rows: 0, a: 0n, b: 0n };
+    const { params, args, names, match } = this.keyLookup(keys);
+    const { rows } = await this.client.query(
+      `SELECT ${sums('r.r')}
+         FROM unnest(${args}) pgferry_keys(${names.join(', ')})
+         JOIN LATERAL (SELECT ${this.rowText} AS r FROM ONLY ${this.table} WHERE ${match.join(' AND ')}) r ON true`,
+      params,
+    );
+    return toChecksum(rows[0]);
+  }
+
+  private keyLookup(keys: (string | null)[][]) {
+    const params = this.key.map((_, i) => keys.map((key) => key[i] ?? null));
+    const args = this.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
+    const names = this.key.map((_, i) => `pgferry_k${i}`);
+    const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_keys.${names[i]}::${this.keyTypes[i]}`);
+    if (this.filter) match.push(`(${this.filter})`);
+    return { params, args, names, match };
+  }
+
   private where(range: Range, params: unknown[]): string {
     const conditions = this.filter ? [`(${this.filter})`] : [];
+    if (this.exclusion) {
+      conditions.push(this.exclusion.condition(params.length + 1));
+      params.push(...this.exclusion.values);
+    }
     // A row-value comparison `(a, b) >= ($1, $2)` orders like the primary key index and can use it.
     const tuple = this.key.length === 1 ? this.keyList : `(${this.keyList})`;
     const bind = (values: Key) => {

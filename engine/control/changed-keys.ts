@@ -110,6 +110,45 @@ export async function readChangedKeys(client: pg.ClientBase, migration: string, 
   return rows.map((r) => r.key);
 }
 
+/** What the applier recorded for one table, split at an LSN (read in a comparison's snapshot of the target). */
+export interface ChangesAt {
+  /** The columns the keys are in; null when none were recorded. */
+  keyColumns: string[] | null;
+  /** A change without a usable key at or after the LSN. */
+  wholeSince: boolean;
+  /** Keys whose last change is at or after the LSN. */
+  since: (string | null)[][];
+  /** Keys whose last change is before it (only when asked for). */
+  before: (string | null)[][];
+}
+
+export async function readChangesAt(client: pg.ClientBase, migration: string, table: TableRef, lsn: string, { before }: { before: boolean }): Promise<ChangesAt> {
+  const params = [migration, table.schema, table.name, lsn];
+  const { rows: tables } = await client.query<{ key_columns: string[] | null; whole: boolean | null }>(
+    `SELECT key_columns, whole_lsn >= $4::pg_lsn AS whole FROM pgferry.changed_tables
+      WHERE migration = $1 AND source_schema = $2 AND source_table = $3`,
+    params,
+  );
+  const { rows: keys } = await client.query<{ key: (string | null)[]; since: boolean }>(
+    `SELECT key, lsn >= $4::pg_lsn AS since FROM pgferry.changed_keys
+      WHERE migration = $1 AND source_schema = $2 AND source_table = $3 AND ($5 OR lsn >= $4::pg_lsn)
+      ORDER BY key`,
+    [...params, before],
+  );
+  return {
+    keyColumns: tables[0]?.key_columns ?? null,
+    wholeSince: tables[0]?.whole === true,
+    since: keys.filter((k) => k.since).map((k) => k.key),
+    before: keys.filter((k) => !k.since).map((k) => k.key),
+  };
+}
+
+/** Keys recorded and not yet covered by a verification, all tables of the migration together. */
+export async function countChangedKeys(client: pg.ClientBase, migration: string): Promise<number> {
+  const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM pgferry.changed_keys WHERE migration = $1', [migration]);
+  return Number(rows[0]!.n);
+}
+
 /**
  * Records that `table` was verified from `lsn` (the target's applied LSN read before it was
  * compared). When it matched, the changes below `lsn` are covered and forgotten; rows the
@@ -136,35 +175,6 @@ export async function recordVerification(client: pg.ClientBase, migration: strin
         WHERE migration = $1 AND source_schema = $2 AND source_table = $3 AND whole_lsn < $4::pg_lsn FOR UPDATE SKIP LOCKED)`,
     params,
   );
-}
-
-/**
- * Whether every one of `keys` (values of `keyColumns`) of `table` is recorded as changed at or
- * after `lsn`, or the whole table is: then differences found in those rows by a comparison
- * that read the target from `lsn` are changes still in flight, and the rows stay due for the
- * next comparison (recordVerification keeps them).
- */
-export async function changedSince(
-  client: pg.ClientBase,
-  migration: string,
-  table: TableRef,
-  keyColumns: string[] | null,
-  keys: (string | null)[][],
-  lsn: string,
-): Promise<boolean> {
-  const { rows } = await client.query<{ whole: boolean | null; same_columns: boolean | null; covered: string }>(
-    `SELECT c.whole_lsn >= $4::pg_lsn AS whole, c.key_columns = $5::text[] AS same_columns,
-            (SELECT count(*) FROM jsonb_array_elements($6::jsonb) e
-               JOIN pgferry.changed_keys k
-                 ON (k.migration, k.source_schema, k.source_table) = ($1, $2, $3)
-                AND k.key = ARRAY(SELECT jsonb_array_elements_text(e)) AND k.lsn >= $4::pg_lsn) AS covered
-       FROM (SELECT) one
-       LEFT JOIN pgferry.changed_tables c ON (c.migration, c.source_schema, c.source_table) = ($1, $2, $3)`,
-    [migration, table.schema, table.name, lsn, keyColumns, JSON.stringify(keys)],
-  );
-  const row = rows[0]!;
-  if (row.whole) return true;
-  return keyColumns !== null && keys.length > 0 && row.same_columns === true && Number(row.covered) === keys.length;
 }
 
 /** `table` was written outside the stream (copied anew): it is compared in full again. */

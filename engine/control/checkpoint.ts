@@ -14,6 +14,19 @@ export async function readAppliedLsn(target: pg.ClientBase, migration: string): 
   return rows[0]?.lsn ?? undefined;
 }
 
+/**
+ * Whether the target holds every source commit ending at or below `lsn`: the applier's
+ * checkpoint reached it, or the streamer processed past it (it had nothing more to apply).
+ */
+export async function targetHolds(target: pg.ClientBase, migration: string, lsn: string): Promise<boolean> {
+  const { rows } = await target.query<{ holds: boolean }>(
+    `SELECT coalesce((SELECT applied_lsn >= $2::pg_lsn FROM pgferry.replication WHERE migration = $1), false)
+         OR coalesce((SELECT processed_lsn >= $2::pg_lsn FROM pgferry.replication_status WHERE migration = $1), false) AS holds`,
+    [migration, lsn],
+  );
+  return rows[0]!.holds;
+}
+
 export interface Checkpoint {
   migration: string;
   /** End LSN of the last source commit the target transaction holds. */

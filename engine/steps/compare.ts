@@ -2,25 +2,27 @@
  * Compare and LiveCompare: compares every loaded table, source against target; results go to
  * the control schema. After a full load the source is read at the load's snapshot. With CDC the
  * final comparison runs after cutover has drained (source as it is now); the live one runs
- * while changes still flow and compares differing tables again once the target has applied
- * what the source had when they were read, so only lasting differences are reported.
+ * while changes still flow.
  *
- * With CDC and cutover.finalCompare, the live comparison records from which LSN it verified each
- * table, and the applier records the keys it changes; LiveCompare at the cutover request and the
- * final comparison then compare only what changed since (compare-changes.ts).
+ * With CDC and cutover.finalCompare the applier records the keys it changes, and the live
+ * comparison reads each table in a consistent pair of snapshots (consistent-pair.ts): rows that
+ * changed between them are left for later, every other difference is lasting, and the table is
+ * verified from the pair's LSN. LiveCompare at the cutover request and the final comparison then
+ * compare only what changed since (compare-changes.ts). Without it, differing tables are compared
+ * again once the target has applied what the source had, so only lasting differences are reported.
  */
 import type pg from 'pg';
 import { copiedColumns, dataTables, listTables, tableOptions, type TableInfo } from '../catalog/tables.js';
 import { parseLsn } from '../cdc/pgoutput.js';
 import {
-  readAppliedLsn,
+  countChangedKeys,
   readReplicationStatus,
   recordIncrementalComparison,
   recordLiveComparison,
   recordVerification,
   saveComparison,
 } from '../control/index.js';
-import { compareTables, type CompareTarget, type TableComparison } from '../compare/index.js';
+import { compareTables, type CompareTarget, type PairSnapshots, type TableComparison } from '../compare/index.js';
 import { migrationState, recordEvent, setPhase } from '../control/index.js';
 import { loadedTables } from '../control/index.js';
 import { currentWalLsn } from '../cutover/index.js';
@@ -29,9 +31,12 @@ import { qualified, sleep } from '../sql.js';
 import type { TaskStepContext } from './task.js';
 import { isLargeObjects } from '../load/large-objects.js';
 import { compareOtherObjects } from './compare-objects.js';
-import { compareChanges, differencesInFlight, LIVE_MAX_DIFFERENCES, LIVE_RECHECKS, type CompareSummary } from './compare-changes.js';
+import { compareChanges, type CompareInFull, type CompareSummary } from './compare-changes.js';
+import { SnapshotPairs } from './consistent-pair.js';
 
 export type { CompareSummary };
+/** Rechecks of tables that differed while changes were flowing, when the applier records no changed keys. */
+const LIVE_RECHECKS = 3;
 const CATCH_UP_WAIT_MS = 60_000;
 const CATCH_UP_POLL_MS = 200;
 
@@ -54,16 +59,14 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     const { tables, roots } = await tablesToCompare(spec, migration, source, control);
     // The applier records changed keys (replication.ts) when the final comparison will use them.
     const tracked = spec.mode !== 'full' && spec.cutover.finalCompare;
-    // While changes flow, every difference must be listed for it to be known as a change in flight (differencesInFlight).
-    const listAll = live && tracked;
-    const compare = (subset: CompareTarget[]) =>
+    const compare = (subset: CompareTarget[], pair?: PairSnapshots) =>
       compareTables(connectSource, connectTarget, subset, {
         method: spec.compare.method,
         chunkRows: spec.compare.chunkRows,
-        maxDifferences: listAll ? LIVE_MAX_DIFFERENCES : spec.compare.maxDifferencesReported,
-        ...(listAll ? { leafRows: spec.compare.chunkRows * 2 } : {}),
+        maxDifferences: spec.compare.maxDifferencesReported,
         parallelism: spec.fullLoad.parallelism,
         snapshot,
+        ...(pair ? { pair } : {}),
         onTable: (result) => log(`${qualified(result.source)}: ${result.status} (${result.sourceRows} rows)`),
       });
     const liveContext: LiveContext = { ...context, source, control };
@@ -71,10 +74,10 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     const inFull = (subset: CompareTarget[]) => compareInFull(liveContext, subset, compare, { live, tracked });
     let results: Map<string, TableComparison>;
     let summary: CompareSummary;
-    if (incremental) {
-      const from = live ? await verificationPoint(liveContext) : undefined;
-      const recheck = async () => verificationPoint(liveContext);
-      ({ results, summary } = await compareChanges(liveContext, tables, roots, inFull, from ? { verifiedFrom: from, recheck } : undefined));
+    if (incremental && live) {
+      ({ results, summary } = await comparePassesWhileLive(liveContext, tables, roots, inFull));
+    } else if (incremental) {
+      ({ results, summary } = await compareChanges(liveContext, tables, roots, inFull, undefined));
     } else {
       const full = await inFull(tables);
       results = new Map(full.results.map((r) => [qualified(r.source), r]));
@@ -98,39 +101,63 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
   }
 }
 
+/** The incremental comparison at the cutover request stops once at most this many changed keys are left for the one behind the fence. */
+const FEW_KEYS_LEFT = 2_000;
+/** … or after this many passes, or when a pass leaves more than this share of what the one before it left (the writes outpace it). */
+const MAX_PASSES = 5;
+const SHRINK_AT_LEAST = 0.75;
+
 /**
- * Compares `tables` in full; live, compares differing ones again once caught up. `tracked`
- * (live): from which LSN each was verified, and whether it counts as verified.
+ * The comparison at the cutover request, before the fence: what changed since the tables were
+ * verified, again and again while each pass leaves fewer changed keys (the changes made during a
+ * pass are the next pass's work), so the comparison behind the fence has little left to read.
+ */
+async function comparePassesWhileLive(
+  context: LiveContext,
+  tables: CompareTarget[],
+  roots: Map<string, string>,
+  inFull: CompareInFull,
+): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary }> {
+  const { control, migration, log } = context;
+  const results = new Map<string, TableComparison>();
+  let summary: CompareSummary | undefined;
+  let left = Infinity;
+  for (let pass = 1; pass <= MAX_PASSES; pass++) {
+    const one = await compareChanges(context, tables, roots, inFull, new SnapshotPairs(context));
+    for (const [name, result] of one.results) results.set(name, result);
+    summary = summary ? addSummaries(summary, one.summary) : one.summary;
+    const before = left;
+    left = await countChangedKeys(control, migration);
+    log(`comparison pass ${pass} at the cutover request: ${one.summary.rowsRechecked} changed row(s) rechecked, ${left} changed since`);
+    if (left <= FEW_KEYS_LEFT || left > before * SHRINK_AT_LEAST) break;
+  }
+  return { results, summary: summary! };
+}
+
+const addSummaries = (a: CompareSummary, b: CompareSummary): CompareSummary => ({
+  tablesInFull: a.tablesInFull + b.tablesInFull,
+  tablesByKey: a.tablesByKey + b.tablesByKey,
+  rowsRechecked: a.rowsRechecked + b.rowsRechecked,
+  tablesNotRead: Math.min(a.tablesNotRead, b.tablesNotRead),
+});
+
+/**
+ * Compares `tables` in full. Live and tracked: each in a consistent pair of snapshots
+ * (consistent-pair.ts), verified from the pair's LSN when it matches. Live without tracking
+ * (the applier records no keys): differing tables are compared again once the target caught up.
  */
 async function compareInFull(
   context: LiveContext,
   tables: CompareTarget[],
-  compare: (subset: CompareTarget[]) => Promise<TableComparison[]>,
+  compare: (subset: CompareTarget[], pair?: PairSnapshots) => Promise<TableComparison[]>,
   { live, tracked }: { live: boolean; tracked: boolean },
 ): Promise<{ results: TableComparison[]; verifiedFrom: Map<string, string>; verified: Set<string> }> {
   const verifiedFrom = new Map<string, string>();
-  const from = live && tracked ? await verificationPoint(context) : undefined;
-  const results = new Map((await compare(tables)).map((r) => [qualified(r.source), r]));
-  if (from) for (const name of results.keys()) verifiedFrom.set(name, from);
+  const pairs = live && tracked ? new SnapshotPairs(context) : undefined;
+  const results = new Map((await compare(tables, pairs?.forTables)).map((r) => [qualified(r.source), r]));
+  if (pairs) for (const [name, pair] of pairs.pairs) verifiedFrom.set(name, pair.from);
+  else if (live) await recheckWhileLive(context, tables, results, compare);
   const verified = new Set([...results.values()].filter((r) => r.status === 'match').map((r) => qualified(r.source)));
-  // Under a steady write load hot tables differ at every look: rows that differ only because
-  // they changed while compared are recorded as changed (once the target caught up), and
-  // compared again later. Only the other differences are worth a recheck.
-  const inFlight = async () => {
-    await verificationPoint(context);
-    for (const table of tables) {
-      const name = qualified(table.source);
-      const result = results.get(name)!;
-      if (!verified.has(name) && result.status === 'mismatch' && (await differencesInFlight(context, table, table.primaryKey, result, verifiedFrom.get(name)!))) verified.add(name);
-    }
-  };
-  if (from && verified.size < results.size) await inFlight();
-  if (live) {
-    const unexplained = tables.filter((t) => !verified.has(qualified(t.source)));
-    await recheckWhileLive(context, unexplained, results, compare, from ? verifiedFrom : undefined);
-    for (const t of unexplained) if (results.get(qualified(t.source))?.status === 'match') verified.add(qualified(t.source));
-    if (from && verified.size < results.size) await inFlight();
-  }
   return { results: [...results.values()], verifiedFrom, verified };
 }
 
@@ -168,35 +195,20 @@ type LiveContext = TaskStepContext & { source: pg.Client; control: pg.Client };
 
 /**
  * Differences may be changes in flight: waits until the target holds what the source has now,
- * then compares the differing tables again. `verifiedFrom` gets the LSN each recheck was
- * verified from.
+ * then compares the differing tables again.
  */
 async function recheckWhileLive(
   context: LiveContext,
   tables: CompareTarget[],
   results: Map<string, TableComparison>,
   compare: (subset: CompareTarget[]) => Promise<TableComparison[]>,
-  verifiedFrom: Map<string, string> | undefined,
 ): Promise<void> {
   for (let round = 1; round <= LIVE_RECHECKS; round++) {
     const differing = tables.filter((t) => results.get(qualified(t.source))?.status === 'mismatch');
     if (differing.length === 0) break;
-    const from = await verificationPoint(context);
-    for (const result of await compare(differing)) {
-      results.set(qualified(result.source), { ...result, note: liveNote(result, round) });
-      verifiedFrom?.set(qualified(result.source), from);
-    }
+    await caughtUpTo(context, await currentWalLsn(context.source));
+    for (const result of await compare(differing)) results.set(qualified(result.source), { ...result, note: liveNote(result, round) });
   }
-}
-
-/**
- * Waits until the target holds what the source has now, then reads the target's applied LSN:
- * every change committed on the source below it is committed on the target, so a comparison
- * that starts reading afterwards sees it (control/changed-keys.ts).
- */
-async function verificationPoint(context: LiveContext): Promise<string> {
-  await caughtUpTo(context, await currentWalLsn(context.source));
-  return (await readAppliedLsn(context.control, context.migration)) ?? '0/0';
 }
 
 /** Waits until the streamer has processed `lsn`; gives up at once if the streamer is silent (the workflow restarts it after this step). */

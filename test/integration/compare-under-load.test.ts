@@ -1,0 +1,214 @@
+/**
+ * The comparison while changes flow (issue 14) under a steady write load, PG 13 → PG 18: each
+ * table is read in a consistent pair of snapshots, so a hot table is verified in one pass (rows
+ * changed in between are left for the next comparison), a lasting difference is still named by
+ * key among the changes in flight, and the passes at the cutover request leave the comparison
+ * behind the fence only the last few changes.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseLsn } from '../../engine/cdc/pgoutput.js';
+import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
+import { createSlotWithSnapshot, ensurePublication } from '../../engine/cdc/slot.js';
+import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
+import {
+  beginMigration,
+  ensureControlSchema,
+  loadComparisons,
+  readReplicationStatus,
+  registerReplication,
+  requestCutover,
+  setDrainLsn,
+  type TableComparison,
+} from '../../engine/control/index.js';
+import { parseSpec } from '../../engine/spec/index.js';
+import { compareStep } from '../../engine/steps/compare.js';
+import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
+import { clientConfig, replicationConnector } from '../support/clusters.js';
+import { waitFor } from '../support/wait.js';
+
+const DATABASE = 'busy';
+const MIGRATION = 'busy-compare';
+const SLOT = 'pgferry_busy_compare';
+/** The writer touches ids up to this; rows above it hold still. */
+const HOT_IDS = 4000;
+
+const TABLES = `
+  CREATE TABLE public.hot (id int PRIMARY KEY, v bigint NOT NULL, note text);
+  CREATE TABLE public.hot_pairs (a int, b text, n int, PRIMARY KEY (a, b));`;
+const ROWS = `
+  INSERT INTO public.hot SELECT g, g, repeat('x', g % 50) FROM generate_series(1, 8000) g;
+  INSERT INTO public.hot_pairs SELECT g % 100, 'k' || g, 0 FROM generate_series(1, 3000) g;`;
+
+let source: LocalCluster;
+let target: LocalCluster;
+let control: pg.Client;
+let src: pg.Client;
+const stop = new AbortController();
+let run: Promise<ReplicatorEnd | Error>;
+
+const spec = parseSpec(
+  {
+    name: MIGRATION,
+    mode: 'cdc',
+    source: { secret: 'env:SOURCE_DB' },
+    target: { secret: 'env:TARGET_DB' },
+    objects: { include: [{ schema: 'public', tables: ['*'] }] },
+    compare: { chunkRows: 1000 },
+  },
+  { featureGate: false },
+);
+const logs: string[] = [];
+const context = () => ({
+  migration: MIGRATION,
+  spec,
+  connectSource: () => source.connect(DATABASE),
+  connectTarget: () => target.connect(DATABASE),
+  log: (line: string) => logs.push(line),
+});
+
+/** Writes on the source until stopped: updates, inserts and deletes of hot rows, and moves in hot_pairs. */
+function startWriter(): { stop: () => Promise<number> } {
+  let running = true;
+  let transactions = 0;
+  const done = (async () => {
+    const client = await source.connect(DATABASE);
+    try {
+      for (let i = 0; running; i++) {
+        const id = 1 + ((i * 7919) % HOT_IDS);
+        await client.query('BEGIN');
+        await client.query('UPDATE hot SET v = v + 1, note = md5(v::text) WHERE id = $1', [id]);
+        if (i % 5 === 0) await client.query('DELETE FROM hot WHERE id = $1', [1 + ((i * 31) % HOT_IDS)]);
+        if (i % 5 === 1) await client.query('INSERT INTO hot VALUES ($1, 0, NULL) ON CONFLICT (id) DO NOTHING', [1 + ((i * 31) % HOT_IDS)]);
+        await client.query("UPDATE hot_pairs SET n = n + 1, b = b || '+' WHERE a = $1 AND b = (SELECT min(b) FROM hot_pairs WHERE a = $1)", [i % 100]);
+        await client.query('COMMIT');
+        transactions++;
+      }
+    } finally {
+      await client.end();
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await done;
+      return transactions;
+    },
+  };
+}
+
+async function comparisons(): Promise<Map<string, TableComparison>> {
+  return new Map((await loadComparisons(control, MIGRATION)).map((c) => [c.source.name, c]));
+}
+
+async function verified(): Promise<Record<string, boolean>> {
+  const { rows } = await control.query<{ source_table: string; matched: boolean }>(
+    'SELECT source_table, matched FROM pgferry.verified_tables WHERE migration = $1',
+    [MIGRATION],
+  );
+  return Object.fromEntries(rows.map((r) => [r.source_table, r.matched]));
+}
+
+/** On the target, a write the stream did not make (as if the applier had written a wrong byte). */
+const corruptTarget = (sql: string) => target.sql(`SET session_replication_role = replica; ${sql}`, DATABASE);
+
+beforeAll(async () => {
+  [source, target] = await startClusters([
+    { major: 13, label: 'busy-source' },
+    { major: 18, label: 'busy-target' },
+  ]);
+  await source.sql(`CREATE DATABASE ${DATABASE}`);
+  await target.sql(`CREATE DATABASE ${DATABASE}`);
+  await source.sql(TABLES + ROWS, DATABASE);
+  await target.sql(TABLES + ROWS, DATABASE);
+  control = await target.connect(DATABASE);
+  src = await source.connect(DATABASE);
+  await ensureControlSchema(control);
+  await beginMigration(control, MIGRATION, { mode: 'cdc' });
+  await ensurePublication(src, { name: SLOT, tables: ['hot', 'hot_pairs'].map((name) => ({ schema: 'public', name })) });
+  const holder = await createSlotWithSnapshot(replicationConnector(source, DATABASE), SLOT);
+  await holder.release();
+  await registerReplication(control, MIGRATION, { slotName: SLOT, publicationName: SLOT, consistentLsn: holder.slot.consistentLsn });
+  run = runReplicator({
+    migration: MIGRATION,
+    slotName: SLOT,
+    publicationName: SLOT,
+    conflictPolicy: 'error',
+    batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: 50 },
+    retryWindowMs: 60_000,
+    heartbeatMs: 200,
+    connectSource: () => source.connect(DATABASE),
+    connectTarget: async () => {
+      const client = new pg.Client({ ...clientConfig(target, DATABASE), application_name: 'applier' });
+      await client.connect();
+      return client;
+    },
+    streamConfig: async () =>
+      ({ ...clientConfig(source, DATABASE), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
+    recordChangedKeys: true,
+    log: (line) => logs.push(line),
+    signal: stop.signal,
+  }).catch((error: Error) => error);
+  await waitFor('the streamer to stream', async () => (await readReplicationStatus(control, MIGRATION))?.streamingSince);
+});
+
+afterAll(async () => {
+  stop.abort();
+  await run;
+  await src?.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [SLOT]).catch(() => undefined);
+  await Promise.all([control?.end(), src?.end()]);
+  await Promise.all([source, target].map((c) => c?.stop()));
+});
+
+describe('the comparison under a steady write load (PG 13 → PG 18)', () => {
+  it('names a lasting difference among the changes in flight, and verifies the hot tables once it is repaired', async () => {
+    await corruptTarget("UPDATE hot SET note = 'wrong' WHERE id = 7000");
+    const writer = startWriter();
+    try {
+      await compareStep(context(), { live: true });
+      const results = await comparisons();
+      expect(results.get('hot')).toMatchObject({ status: 'mismatch', differences: [{ key: { id: '7000' }, kind: 'different' }] });
+      expect(results.get('hot_pairs')).toMatchObject({ status: 'match' });
+      expect(await verified()).toEqual({ hot: false, hot_pairs: true });
+
+      await corruptTarget("UPDATE hot SET note = (SELECT repeat('x', 7000 % 50)) WHERE id = 7000");
+      await compareStep(context(), { live: true });
+      expect((await comparisons()).get('hot')).toMatchObject({ status: 'match', differences: [] });
+      expect(await verified()).toEqual({ hot: true, hot_pairs: true });
+    } finally {
+      expect(await writer.stop()).toBeGreaterThan(0);
+    }
+  });
+
+  it('at the cutover request, compares the changes in passes while the writes go on; behind the fence only the rest, and finds the sides equal', async () => {
+    await requestCutover(control, MIGRATION);
+    const writer = startWriter();
+    let written: number;
+    try {
+      const pass = await compareStep(context(), { live: true });
+      expect(pass!.tablesByKey).toBeGreaterThanOrEqual(2);
+      expect(pass!.rowsRechecked).toBeGreaterThan(0);
+      const results = await comparisons();
+      for (const table of ['hot', 'hot_pairs']) expect(results.get(table)).toMatchObject({ status: 'match' });
+      expect(await verified()).toEqual({ hot: true, hot_pairs: true });
+    } finally {
+      written = await writer.stop();
+    }
+    expect(written).toBeGreaterThan(0);
+
+    const { rows } = await src.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    await setDrainLsn(control, MIGRATION, rows[0]!.lsn);
+    expect(await run).toBe('drained');
+    const status = await readReplicationStatus(control, MIGRATION);
+    expect(parseLsn(status!.processedLsn!)).toBeGreaterThanOrEqual(parseLsn(rows[0]!.lsn));
+
+    const final = await compareStep(context(), { live: false });
+    expect(final).toMatchObject({ tablesInFull: 0, tablesByKey: 2 });
+    const results = await comparisons();
+    for (const table of ['hot', 'hot_pairs']) expect(results.get(table)).toMatchObject({ status: 'match', differences: [] });
+    const [onSource, onTarget] = await Promise.all(
+      [src, control].map(async (client) => (await client.query('SELECT id, v, note FROM hot ORDER BY id')).rows),
+    );
+    expect(onTarget).toEqual(onSource);
+  });
+});
