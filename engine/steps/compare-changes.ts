@@ -53,13 +53,15 @@ interface ByKey {
  * partitioned table, under whose name pgoutput sends its changes: a partition whose root
  * changed is compared in full. `pairs`: changes still flow, and each table is read in a
  * consistent pair of snapshots (consistent-pair.ts): the keys changed before the pair are
- * checked, those changed during it stay due. Returns the comparisons to save.
+ * checked, those changed during it stay due. Without `compareInFull` (a later pass at the
+ * cutover request), tables that need a full comparison are left to the next comparison.
+ * Returns the comparisons to save.
  */
 export async function compareChanges(
   context: ChangesContext,
   tables: CompareTarget[],
   roots: Map<string, string>,
-  compareInFull: CompareInFull,
+  compareInFull: CompareInFull | undefined,
   pairs: SnapshotPairs | undefined,
 ): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary }> {
   const { migration, spec, control } = context;
@@ -82,7 +84,8 @@ export async function compareChanges(
   }
 
   const results = new Map<string, TableComparison>();
-  if (inFull.length > 0) {
+  if (!compareInFull) inFull.length = 0;
+  if (compareInFull && inFull.length > 0) {
     const full = await compareInFull(inFull.map((t) => t.table));
     const reasons = new Map(inFull.map((t) => [qualified(t.table.source), t.reason]));
     for (const result of full.results) {
