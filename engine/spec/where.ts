@@ -11,6 +11,7 @@
 import { tableKey, type TableRef } from '../catalog/tables.js';
 import { PgferryError } from '../errors.js';
 
+const WHITESPACE = /[ \t\n\r\f\v]/;
 const IDENT_START = /[A-Za-z_\u0080-\uffff]/;
 const IDENT_CONT = /[A-Za-z0-9_$\u0080-\uffff]/;
 const DOLLAR_TAG = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/;
@@ -38,13 +39,16 @@ export function whereProblem(where: string): string | undefined {
   while (i < n) {
     const c = where[i]!;
     const next = where[i + 1];
-    if (/\s/.test(c)) {
+    // PostgreSQL's whitespace only: other spaces (U+00A0 …) are identifier characters to it.
+    if (WHITESPACE.test(c)) {
       i++;
       continue;
     }
     if (c === '-' && next === '-') {
-      const end = where.indexOf('\n', i);
-      i = end < 0 ? n : end + 1;
+      // A -- comment ends at a carriage return as well as at a line feed.
+      let j = i + 2;
+      while (j < n && where[j] !== '\n' && where[j] !== '\r') j++;
+      i = j;
       continue;
     }
     if (c === '/' && next === '*') {

@@ -32,6 +32,10 @@ describe('a where filter is one expression', () => {
     ['(id > 1', 'a "(" is not closed'],
     ["1e'\\' ) x '", 'a number runs into a quote'],
     ['  -- nothing\n', 'it is empty'],
+    // PostgreSQL ends a -- comment at a carriage return too.
+    ['true -- x\r) UNION SELECT 1 FROM pg_authid WHERE (true', '")" closes a parenthesis the filter did not open'],
+    // A no-break space is an identifier character to PostgreSQL, so "\u00a0e'" is not an E'' string there.
+    ["\u00a0e'\\' ) UNION SELECT 1 --'", '")" closes a parenthesis the filter did not open'],
   ])('refuses %s', (where, message) => {
     expect(whereProblem(where)).toContain(message);
   });
