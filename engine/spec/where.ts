@@ -2,10 +2,12 @@
  * The per-table `where` filter is trusted SQL, but it must stay one expression: it is pasted
  * into queries as `(filter)`, and text that closes that parenthesis, ends the statement or
  * leaves a string or comment open could turn the query into another one. This scans the
- * filter the way PostgreSQL's lexer does (strings, quoted identifiers, dollar quotes, comments;
- * standard_conforming_strings on, which the sessions that read with filters set) and refuses
- * such text before any server sees it. The server-side checks (extended protocol, read-only
- * transactions) are the guard; this gives an early, readable error.
+ * filter the way PostgreSQL's lexer does (strings, quoted identifiers, dollar quotes, comments,
+ * whitespace; standard_conforming_strings on, which the sessions that read with filters set)
+ * and refuses such text before any server sees it. It is what keeps a filter from closing the
+ * parenthesis and reading more (`true) UNION SELECT …`), which is still one read-only
+ * statement; the extended protocol and read-only transactions stop a second statement and
+ * writes even if this scan were wrong.
  */
 
 import { tableKey, type TableRef } from '../catalog/tables.js';
