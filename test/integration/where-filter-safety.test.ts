@@ -17,6 +17,7 @@ import { oneStatement } from '../../engine/sql.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { DefaultSecretsProvider } from '../../platform/secrets/index.js';
 import { scratchDir } from '../support/clusters.js';
+import { runCli } from '../support/cli.js';
 
 let source: LocalCluster;
 let target: LocalCluster;
@@ -99,6 +100,14 @@ describe('a where filter that is not one expression', () => {
       }
     }
     expect(() => parseSpec(rawSpec('where-spec', where), { featureGate: false })).toThrow(`${FIELD}: ")" closes a parenthesis`);
+  });
+
+  it('makes `pgferry precheck` exit 2 on the filter of the issue, naming the field, with the source untouched', async () => {
+    const spec = scratch.writeJson('pwned-spec.json', rawSpec('where-cli', PWNED));
+    const result = await runCli('precheck', spec);
+    expect(result.code).toBe(2);
+    expect(result.stdout + result.stderr).toContain(`${FIELD}: ")" closes a parenthesis the filter did not open`);
+    await expectSourceUntouched();
   });
 
   it('cannot carry a second statement in a query sent through the extended protocol', async () => {
