@@ -244,8 +244,8 @@ async function copyUnit(
     return copyLargeObjectUnit(source, target, unit, throttled((bytes) => reportUnitBytes(control, migration, unit.id, bytes)), maxBytesPerSecond);
   }
   if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
-  const counter = new ByteCounter(maxBytesPerSecond);
   await checkSourceSelect(source, unit);
+  const counter = new ByteCounter(maxBytesPerSecond);
   const reader = source.query(new RawCopyOut(sourceCopySql(unit)));
   const writer = target.query(rawCopyIn(targetCopySql(unit)));
   let reported = 0;

@@ -202,7 +202,7 @@ async function whereFilterProblem(client: pg.Client, table: TableRef, where: str
   try {
     await client.query(SOURCE_READ_SESSION_SQL);
     await client.query(oneStatement({ text: `EXPLAIN SELECT 1 FROM ONLY ${quoteTable(table)} WHERE ${condition}` }));
-    // EXPLAIN runs no function: evaluating the filter on one row shows one that fails or writes.
+    // EXPLAIN does not run the filter: evaluating it on one row shows one that fails or writes.
     await client.query(oneStatement({ text: `SELECT ${condition} FROM ONLY ${quoteTable(table)} LIMIT 1` }));
     return undefined;
   } catch (error) {
