@@ -24,6 +24,14 @@ export const quoteTable = (t: Named) => `${quoteIdent(t.schema)}.${quoteIdent(t.
 /** A COPY column list ` ("a", "b")`; empty for a table without columns, which COPY takes only without a list. */
 export const copyColumns = (quoted: string[]) => (quoted.length ? ` (${quoted.join(', ')})` : '');
 
+/**
+ * A query sent through the extended protocol (Parse/Bind/Execute) even without parameters, so
+ * the server refuses more than one statement in it. pg uses it only for queries with values or
+ * a name unless told `queryMode: 'extended'` (not in @types/pg). Every query that contains SQL
+ * text from the spec (a `where` filter) goes through this.
+ */
+export const oneStatement = <C extends pg.QueryConfig | pg.QueryArrayConfig>(config: C): C => ({ ...config, queryMode: 'extended' });
+
 /** The message of anything thrown. */
 export const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 

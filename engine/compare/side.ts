@@ -4,7 +4,8 @@
  */
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { quoteIdent, quoteTable } from '../sql.js';
+import { oneStatement, quoteIdent, quoteTable } from '../sql.js';
+import { whereCondition } from '../spec/where.js';
 import { PgferryError } from '../errors.js';
 
 /** Key values in PostgreSQL text form, in primary key order. */
@@ -60,6 +61,8 @@ export class Side {
   private readonly keyList: string;
   private readonly keyOrder: string;
   private readonly keyText: string;
+  /** The `where` filter, parenthesized; only the source side has one. */
+  private readonly filter: string | undefined;
 
   private exclusion: { values: (string | null)[][]; condition: (firstParam: number) => string } | undefined;
 
@@ -70,8 +73,9 @@ export class Side {
     private readonly key: string[],
     /** Type names of the key columns on this side, for casting bound text values. */
     private readonly keyTypes: string[],
-    private readonly filter: string | undefined,
+    private readonly whereText: string | undefined,
   ) {
+    this.filter = whereText ? whereCondition(whereText, ref) : undefined;
     this.table = quoteTable(ref);
     this.rowText = `ROW(${columns.map(quoteIdent).join(', ')})::text`;
     this.hash = `md5(${this.rowText})`;
@@ -90,7 +94,7 @@ export class Side {
     if (keys.length === 0) return this;
     const columns = this.key.map((_, i) => `pgferry_x${i}`);
     const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_excluded.${columns[i]}::${this.keyTypes[i]}`);
-    const side = new Side(this.client, this.ref, this.columns, this.key, this.keyTypes, this.filter);
+    const side = new Side(this.client, this.ref, this.columns, this.key, this.keyTypes, this.whereText);
     side.exclusion = {
       values: this.key.map((_, i) => keys.map((key) => key[i] ?? null)),
       condition: (first: number) => {
@@ -119,7 +123,7 @@ export class Side {
   }
 
   async count(): Promise<number> {
-    const { rows } = await this.client.query(`SELECT count(*) AS rows FROM ONLY ${this.table}${this.where(WHOLE_TABLE, [])}`);
+    const { rows } = await this.client.query(oneStatement({ text: `SELECT count(*) AS rows FROM ONLY ${this.table}${this.where(WHOLE_TABLE, [])}` }));
     return Number(rows[0].rows);
   }
 
@@ -127,8 +131,7 @@ export class Side {
     const params: unknown[] = [];
     const where = this.where(range, params);
     const { rows } = await this.client.query(
-      `SELECT ${sums('r')} FROM (SELECT ${this.rowText} AS r FROM ONLY ${this.table}${where}) s`,
-      params,
+      oneStatement({ text: `SELECT ${sums('r')} FROM (SELECT ${this.rowText} AS r FROM ONLY ${this.table}${where}) s`, values: params }),
     );
     return toChecksum(rows[0]);
   }
@@ -141,7 +144,7 @@ export class Side {
     const params: unknown[] = [size];
     const where = this.where(WHOLE_TABLE, params);
     const firsts = this.key.map((_, i) => `max(k${i}::text) FILTER (WHERE n % $1 = 0)`).join(', ');
-    const { rows } = await this.client.query<unknown[]>({
+    const { rows } = await this.client.query<unknown[]>(oneStatement({
       text: `SELECT ${sums('r')}, ${firsts}
                FROM (SELECT row_number() OVER (ORDER BY ${this.keyList}) - 1 AS n,
                             ${this.key.map((k, i) => `${quoteIdent(k)} AS k${i}`).join(', ')}, ${this.rowText} AS r
@@ -149,7 +152,7 @@ export class Side {
               GROUP BY n / $1::bigint ORDER BY n / $1::bigint`,
       values: params,
       rowMode: 'array',
-    });
+    }));
     return rows.map((row) => ({
       checksum: toChecksum({ rows: row[0] as string, a: row[1] as string | null, b: row[2] as string | null }),
       first: row.slice(3) as Key,
@@ -161,11 +164,11 @@ export class Side {
     const params: unknown[] = [];
     const where = this.where(range, params);
     params.push(offset);
-    const { rows } = await this.client.query<Key>({
+    const { rows } = await this.client.query<Key>(oneStatement({
       text: `SELECT ${this.keyText} FROM ONLY ${this.table}${where} ORDER BY ${this.keyOrder} OFFSET $${params.length} LIMIT 1`,
       values: params,
       rowMode: 'array',
-    });
+    }));
     if (!rows[0]) throw new PgferryError('pgferry.CompareFailed', `${this.table} changed while it was being compared`);
     return rows[0];
   }
@@ -173,11 +176,11 @@ export class Side {
   async rowHashes(range: Range): Promise<RowHash[]> {
     const params: unknown[] = [];
     const where = this.where(range, params);
-    const { rows } = await this.client.query<string[]>({
+    const { rows } = await this.client.query<string[]>(oneStatement({
       text: `SELECT ${this.keyText}, ${this.hash} FROM ONLY ${this.table}${where} ORDER BY ${this.keyOrder}`,
       values: params,
       rowMode: 'array',
-    });
+    }));
     return rows.map((row) => ({ key: row.slice(0, -1), hash: row[row.length - 1]! }));
   }
 
@@ -187,13 +190,13 @@ export class Side {
    */
   async rowHashesByKeys(keys: (string | null)[][]): Promise<Map<number, string>> {
     const { params, args, names, match } = this.keyLookup(keys);
-    const { rows } = await this.client.query<[string, string]>({
+    const { rows } = await this.client.query<[string, string]>(oneStatement({
       text: `SELECT pgferry_keys.pgferry_ord::text, r.hash
                FROM unnest(${args}) WITH ORDINALITY pgferry_keys(${names.join(', ')}, pgferry_ord)
                JOIN LATERAL (SELECT ${this.hash} AS hash FROM ONLY ${this.table} WHERE ${match.join(' AND ')}) r ON true`,
       values: params,
       rowMode: 'array',
-    });
+    }));
     return new Map(rows.map(([ord, hash]) => [Number(ord) - 1, hash]));
   }
 
@@ -202,10 +205,12 @@ export class Side {
     if (keys.length === 0) return { rows: 0, a: 0n, b: 0n };
     const { params, args, names, match } = this.keyLookup(keys);
     const { rows } = await this.client.query(
-      `SELECT ${sums('r.r')}
-         FROM unnest(${args}) pgferry_keys(${names.join(', ')})
-         JOIN LATERAL (SELECT ${this.rowText} AS r FROM ONLY ${this.table} WHERE ${match.join(' AND ')}) r ON true`,
-      params,
+      oneStatement({
+        text: `SELECT ${sums('r.r')}
+                 FROM unnest(${args}) pgferry_keys(${names.join(', ')})
+                 JOIN LATERAL (SELECT ${this.rowText} AS r FROM ONLY ${this.table} WHERE ${match.join(' AND ')}) r ON true`,
+        values: params,
+      }),
     );
     return toChecksum(rows[0]);
   }
@@ -215,12 +220,12 @@ export class Side {
     const args = this.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
     const names = this.key.map((_, i) => `pgferry_k${i}`);
     const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_keys.${names[i]}::${this.keyTypes[i]}`);
-    if (this.filter) match.push(`(${this.filter})`);
+    if (this.filter) match.push(this.filter);
     return { params, args, names, match };
   }
 
   private where(range: Range, params: unknown[]): string {
-    const conditions = this.filter ? [`(${this.filter})`] : [];
+    const conditions = this.filter ? [this.filter] : [];
     if (this.exclusion) {
       conditions.push(this.exclusion.condition(params.length + 1));
       params.push(...this.exclusion.values);

@@ -320,9 +320,10 @@ export const CANONICAL_SESSION_SQL = CANONICAL_SETTINGS.map(([name, value]) => `
  * only pg_catalog on the search path, reg* values (regclass, regtype, regproc…) print
  * schema-qualified, so the target reads them back as the same objects, whatever either side's
  * default search_path. With row_security off, a table whose policies would hide rows from the
- * user fails the read instead of returning fewer rows.
+ * user fails the read instead of returning fewer rows. standard_conforming_strings is on because
+ * `where` filters are lexed that way before they go into queries (spec/where.ts).
  */
-export const SOURCE_READ_SESSION_SQL = `${CANONICAL_SESSION_SQL}; SET search_path = pg_catalog; SET row_security = off`;
+export const SOURCE_READ_SESSION_SQL = `${CANONICAL_SESSION_SQL}; SET search_path = pg_catalog; SET row_security = off; SET standard_conforming_strings = on`;
 
 /**
  * The same settings as a startup `options` string, for connections that cannot run SET first:

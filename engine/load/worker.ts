@@ -9,7 +9,9 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { copyColumns, messageOf, quoteIdent, quoteTable, sleep } from '../sql.js';
+import { copyColumns, messageOf, oneStatement, quoteIdent, quoteTable, sleep } from '../sql.js';
+import { PgferryError } from '../errors.js';
+import { whereCondition, whereField } from '../spec/where.js';
 import { CANONICAL_SESSION_SQL, settleAll, SOURCE_READ_SESSION_SQL } from '../connect/index.js';
 import {
   claimUnit,
@@ -60,16 +62,42 @@ export interface WorkerSummary {
   failedAttempts: number;
 }
 
-/** The source query of a unit: a plain table COPY when it can, a SELECT when it filters. */
-export function sourceCopySql(unit: Pick<WorkUnit, 'source' | 'columns' | 'where' | 'fromPage' | 'toPage' | 'binaryFormat'>): string {
-  const columns = unit.columns.map(quoteIdent).join(', ');
-  const format = unit.binaryFormat ? 'binary' : 'text';
+type SourceUnit = Pick<WorkUnit, 'source' | 'columns' | 'where' | 'fromPage' | 'toPage' | 'binaryFormat'>;
+
+/** The rows of a unit that filters (a page range and/or `where`) as one SELECT; undefined for a whole table. */
+function sourceSelectSql(unit: SourceUnit): string | undefined {
   const filters: string[] = [];
   if (unit.fromPage !== undefined) filters.push(`ctid >= '(${Number(unit.fromPage)},0)'::tid`);
   if (unit.toPage !== undefined) filters.push(`ctid < '(${Number(unit.toPage)},0)'::tid`);
-  if (unit.where) filters.push(`(${unit.where})`);
-  if (filters.length === 0) return `COPY ${quoteTable(unit.source)}${copyColumns(unit.columns.map(quoteIdent))} TO STDOUT (FORMAT ${format})`;
-  return `COPY (SELECT ${columns} FROM ONLY ${quoteTable(unit.source)} WHERE ${filters.join(' AND ')}) TO STDOUT (FORMAT ${format})`;
+  if (unit.where) filters.push(whereCondition(unit.where, unit.source));
+  if (filters.length === 0) return undefined;
+  return `SELECT ${unit.columns.map(quoteIdent).join(', ')} FROM ONLY ${quoteTable(unit.source)} WHERE ${filters.join(' AND ')}`;
+}
+
+/** The source query of a unit: a plain table COPY when it can, a SELECT when it filters. */
+export function sourceCopySql(unit: SourceUnit): string {
+  const format = unit.binaryFormat ? 'binary' : 'text';
+  const select = sourceSelectSql(unit);
+  if (select === undefined) return `COPY ${quoteTable(unit.source)}${copyColumns(unit.columns.map(quoteIdent))} TO STDOUT (FORMAT ${format})`;
+  return `COPY (${select}) TO STDOUT (FORMAT ${format})`;
+}
+
+/**
+ * Before a unit with a `where` filter is copied: pg-copy-streams sends COPY as a simple Query
+ * message, which runs every statement in its text, and the filter is text from the spec. So the
+ * SELECT inside the COPY is first planned alone through the extended protocol, which refuses a
+ * second statement: a SELECT the server parses as one statement holds no `;` of its own and ends
+ * in our `)`, so `COPY (select) TO STDOUT` is one statement too (same text, same session, so it
+ * is lexed the same). whereCondition has refused such text before; this is the server's word.
+ * The transaction is read-only besides (importSnapshot), so the filter cannot write either.
+ */
+async function checkSourceSelect(source: pg.Client, unit: SourceUnit): Promise<void> {
+  if (!unit.where) return;
+  try {
+    await source.query(oneStatement({ text: `EXPLAIN ${sourceSelectSql(unit)!}` }));
+  } catch (error) {
+    throw new PgferryError('pgferry.WhereInvalid', `${whereField(unit.source)}: ${messageOf(error)}`);
+  }
 }
 
 export function targetCopySql(unit: Pick<WorkUnit, 'target' | 'columns' | 'binaryFormat' | 'freeze'>): string {
@@ -216,6 +244,7 @@ async function copyUnit(
     return copyLargeObjectUnit(source, target, unit, throttled((bytes) => reportUnitBytes(control, migration, unit.id, bytes)), maxBytesPerSecond);
   }
   if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
+  await checkSourceSelect(source, unit);
   const counter = new ByteCounter(maxBytesPerSecond);
   const reader = source.query(new RawCopyOut(sourceCopySql(unit)));
   const writer = target.query(rawCopyIn(targetCopySql(unit)));

@@ -3,9 +3,10 @@
  * {id, status, message, remediation}; a check that needs a connection that failed is skipped.
  */
 import type pg from 'pg';
-import { listTables, parseTableKey, TABLE_KEY, tableKey } from '../catalog/tables.js';
-import { quoteTable } from '../sql.js';
-import { connect, describeEndpoint, resolveEndpoint, type Endpoint, type SecretsProvider, type Side } from '../connect/index.js';
+import { listTables, parseTableKey, TABLE_KEY, tableKey, type TableRef } from '../catalog/tables.js';
+import { messageOf, oneStatement, quoteTable } from '../sql.js';
+import { whereCondition, whereProblem } from '../spec/where.js';
+import { connect, describeEndpoint, resolveEndpoint, SOURCE_READ_SESSION_SQL, type Endpoint, type SecretsProvider, type Side } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { checkDdlCapture } from './ddl-capture.js';
@@ -172,17 +173,44 @@ async function checkSelection(source: ServerFacts, objects: MigrationSpec['objec
     const unknown = [...(options.columns ?? []), ...(options.excludeColumns ?? [])].filter((c) => !names.has(c));
     if (unknown.length > 0) problems.push(`objects.tables["${key}"]: no column ${unknown.map((c) => `"${c}"`).join(', ')}`);
     if (options.where) {
-      try {
-        await source.client.query(`EXPLAIN SELECT 1 FROM ONLY ${quoteTable(table)} WHERE (${options.where})`);
-      } catch (error) {
-        problems.push(`objects.tables["${key}"].where: ${(error as Error).message}`);
-      }
+      const problem = await whereFilterProblem(source.client, table, options.where);
+      if (problem) problems.push(`objects.tables["${key}"].where: ${problem}`);
     }
   }
   if (problems.length > 0) {
-    return { id, status: 'fail', message: problems.join('; '), remediation: 'Fix objects.tables in the spec.' };
+    return {
+      id,
+      status: 'fail',
+      message: problems.join('; '),
+      remediation: 'Fix objects.tables in the spec: a where filter is one boolean expression over the table\'s columns (schema-qualify your own functions), that only reads.',
+    };
   }
   return { id, status: 'pass', message: `${tables.filter((t) => t.kind === 'table').length} tables selected.` };
+}
+
+/**
+ * What is wrong with a table's `where` filter, or undefined. It must be one expression
+ * (whereProblem), compile as the table's WHERE clause in the load's session settings, and
+ * evaluate on a row without writing. The server runs it in a READ ONLY transaction that is
+ * rolled back, through the extended protocol (one statement only): nothing it does stays.
+ */
+async function whereFilterProblem(client: pg.Client, table: TableRef, where: string): Promise<string | undefined> {
+  const problem = whereProblem(where);
+  if (problem) return problem;
+  const condition = whereCondition(where, table);
+  await client.query('BEGIN READ ONLY');
+  try {
+    await client.query(SOURCE_READ_SESSION_SQL);
+    await client.query(oneStatement({ text: `EXPLAIN SELECT 1 FROM ONLY ${quoteTable(table)} WHERE ${condition}` }));
+    // EXPLAIN does not run the filter: evaluating it on one row shows one that fails or writes.
+    await client.query(oneStatement({ text: `SELECT ${condition} FROM ONLY ${quoteTable(table)} LIMIT 1` }));
+    return undefined;
+  } catch (error) {
+    return messageOf(error);
+  } finally {
+    // Also undoes the session settings.
+    await client.query('ROLLBACK');
+  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { TABLE_KEY } from '../catalog/tables.js';
+import { whereProblem } from './where.js';
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]{3,49}$/;
 const NO_FORBIDDEN_CHARS = /^[^=<>&'"]*$/;
@@ -114,7 +115,15 @@ const tableGlobs = z
 
 const tableOptions = z
   .strictObject({
-    where: z.string().min(1).optional().describe('SQL condition choosing the rows to migrate.'),
+    where: z
+      .string()
+      .min(1)
+      .superRefine((where, ctx) => {
+        const problem = whereProblem(where);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional()
+      .describe('SQL condition choosing the rows to migrate.'),
     columns: z.array(z.string().min(1)).min(1).optional().describe('Only these columns are migrated.'),
     excludeColumns: z.array(z.string().min(1)).optional().describe('These columns are not migrated.'),
     operations: z
