@@ -1,5 +1,5 @@
 /**
- * `npm run bench:cdc [-- --rows 1000000 --nopk-rows 100000 --delete-rows 20000 --tps 2000 --seconds 20]`:
+ * `npm run bench:cdc [-- --rows 1000000 --nopk-rows 100000 --delete-rows 20000 --tps 2000 --seconds 20 --track-keys]`:
  * change data capture, pgferry against PostgreSQL's native logical replication
  * (`CREATE SUBSCRIPTION … copy_data = false`), on the same data, in the same run:
  *   1. seconds from commit to applied for a 1M-row UPDATE, a 1M-row INSERT, and a 20k-row
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '20' },
     only: { type: 'string' },
     'batch-rows': { type: 'string' },
+    'track-keys': { type: 'boolean', default: false },
   },
 });
 const ROWS = Number(values.rows);
@@ -302,7 +303,8 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string):
       source: { secret: secretFile(dir, 'source', source, 'bench') },
       target: { secret: secretFile(dir, 'target', target, 'ferry') },
       fullLoad: { parallelism: 2 },
-      compare: { enabled: false },
+      // --track-keys: the comparison on, so the applier records the keys it changes (cutover.finalCompare) and the live comparison runs once caught up.
+      compare: { enabled: values['track-keys'] },
       ...(values['batch-rows'] ? { cdc: { batch: { maxRows: Number(values['batch-rows']) } } } : {}),
     },
     { onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line) },

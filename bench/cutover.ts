@@ -561,7 +561,8 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
       source: { secret: sourceSecret },
       target: { secret: targetSecret },
       fullLoad: { parallelism: 2 },
-      cutover: { fenceSource: true, ...(armReverse ? { reverse: true } : {}) },
+      // The window includes draining the lag the fence finds: cut over only once it is under CAUGHT_UP_LAG.
+      cutover: { fenceSource: true, maxLagSeconds: CAUGHT_UP_LAG, ...(armReverse ? { reverse: true } : {}) },
     }),
   );
 

@@ -67,7 +67,12 @@ export interface HeartbeatDeps {
 /** The slot's retained WAL is measured at most this often by default: it changes slowly. */
 export const RETAINED_WAL_INTERVAL_MS = 30_000;
 
+/** While a cutover is requested the streamer beats this often: it finds the drain point and reports the drain sooner, inside the write-unavailable window. */
+export const CUTOVER_HEARTBEAT_MS = 100;
+
 export class Heartbeat {
+  /** A cutover was requested (as of the last beat): beat every CUTOVER_HEARTBEAT_MS. */
+  cutoverRequested = false;
   private lastRows = 0;
   private lastObservedRows = 0;
   private lastBeat = Date.now();
@@ -100,6 +105,7 @@ export class Heartbeat {
     }
     this.observe({ lagSeconds, lagBytes: Number(lagBytes), sourceLsn: formatLsn(sourceLsn), processedLsn: formatLsn(position.processed) });
     await this.checkRetainedWalIfDue(now);
+    this.cutoverRequested = Boolean(request?.cutoverRequested || request?.drainLsn);
     let decision = streamerDecision(request, position.processed);
     if (decision === 'drained' && request!.fenced && deps.fenceCheck) {
       decision = (await deps.fenceCheck.step(parseLsn(request!.drainLsn!))) ?? 'keepalive';
@@ -134,10 +140,16 @@ export class Heartbeat {
 }
 
 /**
- * Beats every `intervalMs` (the next one after the previous finished) until a beat ends the
- * run, a beat fails (rejects), or `signal` aborts ('stopped'). `stop()` cancels the next beat.
+ * Beats every `intervalMs` (the next one after the previous finished; a function is asked each
+ * time) until a beat ends the run, a beat fails (rejects), or `signal` aborts ('stopped').
+ * `stop()` cancels the next beat.
  */
-export function heartbeatLoop(beat: () => Promise<ReplicatorEnd | undefined>, intervalMs: number, signal?: AbortSignal): { ended: Promise<ReplicatorEnd>; stop: () => void } {
+export function heartbeatLoop(
+  beat: () => Promise<ReplicatorEnd | undefined>,
+  intervalMs: number | (() => number),
+  signal?: AbortSignal,
+): { ended: Promise<ReplicatorEnd>; stop: () => void } {
+  const interval = typeof intervalMs === 'function' ? intervalMs : () => intervalMs;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   // The signal lives as long as the task and a loop starts at every reconnect: its listener must go with the loop.
@@ -145,7 +157,7 @@ export function heartbeatLoop(beat: () => Promise<ReplicatorEnd | undefined>, in
   const ended = new Promise<ReplicatorEnd>((resolve, reject) => {
     const tick = () => {
       if (signal?.aborted) return resolve('stopped');
-      beat().then((end) => (end ? resolve(end) : (timer = setTimeout(tick, intervalMs))), reject);
+      beat().then((end) => (end ? resolve(end) : (timer = setTimeout(tick, interval()))), reject);
     };
     onAbort = () => resolve('stopped');
     signal?.addEventListener('abort', onAbort, { once: true });

@@ -24,7 +24,7 @@ import { messageOf, sleep } from '../sql.js';
 import { Applier, StreamerFencedError, type ConflictPolicy } from './apply/index.js';
 import { Batcher } from './batching.js';
 import { EarlyApply, StreamingFallback } from './early-apply.js';
-import { Heartbeat, heartbeatLoop } from './heartbeat.js';
+import { CUTOVER_HEARTBEAT_MS, Heartbeat, heartbeatLoop } from './heartbeat.js';
 import { FenceCheck, LateChangeWatch } from './fence-check.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
@@ -368,7 +368,8 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       ...retainedWalDeps(options, source, control),
       fenceCheck: new FenceCheck({ migration, control, source, position, watch: lateChanges, requestKeepalive: () => thisStream.requestKeepalive(), log }),
     });
-    const loop = (heartbeats = heartbeatLoop(() => heartbeat.beat(), options.heartbeatMs ?? 1000, signal));
+    const heartbeatMs = options.heartbeatMs ?? 1000;
+    const loop = (heartbeats = heartbeatLoop(() => heartbeat.beat(), () => (heartbeat.cutoverRequested ? Math.min(heartbeatMs, CUTOVER_HEARTBEAT_MS) : heartbeatMs), signal));
     const end = await Promise.race([loop.ended, failed]);
     // Let a batch being applied finish; nothing pending is lost (the checkpoint says where to resume).
     await batcher.exclusive(async () => undefined);

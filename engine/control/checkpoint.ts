@@ -85,20 +85,23 @@ export interface StreamerRequest {
   phase: string | null;
   /** The source is fenced for cutover: the drain is checked past the drain point (fence-check.ts). */
   fenced?: boolean;
+  /** A cutover was requested: the drain point may come any moment. */
+  cutoverRequested?: boolean;
 }
 
 /** Writes one heartbeat; undefined when the migration's status row is gone. */
 export async function writeHeartbeat(control: pg.ClientBase, migration: string, beat: HeartbeatRow): Promise<StreamerRequest | undefined> {
-  const { rows } = await control.query<{ drain_lsn: string | null; phase: string | null; fenced: boolean }>(
+  const { rows } = await control.query<{ drain_lsn: string | null; phase: string | null; fenced: boolean; cutover_requested: boolean }>(
     `UPDATE pgferry.replication_status s
         SET received_lsn = $2::pg_lsn, processed_lsn = $3::pg_lsn, source_lsn = $4::pg_lsn, heartbeat_at = now(),
             lag_bytes = $5, lag_seconds = $6, rows_per_second = $7
       WHERE migration = $1
-      RETURNING drain_lsn::text, (SELECT phase FROM pgferry.migrations WHERE name = $1) AS phase, fenced`,
+      RETURNING drain_lsn::text, (SELECT phase FROM pgferry.migrations WHERE name = $1) AS phase, fenced,
+                cutover_requested_at IS NOT NULL AS cutover_requested`,
     [migration, beat.receivedLsn, beat.processedLsn, beat.sourceLsn, beat.lagBytes.toString(), beat.lagSeconds, beat.rowsPerSecond],
   );
   const row = rows[0];
-  return row && { drainLsn: row.drain_lsn, phase: row.phase, fenced: row.fenced };
+  return row && { drainLsn: row.drain_lsn, phase: row.phase, fenced: row.fenced, cutoverRequested: row.cutover_requested };
 }
 
 export async function markDrained(control: pg.ClientBase, migration: string): Promise<void> {

@@ -36,22 +36,25 @@ async function finalComparisonIsLight(spec: MigrationSpec, target: pg.Client): P
   return Number(rows[0]!.bytes) <= FINAL_IN_STEP_MAX_BYTES;
 }
 
-/** Runs the final comparison here when it is light; returns whether it did (the Compare task runs it otherwise). */
-export async function finalCompareInStep(spec: MigrationSpec, secrets: SecretsProvider, target: pg.Client): Promise<boolean> {
+/**
+ * Runs the final comparison here when it is light, on connections of its own (FinishCutover runs
+ * it beside its other work); returns whether it did (the Compare task runs it otherwise).
+ */
+export async function finalCompareInStep(spec: MigrationSpec, secrets: SecretsProvider): Promise<boolean> {
   if (!usesCdc(spec) || !spec.compare.enabled || !spec.cutover.finalCompare) return false;
-  if (!(await finalComparisonIsLight(spec, target))) return false;
-  const notes: string[] = [];
-  await compareStep(
-    {
-      migration: spec.name,
-      spec,
-      connectSource: () => connectForStep('source', spec, secrets),
-      connectTarget: () => connectForStep('target', spec, secrets),
-      log: (message) => notes.push(message),
-    },
-    { live: false },
-  );
-  const summary = notes.find((note) => note.startsWith('final comparison'));
-  if (summary) await recordEvent(target, spec.name, 'info', `${summary} (in FinishCutover)`);
-  return true;
+  const connectTarget = () => connectForStep('target', spec, secrets);
+  const target = await connectTarget();
+  try {
+    if (!(await finalComparisonIsLight(spec, target))) return false;
+    const notes: string[] = [];
+    await compareStep(
+      { migration: spec.name, spec, connectSource: () => connectForStep('source', spec, secrets), connectTarget, log: (message) => notes.push(message) },
+      { live: false },
+    );
+    const summary = notes.find((note) => note.startsWith('final comparison'));
+    if (summary) await recordEvent(target, spec.name, 'info', `${summary} (in FinishCutover)`);
+    return true;
+  } finally {
+    await target.end();
+  }
 }

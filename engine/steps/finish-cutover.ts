@@ -6,7 +6,7 @@
  * runs here too when it is light (final-compare.ts).
  */
 import type { SecretsProvider } from '../connect/index.js';
-import { recordSchemaObjects } from '../control/index.js';
+import { recordEvent, recordSchemaObjects } from '../control/index.js';
 import { copySequenceValues } from '../schema/index.js';
 import { restoreReplicaTriggers } from '../schema/replica-triggers.js';
 import { addDomainChecksAtCutover } from '../schema/domain-checks.js';
@@ -16,14 +16,27 @@ import { finalCompareInStep } from './final-compare.js';
 import { withSides } from './sides.js';
 
 export async function finishCutoverStep(spec: MigrationSpec, secrets: SecretsProvider) {
-  return withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
-    const sequences = spec.cutover.syncSequences && spec.schema.sync.sequences ? await copySequenceValues(source, target, spec) : [];
+  const timings: string[] = [];
+  const timed = async <T>(what: string, work: () => Promise<T>): Promise<T> => {
+    const started = Date.now();
+    const result = await work();
+    timings.push(`${what} ${((Date.now() - started) / 1000).toFixed(2)} s`);
+    return result;
+  };
+  // The final comparison reads on connections of its own, beside the work on the objects: all of it is inside the write-unavailable window.
+  const comparing = timed('final comparison', () => finalCompareInStep(spec, secrets));
+  comparing.catch(() => undefined); // awaited below; handled now so an early failure is not an unhandled rejection
+  const done = await withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
+    const sequences = spec.cutover.syncSequences && spec.schema.sync.sequences ? await timed('sequences', () => copySequenceValues(source, target, spec)) : [];
     await recordSchemaObjects(target, spec.name, 'sequences', sequences);
-    const resynced = await resyncAtCutover(spec, source, target);
-    const triggers = await restoreReplicaTriggers(source, target, spec);
-    const domainChecks = await addDomainChecksAtCutover(source, target, spec);
+    const resynced = await timed('large objects and materialized views', () => resyncAtCutover(spec, source, target));
+    const triggers = await timed('triggers', () => restoreReplicaTriggers(source, target, spec));
+    const domainChecks = await timed('domain checks', () => addDomainChecksAtCutover(source, target, spec));
     await recordSchemaObjects(target, spec.name, 'cutover', [...triggers, ...domainChecks]);
-    const compared = await finalCompareInStep(spec, secrets, target);
-    return { sequences: sequences.length, triggers: triggers.length, ...resynced, compared };
+    await Promise.allSettled([comparing]);
+    await recordEvent(target, spec.name, 'info', `FinishCutover: ${timings.join(', ')}`);
+    return { sequences: sequences.length, triggers: triggers.length, ...resynced };
   });
+  const compared = await comparing;
+  return { ...done, compared };
 }
