@@ -63,8 +63,10 @@ export async function compareChanges(
   roots: Map<string, string>,
   compareInFull: CompareInFull | undefined,
   pairs: SnapshotPairs | undefined,
-): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary }> {
+): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary; seconds: { inFull: number; byKey: number } }> {
   const { migration, spec, control } = context;
+  const since = (start: number) => (Date.now() - start) / 1000;
+  let started = Date.now();
   const changes = await readTableChanges(control, migration);
   const verifications = await readVerifications(control, migration);
   const previous = new Map((await loadComparisons(control, migration)).map((c) => [qualified(c.source), c]));
@@ -85,6 +87,7 @@ export async function compareChanges(
 
   const results = new Map<string, TableComparison>();
   if (!compareInFull) inFull.length = 0;
+  started = Date.now();
   if (compareInFull && inFull.length > 0) {
     const full = await compareInFull(inFull.map((t) => t.table));
     const reasons = new Map(inFull.map((t) => [qualified(t.table.source), t.reason]));
@@ -96,6 +99,8 @@ export async function compareChanges(
     }
   }
 
+  const inFullSeconds = since(started);
+  started = Date.now();
   const options = { method: spec.compare.method, maxDifferences: spec.compare.maxDifferencesReported };
   let rowsRechecked = 0;
   if (byKey.length > 0) {
@@ -124,6 +129,7 @@ export async function compareChanges(
   return {
     results,
     summary: { tablesInFull: inFull.length, tablesByKey: byKey.length, rowsRechecked, tablesNotRead: notRead.length },
+    seconds: { inFull: inFullSeconds, byKey: since(started) },
   };
 }
 

@@ -77,7 +77,10 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     if (incremental && live) {
       ({ results, summary } = await comparePassesWhileLive(liveContext, tables, roots, inFull));
     } else if (incremental) {
-      ({ results, summary } = await compareChanges(liveContext, tables, roots, inFull, undefined));
+      const started = Date.now();
+      let seconds: { inFull: number; byKey: number };
+      ({ results, summary, seconds } = await compareChanges(liveContext, tables, roots, inFull, undefined));
+      log(`final comparison took ${((Date.now() - started) / 1000).toFixed(2)} s: in full ${seconds.inFull.toFixed(2)} s, by key ${seconds.byKey.toFixed(2)} s`);
     } else {
       const full = await inFull(tables);
       results = new Map(full.results.map((r) => [qualified(r.source), r]));
@@ -124,12 +127,18 @@ async function comparePassesWhileLive(
   let left = Infinity;
   for (let pass = 1; pass <= MAX_PASSES; pass++) {
     // Tables compared in full by the first pass and changed again without a usable key cannot be verified while changes flow: the comparison behind the fence reads them.
+    const started = Date.now();
     const one = await compareChanges(context, tables, roots, pass === 1 ? inFull : undefined, new SnapshotPairs(context));
     for (const [name, result] of one.results) results.set(name, result);
     summary = summary ? addSummaries(summary, one.summary) : one.summary;
     const before = left;
     left = await countChangedKeys(control, migration);
-    log(`comparison pass ${pass} at the cutover request: ${one.summary.rowsRechecked} changed row(s) rechecked, ${left} changed since`);
+    const line =
+      `comparison pass ${pass} at the cutover request: ${one.summary.rowsRechecked.toLocaleString('en-US')} changed row(s) by key` +
+      `${one.summary.tablesInFull ? ` and ${one.summary.tablesInFull} table(s) in full` : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+      `${left.toLocaleString('en-US')} changed since`;
+    log(line);
+    await recordEvent(control, migration, 'info', line);
     if (left <= FEW_KEYS_LEFT || left > before * SHRINK_AT_LEAST) break;
   }
   return { results, summary: summary! };

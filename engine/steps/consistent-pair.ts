@@ -1,7 +1,7 @@
 /**
- * Consistent pairs of snapshots for a comparison while changes flow (issue 14). For each table
- * the source's snapshot is taken first, and the target's once the applier has committed every
- * source transaction that snapshot sees. The two snapshots then differ only in rows the applier
+ * Consistent pairs of snapshots for a comparison while changes flow (issue 14). For each pair of
+ * sessions the source's snapshot is taken first, and the target's once the applier has committed
+ * every source transaction that snapshot sees. The two snapshots then differ only in rows the applier
  * changed in between; it recorded their keys (control/changed-keys.ts) with commit LSNs at or
  * after `from`, the target's applied LSN read before the source's snapshot. Those rows are left
  * out on both sides and stay due for the next comparison; any other difference is lasting, so a
@@ -42,27 +42,22 @@ export interface PairContext {
 export class SnapshotPairs {
   /** Each compared table's pair, by `schema.table`. */
   readonly pairs = new Map<string, Pair>();
-  private readonly inTransaction = new WeakSet<pg.Client>();
+  /** The pair each target session is in (its source session's snapshot came first). */
+  private readonly sessions = new WeakMap<pg.Client, { from: string; consistent: boolean }>();
   /** The control session is shared by the comparison's workers: one query at a time. */
   private controlQueue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly context: PairContext) {}
 
   /**
-   * Ends `source`'s and `target`'s transactions and begins a consistent pair for `table`; `due`
-   * also reads the keys changed before the pair (read in the target's snapshot, so every key
-   * the verification from `from` covers is among them).
+   * `table`'s pair on `source` and `target`: the sessions' consistent pair, begun by the first
+   * table they compare (one wait for the applier per pair of sessions, not per table); `due`
+   * also reads the keys changed before the pair (in the target's snapshot, so every key the
+   * verification from `from` covers is among them).
    */
   async open(source: pg.Client, target: pg.Client, table: TableRef, keyColumns: string[] | null, { due }: { due: boolean }): Promise<Pair> {
-    const { migration } = this.context;
-    await Promise.all([this.end(source), this.end(target)]);
-    const from = (await this.onControl((control) => readAppliedLsn(control, migration))) ?? '0/0';
-    await this.begin(source);
-    // The insert position: a commit the snapshot sees is inserted, though perhaps not yet written (synchronous_commit off).
-    const { rows } = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-    const consistent = await this.reach(rows[0]!.lsn);
-    await this.begin(target);
-    const changes = await readChangesAt(target, migration, table, from, { before: due });
+    const { from, consistent } = this.sessions.get(target) ?? (await this.begin(source, target));
+    const changes = await readChangesAt(target, this.context.migration, table, from, { before: due });
     const order = keyColumns && changes.keyColumns ? columnOrder(changes.keyColumns, keyColumns) : undefined;
     const nameable = !changes.wholeSince && (changes.since.length === 0 || order !== undefined);
     const pair: Pair = {
@@ -76,6 +71,19 @@ export class SnapshotPairs {
     return pair;
   }
 
+  private async begin(source: pg.Client, target: pg.Client): Promise<{ from: string; consistent: boolean }> {
+    const { migration } = this.context;
+    const from = (await this.onControl((control) => readAppliedLsn(control, migration))) ?? '0/0';
+    await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // The insert position: a commit the snapshot sees is inserted, though perhaps not yet written (synchronous_commit off).
+    const { rows } = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    const consistent = await this.reach(rows[0]!.lsn);
+    await target.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const session = { from, consistent };
+    this.sessions.set(target, session);
+    return session;
+  }
+
   /** For compareTables: a pair per table, in its primary key's column order. */
   readonly forTables = async (source: pg.Client, target: pg.Client, table: CompareTarget): Promise<(string | null)[][] | undefined> =>
     (await this.open(source, target, table.source, table.primaryKey, { due: false })).inFlight;
@@ -84,16 +92,6 @@ export class SnapshotPairs {
     const result = this.controlQueue.then(() => query(this.context.control));
     this.controlQueue = result.catch(() => undefined);
     return result;
-  }
-
-  private async begin(client: pg.Client): Promise<void> {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    this.inTransaction.add(client);
-  }
-
-  private async end(client: pg.Client): Promise<void> {
-    if (!this.inTransaction.delete(client)) return;
-    await client.query('COMMIT');
   }
 
   /** Waits until the target holds every source commit up to `lsn`; false when the streamer is silent or too slow. */
