@@ -123,7 +123,7 @@ export async function compareTable(
   if (inFlight.length > 0) {
     // Sums are additive: without the rows that changed between the snapshots, the whole tables
     // must agree. One lookup per side instead of reading any range again.
-    const [sourceChanged, targetChanged] = await Promise.all([src.excludedChecksum(inFlight), tgt.excludedChecksum(inFlight)]);
+    const [sourceChanged, targetChanged] = await Promise.all([src.keysChecksum(inFlight), tgt.keysChecksum(inFlight)]);
     const sourceRest = minus(total(buckets), sourceChanged);
     const targetRest = minus(total(targetBuckets), targetChanged);
     if (sameChecksum(sourceRest, targetRest)) {

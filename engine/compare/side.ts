@@ -88,7 +88,7 @@ export class Side {
   /**
    * This side without the rows of `keys` (values of the key columns, in order): rows that
    * changed while they were compared (consistent-pair.ts). Only a comparison that found a
-   * difference reads through it; the first pass subtracts their hashes instead (excludedChecksum).
+   * difference reads through it; the first pass subtracts their hashes instead (keysChecksum).
    */
   excluding(keys: (string | null)[][]): Side {
     if (keys.length === 0) return this;
@@ -200,8 +200,8 @@ export class Side {
     return new Map(rows.map(([ord, hash]) => [Number(ord) - 1, hash]));
   }
 
-  /** The checksum of the rows with the given keys (as rowHashesByKeys finds them), to subtract from a range's. */
-  async excludedChecksum(keys: (string | null)[][]): Promise<Checksum> {
+  /** The checksum of the rows with the given keys (as rowHashesByKeys finds them): for a batch of keys, or to subtract from a range's. */
+  async keysChecksum(keys: (string | null)[][]): Promise<Checksum> {
     if (keys.length === 0) return { rows: 0, a: 0n, b: 0n };
     const { params, args, names, match } = this.keyLookup(keys);
     const { rows } = await this.client.query(

@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import { compareRowsByKey } from '../compare/changed-rows.js';
+import { settleAll } from '../connect/index.js';
 import { withComparedSides, type CompareTarget, type TableComparison } from '../compare/index.js';
 import {
   loadComparisons,
@@ -65,8 +66,6 @@ export async function compareChanges(
   pairs: SnapshotPairs | undefined,
 ): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary; seconds: { inFull: number; byKey: number } }> {
   const { migration, spec, control } = context;
-  const since = (start: number) => (Date.now() - start) / 1000;
-  let started = Date.now();
   const changes = await readTableChanges(control, migration);
   const verifications = await readVerifications(control, migration);
   const previous = new Map((await loadComparisons(control, migration)).map((c) => [qualified(c.source), c]));
@@ -87,8 +86,15 @@ export async function compareChanges(
 
   const results = new Map<string, TableComparison>();
   if (!compareInFull) inFull.length = 0;
-  started = Date.now();
-  if (compareInFull && inFull.length > 0) {
+  const seconds = { inFull: 0, byKey: 0 };
+  const timed = async (part: keyof typeof seconds, work: () => Promise<void>) => {
+    const started = Date.now();
+    await work();
+    seconds[part] = (Date.now() - started) / 1000;
+  };
+
+  const compareWhole = async () => {
+    if (!compareInFull || inFull.length === 0) return;
     const full = await compareInFull(inFull.map((t) => t.table));
     const reasons = new Map(inFull.map((t) => [qualified(t.table.source), t.reason]));
     for (const result of full.results) {
@@ -97,18 +103,20 @@ export async function compareChanges(
       const from = full.verifiedFrom.get(name);
       if (pairs && from) await recordVerification(control, migration, result.source, from, full.verified.has(name));
     }
-  }
+  };
 
-  const inFullSeconds = since(started);
-  started = Date.now();
   const options = { method: spec.compare.method, maxDifferences: spec.compare.maxDifferencesReported };
   let rowsRechecked = 0;
-  if (byKey.length > 0) {
+  const compareKeys = async () => {
+    if (byKey.length === 0) return;
+    // Behind the fence the keys are read first: the control session is then free for the comparison in full beside this one.
+    const keysOf = new Map<string, (string | null)[][]>();
+    if (!pairs) for (const entry of byKey) keysOf.set(qualified(entry.table.source), await readChangedKeys(control, migration, entry.table.source));
     await withComparedSides(context.connectSource, context.connectTarget, undefined, async (source, target) => {
       for (const entry of byKey) {
         const name = qualified(entry.table.source);
         const pair = pairs ? await pairs.open(source, target, entry.table.source, entry.keyColumns, { due: true }) : undefined;
-        const keys = pair ? pair.due : await readChangedKeys(control, migration, entry.table.source);
+        const keys = pair ? pair.due : keysOf.get(name)!;
         const result = await compareRowsByKey(source, target, entry.table, entry.keyColumns, keys, options);
         rowsRechecked += keys.length;
         const what = `rechecked ${keys.length.toLocaleString('en-US')} changed row(s) by key; verified while replicating from LSN ${pair?.from ?? entry.verification.lsn}`;
@@ -118,6 +126,15 @@ export async function compareChanges(
         if (pair) await recordVerification(control, migration, entry.table.source, pair.from, result.status === 'match');
       }
     }, { paired: pairs !== undefined });
+  };
+
+  if (pairs) {
+    // While changes flow both parts record verifications on the one control session: one after the other.
+    await timed('inFull', compareWhole);
+    await timed('byKey', compareKeys);
+  } else {
+    // Behind the fence every second counts: both at once, on sessions of their own.
+    await settleAll([timed('inFull', compareWhole), timed('byKey', compareKeys)]);
   }
 
   if (!pairs) {
@@ -129,7 +146,7 @@ export async function compareChanges(
   return {
     results,
     summary: { tablesInFull: inFull.length, tablesByKey: byKey.length, rowsRechecked, tablesNotRead: notRead.length },
-    seconds: { inFull: inFullSeconds, byKey: since(started) },
+    seconds,
   };
 }
 
