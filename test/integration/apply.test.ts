@@ -392,6 +392,37 @@ describe('Applier', () => {
     }
   });
 
+  it('keeps the keys of a big table through a chunk of more than 10,000 of them, and records a bulk change to most of a small table whole', async () => {
+    const tables = `CREATE TABLE app.big_keys (id int PRIMARY KEY, v int);
+      INSERT INTO app.big_keys SELECT g, 0 FROM generate_series(1, 300000) g;
+      CREATE TABLE app.small_keys (id int PRIMARY KEY, v int);
+      INSERT INTO app.small_keys SELECT g, 0 FROM generate_series(1, 12000) g;`;
+    await source.sql(tables);
+    await capture(); // the tables' creation is not what this test replays
+    const { client } = await cloneTarget();
+    await client.query(`SET session_replication_role = origin; ${tables} ANALYZE app.big_keys; ANALYZE app.small_keys; SET session_replication_role = replica`);
+    await sourceTransaction([
+      ['UPDATE app.big_keys SET v = 1 WHERE id <= 12000', []],
+      ['UPDATE app.small_keys SET v = 1', []],
+    ]);
+    const captured = await capture();
+    const applier = new Applier(client, { migration: MIGRATION, conflictPolicy: 'error', recordChangedKeys: true });
+    await replay(applier, captured.messages);
+    const { rows } = await client.query<{ source_table: string; keys: number; whole: boolean }>(
+      `SELECT t.source_table, (SELECT count(*)::int FROM pgferry.changed_keys k WHERE (k.migration, k.source_table) = (t.migration, t.source_table)) AS keys,
+              t.whole_lsn IS NOT NULL AS whole
+         FROM pgferry.changed_tables t WHERE t.migration = $1 AND t.source_table IN ('big_keys', 'small_keys') ORDER BY 1`,
+      [MIGRATION],
+    );
+    expect(rows).toEqual([
+      { source_table: 'big_keys', keys: 12000, whole: false },
+      { source_table: 'small_keys', keys: 0, whole: true },
+    ]);
+    await source.sql('DROP TABLE app.big_keys, app.small_keys');
+    await capture();
+    await close(client);
+  });
+
   it('falls back to row by row when a unique value moves between rows within a chunk', async () => {
     const { rows } = await sourceClient.query<{ id: number; code: string }>('SELECT id, code FROM app.uniq ORDER BY id LIMIT 2');
     const [a, b] = rows as [{ id: number; code: string }, { id: number; code: string }];

@@ -3,23 +3,34 @@
  * per table, deduplicated here, written in the chunk's own target transaction (so with the
  * checkpoint that covers them) as one statement for the whole chunk (control/changed-keys.ts).
  * Tables whose changes carry no usable key (REPLICA IDENTITY FULL or NOTHING) and truncated
- * tables are recorded as a whole, and so are tables with more than WHOLE_TABLE_KEYS keys in one
- * chunk (a bulk change). An UPDATE that moves a row records both its old and its new key.
+ * tables are recorded as a whole, and so are tables with more keys in one chunk than
+ * WHOLE_TABLE_KEYS and a share of their rows (a bulk change). An UPDATE that moves a row
+ * records both its old and its new key.
  */
 import type pg from 'pg';
 import { recordChanges, type ChangesBatch } from '../../control/changed-keys.js';
 import type { TableRef } from '../../catalog/tables.js';
 import { parseLsn } from '../pgoutput.js';
+import { quoteTable } from '../../sql.js';
 import { ApplyError } from './errors.js';
 import { keyValues, type Change, type Relation } from './relation.js';
 import { identity } from './values.js';
 
-/** Keys of one table in one chunk above which the table is recorded as changed as a whole. */
+/**
+ * Keys of one table in one chunk above which the table is recorded as changed as a whole, when
+ * that is also more than a WHOLE_TABLE_SHARE of its rows: reading that many rows by key costs
+ * about as much as reading the whole table. A big table keeps its keys through a catch-up, whose
+ * chunks hold tens of thousands of transactions.
+ */
 export const WHOLE_TABLE_KEYS = 10_000;
+const WHOLE_TABLE_SHARE = 0.05;
+const ROW_ESTIMATE_MS = 10 * 60_000;
 
 const tableOf = (rel: Relation): TableRef => ({ schema: rel.message.schema, name: rel.message.name });
 
 export class ChangedKeyRecorder {
+  /** The row estimate of each relation's target table (pg_class.reltuples), read once. */
+  private readonly rowEstimates = new WeakMap<Relation, { rows: number; at: number }>();
   /** Relations whose key columns are committed in the control schema. */
   private readonly keyColumnsKnown = new WeakSet<Relation>();
   /** … and those written in the open target transaction. */
@@ -36,7 +47,7 @@ export class ChangedKeyRecorder {
       const lastLsn = changes[changes.length - 1]!.lsn;
       if (parseLsn(lastLsn) > parseLsn(batch.lastLsn)) batch.lastLsn = lastLsn;
       const keys = rel.mode === 'key' ? keysOf(rel, changes) : undefined;
-      if (!keys || keys.size > WHOLE_TABLE_KEYS) {
+      if (!keys || (keys.size > WHOLE_TABLE_KEYS && keys.size > WHOLE_TABLE_SHARE * (await this.rowEstimate(client, rel)))) {
         batch.tables.push({ table: tableOf(rel), keyColumns: null, wholeLsn: lastLsn });
         continue;
       }
@@ -52,6 +63,19 @@ export class ChangedKeyRecorder {
       this.keyColumnsKnown.add(rel);
       this.keyColumnsPending.push(rel);
     }
+  }
+
+  /** Rows of the relation's target table: its statistics, or its size at 100 bytes a row if never analyzed; read again every ROW_ESTIMATE_MS. */
+  private async rowEstimate(client: pg.ClientBase, rel: Relation): Promise<number> {
+    const known = this.rowEstimates.get(rel);
+    if (known && Date.now() - known.at < ROW_ESTIMATE_MS) return known.rows;
+    const { rows } = await client.query<{ rows: string | null }>(
+      'SELECT greatest(reltuples, pg_relation_size(oid) / 100, 0)::bigint::text AS rows FROM pg_class WHERE oid = to_regclass($1)',
+      [quoteTable(tableOf(rel))],
+    );
+    const estimate = Number(rows[0]?.rows ?? 0);
+    this.rowEstimates.set(rel, { rows: estimate, at: Date.now() });
+    return estimate;
   }
 
   /** The whole tables changed at `lsn` (TRUNCATE). */
