@@ -165,9 +165,21 @@ async function compareInFull(
   const verifiedFrom = new Map<string, string>();
   const pairs = live && tracked ? new SnapshotPairs(context) : undefined;
   const results = new Map((await compare(tables, pairs?.forTables)).map((r) => [qualified(r.source), r]));
-  if (pairs) for (const [name, pair] of pairs.pairs) verifiedFrom.set(name, pair.from);
-  else if (live) await recheckWhileLive(context, tables, results, compare);
   const verified = new Set([...results.values()].filter((r) => r.status === 'match').map((r) => qualified(r.source)));
+  if (pairs) {
+    for (const [name, pair] of pairs.pairs) {
+      verifiedFrom.set(name, pair.from);
+      const result = results.get(name);
+      // Changed as a whole while compared: its difference says nothing, and the table stays due as a whole (the comparison after cutover reads it in full).
+      if (pair.wholeSince && result?.status === 'mismatch') {
+        verified.add(name);
+        results.set(name, { ...result, note: 'changed without a usable key while compared; the comparison after cutover compares it in full' });
+      }
+    }
+  } else if (live) {
+    await recheckWhileLive(context, tables, results, compare);
+    for (const r of results.values()) if (r.status === 'match') verified.add(qualified(r.source));
+  }
   return { results: [...results.values()], verifiedFrom, verified };
 }
 

@@ -25,6 +25,8 @@ export interface Pair {
   consistent: boolean;
   /** Keys (in the compared key's column order) of rows changed between the snapshots; undefined when they cannot be named (a change without a usable key, or keys in other columns). */
   inFlight: (string | null)[][] | undefined;
+  /** A change without a usable key (or a bulk one) was in flight: differences cannot be told from it, and the table stays due as a whole. */
+  wholeSince: boolean;
   /** Keys recorded as changed before `from` (when asked for): the rows an incremental comparison checks. */
   due: (string | null)[][];
   /** The columns the recorded keys are in. */
@@ -64,6 +66,7 @@ export class SnapshotPairs {
       from,
       consistent,
       inFlight: nameable ? changes.since.map((key) => order!.map((i) => key[i] ?? null)) : undefined,
+      wholeSince: changes.wholeSince,
       due: changes.before,
       keyColumns: changes.keyColumns,
     };
