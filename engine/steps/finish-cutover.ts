@@ -23,13 +23,15 @@ export async function finishCutoverStep(spec: MigrationSpec, secrets: SecretsPro
     timings.push(`${what} ${((Date.now() - started) / 1000).toFixed(2)} s`);
     return result;
   };
-  // The final comparison reads on connections of its own, beside the work on the objects: all of it is inside the write-unavailable window.
-  const comparing = timed('final comparison', () => finalCompareInStep(spec, secrets));
-  comparing.catch(() => undefined); // awaited below; handled now so an early failure is not an unhandled rejection
+  let comparing: Promise<boolean> = Promise.resolve(false);
   const done = await withSides(spec, secrets, { source: true, target: true }, async ({ source, target }) => {
     const sequences = spec.cutover.syncSequences && spec.schema.sync.sequences ? await timed('sequences', () => copySequenceValues(source, target, spec)) : [];
     await recordSchemaObjects(target, spec.name, 'sequences', sequences);
     const resynced = await timed('large objects and materialized views', () => resyncAtCutover(spec, source, target));
+    // Once the data it compares is final (sequences, large objects, materialized views), the final comparison reads on
+    // connections of its own, beside the triggers and domain checks: all of it is inside the write-unavailable window.
+    comparing = timed('final comparison', () => finalCompareInStep(spec, secrets));
+    comparing.catch(() => undefined); // awaited below; handled now so an early failure is not an unhandled rejection
     const triggers = await timed('triggers', () => restoreReplicaTriggers(source, target, spec));
     const domainChecks = await timed('domain checks', () => addDomainChecksAtCutover(source, target, spec));
     await recordSchemaObjects(target, spec.name, 'cutover', [...triggers, ...domainChecks]);
