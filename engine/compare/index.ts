@@ -115,23 +115,21 @@ export async function compareTable(
   // Both sides bucket their rows the same way at once: identical buckets prove the match in one
   // concurrent pass. Otherwise the target is checked against the source's ranges and bisected.
   const [buckets, targetBuckets] = await Promise.all([src.buckets(options.chunkRows), tgt.buckets(options.chunkRows)]);
+  const [sourceTotal, targetTotal] = [total(buckets), total(targetBuckets)];
   if (sameBuckets(buckets, targetBuckets)) {
-    const rows = buckets.reduce((sum, b) => sum + b.checksum.rows, 0);
-    return { ...base, status: 'match', sourceRows: rows, targetRows: rows, ranges: Math.max(buckets.length, 1), mismatchedRanges: 0 };
+    return { ...base, status: 'match', sourceRows: sourceTotal.rows, targetRows: sourceTotal.rows, ranges: Math.max(buckets.length, 1), mismatchedRanges: 0 };
   }
   const inFlight = options.inFlight ?? [];
   if (inFlight.length > 0) {
     // Sums are additive: without the rows that changed between the snapshots, the whole tables
     // must agree. One lookup per side instead of reading any range again.
     const [sourceChanged, targetChanged] = await Promise.all([src.keysChecksum(inFlight), tgt.keysChecksum(inFlight)]);
-    const sourceRest = minus(total(buckets), sourceChanged);
-    const targetRest = minus(total(targetBuckets), targetChanged);
-    if (sameChecksum(sourceRest, targetRest)) {
+    if (sameChecksum(minus(sourceTotal, sourceChanged), minus(targetTotal, targetChanged))) {
       return {
         ...base,
         status: 'match',
-        sourceRows: total(buckets).rows,
-        targetRows: total(targetBuckets).rows,
+        sourceRows: sourceTotal.rows,
+        targetRows: targetTotal.rows,
         ranges: Math.max(buckets.length, 1),
         mismatchedRanges: 0,
         note: `${inFlight.length.toLocaleString('en-US')} row(s) changed while compared: left for the next comparison`,
@@ -156,7 +154,7 @@ export async function compareTable(
     mismatchedRanges++;
     await bisection.run(range, s, t);
   }
-  const sourceRows = buckets.reduce((sum, b) => sum + b.checksum.rows, 0);
+  const sourceRows = sourceTotal.rows;
   return {
     ...base,
     status: mismatchedRanges > 0 ? 'mismatch' : 'match',
@@ -229,8 +227,9 @@ class Bisection {
 }
 
 /**
- * Before each table, ends both sides' transactions and begins a consistent pair
- * (steps/consistent-pair.ts); returns the keys of rows that changed between the two snapshots.
+ * Called before each table on the worker's sessions: begins their consistent pair
+ * (steps/consistent-pair.ts) with the first table; returns the keys of the table's rows that
+ * changed between the two snapshots.
  */
 export type PairSnapshots = (source: pg.Client, target: pg.Client, table: CompareTarget) => Promise<(string | null)[][] | undefined>;
 
@@ -249,7 +248,7 @@ async function openSession(connect: () => Promise<pg.Client>, snapshot: string |
 
 /**
  * Compares tables over `parallelism` connection pairs, each in one REPEATABLE READ transaction per
- * side (with `pair`, a consistent pair per table); with `snapshot`, the source is read at that
+ * side (with `pair`, a consistent pair); with `snapshot`, the source is read at that
  * exported snapshot (the point the full load copied).
  * Results come back in the order of `tables`; `onTable` sees each as it completes.
  */

@@ -92,14 +92,12 @@ export class Side {
    */
   excluding(keys: (string | null)[][]): Side {
     if (keys.length === 0) return this;
-    const columns = this.key.map((_, i) => `pgferry_x${i}`);
-    const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_excluded.${columns[i]}::${this.keyTypes[i]}`);
     const side = new Side(this.client, this.ref, this.columns, this.key, this.keyTypes, this.whereText);
     side.exclusion = {
-      values: this.key.map((_, i) => keys.map((key) => key[i] ?? null)),
+      values: this.keyArrays(keys),
       condition: (first: number) => {
-        const args = columns.map((_, i) => `$${first + i}::text[]`).join(', ');
-        return `NOT EXISTS (SELECT 1 FROM unnest(${args}) pgferry_excluded(${columns.join(', ')}) WHERE ${match.join(' AND ')})`;
+        const { args, names, match } = this.keyJoin('pgferry_excluded', first);
+        return `NOT EXISTS (SELECT 1 FROM unnest(${args}) pgferry_excluded(${names.join(', ')}) WHERE ${match.join(' AND ')})`;
       },
     };
     return side;
@@ -216,12 +214,22 @@ export class Side {
   }
 
   private keyLookup(keys: (string | null)[][]) {
-    const params = this.key.map((_, i) => keys.map((key) => key[i] ?? null));
-    const args = this.key.map((_, i) => `$${i + 1}::text[]`).join(', ');
-    const names = this.key.map((_, i) => `pgferry_k${i}`);
-    const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = pgferry_keys.${names[i]}::${this.keyTypes[i]}`);
+    const { args, names, match } = this.keyJoin('pgferry_keys', 1);
     if (this.filter) match.push(this.filter);
-    return { params, args, names, match };
+    return { params: this.keyArrays(keys), args, names, match };
+  }
+
+  /** Keys as one text array per key column: the parameters keyJoin's `unnest` takes. */
+  private keyArrays(keys: (string | null)[][]): (string | null)[][] {
+    return this.key.map((_, i) => keys.map((key) => key[i] ?? null));
+  }
+
+  /** An `unnest` of bound key arrays (from parameter `$first`) named `alias`, and its match to this table's key columns. */
+  private keyJoin(alias: string, first: number) {
+    const args = this.key.map((_, i) => `$${first + i}::text[]`).join(', ');
+    const names = this.key.map((_, i) => `pgferry_k${i}`);
+    const match = this.key.map((k, i) => `${this.table}.${quoteIdent(k)} = ${alias}.${names[i]}::${this.keyTypes[i]}`);
+    return { args, names, match };
   }
 
   private where(range: Range, params: unknown[]): string {

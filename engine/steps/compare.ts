@@ -74,13 +74,13 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     const inFull = (subset: CompareTarget[]) => compareInFull(liveContext, subset, compare, { live, tracked });
     let results: Map<string, TableComparison>;
     let summary: CompareSummary;
+    let took = '';
     if (incremental && live) {
       ({ results, summary } = await comparePassesWhileLive(liveContext, tables, roots, inFull));
     } else if (incremental) {
-      const started = Date.now();
       let seconds: { inFull: number; byKey: number };
       ({ results, summary, seconds } = await compareChanges(liveContext, tables, roots, inFull, undefined));
-      log(`final comparison took ${((Date.now() - started) / 1000).toFixed(2)} s: in full ${seconds.inFull.toFixed(2)} s, by key ${seconds.byKey.toFixed(2)} s`);
+      took = ` (in full ${seconds.inFull.toFixed(2)} s, by key ${seconds.byKey.toFixed(2)} s, at once)`;
     } else {
       const full = await inFull(tables);
       results = new Map(full.results.map((r) => [qualified(r.source), r]));
@@ -95,7 +95,7 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     if (incremental) {
       log(
         `${live ? 'live comparison at the cutover request' : 'final comparison'}: ${summary.tablesInFull} table(s) in full, ` +
-          `${summary.rowsRechecked} changed row(s) of ${summary.tablesByKey} table(s) by key, ${summary.tablesNotRead} unchanged table(s) not read`,
+          `${summary.rowsRechecked} changed row(s) of ${summary.tablesByKey} table(s) by key, ${summary.tablesNotRead} unchanged table(s) not read${took}`,
       );
     }
     return summary;

@@ -21,16 +21,12 @@ const REACH_POLL_MS = 25;
 export interface Pair {
   /** The LSN from which the comparison verifies the table. */
   from: string;
-  /** The target's snapshot holds everything the source's does: differences outside `inFlight` are lasting. */
-  consistent: boolean;
   /** Keys (in the compared key's column order) of rows changed between the snapshots; undefined when they cannot be named (a change without a usable key, or keys in other columns). */
   inFlight: (string | null)[][] | undefined;
   /** A change without a usable key (or a bulk one) was in flight: differences cannot be told from it, and the table stays due as a whole. */
   wholeSince: boolean;
   /** Keys recorded as changed before `from` (when asked for): the rows an incremental comparison checks. */
   due: (string | null)[][];
-  /** The columns the recorded keys are in. */
-  keyColumns: string[] | null;
 }
 
 export interface PairContext {
@@ -45,7 +41,7 @@ export class SnapshotPairs {
   /** Each compared table's pair, by `schema.table`. */
   readonly pairs = new Map<string, Pair>();
   /** The pair each target session is in (its source session's snapshot came first). */
-  private readonly sessions = new WeakMap<pg.Client, { from: string; consistent: boolean }>();
+  private readonly sessions = new WeakMap<pg.Client, { from: string }>();
   /** The control session is shared by the comparison's workers: one query at a time. */
   private controlQueue: Promise<unknown> = Promise.resolve();
 
@@ -58,31 +54,29 @@ export class SnapshotPairs {
    * verification from `from` covers is among them).
    */
   async open(source: pg.Client, target: pg.Client, table: TableRef, keyColumns: string[] | null, { due }: { due: boolean }): Promise<Pair> {
-    const { from, consistent } = this.sessions.get(target) ?? (await this.begin(source, target));
+    const { from } = this.sessions.get(target) ?? (await this.begin(source, target));
     const changes = await readChangesAt(target, this.context.migration, table, from, { before: due });
     const order = keyColumns && changes.keyColumns ? columnOrder(changes.keyColumns, keyColumns) : undefined;
     const nameable = !changes.wholeSince && (changes.since.length === 0 || order !== undefined);
     const pair: Pair = {
       from,
-      consistent,
       inFlight: nameable ? changes.since.map((key) => order!.map((i) => key[i] ?? null)) : undefined,
       wholeSince: changes.wholeSince,
       due: changes.before,
-      keyColumns: changes.keyColumns,
     };
     this.pairs.set(qualified(table), pair);
     return pair;
   }
 
-  private async begin(source: pg.Client, target: pg.Client): Promise<{ from: string; consistent: boolean }> {
+  private async begin(source: pg.Client, target: pg.Client): Promise<{ from: string }> {
     const { migration } = this.context;
     const from = (await this.onControl((control) => readAppliedLsn(control, migration))) ?? '0/0';
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     // The insert position: a commit the snapshot sees is inserted, though perhaps not yet written (synchronous_commit off).
     const { rows } = await source.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
-    const consistent = await this.reach(rows[0]!.lsn);
+    await this.reach(rows[0]!.lsn);
     await target.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const session = { from, consistent };
+    const session = { from };
     this.sessions.set(target, session);
     return session;
   }
@@ -97,25 +91,28 @@ export class SnapshotPairs {
     return result;
   }
 
-  /** Waits until the target holds every source commit up to `lsn`; false when the streamer is silent or too slow. */
-  private async reach(lsn: string): Promise<boolean> {
+  /**
+   * Waits until the target holds every source commit up to `lsn`. When the streamer is silent or
+   * too slow it compares anyway: a match still proves the rows equal, and a difference leaves the
+   * table unverified, for the comparison after cutover.
+   */
+  private async reach(lsn: string): Promise<void> {
     const { migration, spec, log } = this.context;
     const deadline = Date.now() + REACH_WAIT_MS;
     let nextHealthCheck = Date.now() + 1000;
     while (Date.now() < deadline) {
-      if (await this.onControl((control) => targetHolds(control, migration, lsn))) return true;
+      if (await this.onControl((control) => targetHolds(control, migration, lsn))) return;
       if (Date.now() >= nextHealthCheck) {
         nextHealthCheck = Date.now() + 1000;
         const status = await this.onControl((control) => readReplicationStatus(control, migration));
         if ((status?.heartbeatAgeSeconds ?? Infinity) > spec.cdc.heartbeatTimeoutSeconds) {
           log('the streamer is not reporting; comparing without waiting for it');
-          return false;
+          return;
         }
       }
       await sleep(REACH_POLL_MS);
     }
     log(`the target did not reach ${lsn} within ${REACH_WAIT_MS / 1000} s; comparing anyway`);
-    return false;
   }
 }
 

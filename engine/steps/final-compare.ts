@@ -51,7 +51,7 @@ export async function finalCompareInStep(spec: MigrationSpec, secrets: SecretsPr
       { migration: spec.name, spec, connectSource: () => connectForStep('source', spec, secrets), connectTarget, log: (message) => notes.push(message) },
       { live: false },
     );
-    const summary = notes.filter((note) => note.startsWith('final comparison')).join('; ');
+    const summary = notes.find((note) => note.startsWith('final comparison'));
     if (summary) await recordEvent(target, spec.name, 'info', `${summary} (in FinishCutover)`);
     return true;
   } finally {

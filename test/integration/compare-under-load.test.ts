@@ -5,18 +5,13 @@
  * key among the changes in flight, and the passes at the cutover request leave the comparison
  * behind the fence only the last few changes.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLsn } from '../../engine/cdc/pgoutput.js';
-import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
-import { createSlotWithSnapshot, ensurePublication } from '../../engine/cdc/slot.js';
-import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
+import type { ReplicatorEnd } from '../../engine/cdc/replicator.js';
 import {
-  beginMigration,
-  ensureControlSchema,
   loadComparisons,
   readReplicationStatus,
-  registerReplication,
   requestCutover,
   setDrainLsn,
   type TableComparison,
@@ -24,8 +19,7 @@ import {
 import { parseSpec } from '../../engine/spec/index.js';
 import { compareStep } from '../../engine/steps/compare.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
-import { clientConfig, replicationConnector } from '../support/clusters.js';
-import { waitFor } from '../support/wait.js';
+import { startTrackedReplicator, type TrackedReplicator } from '../support/tracked-replicator.js';
 
 const DATABASE = 'busy';
 const MIGRATION = 'busy-compare';
@@ -44,7 +38,7 @@ let source: LocalCluster;
 let target: LocalCluster;
 let control: pg.Client;
 let src: pg.Client;
-const stop = new AbortController();
+let replicator: TrackedReplicator;
 let run: Promise<ReplicatorEnd | Error>;
 
 const spec = parseSpec(
@@ -121,42 +115,12 @@ beforeAll(async () => {
   await target.sql(`CREATE DATABASE ${DATABASE}`);
   await source.sql(TABLES + ROWS, DATABASE);
   await target.sql(TABLES + ROWS, DATABASE);
-  control = await target.connect(DATABASE);
-  src = await source.connect(DATABASE);
-  await ensureControlSchema(control);
-  await beginMigration(control, MIGRATION, { mode: 'cdc' });
-  await ensurePublication(src, { name: SLOT, tables: ['hot', 'hot_pairs'].map((name) => ({ schema: 'public', name })) });
-  const holder = await createSlotWithSnapshot(replicationConnector(source, DATABASE), SLOT);
-  await holder.release();
-  await registerReplication(control, MIGRATION, { slotName: SLOT, publicationName: SLOT, consistentLsn: holder.slot.consistentLsn });
-  run = runReplicator({
-    migration: MIGRATION,
-    slotName: SLOT,
-    publicationName: SLOT,
-    conflictPolicy: 'error',
-    batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: 50 },
-    retryWindowMs: 60_000,
-    heartbeatMs: 200,
-    connectSource: () => source.connect(DATABASE),
-    connectTarget: async () => {
-      const client = new pg.Client({ ...clientConfig(target, DATABASE), application_name: 'applier' });
-      await client.connect();
-      return client;
-    },
-    streamConfig: async () =>
-      ({ ...clientConfig(source, DATABASE), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
-    recordChangedKeys: true,
-    log: (line) => logs.push(line),
-    signal: stop.signal,
-  }).catch((error: Error) => error);
-  await waitFor('the streamer to stream', async () => (await readReplicationStatus(control, MIGRATION))?.streamingSince);
+  replicator = await startTrackedReplicator({ source, target, database: DATABASE, migration: MIGRATION, slot: SLOT, tables: ['hot', 'hot_pairs'], maxDelayMs: 50, logs });
+  ({ control, src, run } = replicator);
 });
 
 afterAll(async () => {
-  stop.abort();
-  await run;
-  await src?.query('SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [SLOT]).catch(() => undefined);
-  await Promise.all([control?.end(), src?.end()]);
+  await replicator?.stop();
   await Promise.all([source, target].map((c) => c?.stop()));
 });
 
