@@ -484,6 +484,44 @@ function statesSince(logPath: string, since: number): string {
   return [...states].map(([name, s]) => `${name} ${s.toFixed(1)} s`).join(', ') || 'none logged';
 }
 
+/**
+ * Prints the run's events (pgferry.events) as they are recorded, with their seconds since the run
+ * started: the comparison passes, the fence, the drain and the final comparison, where the window goes.
+ */
+function tailEvents(target: LocalCluster, since: number): { stop: () => Promise<void> } {
+  let stopped = false;
+  let lastId = 0;
+  const done = (async () => {
+    const client = await target.connect('ferry');
+    try {
+      while (!stopped) {
+        const exists = await client.query("SELECT to_regclass('pgferry.events') IS NOT NULL AS ok");
+        if (exists.rows[0].ok) {
+          const { rows } = await client.query<{ id: string; at: Date; level: string; message: string }>(
+            'SELECT id, at, level, message FROM pgferry.events WHERE migration = $1 AND id > $2 ORDER BY id',
+            [MIGRATION, lastId],
+          );
+          for (const row of rows) {
+            lastId = Number(row.id);
+            console.log(`    event +${((row.at.getTime() - since) / 1000).toFixed(1)} s ${row.level}: ${row.message.slice(0, 300)}`);
+          }
+        }
+        await sleep(1000);
+      }
+    } catch {
+      // The target stopped: the run's end reports why.
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
+}
+
 function tail(path: string, lines = 40): string {
   if (!existsSync(path)) return '';
   return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
@@ -569,6 +607,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
   const control = await target.connect('ferry');
   const runner = startRunner(specPath, reportPath, logPath);
   const runStarted = Date.now();
+  const events = tailEvents(target, runStarted);
   let pgbench: Pgbench | undefined;
   try {
     // Changes count from the slot's creation: the load starts with it.
@@ -641,6 +680,7 @@ async function measureSize(scale: number, dir: string, fallback: boolean | strin
     throw error;
   } finally {
     await pgbench?.stop();
+    await events.stop();
     await control.end().catch(() => undefined);
     await runner.stop();
     if (!values.keep) await Promise.all([source.stop(), target.stop()]);

@@ -288,12 +288,12 @@ const replication: Record<string, State> = {
   ),
   LiveCompare: withCleanupCatch(
     ecsTask('Compare', {
-      comment: 'Once caught up, compares source and target while changes still flow: differing tables are compared again after the target has applied what the source had when they were read, so only differences that last are reported. The final comparison after cutover decides.',
+      comment: 'Once caught up, compares source and target while changes still flow, each table in a consistent pair of snapshots (rows changed between them are left for later); at the cutover request, again and again only what changed since, so little is left for the comparison behind the fence. Then straight to the status, which cuts over at once when lag allows.',
       integration: 'sync',
       environment: { PGFERRY_LIVE: '1' },
       timeoutSeconds: DAY_SECONDS,
       resultPath: null,
-      next: 'CatchUp',
+      next: 'ReplicationStatus',
     }),
   ),
   Cutover: withCleanupCatch(

@@ -34,6 +34,8 @@ export interface CompareSummary {
   rowsRechecked: number;
   /** Tables verified while replicating and unchanged since: not read. */
   tablesNotRead: number;
+  /** At the cutover request: tables changed without a usable key again while the pass compared by key, left for the comparison behind the fence. */
+  tablesLeftForFence: number;
 }
 
 export type ChangesContext = TaskStepContext & { source: pg.Client; control: pg.Client };
@@ -64,7 +66,7 @@ export async function compareChanges(
   roots: Map<string, string>,
   compareInFull: CompareInFull | undefined,
   pairs: SnapshotPairs | undefined,
-): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary; seconds: { inFull: number; byKey: number } }> {
+): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary; seconds: { inFull: number; byKey: number; keysRead: number } }> {
   const { migration, spec, control } = context;
   const changes = await readTableChanges(control, migration);
   const verifications = await readVerifications(control, migration);
@@ -86,8 +88,8 @@ export async function compareChanges(
 
   const results = new Map<string, TableComparison>();
   if (!compareInFull) inFull.length = 0;
-  const seconds = { inFull: 0, byKey: 0 };
-  const timed = async (part: keyof typeof seconds, work: () => Promise<void>) => {
+  const seconds = { inFull: 0, byKey: 0, keysRead: 0 };
+  const timed = async (part: 'inFull' | 'byKey', work: () => Promise<void>) => {
     const started = Date.now();
     await work();
     seconds[part] = (Date.now() - started) / 1000;
@@ -107,11 +109,14 @@ export async function compareChanges(
 
   const options = { method: spec.compare.method, maxDifferences: spec.compare.maxDifferencesReported };
   let rowsRechecked = 0;
+  let writtenWhileCompared = 0;
   const compareKeys = async () => {
     if (byKey.length === 0) return;
     // Behind the fence the keys are read first: the control session is then free for the comparison in full beside this one.
     const keysOf = new Map<string, (string | null)[][]>();
+    const keysStarted = Date.now();
     if (!pairs) for (const entry of byKey) keysOf.set(qualified(entry.table.source), await readChangedKeys(control, migration, entry.table.source));
+    seconds.keysRead = (Date.now() - keysStarted) / 1000;
     await withComparedSides(context.connectSource, context.connectTarget, undefined, async (source, target) => {
       for (const entry of byKey) {
         const name = qualified(entry.table.source);
@@ -129,9 +134,22 @@ export async function compareChanges(
   };
 
   if (pairs) {
-    // While changes flow both parts record verifications on the one control session: one after the other.
-    await timed('inFull', compareWhole);
+    // While changes flow both parts record verifications on the one control session: one after the
+    // other, by key first. A table changed without a usable key again meanwhile is being written
+    // on (an audit log, a history): it would be changed again before the fence, so reading it in
+    // full now would only slow the applier down; the comparison behind the fence reads it.
     await timed('byKey', compareKeys);
+    if (inFull.length > 0) {
+      const now = await readTableChanges(control, migration);
+      const stillWritten = inFull.filter(({ table }) => {
+        const name = qualified(table.source);
+        const whole = now.get(name)?.wholeLsn;
+        return whole != null && whole !== changes.get(name)?.wholeLsn;
+      });
+      writtenWhileCompared = stillWritten.length;
+      inFull.splice(0, inFull.length, ...inFull.filter((t) => !stillWritten.includes(t)));
+    }
+    await timed('inFull', compareWhole);
   } else {
     // Behind the fence every second counts: both at once, on sessions of their own.
     await settleAll([timed('inFull', compareWhole), timed('byKey', compareKeys)]);
@@ -145,7 +163,7 @@ export async function compareChanges(
   }
   return {
     results,
-    summary: { tablesInFull: inFull.length, tablesByKey: byKey.length, rowsRechecked, tablesNotRead: notRead.length },
+    summary: { tablesInFull: inFull.length, tablesByKey: byKey.length, rowsRechecked, tablesNotRead: notRead.length, tablesLeftForFence: writtenWhileCompared },
     seconds,
   };
 }

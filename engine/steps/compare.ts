@@ -78,16 +78,16 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     if (incremental && live) {
       ({ results, summary } = await comparePassesWhileLive(liveContext, tables, roots, inFull));
     } else if (incremental) {
-      let seconds: { inFull: number; byKey: number };
+      let seconds: { inFull: number; byKey: number; keysRead: number };
       ({ results, summary, seconds } = await compareChanges(liveContext, tables, roots, inFull, undefined));
-      took = ` (in full ${seconds.inFull.toFixed(2)} s, by key ${seconds.byKey.toFixed(2)} s, at once)`;
+      took = ` (in full ${seconds.inFull.toFixed(2)} s, by key ${seconds.byKey.toFixed(2)} s of which reading the keys ${seconds.keysRead.toFixed(2)} s, at once)`;
     } else {
       const full = await inFull(tables);
       results = new Map(full.results.map((r) => [qualified(r.source), r]));
       if (live && tracked) {
         for (const r of full.results) await recordVerification(control, migration, r.source, full.verifiedFrom.get(qualified(r.source))!, full.verified.has(qualified(r.source)));
       }
-      summary = { tablesInFull: tables.length, tablesByKey: 0, rowsRechecked: 0, tablesNotRead: 0 };
+      summary = { tablesInFull: tables.length, tablesByKey: 0, rowsRechecked: 0, tablesNotRead: 0, tablesLeftForFence: 0 };
     }
     for (const result of results.values()) await saveComparison(control, migration, listedAtMost(result, spec.compare.maxDifferencesReported));
     if (!live) await compareOtherObjects(context, control, snapshot);
@@ -135,7 +135,9 @@ async function comparePassesWhileLive(
     left = await countChangedKeys(control, migration);
     const line =
       `comparison pass ${pass} at the cutover request: ${one.summary.rowsRechecked.toLocaleString('en-US')} changed row(s) by key` +
-      `${one.summary.tablesInFull ? ` and ${one.summary.tablesInFull} table(s) in full` : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+      `${one.summary.tablesInFull ? ` and ${one.summary.tablesInFull} table(s) in full` : ''}` +
+      `${one.summary.tablesLeftForFence ? ` (${one.summary.tablesLeftForFence} table(s) without a usable key still being written: compared behind the fence)` : ''}` +
+      ` in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
       `${left.toLocaleString('en-US')} changed since`;
     log(line);
     await recordEvent(control, migration, 'info', line);
@@ -149,6 +151,7 @@ const addSummaries = (a: CompareSummary, b: CompareSummary): CompareSummary => (
   tablesByKey: a.tablesByKey + b.tablesByKey,
   rowsRechecked: a.rowsRechecked + b.rowsRechecked,
   tablesNotRead: Math.min(a.tablesNotRead, b.tablesNotRead),
+  tablesLeftForFence: a.tablesLeftForFence + b.tablesLeftForFence,
 });
 
 /**

@@ -72,8 +72,13 @@ export function replicationDecision(spec: DecisionSpec, status: ReplicationStatu
   return action('wait');
 }
 
-/** How often replicationStatusStep looks again while it waits; while cutover drains, applications cannot write: it looks often. */
+/**
+ * How often replicationStatusStep looks again while it waits. Once cutover is requested every
+ * second of waiting adds changed rows for the comparison behind the fence, and while cutover
+ * drains applications cannot write: then it looks often.
+ */
 const STATUS_POLL_MS = 2_000;
+const CUTOVER_REQUESTED_POLL_MS = 200;
 const DRAINING_POLL_MS = 100;
 
 /**
@@ -87,7 +92,7 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
     let decision = await decide(spec, target);
     for (;;) {
-      const poll = decision.draining ? DRAINING_POLL_MS : STATUS_POLL_MS;
+      const poll = decision.draining ? DRAINING_POLL_MS : decision.cutoverRequested ? CUTOVER_REQUESTED_POLL_MS : STATUS_POLL_MS;
       if (decision.action !== 'wait' || Date.now() + poll > deadline) break;
       await sleep(poll);
       try {

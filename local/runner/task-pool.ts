@@ -145,7 +145,9 @@ export class TaskProcesses {
 
   /** A task outlives a killed runner only until it sees the IPC channel close (tasks/task.ts, stopWhenRunnerGone). */
   #spawn(script: string, env: NodeJS.ProcessEnv): ChildProcess {
-    return spawn(process.execPath, ['--enable-source-maps', script], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    // PGFERRY_TASK_CPU_PROF=DIR: each task process writes a V8 CPU profile there when it exits (benchmarks' profiling; NODE_OPTIONS refuses --cpu-prof).
+    const profile = process.env.PGFERRY_TASK_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PGFERRY_TASK_CPU_PROF}`] : [];
+    return spawn(process.execPath, ['--enable-source-maps', ...profile, script], { cwd: process.cwd(), env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   }
 
   #startSpare(loader: string): void {

@@ -110,7 +110,7 @@ afterAll(async () => {
 describe('the incremental comparison (PG 15 → PG 17)', () => {
   it('verifies every table while replicating, then records the keys the applier changes, both keys of a moved row, and keyless tables whole', async () => {
     const first = await compareStep(context(), { live: true });
-    expect(first).toEqual({ tablesInFull: 4, tablesByKey: 0, rowsRechecked: 0, tablesNotRead: 0 });
+    expect(first).toEqual({ tablesInFull: 4, tablesByKey: 0, rowsRechecked: 0, tablesNotRead: 0, tablesLeftForFence: 0 });
     const { rows: verified } = await control.query('SELECT source_table, matched FROM pgferry.verified_tables WHERE migration = $1 ORDER BY 1', [MIGRATION]);
     expect(verified).toEqual(['items', 'log', 'pairs', 'quiet'].map((t) => ({ source_table: t, matched: true })));
 
@@ -144,7 +144,7 @@ describe('the incremental comparison (PG 15 → PG 17)', () => {
     expect(replicationDecision(spec, await readReplicationStatus(control, MIGRATION)).action).toBe('compare');
 
     const pass = await compareStep(context(), { live: true });
-    expect(pass).toEqual({ tablesInFull: 1, tablesByKey: 2, rowsRechecked: 9, tablesNotRead: 1 });
+    expect(pass).toEqual({ tablesInFull: 1, tablesByKey: 2, rowsRechecked: 9, tablesNotRead: 1, tablesLeftForFence: 0 });
     const results = await comparisons();
     expect(results.get('items')).toMatchObject({ status: 'match', sourceRows: 3, targetRows: 3 });
     expect(results.get('items')!.note).toMatch(/^rechecked 5 changed row\(s\) by key; verified while replicating from LSN \d+\/[0-9A-F]+$/);
@@ -176,7 +176,7 @@ describe('the incremental comparison (PG 15 → PG 17)', () => {
     expect(await run).toBe('drained');
 
     const final = await compareStep(context(), { live: false });
-    expect(final).toEqual({ tablesInFull: 1, tablesByKey: 1, rowsRechecked: 5, tablesNotRead: 2 });
+    expect(final).toEqual({ tablesInFull: 1, tablesByKey: 1, rowsRechecked: 5, tablesNotRead: 2, tablesLeftForFence: 0 });
     const results = await comparisons();
     expect(results.get('items')).toMatchObject({
       status: 'mismatch',
