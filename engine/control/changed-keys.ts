@@ -150,6 +150,16 @@ export async function countChangedKeys(client: pg.ClientBase, migration: string)
 }
 
 /**
+ * Reclaims the rows a pass's verifications deleted and the versions the applier's upserts left,
+ * so the next pass and the comparison behind the fence read the keys left, not their dead
+ * predecessors (a pass deletes hundreds of thousands; autovacuum comes minutes later). Run
+ * outside a transaction; a user who does not own the table gets a warning and nothing happens.
+ */
+export async function vacuumChangedKeys(client: pg.ClientBase): Promise<void> {
+  await client.query('VACUUM pgferry.changed_keys');
+}
+
+/**
  * Records that `table` was verified from `lsn` (the target's applied LSN read before it was
  * compared). When it matched, the changes below `lsn` are covered and forgotten; rows the
  * applier holds locked right now are left (they are being changed again, so they stay due).

@@ -45,6 +45,13 @@ export type CompareInFull = (
   tables: CompareTarget[],
 ) => Promise<{ results: TableComparison[]; verifiedFrom: Map<string, string>; verified: Set<string> }>;
 
+/** How long one table's changed rows took to compare by key. */
+export interface ByKeySeconds {
+  name: string;
+  keys: number;
+  seconds: number;
+}
+
 interface ByKey {
   table: CompareTarget;
   keyColumns: string[];
@@ -66,7 +73,7 @@ export async function compareChanges(
   roots: Map<string, string>,
   compareInFull: CompareInFull | undefined,
   pairs: SnapshotPairs | undefined,
-): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary; seconds: { inFull: number; byKey: number; keysRead: number } }> {
+): Promise<{ results: Map<string, TableComparison>; summary: CompareSummary; seconds: { inFull: number; byKey: number; keysRead: number; tables: ByKeySeconds[] } }> {
   const { migration, spec, control } = context;
   const changes = await readTableChanges(control, migration);
   const verifications = await readVerifications(control, migration);
@@ -88,7 +95,7 @@ export async function compareChanges(
 
   const results = new Map<string, TableComparison>();
   if (!compareInFull) inFull.length = 0;
-  const seconds = { inFull: 0, byKey: 0, keysRead: 0 };
+  const seconds = { inFull: 0, byKey: 0, keysRead: 0, tables: [] as ByKeySeconds[] };
   const timed = async (part: 'inFull' | 'byKey', work: () => Promise<void>) => {
     const started = Date.now();
     await work();
@@ -122,9 +129,12 @@ export async function compareChanges(
         const name = qualified(entry.table.source);
         const pair = pairs ? await pairs.open(source, target, entry.table.source, entry.keyColumns, { due: true }) : undefined;
         const keys = pair ? pair.due : keysOf.get(name)!;
+        const started = Date.now();
         const result = await compareRowsByKey(source, target, entry.table, entry.keyColumns, keys, options);
+        const took = (Date.now() - started) / 1000;
+        seconds.tables.push({ name, keys: keys.length, seconds: took });
         rowsRechecked += keys.length;
-        const what = `rechecked ${keys.length.toLocaleString('en-US')} changed row(s) by key; verified while replicating from LSN ${pair?.from ?? entry.verification.lsn}`;
+        const what = `rechecked ${keys.length.toLocaleString('en-US')} changed row(s) by key in ${took.toFixed(2)} s; verified while replicating from LSN ${pair?.from ?? entry.verification.lsn}`;
         const inFlight = pair?.inFlight?.length ? `${pair.inFlight.length.toLocaleString('en-US')} row(s) changed while compared: left for the next comparison` : undefined;
         const lasting = pair && result.status === 'mismatch' ? 'different while changes flow; the comparison after cutover compares the table in full' : undefined;
         results.set(name, { ...result, note: joinNotes(what, inFlight, lasting, result.note) });

@@ -21,6 +21,7 @@ import {
   recordLiveComparison,
   recordVerification,
   saveComparison,
+  vacuumChangedKeys,
 } from '../control/index.js';
 import { compareTables, type CompareTarget, type PairSnapshots, type TableComparison } from '../compare/index.js';
 import { migrationState, recordEvent, setPhase } from '../control/index.js';
@@ -31,7 +32,7 @@ import { qualified, sleep } from '../sql.js';
 import type { TaskStepContext } from './task.js';
 import { isLargeObjects } from '../load/large-objects.js';
 import { compareOtherObjects } from './compare-objects.js';
-import { compareChanges, type CompareInFull, type CompareSummary } from './compare-changes.js';
+import { compareChanges, type ByKeySeconds, type CompareInFull, type CompareSummary } from './compare-changes.js';
 import { SnapshotPairs } from './consistent-pair.js';
 
 export type { CompareSummary };
@@ -78,9 +79,11 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     if (incremental && live) {
       ({ results, summary } = await comparePassesWhileLive(liveContext, tables, roots, inFull));
     } else if (incremental) {
-      let seconds: { inFull: number; byKey: number; keysRead: number };
+      let seconds: { inFull: number; byKey: number; keysRead: number; tables: ByKeySeconds[] };
       ({ results, summary, seconds } = await compareChanges(liveContext, tables, roots, inFull, undefined));
-      took = ` (in full ${seconds.inFull.toFixed(2)} s, by key ${seconds.byKey.toFixed(2)} s of which reading the keys ${seconds.keysRead.toFixed(2)} s, at once)`;
+      const slowest = [...seconds.tables].sort((a, b) => b.seconds - a.seconds).slice(0, 3);
+      const tablesTook = slowest.map((t) => `${t.name} ${t.keys.toLocaleString('en-US')} in ${t.seconds.toFixed(2)} s`).join(', ');
+      took = ` (in full ${seconds.inFull.toFixed(2)} s, by key ${seconds.byKey.toFixed(2)} s: reading the keys ${seconds.keysRead.toFixed(2)} s${tablesTook ? `, ${tablesTook}` : ''}; at once)`;
     } else {
       const full = await inFull(tables);
       results = new Map(full.results.map((r) => [qualified(r.source), r]));
@@ -132,6 +135,7 @@ async function comparePassesWhileLive(
     for (const [name, result] of one.results) results.set(name, result);
     summary = summary ? addSummaries(summary, one.summary) : one.summary;
     const before = left;
+    await vacuumChangedKeys(control);
     left = await countChangedKeys(control, migration);
     const line =
       `comparison pass ${pass} at the cutover request: ${one.summary.rowsRechecked.toLocaleString('en-US')} changed row(s) by key` +

@@ -147,7 +147,7 @@ describe('the incremental comparison (PG 15 → PG 17)', () => {
     expect(pass).toEqual({ tablesInFull: 1, tablesByKey: 2, rowsRechecked: 9, tablesNotRead: 1, tablesLeftForFence: 0 });
     const results = await comparisons();
     expect(results.get('items')).toMatchObject({ status: 'match', sourceRows: 3, targetRows: 3 });
-    expect(results.get('items')!.note).toMatch(/^rechecked 5 changed row\(s\) by key; verified while replicating from LSN \d+\/[0-9A-F]+$/);
+    expect(results.get('items')!.note).toMatch(/^rechecked 5 changed row\(s\) by key in [\d.]+ s; verified while replicating from LSN \d+\/[0-9A-F]+$/);
     expect(results.get('pairs')).toMatchObject({ status: 'match', sourceRows: 2, targetRows: 2 });
     expect(results.get('log')).toMatchObject({ status: 'match', sourceRows: 201 });
     expect(results.get('log')!.note).toContain('compared in full: changed without a usable key');
@@ -185,7 +185,7 @@ describe('the incremental comparison (PG 15 → PG 17)', () => {
         { key: { id: '13' }, kind: 'extra' },
       ],
     });
-    expect(results.get('items')!.note).toMatch(/^rechecked 5 changed row\(s\) by key; verified while replicating from LSN /);
+    expect(results.get('items')!.note).toMatch(/^rechecked 5 changed row\(s\) by key in [\d.]+ s; verified while replicating from LSN /);
     expect(results.get('log')).toMatchObject({ status: 'match', sourceRows: 200, targetRows: 200 });
     expect(results.get('log')!.note).toContain('compared in full');
     for (const table of ['quiet', 'pairs']) {
