@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { PgferryError } from '../errors.js';
 import { formatPath, parseWithProblems, type SpecProblem } from './problems.js';
-import { isRfc3339Timestamp, migrationSpecSchema } from './schema.js';
+import { isRfc3339Timestamp, migrationSpecSchema, parseSize } from './schema.js';
 
-export { isRfc3339Timestamp, migrationSpecSchema };
+export { isRfc3339Timestamp, migrationSpecSchema, parseSize };
 export type { SpecProblem };
 
 export type MigrationSpec = z.output<typeof migrationSpecSchema>;

@@ -71,6 +71,12 @@ const size = z
     return bytes;
   });
 
+/** A size as the spec writes it (bytes, or a string like "64MB") in bytes; undefined when it is none. Also for `pgferry throttle --bytes`. */
+export function parseSize(value: string | number): number | undefined {
+  const parsed = size.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
+
 const ROWS_PER_SECOND_MESSAGE = 'must be a whole number of rows per second, at least 1 (leave it out for no limit)';
 const rowsPerSecond = z.int({ error: ROWS_PER_SECOND_MESSAGE }).min(1, { error: ROWS_PER_SECOND_MESSAGE });
 
