@@ -37,7 +37,8 @@ export class FlowControl {
   /** This worker's name in `pgferry.flow_workers`. */
   readonly worker = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private readonly pace: Pace;
-  private share: FlowLimits = {};
+  /** Until the first beat has read the workers running (or if it fails): the whole limit. */
+  private share: FlowLimits;
   private workerCount = 1;
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
@@ -45,12 +46,14 @@ export class FlowControl {
 
   private constructor(private readonly options: FlowControlOptions) {
     this.pace = new Pace(options.now);
+    this.share = options.limits;
   }
 
   /** Registers the worker and reads its share before it moves anything; it then beats every `refreshMs`. */
   static async start(options: FlowControlOptions): Promise<FlowControl> {
     const flow = new FlowControl(options);
-    await pruneFlowWorkers(options.control, options.migration);
+    // Housekeeping only: a failure here is the first beat's to report.
+    await pruneFlowWorkers(options.control, options.migration).catch(() => undefined);
     await flow.refresh();
     flow.timer = setInterval(() => void flow.refresh(), options.refreshMs ?? 1000);
     flow.timer.unref();
