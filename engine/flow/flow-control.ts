@@ -100,6 +100,7 @@ export class FlowControl {
 
   /** Accounts rows and bytes moved; true when the worker is ahead of its share and must `wait()`. */
   account(rows: number, bytes: number): boolean {
+    if (!this.share.rowsPerSecond && !this.share.bytesPerSecond) return false;
     return this.pace.take(rows, bytes, this.share) >= MIN_WAIT_MS;
   }
 
