@@ -33,6 +33,7 @@ describe('the rate limiter', () => {
   it('gives back at most 100 ms of idle time, so the rate over a few seconds stays at the limit', () => {
     const time = clock();
     const limiter = new RateLimiter(time.now);
+    expect(limiter.take(10, 100)).toBe(100);
     time.set(5_000);
     // 5 s idle: only 100 ms (10 rows at 100/s) may go at once; 50 rows are due 400 ms later.
     expect(limiter.take(50, 100)).toBe(400);
