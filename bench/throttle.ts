@@ -6,7 +6,7 @@
  * 10% of it. With `--max-bytes SIZE` it holds the bytes instead, and prints those. The figure
  * covers the workers' whole run: connecting, every unit and its commit.
  * With `--cdc`, the CDC applier instead, held to `cdc.maxRowsPerSecond`: `--rows` rows inserted
- * on the source in one statement, timed from the first to the last visible on the target.
+ * on the source in transactions of 100, timed from the first to the last visible on the target.
  * Not part of `npm test`.
  */
 import { parseArgs } from 'node:util';
@@ -85,7 +85,13 @@ async function benchCdc(source: LocalCluster, target: LocalCluster, limit: numbe
     flow: { rowsPerSecond: limit },
   });
   const count = async () => (await tgt.query<{ n: number }>('SELECT count(*)::int AS n FROM items')).rows[0]!.n;
-  await src.query(`INSERT INTO items SELECT g, 'item ' || g, g / 7.0, now() FROM generate_series(1, ${rows}) g`);
+  // Transactions of 100 rows: a transaction becomes visible on the target whole, at its commit.
+  await src.query(
+    `DO $$ BEGIN FOR t IN 0..${Math.ceil(rows / 100) - 1} LOOP
+       INSERT INTO items SELECT g, 'item ' || g, g / 7.0, now() FROM generate_series(t * 100 + 1, least((t + 1) * 100, ${rows})) g;
+       COMMIT;
+     END LOOP; END $$`,
+  );
   let first: { at: bigint; n: number } | undefined;
   for (;;) {
     const n = await count();
@@ -98,23 +104,26 @@ async function benchCdc(source: LocalCluster, target: LocalCluster, limit: numbe
   await run;
   await src.query("SELECT pg_drop_replication_slot('throttle_cdc')");
   await Promise.all([src.end(), tgt.end()]);
-  console.log(`throttled CDC apply: ${rows.toLocaleString('en-US')} rows inserted on the source in one transaction`);
+  console.log(`throttled CDC apply: ${rows.toLocaleString('en-US')} rows inserted on the source in transactions of 100`);
   printRate('cdc.maxRowsPerSecond', (rows - first!.n) / seconds, limit, seconds, rowsUnit);
 }
 
 async function main(): Promise<void> {
   const [source, target] = await startClusters([{ major: 17, label: 'throttle-source' }, { major: 17, label: 'throttle-target' }]);
   await source.sql('CREATE DATABASE bench');
-  const fill = `INSERT INTO items SELECT g, 'item ' || g, g / 7.0, timestamptz '2025-01-01' + g * interval '1 s' FROM generate_series(1, ${rows}) g; VACUUM ANALYZE items`;
+  await source.sql(DDL, 'bench');
   // For CDC the rows are inserted once the stream runs.
-  await source.sql(values.cdc ? DDL : `${DDL}; ${fill}`, 'bench');
+  if (!values.cdc) {
+    await source.sql(`INSERT INTO items SELECT g, 'item ' || g, g / 7.0, timestamptz '2025-01-01' + g * interval '1 s' FROM generate_series(1, ${rows}) g`, 'bench');
+    await source.sql('VACUUM ANALYZE items', 'bench');
+  }
   await target.sql('CREATE DATABASE bench');
   await target.sql(values.cdc ? DDL : DDL.replace(' PRIMARY KEY', ''), 'bench');
   if (values.cdc) return benchCdc(source, target, maxRows ?? 5000);
   const spec = parseSpec({
     name: 'throttle-bench',
-    source: { secret: 'env:UNUSED' },
-    target: { secret: 'env:UNUSED' },
+    source: { secret: 'env:UNUSED_SOURCE' },
+    target: { secret: 'env:UNUSED_TARGET' },
     // Units of about 1 MB: a worker moves on to the next one many times during the run.
     fullLoad: { parallelism, splitTablesLargerThan: '1MB', ...(maxRows ? { maxRowsPerSecond: maxRows } : {}), ...(maxBytes ? { maxBytesPerSecond: maxBytes } : {}) },
   });
