@@ -21,6 +21,8 @@ import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { tableHashes } from '../support/equality.js';
 import { startTrackedReplicator } from '../support/tracked-replicator.js';
 import { waitFor } from '../support/wait.js';
+import { runCli } from '../support/cli.js';
+import { scratchDir } from '../support/clusters.js';
 
 let source: LocalCluster;
 let target: LocalCluster;
@@ -225,6 +227,34 @@ describe('the share of each worker', () => {
       reason: 'Migration flow-share has ended (phase: done): there is nothing to throttle.',
     });
     await tgt.end();
+  });
+});
+
+describe('pgferry throttle and pgferry status of a spec file', () => {
+  it("reach the run through the spec's target: change, show and lift the limits", async () => {
+    const scratch = scratchDir('flow-cli');
+    try {
+      await target.sql('CREATE DATABASE flow_cli');
+      const spec = specFor('flow-cli');
+      const tgt = await target.connect('flow_cli');
+      await ensureControlSchema(tgt);
+      await beginMigration(tgt, spec.name, spec);
+      await tgt.end();
+      const file = scratch.writeJson('flow-cli.json', {
+        name: 'flow-cli',
+        source: { secret: scratch.secretFor('source', source, { dbname: 'app' }) },
+        target: { secret: scratch.secretFor('target', target, { dbname: 'flow_cli' }) },
+      });
+
+      const changed = await runCli('throttle', file, '--phase', 'cdc', '--bytes', '1MB', '--rows', '500');
+      expect(changed).toMatchObject({ code: 0, stdout: expect.stringContaining('Flow control of flow-cli: full load no limit; CDC 500 rows/s, 1.0 MB/s (set by pgferry throttle).') });
+      expect((await runCli('status', file)).stdout).toContain('flow control: full load no limit; CDC 500 rows/s, 1.0 MB/s (set by pgferry throttle)');
+      expect((await runCli('throttle', file)).stdout).toContain('Limits in force for flow-cli: full load no limit; CDC 500 rows/s, 1.0 MB/s (set by pgferry throttle).');
+      expect((await runCli('throttle', file, '--off')).stdout).toContain('Flow control of flow-cli: full load no limit (set by pgferry throttle); CDC no limit (set by pgferry throttle).');
+      expect(await runCli('throttle', file, '--rows', '-3')).toMatchObject({ code: 2 });
+    } finally {
+      scratch.remove();
+    }
   });
 });
 
