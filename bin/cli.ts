@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { specJsonSchema } from '../engine/spec/index.js';
-import { executionAfterCutoverCommand, executionCutoverCommand, executionStatusCommand, resumeExecutionCommand, scheduleCommand, startCommand, stopExecutionCommand } from './commands/aws.js';
+import { executionAfterCutoverCommand, executionCutoverCommand, executionThrottleCommand, executionStatusCommand, resumeExecutionCommand, scheduleCommand, startCommand, stopExecutionCommand } from './commands/aws.js';
 import { fallbackCommand, finishCommand } from './commands/after-cutover.js';
 import { cutoverCommand } from './commands/cutover.js';
 import { detachedRunCommand } from './commands/detach.js';
@@ -14,6 +14,7 @@ import { precheckCommand } from './commands/precheck.js';
 import { runCommand } from './commands/run.js';
 import { statusCommand } from './commands/status.js';
 import { stopCommand } from './commands/stop.js';
+import { parseThrottleOptions, THROTTLE_USAGE, throttleCommand } from './commands/throttle.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from './exit-codes.js';
 import type { Out } from './format.js';
 
@@ -47,6 +48,12 @@ Usage:
                             runner is gone; --drop abandons it instead: marks it failed and
                             drops its slot and publication. A run that fails, or is stopped
                             with Ctrl-C, pauses the same way
+  pgferry throttle SPEC [--rows N] [--bytes N|SIZE] [--off | --reset] [--phase load|cdc]
+                            Change the flow control limits of a running migration: rows and
+                            bytes per second, shared by the workers running, for the full
+                            load and CDC (--phase: one of them); 0 lifts a limit, --off lifts
+                            both, --reset goes back to the spec's; no option shows them.
+                            Running workers pick the change up within a few seconds
   pgferry spec-schema       Print the JSON Schema of the migration spec
   pgferry demo              Start two local PostgreSQL servers and migrate a sample database
   pgferry --help | --version
@@ -64,6 +71,8 @@ On AWS (a deployed pgferry stack; AWS credentials as for the aws CLI, the region
   pgferry fallback EXECUTION_ARN
   pgferry finish EXECUTION_ARN [--drop-control]
                             Fall back to the source, or finish, as above
+  pgferry throttle EXECUTION_ARN [options as above]
+                            Change the running execution's flow control limits, as above
   pgferry resume EXECUTION_ARN
                             Start an execution that resumes the paused run of that execution
   pgferry stop EXECUTION_ARN [--drop]
@@ -89,11 +98,16 @@ interface CommandOptions {
   detach?: boolean;
   log?: string;
   'drop-control'?: boolean;
+  rows?: string;
+  bytes?: string;
+  off?: boolean;
+  reset?: boolean;
+  phase?: string;
 }
 
 /** Checks of the arguments after the command, against what the command takes. */
 function argumentChecks(command: string, rest: string[], values: CommandOptions) {
-  const commandOptions = (['report', 'state-machine', 'at', 'drop', 'force', 'detach', 'log', 'drop-control'] as const).filter((option) => values[option] !== undefined);
+  const commandOptions = (['report', 'state-machine', 'at', 'drop', 'force', 'detach', 'log', 'drop-control', 'rows', 'bytes', 'off', 'reset', 'phase'] as const).filter((option) => values[option] !== undefined);
   return {
     /** Checks the number of arguments and that only the options of this command are given. */
     expectArgs(count: number, usage: string, options: readonly string[] = []) {
@@ -155,6 +169,11 @@ async function dispatch(command: string, rest: string[], values: CommandOptions,
       const drop = values.drop === true;
       return isArn(rest[0]!) ? await stopExecutionCommand(rest[0]!, { drop }, out, err) : await stopCommand(rest[0]!, { drop }, out, err);
     }
+    case 'throttle': {
+      expectArgs(1, THROTTLE_USAGE, ['rows', 'bytes', 'off', 'reset', 'phase']);
+      const change = parseThrottleOptions(values);
+      return isArn(rest[0]!) ? await executionThrottleCommand(rest[0]!, change, out, err) : await throttleCommand(rest[0]!, change, out, err);
+    }
     case 'spec-schema':
       expectArgs(0, 'spec-schema');
       out.write(`${JSON.stringify(specJsonSchema(), null, 2)}\n`);
@@ -186,6 +205,11 @@ export async function main(argv: string[], out: Out = process.stdout, err: Out =
         detach: { type: 'boolean' },
         log: { type: 'string' },
         'drop-control': { type: 'boolean' },
+        rows: { type: 'string' },
+        bytes: { type: 'string' },
+        off: { type: 'boolean' },
+        reset: { type: 'boolean' },
+        phase: { type: 'string' },
       },
     });
   } catch (error) {

@@ -3,7 +3,8 @@
  * status and its replication line, the report, the live load's progress bars, how a local run
  * ended, an execution on AWS, and what a cleanup did. Pure functions of the data they are given.
  */
-import type { AfterCutoverRow, MigrationProgress, ReplicationStatusRow, RetainedWalRow } from '../engine/control/index.js';
+import type { AfterCutoverRow, FlowStatus, MigrationProgress, ReplicationStatusRow, RetainedWalRow } from '../engine/control/index.js';
+import { describeFlow, describeLimits } from '../engine/flow/throttle.js';
 import type { CleanupResult } from '../engine/steps/cleanup.js';
 import type { CheckResult } from '../engine/precheck/index.js';
 import type { MigrationReport } from '../engine/report.js';
@@ -86,7 +87,16 @@ export function formatStatus(status: MigrationStatus): string {
   if (a?.outcome === 'fallen-back') lines.push(`  fell back to the source: writes were unavailable for ${a.fallbackWindowSeconds?.toFixed(1) ?? '?'} s; the target is fenced`);
   if (a?.lastError) lines.push(`  after cutover: ${a.lastError}`);
   if (status.retainedWal) lines.push(...retainedWalLines(status.retainedWal).map((line) => `  ${line}`));
+  if (status.flow) lines.push(`  ${flowLine(status.flow)}`);
   return lines.join('\n');
+}
+
+/** Flow control: the limits in force per phase, and each running worker's share. */
+export function flowLine(flow: FlowStatus): string {
+  const shares = (['load', 'cdc'] as const)
+    .filter((kind) => flow[kind].workers > 0 && (flow[kind].limits.rowsPerSecond || flow[kind].limits.bytesPerSecond))
+    .map((kind) => `${flow[kind].workers} ${kind === 'load' ? 'copy worker(s)' : 'applier'} at ${describeLimits(flow[kind].share)} each`);
+  return `flow control: ${describeFlow(flow)}${shares.length ? ` · ${shares.join(', ')}` : ''}`;
 }
 
 const STALE_RETAINED_WAL_SECONDS = 120;

@@ -4,7 +4,7 @@
  * (control/progress.ts); a cutover request is in cutover/request.ts.
  */
 import type pg from 'pg';
-import { readProgress, type AfterCutoverRow, type MigrationProgress, type ReplicationStatusRow, type RetainedWalRow } from './control/index.js';
+import { readFlowStatus, readProgress, type AfterCutoverRow, type FlowStatus, type MigrationProgress, type ReplicationStatusRow, type RetainedWalRow } from './control/index.js';
 import { qualified } from './sql.js';
 
 export interface MigrationStatus {
@@ -17,11 +17,20 @@ export interface MigrationStatus {
   /** The WAL the slot holds back on the source, as last measured. */
   retainedWal?: RetainedWalRow;
   afterCutover?: AfterCutoverRow;
+  /** Flow control (issue 15, item 3): the limits in force and the workers sharing them; only when a limit is set. */
+  flow?: FlowStatus;
 }
 
 export async function readMigrationStatus(target: pg.Client, name: string): Promise<MigrationStatus | undefined> {
   const progress = await readProgress(target, name);
-  return progress && migrationStatus(progress);
+  if (!progress) return undefined;
+  const flow = await readFlowStatus(target, name);
+  return { ...migrationStatus(progress), ...(flow && limited(flow) ? { flow } : {}) };
+}
+
+/** Whether a limit is in force, or was changed by pgferry throttle (lifted, it is still worth a line). */
+function limited(flow: FlowStatus): boolean {
+  return [flow.load, flow.cdc].some((phase) => phase.throttled || phase.limits.rowsPerSecond !== undefined || phase.limits.bytesPerSecond !== undefined);
 }
 
 /** The status view of a migration's progress: the tables the load has units for, the comparisons in short. */

@@ -10,6 +10,8 @@ import { isoSeconds } from '../../platform/aws/names.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from '../exit-codes.js';
 import { cleanupDone, describeCleanup, formatRun, type Out } from '../format.js';
 import { readSpecForAws } from '../spec-file.js';
+import type { ThrottleChange } from '../../engine/flow/throttle.js';
+import { reportThrottle } from './throttle.js';
 
 const executions = () => import('../../platform/aws/executions.js');
 
@@ -133,6 +135,19 @@ export async function stopExecutionCommand(executionArn: string, { drop = false 
         `Continue with pgferry resume ${executionArn}, or abandon it with pgferry stop ${executionArn} --drop.\n`,
     );
     return EXIT_OK;
+  });
+}
+
+/** `pgferry throttle EXECUTION_ARN`: the new limits go through the Operator to the run's control schema. */
+export async function executionThrottleCommand(executionArn: string, change: ThrottleChange, out: Out, err: Out): Promise<number> {
+  return withArguments(async () => {
+    const { name } = parseExecutionArn(executionArn);
+    const outcome = await (await executions()).requestRunThrottle(executionArn, change);
+    if (!outcome.running) {
+      err.write(`Execution ${name} is ${outcome.status}, not RUNNING: there is nothing to throttle.\n`);
+      return EXIT_FAILED;
+    }
+    return reportThrottle(outcome.result, out, err);
   });
 }
 

@@ -40,6 +40,7 @@ import { DdlStage, type DdlMode } from './ddl/apply.js';
 import { DdlNotAppliedError, FlushBeforeDdl } from './ddl/errors.js';
 import type { PgoutputMessage } from './pgoutput.js';
 import type { MigrationSpec } from '../spec/index.js';
+import { FlowControl, type FlowLimits } from '../flow/flow-control.js';
 
 export type { Operation } from './stream-filter.js';
 
@@ -92,6 +93,13 @@ export interface ReplicatorOptions {
    * pgoutput knows a transaction's origin only at its commit.
    */
   origin?: OriginOptions;
+  /**
+   * cdc.maxRowsPerSecond and cdc.maxBytesPerSecond (none given: no limit until pgferry throttle
+   * sets one): the applier registers in the control schema (engine/flow/) and, when over, waits
+   * before it takes the next message, which holds the stream back (status updates still go out).
+   * Without it, no flow control at all.
+   */
+  flow?: FlowLimits;
 }
 
 /** What a heartbeat measured, for observers of the replicator. */
@@ -171,6 +179,9 @@ export async function runReplicator(options: ReplicatorOptions): Promise<Replica
   }
 }
 
+
+/** The messages flow control counts as rows applied. */
+const ROW_CHANGES = new Set<string>(['insert', 'update', 'delete']);
 
 /** Resuming without streaming in-progress transactions lasts this long after a StreamingFallback. */
 const STREAMING_PAUSE_MS = 10 * 60_000;
@@ -301,6 +312,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
   let applier: Applier | undefined;
   let early: EarlyApply | undefined;
   let heartbeats: { stop: () => void } | undefined;
+  let flow: FlowControl | undefined;
   try {
     const { target, mainApplier, control, source, startLsn } = await openSessions(options, claim, sessions);
     applier = mainApplier;
@@ -338,17 +350,30 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     }));
     const stages = await changeStages(options, control, startLsn, mainApplier);
     const lateChanges = new LateChangeWatch();
-    const onMessage = (streamed: StreamedMessage) =>
+    if (options.flow) flow = await FlowControl.start({ migration, kind: 'cdc', limits: options.flow, control, log });
+    const paced = flow;
+    /** Hands a message to the applier; true when it was a row change to apply (flow control counts it). */
+    const apply = (streamed: StreamedMessage) =>
       batcher.exclusive(async () => {
         const message = await stages(streamed.message);
-        if (!message) return;
+        if (!message) return false;
         lateChanges.observe(message);
-        if (streaming && (await earlyApply.handle(message))) return;
+        const row = ROW_CHANGES.has(message.tag);
+        if (streaming && (await earlyApply.handle(message))) return row;
         await mainApplier.handle(message);
-        if (message.tag !== 'commit') return;
+        if (message.tag !== 'commit') return row;
         await batcher.committed(message.endLsn, message.commitTime);
         if (run.flushBefore !== undefined && parseLsn(message.commitLsn) < run.flushBefore) await batcher.flush();
+        return false;
       });
+    // Flow control waits after a message, outside the batcher (a batch due meanwhile is still
+    // committed): the stream hands over the next message only once this one's handler returns.
+    const onMessage = paced
+      ? async (streamed: StreamedMessage) => {
+          const row = await apply(streamed);
+          await paced.paced(row ? 1 : 0, streamed.bytes, signal);
+        }
+      : async (streamed: StreamedMessage) => void (await apply(streamed));
 
     await thisStream.start(onMessage);
     await markStreaming(control, migration);
@@ -376,6 +401,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     return end;
   } finally {
     heartbeats?.stop();
+    await flow?.stop();
     await stream?.stop();
     await applier?.abort().catch(() => undefined);
     await early?.abortAll();

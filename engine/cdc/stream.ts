@@ -51,6 +51,8 @@ export interface StreamedMessage {
    */
   lsn: string;
   message: PgoutputMessage;
+  /** Size of the XLogData payload the message was decoded from (flow control's bytes decoded). */
+  bytes: number;
 }
 
 /** Emitted for every server keepalive; `replied` is the LSN sent back when the server asked. */
@@ -143,7 +145,7 @@ export class ChangeStream extends EventEmitter {
         const message = decodePgoutput(payload, { inStream });
         if (message.tag === 'stream-start') inStream = true;
         else if (message.tag === 'stream-stop') inStream = false;
-        await onMessage({ lsn: formatLsn(parseLsn(lsn)), message });
+        await onMessage({ lsn: formatLsn(parseLsn(lsn)), message, bytes: payload.length });
       } catch (error) {
         // No later message may be handed over once one failed: the applier would skip it.
         if (this.state === 'streaming') this.fail(error instanceof Error ? error : new Error(messageOf(error)));

@@ -19,3 +19,4 @@ export * from './after-cutover.js';
 export * from './reverse.js';
 export * from './late-changes.js';
 export * from './changed-keys.js';
+export * from './flow.js';

@@ -264,7 +264,31 @@ CREATE TABLE IF NOT EXISTS pgferry.verified_tables (
   verified_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, source_schema, source_table)
 );
-ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS incremental_compared_at timestamptz;`;
+ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS incremental_compared_at timestamptz;
+-- Issue 15, flow control (engine/control/flow.ts). flow_limits: the limits pgferry throttle set
+-- for a run, per phase (NULL: the spec's; 0: none). flow_workers: the copy workers and the CDC
+-- applier that share them, each beating every second with the share it applies; a limit is
+-- divided by the live workers of its kind.
+CREATE TABLE IF NOT EXISTS pgferry.flow_limits (
+  migration text PRIMARY KEY REFERENCES pgferry.migrations ON DELETE CASCADE,
+  load_rows_per_second bigint CHECK (load_rows_per_second >= 0),
+  load_bytes_per_second bigint CHECK (load_bytes_per_second >= 0),
+  cdc_rows_per_second bigint CHECK (cdc_rows_per_second >= 0),
+  cdc_bytes_per_second bigint CHECK (cdc_bytes_per_second >= 0),
+  changed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS pgferry.flow_workers (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  worker text NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('load', 'cdc')),
+  started_at timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now(),
+  stopped_at timestamptz,
+  workers int NOT NULL DEFAULT 1,
+  rows_per_second double precision,
+  bytes_per_second double precision,
+  PRIMARY KEY (migration, worker)
+);`;
 
 /** Creates the control schema if it is missing (safe to run concurrently with itself). */
 export async function ensureControlSchema(client: pg.Client): Promise<void> {

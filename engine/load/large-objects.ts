@@ -9,7 +9,7 @@
 import type pg from 'pg';
 import type { TableRef } from '../catalog/tables.js';
 import type { PlannedTable, WorkUnit } from '../control/index.js';
-import { quoteIdent, sleep } from '../sql.js';
+import { quoteIdent } from '../sql.js';
 import type { SchemaObjectResult } from '../control/index.js';
 
 /** The pseudo-table large-object units are planned, reported and compared under. */
@@ -176,23 +176,21 @@ export async function applyMetadata(target: pg.Client, meta: LargeObjectMeta, { 
 /**
  * Copies the large objects of a unit's OID range. The source session is in the unit's snapshot
  * transaction, the target session in the unit's transaction. `onBytes` sees the bytes so far;
- * with `bytesPerSecond`, the copy is held back to that rate.
+ * `pace` (flow control) is told every large object (a row) and chunk copied, and holds the copy back.
  */
 export async function copyLargeObjectUnit(
   source: pg.Client,
   target: pg.Client,
   unit: Pick<WorkUnit, 'fromPage' | 'toPage'>,
   onBytes: (bytes: number) => void,
-  bytesPerSecond?: number,
+  pace?: (rows: number, bytes: number) => Promise<void>,
 ): Promise<{ rows: number; bytes: number }> {
   const roles = await targetRoles(target);
-  const startedAt = Date.now();
   let rows = 0;
   let bytes = 0;
   const copied = async (chunk: number) => {
     onBytes((bytes += chunk));
-    const due = bytesPerSecond ? startedAt + (bytes / bytesPerSecond) * 1000 - Date.now() : 0;
-    if (due > 5) await sleep(due);
+    await pace?.(0, chunk);
   };
   let after: string | undefined;
   for (;;) {
@@ -200,6 +198,7 @@ export async function copyLargeObjectUnit(
     for (const meta of batch) {
       await copyLargeObject(source, target, meta, roles, copied);
       rows++;
+      await pace?.(1, 0);
     }
     if (batch.length < LIST_BATCH) return { rows, bytes };
     after = batch.at(-1)!.oid;

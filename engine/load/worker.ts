@@ -26,6 +26,7 @@ import { importSnapshot } from '../snapshot.js';
 import { runReadyIndexJobs } from './index-jobs.js';
 import { RawCopyOut, rawCopyIn } from './raw-copy.js';
 import { copyLargeObjectUnit, isLargeObjects } from './large-objects.js';
+import { FlowControl, type FlowLimits } from '../flow/flow-control.js';
 
 export interface WorkerOptions {
   migration: string;
@@ -35,8 +36,12 @@ export interface WorkerOptions {
   connectSource: () => Promise<pg.Client>;
   connectTarget: () => Promise<pg.Client>;
   log?: (message: string) => void;
-  /** This worker's share of `fullLoad.maxBytesPerSecond`. */
-  maxBytesPerSecond?: number;
+  /**
+   * The load's limits (fullLoad.maxRowsPerSecond, maxBytesPerSecond; none given: no limit until
+   * pgferry throttle sets one): the worker registers in the control schema and applies its share
+   * among the copy workers running (engine/flow/). Without it, no flow control at all.
+   */
+  flow?: FlowLimits;
   /** Milliseconds before retrying a failed unit, by attempt number (tests shorten it). */
   backoffMs?: (attempt: number) => number;
   /**
@@ -105,19 +110,31 @@ export function targetCopySql(unit: Pick<WorkUnit, 'target' | 'columns' | 'binar
   return `COPY ${quoteTable(unit.target)}${copyColumns(unit.columns.map(quoteIdent))} FROM STDIN (${options.join(', ')})`;
 }
 
-/** Counts the bytes that pass and, with a limit, holds them back to at most `bytesPerSecond`. */
-class ByteCounter extends Transform {
+/**
+ * Counts the bytes that pass and, with flow control, holds them back to the worker's share of
+ * the load's limits: the rows and payload bytes the reader has parsed (at most a buffer ahead of
+ * this chunk) are accounted as each chunk passes.
+ */
+class PacedCounter extends Transform {
   bytes = 0;
-  private readonly startedAt = Date.now();
+  private rowsAccounted = 0;
+  private bytesAccounted = 0;
 
-  constructor(private readonly bytesPerSecond?: number) {
+  constructor(
+    private readonly reader: RawCopyOut,
+    private readonly flow: FlowControl | undefined,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
-    const due = this.bytesPerSecond ? this.startedAt + (this.bytes / this.bytesPerSecond) * 1000 - Date.now() : 0;
-    if (due > 5) setTimeout(() => callback(null, chunk), due);
+    if (!this.flow) return callback(null, chunk);
+    const rows = this.reader.rowCount - this.rowsAccounted;
+    const bytes = this.reader.payloadBytes - this.bytesAccounted;
+    this.rowsAccounted += rows;
+    this.bytesAccounted += bytes;
+    if (this.flow.account(rows, bytes)) this.flow.wait().then(() => callback(null, chunk), callback);
     else callback(null, chunk);
   }
 }
@@ -135,6 +152,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
   let source: pg.Client | undefined;
   let target: pg.Client | undefined;
   let controlSession: pg.Client | undefined;
+  let flow: FlowControl | undefined;
   // The sessions a unit needs, connected side by side (after a failure, only the ones that were
   // closed). Each waits for the others to settle, so none is left open behind a failure.
   const connectSessions = () =>
@@ -153,6 +171,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
   try {
     await settleAll([options.connectTarget().then((client) => (controlSession = client)), connectSessions()]);
     const control = controlSession!;
+    if (options.flow) flow = await FlowControl.start({ migration, kind: 'load', limits: options.flow, control, log });
     for (;;) {
       await connectSessions();
       if (!source || !target) throw new Error('copy worker: a session was not connected');
@@ -170,7 +189,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
       // The unit row stays locked by this worker's target transaction: attempts live beside it.
       await startUnitAttempt(control, migration, unit.id, attempt);
       try {
-        const copied = await copyUnit(source, target, control, migration, unit, snapshot, options.maxBytesPerSecond);
+        const copied = await copyUnit(source, target, control, migration, unit, snapshot, flow);
         await markUnitDone(target, migration, unit.id, copied);
         await target.query('COMMIT');
         await source.query('COMMIT');
@@ -199,6 +218,7 @@ export async function runCopyWorker(options: WorkerOptions): Promise<WorkerSumma
       }
     }
   } finally {
+    await flow?.stop();
     await Promise.all([source, target, controlSession].map((c) => c?.end().catch(() => undefined)));
   }
 }
@@ -237,16 +257,17 @@ async function copyUnit(
   migration: string,
   unit: WorkUnit,
   snapshot: string,
-  maxBytesPerSecond: number | undefined,
+  flow: FlowControl | undefined,
 ): Promise<{ rows: number; bytes: number }> {
   await importSnapshot(source, snapshot);
   if (isLargeObjects(unit.source)) {
-    return copyLargeObjectUnit(source, target, unit, throttled((bytes) => reportUnitBytes(control, migration, unit.id, bytes)), maxBytesPerSecond);
+    const report = throttled((bytes) => reportUnitBytes(control, migration, unit.id, bytes));
+    return copyLargeObjectUnit(source, target, unit, report, flow && ((rows, bytes) => flow.paced(rows, bytes)));
   }
   if (unit.freeze) await target.query(`TRUNCATE ONLY ${quoteTable(unit.target)}`);
   await checkSourceSelect(source, unit);
-  const counter = new ByteCounter(maxBytesPerSecond);
   const reader = source.query(new RawCopyOut(sourceCopySql(unit)));
+  const counter = new PacedCounter(reader, flow);
   const writer = target.query(rawCopyIn(targetCopySql(unit)));
   let reported = 0;
   const progress = setInterval(() => {

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { PgferryError } from '../errors.js';
 import { formatPath, parseWithProblems, type SpecProblem } from './problems.js';
-import { isRfc3339Timestamp, migrationSpecSchema } from './schema.js';
+import { isRfc3339Timestamp, migrationSpecSchema, parseSize } from './schema.js';
 
-export { isRfc3339Timestamp, migrationSpecSchema };
+export { isRfc3339Timestamp, migrationSpecSchema, parseSize };
 export type { SpecProblem };
 
 export type MigrationSpec = z.output<typeof migrationSpecSchema>;
@@ -17,7 +17,6 @@ export type EndpointSpec = MigrationSpec['source'];
  */
 export const specFeatureGate: readonly { path: string[]; when?: (value: unknown) => boolean; feature: string }[] = [
   { path: ['mapping'], feature: 'name mapping' },
-  { path: ['fullLoad', 'maxRowsPerSecond'], feature: 'row-rate throttling (use maxBytesPerSecond)' },
   {
     path: ['alerts', 'snsTopicArn'],
     feature: "per-migration alert topics (until then the deployment's alarm topic receives every alarm)",

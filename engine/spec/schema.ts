@@ -71,6 +71,15 @@ const size = z
     return bytes;
   });
 
+/** A size as the spec writes it (bytes, or a string like "64MB") in bytes; undefined when it is none. Also for `pgferry throttle --bytes`. */
+export function parseSize(value: string | number): number | undefined {
+  const parsed = size.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
+}
+
+const ROWS_PER_SECOND_MESSAGE = 'must be a whole number of rows per second, at least 1 (leave it out for no limit)';
+const rowsPerSecond = z.int({ error: ROWS_PER_SECOND_MESSAGE }).min(1, { error: ROWS_PER_SECOND_MESSAGE });
+
 const pgIdentifier = z.string().regex(PG_IDENTIFIER, { error: PG_IDENTIFIER_MESSAGE });
 const schemaName = z.string().min(1).max(63);
 const schemaTableKey = z
@@ -202,8 +211,12 @@ const fullLoadSchema = z
   .strictObject({
     parallelism: intBetween(1, 64).default(4).describe('Tables or table parts copied at once.'),
     splitTablesLargerThan: size.prefault('512MB').describe('Tables larger than this are copied in parallel parts.'),
-    maxRowsPerSecond: z.int().positive().optional().describe('Limit on rows read from the source per second.'),
-    maxBytesPerSecond: size.optional().describe('Limit on bytes read from the source per second.'),
+    maxRowsPerSecond: rowsPerSecond
+      .optional()
+      .describe('Limit on rows read from the source per second, shared by the copy workers running; pgferry throttle changes it while the load runs.'),
+    maxBytesPerSecond: size
+      .optional()
+      .describe('Limit on bytes read from the source per second, shared by the copy workers running; pgferry throttle changes it while the load runs.'),
     retries: intBetween(0, 10).default(3).describe('Retries of a failed table copy.'),
   })
   .describe('The initial copy of the data.');
@@ -246,6 +259,13 @@ const cdcSchema = z
       .describe(
         'Above cdc.maxRetainedWal, fail the migration and drop its replication slot to free the source\'s WAL (a full reload is then needed). Off by default: the slot is only ever dropped by your choice.',
       ),
+    // Flow control (issue 15, item 3; engine/flow/).
+    maxRowsPerSecond: rowsPerSecond
+      .optional()
+      .describe('Limit on row changes applied per second; when over, the applier waits and the stream is held back. pgferry throttle changes it while the run goes on.'),
+    maxBytesPerSecond: size
+      .optional()
+      .describe('Limit on bytes of the change stream decoded per second; when over, the applier waits. pgferry throttle changes it while the run goes on.'),
     ddl: z
       .enum(['replicate', 'pause', 'error'])
       .default('replicate')

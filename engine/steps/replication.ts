@@ -107,6 +107,8 @@ export async function streamChanges(
     onHeartbeat,
     retainedWal: { ...retainedWalOptions(spec, onRetainedWal), intervalMs: retainedWalIntervalMs },
     ...(spec.cutover.reverse ? { origin: forwardOrigin(spec) } : {}),
+    // Always on, with or without limits in the spec: pgferry throttle may set one while it streams.
+    flow: { rowsPerSecond: spec.cdc.maxRowsPerSecond, bytesPerSecond: spec.cdc.maxBytesPerSecond },
   }).catch((error: unknown) => abandonSlotOverRetainedWal(context, error));
   log(end === 'drained' ? 'drained for cutover; streaming ended' : 'stopped');
 }

@@ -5,6 +5,7 @@
 import type { CleanupResult } from '../../engine/steps/cleanup.js';
 import type { AfterCutoverRequest, CutoverRequest } from '../../engine/cutover/request.js';
 import type { MigrationStatus } from '../../engine/status.js';
+import type { ThrottleChange, ThrottleResult } from '../../engine/flow/throttle.js';
 
 /**
  * Tags the construct puts on the state machine, so `--state-machine ARN` (or an execution ARN)
@@ -61,12 +62,14 @@ export const metrics = {
  */
 /** `abandon` (cleanup only): drop the slot even of a run that could pause (pgferry stop --drop). */
 export type OperatorRequest = {
-  action: 'status' | 'cutover' | 'cleanup' | 'fallback' | 'finish';
+  action: 'status' | 'cutover' | 'cleanup' | 'fallback' | 'finish' | 'throttle';
   spec: unknown;
   execution?: string;
   abandon?: boolean;
   /** finish: also remove the control schema from both sides. */
   dropControl?: boolean;
+  /** throttle: the flow control limits to change (pgferry throttle; none given: only read them). */
+  throttle?: ThrottleChange;
 };
 /** finish: `done` when the Operator finished a run that had no workflow left (cut over without reverse, or fallen back). */
 export type OperatorFinish = { requested: true; message: string; done: boolean } | { requested: false; reason: string };
@@ -75,7 +78,8 @@ export type OperatorResponse =
   | { action: 'cutover'; result: CutoverRequest }
   | { action: 'fallback'; result: AfterCutoverRequest }
   | { action: 'finish'; result: OperatorFinish }
-  | { action: 'cleanup'; result: CleanupResult };
+  | { action: 'cleanup'; result: CleanupResult }
+  | { action: 'throttle'; result: ThrottleResult };
 
 /** The failure `pgferry stop` records: StopExecution's error and cause, the Operator's cleanup, and a local run's. */
 export const stopFailure = { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop' } as const;

@@ -16,6 +16,7 @@ import type { MigrationSpec } from '../../engine/spec/index.js';
 import type { AfterCutoverRequest, CutoverRequest } from '../../engine/cutover/request.js';
 import type { MigrationStatus } from '../../engine/status.js';
 import type { CleanupResult } from '../../engine/steps/cleanup.js';
+import type { ThrottleChange, ThrottleResult } from '../../engine/flow/throttle.js';
 import { parseExecutionArn, parseStateMachineArn, type ParsedArn } from './arns.js';
 import { AwsCallError, send, sfnClient } from './calls.js';
 import { stopFailure, type OperatorFinish } from './deployment.js';
@@ -183,6 +184,19 @@ export async function requestRunCutover(executionArn: string): Promise<RunCutove
   const spec = parseInput(described);
   if ('reason' in spec) throw new AwsCallError(`Cannot cut over execution ${execution.name}: ${spec.reason}.`, 'NoInput');
   const response = await invokeOperator(described.stateMachineArn!, { action: 'cutover', spec: spec.value });
+  return { running: true, result: response.result };
+}
+
+export type RunThrottle = { running: false; status: string } | { running: true; result: ThrottleResult };
+
+/** `pgferry throttle EXECUTION_ARN`: the Operator writes the new limits to the control schema, where the run's workers read them. */
+export async function requestRunThrottle(executionArn: string, change: ThrottleChange): Promise<RunThrottle> {
+  const execution = parseExecutionArn(executionArn);
+  const described = await describeExecution(execution);
+  if (described.status !== 'RUNNING') return { running: false, status: described.status ?? 'UNKNOWN' };
+  const spec = parseInput(described);
+  if ('reason' in spec) throw new AwsCallError(`Cannot throttle execution ${execution.name}: ${spec.reason}.`, 'NoInput');
+  const response = await invokeOperator(described.stateMachineArn!, { action: 'throttle', spec: spec.value, throttle: change });
   return { running: true, result: response.result };
 }
 

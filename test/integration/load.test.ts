@@ -6,7 +6,6 @@ import { planUnits, savePlan, targetFacts, targetOf } from '../../engine/load/pl
 import { exportSnapshot } from '../../engine/snapshot.js';
 import { runCopyWorker } from '../../engine/load/worker.js';
 import { parseSpec } from '../../engine/spec/index.js';
-import { copyWorkerRateShare } from '../../engine/steps/copy-worker.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { tableHashes } from '../support/equality.js';
 
@@ -114,15 +113,6 @@ describe('the full load', () => {
     // An empty int2vector/oidvector sent in binary by 13 is refused by 14+.
     expect(units.find((u) => u.source.name === 'vectors')).toMatchObject({ binaryFormat: false });
     expect(units.find((u) => u.source.name === 'filtered')).toMatchObject({ columns: ['id', 'region'], where: "region = 'eu'" });
-  });
-
-  it('gives each copy worker its share of the rate limit among the workers the plan runs, min(parallelism, units)', async () => {
-    const spec = specFor('rate-share', { fullLoad: { splitTablesLargerThan: '1MB', parallelism: 64, maxBytesPerSecond: '64MB' } });
-    const { tgt, units } = await prepareTarget('rate_share', 'rate-share', spec);
-    await tgt.end();
-    expect(units.length).toBeLessThan(64);
-    const share = await copyWorkerRateShare({ migration: 'rate-share', spec, connectTarget: () => target.connect('rate_share') });
-    expect(share).toBe(spec.fullLoad.maxBytesPerSecond! / units.length);
   });
 
   it('copies every unit exactly once with parallel workers, at the snapshot', async () => {

@@ -9,6 +9,7 @@ import { createSlotWithSnapshot, ensurePublication } from '../../engine/cdc/slot
 import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema, readReplicationStatus, registerReplication } from '../../engine/control/index.js';
 import type { LocalCluster } from '../../local/dev/cluster.js';
+import type { FlowLimits } from '../../engine/flow/flow-control.js';
 import { clientConfig, replicationConnector } from './clusters.js';
 import { waitFor } from './wait.js';
 
@@ -32,6 +33,8 @@ export async function startTrackedReplicator(options: {
   tables: string[];
   maxDelayMs: number;
   logs: string[];
+  /** CDC flow control limits (engine/flow/); without it, none. */
+  flow?: FlowLimits;
 }): Promise<TrackedReplicator> {
   const { source, target, database, migration, slot } = options;
   const control = await target.connect(database);
@@ -60,6 +63,7 @@ export async function startTrackedReplicator(options: {
     streamConfig: async () =>
       ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
     recordChangedKeys: true,
+    ...(options.flow ? { flow: options.flow } : {}),
     log: (line) => options.logs.push(line),
     signal: abort.signal,
   }).catch((error: Error) => error);

@@ -86,6 +86,15 @@ describe('pgferry command line', () => {
     }
   });
 
+  it('throttle takes its options only, refusing bad limits as usage errors before reading the spec', async () => {
+    expect(await run('throttle')).toMatchObject({ code: 2, stderr: expect.stringContaining('Usage: pgferry throttle SPEC | EXECUTION_ARN [--rows N]') });
+    expect(await run('throttle', 'absent.json', '--rows', 'many')).toMatchObject({ code: 2, stderr: expect.stringContaining('--rows must be a whole number of rows per second, 0 to lift the limit; not "many"') });
+    expect(await run('throttle', 'absent.json', '--bytes=-1')).toMatchObject({ code: 2, stderr: expect.stringContaining('--bytes must be bytes per second') });
+    expect(await run('throttle', 'absent.json', '--drop')).toMatchObject({ code: 2, stderr: expect.stringContaining('pgferry throttle does not take --drop') });
+    expect(await run('cutover', 'absent.json', '--rows', '5')).toMatchObject({ code: 2, stderr: expect.stringContaining('pgferry cutover does not take --rows') });
+    expect((await run('--help')).stdout).toContain('pgferry throttle SPEC [--rows N] [--bytes N|SIZE] [--off | --reset] [--phase load|cdc]');
+  });
+
   it('prints the JSON Schema of the spec', async () => {
     const result = await run('spec-schema');
     expect(result.code).toBe(0);

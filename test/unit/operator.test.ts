@@ -10,11 +10,16 @@ const engine = vi.hoisted(() => ({
   cleanupStep: vi.fn(),
   readMigrationStatus: vi.fn(),
   requestMigrationCutover: vi.fn(),
+  requestMigrationThrottle: vi.fn(),
   connectSide: vi.fn(),
 }));
 vi.mock('../../engine/steps/cleanup.js', () => ({ cleanupStep: engine.cleanupStep }));
 vi.mock('../../engine/status.js', () => ({ readMigrationStatus: engine.readMigrationStatus }));
 vi.mock('../../engine/cutover/request.js', () => ({ requestMigrationCutover: engine.requestMigrationCutover }));
+vi.mock('../../engine/flow/throttle.js', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('../../engine/flow/throttle.js')>()),
+  requestMigrationThrottle: engine.requestMigrationThrottle,
+}));
 vi.mock('../../engine/connect/index.js', async (importOriginal) => ({
   ...(await importOriginal<typeof import('../../engine/connect/index.js')>()),
   connectSide: engine.connectSide,
@@ -89,5 +94,33 @@ describe('Operator cleanup (pgferry stop of an execution that has ended)', () =>
     expect(engine.connectSide.mock.calls.map((call) => call[0])).toEqual(['target', 'target']);
     expect(end).toHaveBeenCalledTimes(2);
     expect(engine.cleanupStep).not.toHaveBeenCalled();
+  });
+});
+
+describe('Operator throttle (pgferry throttle EXECUTION_ARN)', () => {
+  it('passes the new limits to the run on the target, reading only the target secret', async () => {
+    const end = vi.fn(async () => undefined);
+    engine.connectSide.mockResolvedValue({ end });
+    engine.requestMigrationThrottle.mockResolvedValue({ applied: false, reason: 'has ended' });
+
+    expect(await handler({ action: 'throttle', spec, throttle: { rowsPerSecond: 500, phases: ['cdc'] } }, context)).toEqual({
+      action: 'throttle',
+      result: { applied: false, reason: 'has ended' },
+    });
+
+    const [, normalized, change] = engine.requestMigrationThrottle.mock.calls[0]!;
+    expect(normalized).toMatchObject({ name: 'orders-move' });
+    expect(change).toEqual({ phases: ['cdc'], rowsPerSecond: 500 });
+    expect(fetchedIds()).toEqual([TARGET]);
+    expect(end).toHaveBeenCalledTimes(1);
+  });
+
+  it('refuses a negative limit before touching the database, naming the field', async () => {
+    await expect(handler({ action: 'throttle', spec, throttle: { rowsPerSecond: -1 } }, context)).rejects.toMatchObject({
+      name: 'pgferry.InvalidInput',
+      message: expect.stringContaining('throttle.rowsPerSecond: must be a whole number per second'),
+    });
+    expect(engine.requestMigrationThrottle).not.toHaveBeenCalled();
+    expect(fetchedIds()).toEqual([]);
   });
 });

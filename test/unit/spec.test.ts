@@ -395,3 +395,31 @@ describe('cdc.maxRetainedWal and cdc.dropSlotAboveMaxRetainedWal', () => {
     );
   });
 });
+
+describe('flow control limits (issue 15, item 3)', () => {
+  it('accepts row and byte limits for the full load and CDC, no longer refused as not supported', () => {
+    const spec = parseSpec({
+      ...minimal,
+      mode: 'full+cdc',
+      fullLoad: { maxRowsPerSecond: 5000, maxBytesPerSecond: '10MB' },
+      cdc: { maxRowsPerSecond: 200, maxBytesPerSecond: 65536 },
+    });
+    expect(spec.fullLoad).toMatchObject({ maxRowsPerSecond: 5000, maxBytesPerSecond: 10 * 1024 ** 2 });
+    expect(spec.cdc).toMatchObject({ maxRowsPerSecond: 200, maxBytesPerSecond: 65536 });
+    expect(parseSpec(minimal).cdc.maxRowsPerSecond).toBeUndefined();
+  });
+
+  it.each([0, -5, 1.5, 'fast', '100'])('refuses the row limit %j, naming the field', (value) => {
+    for (const section of ['fullLoad', 'cdc']) {
+      expectOneProblem(
+        problemsOf({ ...minimal, mode: 'full+cdc', [section]: { maxRowsPerSecond: value } }),
+        `${section}.maxRowsPerSecond`,
+        'must be a whole number of rows per second, at least 1 (leave it out for no limit)',
+      );
+    }
+  });
+
+  it.each([0, '0MB', '1.5MB', 'lots'])('refuses the byte limit %j, naming the field', (value) => {
+    expectOneProblem(problemsOf({ ...minimal, mode: 'cdc', cdc: { maxBytesPerSecond: value } }), 'cdc.maxBytesPerSecond', 'must be a size');
+  });
+});
