@@ -39,10 +39,14 @@ export function alertSinkFromEnvironment(env: NodeJS.ProcessEnv = process.env): 
   return snsSink;
 }
 
-/** The alert topics the deployment may publish to (ValidateSpec's check); undefined outside a deployment (local runs check nothing). */
+/**
+ * The alert topics the deployment may publish to (ValidateSpec's check): in a Lambda, the list
+ * the construct set, none when it set none (the stack lists no alertTopicArns); undefined outside
+ * a deployment (local runs check nothing).
+ */
 export function allowedAlertTopicsFromEnvironment(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
   const raw = env[alertEnvironment.allowedTopics];
-  if (raw === undefined) return undefined;
+  if (raw === undefined) return env.AWS_LAMBDA_FUNCTION_NAME ? [] : undefined;
   const list = JSON.parse(raw) as unknown;
   return Array.isArray(list) ? list.filter((item): item is string => typeof item === 'string') : [];
 }
