@@ -155,7 +155,7 @@ describe('where alerts go', () => {
 
     vi.stubEnv(alertEnvironment.allowedTopics, JSON.stringify(['arn:aws:sns:eu-west-1:123456789012:ops']));
     const { handler } = await import('../../lambdas/validate-spec.js');
-    const context = { functionName: 'pgferry-ValidateSpec', functionVersion: '$LATEST', awsRequestId: 'req-1', getRemainingTimeInMillis: () => 30_000 } as never;
+    const context = { functionName: 'pgferry-ValidateSpec', functionVersion: '$LATEST', awsRequestId: 'req-1', getRemainingTimeInMillis: () => 30_000, callbackWaitsForEmptyEventLoop: false } as never;
     await expect(handler({ spec: written }, context)).rejects.toMatchObject({
       name: 'SpecInvalid',
       message: expect.stringContaining(`this deployment may not publish to ${TOPIC} (it may publish to arn:aws:sns:eu-west-1:123456789012:ops)`),
