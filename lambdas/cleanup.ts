@@ -47,7 +47,7 @@ export const handler = lambdaHandler({
     if (!('detail' in event)) {
       // The pause records the cause as a person reads it, not a Lambda's error JSON.
       const { error, cause } = describeFailure(event.error);
-      return cleanupStep(event.spec, secrets, { Error: error, Cause: cause }, event.execution, { alertSink: alertSinkFromEnvironment() });
+      return cleanupStep(event.spec, secrets, { Error: error, Cause: cause }, event.execution, { alertSink: alertSinkFromEnvironment(), alertUnregistered: true });
     }
     const { status, executionArn } = event.detail;
     if (!event.spec) return { cleaned: false, reason: `execution ${executionArn} had no valid spec as input: it cannot have created anything` };

@@ -80,6 +80,19 @@ export class MigrationAlerts {
     });
   }
 
+  /**
+   * Sends `text` without claiming or recording it: for a run that never registered on the target,
+   * where there is no control schema to keep it in. The caller sends it once. Never throws.
+   */
+  async sendUnrecorded(text: AlertText, kind: AlertKind): Promise<void> {
+    const alert: Alert = { ...text, kind, state: 'raised', subject: alertSubject(text.subject), migration: this.spec.name, topicArn: this.spec.alerts.snsTopicArn };
+    try {
+      await this.sink?.publish(alert);
+    } catch (error) {
+      this.log(`The ${kind} alert "${alert.subject}" could not be sent to alerts.snsTopicArn (${alert.topicArn}): ${messageOf(error)}`);
+    }
+  }
+
   private async guarded(kind: AlertKind, body: () => Promise<void>): Promise<void> {
     try {
       await body();

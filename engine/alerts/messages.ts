@@ -68,8 +68,8 @@ export interface StopFigures {
   error: string;
   /** Its cause as the workflow recorded it. */
   cause: string;
-  /** The phase the run was in. */
-  phase: string;
+  /** The phase the run was in; undefined before it registered on the target. */
+  phase?: string;
   /** What happened to the slot (failure only). */
   slot?: 'dropped' | 'kept' | 'none';
 }
@@ -79,7 +79,7 @@ export function pauseAlert(spec: Spec, figures: StopFigures): AlertText {
     level: 'error',
     subject: `pgferry ${spec.name}: migration paused (${figures.error})`,
     message:
-      `Migration ${spec.name} (mode ${spec.mode}) paused in phase ${figures.phase}: ${figures.error}: ${cause(figures.cause)}\n` +
+      `Migration ${spec.name} (mode ${spec.mode}) paused in phase ${figures.phase ?? 'unknown'}: ${figures.error}: ${cause(figures.cause)}\n` +
       'Its replication slot, publication and the data moved so far are kept, and the source holds back WAL until the migration goes on. ' +
       'What to do: put the cause right, then resume with "pgferry resume SPEC" (or the "Resume migration" event); ' +
       'or abandon it with "pgferry stop SPEC --drop", which drops the slot and frees the WAL.',
@@ -97,7 +97,8 @@ export function failureAlert(spec: Spec, figures: StopFigures): AlertText {
     level: 'error',
     subject: `pgferry ${spec.name}: migration failed (${figures.error})`,
     message:
-      `Migration ${spec.name} (mode ${spec.mode}) failed in phase ${figures.phase}: ${figures.error}: ${cause(figures.cause)}\n` +
+      `Migration ${spec.name} (mode ${spec.mode}) failed ${figures.phase ? `in phase ${figures.phase}` : 'before its run registered on the target (ValidateSpec, Precheck, or refused while another run of it is under way)'}: ` +
+      `${figures.error}: ${cause(figures.cause)}\n` +
       `${slot}What to do: read the cause (the report and "pgferry status SPEC" say more), put it right and run the migration again.`,
   };
 }

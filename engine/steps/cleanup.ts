@@ -28,11 +28,20 @@ export interface CleanupResult {
 
 type Failure = { Error?: string; Cause?: string };
 
+/** The error of a stopped execution (platform/aws/deployment.ts, stopFailure). */
+const STOPPED = 'pgferry.Stopped';
+
 export interface CleanupOptions {
   /** Abandon the run: fail it and drop its slot and publication even when it could pause (pgferry stop --drop). */
   abandon?: boolean;
   /** Where the failure and pause alerts of alerts.snsTopicArn go (SNS on AWS); without one they are only recorded as events. */
   alertSink?: AlertSink;
+  /**
+   * Alert the failure of an execution that never registered its run (ValidateSpec, Precheck, a
+   * refusal): the workflow's Cleanup state only, which runs once per execution; nothing records
+   * such an alert, so the rule on the execution's end must not send it again.
+   */
+  alertUnregistered?: boolean;
 }
 
 /** Runs cleanup actions one by one, collecting what failed instead of stopping. */
@@ -66,12 +75,19 @@ export async function cleanupStep(
   secrets: SecretsProvider,
   failure: Failure,
   execution?: string,
-  { abandon = false, alertSink }: CleanupOptions = {},
+  { abandon = false, alertSink, alertUnregistered = false }: CleanupOptions = {},
 ): Promise<CleanupResult> {
   const attempts = new Attempts();
   const run: RunOnTarget = { owned: false, fenced: false, paused: false };
   await attempts.attempt('control schema', () => settleRunOnTarget(spec, secrets, failure, execution, abandon, run));
-  if (run.skip) return { cleaned: false, paused: run.paused, reason: run.skip };
+  if (run.skip) {
+    // A stop (pgferry stop, StopExecution) is a person's decision, not a condition to alert.
+    if (!run.owned && alertUnregistered && failure.Error !== STOPPED) {
+      const text = failureAlert(spec, { error: failure.Error ?? 'error', cause: failure.Cause ?? '' });
+      await alertsOf(spec, alertSink)?.sendUnrecorded(text, 'failure');
+    }
+    return { cleaned: false, paused: run.paused, reason: run.skip };
+  }
   if (execution !== undefined && !run.owned) {
     // Unverified, the slot may be another run's: a live migration must never lose it.
     return {

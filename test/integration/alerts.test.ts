@@ -157,6 +157,27 @@ describe('the per-migration alert topic', () => {
     }
   });
 
+  it('alerts the failure of an execution that never registered its run once, from the workflow\'s Cleanup state', async () => {
+    await cluster.sql('CREATE DATABASE early');
+    await cluster.sql('CREATE DATABASE early_target');
+    const spec = parseSpec({
+      name: 'shop-early',
+      mode: 'full+cdc',
+      source: { secret: scratch.secretFor('early-source', cluster), database: 'early' },
+      target: { secret: scratch.secretFor('early-target', cluster), database: 'early_target' },
+      alerts: { snsTopicArn: TOPIC },
+    });
+    const failure = { Error: 'pgferry.PrecheckFailed', Cause: 'source.wal_level: wal_level is replica, logical replication needs logical' };
+    // The Cleanup state, then the rule on the execution's end (which does not alert it again), then a stopped one.
+    const cleanup = await cleanupStep(spec, secrets, failure, RUN_1, { alertSink: localAlertSink, alertUnregistered: true });
+    await cleanupStep(spec, secrets, { Error: 'pgferry.ExecutionFailed', Cause: 'ended FAILED' }, RUN_1, { alertSink: localAlertSink });
+    await cleanupStep(spec, secrets, { Error: 'pgferry.Stopped', Cause: 'Stopped with pgferry stop' }, RUN_2, { alertSink: localAlertSink, alertUnregistered: true });
+    expect(cleanup.cleaned).toBe(false);
+    expect(headlines()).toEqual([`Alert (failure, for ${TOPIC}): pgferry shop-early: migration failed (pgferry.PrecheckFailed)`]);
+    expect(printed[0]).toContain('failed before its run registered on the target');
+    expect(printed[0]).toContain('wal_level is replica');
+  });
+
   it('alerts retained WAL over cdc.maxRetainedWal once, and resolves it once the slot is read', async () => {
     const { spec, control } = await registeredRun('wal', 'shop-wal', RUN_1, { mode: 'full+cdc', cdc: { maxRetainedWal: '1MB' }, alerts: { snsTopicArn: TOPIC } });
     const source = await cluster.connect('wal');
