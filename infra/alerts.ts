@@ -6,12 +6,14 @@
  * topic is refused before the run starts. Without topics nothing is granted or set: ValidateSpec
  * in a Lambda then refuses every alerts.snsTopicArn (platform/alerts.ts).
  */
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { lambdaFunctions } from '../lambdas/registry.js';
 import { alertEnvironment } from '../platform/aws/deployment.js';
 import { fargateTasks } from '../tasks/registry.js';
+import { privateSubnetGroupName } from './network.js';
 
 export interface MigrationAlertTopicsProps {
   /** SNS topics a spec's alerts.snsTopicArn may name. */
@@ -20,6 +22,8 @@ export interface MigrationAlertTopicsProps {
   readonly alertTopicKeyArns: readonly string[];
   readonly functions: Readonly<Record<string, NodejsFunction>>;
   readonly taskDefinitions: Readonly<Record<string, ecs.TaskDefinition>>;
+  /** The VPC the construct created and its endpoints' security group, when it has endpoints: SNS gets one too. */
+  readonly endpoints?: { vpc: ec2.IVpc; securityGroup: ec2.ISecurityGroup };
 }
 
 /** Grants the publishers and tells ValidateSpec the topics; does nothing without topics. */
@@ -52,4 +56,15 @@ export function grantAlertTopics(props: MigrationAlertTopicsProps): void {
     for (const [name, value] of Object.entries(publish)) taskDefinition.findContainer(task.containerName)?.addEnvironment(name, value);
   }
   functions.ValidateSpec?.addEnvironment(alertEnvironment.allowedTopics, JSON.stringify(alertTopicArns));
+  // The publishers run in private subnets: in a VPC with endpoints (and perhaps no NAT), SNS of the stack's region needs one too.
+  const { endpoints } = props;
+  if (endpoints) {
+    endpoints.vpc.addInterfaceEndpoint('Sns', {
+      service: ec2.InterfaceVpcEndpointAwsService.SNS,
+      subnets: { subnetGroupName: privateSubnetGroupName },
+      privateDnsEnabled: true,
+      securityGroups: [endpoints.securityGroup],
+      open: false,
+    });
+  }
 }

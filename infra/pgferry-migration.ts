@@ -187,6 +187,7 @@ export class PgferryMigration extends Construct {
       alertTopicKeyArns: props.alertTopicKeyArns ?? [],
       functions: this.functions,
       taskDefinitions: this.taskDefinitions,
+      ...(this.endpointSecurityGroup ? { endpoints: { vpc: this.vpc, securityGroup: this.endpointSecurityGroup } } : {}),
     });
 
     this.stateMachine = new MigrationStateMachine(this, {

@@ -83,7 +83,16 @@ function snsError(status: number, body: string): string {
   return `SNS answered HTTP ${status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
 }
 
-export type FetchLike = (url: string, init: { method: string; headers: Record<string, string>; body: string }) => Promise<{ status: number; text(): Promise<string> }>;
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body: string; signal: AbortSignal },
+) => Promise<{ status: number; text(): Promise<string> }>;
+
+/**
+ * How long a publish may take: a step waits for it, and a subnet that cannot reach SNS (no NAT,
+ * no SNS endpoint) would otherwise hold the step until its function's timeout.
+ */
+export const PUBLISH_TIMEOUT_MS = 10_000;
 
 export interface SnsAlertSinkOptions {
   /** The role's credentials; default the SDK's chain (the Lambda's or the task's role). */
@@ -120,7 +129,15 @@ export class SnsAlertSink implements AlertSink {
       headers: { host: hostname, 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
       body,
     });
-    const response = await this.fetch(`https://${hostname}/`, { method: 'POST', headers: signed.headers as Record<string, string>, body });
+    const response = await this.fetch(`https://${hostname}/`, {
+      method: 'POST',
+      headers: signed.headers as Record<string, string>,
+      body,
+      signal: AbortSignal.timeout(PUBLISH_TIMEOUT_MS),
+    }).catch((error: unknown) => {
+      const reason = (error as Error).name === 'TimeoutError' ? `no answer within ${PUBLISH_TIMEOUT_MS / 1000} s (can the subnets reach SNS: a NAT gateway or an SNS VPC endpoint?)` : (error as Error).message;
+      throw new Error(`Publishing to SNS topic ${name} failed: ${reason}`);
+    });
     if (response.status < 200 || response.status >= 300) {
       throw new Error(`Publishing to SNS topic ${name} failed: ${snsError(response.status, await response.text())}`);
     }

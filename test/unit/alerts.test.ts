@@ -82,6 +82,15 @@ describe('the SNS publisher', () => {
     expect(sns.requests[0]!.body.get('MessageDeduplicationId')).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('gives up on an SNS that does not answer, saying what the subnets may lack', async () => {
+    const silent: FetchLike = async () => {
+      throw Object.assign(new Error('The operation was aborted due to timeout'), { name: 'TimeoutError' });
+    };
+    await expect(new SnsAlertSink({ credentials, fetch: silent }).publish(alert())).rejects.toThrow(
+      'Publishing to SNS topic shop-alerts failed: no answer within 10 s (can the subnets reach SNS: a NAT gateway or an SNS VPC endpoint?)',
+    );
+  });
+
   it("says which topic refused and SNS's reason", async () => {
     const sns = fakeSns(
       403,

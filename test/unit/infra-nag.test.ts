@@ -21,7 +21,7 @@ const secretArns = ['arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferr
 
 const variants: [string, Record<string, unknown>][] = [
   ['a new VPC (the default)', {}],
-  ['a new VPC without NAT gateway and with secrets', { natGateways: 0, secretArns }],
+  ['a new VPC without NAT gateway, with secrets and an alert topic (its SNS endpoint)', { natGateways: 0, secretArns, alertTopicArns: ['arn:aws:sns:eu-west-1:123456789012:shop-alerts'] }],
   [
     'an existing VPC, security groups and alarm topic, and per-migration alert topics',
     {

@@ -10,6 +10,7 @@ import { fargateTasks } from '../../../tasks/registry.js';
 import {
   actionsOf,
   asList,
+  existingVpc,
   functionRoleId,
   infraTestStacks,
   logicalId,
@@ -76,6 +77,18 @@ describe('PgferryMigration alert topics', () => {
       const environment = taskDefinitions[task.name]!.Properties.ContainerDefinitions[0].Environment as { Name: string; Value: string }[];
       expect(environment.find((entry) => entry.Name === alertEnvironment.publish.name)?.Value).toBe(task.publishesAlerts ? alertEnvironment.publish.sns : undefined);
     }
+  });
+
+  it('adds an SNS endpoint to the VPC it creates with endpoints (the subnets may have no NAT), and none to a given VPC', () => {
+    const endpointServices = (resources: Record<string, Resource>) =>
+      Object.values(resources)
+        .filter((r) => r.Type === 'AWS::EC2::VPCEndpoint' && r.Properties.VpcEndpointType === 'Interface')
+        .map((r) => JSON.stringify(r.Properties.ServiceName));
+    const created = resourcesOf(alertStack().template);
+    expect(endpointServices(created).filter((name) => name.includes('.sns'))).toHaveLength(1);
+    expect(endpointServices(resourcesOf(defaultStack().template)).filter((name) => name.includes('.sns'))).toEqual([]);
+    const given = resourcesOf(synthStack({ ...existingVpc, alertTopicArns: topics }).template);
+    expect(endpointServices(given)).toEqual([]);
   });
 
   it('grants nothing and sets nothing without alertTopicArns (ValidateSpec then refuses every alert topic)', () => {
