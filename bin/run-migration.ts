@@ -10,6 +10,7 @@ import { buildReport, type MigrationReport } from '../engine/report.js';
 import type { MigrationSpec } from '../engine/spec/index.js';
 import { runLocalWorkflow, type LocalRunOptions, type LocalRunResult } from '../local/runner/index.js';
 import { describeFailure, type CaughtError } from '../platform/aws/step-functions-failure.js';
+import { setLocalAlertPrinter } from '../platform/alerts.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { EXIT_INTERRUPTED, exitCodeOf } from './exit-codes.js';
 import { describeRunResult, formatChecks, formatReport, type Out } from './format.js';
@@ -53,6 +54,8 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
   let result: LocalRunResult;
   const executionId = `local:${randomUUID()}`;
   let pausedNoted = false;
+  // The migration's alerts (alerts.snsTopicArn; Lambda handlers run in this process) show above the progress.
+  const restoreAlertPrinter = setLocalAlertPrinter((line) => progress.note(line));
   try {
     result = await runLocalWorkflow(input, {
       ...options,
@@ -87,6 +90,7 @@ export async function runMigration(input: unknown, options: RunMigrationOptions)
       },
     });
   } finally {
+    restoreAlertPrinter();
     stopWatching();
     progress.stop();
   }

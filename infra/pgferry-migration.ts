@@ -14,6 +14,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { metrics, stateMachineTags } from '../platform/aws/deployment.js';
+import { grantAlertTopics } from './alerts.js';
 import { MigrationEncryption } from './encryption.js';
 import { MigrationFunctions, operatorDefinition, workflowFunctionDefinitions } from './functions.js';
 import { migrationAlarmTopic, PgferryMonitoring } from './monitoring.js';
@@ -62,6 +63,14 @@ export interface PgferryMigrationProps extends MigrationNetworkProps {
   readonly alarmTopic?: sns.ITopic;
   /** E-mail addresses subscribed to the alarm topic (each must confirm the subscription). @default none */
   readonly alarmEmails?: readonly string[];
+  /**
+   * SNS topics a spec's alerts.snsTopicArn may name (issue 15, item 4): the functions and the
+   * task that publish a migration's alerts may publish to these only, and ValidateSpec refuses
+   * a spec naming another. @default none (a spec with alerts.snsTopicArn is refused)
+   */
+  readonly alertTopicArns?: readonly string[];
+  /** Customer managed KMS keys of those topics, if encrypted: the publishers may use them through SNS. @default none */
+  readonly alertTopicKeyArns?: readonly string[];
   /**
    * The deployment's name in the metrics: POWERTOOLS_SERVICE_NAME of every function and task,
    * the `service` dimension the lag alarm and the dashboard read.
@@ -173,6 +182,13 @@ export class PgferryMigration extends Construct {
     });
     this.taskDefinitions = tasks.taskDefinitions;
     this.taskImage = tasks.taskImage;
+    grantAlertTopics({
+      alertTopicArns: props.alertTopicArns ?? [],
+      alertTopicKeyArns: props.alertTopicKeyArns ?? [],
+      functions: this.functions,
+      taskDefinitions: this.taskDefinitions,
+      ...(this.endpointSecurityGroup ? { endpoints: { vpc: this.vpc, securityGroup: this.endpointSecurityGroup } } : {}),
+    });
 
     this.stateMachine = new MigrationStateMachine(this, {
       definitionPath: props.definitionPath ?? migrationDefinitionPath,

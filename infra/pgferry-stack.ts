@@ -27,7 +27,10 @@ import { PgferryMigration, type PgferryMigrationProps } from './pgferry-migratio
  *   `vpcEndpoints` (default true: Secrets Manager, ECR, CloudWatch Logs and Step Functions
  *   interface endpoints and an S3 gateway endpoint); both ignored with `vpcId`;
  * - alerts: `alarmTopicArn` (an existing SNS topic) or a new encrypted topic, and
- *   `alarmEmails` (JSON list of addresses subscribed to it).
+ *   `alarmEmails` (JSON list of addresses subscribed to it);
+ * - per-migration alert topics: `alertTopicArns` (JSON list of SNS topic ARNs a spec's
+ *   alerts.snsTopicArn may name; the alerting functions and task may publish to them only) and
+ *   `alertTopicKmsKeyArns` (JSON list: the customer managed keys of those topics, if encrypted).
  * The outputs name the security groups of the functions and the tasks (allow them on the
  * databases), the operator function, the alarm topic and the dashboard.
  */
@@ -52,6 +55,8 @@ export class PgferryStack extends Stack {
       ...this.networkFromContext(context),
       alarmTopic: this.alarmTopicFromContext(stringFromContext(context('alarmTopicArn'), 'alarmTopicArn')),
       alarmEmails: listFromContext(context('alarmEmails'), 'alarmEmails', /^[^\s@]+@[^\s@]+$/, 'e-mail addresses'),
+      alertTopicArns: listFromContext(context('alertTopicArns'), 'alertTopicArns', SNS_TOPIC_ARN, 'SNS topic ARNs'),
+      alertTopicKeyArns: listFromContext(context('alertTopicKmsKeyArns'), 'alertTopicKmsKeyArns', KMS_KEY_ARN, 'KMS key ARNs'),
     });
     const migration = this.migration;
 
@@ -117,12 +122,15 @@ export class PgferryStack extends Stack {
 
   private alarmTopicFromContext(arn: string | undefined): sns.ITopic | undefined {
     if (arn === undefined) return undefined;
-    if (!/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+(\.fifo)?$/.test(arn)) {
+    if (!SNS_TOPIC_ARN.test(arn)) {
       throw new Error(`Context 'alarmTopicArn' must be an SNS topic ARN, got: ${arn}`);
     }
     return sns.Topic.fromTopicArn(this, 'AlarmTopic', arn);
   }
 }
+
+const SNS_TOPIC_ARN = /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+(\.fifo)?$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 
 // `-c key=value` on the command line always yields a string; cdk.json yields JSON values.
 function parseContext(value: unknown, key: string): unknown {

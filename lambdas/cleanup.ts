@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { cleanupStep } from '../engine/steps/cleanup.js';
 import { runInputOf } from '../engine/steps/validate-spec.js';
 import { describeFailure } from '../platform/aws/step-functions-failure.js';
+import { alertSinkFromEnvironment } from '../platform/alerts.js';
 import { parseSpec, type MigrationSpec } from '../engine/spec/index.js';
 import { lambdaHandler, specEvent } from './handler.js';
 
@@ -46,11 +47,13 @@ export const handler = lambdaHandler({
     if (!('detail' in event)) {
       // The pause records the cause as a person reads it, not a Lambda's error JSON.
       const { error, cause } = describeFailure(event.error);
-      return cleanupStep(event.spec, secrets, { Error: error, Cause: cause }, event.execution);
+      return cleanupStep(event.spec, secrets, { Error: error, Cause: cause }, event.execution, { alertSink: alertSinkFromEnvironment(), alertUnregistered: true });
     }
     const { status, executionArn } = event.detail;
     if (!event.spec) return { cleaned: false, reason: `execution ${executionArn} had no valid spec as input: it cannot have created anything` };
     const reason = status === 'TIMED_OUT' ? 'States.Timeout' : status === 'ABORTED' ? 'pgferry.Stopped' : 'pgferry.ExecutionFailed';
-    return cleanupStep(event.spec, secrets, { Error: reason, Cause: `The execution ${executionArn} ended ${status}.` }, executionArn);
+    return cleanupStep(event.spec, secrets, { Error: reason, Cause: `The execution ${executionArn} ended ${status}.` }, executionArn, {
+      alertSink: alertSinkFromEnvironment(),
+    });
   },
 });

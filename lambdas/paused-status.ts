@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { pausedStatusStep } from '../engine/steps/paused-status.js';
 import { metrics } from '../platform/aws/deployment.js';
+import { alertSinkFromEnvironment } from '../platform/alerts.js';
 import { metricsSinkFromEnvironment, retainedWalMetrics } from '../platform/observability.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets, waitBudgetSeconds, waitUpToSecondsInput } from './handler.js';
 
@@ -17,6 +18,7 @@ export const handler = lambdaHandler({
       execution,
       waitUpToSeconds: waitBudgetSeconds(waitUpToSeconds, context),
       ...(sink ? { onRetainedWal: retainedWalMetrics(sink) } : {}),
+      alertSink: alertSinkFromEnvironment(),
     });
   },
 });

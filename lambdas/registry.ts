@@ -21,6 +21,8 @@ export interface LambdaFunctionDefinition {
   readonly operator?: true;
   /** Rewrites the application's secret (cutover.switch): may read and put the stack's applicationSecretArns. */
   readonly switchesApplication?: true;
+  /** Publishes the migration's alerts to its alerts.snsTopicArn: may publish to the stack's alertTopicArns. */
+  readonly publishesAlerts?: true;
 }
 
 export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
@@ -89,6 +91,7 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     timeoutSeconds: 900,
     memoryMb: 256,
     needsDatabase: true,
+    publishesAlerts: true,
   },
   {
     name: 'Cutover',
@@ -140,6 +143,7 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     timeoutSeconds: 120,
     memoryMb: 256,
     needsDatabase: true,
+    publishesAlerts: true,
   },
   {
     name: 'PausedStatus',
@@ -148,6 +152,7 @@ export const lambdaFunctions: readonly LambdaFunctionDefinition[] = [
     timeoutSeconds: 900,
     memoryMb: 256,
     needsDatabase: true,
+    publishesAlerts: true,
   },
   {
     name: 'PlanResume',

@@ -1,4 +1,5 @@
 import { replicationStatusStep } from '../engine/steps/replication-status.js';
+import { alertSinkFromEnvironment } from '../platform/alerts.js';
 import { lambdaHandler, specEvent, specMigration, specSecrets, waitBudgetSeconds, waitUpToSecondsInput } from './handler.js';
 
 export const handler = lambdaHandler({
@@ -7,5 +8,5 @@ export const handler = lambdaHandler({
   secrets: specSecrets,
   migration: specMigration,
   handler: ({ spec, waitUpToSeconds }, { secrets, context }) =>
-    replicationStatusStep(spec, secrets, { waitUpToSeconds: waitBudgetSeconds(waitUpToSeconds, context) }),
+    replicationStatusStep(spec, secrets, { waitUpToSeconds: waitBudgetSeconds(waitUpToSeconds, context), alertSink: alertSinkFromEnvironment() }),
 });

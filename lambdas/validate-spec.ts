@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { validateSpecStep } from '../engine/steps/validate-spec.js';
+import { allowedAlertTopicsFromEnvironment } from '../platform/alerts.js';
 import { lambdaHandler } from './handler.js';
 
 export const handler = lambdaHandler({
@@ -11,5 +12,5 @@ export const handler = lambdaHandler({
     const name = run?.name ?? run?.spec?.name;
     return typeof name === 'string' ? name.slice(0, 64) : undefined;
   },
-  handler: ({ spec }) => validateSpecStep(spec),
+  handler: ({ spec }) => validateSpecStep(spec, { allowedAlertTopics: allowedAlertTopicsFromEnvironment() }),
 });

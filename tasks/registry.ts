@@ -10,6 +10,8 @@ export interface FargateTaskDefinition {
   readonly taskDefinitionPlaceholder: string;
   /** Name of the container in the task definition, as the ASL's ContainerOverrides name it. */
   readonly containerName: string;
+  /** Publishes the migration's alerts (retained WAL) to its alerts.snsTopicArn: may publish to the stack's alertTopicArns. */
+  readonly publishesAlerts?: true;
 }
 
 export const fargateTasks: readonly FargateTaskDefinition[] = [
@@ -17,7 +19,7 @@ export const fargateTasks: readonly FargateTaskDefinition[] = [
   { name: 'Copy', entry: 'tasks/copy.ts', taskDefinitionPlaceholder: 'CopyTaskDefinitionArn', containerName: 'pgferry' },
   { name: 'PostData', entry: 'tasks/post-data.ts', taskDefinitionPlaceholder: 'PostDataTaskDefinitionArn', containerName: 'pgferry' },
   { name: 'Compare', entry: 'tasks/compare.ts', taskDefinitionPlaceholder: 'CompareTaskDefinitionArn', containerName: 'pgferry' },
-  { name: 'Replicate', entry: 'tasks/replicate.ts', taskDefinitionPlaceholder: 'ReplicateTaskDefinitionArn', containerName: 'pgferry' },
+  { name: 'Replicate', entry: 'tasks/replicate.ts', taskDefinitionPlaceholder: 'ReplicateTaskDefinitionArn', containerName: 'pgferry', publishesAlerts: true },
 ];
 
 export function taskByPlaceholder(placeholder: string): FargateTaskDefinition | undefined {

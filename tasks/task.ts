@@ -11,6 +11,7 @@ import { parseNormalizedSpec, type MigrationSpec } from '../engine/spec/index.js
 import { messageOf, sleep } from '../engine/sql.js';
 import type { CallbackStepContext, TaskStepContext } from '../engine/steps/task.js';
 import { metricsSinkFromEnvironment, type MetricsSink } from '../platform/observability.js';
+import { alertSinkFromEnvironment } from '../platform/alerts.js';
 import { DefaultSecretsProvider } from '../platform/secrets/index.js';
 import { HeartbeatingTaskCallback, LOCAL_CALLBACK_ENV, taskCallbackFromEnvironment, type TaskCallback } from '../platform/task-callback.js';
 
@@ -70,6 +71,7 @@ export async function taskContext(task: string, env: NodeJS.ProcessEnv = process
     connectTarget,
     log: taskLog(task),
     metrics: metricsSinkFromEnvironment(migration, env),
+    alertSink: alertSinkFromEnvironment(env),
   };
 }
 

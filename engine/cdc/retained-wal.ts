@@ -144,6 +144,8 @@ export interface RetainedWalCheck {
   dropSlotAboveMaxRetainedWal: boolean;
   /** Told every reading (metrics); what it throws is ignored. */
   onReading?: (reading: RetainedWalReading) => void;
+  /** Told every reading with the control session: the migration's alert topic (engine/alerts/); never throws. */
+  alert?: (control: pg.Client, reading: RetainedWalReading) => Promise<void>;
 }
 
 /** One measurement with its assessment, for observers (metrics). */
@@ -190,6 +192,7 @@ export async function checkRetainedWal(source: pg.Client, control: pg.Client, ch
   } catch {
     // An observer never stops the migration.
   }
+  await check.alert?.(control, { ...wal, state });
   if (state === 'over' && check.dropSlotAboveMaxRetainedWal && check.maxRetainedWalBytes !== undefined && (wal.bytes ?? 0) > check.maxRetainedWalBytes) {
     throw new RetainedWalExceededError(
       `Replication slot ${wal.slotName} held back ${formatBytes(wal.bytes ?? 0)} of WAL on the source, above cdc.maxRetainedWal ` +

@@ -173,6 +173,19 @@ CREATE TABLE IF NOT EXISTS pgferry.events (
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_heartbeat_at timestamptz;
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_pid int;
 ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS runner_host text;
+-- Issue 15, item 4: the alerts sent to the migration's alerts.snsTopicArn (engine/alerts/), the
+-- last one per kind: a condition is alerted once per episode (an episode of a pause or a failure
+-- is the execution it happened in), again only once it ended and came back.
+CREATE TABLE IF NOT EXISTS pgferry.alerts (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  kind text NOT NULL,
+  episode text NOT NULL DEFAULT '',
+  active boolean NOT NULL,
+  subject text NOT NULL,
+  raised_at timestamptz NOT NULL DEFAULT now(),
+  resolved_at timestamptz,
+  PRIMARY KEY (migration, kind)
+);
 
 -- Schema changes captured on the source during CDC (issue 12, item 5): one row per change that
 -- concerned the migration, by its capture id on the source. 'applied' and 'skipped' are written in

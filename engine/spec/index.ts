@@ -17,10 +17,6 @@ export type EndpointSpec = MigrationSpec['source'];
  */
 export const specFeatureGate: readonly { path: string[]; when?: (value: unknown) => boolean; feature: string }[] = [
   { path: ['mapping'], feature: 'name mapping' },
-  {
-    path: ['alerts', 'snsTopicArn'],
-    feature: "per-migration alert topics (until then the deployment's alarm topic receives every alarm)",
-  },
 ];
 
 function valueAt(input: unknown, path: string[]): { found: boolean; value?: unknown } {

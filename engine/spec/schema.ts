@@ -329,7 +329,9 @@ const alertsSchema = z
       .string()
       .regex(SNS_TOPIC_ARN, { error: 'must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)' })
       .optional()
-      .describe('SNS topic that receives alerts (not supported yet: the deployment\'s alarm topic receives every alarm).'),
+      .describe(
+        'SNS topic that receives this migration\'s alerts: lag over lagThresholdSeconds (and back under), a failure, a pause, retained WAL over cdc.maxRetainedWal or near max_slot_wal_keep_size (and back under); each once per episode. On AWS the topic must be in the deployment\'s alertTopicArns context; locally the alerts are printed and recorded as events.',
+      ),
   })
   .describe('Alerts.');
 

@@ -11,6 +11,8 @@ import { findMigration, recordEvent, setPhase, type MigrationState } from '../co
 import { liftFence, writeThroughFence } from '../cutover/fence.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { dropMigrationOrigins } from '../cutover/reverse.js';
+import { alertsOf, type AlertSink } from '../alerts/index.js';
+import { failureAlert, pauseAlert } from '../alerts/messages.js';
 import { usesCdc, withSides } from './sides.js';
 
 export interface CleanupResult {
@@ -26,9 +28,20 @@ export interface CleanupResult {
 
 type Failure = { Error?: string; Cause?: string };
 
+/** The error of a stopped execution (platform/aws/deployment.ts, stopFailure). */
+const STOPPED = 'pgferry.Stopped';
+
 export interface CleanupOptions {
   /** Abandon the run: fail it and drop its slot and publication even when it could pause (pgferry stop --drop). */
   abandon?: boolean;
+  /** Where the failure and pause alerts of alerts.snsTopicArn go (SNS on AWS); without one they are only recorded as events. */
+  alertSink?: AlertSink;
+  /**
+   * Alert the failure of an execution that never registered its run (ValidateSpec, Precheck, a
+   * refusal): the workflow's Cleanup state only, which runs once per execution; nothing records
+   * such an alert, so the rule on the execution's end must not send it again.
+   */
+  alertUnregistered?: boolean;
 }
 
 /** Runs cleanup actions one by one, collecting what failed instead of stopping. */
@@ -62,12 +75,19 @@ export async function cleanupStep(
   secrets: SecretsProvider,
   failure: Failure,
   execution?: string,
-  { abandon = false }: CleanupOptions = {},
+  { abandon = false, alertSink, alertUnregistered = false }: CleanupOptions = {},
 ): Promise<CleanupResult> {
   const attempts = new Attempts();
   const run: RunOnTarget = { owned: false, fenced: false, paused: false };
   await attempts.attempt('control schema', () => settleRunOnTarget(spec, secrets, failure, execution, abandon, run));
-  if (run.skip) return { cleaned: false, paused: run.paused, reason: run.skip };
+  if (run.skip) {
+    // A stop (pgferry stop, StopExecution) is a person's decision, not a condition to alert.
+    if (!run.owned && alertUnregistered && failure.Error !== STOPPED) {
+      const text = failureAlert(spec, { error: failure.Error ?? 'error', cause: failure.Cause ?? '' });
+      await alertsOf(spec, alertSink)?.sendUnrecorded(text, 'failure');
+    }
+    return { cleaned: false, paused: run.paused, reason: run.skip };
+  }
   if (execution !== undefined && !run.owned) {
     // Unverified, the slot may be another run's: a live migration must never lose it.
     return {
@@ -93,6 +113,7 @@ export async function cleanupStep(
       await attempts.attempt('control schema', () => withSides(spec, secrets, { target: true }, ({ target }) => recordFence(target, spec.name, false)));
     }
   }
+  if (run.alert) await alertStop(spec, secrets, run.alert, slot, alertSink);
   const { problems } = attempts;
   return {
     cleaned: problems.length === 0,
@@ -112,6 +133,8 @@ interface RunOnTarget {
   fenced: boolean;
   /** The run is (now) paused. */
   paused: boolean;
+  /** The run paused or failed here: alerted once the slot is settled. */
+  alert?: { kind: 'pause' | 'failure'; episode: string; error: string; cause: string; phase: string };
 }
 
 /** A run that streams changes and has registered its slot pauses instead of failing. */
@@ -152,10 +175,13 @@ async function settleRunOnTarget(
     }
     const replication = await readReplicationStatus(target, spec.name);
     run.fenced = replication?.fenced ?? false;
+    // A pause or a failure is one episode per execution: the Cleanup state and the rule on the execution's end alert it once.
+    const stopped = { episode: execution ?? state.execution ?? 'local', error: failure.Error ?? 'error', cause: failure.Cause ?? '', phase: state.phase };
     if (!abandon && canPause(spec, state, replication !== undefined)) {
       if (state.phase !== 'paused') {
         await setPhase(target, spec.name, 'paused', failureText(failure));
         await recordEvent(target, spec.name, 'warn', `paused (${failure.Error ?? 'error'}): the slot is kept; continue with pgferry resume, or abandon with pgferry stop --drop`);
+        run.alert = { kind: 'pause', ...stopped };
       }
       run.paused = true;
       return;
@@ -163,6 +189,8 @@ async function settleRunOnTarget(
     if (state.phase !== 'failed') {
       await setPhase(target, spec.name, 'failed', abandon && state.phase === 'paused' && state.error ? `abandoned while paused; ${state.error}` : failureText(failure));
       await recordEvent(target, spec.name, 'error', abandon ? 'abandoned: the slot and publication are dropped' : `${failure.Error ?? 'error'}`);
+      // Abandoning is a person's decision, not a condition to alert.
+      if (!abandon) run.alert = { kind: 'failure', ...stopped };
     }
   });
 }
@@ -175,4 +203,19 @@ async function releaseSource(spec: MigrationSpec, secrets: SecretsProvider, { fe
     if (!keepSlot) return dropSlotAndPublication(source, replicationNames(spec));
     return undefined;
   });
+}
+
+/** Sends the pause or failure alert of alerts.snsTopicArn (best effort: a cleanup never fails for an alert). */
+async function alertStop(
+  spec: MigrationSpec,
+  secrets: SecretsProvider,
+  { kind, episode, ...stop }: NonNullable<RunOnTarget['alert']>,
+  slot: { slotDropped: boolean } | undefined,
+  sink: AlertSink | undefined,
+): Promise<void> {
+  const alerts = alertsOf(spec, sink);
+  if (!alerts) return;
+  const slotOutcome = slot?.slotDropped ? 'dropped' : usesCdc(spec) && spec.cdc.keepSlotOnFailure ? 'kept' : 'none';
+  const text = kind === 'pause' ? pauseAlert(spec, stop) : failureAlert(spec, { ...stop, slot: slotOutcome });
+  await withSides(spec, secrets, { target: true }, ({ target }) => alerts.raise(target, kind, text, episode)).catch(() => undefined);
 }

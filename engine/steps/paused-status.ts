@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { checkRetainedWal, dropSlotOverRetainedWal, RetainedWalExceededError, type RetainedWalReading } from '../cdc/retained-wal.js';
 import { RETAINED_WAL_INTERVAL_MS } from '../cdc/heartbeat.js';
 import { replicationNames } from '../cdc/slot.js';
+import type { AlertSink } from '../alerts/index.js';
 import type { SecretsProvider } from '../connect/index.js';
 import { migrationState } from '../control/index.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -32,6 +33,8 @@ export interface PausedStatusOptions {
   waitUpToSeconds?: number;
   /** Told each retained-WAL reading (metrics). */
   onRetainedWal?: (reading: RetainedWalReading) => void;
+  /** Where the retained-WAL alerts of alerts.snsTopicArn go (SNS on AWS); without one they are only recorded as events. */
+  alertSink?: AlertSink;
 }
 
 const POLL_MS = 2_000;
@@ -45,7 +48,7 @@ export async function pausedStatusStep(spec: MigrationSpec, secrets: SecretsProv
       for (;;) {
         if (usesCdc(spec) && Date.now() - measuredAt >= RETAINED_WAL_INTERVAL_MS) {
           measuredAt = Date.now();
-          status.retainedWalBytes = await measure(spec, source, target, options.onRetainedWal);
+          status.retainedWalBytes = await measure(spec, source, target, options);
         }
         status = { ...(await decide(spec, target, options.execution)), retainedWalBytes: status.retainedWalBytes };
         if (status.action !== 'wait' || Date.now() + POLL_MS > deadline) return;
@@ -70,9 +73,9 @@ async function decide(spec: MigrationSpec, target: pg.Client, execution: string)
 }
 
 /** Measures and records the retained WAL; drops the slot (failing the run) only when the spec asked for it. */
-async function measure(spec: MigrationSpec, source: pg.Client, target: pg.Client, onReading?: (reading: RetainedWalReading) => void): Promise<number | null> {
+async function measure(spec: MigrationSpec, source: pg.Client, target: pg.Client, { onRetainedWal, alertSink }: PausedStatusOptions): Promise<number | null> {
   try {
-    return (await checkRetainedWal(source, target, retainedWalCheckOf({ migration: spec.name, spec }, onReading))).bytes;
+    return (await checkRetainedWal(source, target, retainedWalCheckOf({ migration: spec.name, spec, alertSink }, onRetainedWal))).bytes;
   } catch (error) {
     if (!(error instanceof RetainedWalExceededError)) return null;
     await dropSlotOverRetainedWal(source, target, { migration: spec.name, ...replicationNames(spec) }, error);

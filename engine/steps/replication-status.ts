@@ -8,6 +8,8 @@ import { ReplicationFailedError } from '../cdc/replicator.js';
 import { readReplicationStatus, type ReplicationStatusRow } from '../control/index.js';
 import type { SecretsProvider } from '../connect/index.js';
 import { migrationState } from '../control/index.js';
+import { alertsOf, type AlertSink, type MigrationAlerts } from '../alerts/index.js';
+import { lagAlert, lagResolvedAlert } from '../alerts/messages.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { sleep } from '../sql.js';
@@ -87,16 +89,21 @@ const DRAINING_POLL_MS = 100;
  * 25,000, so on AWS one turn must span minutes, not seconds (at 14 minutes a turn, about 27
  * days of replication).
  */
-export async function replicationStatusStep(spec: MigrationSpec, secrets: SecretsProvider, { waitUpToSeconds = 0 } = {}) {
+export async function replicationStatusStep(
+  spec: MigrationSpec,
+  secrets: SecretsProvider,
+  { waitUpToSeconds = 0, alertSink }: { waitUpToSeconds?: number; alertSink?: AlertSink } = {},
+) {
   const deadline = Date.now() + waitUpToSeconds * 1000;
+  const alerts = alertsOf(spec, alertSink);
   return withSides(spec, secrets, { target: true }, async ({ target }) => {
-    let decision = await decide(spec, target);
+    let decision = await decide(spec, target, { alerts });
     for (;;) {
       const poll = decision.draining ? DRAINING_POLL_MS : decision.cutoverRequested ? CUTOVER_REQUESTED_POLL_MS : STATUS_POLL_MS;
       if (decision.action !== 'wait' || Date.now() + poll > deadline) break;
       await sleep(poll);
       try {
-        decision = await decide(spec, target, { waiting: true });
+        decision = await decide(spec, target, { waiting: true, alerts });
       } catch (error) {
         // The target went away while we waited (failover, restart): answer "wait"; the next
         // turn of the loop connects again, within the retry window.
@@ -109,12 +116,27 @@ export async function replicationStatusStep(spec: MigrationSpec, secrets: Secret
 }
 
 /** The decision, unless the run was paused (pgferry stop: the loop ends, and the run waits in its paused loop), or, `waiting`, it ended meanwhile. */
-async function decide(spec: MigrationSpec, target: pg.Client, { waiting = false } = {}): Promise<ReplicationDecision> {
+async function decide(spec: MigrationSpec, target: pg.Client, { waiting = false, alerts }: { waiting?: boolean; alerts?: MigrationAlerts } = {}): Promise<ReplicationDecision> {
   const state = await migrationState(target, spec.name);
   const phase = state?.phase;
   if (phase === 'paused') throw new ReplicationFailedError(`Migration ${spec.name} was paused: ${state!.error ?? 'pgferry stop'}`);
   if (waiting && (phase === 'failed' || phase === 'done' || phase === undefined)) {
     throw new ReplicationFailedError(`Migration ${spec.name} ${phase ? 'was marked failed' : 'is no longer registered'} while its CDC loop waited.`);
   }
-  return replicationDecision(spec, await readReplicationStatus(target, spec.name));
+  const decision = replicationDecision(spec, await readReplicationStatus(target, spec.name));
+  if (alerts) await alertLag(spec, target, alerts, decision);
+  return decision;
+}
+
+/**
+ * Raises the lag alert once the lag is over alerts.lagThresholdSeconds, and resolves it once it
+ * is back under. Only on a fresh heartbeat: a silent streamer's last lag is no current figure
+ * (the workflow restarts it, and past the retry window the run pauses, which is alerted).
+ */
+async function alertLag(spec: MigrationSpec, target: pg.Client, alerts: MigrationAlerts, decision: ReplicationDecision): Promise<void> {
+  const { lagSeconds, heartbeatAgeSeconds } = decision;
+  if (lagSeconds === null || heartbeatAgeSeconds === null || heartbeatAgeSeconds > spec.cdc.heartbeatTimeoutSeconds) return;
+  const figures = { lagSeconds, lagBytes: decision.lagBytes, appliedLsn: decision.appliedLsn, rowsApplied: decision.rowsApplied };
+  if (lagSeconds > spec.alerts.lagThresholdSeconds) await alerts.raise(target, 'lag', lagAlert(spec, figures));
+  else await alerts.resolve(target, 'lag', lagResolvedAlert(spec, figures));
 }

@@ -80,11 +80,11 @@ export async function withReplicationControl(
 
 /** Streams and applies from the slot until cutover has drained, or `signal` stops it. */
 export async function streamChanges(
-  { migration, spec, connectSource, connectTarget, log }: CallbackStepContext,
+  { migration, spec, connectSource, connectTarget, log, alertSink }: CallbackStepContext,
   streamConfig: StreamConfig,
   { signal, onHeartbeat, onRetainedWal, retainedWalIntervalMs }: Pick<ReplicationStepOptions, 'signal' | 'onHeartbeat' | 'onRetainedWal' | 'retainedWalIntervalMs'>,
 ): Promise<void> {
-  const context = { migration, spec, connectSource, connectTarget, log };
+  const context = { migration, spec, connectSource, connectTarget, log, alertSink };
   const { slotName, publicationName } = replicationNames(spec);
   const end = await runReplicator({
     migration,
@@ -105,7 +105,7 @@ export async function streamChanges(
     log,
     signal,
     onHeartbeat,
-    retainedWal: { ...retainedWalOptions(spec, onRetainedWal), intervalMs: retainedWalIntervalMs },
+    retainedWal: { ...retainedWalOptions(spec, onRetainedWal, alertSink, log), intervalMs: retainedWalIntervalMs },
     ...(spec.cutover.reverse ? { origin: forwardOrigin(spec) } : {}),
     // Always on, with or without limits in the spec: pgferry throttle may set one while it streams.
     flow: { rowsPerSecond: spec.cdc.maxRowsPerSecond, bytesPerSecond: spec.cdc.maxBytesPerSecond },

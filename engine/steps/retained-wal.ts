@@ -15,22 +15,47 @@ import {
   type RetainedWalReading,
 } from '../cdc/retained-wal.js';
 import { replicationNames } from '../cdc/slot.js';
+import { alertsOf, type AlertSink } from '../alerts/index.js';
+import { retainedWalAlert, retainedWalResolvedAlert } from '../alerts/messages.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { messageOf } from '../sql.js';
 import type { TaskStepContext } from './task.js';
 
-/** What the spec asks of the slot's retained WAL, for checkRetainedWal (without the migration and slot). */
-export function retainedWalOptions(spec: Pick<MigrationSpec, 'cdc'>, onReading?: (reading: RetainedWalReading) => void) {
+/**
+ * What the spec asks of the slot's retained WAL, for checkRetainedWal (without the migration and
+ * slot); with alerts.snsTopicArn, its crossings of the threshold are alerted (to `alertSink`).
+ */
+export function retainedWalOptions(
+  spec: Pick<MigrationSpec, 'name' | 'mode' | 'cdc' | 'alerts'>,
+  onReading?: (reading: RetainedWalReading) => void,
+  alertSink?: AlertSink,
+  log?: (message: string) => void,
+) {
+  const alert = retainedWalAlerting(spec, alertSink, log);
   return {
     ...(spec.cdc.maxRetainedWal !== undefined ? { maxRetainedWalBytes: spec.cdc.maxRetainedWal } : {}),
     dropSlotAboveMaxRetainedWal: spec.cdc.dropSlotAboveMaxRetainedWal,
     ...(onReading ? { onReading } : {}),
+    ...(alert ? { alert } : {}),
   };
 }
 
 /** The migration's check of its slot, from the spec. */
-export function retainedWalCheckOf({ migration, spec }: Pick<TaskStepContext, 'migration' | 'spec'>, onReading?: (reading: RetainedWalReading) => void): RetainedWalCheck {
-  return { migration, slotName: replicationNames(spec).slotName, ...retainedWalOptions(spec, onReading) };
+export function retainedWalCheckOf(
+  { migration, spec, alertSink, log }: Pick<TaskStepContext, 'migration' | 'spec'> & Partial<Pick<TaskStepContext, 'alertSink' | 'log'>>,
+  onReading?: (reading: RetainedWalReading) => void,
+): RetainedWalCheck {
+  return { migration, slotName: replicationNames(spec).slotName, ...retainedWalOptions(spec, onReading, alertSink, log) };
+}
+
+/** The retained-WAL alert (over the threshold, lost; resolved once back under), or undefined without an alert topic. */
+function retainedWalAlerting(spec: Pick<MigrationSpec, 'name' | 'mode' | 'cdc' | 'alerts'>, sink?: AlertSink, log?: (message: string) => void): RetainedWalCheck['alert'] {
+  const alerts = alertsOf(spec, sink, log);
+  if (!alerts) return undefined;
+  return (control, reading) =>
+    reading.state === 'ok'
+      ? alerts.resolve(control, 'retained-wal', retainedWalResolvedAlert(spec, reading))
+      : alerts.raise(control, 'retained-wal', retainedWalAlert(spec, reading, reading.state, spec.cdc.maxRetainedWal));
 }
 
 /**

@@ -5,6 +5,7 @@
  * so the steps import nothing from platform/ or the AWS SDK.
  */
 import type pg from 'pg';
+import type { AlertSink } from '../alerts/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 
 export interface TaskStepContext {
@@ -14,6 +15,8 @@ export interface TaskStepContext {
   connectSource: () => Promise<pg.Client>;
   connectTarget: () => Promise<pg.Client>;
   log: (message: string) => void;
+  /** Where the migration's alerts go (alerts.snsTopicArn; SNS on AWS); without one they are only recorded as events. */
+  alertSink?: AlertSink;
 }
 
 /** How a step reports its result to the workflow that waits for it. */

@@ -8,7 +8,7 @@
  * execution before its history grows too long (ContinueAsNew).
  */
 import { PgferryError } from '../errors.js';
-import { parseSpec } from '../spec/index.js';
+import { parseSpec, SpecInvalidError } from '../spec/index.js';
 
 /** What an execution was started with: the spec as given, and its run options. */
 export interface RunInput {
@@ -39,11 +39,35 @@ export function runInputOf(input: unknown): RunInput {
   return { spec, resume: (resume as boolean) || continues !== null, force: force as boolean, continues: continues as string | null };
 }
 
+export interface ValidateSpecOptions {
+  /**
+   * The alert topics the deployment may publish to (its `alertTopicArns` context, given to the
+   * function in its environment); undefined where nothing restricts them (local runs).
+   */
+  allowedAlertTopics?: readonly string[];
+}
+
 /** Every problem of the spec, and what has not landed yet, is one SpecInvalid error. */
-export async function validateSpecStep(input: unknown) {
+export async function validateSpecStep(input: unknown, { allowedAlertTopics }: ValidateSpecOptions = {}) {
   const run = runInputOf(input);
   // loop.turns counts the turns of the CDC and paused loops, which continue as a new execution past a bound.
   // A continuation carries the spec as this step normalized it (defaults filled in): the feature gate judges only what a person wrote.
   const spec = parseSpec(run.spec, run.continues ? { featureGate: false } : undefined);
+  // A continuation goes on with the topic its run was started with.
+  if (!run.continues && allowedAlertTopics) assertAlertTopicAllowed(spec.alerts.snsTopicArn, allowedAlertTopics);
   return { spec, resume: run.resume, force: run.force, continues: run.continues, loop: { turns: 0 } };
+}
+
+/** Refuses an alert topic the deployment may not publish to: its functions and tasks get sns:Publish on the listed topics only. */
+export function assertAlertTopicAllowed(topicArn: string | undefined, allowed: readonly string[]): void {
+  if (topicArn === undefined || allowed.includes(topicArn)) return;
+  const listed = allowed.length > 0 ? `it may publish to ${allowed.join(', ')}` : 'it may publish to none';
+  throw new SpecInvalidError([
+    {
+      path: 'alerts.snsTopicArn',
+      message:
+        `this deployment may not publish to ${topicArn} (${listed}): add the topic to the stack's context "alertTopicArns" ` +
+        `(cdk deploy -c 'alertTopicArns=["${topicArn}"]', or the list in cdk.json) and deploy again, or name one of those topics`,
+    },
+  ]);
 }

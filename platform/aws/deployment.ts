@@ -55,6 +55,19 @@ export const metrics = {
 } as const;
 
 /**
+ * Issue 15, item 4, the per-migration alert topic: the environment the construct gives the
+ * functions and tasks that publish a migration's alerts to its alerts.snsTopicArn
+ * (`publish` = `sns`), and ValidateSpec the topics the deployment may publish to (a JSON list,
+ * the stack's `alertTopicArns` context), so a spec naming another topic is refused at once.
+ */
+export const alertEnvironment = {
+  publish: { name: 'PGFERRY_ALERTS', sns: 'sns' },
+  allowedTopics: 'PGFERRY_ALERT_TOPIC_ARNS',
+  /** The stack's context key (infra/pgferry-stack.ts) that lists them. */
+  contextKey: 'alertTopicArns',
+} as const;
+
+/**
  * What the CLI asks of the Operator function. `spec` is the execution's input. `cleanup` ends the
  * run that `execution` registered (needed by it, and only that run is touched) as the stack's
  * cleanup rule would have: `pgferry stop` of an execution that ended while its run stayed

@@ -21,8 +21,16 @@ const secretArns = ['arn:aws:secretsmanager:eu-west-1:123456789012:secret:pgferr
 
 const variants: [string, Record<string, unknown>][] = [
   ['a new VPC (the default)', {}],
-  ['a new VPC without NAT gateway and with secrets', { natGateways: 0, secretArns }],
-  ['an existing VPC, security groups and alarm topic', { ...existingVpc, secretArns }],
+  ['a new VPC without NAT gateway, with secrets and an alert topic (its SNS endpoint)', { natGateways: 0, secretArns, alertTopicArns: ['arn:aws:sns:eu-west-1:123456789012:shop-alerts'] }],
+  [
+    'an existing VPC, security groups and alarm topic, and per-migration alert topics',
+    {
+      ...existingVpc,
+      secretArns,
+      alertTopicArns: ['arn:aws:sns:eu-west-1:123456789012:shop-alerts'],
+      alertTopicKmsKeyArns: ['arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'],
+    },
+  ],
 ];
 
 const summary = (report: PolicyValidationPluginReport) =>

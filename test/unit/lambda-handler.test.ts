@@ -315,9 +315,9 @@ describe('the Lambdas of the workflow', () => {
     const { handler } = await import('../../lambdas/validate-spec.js');
     const result = (await handler({ spec: spec() }, runnerContext())) as { spec: { mode: string; alerts: { lagThresholdSeconds: number } } };
     expect(result.spec).toMatchObject({ mode: 'full', alerts: { lagThresholdSeconds: 300 } });
-    await expect(handler({ spec: spec({ alerts: { snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:t' } }) }, runnerContext())).rejects.toMatchObject({
+    await expect(handler({ spec: spec({ mode: 'ful' }) }, runnerContext())).rejects.toMatchObject({
       name: 'SpecInvalid',
-      message: expect.stringContaining('alerts.snsTopicArn: not supported yet'),
+      message: expect.stringContaining('  - mode: '),
     });
     expect(fetchedIds()).toEqual([]);
   });

@@ -253,11 +253,11 @@ describe('invalid specs', () => {
       name: 'x',
       mode: 'ful',
       cdc: { retryWindowMinutes: 0 },
-      alerts: { snsTopicArn: 'arn:aws:sns:us-east-1:123456789012:alerts' },
+      mapping: {},
       source: { secret: 'env:A' },
       target: { secret: 'nope' },
     });
-    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'alerts.snsTopicArn']);
+    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'mapping']);
   });
 
   it.each([null, 'spec', 42, [minimal]])('rejects the non-object %j', (input) => {
@@ -277,17 +277,9 @@ describe('feature gate', () => {
     expectOneProblem(problemsOf({ ...minimal, alerts: { lagThresholdSeconds: 0 } }), 'alerts.lagThresholdSeconds', 'at least 1');
   });
 
-  it("rejects alerts.snsTopicArn: the deployment's alarm topic receives every alarm until per-migration topics land", () => {
-    const problems = problemsOf({ ...minimal, alerts: { lagThresholdSeconds: 60, snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-alerts' } });
-    expect(problems).toEqual([
-      {
-        path: 'alerts.snsTopicArn',
-        message:
-          "not supported yet: alerts.snsTopicArn lands with per-migration alert topics (until then the deployment's alarm topic receives every alarm)",
-      },
-    ]);
-    // A normalized spec (later states, and reading-only checks) is not gated.
-    expect(validateSpec({ ...minimal, alerts: { snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-alerts' } }, { featureGate: false }).ok).toBe(true);
+  it('accepts alerts.snsTopicArn, the per-migration alert topic (issue 15, item 4)', () => {
+    const spec = parseSpec({ ...minimal, alerts: { lagThresholdSeconds: 60, snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-alerts' } });
+    expect(spec.alerts).toEqual({ lagThresholdSeconds: 60, snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:pgferry-alerts' });
   });
 
   it.each(['full+cdc', 'cdc'])('accepts mode %s with its cdc and cutover sections', (mode) => {
