@@ -1,9 +1,8 @@
 /**
  * The per-migration alert topic (issue 15, item 4) without a database: the SNS publisher (the
- * request it signs and sends: topic, region, subject and body, and never a secret), the texts,
- * which sink the environment picks, and ValidateSpec on AWS refusing a topic the deployment may
- * not publish to. SNS itself is a fake HTTP endpoint (@aws-sdk/client-sns is not a dependency,
- * so aws-sdk-client-mock has no client to mock).
+ * request it sends: topic, region, subject and body, and never a secret), the texts, which sink
+ * the environment picks, and ValidateSpec on AWS refusing a topic the deployment may not publish
+ * to. SNS is mocked (aws-sdk-client-mock).
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { alertSubject, type Alert } from '../../engine/alerts/index.js';
@@ -12,11 +11,12 @@ import { parseSpec } from '../../engine/spec/index.js';
 import { validateSpecStep } from '../../engine/steps/validate-spec.js';
 import { alertSinkFromEnvironment, allowedAlertTopicsFromEnvironment, localAlertSink, setLocalAlertPrinter } from '../../platform/alerts.js';
 import { alertEnvironment } from '../../platform/aws/deployment.js';
-import { SnsAlertSink, type FetchLike } from '../../platform/aws/sns.js';
+import { SnsAlertSink } from '../../platform/aws/sns.js';
+import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
+import { mockClient } from 'aws-sdk-client-mock';
 
 const TOPIC = 'arn:aws:sns:eu-west-1:123456789012:shop-alerts';
 const SOURCE_SECRET = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:shop/source-AbCdEf';
-const credentials = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', sessionToken: 'session-token-example' };
 
 /** The spec as a person writes it, and as ValidateSpec normalizes it. */
 const written = {
@@ -37,67 +37,53 @@ const alert = (overrides: Partial<Alert> = {}): Alert => ({
   ...overrides,
 });
 
-/** A fake SNS endpoint: records each request, answers `status` with `body`. */
-function fakeSns(status = 200, body = '<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult></PublishResponse>') {
-  const requests: { url: string; headers: Record<string, string>; body: URLSearchParams; raw: string }[] = [];
-  const fetch: FetchLike = async (url, init) => {
-    requests.push({ url, headers: init.headers, body: new URLSearchParams(init.body), raw: `${JSON.stringify(init.headers)}\n${init.body}` });
-    return { status, text: async () => body };
-  };
-  return { fetch, requests };
-}
-
 describe('the SNS publisher', () => {
-  it('publishes the alert to its topic, in the topic\'s region, signed with the role\'s credentials', async () => {
-    const sns = fakeSns();
-    await new SnsAlertSink({ credentials, fetch: sns.fetch }).publish(alert());
-    expect(sns.requests).toHaveLength(1);
-    const [request] = sns.requests;
-    expect(request!.url).toBe('https://sns.eu-west-1.amazonaws.com/');
-    expect(Object.fromEntries(request!.body)).toMatchObject({
-      Action: 'Publish',
-      Version: '2010-03-31',
+  const sns = mockClient(SNSClient);
+  afterEach(() => sns.reset());
+
+  it("publishes the alert to its topic, in the topic's region, with the migration, kind and state as attributes", async () => {
+    sns.on(PublishCommand).resolves({ MessageId: 'm-1' });
+    await new SnsAlertSink().publish(alert());
+    const calls = sns.commandCalls(PublishCommand);
+    expect(calls).toHaveLength(1);
+    const input = calls[0]!.args[0].input;
+    expect(await sns.call(0).thisValue.config.region()).toBe('eu-west-1');
+    expect(input).toMatchObject({
       TopicArn: TOPIC,
       Subject: 'pgferry shop: replication lag 125 s, over 60 s',
-      'MessageAttributes.entry.1.Value.StringValue': 'shop',
-      'MessageAttributes.entry.2.Value.StringValue': 'lag',
-      'MessageAttributes.entry.3.Value.StringValue': 'raised',
+      MessageAttributes: {
+        migration: { DataType: 'String', StringValue: 'shop' },
+        kind: { DataType: 'String', StringValue: 'lag' },
+        state: { DataType: 'String', StringValue: 'raised' },
+      },
     });
-    const message = request!.body.get('Message')!;
-    expect(message).toContain('Migration shop (mode full+cdc): change data capture is 125 s behind the source (50.0 MB of WAL not yet applied)');
-    expect(message).toContain('above alerts.lagThresholdSeconds (60 s)');
-    expect(message).toContain('What to do');
-    expect(request!.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/sns\/aws4_request, SignedHeaders=\S*host\S*, Signature=[0-9a-f]{64}$/);
-    expect(request!.headers['x-amz-security-token']).toBe('session-token-example');
-    // Nothing secret travels: not the key the request is signed with, not a secret's ARN of the spec.
-    expect(request!.raw).not.toContain(credentials.secretAccessKey);
-    expect(request!.raw).not.toContain(SOURCE_SECRET);
+    expect(input.Message).toContain('Migration shop (mode full+cdc): change data capture is 125 s behind the source (50.0 MB of WAL not yet applied)');
+    expect(input.Message).toContain('above alerts.lagThresholdSeconds (60 s)');
+    expect(input.Message).toContain('What to do');
+    // Nothing secret travels: not a secret's ARN of the spec.
+    expect(JSON.stringify(input)).not.toContain(SOURCE_SECRET);
   });
 
-  it('gives a FIFO topic its message group (the migration) and a deduplication id', async () => {
-    const sns = fakeSns();
-    await new SnsAlertSink({ credentials, fetch: sns.fetch }).publish(alert({ topicArn: 'arn:aws-cn:sns:cn-north-1:123456789012:shop.fifo' }));
-    expect(sns.requests[0]!.url).toBe('https://sns.cn-north-1.amazonaws.com.cn/');
-    expect(sns.requests[0]!.body.get('MessageGroupId')).toBe('shop');
-    expect(sns.requests[0]!.body.get('MessageDeduplicationId')).toMatch(/^[0-9a-f]{64}$/);
+  it('gives a FIFO topic its message group (the migration) and a deduplication id, in its own region', async () => {
+    sns.on(PublishCommand).resolves({ MessageId: 'm-2' });
+    await new SnsAlertSink().publish(alert({ topicArn: 'arn:aws-cn:sns:cn-north-1:123456789012:shop.fifo' }));
+    const input = sns.commandCalls(PublishCommand)[0]!.args[0].input;
+    expect(await sns.call(0).thisValue.config.region()).toBe('cn-north-1');
+    expect(input.MessageGroupId).toBe('shop');
+    expect(input.MessageDeduplicationId).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('gives up on an SNS that does not answer, saying what the subnets may lack', async () => {
-    const silent: FetchLike = async () => {
-      throw Object.assign(new Error('The operation was aborted due to timeout'), { name: 'TimeoutError' });
-    };
-    await expect(new SnsAlertSink({ credentials, fetch: silent }).publish(alert())).rejects.toThrow(
+    sns.on(PublishCommand).rejects(Object.assign(new Error('The operation was aborted due to timeout'), { name: 'TimeoutError' }));
+    await expect(new SnsAlertSink().publish(alert())).rejects.toThrow(
       'Publishing to SNS topic shop-alerts failed: no answer within 10 s (can the subnets reach SNS: a NAT gateway or an SNS VPC endpoint?)',
     );
   });
 
   it("says which topic refused and SNS's reason", async () => {
-    const sns = fakeSns(
-      403,
-      '<ErrorResponse><Error><Type>Sender</Type><Code>AuthorizationError</Code><Message>User is not authorized to perform: SNS:Publish</Message></Error></ErrorResponse>',
-    );
-    await expect(new SnsAlertSink({ credentials, fetch: sns.fetch }).publish(alert())).rejects.toThrow(
-      'Publishing to SNS topic shop-alerts failed: SNS answered HTTP 403 AuthorizationError: User is not authorized to perform: SNS:Publish',
+    sns.on(PublishCommand).rejects(Object.assign(new Error('User is not authorized to perform: SNS:Publish'), { name: 'AuthorizationErrorException' }));
+    await expect(new SnsAlertSink().publish(alert())).rejects.toThrow(
+      'Publishing to SNS topic shop-alerts failed: AuthorizationErrorException: User is not authorized to perform: SNS:Publish',
     );
   });
 });
