@@ -359,7 +359,7 @@ describe('the Lambdas of the workflow', () => {
     const { handler } = await import('../../lambdas/operate.js');
     await expect(handler({ action: 'drop', spec: spec() }, runnerContext())).rejects.toMatchObject({
       name: 'pgferry.InvalidInput',
-      message: expect.stringContaining('  - action: must be one of "status", "cutover", "cleanup", "fallback", "finish" (got "drop")'),
+      message: expect.stringContaining('  - action: must be one of "status", "cutover", "cleanup", "fallback", "finish", "throttle" (got "drop")'),
     });
     const error = await failureOf(handler({ action: 'status', spec: spec() }, runnerContext()));
     expect(error).toMatchObject({ name: 'pgferry.Unreachable' });
