@@ -14,6 +14,7 @@ import { checkReverse } from './reverse.js';
 import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { checkSecurity } from './security.js';
 import { checkFencePrivileges } from './fence.js';
+import { checkCdcFilters } from './filters.js';
 import { replicationNames } from '../cdc/slot.js';
 import {
   checkNotMigrated,
@@ -318,6 +319,9 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
         checks.push(source.facts ? await check(source.facts) : skipped(id, 'no connection to the source'));
       }
       checks.push(source.facts ? await checkReplicaIdentity(source.facts, spec.objects) : skipped('source.replica_identity', 'no connection to the source'));
+      checks.push(
+        source.facts ? await guarded('source.filter_identity', () => checkCdcFilters(source.facts!.client, spec.objects)) : skipped('source.filter_identity', 'no connection to the source'),
+      );
       checks.push(
         source.facts
           ? await checkDdlCapture({ client: source.facts.client, user: source.facts.endpoint.credentials.username }, spec.cdc?.ddl ?? 'replicate')
