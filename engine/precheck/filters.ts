@@ -9,6 +9,7 @@ import { dataTables, listTables } from '../catalog/tables.js';
 import { excludedColumns, excludedKeyProblem, identityProblem, optionsOf, replicaIdentityFullSql } from '../cdc/row-filter.js';
 import type { MigrationSpec } from '../spec/index.js';
 import type { CheckResult } from './index.js';
+import { droppedColumnDependents, readDroppedColumns } from '../schema/dropped-columns.js';
 
 export async function checkCdcFilters(client: pg.Client, objects: MigrationSpec['objects']): Promise<CheckResult> {
   const id = 'source.filter_identity';
@@ -34,4 +35,24 @@ export async function checkCdcFilters(client: pg.Client, objects: MigrationSpec[
     };
   }
   return { id, status: 'pass', message: filtered ? `${filtered} filtered table(s) log the old rows their filters need.` : 'No table is filtered.' };
+}
+
+/**
+ * With objects.excludedColumns "drop": the left-out columns are not created on the target. Indexes,
+ * constraints and triggers using them are skipped (and reported); anything else that uses one
+ * (a view, rule, policy, statistics object, owned sequence, partition key) could not be created.
+ */
+export async function checkDroppedColumns(client: pg.Client, spec: MigrationSpec): Promise<CheckResult> {
+  const id = 'schema.dropped_columns';
+  const dropped = await readDroppedColumns(client, spec, await listTables(client, spec.objects));
+  const dependents = await droppedColumnDependents(client, dropped);
+  if (dependents.length > 0) {
+    return {
+      id,
+      status: 'fail',
+      message: `${dependents.length} object(s) use columns that objects.excludedColumns "drop" leaves out of the target: ${dependents.join('; ')}.`,
+      remediation: 'Keep those columns (remove them from excludeColumns, or add them to columns), leave the objects out of the migration, or use objects.excludedColumns "keep".',
+    };
+  }
+  return { id, status: 'pass', message: `${dropped.length} column(s) left out of the target; indexes, constraints and triggers using them are skipped.` };
 }

@@ -14,7 +14,7 @@ import { checkReverse } from './reverse.js';
 import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { checkSecurity } from './security.js';
 import { checkFencePrivileges } from './fence.js';
-import { checkCdcFilters } from './filters.js';
+import { checkCdcFilters, checkDroppedColumns } from './filters.js';
 import { replicationNames } from '../cdc/slot.js';
 import {
   checkNotMigrated,
@@ -292,6 +292,7 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
       ['schema.not_migrated', async (client) => checkNotMigrated(await selected(client))],
       ['source.large_objects', (client) => checkLargeObjects(client, spec.mode)],
       ['source.materialized_views', (client) => checkMaterializedViews(client, spec.objects)],
+      ...(spec.objects.excludedColumns === 'drop' ? [['schema.dropped_columns', (client) => checkDroppedColumns(client, spec)] satisfies SourceCheck] : []),
       ...(wantsCdc(spec) ? cdcOnly : []),
       ...(wantsCdc(spec) && spec.cutover?.fenceSource ? [['source.fence', async (client) => checkFencePrivileges(client, await selected(client))] satisfies SourceCheck] : []),
     ];
