@@ -160,7 +160,7 @@ describe('row and column filters under full+cdc', () => {
         published = await rowsOf(
           source,
           database,
-          "SELECT tablename::text AS table, rowfilter IS NOT NULL AS row_filter, attnames::text[] AS columns FROM pg_publication_tables WHERE pubname LIKE 'pgferry%' ORDER BY 1",
+          "SELECT tablename::text AS table, rowfilter IS NOT NULL AS row_filter, attnames::text[] AS columns FROM pg_publication_tables WHERE pubname LIKE 'pgferry%' AND schemaname = 'public' ORDER BY 1",
         );
       }
       await source.sql(CHANGES, database);
@@ -217,7 +217,7 @@ describe('row and column filters under full+cdc', () => {
         { table: 'orders', row_filter: true, columns: ['id', 'region', 'amount', 'note', 'secret'] },
       ]);
     }
-  });
+  }, 300_000);
 
   it('fails precheck for a filter on a column outside the key, giving the REPLICA IDENTITY FULL statement to run, and for a view on a dropped column', async () => {
     const database = 'filtersprecheck';
@@ -243,5 +243,5 @@ describe('row and column filters under full+cdc', () => {
     await pg13.sql('ALTER TABLE public.items REPLICA IDENTITY FULL; ALTER TABLE public.keyed REPLICA IDENTITY FULL;', database);
     const again = await runCli('precheck', scratch.writeJson('precheck.json', spec));
     expect(again.stdout + again.stderr).toMatch(/✓ source\.filter_identity\s+2 filtered table\(s\) log the old rows/);
-  });
+  }, 300_000);
 });
