@@ -116,7 +116,8 @@ export function toTargetTable(rel: Relation, row: TargetCatalogRow | undefined):
     if (c.identityAlways) alwaysIdentity.add(i);
   });
   for (const k of rel.key) {
-    if (!writable.includes(k)) throw new ApplyError(`Key column ${rel.message.columns[k]!.name} of ${rel.display} is a generated column on the target.`);
+    // Under REPLICA IDENTITY FULL pgoutput marks every column as key: one left out is no key.
+    if (!writable.includes(k) && !rel.excluded?.has(k)) throw new ApplyError(`Key column ${rel.message.columns[k]!.name} of ${rel.display} is a generated column on the target.`);
   }
   const keyNames = new Set(rel.key.map((k) => rel.message.columns[k]!.name));
   const uniqueKey = (row.unique_indexes ?? []).some((cols) => cols.length === keyNames.size && cols.every((c) => keyNames.has(c)));
