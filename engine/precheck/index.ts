@@ -16,6 +16,7 @@ import { checkSecurity } from './security.js';
 import { checkFencePrivileges } from './fence.js';
 import { checkCdcFilters, checkDroppedColumns } from './filters.js';
 import { replicationNames } from '../cdc/slot.js';
+import { hasFilters } from '../cdc/row-filter.js';
 import {
   checkNotMigrated,
   readSourceSelection,
@@ -320,9 +321,11 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
         checks.push(source.facts ? await check(source.facts) : skipped(id, 'no connection to the source'));
       }
       checks.push(source.facts ? await checkReplicaIdentity(source.facts, spec.objects) : skipped('source.replica_identity', 'no connection to the source'));
-      checks.push(
-        source.facts ? await guarded('source.filter_identity', () => checkCdcFilters(source.facts!.client, spec.objects)) : skipped('source.filter_identity', 'no connection to the source'),
-      );
+      if (hasFilters(spec.objects)) {
+        checks.push(
+          source.facts ? await guarded('source.filter_identity', () => checkCdcFilters(source.facts!.client, spec.objects)) : skipped('source.filter_identity', 'no connection to the source'),
+        );
+      }
       checks.push(
         source.facts
           ? await checkDdlCapture({ client: source.facts.client, user: source.facts.endpoint.credentials.username }, spec.cdc?.ddl ?? 'replicate')
