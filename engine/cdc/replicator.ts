@@ -31,6 +31,8 @@ import { StreamPosition } from './position.js';
 import { readPostDataLsn, readReplicationStatus, readTableSyncs } from '../control/index.js';
 import { assertSlotUsable, checkRetainedWal, type RetainedWalCheck } from './retained-wal.js';
 import { SyncedTableFilter } from './table-sync.js';
+import { hasFilters, SourceStreamFilters } from './row-filter.js';
+import type { StreamFilters } from './apply/filter.js';
 import { ChangeStream, type StreamedMessage } from './stream.js';
 import { operationFilter, StreamTransaction, type Operation } from './stream-filter.js';
 import { earlyOriginNames, originFilter, setUpSessionOrigin, type OriginOptions } from './origin.js';
@@ -71,6 +73,11 @@ export interface ReplicatorOptions {
   ddl?: { mode: DdlMode; selection: MigrationSpec['objects'] };
   /** Record the keys each transaction changed, for the incremental comparison at cutover (compare and cutover.finalCompare on). */
   recordChangedKeys?: boolean;
+  /**
+   * The selection whose per-table `where`, `columns` and `excludeColumns` the stream follows
+   * (row-filter.ts): what the publication does not filter, the applier does. Default: none.
+   */
+  filters?: MigrationSpec['objects'];
   /** logical_decoding_work_mem of the walsender: the size of the blocks a large transaction is streamed in. Default 8MB. */
   streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
@@ -227,7 +234,7 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
 }
 
 /** Configures a target session for applying and puts an Applier on it. */
-async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim): Promise<Applier> {
+async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim, filters: StreamFilters | undefined): Promise<Applier> {
   // Replica role: the fence's triggers (engine/cutover/fence.ts) let it write; a fenced database's read-only default must not stop it either.
   await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica; SET default_transaction_read_only = off`);
   return new Applier(client, {
@@ -237,6 +244,7 @@ async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: G
     maxChunkRows: options.batch.maxRows,
     maxChunkBytes: options.batch.maxBytes,
     recordChangedKeys: options.recordChangedKeys,
+    filters,
   });
 }
 
@@ -273,8 +281,10 @@ class Sessions {
  */
 async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, sessions: Sessions) {
   const { migration } = options;
+  // The filters' own source session evaluates the where filters the publication leaves to the applier.
+  const filters = options.filters && hasFilters(options.filters) ? await SourceStreamFilters.open(await sessions.open(options.connectSource), options.filters, options.publicationName) : undefined;
   const target = await sessions.open(options.connectTarget);
-  const mainApplier = await applierOn(target, options, claim);
+  const mainApplier = await applierOn(target, options, claim, filters);
   // A streamer that has been replaced never takes the lock back (it would end its successor's session).
   await assertCurrentGeneration(target, migration, claim);
   if (!(await takeApplyLock(target, migration, options.log))) {
@@ -294,7 +304,7 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   // Only now: a replaced streamer's session, which held the origin, has been ended, and a run
   // whose replication was removed (and its origins dropped) creates none again.
   if (options.origin) await setUpSessionOrigin(target, [options.origin.name]);
-  return { target, mainApplier, control, source, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };
+  return { target, mainApplier, control, source, filters, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };
 }
 
 /** A replaced streamer (a newer generation took over) stops here. */
@@ -314,7 +324,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
   let heartbeats: { stop: () => void } | undefined;
   let flow: FlowControl | undefined;
   try {
-    const { target, mainApplier, control, source, startLsn } = await openSessions(options, claim, sessions);
+    const { target, mainApplier, control, source, filters, startLsn } = await openSessions(options, claim, sessions);
     applier = mainApplier;
     const position: StreamPosition = new StreamPosition(startLsn, (lsn): Promise<void> => thisStream.acknowledge(lsn));
     const skipsOrigins = (options.origin?.skipOrigins.length ?? 0) > 0;
@@ -338,7 +348,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     const earlyApply = (early = new EarlyApply({
       connectTarget: options.connectTarget,
       newApplier: async (client) => {
-        const early = await applierOn(client, options, claim);
+        const early = await applierOn(client, options, claim, filters);
         if (options.origin) await setUpSessionOrigin(client, earlyOriginNames(options.origin.name));
         return early;
       },

@@ -6,7 +6,8 @@
  */
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { quoteIdent, quoteTable, messageOf, sleep, withTransaction } from '../sql.js';
+import { quoteIdent, quoteTable, messageOf, oneStatement, sleep, withTransaction } from '../sql.js';
+import { whereCondition } from '../spec/where.js';
 import { serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import { removeDdlCapture } from './ddl/capture.js';
@@ -27,7 +28,8 @@ const OPERATIONS: Operation[] = ['insert', 'update', 'delete', 'truncate'];
 
 export interface PublicationSpec {
   name: string;
-  tables: TableRef[];
+  /** With the row filter and column list each may carry on PostgreSQL 15+ (row-filter.ts, publishedTables). */
+  tables: (TableRef & { rowFilter?: string; columnList?: string[] })[];
   /** Published operations; each defaults to true. */
   operations?: Partial<Record<Operation, boolean>>;
 }
@@ -58,17 +60,42 @@ export async function ensurePublication(source: pg.Client, spec: PublicationSpec
   const tables = spec.tables.map(quoteTable).join(', ');
   const existing = await source.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [spec.name]);
   try {
-    if (existing.rowCount === 0) {
-      await source.query(`CREATE PUBLICATION ${name} FOR TABLE ${tables} WITH (${options.join(', ')})`);
-      return 'created';
-    }
+    // One transaction: no change is ever decoded under the publication without its filters.
     await withTransaction(source, async () => {
-      await source.query(`ALTER PUBLICATION ${name} SET TABLE ${tables}`);
-      await source.query(`ALTER PUBLICATION ${name} SET (${options.join(', ')})`);
+      if (existing.rowCount === 0) {
+        await source.query(`CREATE PUBLICATION ${name} FOR TABLE ${tables} WITH (${options.join(', ')})`);
+      } else {
+        await source.query(`ALTER PUBLICATION ${name} SET TABLE ${tables}`);
+        await source.query(`ALTER PUBLICATION ${name} SET (${options.join(', ')})`);
+      }
+      await addRowFiltersAndColumnLists(source, name, spec.tables);
     });
-    return 'updated';
+    return existing.rowCount === 0 ? 'created' : 'updated';
   } catch (error) {
     throw new PgferryError('pgferry.PublicationFailed', `Cannot ${existing.rowCount === 0 ? 'create' : 'update'} publication ${spec.name} on the source: ${messageOf(error)}.`, { cause: error });
+  }
+}
+
+/**
+ * Gives each table its row filter and column list (PostgreSQL 15+), one at a time in a savepoint:
+ * one that PostgreSQL refuses (a filter calling a function that is not a built-in immutable one,
+ * for instance) leaves that table published whole, and the applier filters it (row-filter.ts
+ * reads which tables the publication filters from pg_publication_tables).
+ */
+async function addRowFiltersAndColumnLists(source: pg.Client, publication: string, tables: PublicationSpec['tables']): Promise<void> {
+  for (const table of tables) {
+    if (!table.rowFilter && !table.columnList) continue;
+    const columns = table.columnList ? ` (${table.columnList.map(quoteIdent).join(', ')})` : '';
+    const where = table.rowFilter ? ` WHERE ${whereCondition(table.rowFilter, table)}` : '';
+    await source.query('SAVEPOINT pgferry_filter');
+    try {
+      await source.query(`ALTER PUBLICATION ${publication} DROP TABLE ${quoteTable(table)}`);
+      await source.query(oneStatement({ text: `ALTER PUBLICATION ${publication} ADD TABLE ${quoteTable(table)}${columns}${where}` }));
+      await source.query('RELEASE SAVEPOINT pgferry_filter');
+    } catch {
+      await source.query('ROLLBACK TO SAVEPOINT pgferry_filter');
+      if (table.rowFilter && table.columnList) await addRowFiltersAndColumnLists(source, publication, [{ schema: table.schema, name: table.name, columnList: table.columnList }]);
+    }
   }
 }
 

@@ -14,7 +14,9 @@ import { checkReverse } from './reverse.js';
 import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { checkSecurity } from './security.js';
 import { checkFencePrivileges } from './fence.js';
+import { checkCdcFilters, checkDroppedColumns } from './filters.js';
 import { replicationNames } from '../cdc/slot.js';
+import { hasFilters } from '../cdc/row-filter.js';
 import {
   checkNotMigrated,
   readSourceSelection,
@@ -291,6 +293,7 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
       ['schema.not_migrated', async (client) => checkNotMigrated(await selected(client))],
       ['source.large_objects', (client) => checkLargeObjects(client, spec.mode)],
       ['source.materialized_views', (client) => checkMaterializedViews(client, spec.objects)],
+      ...(spec.objects.excludedColumns === 'drop' ? [['schema.dropped_columns', (client) => checkDroppedColumns(client, spec)] satisfies SourceCheck] : []),
       ...(wantsCdc(spec) ? cdcOnly : []),
       ...(wantsCdc(spec) && spec.cutover?.fenceSource ? [['source.fence', async (client) => checkFencePrivileges(client, await selected(client))] satisfies SourceCheck] : []),
     ];
@@ -318,6 +321,11 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
         checks.push(source.facts ? await check(source.facts) : skipped(id, 'no connection to the source'));
       }
       checks.push(source.facts ? await checkReplicaIdentity(source.facts, spec.objects) : skipped('source.replica_identity', 'no connection to the source'));
+      if (hasFilters(spec.objects)) {
+        checks.push(
+          source.facts ? await guarded('source.filter_identity', () => checkCdcFilters(source.facts!.client, spec.objects)) : skipped('source.filter_identity', 'no connection to the source'),
+        );
+      }
       checks.push(
         source.facts
           ? await checkDdlCapture({ client: source.facts.client, user: source.facts.endpoint.credentials.username }, spec.cdc?.ddl ?? 'replicate')

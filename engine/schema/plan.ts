@@ -21,6 +21,7 @@ import {
   type UserSchema,
 } from './definitions.js';
 import { tableNodes, unselectedTables } from './table-definitions.js';
+import { readDroppedColumns, type DroppedColumn } from './dropped-columns.js';
 import { aggregateNodes, operatorClassNodes, operatorFamilyNodes, operatorNodes } from './operators.js';
 import { castNodes } from './casts.js';
 import { textSearchNodes } from './text-search.js';
@@ -39,6 +40,8 @@ export interface SchemaPlan {
   details: Map<string, string>;
   /** Objects left out: skipped ones and the kinds pgferry does not migrate. */
   omitted: SchemaObjectResult[];
+  /** Columns not created on the target (objects.excludedColumns "drop"; dropped-columns.ts). */
+  dropped: DroppedColumn[];
 }
 
 // Casts before tables and views: an expression using a cast without a function (or WITH INOUT) records no dependency on it.
@@ -96,7 +99,8 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
   );
   const inSelection = new Set(schemas);
 
-  const candidates = await candidateNodes(source, version, tables, selectedOids);
+  const dropped = await readDroppedColumns(source, spec, tables);
+  const candidates = await candidateNodes(source, version, tables, selectedOids, dropped);
   excludeBySchemaAndFlag(candidates, sync, inSelection);
   const byKey = new Map(candidates.map((n) => [n.key, n]));
 
@@ -129,11 +133,12 @@ export async function planSchema(source: pg.Client, spec: MigrationSpec): Promis
     nodes,
     details,
     omitted,
+    dropped,
   };
 }
 
 /** Every object of the source that the schema migration knows how to create, excluded or not. */
-async function candidateNodes(source: pg.Client, version: number, tables: TableInfo[], selectedOids: Set<number>): Promise<Node[]> {
+async function candidateNodes(source: pg.Client, version: number, tables: TableInfo[], selectedOids: Set<number>, dropped: DroppedColumn[]): Promise<Node[]> {
   const routines = await routineNodes(source);
   const sequences = (await sequenceRows(source)).filter((s) => s.owner_deptype !== 'i');
   return [
@@ -151,7 +156,7 @@ async function candidateNodes(source: pg.Client, version: number, tables: TableI
     ...(await operatorClassNodes(source)),
     ...(await castNodes(source)),
     ...(await textSearchNodes(source)),
-    ...(await tableNodes(source, tables, version)),
+    ...(await tableNodes(source, tables, version, dropped)),
     ...(await viewNodes(source)),
   ];
 }

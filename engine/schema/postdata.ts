@@ -23,6 +23,7 @@ import {
 import { createPolicies, createRules, createStatistics, readSecurityCatalog, setRowSecurity, type SecurityCatalog } from './security.js';
 import { setComments } from './comments.js';
 import { setOwnersAndPrivileges } from './privileges.js';
+import { droppedDetail, droppedParams, ON_DROPPED, type DroppedColumn } from './dropped-columns.js';
 
 export interface PostDataResult {
   objects: SchemaObjectResult[];
@@ -38,7 +39,8 @@ interface Job {
 // An index on a partitioned table is printed `ON ONLY` (pg_dump attaches the partitions' one by one); created without it, it cascades.
 const ON_ONLY = /^(CREATE (?:UNIQUE )?INDEX (?:"(?:[^"]|"")*"|\S+) ON )ONLY /;
 
-async function readCatalog(source: pg.Client, relations: number[]) {
+async function readCatalog(source: pg.Client, relations: number[], dropped: DroppedColumn[]) {
+  const params = [relations, ...droppedParams(dropped)];
   const { rows: indexes } = await source.query(
     `SELECT format('%I.%I', n.nspname, ic.relname) AS identity, quote_ident(ic.relname) AS name,
             format('%I.%I', tn.nspname, tc.relname) AS table_identity, pg_get_indexdef(x.indexrelid) AS def,
@@ -47,36 +49,43 @@ async function readCatalog(source: pg.Client, relations: number[]) {
             EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.contype IN ('p', 'u', 'x')) AS by_constraint,
             EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = x.indexrelid) AS inherited,
             ARRAY(SELECT format('ALTER INDEX %I.%I ALTER COLUMN %s SET STATISTICS %s', n.nspname, ic.relname, a.attnum, a.attstattarget)
-                    FROM pg_attribute a WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0 ORDER BY a.attnum) AS statistics
+                    FROM pg_attribute a WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0 ORDER BY a.attnum) AS statistics,
+            ${ON_DROPPED('pg_class', 'x.indexrelid', 2)} AS on_dropped
        FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
        JOIN pg_class tc ON tc.oid = x.indrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
       WHERE x.indrelid = ANY($1::oid[])
       ORDER BY (SELECT sum(pg_relation_size(p.relid)) FROM pg_partition_tree(x.indrelid) p) DESC NULLS LAST, 1`,
-    [relations],
+    params,
   );
   const { rows: constraints } = await source.query(
     `SELECT format('%I.%I.%I', n.nspname, c.relname, k.conname) AS identity, quote_ident(k.conname) AS name,
             format('%I.%I', n.nspname, c.relname) AS table_identity, c.relkind::text AS relkind, k.contype::text AS contype,
             n.nspname AS table_schema, c.relname AS table_name, c.relkind = 'r' AND NOT c.relispartition AS plain_table,
             pg_get_constraintdef(k.oid) AS def, k.convalidated AS validated, k.confrelid::int AS ref_oid, r.relkind::text AS ref_relkind,
-            CASE WHEN r.oid IS NOT NULL THEN format('%I.%I', rn.nspname, r.relname) END AS ref_identity
+            CASE WHEN r.oid IS NOT NULL THEN format('%I.%I', rn.nspname, r.relname) END AS ref_identity,
+            ${ON_DROPPED('pg_constraint', 'k.oid', 2)} AS on_dropped
        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_class r ON r.oid = k.confrelid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
       WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('p', 'u', 'c', 'x', 'f') AND k.conparentid = 0 AND k.conislocal
         AND NOT (k.contype = 'c' AND k.coninhcount > 0) -- a child's own copy of an inherited check comes with its table
       ORDER BY 1`,
-    [relations],
+    params,
   );
   const { rows: triggers } = await source.query(
     `SELECT format('%I.%I.%I', n.nspname, c.relname, t.tgname) AS identity, quote_ident(t.tgname) AS name,
             format('%I.%I', n.nspname, c.relname) AS table_identity, c.relkind::text AS relkind,
-            pg_get_triggerdef(t.oid) AS def, t.tgenabled::text AS enabled
+            pg_get_triggerdef(t.oid) AS def, t.tgenabled::text AS enabled, ${ON_DROPPED('pg_trigger', 't.oid', 2)} AS on_dropped
        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE t.tgrelid = ANY($1::oid[]) AND NOT t.tgisinternal AND t.tgparentid = 0
       ORDER BY 1`,
-    [relations],
+    params,
   );
-  return { indexes, constraints, triggers };
+  // Objects using columns left out of the target (objects.excludedColumns "drop") cannot be created: they are reported skipped.
+  const usable = (row: { on_dropped: string[] }) => row.on_dropped.length === 0;
+  const onDropped = [...indexes.map((r) => ({ ...r, kind: 'index' })), ...constraints.map((r) => ({ ...r, kind: r.contype === 'f' ? 'foreign key' : 'constraint' })), ...triggers.map((r) => ({ ...r, kind: 'trigger' }))]
+    .filter((r) => !usable(r))
+    .map((r) => ({ kind: r.kind as string, identity: r.identity as string, detail: droppedDetail(r.on_dropped) }));
+  return { indexes: indexes.filter(usable), constraints: constraints.filter(usable), triggers: triggers.filter(usable), onDropped };
 }
 
 async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
@@ -128,7 +137,7 @@ function singleTableJobs(catalog: Catalog, sync: MigrationSpec['schema']['sync']
 export async function loadTimeIndexJobs(source: pg.Client, spec: MigrationSpec): Promise<TableJob[]> {
   const { plan, catalog } = await readSource(source, async () => {
     const plan = await planSchema(source, spec);
-    return { plan, catalog: await readCatalog(source, plan.tables.map((t) => t.oid)) };
+    return { plan, catalog: await readCatalog(source, plan.tables.map((t) => t.oid), plan.dropped) };
   });
   const [keys, others] = singleTableJobs(catalog, spec.schema.sync);
   // Statistics last, once the table's indexes exist (expression indexes have statistics of their own).
@@ -227,7 +236,7 @@ async function readPlanAndCatalog(sourceConnect: () => Promise<pg.Client>, spec:
         ...plan.tables.map((t) => t.oid),
         ...plan.nodes.filter((n) => n.kind === 'view' || n.kind === 'materialized view').map((n) => Number(n.key.slice(4))),
       ];
-      return { plan, catalog: await readCatalog(source, relations) };
+      return { plan, catalog: await readCatalog(source, relations, plan.dropped) };
     });
   } finally {
     await source.end().catch(() => undefined);
@@ -282,6 +291,7 @@ async function startRun(
  */
 async function createKeysIndexesAndConstraints({ sync, report, toCreate, runAll }: PostDataRun, catalog: Catalog): Promise<void> {
   const [keys, others] = singleTableJobs(catalog, sync);
+  for (const skipped of catalog.onDropped) report(skipped.kind, skipped.identity, 'skipped', skipped.detail);
   for (const index of catalog.indexes.filter((i) => !i.valid && !i.by_constraint && !i.inherited))
     report('index', index.identity, 'skipped', 'invalid on the source');
   await runAll(keys.filter((job) => toCreate(job.kind, job.identity, true, 'constraints')));

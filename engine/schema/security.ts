@@ -64,11 +64,13 @@ export async function readSecurityCatalog(sourceConnect: () => Promise<pg.Client
   const schemas = plan.schemas.map((s) => s.identity);
   const source = await sourceConnect();
   try {
+    // Columns not created on the target (objects.excludedColumns "drop") get no comment nor grant there.
+    const dropped = new Set(plan.dropped.map((d) => d.identity));
     return await readSource(source, async () => ({
       schemas,
       ...(await readTableSecurity(source, tables, relations)),
-      comments: await readComments(source, schemas),
-      owned: await readOwnedObjects(source, schemas),
+      comments: (await readComments(source, schemas)).filter((c) => !(c.type.endsWith(' column') && dropped.has(c.identity))),
+      owned: (await readOwnedObjects(source, schemas)).filter((o) => !(o.category === 'col' && dropped.has(o.identity))),
       defaultPrivileges: await readDefaultPrivileges(source, schemas),
     }));
   } finally {

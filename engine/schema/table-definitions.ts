@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { TableInfo } from '../catalog/tables.js';
 import { COLLATION_NAME, NOT_MEMBER, type Node } from './definitions.js';
+import type { DroppedColumn } from './dropped-columns.js';
 
 interface TableRow {
   oid: number;
@@ -72,10 +73,12 @@ function columnOptions(c: ColumnRow): string {
  * columns of its own in an order INHERITS would not give (it was added with INHERIT), are
  * created on their own and then attached or inherited, as pg_dump does: they keep their order.
  */
-export async function tableNodes(source: pg.Client, tables: TableInfo[], version: number): Promise<Node[]> {
+export async function tableNodes(source: pg.Client, tables: TableInfo[], version: number, dropped: DroppedColumn[] = []): Promise<Node[]> {
   const oids = tables.map((t) => t.oid);
   const tableRows = await readTableRows(source, oids);
-  const columnRows = await readColumnRows(source, oids, version);
+  // Columns left out with objects.excludedColumns "drop" are not created (dropped-columns.ts).
+  const droppedNames = new Set(dropped.map((d) => `${d.oid} ${d.column}`));
+  const columnRows = (await readColumnRows(source, oids, version)).filter((c) => !droppedNames.has(`${c.rel} ${c.name}`));
   const columnsOf = new Map<number, ColumnRow[]>();
   for (const c of columnRows) columnsOf.set(c.rel, [...(columnsOf.get(c.rel) ?? []), c]);
   const byOid = new Map(tableRows.map((t) => [t.oid, t]));

@@ -28,24 +28,8 @@ function valueAt(input: unknown, path: string[]): { found: boolean; value?: unkn
   return { found: true, value };
 }
 
-/** Per-table row filters and column choices are applied by the full load only; CDC would replicate every row and column. */
-function cdcTableOptionProblems(input: unknown): SpecProblem[] {
-  const mode = valueAt(input, ['mode']).value;
-  if (mode !== 'full+cdc' && mode !== 'cdc') return [];
-  const tables = valueAt(input, ['objects', 'tables']).value;
-  if (typeof tables !== 'object' || tables === null) return [];
-  return Object.entries(tables as Record<string, unknown>).flatMap(([name, options]) =>
-    ['where', 'columns', 'excludeColumns']
-      .filter((key) => typeof options === 'object' && options !== null && Object.hasOwn(options, key))
-      .map((key) => ({
-        path: formatPath(['objects', 'tables', name, key]),
-        message: `not supported yet with change data capture: ${key} applies to the full load only; remove it or use "mode": "full"`,
-      })),
-  );
-}
-
 function gateProblems(input: unknown): SpecProblem[] {
-  return [...cdcTableOptionProblems(input), ...specFeatureGateProblems(input)];
+  return specFeatureGateProblems(input);
 }
 
 function specFeatureGateProblems(input: unknown): SpecProblem[] {

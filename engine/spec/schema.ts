@@ -156,6 +156,13 @@ const objectsSchema = z
       .default([])
       .describe('Schemas and tables to leave out.'),
     tables: z.record(schemaTableKey, tableOptions).default({}).describe('Per-table options, keyed "schema.table".'),
+    // Issue 15 item 2.
+    excludedColumns: z
+      .enum(['keep', 'drop'])
+      .optional()
+      .describe(
+        'Columns that a table\'s columns/excludeColumns leave out: "keep" (the default) creates them on the target, where they stay at their default; "drop" does not create them (indexes, constraints and triggers using them are skipped and reported).',
+      ),
   })
   .describe('What to migrate.');
 

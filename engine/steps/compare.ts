@@ -217,7 +217,9 @@ async function tablesToCompare(
 
 const selectedTable = (spec: MigrationSpec, table: TableInfo): CompareTarget => {
   const ref = { schema: table.schema, name: table.name };
-  return { source: ref, target: ref, columns: copiedColumns(table, tableOptions(spec.objects, table)), primaryKey: table.primaryKey };
+  // A partition follows its partitioned table's options, as in the load (planner.ts).
+  const options = tableOptions(spec.objects, table.root ?? table);
+  return { source: ref, target: ref, columns: copiedColumns(table, options), primaryKey: table.primaryKey, ...(options.where ? { where: options.where } : {}) };
 };
 
 type LiveContext = TaskStepContext & { source: pg.Client; control: pg.Client };

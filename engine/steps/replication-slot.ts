@@ -9,6 +9,7 @@ import { dataTables, listTables } from '../catalog/tables.js';
 import { CAPTURE_TABLE, removeDdlCapture, setUpDdlCapture } from '../cdc/ddl/capture.js';
 import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication, replicationNames, slotState, type SlotHolder } from '../cdc/slot.js';
 import { registerReplication } from '../control/index.js';
+import { publishedTables } from '../cdc/row-filter.js';
 import { recordSnapshot } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -63,7 +64,9 @@ async function createAndReport(
   throwIfGone(gone, 'not starting replication');
   // Before the slot: no schema change after its consistent point may go unseen.
   const captured = await setUpDdlCapture(source, publicationName, { mode: spec.cdc.ddl, selection: spec.objects, log });
-  const published = captured ? [...tables, CAPTURE_TABLE] : tables;
+  // Row filters and column lists where the publication carries them exactly (PostgreSQL 15+; cdc/row-filter.ts).
+  const filtered = await publishedTables(source, spec.objects, tables);
+  const published = captured ? [...filtered, CAPTURE_TABLE] : filtered;
   created.publication = (await ensurePublication(source, { name: publicationName, tables: published })) === 'created';
   const existing = await slotState(source, slotName);
   let consistentLsn: string | null;

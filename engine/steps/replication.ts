@@ -101,6 +101,7 @@ export async function streamChanges(
       Object.entries(spec.objects.tables).flatMap(([table, options]) => (options.operations ? [[tableKey(parseTableKey(table)), options.operations]] : [])),
     ),
     ddl: { mode: spec.cdc.ddl, selection: spec.objects },
+    filters: spec.objects,
     recordChangedKeys: spec.compare.enabled && spec.cutover.finalCompare,
     log,
     signal,

@@ -287,14 +287,13 @@ describe('feature gate', () => {
     expect(result.ok).toBe(true);
   });
 
-  it('refuses row filters and column choices with CDC, naming each, since the stream would carry every row and column', () => {
-    const problems = problemsOf({
+  it('accepts row filters and column choices with CDC (issue 15 item 2: the stream follows them)', () => {
+    const result = validateSpec({
       ...minimal,
       mode: 'full+cdc',
-      objects: { tables: { 'public.a': { where: 'id > 1' }, 'public.b': { excludeColumns: ['secret'] } } },
+      objects: { tables: { 'public.a': { where: 'id > 1' }, 'public.b': { excludeColumns: ['secret'] }, 'public.c': { columns: ['id'] } } },
     });
-    expect(problems.map((p) => p.path)).toEqual(['objects.tables["public.a"].where', 'objects.tables["public.b"].excludeColumns']);
-    expect(problems[0]!.message).toMatch(/full load only.*"mode": "full"/);
+    expect(result.ok).toBe(true);
   });
 
   it('accepts migrating roles (schema.sync.roles)', () => {

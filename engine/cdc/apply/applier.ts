@@ -37,6 +37,7 @@ import { newRelation, rowFor, sameLayout, type Change, type Operation, type Rela
 import { TargetSession } from './session.js';
 import { targetTableOf, type TargetTable } from './target-table.js';
 import { hasToast } from './values.js';
+import { applyFilterSettings, filterPart, movedInToastError, type StreamFilters } from './filter.js';
 
 export interface ApplierOptions {
   /** The migration's name: the key of its checkpoint row in the control schema. */
@@ -50,6 +51,8 @@ export interface ApplierOptions {
   maxChunkBytes?: number;
   /** Record which keys each transaction changed, for the incremental comparison at cutover (changed-keys.ts). */
   recordChangedKeys?: boolean;
+  /** Row and column filters of the tables (objects.tables[…].where / columns / excludeColumns; filter.ts). */
+  filters?: StreamFilters;
 }
 
 export interface FlushResult {
@@ -243,7 +246,9 @@ export class Applier {
     }
     // Buffered changes were decoded against the old layout: apply them before switching.
     if (known && this.chunk.has(known)) await this.applyChunk(true);
-    this.relations.set(message.relationId, newRelation(message));
+    const rel = newRelation(message);
+    applyFilterSettings(rel, this.options.filters);
+    this.relations.set(message.relationId, rel);
   }
 
   private relation(id: number): Relation {
@@ -268,6 +273,8 @@ export class Applier {
     const oldRow = old && rowFor(rel, old, 'old tuple');
     const newRow = tuple && rowFor(rel, tuple, 'new tuple');
     const change: Change = { op, old: oldRow?.row, new: newRow?.row, lsn: this.txLsn };
+    // An inserted row is written whole: an unchanged-TOAST value (an UPDATE the publication's row filter turned into an INSERT) exists only on the source.
+    if (op === 'I' && hasToast(change.new!)) throw movedInToastError(rel);
     if (change.old && rel.mode === 'full' && hasToast(change.old)) {
       throw new ApplyError(`pgoutput sent an old row of ${rel.display} (REPLICA IDENTITY FULL) with an unchanged-TOAST marker; it cannot be matched.`);
     }
@@ -311,7 +318,13 @@ export class Applier {
     const parts = this.chunk.take();
     await this.session.begin();
     const work = (async () => {
-      for (const [rel, part] of parts) await applyTablePart(this.session, rel, part, this.conflicts, this.stats);
+      const filters = this.options.filters;
+      for (const [rel, whole] of parts) {
+        // Rows outside the table's where filter (filter.ts): their changes leave the part, moves become inserts and deletes.
+        const part = rel.where && filters ? await filterPart(rel, rel.where, whole, filters) : whole;
+        parts.set(rel, part);
+        if (part.changes.length > 0) await applyTablePart(this.session, rel, part, this.conflicts, this.stats);
+      }
       await this.changedKeys?.record(this.session.client, [...parts].map(([rel, part]) => [rel, part.changes]));
     })();
     if (wait) return work;

@@ -29,6 +29,10 @@ export interface Relation {
   key: number[];
   /** The target table, read from the target's catalog on first use (target-table.ts). */
   target?: TargetTable;
+  /** The `where` filter the applier evaluates for this table (apply/filter.ts). */
+  where?: string;
+  /** Indexes of the columns not carried to the target (objects.tables[…].columns / excludeColumns). */
+  excluded?: Set<number>;
 }
 
 export function newRelation(message: RelationMessage): Relation {

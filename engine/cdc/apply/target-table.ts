@@ -30,7 +30,7 @@ export interface TargetTable {
   partitioned: boolean;
   /** Aligned with the relation message's columns. */
   columns: TargetColumn[];
-  /** Column indexes written and matched: present on the target and not generated there. */
+  /** Column indexes written and matched: present on the target, not generated there, and not left out by the spec. */
   writable: number[];
   /** A unique, immediate, non-partial index on exactly the key columns exists (ON CONFLICT arbiter). */
   uniqueKey: boolean;
@@ -104,6 +104,11 @@ export function toTargetTable(rel: Relation, row: TargetCatalogRow | undefined):
   const writable: number[] = [];
   const alwaysIdentity = new Set<number>();
   rel.message.columns.forEach((source, i) => {
+    if (rel.excluded?.has(i)) {
+      // Not carried to the target (it may not even exist there): never written nor matched.
+      columns.push({ quoted: quoteIdent(source.name), type: 'text', arrayType: null, delim: ',', eq: null });
+      return;
+    }
     const c = byName.get(source.name);
     if (!c) throw new ApplyError(`Column ${source.name} of ${rel.display} does not exist in the target table: add it to the target (schema changes are replicated only when the source captures them: cdc.ddl "replicate"), then run \`pgferry resume SPEC\`.`);
     columns.push({ quoted: quoteIdent(c.name), type: c.type, arrayType: c.arrayType, delim: c.delim, eq: c.eq });
@@ -111,7 +116,8 @@ export function toTargetTable(rel: Relation, row: TargetCatalogRow | undefined):
     if (c.identityAlways) alwaysIdentity.add(i);
   });
   for (const k of rel.key) {
-    if (!writable.includes(k)) throw new ApplyError(`Key column ${rel.message.columns[k]!.name} of ${rel.display} is a generated column on the target.`);
+    // Under REPLICA IDENTITY FULL pgoutput marks every column as key: one left out is no key.
+    if (!writable.includes(k) && !rel.excluded?.has(k)) throw new ApplyError(`Key column ${rel.message.columns[k]!.name} of ${rel.display} is a generated column on the target.`);
   }
   const keyNames = new Set(rel.key.map((k) => rel.message.columns[k]!.name));
   const uniqueKey = (row.unique_indexes ?? []).some((cols) => cols.length === keyNames.size && cols.every((c) => keyNames.has(c)));
