@@ -42,7 +42,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '2000' },
     clients: { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },
-    'caught-up-lag': { type: 'string', default: '1' },
+    'caught-up-lag': { type: 'string', default: '5' },
     steady: { type: 'string' },
     'history-key': { type: 'boolean', default: false },
   },
