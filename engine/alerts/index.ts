@@ -85,12 +85,8 @@ export class MigrationAlerts {
    * where there is no control schema to keep it in. The caller sends it once. Never throws.
    */
   async sendUnrecorded(text: AlertText, kind: AlertKind): Promise<void> {
-    const alert: Alert = { ...text, kind, state: 'raised', subject: alertSubject(text.subject), migration: this.spec.name, topicArn: this.spec.alerts.snsTopicArn };
-    try {
-      await this.sink?.publish(alert);
-    } catch (error) {
-      this.log(`The ${kind} alert "${alert.subject}" could not be sent to alerts.snsTopicArn (${alert.topicArn}): ${messageOf(error)}`);
-    }
+    const warning = await this.deliver(this.alertOf({ ...text, kind, state: 'raised' }));
+    if (warning) this.log(warning);
   }
 
   private async guarded(kind: AlertKind, body: () => Promise<void>): Promise<void> {
@@ -104,16 +100,26 @@ export class MigrationAlerts {
   }
 
   private async send(control: pg.ClientBase, text: Omit<Alert, 'migration' | 'topicArn'>): Promise<void> {
-    const alert: Alert = { ...text, subject: alertSubject(text.subject), migration: this.spec.name, topicArn: this.spec.alerts.snsTopicArn };
+    const alert = this.alertOf(text);
     await recordEvent(control, alert.migration, alert.level, `alert ${alert.state === 'resolved' ? 'resolved' : 'raised'} (${alert.kind}): ${alert.subject}. ${alert.message}`);
-    if (!this.sink) return;
+    // Claimed before it was sent: an alert is sent at most once, never at every poll of a broken topic.
+    const warning = await this.deliver(alert);
+    if (!warning) return;
+    this.log(warning);
+    await recordEvent(control, alert.migration, 'warn', warning).catch(() => undefined);
+  }
+
+  private alertOf(text: Omit<Alert, 'migration' | 'topicArn'>): Alert {
+    return { ...text, subject: alertSubject(text.subject), migration: this.spec.name, topicArn: this.spec.alerts.snsTopicArn };
+  }
+
+  /** Hands the alert to the sink; what went wrong, as a warning, or undefined. */
+  private async deliver(alert: Alert): Promise<string | undefined> {
     try {
-      await this.sink.publish(alert);
+      await this.sink?.publish(alert);
+      return undefined;
     } catch (error) {
-      // Claimed before it was sent: an alert is sent at most once, never at every poll of a broken topic.
-      const warning = `The ${alert.kind} alert "${alert.subject}" could not be sent to alerts.snsTopicArn (${alert.topicArn}): ${messageOf(error)}`;
-      this.log(warning);
-      await recordEvent(control, alert.migration, 'warn', warning).catch(() => undefined);
+      return `The ${alert.kind} alert "${alert.subject}" could not be sent to alerts.snsTopicArn (${alert.topicArn}): ${messageOf(error)}`;
     }
   }
 }

@@ -7,7 +7,7 @@
  * it out a DELETE; changes of rows outside stay out. That needs the row's old image: the table
  * has REPLICA IDENTITY FULL, or a key whose columns hold every column the filter reads (then a
  * row can only cross the filter when its key changes, which pgoutput sends with the old key).
- * `identityProblem` says when a table has neither, with the statement that fixes it.
+ * `filterProblems` says when a table has neither, with the statement that fixes it.
  *
  * Where it is evaluated. On a PostgreSQL 15+ source the publication carries the filter as its
  * row filter when PostgreSQL accepts the expression there (built-in immutable functions only):
@@ -90,8 +90,7 @@ export const replicaIdentityFullSql = (table: TableRef) => `ALTER TABLE ${quoteT
  * PostgreSQL decides what the filter reads: it must compile against a relation holding only the
  * key columns (in a READ ONLY transaction that is rolled back).
  */
-export async function identityProblem(client: pg.Client, table: TableRef, where: string): Promise<string | undefined> {
-  const identity = await replicaIdentityOf(client, table);
+async function whereIdentityProblem(client: pg.Client, table: TableRef, where: string, identity: Identity): Promise<string | undefined> {
   if (identity.kind === 'full') return undefined;
   const fix = `run ${replicaIdentityFullSql(table)} on the source`;
   const name = `${table.schema}.${table.name}`;
@@ -117,15 +116,25 @@ export async function identityProblem(client: pg.Client, table: TableRef, where:
 }
 
 /** Why `excluded` columns cannot be left out under CDC, or undefined: rows are identified by their key. */
-export async function excludedKeyProblem(client: pg.Client, table: TableRef, excluded: Set<string>): Promise<string | undefined> {
-  if (excluded.size === 0) return undefined;
-  const identity = await replicaIdentityOf(client, table);
+function excludedKeyProblem(table: TableRef, excluded: Set<string>, identity: Identity): string | undefined {
   const inKey = identity.kind === 'full' ? [] : (identity.key ?? []).filter((c) => excluded.has(c));
   if (inKey.length === 0) return undefined;
   return (
     `${table.schema}.${table.name}: column(s) ${inKey.map((c) => `"${c}"`).join(', ')} are left out but identify its rows (replica identity key), ` +
     `so updates and deletes could not find them on the target: keep them, or run ${replicaIdentityFullSql(table)} on the source`
   );
+}
+
+/**
+ * Why `table`'s `where` filter and left-out columns cannot be replicated exactly (`whereIdentityProblem`
+ * above, and a left-out key column), each with the statement that fixes it; empty when they can.
+ * Precheck and the replicator's start ask the same.
+ */
+export async function filterProblems(client: pg.Client, table: TableRef, where: string | undefined, excluded: Set<string>): Promise<string[]> {
+  if (!where && excluded.size === 0) return [];
+  const identity = await replicaIdentityOf(client, table);
+  const problems = [where ? await whereIdentityProblem(client, table, where, identity) : undefined, excludedKeyProblem(table, excluded, identity)];
+  return problems.filter((problem): problem is string => problem !== undefined);
 }
 
 /** A table of the publication with what it may carry as row filter and column list (PostgreSQL 15+). */
@@ -147,9 +156,9 @@ export async function publishedTables(client: pg.Client, selection: Selection, t
     const ref: PublishedTable = { schema: table.schema, name: table.name };
     const options = optionsOf(selection, table);
     if (version >= 150000 && (options.where || options.columns)) {
-      if (options.where && !(await identityProblem(client, table, options.where))) ref.rowFilter = options.where;
+      const identity = await replicaIdentityOf(client, table);
+      if (options.where && !(await whereIdentityProblem(client, table, options.where, identity))) ref.rowFilter = options.where;
       if (options.columns) {
-        const identity = await replicaIdentityOf(client, table);
         const stored = table.columns.filter((c) => !c.generated).map((c) => c.name);
         const columns = stored.filter((c) => options.columns!.includes(c));
         if (identity.kind !== 'full' && identity.key && identity.key.every((k) => columns.includes(k)) && columns.length < stored.length) ref.columnList = columns;
@@ -181,13 +190,8 @@ export async function applierFilters(client: pg.Client, selection: Selection, pu
     if (table.kind !== 'table') continue;
     const options = optionsOf(selection, table);
     const filter: TableFilter = { excluded: excludedColumns(table.columns.map((c) => c.name), options) };
-    if (options.where && !rowFiltered.has(tableKey(table))) {
-      const problem = await identityProblem(client, table, options.where);
-      if (problem) problems.push(problem);
-      filter.where = options.where;
-    }
-    const keyProblem = await excludedKeyProblem(client, table, filter.excluded);
-    if (keyProblem) problems.push(keyProblem);
+    if (options.where && !rowFiltered.has(tableKey(table))) filter.where = options.where;
+    problems.push(...(await filterProblems(client, table, filter.where, filter.excluded)));
     if (filter.where || filter.excluded.size > 0) filters.set(tableKey(table), filter);
   }
   if (problems.length > 0) {

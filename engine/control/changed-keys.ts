@@ -93,6 +93,15 @@ export async function readTableChanges(client: pg.ClientBase, migration: string)
   );
 }
 
+/** Each table's last change without a usable key (`whole_lsn`), by `schema.table`: readTableChanges without counting the keys. */
+export async function readWholeChanges(client: pg.ClientBase, migration: string): Promise<Map<string, string>> {
+  const { rows } = await client.query<{ source_schema: string; source_table: string; whole_lsn: string }>(
+    'SELECT source_schema, source_table, whole_lsn::text FROM pgferry.changed_tables WHERE migration = $1 AND whole_lsn IS NOT NULL',
+    [migration],
+  );
+  return new Map(rows.map((r) => [qualified({ schema: r.source_schema, name: r.source_table }), r.whole_lsn]));
+}
+
 export async function readVerifications(client: pg.ClientBase, migration: string): Promise<Map<string, TableVerification>> {
   const { rows } = await client.query<{ source_schema: string; source_table: string; lsn: string; matched: boolean }>(
     'SELECT source_schema, source_table, verified_lsn::text AS lsn, matched FROM pgferry.verified_tables WHERE migration = $1',

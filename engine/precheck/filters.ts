@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import { dataTables, listTables } from '../catalog/tables.js';
-import { excludedColumns, excludedKeyProblem, identityProblem, optionsOf, replicaIdentityFullSql } from '../cdc/row-filter.js';
+import { excludedColumns, filterProblems, optionsOf, replicaIdentityFullSql } from '../cdc/row-filter.js';
 import type { MigrationSpec } from '../spec/index.js';
 import type { CheckResult } from './index.js';
 import { droppedColumnDependents, readDroppedColumns } from '../schema/dropped-columns.js';
@@ -21,9 +21,9 @@ export async function checkCdcFilters(client: pg.Client, objects: MigrationSpec[
     const excluded = excludedColumns(table.columns.map((c) => c.name), options);
     if (!options.where && excluded.size === 0) continue;
     filtered++;
-    const problem = (options.where ? await identityProblem(client, table, options.where) : undefined) ?? (await excludedKeyProblem(client, table, excluded));
-    if (!problem) continue;
-    problems.push(problem);
+    const found = await filterProblems(client, table, options.where, excluded);
+    if (found.length === 0) continue;
+    problems.push(...found);
     fixes.push(replicaIdentityFullSql(table));
   }
   if (problems.length > 0) {

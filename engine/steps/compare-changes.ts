@@ -16,6 +16,7 @@ import {
   loadComparisons,
   readChangedKeys,
   readTableChanges,
+  readWholeChanges,
   readVerifications,
   recordVerification,
   type TableChanges,
@@ -150,14 +151,11 @@ export async function compareChanges(
     // full now would only slow the applier down; the comparison behind the fence reads it.
     await timed('byKey', compareKeys);
     if (inFull.length > 0) {
-      const now = await readTableChanges(control, migration);
-      const stillWritten = inFull.filter(({ table }) => {
-        const name = qualified(table.source);
-        const whole = now.get(name)?.wholeLsn;
-        return whole != null && whole !== changes.get(name)?.wholeLsn;
-      });
-      writtenWhileCompared = stillWritten.length;
-      inFull.splice(0, inFull.length, ...inFull.filter((t) => !stillWritten.includes(t)));
+      const wholeNow = await readWholeChanges(control, migration);
+      const stillWritten = (name: string) => wholeNow.has(name) && wholeNow.get(name) !== changes.get(name)?.wholeLsn;
+      const left = inFull.filter(({ table }) => !stillWritten(qualified(table.source)));
+      writtenWhileCompared = inFull.length - left.length;
+      inFull.splice(0, inFull.length, ...left);
     }
     await timed('inFull', compareWhole);
   } else {

@@ -9,11 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAPTURE_TABLE, installDdlCapture, setUpDdlCapture } from '../../engine/cdc/ddl/capture.js';
 import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
 import { createSlotWithSnapshot, dropSlotAndPublication, ensurePublication } from '../../engine/cdc/slot.js';
-import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema, listDdlRecords, recordPostDataLsn, registerReplication, setDrainLsn } from '../../engine/control/index.js';
 import { parseSpec } from '../../engine/spec/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
-import { clientConfig, replicationConnector } from '../support/clusters.js';
+import { clientConfig, replicationConnector, replicatorConnections } from '../support/clusters.js';
 import { databaseHashes, schemaFingerprint } from '../support/equality.js';
 import { waitFor } from '../support/wait.js';
 
@@ -69,14 +68,7 @@ async function setUp(database: string) {
       batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: 10_000 },
       retryWindowMs: 60_000,
       heartbeatMs: 200,
-      connectSource: () => source.connect(database),
-      connectTarget: async () => {
-        const client = new pg.Client({ ...clientConfig(target, database), application_name: 'applier' });
-        await client.connect();
-        return client;
-      },
-      streamConfig: async () =>
-        ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
+      ...replicatorConnections(source, target, database),
       log: (line) => logs.push(line),
       ddl: { mode, selection },
       streamBlock,

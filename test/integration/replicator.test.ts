@@ -1,13 +1,11 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
 import { createSlotWithSnapshot, ensurePublication, slotState } from '../../engine/cdc/slot.js';
 import { beginMigration, ensureControlSchema, readLateChanges, readReplicationStatus, recordFence, registerReplication, setDrainLsn } from '../../engine/control/index.js';
 import { markDrainPoint } from '../../engine/cutover/index.js';
 import { parseLsn } from '../../engine/cdc/pgoutput.js';
-import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
-import { clientConfig, replicationConnector } from '../support/clusters.js';
+import { replicationConnector, replicatorConnections } from '../support/clusters.js';
 import { databaseHashes } from '../support/equality.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -72,14 +70,7 @@ async function setUp(
     batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: 200 },
     retryWindowMs: 60_000,
     heartbeatMs: 200,
-    connectSource: () => source.connect(database),
-    connectTarget: async () => {
-      const client = new pg.Client({ ...clientConfig(target, database), application_name: 'applier' });
-      await client.connect();
-      return client;
-    },
-    streamConfig: async () =>
-      ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
+    ...replicatorConnections(source, target, database),
     log: (line) => log.push(line),
     signal,
     ...(extra.streamBlock ? { streamBlock: extra.streamBlock } : {}),

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { LocalCluster } from '../../local/dev/cluster.js';
+import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 
 /** A scratch directory for secret and spec files, removed by `remove()`. */
 export function scratchDir(label: string) {
@@ -45,6 +46,23 @@ export async function withClient<T>(
   } finally {
     await client.end();
   }
+}
+
+/**
+ * The connections runReplicator takes, for a test's source and target: the source and target
+ * sessions (the applier's named `applier`) and the stream's replication connection (`streamer`).
+ */
+export function replicatorConnections(source: LocalCluster, target: LocalCluster, database: string) {
+  return {
+    connectSource: () => source.connect(database),
+    connectTarget: async () => {
+      const client = new pg.Client({ ...clientConfig(target, database), application_name: 'applier' });
+      await client.connect();
+      return client;
+    },
+    streamConfig: async () =>
+      ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
+  };
 }
 
 /** Opens replication connections (`replication: 'database'`), as createSlotWithSnapshot expects. */

@@ -6,11 +6,10 @@
 import pg from 'pg';
 import { runReplicator, type ReplicatorEnd } from '../../engine/cdc/replicator.js';
 import { createSlotWithSnapshot, ensurePublication } from '../../engine/cdc/slot.js';
-import { CANONICAL_STARTUP_OPTIONS } from '../../engine/connect/index.js';
 import { beginMigration, ensureControlSchema, readReplicationStatus, registerReplication } from '../../engine/control/index.js';
 import type { LocalCluster } from '../../local/dev/cluster.js';
 import type { FlowLimits } from '../../engine/flow/flow-control.js';
-import { clientConfig, replicationConnector } from './clusters.js';
+import { replicationConnector, replicatorConnections } from './clusters.js';
 import { waitFor } from './wait.js';
 
 export interface TrackedReplicator {
@@ -54,14 +53,7 @@ export async function startTrackedReplicator(options: {
     batch: { maxRows: 1000, maxBytes: 1 << 20, maxDelayMs: options.maxDelayMs },
     retryWindowMs: 60_000,
     heartbeatMs: 200,
-    connectSource: () => source.connect(database),
-    connectTarget: async () => {
-      const client = new pg.Client({ ...clientConfig(target, database), application_name: 'applier' });
-      await client.connect();
-      return client;
-    },
-    streamConfig: async () =>
-      ({ ...clientConfig(source, database), application_name: 'streamer', replication: 'database', options: CANONICAL_STARTUP_OPTIONS }) as pg.ClientConfig,
+    ...replicatorConnections(source, target, database),
     recordChangedKeys: true,
     ...(options.flow ? { flow: options.flow } : {}),
     log: (line) => options.logs.push(line),

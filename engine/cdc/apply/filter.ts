@@ -6,7 +6,7 @@
  * only that one is (moved in), a DELETE of the old row when only that one is (moved out), and is
  * dropped when neither is; a DELETE stays when its old row was selected. Without an old row (a
  * key-identified table whose key did not change) the filter, which reads only key columns
- * (identityProblem), gives the old row the new row's answer.
+ * (row-filter.ts, filterProblems), gives the old row the new row's answer.
  */
 import type { RelationMessage } from '../pgoutput.js';
 import type { TablePart } from './chunk.js';
