@@ -238,7 +238,10 @@ class WriteProbe {
     this.writes[first.label] = 0;
     this.writes[second.label] = 0;
     this.loop = this.run();
+    this.forget = onStop('the write probe', async () => void (await this.stop()));
   }
+
+  private readonly forget: () => void;
 
   private async client(side: ProbeSide): Promise<pg.Client> {
     const open = this.clients.get(side.label);
@@ -321,6 +324,7 @@ class WriteProbe {
   }
 
   async stop(): Promise<ProbeResult> {
+    this.forget();
     this.active = false;
     await this.loop;
     await this.readWriteCheck;
@@ -455,11 +459,16 @@ function watchTargetReady(cluster: LocalCluster, database: string): { ready: () 
       await client.end().catch(() => undefined);
     }
   })();
+  const stop = async () => {
+    active = false;
+    await loop;
+  };
+  const forget = onStop('the target-ready watcher', stop);
   return {
     ready: () => ready,
     stop: async () => {
-      active = false;
-      await loop;
+      forget();
+      await stop();
     },
   };
 }

@@ -205,9 +205,12 @@ export async function forgetVerification(client: pg.ClientBase, migration: strin
   ]);
 }
 
-/** The incremental comparison at the cutover request has run (once per request: replicationDecision). */
-export async function recordIncrementalComparison(client: pg.ClientBase, migration: string): Promise<void> {
-  await client.query('UPDATE pgferry.replication_status SET incremental_compared_at = clock_timestamp() WHERE migration = $1', [migration]);
+/** The incremental comparison at the cutover request has run (once per request: replicationDecision), taking `seconds`. */
+export async function recordIncrementalComparison(client: pg.ClientBase, migration: string, seconds: number): Promise<void> {
+  await client.query('UPDATE pgferry.replication_status SET incremental_compared_at = clock_timestamp(), incremental_compare_seconds = $2 WHERE migration = $1', [
+    migration,
+    seconds,
+  ]);
 }
 
 /** Forgets every recorded change and verification of a migration (its replication starts over). */

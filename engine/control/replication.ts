@@ -28,6 +28,8 @@ export interface ReplicationStatusRow {
   changesSinceLiveCompare: boolean;
   /** The comparison of those changes ran since the cutover was requested (or, without a request, at all). */
   incrementalCompared: boolean;
+  /** How long the passes at the cutover request took (they share the machine with the applier, which may fall behind meanwhile). */
+  incrementalCompareSeconds: number | null;
   lagBytes: number | null;
   lagSeconds: number | null;
   rowsPerSecond: number | null;
@@ -74,8 +76,9 @@ export async function readReplicationStatus(target: pg.Client, migration: string
   const tracking = exists.rows[0].tracked
     ? `EXISTS (SELECT 1 FROM pgferry.changed_keys k WHERE k.migration = r.migration)
          OR EXISTS (SELECT 1 FROM pgferry.changed_tables c WHERE c.migration = r.migration AND c.whole_lsn IS NOT NULL) AS changes_since_live_compare,
-       coalesce(s.incremental_compared_at >= coalesce(s.cutover_requested_at, '-infinity'), false) AS incremental_compared`
-    : 'false AS changes_since_live_compare, false AS incremental_compared';
+       coalesce(s.incremental_compared_at >= coalesce(s.cutover_requested_at, '-infinity'), false) AS incremental_compared,
+       s.incremental_compare_seconds`
+    : 'false AS changes_since_live_compare, false AS incremental_compared, NULL::float8 AS incremental_compare_seconds';
   const { rows } = await target.query(
     `SELECT r.slot_name, r.publication_name, r.consistent_lsn::text, r.applied_lsn::text, r.applied_at,
             r.transactions_applied::float8, r.rows_applied::float8,
@@ -113,6 +116,7 @@ export async function readReplicationStatus(target: pg.Client, migration: string
     liveCompared: row.live_compared,
     changesSinceLiveCompare: row.changes_since_live_compare,
     incrementalCompared: row.incremental_compared,
+    incrementalCompareSeconds: row.incremental_compare_seconds,
     lagBytes: row.lag_bytes,
     lagSeconds: row.lag_seconds,
     rowsPerSecond: row.rows_per_second,

@@ -278,6 +278,18 @@ CREATE TABLE IF NOT EXISTS pgferry.verified_tables (
   PRIMARY KEY (migration, source_schema, source_table)
 );
 ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS incremental_compared_at timestamptz;
+ALTER TABLE pgferry.replication_status ADD COLUMN IF NOT EXISTS incremental_compare_seconds float8;
+-- Issue 15, name mapping (engine/schema/apply-mapping.ts): when a run's objects got their target
+-- names, and each rename (identities as format('%I.%I') strings).
+ALTER TABLE pgferry.migrations ADD COLUMN IF NOT EXISTS names_mapped_at timestamptz;
+CREATE TABLE IF NOT EXISTS pgferry.renamed_objects (
+  migration text NOT NULL REFERENCES pgferry.migrations ON DELETE CASCADE,
+  kind text NOT NULL,
+  source_identity text NOT NULL,
+  target_identity text NOT NULL,
+  numbered boolean NOT NULL DEFAULT false,
+  PRIMARY KEY (migration, kind, source_identity)
+);
 -- Issue 15, flow control (engine/control/flow.ts). flow_limits: the limits pgferry throttle set
 -- for a run, per phase (NULL: the spec's; 0: none). flow_workers: the copy workers and the CDC
 -- applier that share them, each beating every second with the share it applies; a limit is

@@ -52,6 +52,7 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     log('comparison disabled by the spec');
     return undefined;
   }
+  const started = Date.now();
   const control = await connectTarget();
   const source = await connectSource();
   try {
@@ -94,7 +95,7 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
     }
     for (const result of results.values()) await saveComparison(control, migration, listedAtMost(result, spec.compare.maxDifferencesReported));
     if (!live) await compareOtherObjects(context, control, snapshot);
-    if (live) await recordLiveOutcome(control, migration, results, incremental);
+    if (live) await recordLiveOutcome(control, migration, results, incremental ? (Date.now() - started) / 1000 : undefined);
     if (incremental) {
       log(
         `${live ? 'live comparison at the cutover request' : 'final comparison'}: ${summary.tablesInFull} table(s) in full, ` +
@@ -262,8 +263,10 @@ function liveNote(result: TableComparison, round: number): string | undefined {
   return `compared while changes flow, still different after ${round} recheck(s); the comparison after cutover decides${result.note ? `; ${result.note}` : ''}`;
 }
 
-async function recordLiveOutcome(control: pg.Client, migration: string, results: Map<string, TableComparison>, incremental: boolean): Promise<void> {
-  if (incremental) await recordIncrementalComparison(control, migration);
+/** `incrementalSeconds`: how long the passes at the cutover request took; undefined for the live comparison of every table. */
+async function recordLiveOutcome(control: pg.Client, migration: string, results: Map<string, TableComparison>, incrementalSeconds: number | undefined): Promise<void> {
+  const incremental = incrementalSeconds !== undefined;
+  if (incremental) await recordIncrementalComparison(control, migration, incrementalSeconds);
   else await recordLiveComparison(control, migration);
   const differing = [...results.values()].filter((r) => r.status === 'mismatch').map((r) => qualified(r.source));
   await recordEvent(

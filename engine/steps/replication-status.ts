@@ -65,12 +65,18 @@ export function replicationDecision(spec: DecisionSpec, status: ReplicationStatu
   }
   if (status.heartbeatAgeSeconds === null || status.heartbeatAgeSeconds > spec.cdc.heartbeatTimeoutSeconds) return action('restart');
   if (status.drainLsn !== null) return action('wait');
-  const caughtUp = status.streamingSince !== null && status.lagSeconds !== null && status.lagSeconds <= spec.cutover.maxLagSeconds;
+  const streaming = status.streamingSince !== null && status.lagSeconds !== null;
+  const caughtUp = streaming && status.lagSeconds! <= spec.cutover.maxLagSeconds;
   if (caughtUp && spec.compare.enabled && !status.liveCompared) return action('compare');
   const cutoverDue = spec.cutover.mode === 'auto' || status.cutoverRequested;
   const changesToCompare = spec.compare.enabled && spec.cutover.finalCompare && status.changesSinceLiveCompare && !status.incrementalCompared;
   if (caughtUp && cutoverDue && changesToCompare) return action('compare');
-  if (caughtUp && cutoverDue) return action('cutover');
+  // The passes at the cutover request began caught up; the lag they left behind (the applier
+  // shared the machine with them) is drained behind the fence at the applier's full speed. Waiting
+  // for it under load would shrink it only by the applier's headroom while every second adds
+  // changed rows to the comparison behind the fence.
+  const lagAllowed = spec.cutover.maxLagSeconds + (status.incrementalCompared ? (status.incrementalCompareSeconds ?? 0) : 0);
+  if (streaming && status.lagSeconds! <= lagAllowed && cutoverDue) return action('cutover');
   return action('wait');
 }
 

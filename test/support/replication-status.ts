@@ -18,6 +18,7 @@ export const replicationStatusRow = (overrides: Partial<ReplicationStatusRow> = 
   liveCompared: false,
   changesSinceLiveCompare: false,
   incrementalCompared: false,
+  incrementalCompareSeconds: null,
   lagBytes: 0,
   lagSeconds: 1,
   rowsPerSecond: 50,

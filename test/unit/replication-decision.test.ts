@@ -7,8 +7,7 @@ import { replicationStatusRow } from '../support/replication-status.js';
 
 const specWith = (overrides: { cutover?: object; compare?: object; cdc?: object } = {}) =>
   parseSpec(
-    { name: 'orders-move', mode: 'full+cdc', source: { secret: 'env:SOURCE_DB' }, target: { secret: 'env:TARGET_DB' }, ...overrides },
-    { featureGate: false },
+    { name: 'orders-move', mode: 'full+cdc', source: { secret: 'env:SOURCE_DB' }, target: { secret: 'env:TARGET_DB' }, ...overrides }
   );
 
 /** Defaults: retry window 120 min, heartbeat timeout 60 s, cutover manual at ≤ 5 s lag, compare enabled. */
@@ -68,6 +67,15 @@ describe('the CDC loop decision', () => {
     expect(actionOf(status({ ...changed, cutoverRequested: true }), specWith({ compare: { enabled: false } }))).toBe('cutover');
     // The first comparison while replicating comes first.
     expect(actionOf(status({ ...changed, cutoverRequested: true, liveCompared: false }))).toBe('compare');
+  });
+
+  it('after the passes at the cutover request, fences with the lag they left behind rather than wait for it under load', () => {
+    const passed = { cutoverRequested: true, changesSinceLiveCompare: true, incrementalCompared: true, incrementalCompareSeconds: 24 };
+    expect(actionOf(status({ ...passed, lagSeconds: 28 }))).toBe('cutover');
+    // More than the passes could have caused (maxLagSeconds 5 + 24 s): the applier is behind for another reason.
+    expect(actionOf(status({ ...passed, lagSeconds: 30 }))).toBe('wait');
+    // Before the passes, the lag must be under maxLagSeconds.
+    expect(actionOf(status({ ...passed, incrementalCompared: false, lagSeconds: 6 }))).toBe('wait');
   });
 
   it('cuts over once caught up: automatically, or when a person asked', () => {
