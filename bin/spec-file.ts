@@ -49,7 +49,7 @@ function nestingDepth(value: unknown): number {
 /** The spec as commands that only read it see it (no feature gate); undefined after reporting why it is invalid. */
 export async function readSpecForChecks(path: string, err: Out): Promise<MigrationSpec | undefined> {
   try {
-    return parseSpec(await readSpecFile(path), { featureGate: false });
+    return parseSpec(await readSpecFile(path));
   } catch (error) {
     if (!(error instanceof SpecInvalidError)) throw error;
     err.write(`${error.message}\n`);

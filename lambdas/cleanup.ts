@@ -30,7 +30,7 @@ const statusChangeEvent = z
 /** The execution's input is the spec as the person gave it, or a resume of it (ValidateSpec fills in the defaults); undefined if it is none. */
 function specOfExecution(input: string | null | undefined): MigrationSpec | undefined {
   try {
-    return parseSpec(runInputOf(JSON.parse(input ?? 'null')).spec, { featureGate: false });
+    return parseSpec(runInputOf(JSON.parse(input ?? 'null')).spec);
   } catch {
     return undefined;
   }

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { connectSide, isConnectionFailure, type EndpointSettings } from '../engine/connect/index.js';
 import { loadSpec } from '../engine/control/index.js';
 import { PgferryError } from '../engine/errors.js';
-import { parseNormalizedSpec, type MigrationSpec } from '../engine/spec/index.js';
+import { parseSpec, type MigrationSpec } from '../engine/spec/index.js';
 import { messageOf, sleep } from '../engine/sql.js';
 import type { CallbackStepContext, TaskStepContext } from '../engine/steps/task.js';
 import { metricsSinkFromEnvironment, type MetricsSink } from '../platform/observability.js';
@@ -47,7 +47,7 @@ async function specOnTarget(connectTarget: () => Promise<pg.Client>, migration: 
     async () => {
       const control = await connectTarget();
       try {
-        return parseNormalizedSpec(await loadSpec(control, migration));
+        return parseSpec(await loadSpec(control, migration));
       } finally {
         await control.end().catch(() => undefined);
       }

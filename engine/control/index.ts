@@ -20,3 +20,4 @@ export * from './reverse.js';
 export * from './late-changes.js';
 export * from './changed-keys.js';
 export * from './flow.js';
+export * from './mapping.js';

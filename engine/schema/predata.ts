@@ -14,6 +14,10 @@ import { OPCLASS_IDENTITY, OPERATOR_IDENTITY, OPFAMILY_IDENTITY } from './operat
 import { CAST_IDENTITY } from './casts.js';
 import { TEXT_SEARCH_EXISTING } from './text-search.js';
 import { syncRoles } from './roles.js';
+import { NameMap } from './mapping.js';
+import { NameMappingError } from './apply-mapping.js';
+import type { SchemaPlan } from './plan.js';
+import { qualified } from '../sql.js';
 
 export interface PreDataResult {
   tables: TableInfo[];
@@ -55,6 +59,48 @@ const EXISTS_AS: Record<string, string> = {
   'materialized view': 'rel',
 };
 
+/**
+ * The selected tables that exist on the target, by plan key, with the identity they have there:
+ * under their target names (mapping.ts). A table the mapping renames is created under its source
+ * name and renamed before changes are applied (apply-mapping.ts), so that name must be free on
+ * the target, and an existing table under its target name can only be dropped, or, in mode cdc
+ * (nothing loaded into it), used as it is.
+ */
+async function tableConflicts(target: pg.Client, spec: MigrationSpec, plan: SchemaPlan): Promise<Map<string, { identity: string }>> {
+  const names = NameMap.of(spec, plan.tables);
+  const byKey = new Map(plan.tables.map((t) => [`rel:${t.oid}`, t]));
+  const nodes = plan.nodes.filter((n) => n.kind === 'table').map((node) => {
+    const source = byKey.get(node.key)!;
+    return { node, source, final: names.table(source) };
+  });
+  const pairs = nodes.flatMap(({ source, final }) => [source, final]);
+  const { rows } = await target.query<{ schema: string; name: string; identity: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.relname) AS identity
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN unnest($1::text[], $2::text[]) AS w(schema, name) ON w.schema = n.nspname AND w.name = c.relname
+      WHERE c.relkind IN ('r', 'p')`,
+    [pairs.map((p) => p.schema), pairs.map((p) => p.name)],
+  );
+  const found = new Map(rows.map((r) => [qualified(r), r.identity]));
+  const conflicts = new Map<string, { identity: string }>();
+  const problems: string[] = [];
+  for (const { node, source, final } of nodes) {
+    const renamed = qualified(source) !== qualified(final);
+    const atFinal = found.get(qualified(final));
+    if (renamed && found.has(qualified(source))) {
+      problems.push(`${qualified(source)} is mapped to ${qualified(final)}, but the target already has ${qualified(source)}, the name pgferry loads it under before renaming it`);
+    }
+    if (atFinal === undefined) continue;
+    if (renamed && spec.mode !== 'cdc' && (spec.schema.existingTables === 'ignore' || spec.schema.existingTables === 'truncate')) {
+      problems.push(`${qualified(source)} is mapped to ${qualified(final)}, which already exists on the target: with a rename, pgferry loads only tables it creates (existingTables "drop" replaces it)`);
+      continue;
+    }
+    conflicts.set(node.key, { identity: atFinal });
+  }
+  if (problems.length > 0) throw new NameMappingError(problems);
+  return conflicts;
+}
+
 export async function migratePreData(source: pg.Client, target: pg.Client, spec: MigrationSpec): Promise<PreDataResult> {
   const plan = await readSource(source, () => planSchema(source, spec));
   const objects: SchemaObjectResult[] = [];
@@ -65,16 +111,10 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
     for (const setting of TARGET_SETTINGS) await target.query(`SET LOCAL ${setting}`);
 
     // Conflicts first, all of them at once, before anything changes.
-    const tableIds = plan.nodes.filter((n) => n.kind === 'table').map((n) => n.identity);
-    const { rows } = await target.query<{ identity: string }>(
-      `SELECT format('%I.%I', n.nspname, c.relname) AS identity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND format('%I.%I', n.nspname, c.relname) = ANY($1::text[]) ORDER BY 1`,
-      [tableIds],
-    );
-    const conflicts = new Set(rows.map((r) => r.identity));
+    const conflicts = await tableConflicts(target, spec, plan);
     const policy = spec.schema.existingTables;
-    if (conflicts.size && policy === 'error') throw new SchemaConflictError([...conflicts]);
-    const list = [...conflicts].join(', ');
+    if (conflicts.size && policy === 'error') throw new SchemaConflictError([...conflicts.values()].map((c) => c.identity));
+    const list = [...conflicts.values()].map((c) => c.identity).join(', ');
     if (conflicts.size && policy === 'drop') await runFor(target, 'tables', list, [`DROP TABLE IF EXISTS ${list} CASCADE`], 'drop');
     if (conflicts.size && policy === 'truncate') await runFor(target, 'tables', list, [`TRUNCATE TABLE ${list}`], 'truncate');
     const onTarget = await existingOnTarget(target);
@@ -97,7 +137,7 @@ export async function migratePreData(source: pg.Client, target: pg.Client, spec:
     for (const node of plan.nodes) {
       const detail = plan.details.get(node.key) ?? node.note;
       if (node.kind === 'table') {
-        const conflict = conflicts.has(node.identity);
+        const conflict = conflicts.has(node.key);
         if (!conflict || policy === 'drop') await runFor(target, 'table', node.identity, node.create);
         const status = !conflict ? 'created' : policy === 'drop' ? 'replaced' : policy === 'truncate' ? 'truncated' : 'existing';
         report('table', node.identity, status, detail);

@@ -168,18 +168,28 @@ const objectsSchema = z
 
 const mappingSchema = z
   .strictObject({
-    schemas: z.record(z.string(), z.string()).default({}).describe('Schema renames: source name → target name.'),
-    tables: z.record(schemaTableKey, z.string()).default({}).describe('Table renames: "schema.table" → target table name.'),
+    schemas: z
+      .record(z.string(), z.string().min(1))
+      .default({})
+      .describe('Schema renames: source name → target name. Several source schemas may go into one target schema.'),
+    tables: z
+      .record(schemaTableKey, z.string().min(1))
+      .default({})
+      .describe('Table (or view, sequence) renames: "schema.table" → target name, in the schema its source schema maps to.'),
     columns: z
-      .record(schemaTableKey, z.record(z.string(), z.string()))
+      .record(schemaTableKey, z.record(z.string(), z.string().min(1)))
       .default({})
       .describe('Column renames per table: "schema.table" → { source column → target column }.'),
     nameCase: z
-      .enum(['preserve', 'lower', 'upper'])
-      .default('preserve')
-      .describe('Case of names created on the target.'),
+      .enum(['source', 'lower', 'upper'])
+      .default('source')
+      .describe(
+        'Case of the target names of schemas, tables, views, sequences, indexes, constraints and columns that the mapping does not name: "source" keeps them, "lower" and "upper" change them. Explicit names are taken as written.',
+      ),
   })
-  .describe('How names change between source and target.');
+  .describe(
+    'How names change between source and target. Objects are created under their source names and renamed once, after the load and before changes are applied; references by OID (views, defaults, constraints, triggers, policies) follow, function bodies do not.',
+  );
 
 const syncFlag = (value: boolean, what: string) => z.boolean().default(value).describe(`Create ${what} on the target.`);
 
@@ -298,7 +308,11 @@ const compareSchema = z
 const cutoverSchema = z
   .strictObject({
     mode: z.enum(['manual', 'auto']).default('manual').describe('Wait for a person to cut over, or cut over by itself.'),
-    maxLagSeconds: z.number().positive().default(5).describe('CDC lag below which cutover may start.'),
+    maxLagSeconds: z
+      .number()
+      .positive()
+      .default(5)
+      .describe('CDC lag below which cutover may start; after the comparison passes at the cutover request it may also be as long as the passes took (that lag is drained behind the fence).'),
     fenceSource: z
       .boolean()
       .default(false)

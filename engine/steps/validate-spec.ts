@@ -47,12 +47,11 @@ export interface ValidateSpecOptions {
   allowedAlertTopics?: readonly string[];
 }
 
-/** Every problem of the spec, and what has not landed yet, is one SpecInvalid error. */
+/** Every problem of the spec is one SpecInvalid error. */
 export async function validateSpecStep(input: unknown, { allowedAlertTopics }: ValidateSpecOptions = {}) {
   const run = runInputOf(input);
   // loop.turns counts the turns of the CDC and paused loops, which continue as a new execution past a bound.
-  // A continuation carries the spec as this step normalized it (defaults filled in): the feature gate judges only what a person wrote.
-  const spec = parseSpec(run.spec, run.continues ? { featureGate: false } : undefined);
+  const spec = parseSpec(run.spec);
   // A continuation goes on with the topic its run was started with.
   if (!run.continues && allowedAlertTopics) assertAlertTopicAllowed(spec.alerts.snsTopicArn, allowedAlertTopics);
   return { spec, resume: run.resume, force: run.force, continues: run.continues, loop: { turns: 0 } };

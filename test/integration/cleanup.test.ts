@@ -188,8 +188,7 @@ describe('the CDC status loop', () => {
         mode: 'cdc',
         source: { secret: scratch.secretFor('loop-source', cluster), database: 'postgres' },
         target: { secret: scratch.secretFor('loop-target', cluster), database: 'loop_target' },
-      },
-      { featureGate: false },
+      }
     );
     const answer = replicationStatusStep(spec, new DefaultSecretsProvider(), { waitUpToSeconds: 60 });
     // Idle after reading the status: it has its first answer and waits to look again.

@@ -52,8 +52,7 @@ const spec = parseSpec(
     source: { secret: 'env:SOURCE_DB' },
     target: { secret: 'env:TARGET_DB' },
     objects: { include: [{ schema: 'public', tables: ['*'] }] },
-  },
-  { featureGate: false },
+  }
 );
 const logs: string[] = [];
 const context = () => ({

@@ -52,8 +52,7 @@ const spec = parseSpec(
     target: { secret: 'env:TARGET_DB' },
     objects: { include: [{ schema: 'public', tables: ['*'] }] },
     compare: { chunkRows: 1000 },
-  },
-  { featureGate: false },
+  }
 );
 const logs: string[] = [];
 const context = () => ({

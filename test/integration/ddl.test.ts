@@ -49,7 +49,7 @@ async function setUp(database: string) {
   await ensureControlSchema(control);
   await beginMigration(control, migration, { mode: 'full+cdc' });
   const src = await source.connect(database);
-  const selection = parseSpec({ name: migration, source: { secret: 'env:S' }, target: { secret: 'env:T' }, objects: { include: [{ schema: 'public' }] } }, { featureGate: false }).objects;
+  const selection = parseSpec({ name: migration, source: { secret: 'env:S' }, target: { secret: 'env:T' }, objects: { include: [{ schema: 'public' }] } }).objects;
   await installDdlCapture(src, slotName, selection);
   await ensurePublication(src, { name: slotName, tables: [{ schema: 'public', name: 'items' }, { schema: 'public', name: 'log' }, CAPTURE_TABLE] });
   const holder = await createSlotWithSnapshot(replicationConnector(source, database), slotName);

@@ -37,7 +37,7 @@ const pair = (source: LocalCluster, target: LocalCluster, mode: 'full' | 'full+c
   target: { secret: scratch.secretFor(`target-${target.major}`, target) },
   ...extra,
 });
-const precheck = (spec: object) => runPrecheck(parseSpec(spec, { featureGate: false }), secrets);
+const precheck = (spec: object) => runPrecheck(parseSpec(spec), secrets);
 
 const byId = (checks: CheckResult[]) => Object.fromEntries(checks.map((c) => [c.id, c]));
 
@@ -261,10 +261,10 @@ describe('the workflow through the local runner', () => {
     expect(result.cause).not.toContain(pg17.connection.password);
   });
 
-  it('refuses what has not landed yet, before touching a database', async () => {
-    const result = await runLocalWorkflow(pair(pg13, pg17, 'full+cdc', { mapping: {} }));
+  it('refuses an invalid spec before touching a database', async () => {
+    const result = await runLocalWorkflow(pair(pg13, pg17, 'full+cdc', { mapping: { nameCase: 'title' } }));
     expect(result).toMatchObject({ status: 'FAILED', error: 'SpecInvalid' });
-    expect(result.cause).toContain('mapping: not supported yet: mapping lands with name mapping');
+    expect(result.cause).toContain('mapping.nameCase');
   });
 });
 

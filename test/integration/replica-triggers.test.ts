@@ -37,8 +37,7 @@ const specFor = (mode: 'full' | 'full+cdc', replicaTriggers?: 'disabled' | 'fire
       source: { secret: 'env:UNUSED_SOURCE' },
       target: { secret: 'env:UNUSED_TARGET' },
       ...(replicaTriggers ? { schema: { replicaTriggers } } : {}),
-    },
-    { featureGate: false },
+    }
   );
 
 async function connect(cluster: LocalCluster, database: string) {

@@ -74,8 +74,7 @@ async function registeredMigration(name: string): Promise<MigrationSpec> {
       mode: 'full+cdc',
       source: { secret: scratch.secretFor(`${name}-source`, cluster), database: db },
       target: { secret: scratch.secretFor(`${name}-target`, cluster), database: `${db}_target` },
-    },
-    { featureGate: false },
+    }
   );
   const target = await cluster.connect(`${db}_target`);
   try {

@@ -67,7 +67,7 @@ const rawSpec = (name: string, where: string) => ({
 
 /** A parsed spec carrying `where` as given: spec validation refuses the attacks, the later stages must refuse them on their own. */
 function specWith(name: string, where: string): MigrationSpec {
-  const spec = parseSpec(rawSpec(name, 'true'), { featureGate: false });
+  const spec = parseSpec(rawSpec(name, 'true'));
   spec.objects.tables['public.items']!.where = where;
   return spec;
 }
@@ -82,7 +82,7 @@ async function expectSourceUntouched(): Promise<void> {
 
 describe('a where filter that is not one expression', () => {
   it.each(Object.entries(ATTACKS))('is refused by spec validation when it %s, naming the field', (_, where) => {
-    const parse = () => parseSpec(rawSpec('where-spec', where), { featureGate: false });
+    const parse = () => parseSpec(rawSpec('where-spec', where));
     expect(parse).toThrow(SpecInvalidError);
     expect(parse).toThrow(`${FIELD}: `);
   });
@@ -99,7 +99,7 @@ describe('a where filter that is not one expression', () => {
         await client.end();
       }
     }
-    expect(() => parseSpec(rawSpec('where-spec', where), { featureGate: false })).toThrow(`${FIELD}: ")" closes a parenthesis`);
+    expect(() => parseSpec(rawSpec('where-spec', where))).toThrow(`${FIELD}: ")" closes a parenthesis`);
   });
 
   it('makes `pgferry precheck` exit 2 on the filter of the issue, naming the field, with the source untouched', async () => {
@@ -149,7 +149,7 @@ describe('a where filter that is not one expression', () => {
     'id > 0 /* a ; nested /* ) */ comment */',
     "note <> U&'d\\0061t ; )' AND \"region\" IS NOT NULL",
   ])('passes precheck when it is one boolean expression: %s', async (where) => {
-    const report = await runPrecheck(parseSpec(rawSpec('where-precheck', where), { featureGate: false }), secrets);
+    const report = await runPrecheck(parseSpec(rawSpec('where-precheck', where)), secrets);
     expect(report.checks.find((c) => c.id === 'source.selection')).toMatchObject({ status: 'pass' });
   });
 });
@@ -212,7 +212,7 @@ describe('the load and the comparison with a where filter', () => {
     });
 
   it('loads and compares exactly the filtered rows of a legitimate filter', async () => {
-    const { db, units } = await load(parseSpec(rawSpec('where-legit', LEGIT), { featureGate: false }));
+    const { db, units } = await load(parseSpec(rawSpec('where-legit', LEGIT)));
     expect(units).toEqual([{ state: 'done', last_error: null }]);
     const [loaded] = (await target.sql('SELECT array_agg(id ORDER BY id) AS ids FROM items', db)) as [pg.QueryResult];
     const [wanted] = (await source.sql("SELECT array_agg(id ORDER BY id) AS ids FROM items WHERE region = 'eu'")) as [pg.QueryResult];

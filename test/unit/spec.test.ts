@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import {
   migrationSpecSchema,
-  parseNormalizedSpec,
   parseSpec,
   SpecInvalidError,
   specJsonSchema,
@@ -46,7 +45,7 @@ describe('valid specs', () => {
     expect(spec.cdc.retryWindowMinutes).toBe(120);
     expect(spec.cdc.batch).toEqual({ maxRows: 50000, maxBytes: 64 * 1024 ** 2, maxDelayMs: 200 });
     expect(spec.objects).toEqual({ include: [], exclude: [], tables: {} });
-    expect(spec.mapping.nameCase).toBe('preserve');
+    expect(spec.mapping.nameCase).toBe('source');
     expect(spec.compare.method).toBe('checksum');
     expect(spec.cutover.mode).toBe('manual');
     expect(spec.alerts.lagThresholdSeconds).toBe(300);
@@ -126,8 +125,8 @@ describe('section rules (ungated schema)', () => {
   });
 
   it('reads the spec it produced back unchanged, as later states do', () => {
-    const spec = parseSpec({ ...minimal, mode: 'full+cdc', startAt: '2026-11-23T22:00:00Z' }, { featureGate: false });
-    expect(parseNormalizedSpec(JSON.parse(JSON.stringify(spec)))).toEqual(spec);
+    const spec = parseSpec({ ...minimal, mode: 'full+cdc', startAt: '2026-11-23T22:00:00Z' });
+    expect(parseSpec(JSON.parse(JSON.stringify(spec)))).toEqual(spec);
   });
 
   it('rejects columns together with excludeColumns', () => {
@@ -248,16 +247,16 @@ describe('invalid specs', () => {
     expect(problems.every((p) => p.message.includes('did you mean'))).toBe(true);
   });
 
-  it('reports schema problems and gated sections together', () => {
+  it('reports every problem at once', () => {
     const problems = problemsOf({
       name: 'x',
       mode: 'ful',
       cdc: { retryWindowMinutes: 0 },
-      mapping: {},
+      mapping: { nameCase: 'title' },
       source: { secret: 'env:A' },
       target: { secret: 'nope' },
     });
-    expect(problems.map((p) => p.path)).toEqual(['name', 'mode', 'target.secret', 'cdc.retryWindowMinutes', 'mapping']);
+    expect(problems.map((p) => p.path).sort()).toEqual(['cdc.retryWindowMinutes', 'mapping.nameCase', 'mode', 'name', 'target.secret']);
   });
 
   it.each([null, 'spec', 42, [minimal]])('rejects the non-object %j', (input) => {
@@ -265,10 +264,15 @@ describe('invalid specs', () => {
   });
 });
 
-describe('feature gate', () => {
-  it.each([['mapping', {}, 'mapping', 'name mapping']])('rejects %s until its feature lands', (section, value, what, feature) => {
-    const problems = problemsOf({ ...minimal, [section]: value });
-    expect(problems).toEqual([{ path: section, message: `not supported yet: ${what} lands with ${feature}` }]);
+describe('every section', () => {
+  it('accepts mapping, and refuses nothing as not supported yet', () => {
+    const spec = parseSpec({
+      ...minimal,
+      mapping: { schemas: { app: 'sales' }, tables: { 'app.Orders': 'orders' }, columns: { 'app.Orders': { CustomerId: 'customer_id' } }, nameCase: 'lower' },
+    });
+    expect(spec.mapping).toEqual({ schemas: { app: 'sales' }, tables: { 'app.Orders': 'orders' }, columns: { 'app.Orders': { CustomerId: 'customer_id' } }, nameCase: 'lower' });
+    expectOneProblem(problemsOf({ ...minimal, mapping: { nameCase: 'preserve' } }), 'mapping.nameCase', 'source');
+    expectOneProblem(problemsOf({ ...minimal, mapping: { tables: { 'app.orders': '' } } }), 'mapping.tables["app.orders"]', '');
   });
 
   it("accepts alerts.lagThresholdSeconds (the replicate task's lag metric uses it)", () => {
@@ -313,7 +317,7 @@ describe('feature gate', () => {
   });
 
   it('is off for reading-only checks such as precheck', () => {
-    expect(validateSpec({ ...minimal, mode: 'full+cdc', cdc: {} }, { featureGate: false }).ok).toBe(true);
+    expect(validateSpec({ ...minimal, mode: 'full+cdc', cdc: {} }).ok).toBe(true);
   });
 });
 

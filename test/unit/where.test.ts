@@ -54,11 +54,11 @@ describe('a where filter is one expression', () => {
       target: { secret: 'env:T' },
       objects: { tables: { 'public.items': { where: 'true); CREATE TABLE public.pwned(x int); --' } } },
     };
-    const result = validateSpec(spec, { featureGate: false });
+    const result = validateSpec(spec);
     expect(result.ok).toBe(false);
     expect(result.ok ? [] : result.problems).toEqual([
       expect.objectContaining({ path: 'objects.tables["public.items"].where', message: expect.stringContaining('closes a parenthesis') }),
     ]);
-    expect(() => parseSpec({ ...spec, objects: { tables: { 'public.items': { where: "region = 'eu'" } } } }, { featureGate: false })).not.toThrow();
+    expect(() => parseSpec({ ...spec, objects: { tables: { 'public.items': { where: "region = 'eu'" } } } })).not.toThrow();
   });
 });
