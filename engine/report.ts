@@ -12,6 +12,7 @@ import {
   type AfterCutoverRow,
   type LateChange,
   readLateChanges,
+  renamedObjects,
   type MigrationProgress,
   type ReplicationStatusRow,
   type RetainedWalRow,
@@ -60,6 +61,8 @@ export interface MigrationReport {
   lateChanges?: LateChange[];
   /** After cutover: what is left for a person to do or know, each item with the command that does it. */
   checklist: string[];
+  /** What name mapping renamed (spec `mapping`): each object's source identity and target identity. */
+  renamed?: { kind: string; from: string; to: string }[];
 }
 
 export interface AfterCutoverReport {
@@ -98,7 +101,8 @@ export async function buildReport(target: pg.Client, migration: string): Promise
   if (!progress) return undefined;
   const report = reportOf(progress, await schemaObjectCounts(target, migration), await leftOutObjects(target, migration));
   const lateChanges = await readLateChanges(target, migration);
-  return lateChanges.length ? { ...report, lateChanges } : report;
+  const renamed = (await renamedObjects(target, migration)).map((r) => ({ kind: r.kind, from: r.sourceIdentity, to: r.targetIdentity }));
+  return { ...report, ...(lateChanges.length ? { lateChanges } : {}), ...(renamed.length ? { renamed } : {}) };
 }
 
 const hundredths = (value: number) => Math.round(value * 100) / 100;

@@ -29,6 +29,7 @@ import { FenceCheck, LateChangeWatch } from './fence-check.js';
 import { formatLsn, parseLsn } from './pgoutput.js';
 import { StreamPosition } from './position.js';
 import { readPostDataLsn, readReplicationStatus, readTableSyncs } from '../control/index.js';
+import { NameMap, type Names } from '../schema/mapping.js';
 import { assertSlotUsable, checkRetainedWal, type RetainedWalCheck } from './retained-wal.js';
 import { SyncedTableFilter } from './table-sync.js';
 import { hasFilters, SourceStreamFilters } from './row-filter.js';
@@ -78,6 +79,8 @@ export interface ReplicatorOptions {
    * (row-filter.ts): what the publication does not filter, the applier does. Default: none.
    */
   filters?: MigrationSpec['objects'];
+  /** Where the stream's tables and columns are on the side it applies to (schema/mapping.ts); the same names by default. */
+  names?: Names;
   /** logical_decoding_work_mem of the walsender: the size of the blocks a large transaction is streamed in. Default 8MB. */
   streamBlock?: string;
   /** Stops streaming; the run ends with 'stopped'. */
@@ -222,6 +225,7 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
     publicationName: options.publicationName,
     control,
     postDataLsn: await readPostDataLsn(control, options.migration),
+    renamed: !(options.names ?? NameMap.IDENTITY).identity,
     log: options.log,
   });
   return async (received: PgoutputMessage): Promise<PgoutputMessage | undefined> => {
@@ -234,7 +238,7 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
 }
 
 /** Configures a target session for applying and puts an Applier on it. */
-async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim, filters: StreamFilters | undefined): Promise<Applier> {
+async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: GenerationClaim, filters: StreamFilters | undefined, names: Names): Promise<Applier> {
   // Replica role: the fence's triggers (engine/cutover/fence.ts) let it write; a fenced database's read-only default must not stop it either.
   await client.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica; SET default_transaction_read_only = off`);
   return new Applier(client, {
@@ -245,6 +249,7 @@ async function applierOn(client: pg.Client, options: ReplicatorOptions, claim: G
     maxChunkBytes: options.batch.maxBytes,
     recordChangedKeys: options.recordChangedKeys,
     filters,
+    names,
   });
 }
 
@@ -284,7 +289,8 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   // The filters' own source session evaluates the where filters the publication leaves to the applier.
   const filters = options.filters && hasFilters(options.filters) ? await SourceStreamFilters.open(await sessions.open(options.connectSource), options.filters, options.publicationName) : undefined;
   const target = await sessions.open(options.connectTarget);
-  const mainApplier = await applierOn(target, options, claim, filters);
+  const names = options.names ?? NameMap.IDENTITY;
+  const mainApplier = await applierOn(target, options, claim, filters, names);
   // A streamer that has been replaced never takes the lock back (it would end its successor's session).
   await assertCurrentGeneration(target, migration, claim);
   if (!(await takeApplyLock(target, migration, options.log))) {
@@ -304,7 +310,7 @@ async function openSessions(options: ReplicatorOptions, claim: GenerationClaim, 
   // Only now: a replaced streamer's session, which held the origin, has been ended, and a run
   // whose replication was removed (and its origins dropped) creates none again.
   if (options.origin) await setUpSessionOrigin(target, [options.origin.name]);
-  return { target, mainApplier, control, source, filters, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };
+  return { target, mainApplier, control, source, filters, names, startLsn: status.appliedLsn ?? status.consistentLsn ?? '0/0' };
 }
 
 /** A replaced streamer (a newer generation took over) stops here. */
@@ -324,7 +330,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
   let heartbeats: { stop: () => void } | undefined;
   let flow: FlowControl | undefined;
   try {
-    const { target, mainApplier, control, source, filters, startLsn } = await openSessions(options, claim, sessions);
+    const { target, mainApplier, control, source, filters, names, startLsn } = await openSessions(options, claim, sessions);
     applier = mainApplier;
     const position: StreamPosition = new StreamPosition(startLsn, (lsn): Promise<void> => thisStream.acknowledge(lsn));
     const skipsOrigins = (options.origin?.skipOrigins.length ?? 0) > 0;
@@ -348,7 +354,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     const earlyApply = (early = new EarlyApply({
       connectTarget: options.connectTarget,
       newApplier: async (client) => {
-        const early = await applierOn(client, options, claim, filters);
+        const early = await applierOn(client, options, claim, filters, names);
         if (options.origin) await setUpSessionOrigin(client, earlyOriginNames(options.origin.name));
         return early;
       },

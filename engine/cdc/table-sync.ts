@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { copyColumns, qualified, quoteIdent, quoteTable } from '../sql.js';
 import type { TableRef } from '../catalog/tables.js';
+import { NameMap, type Names } from '../schema/mapping.js';
 import { recordTableSync } from '../control/index.js';
 import { importSnapshot } from '../snapshot.js';
 import { CANONICAL_SESSION_SQL, SOURCE_READ_SESSION_SQL } from '../connect/index.js';
@@ -33,6 +34,8 @@ export interface TableSyncOptions {
    * transaction, everything commits (or not) with it. Its tables are emptied first (TRUNCATE ONLY).
    */
   target: pg.ClientBase;
+  /** Where the tables and their columns are on the target (schema/mapping.ts). */
+  names?: Names;
 }
 
 /** Copies `tables` at one fresh snapshot; returns each table's start LSN by `schema.table`. */
@@ -47,7 +50,7 @@ export async function syncTables(options: TableSyncOptions, tables: TableRef[]):
     await options.target.query(`${CANONICAL_SESSION_SQL}; SET session_replication_role = replica`);
     await importSnapshot(source, holder.slot.snapshot);
     for (const table of tables) {
-      const rows = await copyTable(source, options.target, table);
+      const rows = await copyTable(source, options.target, table, options.names ?? NameMap.IDENTITY);
       await recordTableSync(options.target, options.migration, table, holder.slot.consistentLsn, rows);
       starts.set(qualified(table), holder.slot.consistentLsn);
     }
@@ -65,13 +68,17 @@ const COLUMNS_SQL = `SELECT a.attname AS name FROM pg_attribute a
  ORDER BY a.attnum`;
 
 /** The table's rows, in the columns both sides have (stored, not generated), replacing the target's. */
-async function copyTable(source: pg.Client, target: pg.ClientBase, table: TableRef): Promise<number> {
-  const [from, to] = await Promise.all([source, target].map((client) => client.query<{ name: string }>(COLUMNS_SQL, [table.schema, table.name])));
-  const onTarget = new Set(to!.rows.map((r) => r.name));
-  const columns = copyColumns(from!.rows.map((r) => r.name).filter((name) => onTarget.has(name)).map(quoteIdent));
-  await target.query(`TRUNCATE ONLY ${quoteTable(table)}`);
-  const reader = source.query(new RawCopyOut(`COPY ${quoteTable(table)}${columns} TO STDOUT`));
-  const writer = target.query(rawCopyIn(`COPY ${quoteTable(table)}${columns} FROM STDIN`));
+async function copyTable(source: pg.Client, target: pg.ClientBase, table: TableRef, names: Names): Promise<number> {
+  const to = names.table(table);
+  const [fromColumns, toColumns] = await Promise.all([
+    source.query<{ name: string }>(COLUMNS_SQL, [table.schema, table.name]),
+    target.query<{ name: string }>(COLUMNS_SQL, [to.schema, to.name]),
+  ]);
+  const onTarget = new Set(toColumns.rows.map((r) => r.name));
+  const copied = fromColumns.rows.map((r) => r.name).filter((name) => onTarget.has(names.column(table, name)));
+  await target.query(`TRUNCATE ONLY ${quoteTable(to)}`);
+  const reader = source.query(new RawCopyOut(`COPY ${quoteTable(table)}${copyColumns(copied.map(quoteIdent))} TO STDOUT`));
+  const writer = target.query(rawCopyIn(`COPY ${quoteTable(to)}${copyColumns(copied.map((c) => quoteIdent(names.column(table, c))))} FROM STDIN`));
   await pipeline(reader, writer);
   return reader.rowCount;
 }

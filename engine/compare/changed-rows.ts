@@ -4,6 +4,7 @@
  * as the checksum comparison, side.ts), then, where it differs, each row by presence and hash. The keys are bound
  * as text and cast to the key columns' types on each side.
  */
+import { targetColumnNames } from './index.js';
 import type pg from 'pg';
 import type { RowDifference, TableComparison } from '../control/index.js';
 import type { CompareOptions, CompareTarget } from './index.js';
@@ -27,7 +28,7 @@ export async function compareRowsByKey(
 ): Promise<TableComparison> {
   const [src, tgt] = await Promise.all([
     Side.open(source, table.source, table.columns, keyColumns, table.where),
-    Side.open(target, table.target, table.columns, keyColumns),
+    Side.open(target, table.target, targetColumnNames(table, table.columns), targetColumnNames(table, keyColumns)),
   ]);
   const differences: RowDifference[] = [];
   let sourceRows = 0;

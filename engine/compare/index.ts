@@ -19,6 +19,8 @@ export interface CompareTarget {
   source: TableRef;
   target: TableRef;
   columns: string[];
+  /** The target's names of `columns`, in the same order, when the mapping renames them (schema/mapping.ts). */
+  targetColumns?: string[];
   primaryKey: string[] | null;
   /** Filter applied on the source only: the target holds just the filtered rows. */
   where?: string;
@@ -77,6 +79,16 @@ function sameBuckets(a: Bucket[], b: Bucket[]): boolean {
   );
 }
 
+/** The target's names of some of `table`'s columns (key columns are among its compared columns). */
+export function targetColumnNames(table: CompareTarget, columns: string[]): string[] {
+  if (!table.targetColumns) return columns;
+  return columns.map((c) => {
+    const at = table.columns.indexOf(c);
+    if (at < 0) throw new Error(`column ${c} of ${table.source.schema}.${table.source.name} is not among its compared columns`);
+    return table.targetColumns![at]!;
+  });
+}
+
 /** Compares one table. Applies the session settings itself; the caller chooses the transactions. */
 export async function compareTable(
   source: pg.Client,
@@ -88,7 +100,7 @@ export async function compareTable(
   const key = table.primaryKey?.length ? table.primaryKey : [];
   const [src, tgt] = await Promise.all([
     Side.open(source, table.source, table.columns, key, table.where),
-    Side.open(target, table.target, table.columns, key),
+    Side.open(target, table.target, targetColumnNames(table, table.columns), targetColumnNames(table, key)),
   ]);
   const base = { source: table.source, method: options.method, differences: [] as RowDifference[] };
 

@@ -7,7 +7,7 @@
  * REFRESH gives).
  */
 import type pg from 'pg';
-import type { SchemaObjectResult } from '../control/index.js';
+import type { MigratedObject, SchemaObjectResult } from '../control/index.js';
 import { compareTable, withComparedSides, type CompareOptions } from './index.js';
 
 interface ViewFacts {
@@ -31,16 +31,17 @@ async function viewFacts(client: pg.Client, identity: string): Promise<ViewFacts
 const KIND = 'materialized view data';
 
 /** Compares one view whose two sides are known; the outcome as the report's object line. */
-async function compareView(source: pg.Client, target: pg.Client, identity: string, options: CompareOptions): Promise<SchemaObjectResult> {
-  const [onSource, onTarget] = await Promise.all([viewFacts(source, identity), viewFacts(target, identity)]);
+async function compareView(source: pg.Client, target: pg.Client, view: MigratedObject, options: CompareOptions): Promise<SchemaObjectResult> {
+  const identity = view.target;
+  const [onSource, onTarget] = await Promise.all([viewFacts(source, view.source), viewFacts(target, view.target)]);
   const differs = (detail: string): SchemaObjectResult => ({ kind: KIND, identity, status: 'not_migrated', detail });
   if (!onSource || !onTarget) return differs(`the materialized view is missing on the ${onSource ? 'target' : 'source'}; its contents were not compared`);
   if (!onSource.populated && !onTarget.populated) return { kind: KIND, identity, status: 'skipped', detail: 'not populated on the source' };
   if (onSource.populated !== onTarget.populated) {
     return differs(`populated on the ${onSource.populated ? 'source' : 'target'} only; REFRESH MATERIALIZED VIEW ${identity} on the target`);
   }
-  const ref = { schema: onSource.schema, name: onSource.name };
-  const result = await compareTable(source, target, { source: ref, target: ref, columns: onSource.columns, primaryKey: null }, { ...options, method: 'checksum' });
+  const table = { source: { schema: onSource.schema, name: onSource.name }, target: { schema: onTarget.schema, name: onTarget.name }, columns: onSource.columns, targetColumns: onTarget.columns, primaryKey: null };
+  const result = await compareTable(source, target, table, { ...options, method: 'checksum' });
   if (result.status === 'match') return { kind: KIND, identity, status: 'created', detail: `refreshed; equal to the source's contents (${result.sourceRows} rows)` };
   return differs(
     `refreshed on the target from the migrated data, its contents differ from the source's (${result.sourceRows} rows on the source, ${result.targetRows} on the target): ` +
@@ -52,13 +53,13 @@ async function compareView(source: pg.Client, target: pg.Client, identity: strin
 export async function compareMaterializedViews(
   connectSource: () => Promise<pg.Client>,
   connectTarget: () => Promise<pg.Client>,
-  identities: string[],
+  views: MigratedObject[],
   options: CompareOptions & { snapshot?: string },
 ): Promise<SchemaObjectResult[]> {
-  if (identities.length === 0) return [];
+  if (views.length === 0) return [];
   return withComparedSides(connectSource, connectTarget, options.snapshot, async (source, target) => {
     const results: SchemaObjectResult[] = [];
-    for (const identity of identities) results.push(await compareView(source, target, identity, options));
+    for (const view of views) results.push(await compareView(source, target, view, options));
     return results;
   });
 }

@@ -10,8 +10,15 @@ export interface RenamedObject {
 
 /** Whether the run's objects carry their target names yet (they are created under the source's, and renamed before changes are applied). */
 export async function namesMapped(client: pg.ClientBase, migration: string): Promise<boolean> {
+  if (!(await mappingRecorded(client))) return false;
   const { rows } = await client.query('SELECT names_mapped_at IS NOT NULL AS mapped FROM pgferry.migrations WHERE name = $1', [migration]);
   return rows[0]?.mapped === true;
+}
+
+/** Whether the control schema records renames (one created by an older pgferry, not yet brought up to date, does not). */
+async function mappingRecorded(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query("SELECT to_regclass('pgferry.renamed_objects') IS NOT NULL AS recorded");
+  return rows[0]?.recorded === true;
 }
 
 /** Records the renames and that they are done (in the renames' transaction). */
@@ -27,10 +34,17 @@ export async function recordNamesMapped(client: pg.ClientBase, migration: string
 }
 
 export async function renamedObjects(client: pg.ClientBase, migration: string): Promise<RenamedObject[]> {
+  if (!(await mappingRecorded(client))) return [];
   const { rows } = await client.query(
     `SELECT kind, source_identity AS "sourceIdentity", target_identity AS "targetIdentity", numbered
        FROM pgferry.renamed_objects WHERE migration = $1 ORDER BY kind, source_identity`,
     [migration],
   );
   return rows;
+}
+
+/** Source identity → target identity of the relations (tables, views, sequences, indexes) name mapping renamed; empty before it ran. */
+export async function renamedRelations(client: pg.ClientBase, migration: string): Promise<Map<string, string>> {
+  const renamed = await renamedObjects(client, migration);
+  return new Map(renamed.filter((r) => r.kind !== 'column' && r.kind !== 'constraint').map((r) => [r.sourceIdentity, r.targetIdentity]));
 }

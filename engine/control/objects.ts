@@ -69,11 +69,20 @@ export async function leftOutObjects(target: pg.Client, migration: string): Prom
   return rows;
 }
 
-/** The identities of a kind's objects that schema migration created or found on the target (e.g. the materialized views). */
-export async function migratedIdentities(target: pg.Client, migration: string, kind: string): Promise<string[]> {
-  const { rows } = await target.query<{ identity: string }>(
-    `SELECT identity FROM pgferry.schema_objects WHERE migration = $1 AND kind = $2 AND status IN ('created', 'existing', 'replaced') ORDER BY identity`,
+/** An object schema migration created or found: its identity on the source, and on the target (where name mapping renamed it). */
+export interface MigratedObject {
+  source: string;
+  target: string;
+}
+
+/** A kind's objects that schema migration created or found on the target (e.g. the materialized views), with their target identities. */
+export async function migratedObjects(target: pg.Client, migration: string, kind: string): Promise<MigratedObject[]> {
+  const { rows } = await target.query<MigratedObject>(
+    `SELECT o.identity AS source, coalesce(r.target_identity, o.identity) AS target
+       FROM pgferry.schema_objects o
+       LEFT JOIN pgferry.renamed_objects r ON r.migration = o.migration AND r.kind = o.kind AND r.source_identity = o.identity
+      WHERE o.migration = $1 AND o.kind = $2 AND o.status IN ('created', 'existing', 'replaced') ORDER BY o.identity`,
     [migration, kind],
   );
-  return rows.map((r) => r.identity);
+  return rows;
 }

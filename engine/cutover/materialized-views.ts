@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import { withTransaction } from '../sql.js';
+import type { MigratedObject } from '../control/index.js';
 
 interface ViewRow {
   identity: string;
@@ -38,18 +39,19 @@ async function inDependencyOrder(target: pg.Client, identities: string[]): Promi
   return ordered;
 }
 
-/** Refreshes the migrated materialized views on the target as the source holds them (populated or not); returns those refreshed. */
-export async function refreshMaterializedViews(source: pg.Client, target: pg.Client, identities: string[]): Promise<string[]> {
-  if (identities.length === 0) return [];
+/** Refreshes the migrated materialized views on the target as the source holds them (populated or not); returns those refreshed, by target identity. */
+export async function refreshMaterializedViews(source: pg.Client, target: pg.Client, views: MigratedObject[]): Promise<string[]> {
+  if (views.length === 0) return [];
   const { rows } = await source.query<{ identity: string; populated: boolean }>(
     `SELECT format('%I.%I', n.nspname, c.relname) AS identity, c.relispopulated AS populated
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'm'`,
   );
-  const populated = new Map(rows.map((r) => [r.identity, r.populated]));
-  const views = (await inDependencyOrder(target, identities)).filter((identity) => populated.has(identity));
+  const onSource = new Map(rows.map((r) => [r.identity, r.populated]));
+  const populated = new Map(views.filter((v) => onSource.has(v.source)).map((v) => [v.target, onSource.get(v.source)!]));
+  const ordered = (await inDependencyOrder(target, [...populated.keys()])).filter((identity) => populated.has(identity));
   await withTransaction(target, async () => {
     // The identities are format('%I.%I') of the catalog, already quoted.
-    for (const identity of views) await target.query(`REFRESH MATERIALIZED VIEW ${identity}${populated.get(identity) ? '' : ' WITH NO DATA'}`);
+    for (const identity of ordered) await target.query(`REFRESH MATERIALIZED VIEW ${identity}${populated.get(identity) ? '' : ' WITH NO DATA'}`);
   });
-  return views;
+  return ordered;
 }

@@ -7,13 +7,14 @@
  * Loops are prevented with replication origins (engine/cdc/origin.ts).
  */
 import type pg from 'pg';
-import { dataTables, listTables, tableKey } from '../catalog/tables.js';
+import { dataTables, listTables, tableKey, type TableRef } from '../catalog/tables.js';
 import { dropOrigins, originFamily, type OriginOptions } from '../cdc/origin.js';
 import { dropSlotAndPublication, ensurePublication, replicationNames, slotState } from '../cdc/slot.js';
 import {
   deleteReverseRun,
   dropControlSchema,
   ensureControlSchema,
+  namesMapped,
   otherMigrations,
   readReplicationStatus,
   registerReverseRun,
@@ -23,6 +24,7 @@ import {
   stopReverseRun,
 } from '../control/index.js';
 import { PgferryError } from '../errors.js';
+import { InverseNames, NameMap, type Names } from '../schema/mapping.js';
 import { copySequenceValues } from '../schema/sequences.js';
 import type { SchemaObjectResult } from '../schema/objects.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -92,8 +94,11 @@ export async function armReverse(spec: MigrationSpec, source: pg.Client, target:
   const names = reverseReplicationNames(spec);
   await writeThroughFence(source);
   await ensureControlSchema(source);
-  const tables = dataTables(await listTables(source, spec.objects));
-  const onTarget = new Set(dataTables(await listTables(target, spec.objects)).map(tableKey));
+  const tables = await migratedTargetTables(spec, source, target);
+  const { rows } = await target.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')`,
+  );
+  const onTarget = new Set(rows.map(tableKey));
   const missing = tables.filter((table) => !onTarget.has(tableKey(table))).map(tableKey);
   if (missing.length > 0) {
     throw new PgferryError(
@@ -165,10 +170,26 @@ export async function drainReverse(spec: MigrationSpec, source: pg.Client, targe
   return drainLsn;
 }
 
+/** The migrated tables with rows, as the target names them (name mapping renamed them before any change was applied). */
+export async function migratedTargetTables(spec: MigrationSpec, source: pg.Client, target: pg.Client): Promise<TableRef[]> {
+  const mapping = (await namesMapped(target, spec.name)) ? NameMap.of(spec) : NameMap.IDENTITY;
+  return dataTables(await listTables(source, spec.objects)).map((table) => mapping.table(table));
+}
+
+/**
+ * The reverse stream's names: the target's tables and columns back to the source's, when name
+ * mapping renamed them. `source` and `target` are the migration's (not the reverse stream's).
+ */
+export async function reverseNames(spec: MigrationSpec, source: pg.Client, target: pg.Client): Promise<Names> {
+  const names = NameMap.of(spec);
+  if (names.identity || !(await namesMapped(target, spec.name))) return NameMap.IDENTITY;
+  return new InverseNames(names, dataTables(await listTables(source, spec.objects)));
+}
+
 /** Sets the source's sequences to the target's values (fallback: the source continues where the target is). */
 export async function copySequencesBack(spec: MigrationSpec, source: pg.Client, target: pg.Client): Promise<SchemaObjectResult[]> {
   await writeThroughFence(source);
-  return copySequenceValues(target, source, spec);
+  return copySequenceValues(source, target, spec, { back: true });
 }
 
 /** How long endReverse waits for the reverse streamer to stop on its own. */

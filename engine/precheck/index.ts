@@ -15,6 +15,8 @@ import { checkLargeObjects, checkMaterializedViews } from './large-objects.js';
 import { checkSecurity } from './security.js';
 import { checkFencePrivileges } from './fence.js';
 import { checkCdcFilters, checkDroppedColumns } from './filters.js';
+import { checkMapping } from './mapping.js';
+import { NameMap } from '../schema/mapping.js';
 import { replicationNames } from '../cdc/slot.js';
 import { hasFilters } from '../cdc/row-filter.js';
 import {
@@ -294,6 +296,7 @@ export async function runPrecheck(spec: MigrationSpec, secrets: SecretsProvider)
       ['source.large_objects', (client) => checkLargeObjects(client, spec.mode)],
       ['source.materialized_views', (client) => checkMaterializedViews(client, spec.objects)],
       ...(spec.objects.excludedColumns === 'drop' ? [['schema.dropped_columns', (client) => checkDroppedColumns(client, spec)] satisfies SourceCheck] : []),
+      ...(NameMap.of(spec).identity ? [] : [['schema.mapping', async (client) => checkMapping(client, target.facts?.client, spec, await selected(client))] satisfies SourceCheck]),
       ...(wantsCdc(spec) ? cdcOnly : []),
       ...(wantsCdc(spec) && spec.cutover?.fenceSource ? [['source.fence', async (client) => checkFencePrivileges(client, await selected(client))] satisfies SourceCheck] : []),
     ];

@@ -13,7 +13,7 @@ import type { MigrationSpec } from '../spec/index.js';
 import { quoteIdent, withTransaction } from '../sql.js';
 import { PgferryError } from '../errors.js';
 import { NameMap } from './mapping.js';
-import { nameKey, planMapping, readMappingCatalog, readOccupiedNames, RELATION_KIND_NAMES, type CatalogRelation } from './mapping-plan.js';
+import { nameKey, planMapping, readMappingCatalog, readOccupiedNames, type Rename } from './mapping-plan.js';
 
 export class NameMappingError extends PgferryError {
   constructor(readonly problems: string[]) {
@@ -96,6 +96,10 @@ export async function applyNameMapping(target: pg.Client, spec: MigrationSpec): 
     await target.query('LOCK TABLE pgferry.migrations IN SHARE ROW EXCLUSIVE MODE');
     if (await namesMapped(target, spec.name)) return [];
     const relations = await readMappingCatalog(target, await stagedRelations(target, spec.name));
+    if (relations.length === 0) {
+      await recordNamesMapped(target, spec.name, []);
+      return [];
+    }
     const mine = new Set(relations.flatMap((r) => [r.name, ...r.indexes, ...r.sequences].map((name) => nameKey(r.schema, name))));
     const finalSchemas = [...new Set(relations.map((r) => names.schema(r.schema)))];
     const occupied = await readOccupiedNames(target, finalSchemas);
@@ -103,56 +107,96 @@ export async function applyNameMapping(target: pg.Client, spec: MigrationSpec): 
     const plan = planMapping(relations, names, occupied);
     if (plan.problems.length > 0) throw new NameMappingError(plan.problems);
 
-    const identities = await identitiesOf(target, relations);
     const movedFrom = [...new Set(relations.filter((r) => names.schema(r.schema) !== r.schema).map((r) => r.schema))];
     const others = await stagedOthers(target, spec.name, movedFrom);
     for (const schema of plan.targetSchemas) {
       const staging = relations.find((r) => names.schema(r.schema) === schema)!.schema;
-      await target.query(
-        `DO $$ BEGIN
-           IF to_regnamespace(${literal(schema)}) IS NULL THEN
-             EXECUTE format('CREATE SCHEMA %I AUTHORIZATION %I', ${literal(schema)}, (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = ${literal(staging)}));
-           END IF;
-         END $$`,
-      );
+      await createTargetSchema(target, schema, staging);
     }
     for (const statement of plan.statements) await target.query(statement);
+    const moved: RenamedObject[] = [];
     for (const other of others) {
       const alter = other.kind === 'type' ? (other.domain ? 'DOMAIN' : 'TYPE') : MOVABLE[other.kind]!;
-      await target.query(`ALTER ${alter} ${other.identity} SET SCHEMA ${quoteIdent(names.schema(other.schema))}`);
+      const to = names.schema(other.schema);
+      await target.query(`ALTER ${alter} ${other.identity} SET SCHEMA ${quoteIdent(to)}`);
+      // The identity begins with its schema as format('%I') wrote it.
+      const { rows } = await target.query<{ from: string; to: string }>('SELECT quote_ident($1) AS from, quote_ident($2) AS to', [other.schema, to]);
+      moved.push({ kind: other.kind, sourceIdentity: other.identity, targetIdentity: rows[0]!.to + other.identity.slice(rows[0]!.from.length), numbered: false });
     }
-    const after = await identitiesOf(target, relations);
-    const renamed: RenamedObject[] = relations.flatMap((r) => {
-      const from = identities.get(r.oid)!;
-      const to = after.get(r.oid)!;
-      return from === to ? [] : [{ kind: RELATION_KIND_NAMES[r.kind], sourceIdentity: from, targetIdentity: to, numbered: false }];
-    });
-    for (const rename of plan.renames.filter((r) => r.kind === 'column' || r.kind === 'constraint' || r.kind === 'index' || r.kind === 'sequence')) {
-      renamed.push({ kind: rename.kind, sourceIdentity: rename.from, targetIdentity: rename.to, numbered: rename.numbered === true });
+    const renamed = [...(await identitiesOfRenames(target, plan.renames)), ...moved];
+    // The load's plan names each table's (and unit's) target: from now on, its target name.
+    const tables = relations.filter((r) => r.kind === 'r' || r.kind === 'p');
+    for (const plan of ['tables', 'units']) {
+      await target.query(
+        `UPDATE pgferry.${plan} t SET target_schema = m.to_schema, target_table = m.to_name
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS m(from_schema, from_name, to_schema, to_name)
+          WHERE t.migration = $1 AND t.source_schema = m.from_schema AND t.source_table = m.from_name`,
+        [spec.name, tables.map((r) => r.schema), tables.map((r) => r.name), tables.map((r) => names.table(r).schema), tables.map((r) => names.table(r).name)],
+      );
     }
     await dropEmptiedSchemas(target, spec.name, movedFrom);
     await recordNamesMapped(target, spec.name, renamed);
-    const numbered = plan.renames.filter((r) => r.numbered);
+    const numbered = renamed.filter((r) => r.numbered);
     await recordEvent(
       target,
       spec.name,
       'info',
-      `name mapping: ${renamed.filter((r) => r.kind !== 'column').length} object(s) and ${renamed.filter((r) => r.kind === 'column').length} column(s) renamed` +
-        (others.length ? `, ${others.length} other object(s) moved with their schema` : '') +
-        (numbered.length ? `; ${numbered.length} derived name(s) taken by another object got a number: ${numbered.map((r) => `${r.from} → ${r.to}`).join(', ')}` : ''),
+      `name mapping: ${renamed.length - moved.length - renamed.filter((r) => r.kind === 'column').length} object(s) and ${renamed.filter((r) => r.kind === 'column').length} column(s) renamed` +
+        (moved.length ? `, ${moved.length} other object(s) moved with their schema` : '') +
+        (numbered.length ? `; ${numbered.length} derived name(s) taken by another object got a number: ${numbered.map((r) => `${r.sourceIdentity} → ${r.targetIdentity}`).join(', ')}` : ''),
     );
     return renamed;
   });
 }
 
-const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
-
-async function identitiesOf(target: pg.ClientBase, relations: CatalogRelation[]): Promise<Map<number, string>> {
-  const { rows } = await target.query<{ oid: number; identity: string }>(
-    `SELECT c.oid::int AS oid, format('%I.%I', n.nspname, c.relname) AS identity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])`,
-    [relations.map((r) => r.oid)],
+/** A target schema that does not exist yet, with the owner, privileges and comment of the schema its objects come from. */
+async function createTargetSchema(target: pg.ClientBase, schema: string, staging: string): Promise<void> {
+  const { rows: exists } = await target.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+  if (exists.length > 0) return;
+  const { rows } = await target.query<{ owner: string; comment: string | null }>(
+    "SELECT nspowner::regrole::text AS owner, obj_description(oid, 'pg_namespace') AS comment FROM pg_namespace WHERE nspname = $1",
+    [staging],
   );
-  return new Map(rows.map((r) => [r.oid, r.identity]));
+  // regrole's text form is the role's name quoted as an identifier.
+  await target.query(`CREATE SCHEMA ${quoteIdent(schema)} AUTHORIZATION ${rows[0]!.owner}`);
+  const { rows: grants } = await target.query<{ privilege: string; grantee: string; grantable: boolean }>(
+    `SELECT a.privilege_type AS privilege, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS grantee, a.is_grantable AS grantable
+       FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $1 AND a.grantee <> n.nspowner`,
+    [staging],
+  );
+  for (const g of grants) await target.query(`GRANT ${g.privilege} ON SCHEMA ${quoteIdent(schema)} TO ${g.grantee}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
+  if (rows[0]!.comment !== null) {
+    const { rows: comment } = await target.query<{ sql: string }>("SELECT format('COMMENT ON SCHEMA %I IS %L', $1::text, $2::text) AS sql", [schema, rows[0]!.comment]);
+    await target.query(comment[0]!.sql);
+  }
+}
+
+/**
+ * The renames as recorded: relations as `format('%I.%I')`, columns as `schema.table.column`,
+ * constraints as `constraint on schema.table`, each part quoted as PostgreSQL quotes it.
+ */
+async function identitiesOfRenames(target: pg.ClientBase, renames: Rename[]): Promise<RenamedObject[]> {
+  const { rows } = await target.query<{ source: string; target: string }>(
+    `SELECT CASE WHEN r.kind = 'constraint' THEN format('%I on %I.%I', r.from_part, r.from_schema, r.from_name)
+                 WHEN r.from_part IS NOT NULL THEN format('%I.%I.%I', r.from_schema, r.from_name, r.from_part)
+                 ELSE format('%I.%I', r.from_schema, r.from_name) END AS source,
+            CASE WHEN r.kind = 'constraint' THEN format('%I on %I.%I', r.to_part, r.to_schema, r.to_name)
+                 WHEN r.to_part IS NOT NULL THEN format('%I.%I.%I', r.to_schema, r.to_name, r.to_part)
+                 ELSE format('%I.%I', r.to_schema, r.to_name) END AS target
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY
+              AS r(kind, from_schema, from_name, from_part, to_schema, to_name, to_part, ord)
+      ORDER BY r.ord`,
+    [
+      renames.map((r) => r.kind),
+      renames.map((r) => r.from.schema),
+      renames.map((r) => r.from.name),
+      renames.map((r) => r.part?.from ?? null),
+      renames.map((r) => r.to.schema),
+      renames.map((r) => r.to.name),
+      renames.map((r) => r.part?.to ?? null),
+    ],
+  );
+  return renames.map((r, i) => ({ kind: r.kind, sourceIdentity: rows[i]!.source, targetIdentity: rows[i]!.target, numbered: r.numbered === true }));
 }
 
 /** The schemas this run created under source names that are now empty: dropped (RESTRICT: one still holding anything stays). */

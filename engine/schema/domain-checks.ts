@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import type { MigrationSpec } from '../spec/index.js';
+import { renamedObjects } from '../control/index.js';
 import { readSource, runFor, type SchemaObjectResult } from './objects.js';
 import { planSchema, type SchemaPlan } from './plan.js';
 
@@ -46,6 +47,16 @@ export function domainChecksAwaitingCutover(plan: SchemaPlan): SchemaObjectResul
 export async function addDomainChecksAtCutover(source: pg.Client, target: pg.Client, spec: MigrationSpec): Promise<SchemaObjectResult[]> {
   if (!deferDomainChecksToCutover(spec)) return [];
   const plan = await readSource(source, () => planSchema(source, spec));
+  // A domain whose schema name mapping moved: its checks name it where it is now.
+  const renamed = new Map((await renamedObjects(target, spec.name)).filter((r) => r.kind === 'type').map((r) => [r.sourceIdentity, r.targetIdentity]));
+  for (const node of plan.nodes) {
+    const to = renamed.get(node.identity);
+    if (!to || !node.notValidChecks) continue;
+    node.notValidChecks = node.notValidChecks.map((check) => ({
+      identity: to + check.identity.slice(node.identity.length),
+      sql: check.sql.replace(`ALTER DOMAIN ${node.identity} `, `ALTER DOMAIN ${to} `),
+    }));
+  }
   const { missing } = await notValidDomainChecks(target, plan);
   for (const check of missing) await runFor(target, 'domain constraint', check.identity, [check.sql]);
   return missing.map((check) => ({ kind: 'domain constraint', identity: check.identity, status: 'created', detail: 'NOT VALID on the source, added at cutover' }));

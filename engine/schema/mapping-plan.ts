@@ -84,14 +84,20 @@ export async function readOccupiedNames(client: pg.ClientBase, schemas: string[]
 
 export const nameKey = (schema: string, name: string) => `${schema}\u0000${name}`;
 
-/** One object renamed, for reports: `kind from → to`. */
+/** One object renamed: a relation (`column` unset), or a column of one; names under the source's and the target's. */
 export interface Rename {
   kind: string;
-  from: string;
-  to: string;
+  from: TableRef;
+  to: TableRef;
+  /** A column or a constraint of the relation. */
+  part?: { from: string; to: string };
   /** A derived name taken by another object got a number, as PostgreSQL does. */
   numbered?: boolean;
 }
+
+/** `kind schema.name[.column] → …` for messages. */
+export const describeRename = (r: Rename) =>
+  `${r.kind} ${r.from.schema}.${r.from.name}${r.part ? `.${r.part.from}` : ''} → ${r.to.schema}.${r.to.name}${r.part ? `.${r.part.to}` : ''}`;
 
 export interface MappingPlan {
   renames: Rename[];
@@ -122,13 +128,13 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
   const display = (ref: TableRef) => `${ref.schema}.${ref.name}`;
 
   const tooLong = (what: string, name: string) => {
-    if (nameBytes(name) > MAX_NAME_BYTES) problems.push(`${what} "${name}" is ${nameBytes(name)} bytes, over PostgreSQL's ${MAX_NAME_BYTES}`);
+    if (nameBytes(name) > MAX_NAME_BYTES) problems.push(`${what} "${name}", which is ${nameBytes(name)} bytes: PostgreSQL keeps at most ${MAX_NAME_BYTES}`);
   };
   for (const schema of new Set(relations.map((r) => r.schema))) tooLong(`schema ${schema} would be named`, names.schema(schema));
 
   // The relation namespace of each target schema: tables, views, sequences, indexes, types.
   const taken = new Map<string, string>();
-  for (const [key] of occupied) taken.set(key, 'an object already on the target');
+  for (const [key] of occupied) taken.set(key, 'the target');
   const claim = (schema: string, name: string, what: string): boolean => {
     const key = nameKey(schema, name);
     const holder = taken.get(key);
@@ -167,7 +173,7 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
       finalColumns.set(name, column.name);
       if (!column.inherited && name !== column.name) {
         columnRenames.push([column.name, name]);
-        renames.push({ kind: 'column', from: `${what}.${column.name}`, to: `${display(target)}.${name}` });
+        renames.push({ kind: 'column', from: source, to: target, part: { from: column.name, to: name } });
       }
     }
     const temporaryColumns = columnRenames.map(([from]) => [from, temporary()] as const);
@@ -187,7 +193,7 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
     for (const [from, tmp] of temporaryConstraints) statements.columns.push(`${alter} ${quoteTable(source)} RENAME CONSTRAINT ${quoteIdent(from)} TO ${quoteIdent(tmp)}`);
     constraintRenames.forEach(([from, to], i) => {
       statements.columns.push(`${alter} ${quoteTable(source)} RENAME CONSTRAINT ${quoteIdent(temporaryConstraints[i]![1])} TO ${quoteIdent(to)}`);
-      renames.push({ kind: 'constraint', from: `${from} on ${what}`, to: `${to} on ${display(target)}` });
+      renames.push({ kind: 'constraint', from: source, to: target, part: { from, to } });
     });
 
     // The relation, then its indexes and owned sequences, which follow it into its schema.
@@ -197,7 +203,7 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
       statements.toTemporary.push(`${alter} ${quoteTable(source)} RENAME TO ${quoteIdent(tmp)}`);
       if (moves) statements.move.push(`${alter} ${quoteTable({ schema: relation.schema, name: tmp })} SET SCHEMA ${quoteIdent(target.schema)}`);
       statements.toFinal.push(`${alter} ${quoteTable({ schema: target.schema, name: tmp })} RENAME TO ${quoteIdent(target.name)}`);
-      renames.push({ kind: RELATION_KIND_NAMES[relation.kind], from: what, to: display(target) });
+      renames.push({ kind: RELATION_KIND_NAMES[relation.kind], from: source, to: target });
     }
     for (const [kind, dependents] of [
       ['index', relation.indexes],
@@ -212,7 +218,9 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
         const sql = KIND_SQL[kind === 'index' ? 'i' : 'S'];
         statements.toTemporary.push(`ALTER ${sql} ${quoteTable({ schema: relation.schema, name: dependent })} RENAME TO ${quoteIdent(tmp)}`);
         statements.toFinal.push(`ALTER ${sql} ${quoteTable({ schema: target.schema, name: tmp })} RENAME TO ${quoteIdent(name)}`);
-        if (name !== dependent) renames.push({ kind, from: `${relation.schema}.${dependent}`, to: `${target.schema}.${name}`, ...(name !== wanted ? { numbered: true } : {}) });
+        if (name !== dependent || moves) {
+          renames.push({ kind, from: { schema: relation.schema, name: dependent }, to: { schema: target.schema, name }, ...(name !== wanted ? { numbered: true } : {}) });
+        }
       }
     }
   }

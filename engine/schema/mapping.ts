@@ -35,7 +35,14 @@ export function applyCase(name: string, nameCase: NameCase): string {
   return name;
 }
 
-export class NameMap {
+/** Where a stream's tables and columns go: the spec's mapping (NameMap), or its inverse for the reverse stream. */
+export interface Names {
+  readonly identity: boolean;
+  table(ref: TableRef): TableRef;
+  column(table: TableRef, name: string): string;
+}
+
+export class NameMap implements Names {
   /** True when no name changes: the target's names are the source's. */
   readonly identity: boolean;
   private readonly schemas: Map<string, string>;
@@ -111,4 +118,32 @@ export function namesNow(spec: Pick<MigrationSpec, 'mapping'>, mapped: boolean, 
 /** Same table, mapped: the target's names of a source table and of some of its columns, in the same order. */
 export function mappedColumns(names: NameMap, table: TableRef, columns: readonly string[]): string[] {
   return columns.map((c) => names.column(table, c));
+}
+
+/**
+ * The mapping the other way, for the reverse stream (target → source): built from the source's
+ * tables, each target table and column back to its source name.
+ */
+export class InverseNames implements Names {
+  readonly identity: boolean;
+  private readonly tables = new Map<string, TableRef>();
+  private readonly columns = new Map<string, Map<string, string>>();
+
+  constructor(names: NameMap, sourceTables: readonly (TableRef & { columns: readonly { name: string }[] })[]) {
+    this.identity = names.identity;
+    for (const table of sourceTables) {
+      const source = { schema: table.schema, name: table.name };
+      const key = tableKey(names.table(source));
+      this.tables.set(key, source);
+      this.columns.set(key, new Map(table.columns.map((c) => [names.column(source, c.name), c.name])));
+    }
+  }
+
+  table(ref: TableRef): TableRef {
+    return this.tables.get(tableKey(ref)) ?? ref;
+  }
+
+  column(table: TableRef, name: string): string {
+    return this.columns.get(tableKey(table))?.get(name) ?? name;
+  }
 }

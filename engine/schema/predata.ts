@@ -33,7 +33,7 @@ const KINDS_EXISTING = `SELECT 'operator ' || ${OPERATOR_IDENTITY} FROM pg_opera
      UNION ALL ${TEXT_SEARCH_EXISTING}`;
 
 /** Objects already on the target, as `<kind> <identity>` (functions with their identity arguments). */
-async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
+export async function existingOnTarget(target: pg.Client): Promise<Set<string>> {
   const { rows } = await target.query<{ key: string }>(
     `SELECT 'rel ' || format('%I.%I', n.nspname, c.relname) AS key
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')

@@ -5,6 +5,7 @@
  * replicated from the source. At cutover, once drained, they get their source state back.
  */
 import type pg from 'pg';
+import { renamedRelations } from '../control/index.js';
 import { listTables } from '../catalog/tables.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { readSource, runFor, type SchemaObjectResult } from './objects.js';
@@ -60,12 +61,17 @@ export async function restoreReplicaTriggers(source: pg.Client, target: pg.Clien
       WHERE r.ev_enabled = 'D'`,
   );
   const disabled = new Set(rows.map((r) => r.identity));
+  // Name mapping may have renamed their tables; a trigger's or rule's own name stays.
+  const renamed = await renamedRelations(target, spec.name);
   const results: SchemaObjectResult[] = [];
-  for (const object of firing.filter((o) => disabled.has(`${o.kind} ${o.identity}`))) {
+  for (const object of firing) {
+    const table = renamed.get(object.tableIdentity) ?? object.tableIdentity;
+    const identity = object.kind === 'trigger' ? `${table}.${object.name}` : `${object.name} on ${table}`;
+    if (!disabled.has(`${object.kind} ${identity}`)) continue;
     const state = (object.kind === 'trigger' ? ENABLE : RULE_ENABLE)[object.enabled]!;
-    await runFor(target, object.kind, object.identity, [`ALTER TABLE ${object.tableIdentity} ${state} ${object.name}`], 'enable');
+    await runFor(target, object.kind, identity, [`ALTER TABLE ${table} ${state} ${object.name}`], 'enable');
     const words = state.replace(/ (TRIGGER|RULE)$/, '').toLowerCase();
-    results.push({ kind: object.kind, identity: object.identity, status: 'created', detail: `${words} since cutover (disabled while replicating)` });
+    results.push({ kind: object.kind, identity, status: 'created', detail: `${words} since cutover (disabled while replicating)` });
   }
   return results;
 }

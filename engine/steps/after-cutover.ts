@@ -22,8 +22,7 @@ import {
   setPhase,
 } from '../control/index.js';
 import { fenceWrites, liftFence, writeThroughFence } from '../cutover/fence.js';
-import { copySequencesBack, drainReverse, dropControlSchemas, endReverse, readReverseStatus } from '../cutover/reverse.js';
-import { dataTables, listTables } from '../catalog/tables.js';
+import { copySequencesBack, drainReverse, dropControlSchemas, endReverse, migratedTargetTables, readReverseStatus } from '../cutover/reverse.js';
 import { pointApplicationAt } from '../cutover/switch.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -113,7 +112,7 @@ export async function fallbackStep(spec: MigrationSpec, secrets: SecretsProvider
     };
     await setPhase(target, spec.name, 'fallback');
     await recordTargetFenced(target, spec.name);
-    const fence = await stage('fenced the target', async () => fenceWrites(target, dataTables(await listTables(target, spec.objects)), { migration: spec.name }));
+    const fence = await stage('fenced the target', async () => fenceWrites(target, await migratedTargetTables(spec, source, target), { migration: spec.name }));
     // The reverse stream, drained behind a fence, reads past its drain point until the fence is certainly in force (engine/cdc/fence-check.ts).
     await recordFence(source, spec.name, true);
     await recordEvent(target, spec.name, 'info', `fallback: target fenced (${fence.tablesFenced} table(s), ${fence.sessionsEnded} session(s) ended)`);

@@ -6,7 +6,7 @@
  */
 import { compareLargeObjects } from '../compare/large-objects.js';
 import { compareMaterializedViews } from '../compare/materialized-views.js';
-import { migratedIdentities, recordEvent, recordSchemaObjects, saveComparison } from '../control/index.js';
+import { migratedObjects, recordEvent, recordSchemaObjects, saveComparison } from '../control/index.js';
 import type pg from 'pg';
 import type { TaskStepContext } from './task.js';
 
@@ -17,7 +17,7 @@ export async function compareOtherObjects(context: TaskStepContext, control: pg.
     log(`large objects: ${largeObjects.status} (${largeObjects.sourceRows} objects)`);
     await saveComparison(control, migration, largeObjects);
   }
-  const views = await compareMaterializedViews(connectSource, connectTarget, await migratedIdentities(control, migration, 'materialized view'), {
+  const views = await compareMaterializedViews(connectSource, connectTarget, await migratedObjects(control, migration, 'materialized view'), {
     method: 'checksum',
     chunkRows: spec.compare.chunkRows,
     maxDifferences: spec.compare.maxDifferencesReported,

@@ -25,7 +25,9 @@ import {
 } from '../control/index.js';
 import { compareTables, type CompareTarget, type PairSnapshots, type TableComparison } from '../compare/index.js';
 import { migrationState, recordEvent, setPhase } from '../control/index.js';
-import { loadedTables } from '../control/index.js';
+import { loadedTables, namesMapped } from '../control/index.js';
+import { mappedColumns, namesNow, type NameMap } from '../schema/mapping.js';
+import { applyNameMapping } from '../schema/apply-mapping.js';
 import { currentWalLsn } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { qualified, sleep } from '../sql.js';
@@ -56,7 +58,11 @@ export async function compareStep(context: TaskStepContext, { live }: { live: bo
   const control = await connectTarget();
   const source = await connectSource();
   try {
-    if (!live) await setPhase(control, migration, 'compare');
+    if (!live) {
+      // Mode full reaches here straight from post-data: the objects get their mapped names first.
+      await applyNameMapping(control, spec);
+      await setPhase(control, migration, 'compare');
+    }
     const snapshot = spec.mode === 'full' ? ((await migrationState(control, migration))?.snapshot ?? undefined) : undefined;
     const { tables, roots } = await tablesToCompare(spec, migration, source, control);
     // The applier records changed keys (replication.ts) when the final comparison will use them.
@@ -213,8 +219,16 @@ async function tablesToCompare(
   }));
   if (spec.mode === 'cdc') tables.push(...dataTables(sourceTables).map((table) => selectedTable(spec, table)));
   const roots = new Map(sourceTables.flatMap((t) => (t.root ? [[qualified(t), qualified(t.root)] as const] : [])));
-  return { tables, roots };
+  const names = namesNow(spec, await namesMapped(control, migration), sourceTables);
+  return { tables: names.identity ? tables : tables.map((table) => mappedTarget(names, table)), roots };
 }
+
+/** `table` with the target's names of the table and its columns (schema/mapping.ts). */
+export const mappedTarget = (names: NameMap, table: CompareTarget): CompareTarget => ({
+  ...table,
+  target: names.table(table.source),
+  targetColumns: mappedColumns(names, table.source, table.columns),
+});
 
 const selectedTable = (spec: MigrationSpec, table: TableInfo): CompareTarget => {
   const ref = { schema: table.schema, name: table.name };

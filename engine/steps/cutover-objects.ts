@@ -4,7 +4,7 @@
  * (engine/cutover/materialized-views.ts). Both are written to the report.
  */
 import type pg from 'pg';
-import { migratedIdentities, recordEvent, recordSchemaObjects } from '../control/index.js';
+import { migratedObjects, recordEvent, recordSchemaObjects } from '../control/index.js';
 import { describeResync, resyncLargeObjects } from '../cutover/large-objects.js';
 import { refreshMaterializedViews } from '../cutover/materialized-views.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -17,7 +17,7 @@ export async function resyncAtCutover(spec: MigrationSpec, source: pg.Client, ta
   if (changed > 0) {
     await recordSchemaObjects(target, spec.name, 'cutover', [{ kind: 'large objects', identity: 'resynced at cutover', status: 'replaced', detail: line }]);
   }
-  const views = spec.schema.sync.materializedViews ? await refreshMaterializedViews(source, target, await migratedIdentities(target, spec.name, 'materialized view')) : [];
+  const views = spec.schema.sync.materializedViews ? await refreshMaterializedViews(source, target, await migratedObjects(target, spec.name, 'materialized view')) : [];
   if (views.length) await recordEvent(target, spec.name, 'info', `materialized views refreshed at cutover: ${views.join(', ')}`);
   return { largeObjects: changed, materializedViews: views.length };
 }

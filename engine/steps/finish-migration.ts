@@ -14,6 +14,7 @@ import { pointApplicationAt } from '../cutover/switch.js';
 import { PgferryError } from '../errors.js';
 import type { MigrationSpec } from '../spec/index.js';
 import { usesCdc, withSides } from './sides.js';
+import { applyNameMapping } from '../schema/apply-mapping.js';
 import { writeThroughFence } from '../cutover/fence.js';
 
 export class CompareMismatchError extends PgferryError {
@@ -24,6 +25,8 @@ export class CompareMismatchError extends PgferryError {
 
 export async function finishMigrationStep(spec: MigrationSpec, secrets: SecretsProvider & Partial<SecretWriter>) {
   return withSides(spec, secrets, { target: true, source: usesCdc(spec) }, async ({ source, target }) => {
+    // Mode full without a comparison comes here straight from post-data.
+    await applyNameMapping(target, spec);
     const comparisons = await loadComparisons(target, spec.name);
     const mismatches = describeMismatches(comparisons);
     if (mismatches) {

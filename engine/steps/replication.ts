@@ -6,7 +6,8 @@
 import pg from 'pg';
 import { replicationNames } from '../cdc/slot.js';
 import { runReplicator, StreamerFencedError, type ReplicatorHeartbeat } from '../cdc/replicator.js';
-import { recordReplicationError } from '../control/index.js';
+import { namesMapped, recordReplicationError } from '../control/index.js';
+import { NameMap, namesNow, type Names } from '../schema/mapping.js';
 import { CANONICAL_STARTUP_OPTIONS, withEndpoint, workingClientConfig, type SecretsProvider, type Side } from '../connect/index.js';
 import { STREAMER_APPLICATION_NAME } from '../cutover/index.js';
 import type { MigrationSpec } from '../spec/index.js';
@@ -78,6 +79,17 @@ export async function withReplicationControl(
   }
 }
 
+/** The target's names of the source's tables and columns: mapped once BeginApply has renamed them (schema/apply-mapping.ts). */
+async function namesOnTarget({ migration, connectTarget }: { migration: string; connectTarget: () => Promise<pg.Client> }, spec: MigrationSpec): Promise<Names> {
+  if (NameMap.of(spec).identity) return NameMap.IDENTITY;
+  const target = await connectTarget();
+  try {
+    return namesNow(spec, await namesMapped(target, migration));
+  } finally {
+    await target.end().catch(() => undefined);
+  }
+}
+
 /** Streams and applies from the slot until cutover has drained, or `signal` stops it. */
 export async function streamChanges(
   { migration, spec, connectSource, connectTarget, log, alertSink }: CallbackStepContext,
@@ -102,6 +114,7 @@ export async function streamChanges(
     ),
     ddl: { mode: spec.cdc.ddl, selection: spec.objects },
     filters: spec.objects,
+    names: await namesOnTarget(context, spec),
     recordChangedKeys: spec.compare.enabled && spec.cutover.finalCompare,
     log,
     signal,

@@ -11,7 +11,8 @@ import { syncTables } from '../cdc/table-sync.js';
 import type { TableRef } from '../catalog/tables.js';
 import type { SecretsProvider } from '../connect/index.js';
 import type pg from 'pg';
-import { markTableResynced, markUnitDone, recordEvent, unfinishedUnits, type UnfinishedUnit } from '../control/index.js';
+import { markTableResynced, markUnitDone, namesMapped, recordEvent, unfinishedUnits, type UnfinishedUnit } from '../control/index.js';
+import { namesNow } from '../schema/mapping.js';
 import { isLargeObjects } from '../load/large-objects.js';
 import { connectReplication, streamConfigOf } from './replication.js';
 import type { TaskStepContext } from './task.js';
@@ -26,11 +27,11 @@ export async function resyncTablesStep(context: TaskStepContext, { secrets }: { 
     if (tables.length === 0) return 0;
     const streamConfig = await streamConfigOf(spec, secrets);
     await withTransaction(target, async () => {
-      const options = { migration, connectReplication: () => connectReplication(streamConfig), connectSource: context.connectSource, target };
+      const names = namesNow(spec, await namesMapped(target, migration));
+      const options = { migration, connectReplication: () => connectReplication(streamConfig), connectSource: context.connectSource, target, names };
       const starts = await syncTables(options, tables);
       for (const table of tables) await markTableResynced(target, migration, table);
-      const names = tables.map(qualified).join(', ');
-      await recordEvent(target, migration, 'info', `resume: copied again at a new snapshot (changes applied from ${[...starts.values()][0]}): ${names}`);
+      await recordEvent(target, migration, 'info', `resume: copied again at a new snapshot (changes applied from ${[...starts.values()][0]}): ${tables.map(qualified).join(', ')}`);
     });
     log(`copied ${tables.length} table(s) again at a new snapshot: ${tables.map(qualified).join(', ')}`);
     return tables.length;

@@ -7,12 +7,22 @@
  */
 import type pg from 'pg';
 import { runReplicator } from '../cdc/replicator.js';
-import { reverseOrigin, reverseReplicationNames } from '../cutover/reverse.js';
+import { reverseNames, reverseOrigin, reverseReplicationNames } from '../cutover/reverse.js';
 import { reverseRunRegistered } from '../control/index.js';
 import { PgferryError } from '../errors.js';
 import { writeThroughFence } from '../cutover/fence.js';
 import { streamConfigOf, withReplicationControl, type ReplicationStepOptions } from './replication.js';
 import type { CallbackStepContext } from './task.js';
+
+/** Runs `body` on fresh connections, ended after it. */
+async function withClients<T>(connects: (() => Promise<pg.Client>)[], body: (clients: pg.Client[]) => Promise<T>): Promise<T> {
+  const clients = await Promise.all(connects.map((connect) => connect()));
+  try {
+    return await body(clients);
+  } finally {
+    await Promise.all(clients.map((client) => client.end().catch(() => undefined)));
+  }
+}
 
 export async function reverseReplicationStep(context: CallbackStepContext, options: ReplicationStepOptions): Promise<void> {
   const { spec, log } = context;
@@ -33,6 +43,7 @@ export async function reverseReplicationStep(context: CallbackStepContext, optio
       );
     }
     await context.callback.success({ reverse: true });
+    const mapping = await withClients([context.connectSource, context.connectTarget], ([source, target]) => reverseNames(spec, source!, target!));
     const names = reverseReplicationNames(spec);
     const end = await runReplicator({
       migration: spec.name,
@@ -49,6 +60,7 @@ export async function reverseReplicationStep(context: CallbackStepContext, optio
       signal: options.signal,
       onHeartbeat: options.onHeartbeat,
       origin: reverseOrigin(spec),
+      names: mapping,
     });
     log(end === 'drained' ? 'reverse stream drained for fallback; streaming ended' : 'reverse stream stopped');
   });

@@ -184,7 +184,7 @@ describe('materialized views', () => {
     CREATE MATERIALIZED VIEW dice AS SELECT id, random() AS r FROM base;
     CREATE MATERIALIZED VIEW agg_fresh AS SELECT sum(n2) AS total FROM fresh;
     CREATE MATERIALIZED VIEW never AS SELECT id FROM base WITH NO DATA;`;
-  const views = ['public.agg_fresh', 'public.dice', 'public.fresh', 'public.never', 'public.stale'];
+  const views = ['public.agg_fresh', 'public.dice', 'public.fresh', 'public.never', 'public.stale'].map((identity) => ({ source: identity, target: identity }));
   const TARGET_SCHEMA = `
     CREATE TABLE base (id int PRIMARY KEY, n int);
     CREATE MATERIALIZED VIEW fresh AS SELECT id, n * 2 AS n2 FROM base WITH NO DATA;
@@ -223,7 +223,7 @@ describe('materialized views', () => {
     expect(results.find((r) => r.identity === 'public.stale')!.detail).toMatch(/differ from the source's.*stale or its query is volatile/);
     // A refresh on the source makes it equal.
     await source.sql('REFRESH MATERIALIZED VIEW stale', 'mv');
-    const again = await compareMaterializedViews(() => source.connect('mv'), () => target.connect('mv'), ['public.stale'], { method: 'checksum', chunkRows: 1000, maxDifferences: 10 });
+    const again = await compareMaterializedViews(() => source.connect('mv'), () => target.connect('mv'), [{ source: 'public.stale', target: 'public.stale' }], { method: 'checksum', chunkRows: 1000, maxDifferences: 10 });
     expect(again[0]!.status).toBe('created');
   });
 

@@ -37,6 +37,7 @@ import { newRelation, rowFor, sameLayout, type Change, type Operation, type Rela
 import { TargetSession } from './session.js';
 import { targetTableOf, type TargetTable } from './target-table.js';
 import { hasToast } from './values.js';
+import type { Names } from '../../schema/mapping.js';
 import { applyFilterSettings, filterPart, movedInToastError, type StreamFilters } from './filter.js';
 
 export interface ApplierOptions {
@@ -53,6 +54,8 @@ export interface ApplierOptions {
   recordChangedKeys?: boolean;
   /** Row and column filters of the tables (objects.tables[…].where / columns / excludeColumns; filter.ts). */
   filters?: StreamFilters;
+  /** Where the source's tables and columns are on the target (the spec's mapping, once applied: schema/mapping.ts). */
+  names?: Names;
 }
 
 export interface FlushResult {
@@ -246,7 +249,7 @@ export class Applier {
     }
     // Buffered changes were decoded against the old layout: apply them before switching.
     if (known && this.chunk.has(known)) await this.applyChunk(true);
-    const rel = newRelation(message);
+    const rel = newRelation(message, this.options.names);
     applyFilterSettings(rel, this.options.filters);
     this.relations.set(message.relationId, rel);
   }

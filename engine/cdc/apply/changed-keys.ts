@@ -71,7 +71,7 @@ export class ChangedKeyRecorder {
     if (known && Date.now() - known.at < ROW_ESTIMATE_MS) return known.rows;
     const { rows } = await client.query<{ rows: string | null }>(
       'SELECT greatest(reltuples, pg_relation_size(oid) / 100, 0)::bigint::text AS rows FROM pg_class WHERE oid = to_regclass($1)',
-      [quoteTable(tableOf(rel))],
+      [quoteTable(rel.targetRef)],
     );
     const estimate = Number(rows[0]?.rows ?? 0);
     this.rowEstimates.set(rel, { rows: estimate, at: Date.now() });

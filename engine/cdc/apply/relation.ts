@@ -3,6 +3,8 @@
  * rows are identified), and the changes buffered for it. Pure.
  */
 import { quoteTable } from '../../sql.js';
+import type { TableRef } from '../../catalog/tables.js';
+import { NameMap, type Names } from '../../schema/mapping.js';
 import type { RelationMessage, TupleValue } from '../pgoutput.js';
 import { ApplyError } from './errors.js';
 import type { TargetTable } from './target-table.js';
@@ -27,6 +29,10 @@ export interface Relation {
   mode: 'key' | 'full' | 'nothing';
   /** Key column indexes (mode 'key'). */
   key: number[];
+  /** The table's name on the target (the spec's mapping; schema/mapping.ts). */
+  targetRef: TableRef;
+  /** The target's names of the columns, aligned with the message's. */
+  targetColumns: string[];
   /** The target table, read from the target's catalog on first use (target-table.ts). */
   target?: TargetTable;
   /** The `where` filter the applier evaluates for this table (apply/filter.ts). */
@@ -35,14 +41,17 @@ export interface Relation {
   excluded?: Set<number>;
 }
 
-export function newRelation(message: RelationMessage): Relation {
+export function newRelation(message: RelationMessage, names: Names = NameMap.IDENTITY): Relation {
   const key = message.columns.flatMap((c, i) => (c.partOfKey ? [i] : []));
   const mode =
     message.replicaIdentity === 'full' ? 'full' : (message.replicaIdentity === 'default' || message.replicaIdentity === 'index') && key.length > 0 ? 'key' : 'nothing';
+  const source = { schema: message.schema, name: message.name };
   return {
     message,
     display: `${message.schema}.${message.name}`,
-    quoted: quoteTable({ schema: message.schema, name: message.name }),
+    quoted: quoteTable(source),
+    targetRef: names.table(source),
+    targetColumns: message.columns.map((c) => names.column(source, c.name)),
     mode,
     key,
   };

@@ -4,7 +4,7 @@
  * partitioning), read once per Relation from the target's catalog.
  */
 import type pg from 'pg';
-import { quoteIdent } from '../../sql.js';
+import { qualified, quoteIdent, quoteTable } from '../../sql.js';
 import { ApplyError } from './errors.js';
 import type { Relation } from './relation.js';
 
@@ -89,15 +89,16 @@ SELECT c.relkind::text AS relkind,
 /** The target table of `rel`, read from the target's catalog once (cached on the relation until its next Relation message). */
 export async function targetTableOf(client: pg.ClientBase, rel: Relation): Promise<TargetTable> {
   if (rel.target) return rel.target;
-  const { rows } = await client.query<TargetCatalogRow>(TARGET_SQL, [rel.message.schema, rel.message.name]);
+  const { rows } = await client.query<TargetCatalogRow>(TARGET_SQL, [rel.targetRef.schema, rel.targetRef.name]);
   rel.target = toTargetTable(rel, rows[0]);
   return rel.target;
 }
 
 /** The target table described by a catalog row, aligned with the source's columns; readable errors for what does not fit. */
 export function toTargetTable(rel: Relation, row: TargetCatalogRow | undefined): TargetTable {
+  const renamed = qualified(rel.targetRef) === rel.display ? '' : ` (mapped to ${qualified(rel.targetRef)})`;
   if (!row) {
-    throw new ApplyError(`Table ${rel.display} does not exist on the target: create it (schema sync) or remove it from the publication.`);
+    throw new ApplyError(`Table ${rel.display}${renamed} does not exist on the target: create it (schema sync) or remove it from the publication.`);
   }
   const byName = new Map((row.columns ?? []).map((c) => [c.name, c]));
   const columns: TargetColumn[] = [];
@@ -109,8 +110,8 @@ export function toTargetTable(rel: Relation, row: TargetCatalogRow | undefined):
       columns.push({ quoted: quoteIdent(source.name), type: 'text', arrayType: null, delim: ',', eq: null });
       return;
     }
-    const c = byName.get(source.name);
-    if (!c) throw new ApplyError(`Column ${source.name} of ${rel.display} does not exist in the target table: add it to the target (schema changes are replicated only when the source captures them: cdc.ddl "replicate"), then run \`pgferry resume SPEC\`.`);
+    const c = byName.get(rel.targetColumns[i]!);
+    if (!c) throw new ApplyError(`Column ${source.name}${rel.targetColumns[i] === source.name ? '' : ` (mapped to ${rel.targetColumns[i]})`} of ${rel.display}${renamed} does not exist in the target table: add it to the target (schema changes are replicated only when the source captures them: cdc.ddl "replicate"), then run \`pgferry resume SPEC\`.`);
     columns.push({ quoted: quoteIdent(c.name), type: c.type, arrayType: c.arrayType, delim: c.delim, eq: c.eq });
     if (!c.generated) writable.push(i);
     if (c.identityAlways) alwaysIdentity.add(i);
@@ -119,9 +120,9 @@ export function toTargetTable(rel: Relation, row: TargetCatalogRow | undefined):
     // Under REPLICA IDENTITY FULL pgoutput marks every column as key: one left out is no key.
     if (!writable.includes(k) && !rel.excluded?.has(k)) throw new ApplyError(`Key column ${rel.message.columns[k]!.name} of ${rel.display} is a generated column on the target.`);
   }
-  const keyNames = new Set(rel.key.map((k) => rel.message.columns[k]!.name));
+  const keyNames = new Set(rel.key.map((k) => rel.targetColumns[k]!));
   const uniqueKey = (row.unique_indexes ?? []).some((cols) => cols.length === keyNames.size && cols.every((c) => keyNames.has(c)));
   const partitioned = row.relkind === 'p';
   const overriding = alwaysIdentity.size > 0 ? 'OVERRIDING SYSTEM VALUE ' : '';
-  return { quoted: rel.quoted, only: partitioned ? '' : 'ONLY ', partitioned, columns, writable, uniqueKey, alwaysIdentity, overriding };
+  return { quoted: quoteTable(rel.targetRef), only: partitioned ? '' : 'ONLY ', partitioned, columns, writable, uniqueKey, alwaysIdentity, overriding };
 }

@@ -48,6 +48,8 @@ export interface DdlStageOptions {
   control: pg.ClientBase;
   /** Where the source's WAL was when post-data began reading its definitions (full+cdc), if it did. */
   postDataLsn?: string;
+  /** The target's objects have other names than the source's (the spec's mapping): a captured statement names the source's. */
+  renamed?: boolean;
   log: (message: string) => void;
 }
 
@@ -149,7 +151,9 @@ export class DdlStage {
 
   private async run(ddl: CapturedDdl, ordinal: number, applier: Applier, failedBefore: DdlRecord | undefined): Promise<void> {
     const { migration, publicationName } = this.options;
-    const runnable = runnableStatement(ddl, ordinal);
+    const runnable: ReturnType<typeof runnableStatement> = this.options.renamed
+      ? { reason: "the target's objects have the names the spec's mapping gives them, and the statement names the source's" }
+      : runnableStatement(ddl, ordinal);
     if ('reason' in runnable) {
       return this.stop(applier, ddl, 'paused', runnable.reason, `Replication stopped at a schema change on the source that pgferry cannot apply as it is (${runnable.reason}): ${ddl.statement}\nApply the change to the target by hand, ${RESUME}: the statement is then skipped.`);
     }
