@@ -25,7 +25,7 @@ export async function checkMapping(source: pg.Client, target: pg.Client | undefi
   const oids = selection.plan.nodes.filter((n) => RELATION_KINDS.has(n.kind)).map((n) => Number(n.key.slice('rel:'.length)));
   const catalog = await readSource(source, () => readMappingCatalog(source, oids));
   const problems = unknownNames(names, selection, catalog);
-  const owned = new Set(catalog.flatMap((r) => r.sequences.map((s) => nameKey(r.schema, s))));
+  const owned = new Set(catalog.flatMap((r) => r.sequences.map((q) => nameKey(r.schema, q.name))));
   const relations = catalog.filter((r) => !(r.kind === 'S' && owned.has(nameKey(r.schema, r.name))));
 
   if (target) {

@@ -10,7 +10,8 @@
 import type pg from 'pg';
 import { recordEvent, recordNamesMapped, namesMapped, type RenamedObject } from '../control/index.js';
 import type { MigrationSpec } from '../spec/index.js';
-import { quoteIdent, withTransaction } from '../sql.js';
+import { messageOf, quoteIdent, withTransaction } from '../sql.js';
+import { isTransient } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
 import { NameMap } from './mapping.js';
 import { nameKey, planMapping, readMappingCatalog, readOccupiedNames, type Rename } from './mapping-plan.js';
@@ -100,7 +101,7 @@ export async function applyNameMapping(target: pg.Client, spec: MigrationSpec): 
       await recordNamesMapped(target, spec.name, []);
       return [];
     }
-    const mine = new Set(relations.flatMap((r) => [r.name, ...r.indexes, ...r.sequences].map((name) => nameKey(r.schema, name))));
+    const mine = new Set(relations.flatMap((r) => [r.name, ...r.indexes, ...r.sequences.map((q) => q.name)].map((name) => nameKey(r.schema, name))));
     const finalSchemas = [...new Set(relations.map((r) => names.schema(r.schema)))];
     const occupied = await readOccupiedNames(target, finalSchemas);
     for (const key of mine) occupied.delete(key);
@@ -113,12 +114,20 @@ export async function applyNameMapping(target: pg.Client, spec: MigrationSpec): 
       const staging = relations.find((r) => names.schema(r.schema) === schema)!.schema;
       await createTargetSchema(target, schema, staging);
     }
-    for (const statement of plan.statements) await target.query(statement);
+    const run = async (statement: string) => {
+      try {
+        await target.query(statement);
+      } catch (error) {
+        if (isTransient(error)) throw error;
+        throw new NameMappingError([`${statement}: ${messageOf(error)}`]);
+      }
+    };
+    for (const statement of plan.statements) await run(statement);
     const moved: RenamedObject[] = [];
     for (const other of others) {
       const alter = other.kind === 'type' ? (other.domain ? 'DOMAIN' : 'TYPE') : MOVABLE[other.kind]!;
       const to = names.schema(other.schema);
-      await target.query(`ALTER ${alter} ${other.identity} SET SCHEMA ${quoteIdent(to)}`);
+      await run(`ALTER ${alter} ${other.identity} SET SCHEMA ${quoteIdent(to)}`);
       // The identity begins with its schema as format('%I') wrote it.
       const { rows } = await target.query<{ from: string; to: string }>('SELECT quote_ident($1) AS from, quote_ident($2) AS to', [other.schema, to]);
       moved.push({ kind: other.kind, sourceIdentity: other.identity, targetIdentity: rows[0]!.to + other.identity.slice(rows[0]!.from.length), numbered: false });
@@ -126,9 +135,9 @@ export async function applyNameMapping(target: pg.Client, spec: MigrationSpec): 
     const renamed = [...(await identitiesOfRenames(target, plan.renames)), ...moved];
     // The load's plan names each table's (and unit's) target: from now on, its target name.
     const tables = relations.filter((r) => r.kind === 'r' || r.kind === 'p');
-    for (const plan of ['tables', 'units']) {
+    for (const planned of ['tables', 'units']) {
       await target.query(
-        `UPDATE pgferry.${plan} t SET target_schema = m.to_schema, target_table = m.to_name
+        `UPDATE pgferry.${planned} t SET target_schema = m.to_schema, target_table = m.to_name
            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS m(from_schema, from_name, to_schema, to_name)
           WHERE t.migration = $1 AND t.source_schema = m.from_schema AND t.source_table = m.from_name`,
         [spec.name, tables.map((r) => r.schema), tables.map((r) => r.name), tables.map((r) => names.table(r).schema), tables.map((r) => names.table(r).name)],

@@ -27,8 +27,8 @@ export interface CatalogRelation {
   indexes: string[];
   /** Its constraints without an index (checks, foreign keys, not-null), not inherited. */
   constraints: string[];
-  /** Sequences owned by its columns (serial, identity). */
-  sequences: string[];
+  /** Sequences owned by its columns (serial, identity), with the column. */
+  sequences: { name: string; column: string }[];
 }
 
 const KIND_SQL: Record<RelationKind | 'i' | 'S', string> = {
@@ -57,9 +57,11 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind::tex
        ARRAY(SELECT ic.relname::text FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid WHERE x.indrelid = c.oid ORDER BY 1) AS indexes,
        ARRAY(SELECT k.conname::text FROM pg_constraint k
               WHERE k.conrelid = c.oid AND k.contype NOT IN ('p', 'u', 'x', 't') AND k.coninhcount = 0 ORDER BY 1) AS constraints,
-       ARRAY(SELECT s.relname::text FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
-              WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid
-                AND d.deptype IN ('a', 'i') AND s.relkind = 'S' ORDER BY 1) AS sequences
+       coalesce((SELECT json_agg(json_build_object('name', s.relname, 'column', a.attname) ORDER BY s.relname)
+                   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+                  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid
+                    AND d.deptype IN ('a', 'i') AND s.relkind = 'S'), '[]') AS sequences
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = ANY($1::oid[])
  ORDER BY n.nspname, c.relname`;
@@ -205,12 +207,16 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
       statements.toFinal.push(`${alter} ${quoteTable({ schema: target.schema, name: tmp })} RENAME TO ${quoteIdent(target.name)}`);
       renames.push({ kind: RELATION_KIND_NAMES[relation.kind], from: source, to: target });
     }
+    // A sequence named after its column (serial: orders_customer_id_seq) follows the column's new name too.
+    const sequenceName = (sequence: { name: string; column: string }) =>
+      sequence.name === `${relation.name}_${sequence.column}_seq`
+        ? truncateName(`${target.name}_${names.column(columnOwner(relation, sequence.column, ownerRef, source), sequence.column)}_seq`)
+        : names.derived(source, sequence.name);
     for (const [kind, dependents] of [
-      ['index', relation.indexes],
-      ['sequence', relation.sequences],
+      ['index', relation.indexes.map((name) => ({ name, wanted: names.derived(source, name) }))],
+      ['sequence', relation.sequences.map((sequence) => ({ name: sequence.name, wanted: sequenceName(sequence) }))],
     ] as const) {
-      for (const dependent of dependents) {
-        const wanted = names.derived(source, dependent);
+      for (const { name: dependent, wanted } of dependents) {
         let name = wanted;
         for (let n = 1; !claim(target.schema, name, `${kind} of ${display(target)}`); n++) name = numbered(wanted, n);
         if (name === dependent && !moves) continue;
@@ -231,6 +237,11 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
     problems,
     targetSchemas,
   };
+}
+
+/** The table whose mapping names `column` of `relation`: its parent's for an inherited column. */
+function columnOwner(relation: CatalogRelation, column: string, owner: TableRef, own: TableRef): TableRef {
+  return relation.columns.find((c) => c.name === column)?.inherited ? owner : own;
 }
 
 /** `name` with a number at its end, shortened to fit, as PostgreSQL names an index whose name is taken (`orders_pkey1`). */

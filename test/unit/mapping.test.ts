@@ -69,7 +69,7 @@ describe('planMapping', () => {
   it('moves tables between schemas with their indexes and owned sequences, numbering a derived name that is taken', () => {
     const names = mapping({ schemas: { east: 'shop', west: 'shop' } });
     const plan = planMapping(
-      [relation('east', 'items', { indexes: ['items_pkey', 'by_v'] }), relation('west', 'stock', { indexes: ['stock_pkey', 'by_v'], sequences: ['stock_id_seq'] })],
+      [relation('east', 'items', { indexes: ['items_pkey', 'by_v'] }), relation('west', 'stock', { indexes: ['stock_pkey', 'by_v'], sequences: [{ name: 'stock_id_seq', column: 'id' }] })],
       names,
       new Map(),
     );
@@ -104,6 +104,16 @@ describe('planMapping', () => {
       ]),
     );
     expect(plan.problems).toHaveLength(4);
+  });
+
+  it('names a serial sequence after its table and column once they are renamed', () => {
+    const names = mapping({ tables: { 's.orders': 'order_items' }, columns: { 's.orders': { customer_id: 'customer' } } });
+    const orders = relation('s', 'orders', {
+      columns: [{ name: 'customer_id', inherited: false }],
+      sequences: [{ name: 'orders_customer_id_seq', column: 'customer_id' }, { name: 'odd_name', column: 'customer_id' }],
+    });
+    const plan = planMapping([orders], names, new Map());
+    expect(plan.renames.filter((r) => r.kind === 'sequence').map((r) => r.to.name)).toEqual(['order_items_customer_seq']);
   });
 
   it("renames a partitioned table's columns once, on the partitioned table", () => {
