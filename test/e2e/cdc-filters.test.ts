@@ -7,14 +7,11 @@
  * not created on the target (objects.excludedColumns "drop"). Precheck names a table whose
  * filter lacks old row images with the statement that fixes it.
  */
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readReplicationStatus, requestCutover } from '../../engine/control/index.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
-import { runLocalWorkflow, type LocalRunResult } from '../../local/runner/index.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
-import { waitFor as waitUntil } from '../support/wait.js';
+import { rowsOf, runToCutover } from '../support/cutover-run.js';
 
 let pg13: LocalCluster;
 let pg15: LocalCluster;
@@ -33,8 +30,6 @@ afterAll(async () => {
   await Promise.all([pg13, pg15, target].map((c) => c?.stop()));
   scratch.remove();
 });
-
-const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false | null>) => waitUntil(what, probe, 90_000, 100);
 
 /**
  * orders: REPLICA IDENTITY FULL, filtered on a non-key column, one column left out.
@@ -103,10 +98,6 @@ const EXPECTED: Record<string, { source: string; target: string }> = {
   notes: { source: 'SELECT * FROM public.notes ORDER BY id', target: 'SELECT * FROM public.notes ORDER BY id' },
 };
 
-async function rowsOf(cluster: LocalCluster, database: string, sql: string): Promise<unknown[]> {
-  const [result] = (await cluster.sql(sql, database)) as [pg.QueryResult];
-  return result.rows;
-}
 
 function filterSpec(name: string, from: LocalCluster, database: string, extra: Record<string, unknown> = {}) {
   return {
@@ -121,33 +112,6 @@ function filterSpec(name: string, from: LocalCluster, database: string, extra: R
   };
 }
 
-/** Runs the migration; once the comparison while replicating is done, `whileStreaming` runs, then cutover is requested. */
-async function migrate(spec: { name: string } & Record<string, unknown>, database: string, whileStreaming: () => Promise<void>): Promise<LocalRunResult | undefined> {
-  let result: LocalRunResult | undefined;
-  void runLocalWorkflow(spec).then((r) => (result = r));
-  const control = await target.connect(database);
-  try {
-    // A run that failed pauses (its slot stays) and would wait for a resume: say why instead.
-    const notPaused = async () => {
-      const [state] = (await target.sql(`SELECT phase, error FROM pgferry.migrations WHERE name = '${spec.name}'`, database).catch(() => [{ rows: [] }])) as [pg.QueryResult];
-      if (state?.rows[0]?.phase === 'paused') throw new Error(`the run paused: ${state.rows[0].error}`);
-    };
-    await waitFor('the comparison while replicating', async () => {
-      await notPaused();
-      return result ?? (await readReplicationStatus(control, spec.name))?.liveCompared;
-    });
-    expect(result, JSON.stringify(result)).toBeUndefined();
-    await whileStreaming();
-    await requestCutover(control, spec.name);
-    await waitFor('the run to end', async () => {
-      await notPaused();
-      return result;
-    });
-  } finally {
-    await control.end();
-  }
-  return result;
-}
 
 describe('row and column filters under full+cdc', () => {
   it.each([
@@ -166,7 +130,7 @@ describe('row and column filters under full+cdc', () => {
     const spec = filterSpec(name, source, database);
     if (drop) Object.assign(spec.objects, { excludedColumns: 'drop' });
     let published: unknown[] = [];
-    const result = await migrate(spec, database, async () => {
+    const result = await runToCutover(spec, target, database, async () => {
       if (major === '15') {
         published = await rowsOf(
           source,

@@ -6,14 +6,14 @@
  * go into one target schema. Precheck lists every collision, name over 63 bytes and name the
  * mapping gives to nothing.
  */
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrationState, readAfterCutover, readReplicationStatus, requestCutover } from '../../engine/control/index.js';
+import { migrationState, readAfterCutover, readReplicationStatus } from '../../engine/control/index.js';
 import { buildReport } from '../../engine/report.js';
 import { startClusters, type LocalCluster } from '../../local/dev/cluster.js';
 import { runLocalWorkflow, type LocalRunResult } from '../../local/runner/index.js';
 import { runCli } from '../support/cli.js';
 import { scratchDir } from '../support/clusters.js';
+import { rowsOf, runToCutover } from '../support/cutover-run.js';
 import { waitFor as waitUntil } from '../support/wait.js';
 
 let source: LocalCluster;
@@ -34,10 +34,6 @@ afterAll(async () => {
 
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false | null>) => waitUntil(what, probe, 90_000, 100);
 
-async function rowsOf(cluster: LocalCluster, database: string, sql: string): Promise<unknown[]> {
-  const [result] = (await cluster.sql(sql, database)) as [pg.QueryResult];
-  return result.rows;
-}
 
 function specFor(name: string, database: string, extra: Record<string, unknown>) {
   return {
@@ -51,35 +47,6 @@ function specFor(name: string, database: string, extra: Record<string, unknown>)
   };
 }
 
-/** Runs the migration; once the comparison while replicating is done, `whileStreaming` runs, then cutover is requested. */
-async function migrate(spec: { name: string } & Record<string, unknown>, database: string, whileStreaming: () => Promise<void>): Promise<LocalRunResult | undefined> {
-  let result: LocalRunResult | undefined;
-  void runLocalWorkflow(spec).then((r) => (result = r));
-  const control = await target.connect(database);
-  try {
-    const notPaused = async () => {
-      const [state] = (await target.sql(`SELECT phase, error FROM pgferry.migrations WHERE name = '${spec.name}'`, database).catch(() => [{ rows: [] }])) as [pg.QueryResult];
-      if (state?.rows[0]?.phase === 'paused') {
-        const [events] = (await target.sql(`SELECT level, message FROM pgferry.events WHERE migration = '${spec.name}' ORDER BY id`, database)) as [pg.QueryResult];
-        throw new Error(`the run paused: ${state.rows[0].error}\n${events.rows.map((e) => `${e.level}: ${e.message}`).join('\n')}`);
-      }
-    };
-    await waitFor('the comparison while replicating', async () => {
-      await notPaused();
-      return result ?? (await readReplicationStatus(control, spec.name))?.liveCompared;
-    });
-    expect(result, JSON.stringify(result)).toBeUndefined();
-    await whileStreaming();
-    await requestCutover(control, spec.name);
-    await waitFor('the run to end', async () => {
-      await notPaused();
-      return result;
-    });
-  } finally {
-    await control.end();
-  }
-  return result;
-}
 
 /**
  * "App": mixed-case names everywhere. "Orders" has a serial key, a renamed column with an index,
@@ -128,7 +95,7 @@ describe('name mapping under full+cdc', () => {
       },
       mapping: { schemas: { App: 'sales' }, tables: { 'App.Orders': 'order_items' }, columns: { 'App.Orders': { CustomerId: 'customer' } }, nameCase: 'lower' },
     });
-    const result = await migrate(spec, database, () => source.sql(CHANGES, database).then(() => undefined));
+    const result = await runToCutover(spec, target, database, () => source.sql(CHANGES, database).then(() => undefined));
     expect(result, JSON.stringify(result)).toMatchObject({ status: 'SUCCEEDED' });
 
     expect(await rowsOf(target, database, `SELECT id, customer, amount, note FROM sales.order_items ORDER BY id`)).toEqual(
@@ -216,7 +183,7 @@ describe('name mapping under full+cdc', () => {
       objects: { include: [{ schema: 'east', tables: ['*'] }, { schema: 'west', tables: ['*'] }] },
       mapping: { schemas: { east: 'shop', west: 'shop' }, tables: { 'east.items': 'east_items', 'west.items': 'west_items' } },
     });
-    const result = await migrate(spec, database, () =>
+    const result = await runToCutover(spec, target, database, () =>
       source
         .sql(
           `UPDATE east.items SET v = 'changed' WHERE id < 5; DELETE FROM west.items WHERE id > 70; INSERT INTO west.items VALUES (500, 'new');
