@@ -8,7 +8,7 @@
 import type pg from 'pg';
 import type { MigrationSpec } from '../spec/index.js';
 import { NameMap } from '../schema/mapping.js';
-import { identitySchema } from '../schema/apply-mapping.js';
+import { movedIdentities } from '../schema/apply-mapping.js';
 import { nameKey, planMapping, readMappingCatalog, readOccupiedNames, type CatalogRelation } from '../schema/mapping-plan.js';
 import { readSource } from '../schema/objects.js';
 import { existingOnTarget } from '../schema/predata.js';
@@ -96,16 +96,12 @@ async function stagingConflicts(target: pg.Client, relations: CatalogRelation[],
 async function movedObjectCollisions(target: pg.Client, names: NameMap, { plan }: SourceSelection): Promise<string[]> {
   const moving = plan.nodes.filter((n) => MOVING_KINDS[n.kind] && names.schema(n.schema) !== n.schema);
   if (moving.length === 0) return [];
-  const { rows } = await target.query<{ schema: string; quoted: string }>('SELECT s AS schema, quote_ident(s) AS quoted FROM unnest($1::text[]) s', [
-    [...new Set(moving.flatMap((n) => [n.schema, names.schema(n.schema)]))],
-  ]);
-  const quoted = new Map(rows.map((r) => [r.schema, r.quoted]));
+  const movedTo = await movedIdentities(target, names, moving.map((n) => n.identity));
   const onTarget = await existingOnTarget(target);
   const seen = new Map<string, string>();
   const problems: string[] = [];
   for (const node of moving) {
-    const schema = identitySchema(node.identity);
-    const moved = quoted.get(names.schema(schema))! + node.identity.slice(quoted.get(schema)!.length);
+    const moved = movedTo.get(node.identity)!;
     const key = `${MOVING_KINDS[node.kind]} ${moved}`;
     const other = seen.get(key);
     if (other) problems.push(`${node.kind} ${node.identity} and ${other} would both be ${moved}`);

@@ -71,6 +71,25 @@ export function identitySchema(identity: string): string {
   }
 }
 
+/**
+ * Each identity (`format('%I.%I…')`) as it reads once its object is in the schema `names` maps its
+ * schema to; one round trip for PostgreSQL's own quoting of the schema names.
+ */
+export async function movedIdentities(client: pg.ClientBase, names: NameMap, identities: string[]): Promise<Map<string, string>> {
+  const schemas = [...new Set(identities.map(identitySchema))];
+  const { rows } = await client.query<{ schema: string; from: string; to: string }>(
+    'SELECT s.schema, quote_ident(s.schema) AS from, quote_ident(s.target) AS to FROM unnest($1::text[], $2::text[]) AS s(schema, target)',
+    [schemas, schemas.map((schema) => names.schema(schema))],
+  );
+  const quoted = new Map(rows.map((r) => [r.schema, r]));
+  return new Map(
+    identities.map((identity) => {
+      const { from, to } = quoted.get(identitySchema(identity))!;
+      return [identity, to + identity.slice(from.length)];
+    }),
+  );
+}
+
 /** Objects of other kinds that pre-data created in `schemas`, which move with them. */
 async function stagedOthers(target: pg.ClientBase, migration: string, schemas: string[]): Promise<{ kind: string; identity: string; schema: string; domain: boolean }[]> {
   if (schemas.length === 0) return [];
@@ -123,14 +142,12 @@ export async function applyNameMapping(target: pg.Client, spec: MigrationSpec): 
       }
     };
     for (const statement of plan.statements) await run(statement);
+    const movedTo = await movedIdentities(target, names, others.map((o) => o.identity));
     const moved: RenamedObject[] = [];
     for (const other of others) {
       const alter = other.kind === 'type' ? (other.domain ? 'DOMAIN' : 'TYPE') : MOVABLE[other.kind]!;
-      const to = names.schema(other.schema);
-      await run(`ALTER ${alter} ${other.identity} SET SCHEMA ${quoteIdent(to)}`);
-      // The identity begins with its schema as format('%I') wrote it.
-      const { rows } = await target.query<{ from: string; to: string }>('SELECT quote_ident($1) AS from, quote_ident($2) AS to', [other.schema, to]);
-      moved.push({ kind: other.kind, sourceIdentity: other.identity, targetIdentity: rows[0]!.to + other.identity.slice(rows[0]!.from.length), numbered: false });
+      await run(`ALTER ${alter} ${other.identity} SET SCHEMA ${quoteIdent(names.schema(other.schema))}`);
+      moved.push({ kind: other.kind, sourceIdentity: other.identity, targetIdentity: movedTo.get(other.identity)!, numbered: false });
     }
     const renamed = [...(await identitiesOfRenames(target, plan.renames)), ...moved];
     // The load's plan names each table's (and unit's) target: from now on, its target name.

@@ -97,10 +97,6 @@ export interface Rename {
   numbered?: boolean;
 }
 
-/** `kind schema.name[.column] → …` for messages. */
-export const describeRename = (r: Rename) =>
-  `${r.kind} ${r.from.schema}.${r.from.name}${r.part ? `.${r.part.from}` : ''} → ${r.to.schema}.${r.to.name}${r.part ? `.${r.part.to}` : ''}`;
-
 export interface MappingPlan {
   renames: Rename[];
   /** In order, in one transaction. */
@@ -166,9 +162,11 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
     const owner = root(relation);
     const ownerRef: TableRef = { schema: owner.schema, name: owner.name };
     const finalColumns = new Map<string, string>();
+    const targetColumn = new Map<string, string>();
     const columnRenames: [string, string][] = [];
     for (const column of relation.columns) {
       const name = names.column(column.inherited ? ownerRef : source, column.name);
+      targetColumn.set(column.name, name);
       tooLong(`column ${what}.${column.name} would be named`, name);
       const other = finalColumns.get(name);
       if (other !== undefined) problems.push(`columns ${other} and ${column.name} of ${what} would both be named ${name}`);
@@ -210,7 +208,7 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
     // A sequence named after its column (serial: orders_customer_id_seq) follows the column's new name too.
     const sequenceName = (sequence: { name: string; column: string }) =>
       sequence.name === `${relation.name}_${sequence.column}_seq`
-        ? truncateName(`${target.name}_${names.column(columnOwner(relation, sequence.column, ownerRef, source), sequence.column)}_seq`)
+        ? truncateName(`${target.name}_${targetColumn.get(sequence.column) ?? sequence.column}_seq`)
         : names.derived(source, sequence.name);
     for (const [kind, dependents] of [
       ['index', relation.indexes.map((name) => ({ name, wanted: names.derived(source, name) }))],
@@ -237,11 +235,6 @@ export function planMapping(relations: CatalogRelation[], names: NameMap, occupi
     problems,
     targetSchemas,
   };
-}
-
-/** The table whose mapping names `column` of `relation`: its parent's for an inherited column. */
-function columnOwner(relation: CatalogRelation, column: string, owner: TableRef, own: TableRef): TableRef {
-  return relation.columns.find((c) => c.name === column)?.inherited ? owner : own;
 }
 
 /** `name` with a number at its end, shortened to fit, as PostgreSQL names an index whose name is taken (`orders_pkey1`). */

@@ -92,11 +92,6 @@ export class NameMap implements Names {
     return truncateName(rest === undefined ? applyCase(name, this.spec.nameCase) : target + applyCase(rest, this.spec.nameCase));
   }
 
-  /** Whether the spec names this table, or columns of it, explicitly. */
-  names(ref: TableRef): boolean {
-    return this.tables.has(tableKey(ref)) || this.columns.has(tableKey(ref));
-  }
-
   /** Every table key and column the spec's mapping names, to check that each names something selected. */
   explicit(): { schemas: string[]; tables: TableRef[]; columns: { table: TableRef; column: string }[] } {
     return {
