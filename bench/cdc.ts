@@ -1,5 +1,6 @@
 /**
- * `npm run bench:cdc [-- --rows 1000000 --nopk-rows 100000 --delete-rows 20000 --tps 2000 --seconds 20 --track-keys]`:
+ * `npm run bench:cdc [-- --rows 1000000 --nopk-rows 100000 --delete-rows 20000 --tps 2000 --seconds 20 --track-keys]`
+ * `npm run bench:cdc -- --backlog 60 [--first pgferry]`: catch-up after a pause (see `backlog`).
  * change data capture, pgferry against PostgreSQL's native logical replication
  * (`CREATE SUBSCRIPTION … copy_data = false`), on the same data, in the same run:
  *   1. seconds from commit to applied for a 1M-row UPDATE, a 1M-row INSERT, and a 20k-row
@@ -10,7 +11,7 @@
  * same way, by a probe row written every 50 ms during pgbench. Not part of `npm test`.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { readReplicationStatus, requestCutover } from '../engine/control/index.js';
+import { STREAMER_APPLICATION_NAME } from '../engine/cutover/index.js';
 import { startClusters, stopAllClusters, type LocalCluster } from '../local/dev/cluster.js';
 import { runLocalWorkflow } from '../local/runner/index.js';
 import { secretFile } from './support.js';
@@ -32,10 +34,14 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'batch-rows': { type: 'string' },
     'track-keys': { type: 'boolean', default: false },
+    backlog: { type: 'string' },
+    first: { type: 'string', default: 'native' },
   },
 });
-const ROWS = Number(values.rows);
-const NOPK_ROWS = Number(values['nopk-rows']);
+const BACKLOG_SECONDS = values.backlog === undefined ? undefined : Number(values.backlog);
+// The catch-up measurement needs only the pgbench tables.
+const ROWS = BACKLOG_SECONDS === undefined ? Number(values.rows) : 0;
+const NOPK_ROWS = BACKLOG_SECONDS === undefined ? Number(values['nopk-rows']) : 0;
 const DELETE_ROWS = Number(values['delete-rows']);
 const TPS = Number(values.tps);
 const PGBENCH_SECONDS = Number(values.seconds);
@@ -267,74 +273,274 @@ async function sourceDecodeFloor(source: LocalCluster): Promise<void> {
   await source.sql('DROP DATABASE floor');
 }
 
-async function native(source: LocalCluster, target: LocalCluster): Promise<Figures> {
+/** A consumer streaming from the source: its side, and how to end it. */
+interface Consumer {
+  side: Side;
+  /** The process that consumes the stream (the native apply worker, pgferry's CDC task). */
+  pid: () => Promise<number>;
+  /** The consumer's walsender's application_name on the source. */
+  walsender: string;
+  end: () => Promise<void>;
+}
+
+/** Waits until the consumer applies a marker committed now (it is then streaming). */
+async function streaming(side: Side): Promise<void> {
+  await commitToApplied(side, 'SELECT 1');
+}
+
+async function startNative(source: LocalCluster, target: LocalCluster): Promise<Consumer> {
   await copyForNative(source, target);
-  await targetFloor(target);
-  await sourceDecodeFloor(source);
   await source.sql(`CREATE PUBLICATION native_pub FOR TABLE ${TABLES.join(', ')}`, 'bench');
   await target.sql(
     `CREATE SUBSCRIPTION native_sub CONNECTION '${source.uri('bench')}' PUBLICATION native_pub WITH (copy_data = false)`,
     'native',
   );
   const side: Side = { label: 'native', source: await source.connect('bench'), target: await target.connect('native') };
-  try {
-    // The subscription is live once its apply worker streams.
+  const pid = async () => {
     for (let i = 0; ; i++) {
-      const { rows } = await side.target.query("SELECT 1 FROM pg_stat_subscription WHERE subname = 'native_sub' AND pid IS NOT NULL");
-      if (rows.length > 0) break;
+      const { rows } = await side.target.query<{ pid: number }>("SELECT pid FROM pg_stat_subscription WHERE subname = 'native_sub' AND relid IS NULL AND pid IS NOT NULL");
+      if (rows[0]) return rows[0].pid;
       if (i > 600) throw new Error('the native subscription did not start');
       await sleep(100);
     }
-    await commitToApplied(side, 'SELECT 1');
-    return await measure(side, source);
+  };
+  await pid();
+  await streaming(side);
+  return {
+    side,
+    pid,
+    walsender: 'native_sub',
+    end: async () => {
+      await Promise.all([side.source.end(), side.target.end()]);
+      await target.sql('DROP SUBSCRIPTION native_sub', 'native');
+      await source.sql('DROP PUBLICATION native_pub', 'bench');
+    },
+  };
+}
+
+async function native(source: LocalCluster, target: LocalCluster): Promise<Figures> {
+  await targetFloor(target);
+  await sourceDecodeFloor(source);
+  const consumer = await startNative(source, target);
+  try {
+    return await measure(consumer.side, source);
   } finally {
-    await Promise.all([side.source.end(), side.target.end()]);
-    await target.sql('DROP SUBSCRIPTION native_sub', 'native');
-    await source.sql('DROP PUBLICATION native_pub', 'bench');
+    await consumer.end();
   }
 }
 
-async function pgferry(source: LocalCluster, target: LocalCluster, dir: string): Promise<Figures> {
+const MIGRATION = 'bench-cdc';
+
+async function startPgferry(source: LocalCluster, target: LocalCluster, dir: string): Promise<Consumer> {
   await target.sql('CREATE DATABASE ferry');
+  let cdcTask: number | undefined;
   const run = runLocalWorkflow(
     {
-      name: 'bench-cdc',
+      name: MIGRATION,
       mode: 'full+cdc',
       source: { secret: secretFile(dir, 'source', source, 'bench') },
       target: { secret: secretFile(dir, 'target', target, 'ferry') },
       fullLoad: { parallelism: 2 },
       // --track-keys: the comparison on, so the applier records the keys it changes (cutover.finalCompare) and the live comparison runs once caught up.
       compare: { enabled: values['track-keys'] },
-      ...(values['batch-rows'] ? { cdc: { batch: { maxRows: Number(values['batch-rows']) } } } : {}),
+      // A consumer paused for the catch-up measurement sends no heartbeat: that is no reason to restart it.
+      cdc: { heartbeatTimeoutSeconds: 3600, ...(values['batch-rows'] ? { batch: { maxRows: Number(values['batch-rows']) } } : {}) },
     },
-    { onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line) },
+    {
+      onTaskOutput: ({ stream, line }) => stream === 'stderr' && console.error(line),
+      onTaskStarted: ({ task, pid }) => {
+        if (task === 'Replicate') cdcTask = pid;
+      },
+    },
   );
   let ended = false;
   void run.finally(() => (ended = true));
   const side: Side = { label: 'pgferry', source: await source.connect('bench'), target: await target.connect('ferry') };
-  try {
-    for (;;) {
-      if (ended) throw new Error(`pgferry run ended before streaming: ${JSON.stringify(await run)}`);
-      const status = await readReplicationStatus(side.target, 'bench-cdc').catch(() => undefined);
-      if (status?.streamingSince) break;
-      await sleep(200);
-    }
-    await commitToApplied(side, 'SELECT 1');
-    const figures = await measure(side, source);
-    await requestCutover(side.target, 'bench-cdc');
-    const result = await run;
-    if (result.status !== 'SUCCEEDED') throw new Error(`pgferry run failed: ${result.error} ${result.cause}`);
-    return figures;
-  } finally {
-    await Promise.all([side.source.end(), side.target.end()]);
+  for (;;) {
+    if (ended) throw new Error(`pgferry run ended before streaming: ${JSON.stringify(await run)}`);
+    const status = await readReplicationStatus(side.target, MIGRATION).catch(() => undefined);
+    if (status?.streamingSince) break;
+    await sleep(200);
   }
+  await streaming(side);
+  return {
+    side,
+    pid: async () => cdcTask ?? Promise.reject(new Error('pgferry has no CDC task running')),
+    walsender: STREAMER_APPLICATION_NAME,
+    end: async () => {
+      try {
+        await requestCutover(side.target, MIGRATION);
+        const result = await run;
+        if (result.status !== 'SUCCEEDED') throw new Error(`pgferry run failed: ${result.error} ${result.cause}`);
+      } finally {
+        await Promise.all([side.source.end(), side.target.end()]);
+      }
+    },
+  };
+}
+
+async function pgferry(source: LocalCluster, target: LocalCluster, dir: string): Promise<Figures> {
+  const consumer = await startPgferry(source, target, dir);
+  let figures: Figures | undefined;
+  try {
+    figures = await measure(consumer.side, source);
+  } finally {
+    await consumer.end();
+  }
+  return figures;
+}
+
+/**
+ * Catch-up (`--backlog SECONDS`): both consumers stream, then both are paused (their processes
+ * stopped with SIGSTOP, so each walsender fills its socket and waits, as for a consumer busy
+ * elsewhere), a slot for the decoding floor is created at that point, and pgbench writes at full
+ * speed for SECONDS. Then the floor is measured (pg_logical_slot_get_binary_changes of the same
+ * backlog, decoding alone), and each consumer is let go alone (SIGCONT) until it has applied a
+ * marker committed after the backlog. The bytes each walsender had sent before it was let go
+ * are shown: what it had decoded ahead while paused.
+ */
+async function backlog(source: LocalCluster, target: LocalCluster, dir: string, seconds: number): Promise<void> {
+  const consumers = { native: await startNative(source, target), pgferry: await startPgferry(source, target, dir) };
+  const probe = await source.connect('bench');
+  try {
+    const pids = { native: await consumers.native.pid(), pgferry: await consumers.pgferry.pid() };
+    for (const pid of Object.values(pids)) process.kill(pid, 'SIGSTOP');
+    const { rows: start } = await probe.query<{ lsn: string }>(
+      "SELECT lsn::text FROM pg_create_logical_replication_slot('floor_slot', 'pgoutput') AS s(name, lsn)",
+    );
+    console.log(`Both consumers paused at ${start[0]!.lsn}; pgbench at full speed for ${seconds} s.`);
+    const transactions = await pgbenchFullSpeed(source, seconds);
+    const { rows: marker } = await probe.query<{ v: string; lsn: string }>(
+      'WITH bumped AS (UPDATE marker SET v = v + 1 WHERE id = 1 RETURNING v::text) SELECT v, pg_current_wal_insert_lsn()::text AS lsn FROM bumped',
+    );
+    const endLsn = marker[0]!.lsn;
+    const { rows: size } = await probe.query<{ bytes: string }>('SELECT ($1::pg_lsn - $2::pg_lsn)::text AS bytes', [endLsn, start[0]!.lsn]);
+    console.log(`  backlog: ${transactions} transactions, ${(Number(size[0]!.bytes) / 1e6).toFixed(1)} MB of WAL`);
+
+    const floorStarted = performance.now();
+    const { rows: decoded } = await probe.query<{ n: string }>(
+      "SELECT count(*)::text AS n FROM pg_logical_slot_get_binary_changes('floor_slot', $1::pg_lsn, NULL, 'proto_version', '1', 'publication_names', 'native_pub')",
+      [endLsn],
+    );
+    const floor = (performance.now() - floorStarted) / 1000;
+    await probe.query("SELECT pg_drop_replication_slot('floor_slot')");
+    console.log(`  floor    decoding alone: ${floor.toFixed(2)} s (${decoded[0]!.n} messages), ${(transactions / floor).toFixed(0)} tx/s`);
+
+    const drained: Record<string, number> = {};
+    const order = values.first === 'pgferry' ? (['pgferry', 'native'] as const) : (['native', 'pgferry'] as const);
+    for (const name of order) {
+      const consumer = consumers[name];
+      const { rows: sent } = await probe.query<{ ahead: string | null }>(
+        'SELECT (sent_lsn - $2::pg_lsn)::text AS ahead FROM pg_stat_replication WHERE application_name = $1',
+        [consumer.walsender, start[0]!.lsn],
+      );
+      // Every process that works for the drain: the consumer, the source's walsender, the target's backends.
+      const cpuBefore = [cpuSeconds([pids[name]]), cpuSeconds(await serverPids(source)), cpuSeconds(await serverPids(target))];
+      const started = performance.now();
+      process.kill(pids[name], 'SIGCONT');
+      for (;;) {
+        const { rows } = await consumer.side.target.query<{ v: string }>('SELECT v::text FROM marker WHERE id = 1');
+        if (BigInt(rows[0]!.v) >= BigInt(marker[0]!.v)) break;
+        if (performance.now() - started > 1_800_000) throw new Error(`${name}: not drained after 30 minutes`);
+        await sleep(10);
+      }
+      drained[name] = (performance.now() - started) / 1000;
+      const cpu = [cpuSeconds([pids[name]]), cpuSeconds(await serverPids(source)), cpuSeconds(await serverPids(target))].map((after, i) => after - cpuBefore[i]!);
+      const ahead = Number(sent[0]?.ahead ?? 0);
+      console.log(
+        `  ${name.padEnd(8)} drained alone: ${drained[name]!.toFixed(2)} s, ${(transactions / drained[name]!).toFixed(0)} tx/s` +
+          ` (its walsender had sent ${(ahead / 1e6).toFixed(1)} MB of the backlog while it was paused)\n` +
+          `           CPU meanwhile: ${name === 'native' ? 'apply worker' : 'pgferry process'} ${cpu[0]!.toFixed(2)} s, source ${cpu[1]!.toFixed(2)} s, target ${cpu[2]!.toFixed(2)} s${name === 'native' ? ' (apply worker included)' : ''}`,
+      );
+    }
+    await assertSameTables(source, target);
+    console.log(`\nCatch-up of ${transactions} transactions (goal: pgferry ≤ 3× the floor and ≥ 3× native):`);
+    console.log(`  pgferry / floor    ${(drained.pgferry! / floor).toFixed(2)}×  (${drained.pgferry!.toFixed(2)} s vs ${floor.toFixed(2)} s)`);
+    console.log(`  native / pgferry   ${(drained.native! / drained.pgferry!).toFixed(2)}×  (${drained.native!.toFixed(2)} s vs ${drained.pgferry!.toFixed(2)} s)`);
+  } finally {
+    await probe.end();
+    // A consumer left stopped would hold its slot: let both go before they are ended.
+    for (const consumer of Object.values(consumers)) {
+      await consumer.pid().then((pid) => process.kill(pid, 'SIGCONT')).catch(() => undefined);
+    }
+    await consumers.pgferry.end();
+    await consumers.native.end();
+  }
+}
+
+/** CPU seconds (user + system) each process has used so far, by pid: the server's processes and the consumer. */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process has ended: what it used is gone with it.
+    }
+  }
+  return ticks / 100;
+}
+
+/** The pids of a cluster's postmaster and all its children (backends, walsenders, apply workers). */
+async function serverPids(cluster: LocalCluster): Promise<number[]> {
+  const [result] = await cluster.sql("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
+  const postmaster = Number(readFileSync(join(result!.rows[0].setting, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const children = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return Number(fields[1]) === postmaster ? [Number(entry)] : [];
+    } catch {
+      return [];
+    }
+  });
+  return [postmaster, ...children];
+}
+
+/** pgbench's TPC-B-like script at full speed for `seconds`; the transactions it committed. */
+async function pgbenchFullSpeed(source: LocalCluster, seconds: number): Promise<number> {
+  const { host, port, username, password } = source.connection;
+  const pgbench = spawn('pgbench', ['-n', '-M', 'prepared', '-c', '8', '-j', '2', '-T', String(seconds), '-h', host, '-p', String(port), '-U', username, 'bench'], {
+    env: { ...process.env, PGPASSWORD: password },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  pgbench.stdout.on('data', (chunk) => (output += chunk));
+  pgbench.stderr.on('data', (chunk) => (output += chunk));
+  const code = await new Promise<number | null>((resolve) => pgbench.on('exit', resolve));
+  if (code !== 0) throw new Error(`pgbench failed:\n${output}`);
+  return Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? 'NaN');
+}
+
+/** Every table of the measurement equal on both targets and the source (md5 of the rows in a fixed order). */
+async function assertSameTables(source: LocalCluster, target: LocalCluster): Promise<void> {
+  const digest = async (cluster: LocalCluster, database: string) => {
+    const client = await cluster.connect(database);
+    try {
+      const result: string[] = [];
+      for (const table of TABLES) {
+        const { rows } = await client.query<{ d: string }>(`SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) AS d FROM ${table} t`);
+        result.push(`${table} ${rows[0]!.d}`);
+      }
+      return result.join('\n');
+    } finally {
+      await client.end();
+    }
+  };
+  const expected = await digest(source, 'bench');
+  for (const database of ['native', 'ferry']) {
+    if ((await digest(target, database)) !== expected) throw new Error(`the ${database} target differs from the source after the catch-up`);
+  }
+  console.log('  both targets equal the source (every table)');
 }
 
 async function main() {
   if (spawnSync('pgbench', ['--version']).status !== 0) throw new Error('pgbench is needed for the lag measurement (apt-get install postgresql-client or postgresql-15).');
   const dir = mkdtempSync(join(tmpdir(), 'pgferry-bench-cdc-'));
   // Test clusters commit asynchronously; a walsender sends only flushed WAL, so that would add up to wal_writer_delay of lag.
-  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', synchronous_commit: 'on' };
+  // A consumer paused for the catch-up measurement sends no status: the walsender must not time it out.
+  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', synchronous_commit: 'on', ...(BACKLOG_SECONDS !== undefined ? { wal_sender_timeout: '0' } : {}) };
   try {
     console.log(`Starting PostgreSQL 15 (source) and 17 (target); ${ROWS} rows, no-PK table of ${NOPK_ROWS} rows, pgbench scale ${PGBENCH_SCALE} at ${TPS} tps for ${PGBENCH_SECONDS} s.`);
     const [source, target] = await startClusters([
@@ -342,6 +548,7 @@ async function main() {
       { major: 17, label: 'bench-cdc-target', settings },
     ]);
     await generate(source);
+    if (BACKLOG_SECONDS !== undefined) return await backlog(source, target, dir, BACKLOG_SECONDS);
     const only = values.only;
     const nativeFigures = only === 'pgferry' ? undefined : await native(source, target);
     await Promise.all([source.sql('CHECKPOINT'), target.sql('CHECKPOINT')]);

@@ -45,11 +45,12 @@ export class Batcher {
     await this.position.markApplied(result.appliedLsn);
   }
 
-  /** The main applier took a source commit: flush now if the batch is old enough, else once the stream is idle. */
-  async committed(endLsn: string, commitTime: bigint): Promise<void> {
+  /** The main applier took a source commit: flush now if the batch is old enough (the promise), else once the stream is idle. */
+  committed(endLsn: string, commitTime: bigint): Promise<void> | undefined {
     this.position.noteCommit(endLsn, commitTime);
-    if (Date.now() - this.lastFlushAt >= this.maxDelayMs) await this.flush();
-    else this.scheduleFlush();
+    if (Date.now() - this.lastFlushAt >= this.maxDelayMs) return this.flush();
+    this.scheduleFlush();
+    return undefined;
   }
 
   /** Flushes after the messages already received (queued behind this in `exclusive`) are handled. */

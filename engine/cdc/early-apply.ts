@@ -30,6 +30,8 @@ export interface EarlyApplyDeps {
   committed: (endLsn: string, appliedLsn: string | undefined) => Promise<void>;
 }
 
+const STREAM_TAGS = new Set<string>(['stream-start', 'stream-stop', 'stream-abort', 'stream-commit']);
+
 export class EarlyApply {
   /** Streamed transactions being applied early, by top-level xid: each in its own open target transaction. */
   private readonly open = new Map<number, { applier: Applier; client: pg.Client }>();
@@ -39,6 +41,11 @@ export class EarlyApply {
   rows = 0;
 
   constructor(private readonly deps: EarlyApplyDeps) {}
+
+  /** Whether the message belongs to a streamed transaction (handle takes it), not to the main session. */
+  takes(message: PgoutputMessage): boolean {
+    return this.streamXid !== undefined || STREAM_TAGS.has(message.tag);
+  }
 
   /** Takes the message if it belongs to a streamed transaction; false when it is the main session's. */
   async handle(message: PgoutputMessage): Promise<boolean> {

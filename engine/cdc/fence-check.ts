@@ -23,7 +23,7 @@ import { recordLateChanges, type LateChange } from '../control/late-changes.js';
 import { markDrainPoint } from '../cutover/index.js';
 import { PgferryError } from '../errors.js';
 import { sleep } from '../sql.js';
-import { formatLsn, parseLsn, type PgoutputMessage, type RelationMessage, type TupleValue } from './pgoutput.js';
+import { formatLsn, parseLsn, UNCHANGED_TOAST, type PgoutputMessage, type RelationMessage, type TupleValue } from './pgoutput.js';
 import type { StreamPosition } from './position.js';
 
 type ChangeMessage = Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>;
@@ -149,9 +149,9 @@ export class LateChangeWatch {
 const MAX_VALUE_LENGTH = 40;
 
 function valueText(value: TupleValue | undefined): string {
-  if (!value || value.kind === 'null') return 'NULL';
-  if (value.kind === 'unchanged-toast') return '(unchanged)';
-  const text = value.kind === 'text' ? value.value : `\\x${value.value.toString('hex')}`;
+  if (value === undefined || value === null) return 'NULL';
+  if (value === UNCHANGED_TOAST) return '(unchanged)';
+  const text = typeof value === 'string' ? value : `\\x${value.toString('hex')}`;
   return text.length > MAX_VALUE_LENGTH ? `${text.slice(0, MAX_VALUE_LENGTH)}…` : text;
 }
 

@@ -11,11 +11,15 @@
  * Layouts: PostgreSQL docs, "Logical Replication Message Formats".
  */
 
-export type TupleValue =
-  | { kind: 'null' }
-  | { kind: 'unchanged-toast' }
-  | { kind: 'text'; value: string }
-  | { kind: 'binary'; value: Buffer };
+/** A column whose value is an unchanged TOAST value the server did not send ('u'). */
+export const UNCHANGED_TOAST: unique symbol = Symbol('unchanged-toast');
+
+/**
+ * One column of a tuple: its text output form, NULL, an unchanged TOAST value not sent, or (only
+ * with the binary option, which pgferry never asks for) the raw bytes. Plain values, not
+ * objects: a change's tuple is the applier's buffered row as it is.
+ */
+export type TupleValue = string | null | typeof UNCHANGED_TOAST | Buffer;
 
 export interface RelationMessage {
   tag: 'relation';
@@ -53,8 +57,11 @@ const UINT32 = 0xffffffffn;
 /** Formats a 64-bit LSN the way PostgreSQL's `pg_lsn` output does: `%X/%X`, upper-case hex, no padding. */
 export function formatLsn(value: bigint): string {
   if (value < 0n || value > 0xffffffffffffffffn) throw new RangeError(`LSN out of range: ${value}`);
-  return `${(value >> 32n).toString(16).toUpperCase()}/${(value & UINT32).toString(16).toUpperCase()}`;
+  return formatLsnParts(Number(value >> 32n), Number(value & UINT32));
 }
+
+/** formatLsn of the LSN whose high and low 32 bits are given (as the wire carries them): no BigInt on the stream's path. */
+export const formatLsnParts = (high: number, low: number): string => `${high.toString(16).toUpperCase()}/${low.toString(16).toUpperCase()}`;
 
 const LSN_PATTERN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 
@@ -62,7 +69,7 @@ const LSN_PATTERN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 export function parseLsn(text: string): bigint {
   const match = LSN_PATTERN.exec(text);
   if (!match) throw new Error(`invalid LSN ${JSON.stringify(text)}: expected two hexadecimal numbers separated by "/"`);
-  return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
+  return (BigInt(Number.parseInt(match[1]!, 16)) << 32n) | BigInt(Number.parseInt(match[2]!, 16));
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -76,8 +83,13 @@ class Reader {
   private offset = 0;
   constructor(
     private readonly buffer: Buffer,
-    private readonly context: string,
+    private readonly tag: number,
   ) {}
+
+  /** The message named in errors (built only for one). */
+  get context(): string {
+    return `'${String.fromCharCode(this.tag)}'`;
+  }
 
   private need(bytes: number, what: string): void {
     if (this.offset + bytes > this.buffer.length) {
@@ -120,15 +132,11 @@ class Reader {
     return value;
   }
 
-  uint64(what: string): bigint {
+  lsn(what: string): string {
     this.need(8, what);
-    const value = this.buffer.readBigUInt64BE(this.offset);
+    const value = formatLsnParts(this.buffer.readUInt32BE(this.offset), this.buffer.readUInt32BE(this.offset + 4));
     this.offset += 8;
     return value;
-  }
-
-  lsn(what: string): string {
-    return formatLsn(this.uint64(what));
   }
 
   bytes(length: number, what: string): Buffer {
@@ -139,15 +147,16 @@ class Reader {
     return value;
   }
 
-  text(bytes: Buffer, what: string): string {
+  /** UTF-8 text of `end - start` bytes from `start`; `what` names it in an error. */
+  text(start: number, end: number, what: () => string): string {
     // Buffer#toString is several times faster than TextDecoder but replaces invalid bytes with
     // U+FFFD silently; only then (or for a real U+FFFD) does the strict decoder decide.
-    const fast = bytes.toString('utf8');
+    const fast = this.buffer.toString('utf8', start, end);
     if (!fast.includes('\uFFFD')) return fast;
     try {
-      return utf8.decode(bytes);
+      return utf8.decode(this.buffer.subarray(start, end));
     } catch {
-      throw new Error(`pgoutput ${this.context} message malformed: ${what} is not valid UTF-8`);
+      throw new Error(`pgoutput ${this.context} message malformed: ${what()} is not valid UTF-8`);
     }
   }
 
@@ -157,34 +166,42 @@ class Reader {
     if (end < 0) {
       throw new Error(`pgoutput ${this.context} message truncated: ${what} at offset ${this.offset} has no NUL terminator`);
     }
-    const value = this.text(this.buffer.subarray(this.offset, end), what);
+    const value = this.text(this.offset, end, () => what);
     this.offset = end + 1;
     return value;
   }
 
+  /**
+   * A TupleData: the hottest loop of the stream (every column of every change), so it reads the
+   * buffer directly and builds an error's wording only when there is an error.
+   */
   tuple(what: string): TupleValue[] {
-    const count = this.int16(`${what} column count`);
+    if (this.offset + 2 > this.buffer.length) this.need(2, `${what} column count`);
+    const count = this.buffer.readInt16BE(this.offset);
+    this.offset += 2;
     if (count < 0) throw new Error(`pgoutput ${this.context} message malformed: negative column count ${count} in ${what}`);
-    const values: TupleValue[] = [];
+    const { buffer } = this;
+    const values = new Array<TupleValue>(count);
     for (let i = 0; i < count; i++) {
-      const kind = this.uint8(`${what} column ${i + 1} kind`);
+      if (this.offset >= buffer.length) this.need(1, `${what} column ${i + 1} kind`);
+      const kind = buffer[this.offset++]!;
       switch (kind) {
         case 0x6e: // 'n'
-          values.push({ kind: 'null' });
+          values[i] = null;
           break;
         case 0x75: // 'u'
-          values.push({ kind: 'unchanged-toast' });
+          values[i] = UNCHANGED_TOAST;
           break;
-        case 0x74: {
-          // 't'
-          const length = this.int32(`${what} column ${i + 1} length`);
-          values.push({ kind: 'text', value: this.text(this.bytes(length, `${what} column ${i + 1} value`), `${what} column ${i + 1}`) });
-          break;
-        }
+        case 0x74: // 't'
         case 0x62: {
           // 'b'
-          const length = this.int32(`${what} column ${i + 1} length`);
-          values.push({ kind: 'binary', value: Buffer.from(this.bytes(length, `${what} column ${i + 1} value`)) });
+          if (this.offset + 4 > buffer.length) this.need(4, `${what} column ${i + 1} length`);
+          const length = buffer.readInt32BE(this.offset);
+          this.offset += 4;
+          if (length < 0 || this.offset + length > buffer.length) this.bytes(length, `${what} column ${i + 1} value`);
+          const start = this.offset;
+          this.offset += length;
+          values[i] = kind === 0x74 ? this.text(start, this.offset, () => `${what} column ${i + 1}`) : Buffer.from(buffer.subarray(start, this.offset));
           break;
         }
         default:
@@ -237,17 +254,17 @@ const commitFields = (r: Reader) => ({
 /** Data messages that carry an xid inside a stream block. */
 const STREAMED_DATA_TAGS = new Set(['R', 'Y', 'I', 'U', 'D', 'T', 'M']);
 
-function decodeRelation(r: Reader, context: string): RelationMessage {
+function decodeRelation(r: Reader): RelationMessage {
   const relationId = r.uint32('relation OID');
   const schema = r.string('namespace');
   const name = r.string('relation name');
   const identityByte = r.uint8('replica identity');
   const replicaIdentity = REPLICA_IDENTITY[String.fromCharCode(identityByte)];
   if (replicaIdentity === undefined) {
-    throw new Error(`pgoutput ${context} message malformed: unknown replica identity ${tagName(identityByte)} for ${schema}.${name}`);
+    throw new Error(`pgoutput ${r.context} message malformed: unknown replica identity ${tagName(identityByte)} for ${schema}.${name}`);
   }
   const count = r.int16('column count');
-  if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative column count ${count}`);
+  if (count < 0) throw new Error(`pgoutput ${r.context} message malformed: negative column count ${count}`);
   const columns: RelationMessage['columns'] = [];
   for (let i = 0; i < count; i++) {
     const flags = r.uint8(`column ${i + 1} flags`);
@@ -261,7 +278,7 @@ function decodeRelation(r: Reader, context: string): RelationMessage {
   return { tag: 'relation', relationId, schema, name, replicaIdentity, columns };
 }
 
-function decodeUpdate(r: Reader, context: string): PgoutputMessage {
+function decodeUpdate(r: Reader): PgoutputMessage {
   const relationId = r.uint32('relation OID');
   const update: Extract<PgoutputMessage, { tag: 'update' }> = { tag: 'update', relationId, newTuple: [] };
   let marker = r.uint8('tuple marker');
@@ -273,23 +290,23 @@ function decodeUpdate(r: Reader, context: string): PgoutputMessage {
     marker = r.uint8('new tuple marker');
   }
   if (marker !== 0x4e) {
-    throw new Error(`pgoutput ${context} message malformed: expected 'K', 'O' or 'N' tuple marker, got ${tagName(marker)}`);
+    throw new Error(`pgoutput ${r.context} message malformed: expected 'K', 'O' or 'N' tuple marker, got ${tagName(marker)}`);
   }
   update.newTuple = r.tuple('new tuple');
   return update;
 }
 
-function decodeDelete(r: Reader, context: string): PgoutputMessage {
+function decodeDelete(r: Reader): PgoutputMessage {
   const relationId = r.uint32('relation OID');
   const marker = r.uint8('old tuple marker');
   if (marker === 0x4b) return { tag: 'delete', relationId, oldKey: r.tuple('old key') };
   if (marker === 0x4f) return { tag: 'delete', relationId, oldTuple: r.tuple('old tuple') };
-  throw new Error(`pgoutput ${context} message malformed: expected 'K' or 'O' tuple marker, got ${tagName(marker)}`);
+  throw new Error(`pgoutput ${r.context} message malformed: expected 'K' or 'O' tuple marker, got ${tagName(marker)}`);
 }
 
-function decodeTruncate(r: Reader, context: string): PgoutputMessage {
+function decodeTruncate(r: Reader): PgoutputMessage {
   const count = r.int32('relation count');
-  if (count < 0) throw new Error(`pgoutput ${context} message malformed: negative relation count ${count}`);
+  if (count < 0) throw new Error(`pgoutput ${r.context} message malformed: negative relation count ${count}`);
   const options = r.uint8('options');
   const relationIds: number[] = [];
   for (let i = 0; i < count; i++) relationIds.push(r.uint32(`relation ${i + 1} OID`));
@@ -317,8 +334,7 @@ export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?
   if (unsupported !== undefined) {
     throw new Error(`unsupported pgoutput message tag ${tagName(tag)}: ${unsupported} is not part of protocol versions 1 and 2`);
   }
-  const context = `'${letter}'`;
-  const r = new Reader(buffer, context);
+  const r = new Reader(buffer, tag);
   r.uint8('tag');
   const xid = inStream && STREAMED_DATA_TAGS.has(letter) ? r.uint32('xid') : undefined;
   let message: PgoutputMessage;
@@ -350,7 +366,7 @@ export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?
       message = { tag: 'origin', originLsn: r.lsn('origin LSN'), name: r.string('origin name') };
       break;
     case 'R':
-      message = decodeRelation(r, context);
+      message = decodeRelation(r);
       break;
     case 'Y':
       message = { tag: 'type', typeOid: r.uint32('type OID'), schema: r.string('namespace'), name: r.string('type name') };
@@ -362,13 +378,13 @@ export function decodePgoutput(buffer: Buffer, { inStream = false }: { inStream?
       break;
     }
     case 'U':
-      message = decodeUpdate(r, context);
+      message = decodeUpdate(r);
       break;
     case 'D':
-      message = decodeDelete(r, context);
+      message = decodeDelete(r);
       break;
     case 'T':
-      message = decodeTruncate(r, context);
+      message = decodeTruncate(r);
       break;
     case 'M':
       message = decodeLogicalMessage(r);

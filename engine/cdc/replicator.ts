@@ -228,12 +228,13 @@ async function changeStages(options: ReplicatorOptions, control: pg.Client, star
     renamed: !(options.names ?? NameMap.IDENTITY).identity,
     log: options.log,
   });
-  return async (received: PgoutputMessage): Promise<PgoutputMessage | undefined> => {
+  // A promise only when the message needs one (a captured schema change): the stream's path stays synchronous.
+  return (received: PgoutputMessage): PgoutputMessage | undefined | Promise<PgoutputMessage | undefined> => {
     transaction.note(received);
     const own = notLooped(received);
     const kept = own && keep(own);
     const unsynced = kept && synced.filter(kept);
-    return unsynced && (await ddl.handle(unsynced, applier));
+    return unsynced && ddl.handle(unsynced, applier);
   };
 }
 
@@ -367,31 +368,49 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     const stages = await changeStages(options, control, startLsn, mainApplier);
     const lateChanges = new LateChangeWatch();
     if (options.flow) flow = await FlowControl.start({ migration, kind: 'cdc', limits: options.flow, control, log });
-    const paced = flow;
-    /** Hands a message to the applier; true when it was a row change to apply (flow control counts it). */
-    const apply = (streamed: StreamedMessage) =>
+    /**
+     * Hands the messages of a batch from `from` on to the applier, inside the batcher; returns
+     * where it stopped: the end, or right after a message that put flow control over its limit.
+     * Row changes (applied early or not) are what flow control counts as rows. Nothing here
+     * awaits unless a message needs the target: buffering a change is synchronous.
+     */
+    const applyFrom = (batch: StreamedMessage[], from: number) =>
       batcher.exclusive(async () => {
-        const message = await stages(streamed.message);
-        if (!message) return false;
-        lateChanges.observe(message);
-        const row = ROW_CHANGES.has(message.tag);
-        if (streaming && (await earlyApply.handle(message))) return row;
-        await mainApplier.handle(message);
-        if (message.tag !== 'commit') return row;
-        await batcher.committed(message.endLsn, message.commitTime);
-        if (run.flushBefore !== undefined && parseLsn(message.commitLsn) < run.flushBefore) await batcher.flush();
-        return false;
-      });
-    // Flow control waits after a message, outside the batcher (a batch due meanwhile is still
-    // committed): the stream hands over the next message only once this one's handler returns.
-    const onMessage = paced
-      ? async (streamed: StreamedMessage) => {
-          const row = await apply(streamed);
-          await paced.paced(row ? 1 : 0, streamed.bytes, signal);
+        for (let i = from; i < batch.length; i++) {
+          const streamed = batch[i]!;
+          const staged = stages(streamed.message);
+          const message = staged instanceof Promise ? await staged : staged;
+          let row = false;
+          if (message) {
+            lateChanges.observe(message);
+            row = ROW_CHANGES.has(message.tag);
+            if (streaming && earlyApply.takes(message)) {
+              await earlyApply.handle(message);
+            } else {
+              const applying = mainApplier.handle(message);
+              if (applying) await applying;
+              if (message.tag === 'commit') {
+                const flushing = batcher.committed(message.endLsn, message.commitTime);
+                if (flushing) await flushing;
+                if (run.flushBefore !== undefined && parseLsn(message.commitLsn) < run.flushBefore) await batcher.flush();
+              }
+            }
+          }
+          if (paced?.account(row ? 1 : 0, streamed.bytes)) return i + 1;
         }
-      : async (streamed: StreamedMessage) => void (await apply(streamed));
+        return batch.length;
+      });
+    // Flow control waits outside the batcher (a batch due meanwhile is still committed): the
+    // stream hands over the next messages only once this batch's handler returns.
+    const paced = flow;
+    const onMessages = async (batch: StreamedMessage[]) => {
+      for (let at = 0; at < batch.length; ) {
+        at = await applyFrom(batch, at);
+        if (paced) await paced.wait(signal);
+      }
+    };
 
-    await thisStream.start(onMessage);
+    await thisStream.start(onMessages);
     await markStreaming(control, migration);
     log(`streaming from slot ${options.slotName} at ${startLsn}`);
 

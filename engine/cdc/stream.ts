@@ -1,28 +1,27 @@
 /**
  * The streaming side of CDC: a replication connection that runs `START_REPLICATION … LOGICAL`
- * on the slot created by slot.ts and hands every pgoutput message, decoded by pgoutput.ts, to
- * the applier, one at a time and in order.
+ * on the slot created by slot.ts, decodes every pgoutput message (pgoutput.ts) as it arrives,
+ * and hands them to the applier in order, in batches of what has arrived meanwhile.
  *
- * Transport is pg-logical-replication's LogicalReplicationService (CopyBoth handling, XLogData
- * and keepalive framing, pausing the socket while a message is being handled). Everything that
- * decides what the slot may forget is done here instead, because the library gets it wrong for
- * a consumer that commits elsewhere (docs/architecture.md, "Consistency"):
- * - its automatic acknowledgement and its periodic status timer report the last *received* LSN,
- *   so both are turned off (`acknowledge: { auto: false, timeoutSeconds: 0 }`);
- * - it never answers the server's keepalives: we answer them, and send periodic status updates,
- *   with `appliedLsn()` — the LSN the target has committed — and nothing else;
- * - its `acknowledge()` reports LSN + 1 and a timestamp on the wrong epoch, so the standby
- *   status update is built here, reporting exactly the acknowledged LSN;
- * - its pgoutput plugin sends the `messages` option (unknown to PG 13) and parses tuples into
- *   JS values (losing timestamp microseconds), so a plugin of our own starts replication and
- *   hands over the raw XLogData payload, which decodePgoutput decodes.
+ * The transport is a pg.Client with `replication: 'database'`: after START_REPLICATION its
+ * connection emits each CopyData frame (XLogData 'w', primary keepalive 'k'), and status
+ * updates go back as CopyData. Doing it here, not in pg-logical-replication, is what keeps the
+ * path lean (issue 19: a message is decoded straight from the frame, no copy, no per-message
+ * promise or event) and what decides what the slot may forget (docs/architecture.md,
+ * "Consistency"):
+ * - keepalives are answered, and periodic status updates sent, with `appliedLsn()` — the LSN
+ *   the target has committed — and nothing else (never the last *received* LSN);
+ * - the standby status update reports exactly the acknowledged LSN, on PostgreSQL's epoch;
+ * - values stay the server's text (no type parsing), and START_REPLICATION sends only the
+ *   options PostgreSQL 13 knows.
+ * While a batch is being applied, frames keep arriving and are decoded; past HIGH_WATER_BYTES
+ * waiting, the socket is paused, so the server waits instead of this process's memory.
  */
 import { EventEmitter } from 'node:events';
-import type pg from 'pg';
-import { LogicalReplicationService } from 'pg-logical-replication';
+import pg from 'pg';
 import { quoteIdent, messageOf } from '../sql.js';
 import { PgferryError } from '../errors.js';
-import { decodePgoutput, formatLsn, parseLsn, type PgoutputMessage } from './pgoutput.js';
+import { decodePgoutput, formatLsn, formatLsnParts, parseLsn, type PgoutputMessage } from './pgoutput.js';
 
 export interface StreamOptions {
   slotName: string;
@@ -49,11 +48,31 @@ export interface StreamedMessage {
    * the transaction's end LSN (= message.endLsn, the LSN to record and acknowledge); other
    * messages carry the walsender's position at the time (a relation message even 0/0).
    */
-  lsn: string;
-  message: PgoutputMessage;
+  readonly lsn: string;
+  readonly message: PgoutputMessage;
   /** Size of the XLogData payload the message was decoded from (flow control's bytes decoded). */
-  bytes: number;
+  readonly bytes: number;
 }
+
+/** A received message; its frame's LSN is formatted only if asked for (rarely: the stream's path never does). */
+class Received implements StreamedMessage {
+  constructor(
+    private readonly high: number,
+    private readonly low: number,
+    readonly message: PgoutputMessage,
+    readonly bytes: number,
+  ) {}
+
+  get lsn(): string {
+    return formatLsnParts(this.high, this.low);
+  }
+}
+
+/**
+ * Payload bytes waiting to be handed over above which the socket is paused: enough to go on
+ * decoding while the target commits a batch, little enough to bound memory (decoded, a few times this).
+ */
+const HIGH_WATER_BYTES = 8 * 1024 * 1024;
 
 /** Emitted for every server keepalive; `replied` is the LSN sent back when the server asked. */
 export interface KeepaliveEvent {
@@ -67,31 +86,6 @@ export interface ChangeStream {
   on(event: 'keepalive', listener: (event: KeepaliveEvent) => void): this;
   once(event: 'error', listener: (error: Error) => void): this;
   once(event: 'keepalive', listener: (event: KeepaliveEvent) => void): this;
-}
-
-/**
- * Starts pgoutput protocol 1 replication and returns each XLogData payload as a Buffer of its
- * own. Structurally the library's AbstractPlugin, which its index does not export.
- */
-class RawPgoutputPlugin {
-  constructor(readonly options: { publicationName: string; streaming: boolean }) {}
-
-  get name(): string {
-    return 'pgoutput';
-  }
-
-  start(client: pg.Client, slotName: string, lastLsn: string): Promise<unknown> {
-    // publication_names is a list of identifiers inside a string literal: quote, then escape.
-    const publications = quoteIdent(this.options.publicationName).replace(/'/g, "''");
-    const protocol = this.options.streaming ? "proto_version '2', streaming 'on'" : "proto_version '1'";
-    return client.query(`START_REPLICATION SLOT ${quoteIdent(slotName)} LOGICAL ${lastLsn} (${protocol}, publication_names '${publications}')`);
-  }
-
-  parse(buffer: Buffer): Buffer {
-    // The chunk is a view into pg-protocol's receive buffer, which later reads overwrite; with
-    // flow control the message is handled after further reads, so it must be copied.
-    return Buffer.from(buffer);
-  }
 }
 
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
@@ -110,51 +104,115 @@ function standbyStatusUpdate(lsn: bigint, replyRequested = false): Buffer {
 }
 
 
-type Handler = (m: StreamedMessage) => Promise<void> | void;
+/** Takes the messages received since the last call, in stream order; the next batch waits for it. */
+type Handler = (batch: StreamedMessage[]) => Promise<void> | void;
+
+/** The START_REPLICATION command: protocol 1, or 2 with streaming of transactions in progress. */
+function startReplicationSql(slotName: string, startLsn: string, publicationName: string, streaming: boolean): string {
+  // publication_names is a list of identifiers inside a string literal: quote, then escape.
+  const publications = quoteIdent(publicationName).replace(/'/g, "''");
+  const protocol = streaming ? "proto_version '2', streaming 'on'" : "proto_version '1'";
+  return `START_REPLICATION SLOT ${quoteIdent(slotName)} LOGICAL ${startLsn} (${protocol}, publication_names '${publications}')`;
+}
+
+/** The parts of pg's Connection the stream uses (not in pg's types). */
+interface ReplicationConnection extends EventEmitter {
+  stream: { pause(): void; resume(): void };
+  sendCopyFromChunk(chunk: Buffer): void;
+}
 
 export class ChangeStream extends EventEmitter {
-  private readonly service: LogicalReplicationService;
+  private client: pg.Client | undefined;
   private state: 'idle' | 'starting' | 'streaming' | 'stopped' = 'idle';
   /** Highest LSN reported to the server; status updates never go below it. */
   private reported: bigint;
   private timer: NodeJS.Timeout | undefined;
+  /** Decoded and not handed over yet; an Error where a frame could not be decoded (nothing after it is handed over). */
+  private queue: (StreamedMessage | Error)[] = [];
+  private queuedBytes = 0;
+  private delivering = false;
+  private paused = false;
+  /** Between a Stream Start and a Stream Stop: data messages lead with an xid. */
+  private inStream = false;
 
   constructor(
-    clientConfig: pg.ClientConfig,
+    private readonly config: pg.ClientConfig,
     private readonly options: StreamOptions,
   ) {
     super();
     this.reported = options.startLsn ? parseLsn(options.startLsn) : 0n;
-    this.service = new LogicalReplicationService(clientConfig, {
-      acknowledge: { auto: false, timeoutSeconds: 0 },
-      flowControl: { enabled: true },
-    });
   }
 
   /** Resolves once the server has entered streaming (CopyBoth); rejects if it cannot start. */
-  start(onMessage: Handler): Promise<void> {
+  start(onMessages: Handler): Promise<void> {
     if (this.state !== 'idle') return Promise.reject(new Error(`ChangeStream for slot ${this.options.slotName} was already started`));
     this.state = 'starting';
     const { slotName } = this.options;
-    const startLsn = formatLsn(this.reported);
-    let inStream = false;
-
-    this.service.on('data', async (lsn: string, payload: Buffer) => {
-      if (this.state !== 'streaming') return;
-      try {
-        const message = decodePgoutput(payload, { inStream });
-        if (message.tag === 'stream-start') inStream = true;
-        else if (message.tag === 'stream-stop') inStream = false;
-        await onMessage({ lsn: formatLsn(parseLsn(lsn)), message, bytes: payload.length });
-      } catch (error) {
-        // No later message may be handed over once one failed: the applier would skip it.
-        if (this.state === 'streaming') this.fail(error instanceof Error ? error : new Error(messageOf(error)));
-      }
+    const client = (this.client = new pg.Client({ ...this.config, replication: 'database' } as pg.ClientConfig));
+    client.on('error', (error: Error) => {
+      if (this.state === 'streaming') this.fail(this.connectionError(error));
     });
-    this.service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => {
-      if (this.state !== 'streaming') return;
+    return new Promise<void>((resolve, reject) => {
+      const refuse = (error: unknown) => {
+        if (this.state !== 'starting') return;
+        this.state = 'stopped';
+        void client.end().catch(() => undefined);
+        reject(new PgferryError('pgferry.StreamFailed', `Cannot start streaming from replication slot ${slotName}: ${messageOf(error)}.`, { cause: error }));
+      };
+      client.connect().then(() => {
+        if (this.state !== 'starting') return;
+        const connection = (client as unknown as { connection: ReplicationConnection }).connection;
+        connection.once('replicationStart', () => {
+          if (this.state !== 'starting') return;
+          this.state = 'streaming';
+          this.startStatusTimer();
+          resolve();
+        });
+        connection.on('copyData', ({ chunk }: { chunk: Buffer }) => this.receive(chunk, onMessages));
+        const sql = startReplicationSql(slotName, formatLsn(this.reported), this.options.publicationName, this.options.streaming ?? false);
+        client.query(sql).then(
+          () => {
+            // START_REPLICATION completed: the server ended the stream on its own.
+            if (this.state === 'streaming') this.fail(new PgferryError('pgferry.StreamEnded', `The source ended replication from slot ${slotName} unexpectedly.`));
+          },
+          (error: unknown) => {
+            if (this.state === 'starting') refuse(error);
+            else if (this.state === 'streaming') this.fail(this.connectionError(error));
+          },
+        );
+      }, refuse);
+    });
+  }
+
+  /** One CopyData frame: XLogData is decoded and queued; a keepalive is answered when the server asks. */
+  private receive(frame: Buffer, onMessages: Handler): void {
+    if (this.state !== 'streaming') return;
+    const kind = frame[0];
+    if (kind === 0x77) {
+      // XLogData: 'w', start LSN, end of WAL, send time (8 bytes each), then the pgoutput message.
+      const payload = frame.subarray(25);
+      let item: StreamedMessage | Error;
+      try {
+        const message = decodePgoutput(payload, { inStream: this.inStream });
+        if (message.tag === 'stream-start') this.inStream = true;
+        else if (message.tag === 'stream-stop') this.inStream = false;
+        item = new Received(frame.readUInt32BE(1), frame.readUInt32BE(5), message, payload.length);
+      } catch (error) {
+        item = error instanceof Error ? error : new Error(messageOf(error));
+      }
+      this.queue.push(item);
+      this.queuedBytes += payload.length;
+      if (!this.paused && this.queuedBytes >= HIGH_WATER_BYTES) {
+        this.paused = true;
+        this.connection()?.stream.pause();
+      }
+      if (!this.delivering) void this.deliver(onMessages);
+    } else if (kind === 0x6b) {
+      // Primary keepalive: 'k', end of WAL, send time, reply requested.
+      const serverLsn = formatLsnParts(frame.readUInt32BE(1), frame.readUInt32BE(5));
+      const replyRequested = frame[17] === 1;
       let replied: string | undefined;
-      if (shouldRespond) {
+      if (replyRequested) {
         try {
           replied = this.sendStatus();
         } catch (error) {
@@ -162,45 +220,53 @@ export class ChangeStream extends EventEmitter {
           return;
         }
       }
-      this.emit('keepalive', { serverLsn: lsn, replyRequested: shouldRespond, ...(replied ? { replied } : {}) } satisfies KeepaliveEvent);
-    });
-    this.service.on('error', (error: Error) => {
-      if (this.state === 'streaming') this.fail(this.connectionError(error));
-    });
+      this.emit('keepalive', { serverLsn, replyRequested, ...(replied ? { replied } : {}) } satisfies KeepaliveEvent);
+    }
+  }
 
-    return new Promise<void>((resolve, reject) => {
-      this.service.once('start', () => {
-        if (this.state !== 'starting') return;
-        this.state = 'streaming';
-        const interval = this.options.statusIntervalMs ?? 10_000;
-        if (interval > 0) {
-          this.timer = setInterval(() => {
-            try {
-              this.sendStatus();
-            } catch (error) {
-              this.fail(error instanceof Error ? error : new Error(messageOf(error)));
-            }
-          }, interval);
-          this.timer.unref();
+  /** Hands the queue over, batch by batch, until it is empty; a frame that failed to decode fails the stream in its place. */
+  private async deliver(onMessages: Handler): Promise<void> {
+    this.delivering = true;
+    try {
+      while (this.state === 'streaming' && this.queue.length > 0) {
+        const taken = this.queue;
+        this.queue = [];
+        this.queuedBytes = 0;
+        if (this.paused) {
+          this.paused = false;
+          this.connection()?.stream.resume();
         }
-        resolve();
-      });
-      this.service.subscribe(new RawPgoutputPlugin({ publicationName: this.options.publicationName, streaming: this.options.streaming ?? false }), slotName, startLsn).then(
-        () => {
-          // START_REPLICATION completed: the server ended the stream on its own.
-          if (this.state === 'streaming') this.fail(new PgferryError('pgferry.StreamEnded', `The source ended replication from slot ${slotName} unexpectedly.`));
-        },
-        (error: unknown) => {
-          if (this.state === 'starting') {
-            this.state = 'stopped';
-            void this.service.destroy().catch(() => undefined);
-            reject(new PgferryError('pgferry.StreamFailed', `Cannot start streaming from replication slot ${slotName}: ${messageOf(error)}.`, { cause: error }));
-          } else if (this.state === 'streaming') {
-            this.fail(this.connectionError(error));
-          }
-        },
-      );
-    });
+        const failed = taken.findIndex((item) => item instanceof Error);
+        const batch = (failed < 0 ? taken : taken.slice(0, failed)) as StreamedMessage[];
+        if (batch.length > 0) {
+          const handled = onMessages(batch);
+          if (handled) await handled;
+        }
+        if (failed >= 0) throw taken[failed];
+      }
+    } catch (error) {
+      // No later message may be handed over once one failed: the applier would skip it.
+      if (this.state === 'streaming') this.fail(error instanceof Error ? error : new Error(messageOf(error)));
+    } finally {
+      this.delivering = false;
+    }
+  }
+
+  private startStatusTimer(): void {
+    const interval = this.options.statusIntervalMs ?? 10_000;
+    if (interval <= 0) return;
+    this.timer = setInterval(() => {
+      try {
+        this.sendStatus();
+      } catch (error) {
+        this.fail(error instanceof Error ? error : new Error(messageOf(error)));
+      }
+    }, interval);
+    this.timer.unref();
+  }
+
+  private connection(): ReplicationConnection | undefined {
+    return (this.client as unknown as { connection?: ReplicationConnection } | undefined)?.connection;
   }
 
   /**
@@ -219,13 +285,9 @@ export class ChangeStream extends EventEmitter {
     this.send(value);
   }
 
-  /**
-   * Whether messages already received are still waiting to be handed over (or one is being
-   * handled). Reads the library's private queue, like `send` its connection: tied to 2.5.0.
-   */
+  /** Whether messages already received are still waiting to be handed over (or a batch is being handled). */
   hasQueuedMessages(): boolean {
-    const service = this.service as unknown as { _messageQueue?: unknown[]; _processing?: boolean };
-    return (service._messageQueue?.length ?? 0) > 0 || service._processing === true;
+    return this.queue.length > 0 || this.delivering;
   }
 
   /** Ends the replication connection (the walsender exits and releases the slot). Idempotent. */
@@ -234,7 +296,10 @@ export class ChangeStream extends EventEmitter {
     this.state = 'stopped';
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.service.destroy().catch(() => undefined);
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (this.paused) this.connection()?.stream.resume();
+    await this.client?.end().catch(() => undefined);
   }
 
   /** Reports `appliedLsn()` (never below what was reported before); returns the LSN sent. */
@@ -254,8 +319,7 @@ export class ChangeStream extends EventEmitter {
 
   private send(lsn: bigint, replyRequested = false): void {
     if (lsn > this.reported) this.reported = lsn;
-    // The library keeps the pg Connection private; it is the only way to write CopyData.
-    const connection = (this.service as unknown as { _connection: { sendCopyFromChunk(chunk: Buffer): void } | null })._connection;
+    const connection = this.state === 'streaming' ? this.connection() : undefined;
     if (!connection || typeof connection.sendCopyFromChunk !== 'function') {
       throw new PgferryError('pgferry.StreamFailed', `Cannot send a status update on slot ${this.options.slotName}: the replication connection is closed.`);
     }

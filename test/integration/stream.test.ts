@@ -31,7 +31,7 @@ async function createSlot(cluster: LocalCluster, slotName: string, publicationNa
 /** Polls every 25 ms, for 10 s unless told. */
 const waitFor = (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000) => waitUntil(what, condition, timeoutMs, 25);
 
-const text = (values: TupleValue[] | undefined) => values?.map((v) => (v.kind === 'text' ? v.value : v.kind));
+const text = (values: TupleValue[] | undefined) => values?.map((v) => (typeof v === 'string' ? v : v === null ? 'null' : String(v)));
 const commits = (messages: StreamedMessage[]) => messages.filter((m) => m.message.tag === 'commit') as (StreamedMessage & { message: Extract<PgoutputMessage, { tag: 'commit' }> })[];
 /** The id (first column) of every insert, as text: which transactions were delivered. */
 const insertedIds = (messages: StreamedMessage[]) => messages.flatMap((m) => (m.message.tag === 'insert' ? [text(m.message.newTuple)![0]] : []));
@@ -70,9 +70,11 @@ describe.each(majors)('PostgreSQL %i', (major) => {
       const stream = open({ slotName, publicationName, startLsn: consistentLsn, appliedLsn: () => consistentLsn });
       const errors: Error[] = [];
       stream.on('error', (e) => errors.push(e));
-      await stream.start(async (m) => {
-        await sleep(1); // an async handler: delivery waits for it
-        received.push(m);
+      await stream.start(async (batch) => {
+        for (const m of batch) {
+          await sleep(1); // an async handler: delivery waits for it
+          received.push(m);
+        }
       });
       await waitFor('four commits', () => commits(received).length >= 4);
       expect(received.map((m) => m.message.tag)).toEqual([
@@ -126,10 +128,12 @@ describe.each(majors)('PostgreSQL %i', (major) => {
         throw e;
       });
       stream.on('keepalive', (k) => keepalives.push({ ...k, afterCommits: commits(received).length }));
-      await stream.start((m) => {
-        received.push(m);
-        // The target applies (and commits) only the first transaction.
-        if (m.message.tag === 'commit' && commits(received).length === 1) applied = m.message.endLsn;
+      await stream.start((batch) => {
+        for (const m of batch) {
+          received.push(m);
+          // The target applies (and commits) only the first transaction.
+          if (m.message.tag === 'commit' && commits(received).length === 1) applied = m.message.endLsn;
+        }
       });
       await waitFor('three commits', () => commits(received).length >= 3);
       for (let id = 4; id <= 5; id++) await cluster().sql(`INSERT INTO shop.items VALUES (${id}, 'tx ${id}')`);
@@ -176,7 +180,7 @@ describe.each(majors)('PostgreSQL %i', (major) => {
       resumed.on('error', (e) => {
         throw e;
       });
-      await resumed.start((m) => void again.push(m));
+      await resumed.start((batch) => void again.push(...batch));
       await waitFor('two commits after restart', () => commits(again).length >= 2);
       await sleep(500);
       expect(insertedIds(again)).toEqual(['4', '5']);
@@ -193,7 +197,7 @@ describe.each(majors)('PostgreSQL %i', (major) => {
 
       const idle: StreamedMessage[] = [];
       const third = open({ slotName, publicationName, startLsn: thirdCommit, appliedLsn: () => applied });
-      await third.start((m) => void idle.push(m));
+      await third.start((batch) => void idle.push(...batch));
       await sleep(1_500);
       expect(idle).toEqual([]);
       await third.stop();
@@ -233,9 +237,11 @@ describe.each(majors)('PostgreSQL %i', (major) => {
       const failErrors: Error[] = [];
       const seen: StreamedMessage[] = [];
       failing.on('error', (e) => failErrors.push(e));
-      await failing.start((m) => {
-        seen.push(m);
-        if (m.message.tag === 'insert') throw new Error('target rejected the row');
+      await failing.start((batch) => {
+        for (const m of batch) {
+          seen.push(m);
+          if (m.message.tag === 'insert') throw new Error('target rejected the row');
+        }
       });
       await waitFor('an error', () => failErrors.length > 0);
       await sleep(300);

@@ -4,7 +4,7 @@ import { earlyOriginNames, originFamily, originFilter } from '../../engine/cdc/o
 import type { PgoutputMessage } from '../../engine/cdc/pgoutput.js';
 import { reverseReplicationNames } from '../../engine/cutover/reverse.js';
 
-const tuple = [{ kind: 'text' as const, value: '1' }];
+const tuple = ['1'];
 const begin: PgoutputMessage = { tag: 'begin', finalLsn: '0/10', commitTime: 0n, xid: 7 };
 const commit: PgoutputMessage = { tag: 'commit', flags: 0, commitLsn: '0/10', endLsn: '0/18', commitTime: 0n };
 const origin = (name: string): PgoutputMessage => ({ tag: 'origin', originLsn: '0/0', name });

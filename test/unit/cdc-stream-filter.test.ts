@@ -11,7 +11,7 @@ const relation = (relationId: number, schema: string, name: string): RelationMes
   replicaIdentity: 'default',
   columns: [{ name: 'id', typeOid: 23, typeMod: -1, partOfKey: true }],
 });
-const tuple = [{ kind: 'text' as const, value: '1' }];
+const tuple = ['1'];
 const insert = (relationId: number): PgoutputMessage => ({ tag: 'insert', relationId, newTuple: tuple });
 const update = (relationId: number): PgoutputMessage => ({ tag: 'update', relationId, newTuple: tuple });
 const remove = (relationId: number): PgoutputMessage => ({ tag: 'delete', relationId, oldKey: tuple });

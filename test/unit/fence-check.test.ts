@@ -13,7 +13,7 @@ const accounts: RelationMessage = {
     { name: 'balance', typeOid: 20, typeMod: -1, partOfKey: false },
   ],
 };
-const text = (value: string) => ({ kind: 'text' as const, value });
+const text = (value: string) => value;
 const begin: PgoutputMessage = { tag: 'begin', finalLsn: '0/0', commitTime: 0n, xid: 1 };
 const commit = (commitLsn: string): PgoutputMessage => ({ tag: 'commit', flags: 0, commitLsn, endLsn: commitLsn, commitTime: 0n });
 
@@ -26,8 +26,8 @@ describe('LateChangeWatch', () => {
       { tag: 'insert', relationId: 1, newTuple: [text('1'), text('10')] },
       commit('0/100'),
       begin,
-      { tag: 'update', relationId: 1, oldKey: [text('5'), { kind: 'null' }], newTuple: [text('6'), text('0')] },
-      { tag: 'delete', relationId: 1, oldKey: [text('7'), { kind: 'null' }] },
+      { tag: 'update', relationId: 1, oldKey: [text('5'), null], newTuple: [text('6'), text('0')] },
+      { tag: 'delete', relationId: 1, oldKey: [text('7'), null] },
       commit('0/200'),
       { tag: 'stream-start', xid: 9, firstSegment: true },
       { tag: 'insert', xid: 9, relationId: 1, newTuple: [text('42'), text('1')] },

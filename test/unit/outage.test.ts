@@ -178,9 +178,9 @@ describe('TCP keepalives', () => {
     const session = clientConfig(endpoint(), false, { applicationName: 'pgferry' });
     const replication = clientConfig(endpoint(), false, { extra: { replication: 'database' } as never });
     for (const config of [session, replication]) expect(config).toMatchObject({ keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS });
-    // The change stream hands its settings to pg-logical-replication, which opens its pg.Client with them.
+    // The change stream opens its pg.Client with these settings.
     const stream = new ChangeStream(replication, { slotName: 's', publicationName: 'p', appliedLsn: () => '0/0' });
-    expect((stream as unknown as { service: { clientConfig: object } }).service.clientConfig).toMatchObject({ keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS });
+    expect((stream as unknown as { config: object }).config).toMatchObject({ keepAlive: true, keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS });
   });
 });
 

@@ -36,7 +36,7 @@ import { ApplyError } from './errors.js';
 import { newRelation, rowFor, sameLayout, type Change, type Operation, type Relation } from './relation.js';
 import { TargetSession } from './session.js';
 import { targetTableOf, type TargetTable } from './target-table.js';
-import { hasToast } from './values.js';
+import { hasToast, type Row } from './values.js';
 import type { Names } from '../../schema/mapping.js';
 import { applyFilterSettings, filterPart, movedInToastError, type StreamFilters } from './filter.js';
 
@@ -71,8 +71,6 @@ export interface ApplierStats extends ChunkCounts, ConflictCounts {
   /** Source row changes (insert/update/delete messages) committed on the target. */
   rows: number;
 }
-
-const DONE: Promise<void> = Promise.resolve();
 
 export class Applier {
   private readonly maxChunkRows: number;
@@ -113,8 +111,8 @@ export class Applier {
     return this.pending;
   }
 
-  /** Not `async`: the common case (buffering one change) allocates no promise of its own. */
-  handle(message: PgoutputMessage): Promise<void> {
+  /** Not `async`: the common case (buffering one change) returns undefined, with no promise at all. */
+  handle(message: PgoutputMessage): Promise<void> | undefined {
     if (this.failed !== undefined) return Promise.reject(this.failedError());
     let work: Promise<void> | undefined;
     try {
@@ -155,7 +153,7 @@ export class Applier {
     } catch (error) {
       return this.fail(error);
     }
-    return work ? work.catch((error: unknown) => this.fail(error)) : DONE;
+    return work?.catch((error: unknown) => this.fail(error));
   }
 
   /** Applies what is buffered and commits it with the checkpoint; only between source transactions. */
@@ -273,15 +271,15 @@ export class Applier {
     if (op !== 'I' && rel.mode === 'full' && !old) {
       throw new ApplyError(`pgoutput sent ${op === 'U' ? 'an UPDATE' : 'a DELETE'} for ${rel.display} (REPLICA IDENTITY FULL) without the old row.`);
     }
-    const oldRow = old && rowFor(rel, old, 'old tuple');
-    const newRow = tuple && rowFor(rel, tuple, 'new tuple');
-    const change: Change = { op, old: oldRow?.row, new: newRow?.row, lsn: this.txLsn };
+    // Validated, the decoded tuples are the rows (a binary value would have failed here).
+    const bytes = (old ? rowFor(rel, old, 'old tuple') : 0) + (tuple ? rowFor(rel, tuple, 'new tuple') : 0);
+    const change: Change = { op, old: old as Row | undefined, new: tuple as Row | undefined, lsn: this.txLsn };
     // An inserted row is written whole: an unchanged-TOAST value (an UPDATE the publication's row filter turned into an INSERT) exists only on the source.
     if (op === 'I' && hasToast(change.new!)) throw movedInToastError(rel);
     if (change.old && rel.mode === 'full' && hasToast(change.old)) {
       throw new ApplyError(`pgoutput sent an old row of ${rel.display} (REPLICA IDENTITY FULL) with an unchanged-TOAST marker; it cannot be matched.`);
     }
-    this.chunk.add(rel, change, (oldRow?.bytes ?? 0) + (newRow?.bytes ?? 0));
+    this.chunk.add(rel, change, bytes);
     this.txRows++;
     if (this.chunk.rows >= this.maxChunkRows || this.chunk.bytes >= this.maxChunkBytes) return this.applyChunk(false);
     if (this.session.busy && this.chunk.rows % 512 === 0) {

@@ -8,7 +8,7 @@ import { NameMap, type Names } from '../../schema/mapping.js';
 import type { RelationMessage, TupleValue } from '../pgoutput.js';
 import { ApplyError } from './errors.js';
 import type { TargetTable } from './target-table.js';
-import { BinaryColumnError, rowOf, TOAST, truncateText, type Row } from './values.js';
+import { BinaryColumnError, rowBytes, TOAST, truncateText, type Row } from './values.js';
 
 export type Operation = 'I' | 'U' | 'D';
 
@@ -68,13 +68,13 @@ export const sameLayout = (a: RelationMessage, b: RelationMessage) =>
     return c.name === d.name && c.typeOid === d.typeOid && c.typeMod === d.typeMod && c.partOfKey === d.partOfKey;
   });
 
-/** A tuple of `rel` as a buffered row, and the memory it holds; readable errors for a wrong width or a binary value. */
-export function rowFor(rel: Relation, tuple: TupleValue[], what: string): { row: Row; bytes: number } {
+/** The memory a tuple of `rel` holds as a buffered row (the tuple itself); readable errors for a wrong width or a binary value. */
+export function rowFor(rel: Relation, tuple: TupleValue[], what: string): number {
   if (tuple.length !== rel.message.columns.length) {
     throw new ApplyError(`pgoutput ${what} for ${rel.display} has ${tuple.length} columns, its Relation message ${rel.message.columns.length}.`);
   }
   try {
-    return rowOf(tuple);
+    return rowBytes(tuple);
   } catch (error) {
     if (!(error instanceof BinaryColumnError)) throw error;
     throw new ApplyError(

@@ -4,9 +4,10 @@
  * reach the target without being parsed in JS or concatenated into SQL: array literals for
  * bound array parameters, and COPY text format. Pure.
  */
-import type { TupleValue } from '../pgoutput.js';
+import { UNCHANGED_TOAST as TOAST, type TupleValue } from '../pgoutput.js';
 
-export const TOAST: unique symbol = Symbol('unchanged-toast');
+/** The decoder's marker of an unchanged TOAST value, not sent. */
+export { TOAST };
 /** One column value: text output form, NULL, or "unchanged TOAST value, not sent". */
 export type Val = string | null | typeof TOAST;
 export type Row = Val[];
@@ -24,30 +25,17 @@ export class BinaryColumnError extends Error {
 }
 
 /**
- * A decoded tuple as a buffered row, and the approximate memory it holds (text lengths plus 16
- * per column). Throws BinaryColumnError for a binary value.
+ * The approximate memory a decoded tuple holds as a buffered row (text lengths plus 16 per
+ * column); the tuple itself is the row. Throws BinaryColumnError for a binary value.
  */
-export function rowOf(tuple: TupleValue[]): { row: Row; bytes: number } {
-  const row = new Array<Val>(tuple.length);
+export function rowBytes(tuple: TupleValue[]): number {
   let bytes = 16 * tuple.length;
   for (let i = 0; i < tuple.length; i++) {
-    const v = tuple[i]!;
-    switch (v.kind) {
-      case 'text':
-        row[i] = v.value;
-        bytes += v.value.length;
-        break;
-      case 'null':
-        row[i] = null;
-        break;
-      case 'unchanged-toast':
-        row[i] = TOAST;
-        break;
-      case 'binary':
-        throw new BinaryColumnError(i);
-    }
+    const v = tuple[i];
+    if (typeof v === 'string') bytes += v.length;
+    else if (v instanceof Buffer) throw new BinaryColumnError(i);
   }
-  return { row, bytes };
+  return bytes;
 }
 
 /**

@@ -28,7 +28,7 @@ import type { MigrationSpec } from '../../spec/index.js';
 import { messageOf } from '../../sql.js';
 import type { Applier } from '../apply/index.js';
 import { StreamingFallback } from '../early-apply.js';
-import { formatLsn, parseLsn, type PgoutputMessage } from '../pgoutput.js';
+import { formatLsn, parseLsn, type PgoutputMessage, type TupleValue } from '../pgoutput.js';
 import { narrowTruncate, type StreamTransaction } from '../stream-filter.js';
 import { CAPTURE_TABLE } from './capture.js';
 import { DdlNotAppliedError, FlushBeforeDdl } from './errors.js';
@@ -80,8 +80,8 @@ export class DdlStage {
 
   constructor(private readonly options: DdlStageOptions) {}
 
-  /** The message to hand to the applier, or undefined when it was the capture table's. */
-  async handle(message: PgoutputMessage, applier: Applier): Promise<PgoutputMessage | undefined> {
+  /** The message to hand to the applier, or undefined when it was the capture table's; a promise only for a captured change, which it applies. */
+  handle(message: PgoutputMessage, applier: Applier): PgoutputMessage | undefined | Promise<undefined> {
     switch (message.tag) {
       case 'relation':
         if (message.schema !== CAPTURE_TABLE.schema || message.name !== CAPTURE_TABLE.name) return message;
@@ -94,8 +94,7 @@ export class DdlStage {
         if (this.options.transaction.inProgress) throw new StreamingFallback('a schema change arrived in a transaction streamed while in progress');
         const values = Object.fromEntries(this.columns.map((name, i) => [name, textOf(message.newTuple[i])]));
         const ddl = capturedDdl(values);
-        await this.apply(ddl, applier, this.ordinal(ddl));
-        return undefined;
+        return this.apply(ddl, applier, this.ordinal(ddl)).then(() => undefined);
       }
       case 'update':
       case 'delete':
@@ -205,7 +204,7 @@ export class DdlStage {
   }
 }
 
-const textOf = (value: { kind: string; value?: unknown } | undefined) => (value?.kind === 'text' ? String(value.value) : null);
+const textOf = (value: TupleValue | undefined) => (typeof value === 'string' ? value : null);
 
 const isNewSelected = (selection: MigrationSpec['objects'], o: { table: { schema: string; name: string } | null }) => o.table !== null && isSelected(selection, o.table);
 
