@@ -414,6 +414,7 @@ async function backlog(source: LocalCluster, target: LocalCluster, dir: string, 
       'WITH bumped AS (UPDATE marker SET v = v + 1 WHERE id = 1 RETURNING v::text) SELECT v, pg_current_wal_insert_lsn()::text AS lsn FROM bumped',
     );
     const endLsn = marker[0]!.lsn;
+    await probe.query('CHECKPOINT');
     const { rows: size } = await probe.query<{ bytes: string }>('SELECT ($1::pg_lsn - $2::pg_lsn)::text AS bytes', [endLsn, start[0]!.lsn]);
     console.log(`  backlog: ${transactions} transactions, ${(Number(size[0]!.bytes) / 1e6).toFixed(1)} MB of WAL`);
 
@@ -427,6 +428,7 @@ async function backlog(source: LocalCluster, target: LocalCluster, dir: string, 
     console.log(`  floor    decoding alone: ${floor.toFixed(2)} s (${decoded[0]!.n} messages), ${(transactions / floor).toFixed(0)} tx/s`);
 
     const drained: Record<string, number> = {};
+    const walsenderCpu: Record<string, number> = {};
     const order = values.first === 'pgferry' ? (['pgferry', 'native'] as const) : (['native', 'pgferry'] as const);
     for (const name of order) {
       const consumer = consumers[name];
@@ -434,8 +436,10 @@ async function backlog(source: LocalCluster, target: LocalCluster, dir: string, 
         'SELECT (sent_lsn - $2::pg_lsn)::text AS ahead FROM pg_stat_replication WHERE application_name = $1',
         [consumer.walsender, start[0]!.lsn],
       );
-      // Every process that works for the drain: the consumer, the source's walsender, the target's backends.
-      const cpuBefore = [cpuSeconds([pids[name]]), cpuSeconds(await serverPids(source)), cpuSeconds(await serverPids(target))];
+      // The processes that work for the drain: the consumer, its walsender, and the target's backends (with native, its apply worker).
+      const walsender = (await probe.query<{ pid: number }>('SELECT pid FROM pg_stat_replication WHERE application_name = $1', [consumer.walsender])).rows[0]!.pid;
+      const targetPids = await serverPids(target);
+      const cpuBefore = [cpuSeconds([pids[name]]), cpuSeconds([walsender]), cpuSeconds(targetPids)];
       const started = performance.now();
       process.kill(pids[name], 'SIGCONT');
       for (;;) {
@@ -445,18 +449,24 @@ async function backlog(source: LocalCluster, target: LocalCluster, dir: string, 
         await sleep(10);
       }
       drained[name] = (performance.now() - started) / 1000;
-      const cpu = [cpuSeconds([pids[name]]), cpuSeconds(await serverPids(source)), cpuSeconds(await serverPids(target))].map((after, i) => after - cpuBefore[i]!);
+      const cpu = [cpuSeconds([pids[name]]), cpuSeconds([walsender]), cpuSeconds(targetPids)].map((after, i) => after - cpuBefore[i]!);
+      walsenderCpu[name] = cpu[1]!;
       const ahead = Number(sent[0]?.ahead ?? 0);
       console.log(
         `  ${name.padEnd(8)} drained alone: ${drained[name]!.toFixed(2)} s, ${(transactions / drained[name]!).toFixed(0)} tx/s` +
           ` (its walsender had sent ${(ahead / 1e6).toFixed(1)} MB of the backlog while it was paused)\n` +
-          `           CPU meanwhile: ${name === 'native' ? 'apply worker' : 'pgferry process'} ${cpu[0]!.toFixed(2)} s, source ${cpu[1]!.toFixed(2)} s, target ${cpu[2]!.toFixed(2)} s${name === 'native' ? ' (apply worker included)' : ''}`,
+          `           CPU meanwhile: ${name === 'native' ? 'apply worker' : 'pgferry process'} ${cpu[0]!.toFixed(2)} s, its walsender ${cpu[1]!.toFixed(2)} s, target backends ${cpu[2]!.toFixed(2)} s${name === 'native' ? ' (apply worker included)' : ''}`,
       );
     }
     await assertSameTables(source, target);
     console.log(`\nCatch-up of ${transactions} transactions (goal: pgferry ≤ 3× the floor and ≥ 3× native):`);
     console.log(`  pgferry / floor    ${(drained.pgferry! / floor).toFixed(2)}×  (${drained.pgferry!.toFixed(2)} s vs ${floor.toFixed(2)} s)`);
     console.log(`  native / pgferry   ${(drained.native! / drained.pgferry!).toFixed(2)}×  (${drained.native!.toFixed(2)} s vs ${drained.pgferry!.toFixed(2)} s)`);
+    // The walsender decodes and sends on one core whatever the consumer does: no consumer drains faster than it runs.
+    console.log(
+      `  walsender floor    ${walsenderCpu.pgferry!.toFixed(2)} s of CPU for pgferry's stream, ${walsenderCpu.native!.toFixed(2)} s for native's: ` +
+        `${(walsenderCpu.pgferry! / floor).toFixed(2)}× the decoding floor, ${(drained.native! / walsenderCpu.pgferry!).toFixed(2)}× faster than native at most`,
+    );
   } finally {
     await probe.end();
     // A consumer left stopped would hold its slot: let both go before they are ended.
@@ -539,8 +549,10 @@ async function main() {
   if (spawnSync('pgbench', ['--version']).status !== 0) throw new Error('pgbench is needed for the lag measurement (apt-get install postgresql-client or postgresql-15).');
   const dir = mkdtempSync(join(tmpdir(), 'pgferry-bench-cdc-'));
   // Test clusters commit asynchronously; a walsender sends only flushed WAL, so that would add up to wal_writer_delay of lag.
-  // A consumer paused for the catch-up measurement sends no status: the walsender must not time it out.
-  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', synchronous_commit: 'on', ...(BACKLOG_SECONDS !== undefined ? { wal_sender_timeout: '0' } : {}) };
+  // Catch-up: a consumer paused for the measurement sends no status, so the walsender must not
+  // time it out; and no autovacuum (of pgbench's dead rows) may run during one drain and not the other.
+  const backlogSettings: Record<string, string> = BACKLOG_SECONDS !== undefined ? { wal_sender_timeout: '0', autovacuum: 'off' } : {};
+  const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', synchronous_commit: 'on', ...backlogSettings };
   try {
     console.log(`Starting PostgreSQL 15 (source) and 17 (target); ${ROWS} rows, no-PK table of ${NOPK_ROWS} rows, pgbench scale ${PGBENCH_SCALE} at ${TPS} tps for ${PGBENCH_SECONDS} s.`);
     const [source, target] = await startClusters([

@@ -2,12 +2,18 @@
  * Batches of the main apply session, adapted to the load: a batch is committed as soon as the
  * stream goes idle (every message already received has been handled), so light load sees
  * one-transaction latency, and while messages keep coming the batch grows up to `maxDelayMs`,
- * so heavy load commits rarely and applies set-wise. Everything that touches the applier runs
- * one at a time through `exclusive`.
+ * so heavy load commits rarely and applies set-wise. Catching up on a backlog (the source's WAL
+ * is more than CATCH_UP_BYTES past what was received), a pause between two reads of the socket
+ * is no idleness: the batch grows up to `maxDelayMs` (or the chunk limits) before it commits,
+ * instead of committing (and acknowledging) every few dozen transactions. Everything that
+ * touches the applier runs one at a time through `exclusive`.
  */
 import type { Applier } from './apply/index.js';
 import type { StreamPosition } from './position.js';
 import { crashPointAfterCheckpoint } from './crash-point.js';
+
+/** A backlog of source WAL beyond this (as of the last heartbeat) means catching up. */
+export const CATCH_UP_BYTES = 8n * 1024n * 1024n;
 
 export class Batcher {
   private chain: Promise<unknown> = Promise.resolve();
@@ -53,14 +59,19 @@ export class Batcher {
     return undefined;
   }
 
-  /** Flushes after the messages already received (queued behind this in `exclusive`) are handled. */
+  /**
+   * Flushes after the messages already received (queued behind this in `exclusive`) are handled;
+   * catching up, once the batch is `maxDelayMs` old.
+   */
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    const flush = () => {
       this.flushScheduled = false;
       this.exclusive(() => this.flush()).catch((error) => this.fail(error as Error));
-    });
+    };
+    if (this.position.unreceived > CATCH_UP_BYTES) setTimeout(flush, Math.max(0, this.maxDelayMs - (Date.now() - this.lastFlushAt))).unref();
+    else setImmediate(flush);
   }
 
   /** After a keepalive at `serverLsn`: if nothing is waiting anywhere, the server's position is processed too. */

@@ -86,6 +86,7 @@ export class Heartbeat {
     const { deps } = this;
     const { position } = deps;
     const sourceLsn = parseLsn(await currentWalLsn(deps.source));
+    position.sourceLsn = sourceLsn;
     const now = Date.now();
     const { lagBytes, lagSeconds } = measureLag({ sourceLsn, processed: position.processed, oldestPendingCommit: position.oldestPendingCommit, now });
     const rowsPerSecond = ((deps.mainRows() - this.lastRows) * 1000) / Math.max(1, now - this.lastBeat);

@@ -12,6 +12,8 @@ export class StreamPosition {
   applied: bigint;
   processed: bigint;
   received: bigint;
+  /** The source's WAL position at the last heartbeat. */
+  sourceLsn = 0n;
   /** Commit time of the oldest source transaction received but not yet committed on the target, ms since the Unix epoch. */
   oldestPendingCommit: number | undefined;
   private halted = false;
@@ -53,6 +55,11 @@ export class StreamPosition {
   noteCommit(endLsn: string, commitTime: bigint): void {
     this.received = parseLsn(endLsn);
     this.oldestPendingCommit ??= Number(commitTime / 1000n) + Number(PG_EPOCH_OFFSET_US / 1000n);
+  }
+
+  /** Bytes of source WAL, as of the last heartbeat, beyond what the stream has delivered: a backlog when large. */
+  get unreceived(): bigint {
+    return this.sourceLsn > this.received ? this.sourceLsn - this.received : 0n;
   }
 
   /** The main session committed everything it had received. */

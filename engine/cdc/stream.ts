@@ -5,7 +5,7 @@
  *
  * The transport is a pg.Client with `replication: 'database'`: after START_REPLICATION its
  * connection emits each CopyData frame (XLogData 'w', primary keepalive 'k'), and status
- * updates go back as CopyData. Doing it here, not in pg-logical-replication, is what keeps the
+ * updates go back as CopyData. Doing it here (pg-logical-replication did it before) is what keeps the
  * path lean (issue 19: a message is decoded straight from the frame, no copy, no per-message
  * promise or event) and what decides what the slot may forget (docs/architecture.md,
  * "Consistency"):
