@@ -288,8 +288,8 @@ async function streaming(side: Side): Promise<void> {
   await commitToApplied(side, 'SELECT 1');
 }
 
+/** The native subscription on the target database `native` (copyForNative made it). */
 async function startNative(source: LocalCluster, target: LocalCluster): Promise<Consumer> {
-  await copyForNative(source, target);
   await source.sql(`CREATE PUBLICATION native_pub FOR TABLE ${TABLES.join(', ')}`, 'bench');
   await target.sql(
     `CREATE SUBSCRIPTION native_sub CONNECTION '${source.uri('bench')}' PUBLICATION native_pub WITH (copy_data = false)`,
@@ -319,6 +319,7 @@ async function startNative(source: LocalCluster, target: LocalCluster): Promise<
 }
 
 async function native(source: LocalCluster, target: LocalCluster): Promise<Figures> {
+  await copyForNative(source, target);
   await targetFloor(target);
   await sourceDecodeFloor(source);
   const consumer = await startNative(source, target);
@@ -400,6 +401,7 @@ async function pgferry(source: LocalCluster, target: LocalCluster, dir: string):
  * are shown: what it had decoded ahead while paused.
  */
 async function backlog(source: LocalCluster, target: LocalCluster, dir: string, seconds: number): Promise<void> {
+  await copyForNative(source, target);
   const consumers = { native: await startNative(source, target), pgferry: await startPgferry(source, target, dir) };
   const probe = await source.connect('bench');
   try {
@@ -549,9 +551,11 @@ async function main() {
   if (spawnSync('pgbench', ['--version']).status !== 0) throw new Error('pgbench is needed for the lag measurement (apt-get install postgresql-client or postgresql-15).');
   const dir = mkdtempSync(join(tmpdir(), 'pgferry-bench-cdc-'));
   // Test clusters commit asynchronously; a walsender sends only flushed WAL, so that would add up to wal_writer_delay of lag.
-  // Catch-up: a consumer paused for the measurement sends no status, so the walsender must not
-  // time it out; and no autovacuum (of pgbench's dead rows) may run during one drain and not the other.
-  const backlogSettings: Record<string, string> = BACKLOG_SECONDS !== undefined ? { wal_sender_timeout: '0', autovacuum: 'off' } : {};
+  // Catch-up: a consumer paused for the measurement sends no status and receives nothing, so
+  // neither the walsender nor native's apply worker may time the other out (a restarted worker
+  // would add its restart to native's drain); and no autovacuum (of pgbench's dead rows) may run
+  // during one drain and not the other.
+  const backlogSettings: Record<string, string> = BACKLOG_SECONDS !== undefined ? { wal_sender_timeout: '0', wal_receiver_timeout: '0', autovacuum: 'off' } : {};
   const settings = { shared_buffers: '1GB', max_wal_size: '4GB', checkpoint_timeout: '30min', synchronous_commit: 'on', ...backlogSettings };
   try {
     console.log(`Starting PostgreSQL 15 (source) and 17 (target); ${ROWS} rows, no-PK table of ${NOPK_ROWS} rows, pgbench scale ${PGBENCH_SCALE} at ${TPS} tps for ${PGBENCH_SECONDS} s.`);
