@@ -8,9 +8,10 @@
  *   `pgferry_fence.refuse_write`, which raises SQLSTATE 25006 (read_only_sql_transaction)
  *   naming the migration and how to lift the fence. The trigger is ENABLE ORIGIN (the default):
  *   sessions with session_replication_role = replica, pgferry's appliers, still write.
- * - `ALTER DATABASE … SET default_transaction_read_only = on`, so that new sessions start
+ * - Then `ALTER DATABASE … SET default_transaction_read_only = on`, so that new sessions start
  *   read-only, and every other client session of the database is ended, except pgferry's own
- *   (application_name starting with 'pgferry').
+ *   (application_name starting with 'pgferry'). Only when writers keep the triggers from their
+ *   locks (brief waits, so no deadlock) are these done first and the triggers waited for longer.
  *
  * CREATE TRIGGER waits for every transaction that already wrote to the table, so once the
  * fence is committed, no statement of a session that is not a replica can write to a fenced
@@ -74,6 +75,11 @@ async function endOtherSessions(client: pg.Client): Promise<number> {
 
 const LOCK_TIMEOUT = '3s';
 const LOCK_ATTEMPTS = 5;
+/** Attempts at the triggers before any session is ended, each waiting at most this for a lock (below deadlock_timeout's 1 s default). */
+const QUICK_ATTEMPTS = 5;
+const QUICK_LOCK_TIMEOUT = '200ms';
+/** lock_not_available, deadlock_detected: a writer held a table; try again. */
+const LOCK_CONFLICTS = new Set(['55P03', '40P01']);
 
 export interface FenceResult {
   database: string;
@@ -85,34 +91,51 @@ export interface FenceResult {
 
 /**
  * Refuses writes on `tables` (and their partitions, inheritance children and parents) in every
- * session but replica-role ones; makes new sessions read-only by default and ends the other
- * client sessions. Idempotent: tables fenced already are left as they are.
+ * session but replica-role ones; then makes new sessions read-only by default and ends the other
+ * client sessions (which also ends their open transactions). Idempotent: tables fenced already
+ * are left as they are.
  */
 export async function fenceWrites(client: pg.Client, tables: TableRef[], { migration }: { migration: string }): Promise<FenceResult> {
   const database = await currentDatabase(client);
+  // The triggers first, each table's lock waited for only briefly (never long enough to deadlock
+  // with a writer that holds another table): from their commit on, every write is refused, with
+  // no moment where a new session's BEGIN READ WRITE could still write.
+  let tablesFenced: number | undefined;
+  for (let attempt = 1; attempt <= QUICK_ATTEMPTS && tablesFenced === undefined; attempt++) {
+    try {
+      tablesFenced = await withTransaction(client, () => createTriggers(client, tables, migration, QUICK_LOCK_TIMEOUT), 'BEGIN READ WRITE');
+    } catch (error) {
+      if (!LOCK_CONFLICTS.has(codeOf(error))) throw fenceFailed(migration, database, error, false);
+    }
+  }
   await withTransaction(client, () => client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} SET default_transaction_read_only = on`), 'BEGIN READ WRITE');
   let sessionsEnded = await endOtherSessions(client);
-  for (let attempt = 1; ; attempt++) {
+  // Writers kept the triggers from their locks: with the other sessions ended and new ones read-only, wait longer.
+  for (let attempt = 1; tablesFenced === undefined; attempt++) {
     try {
-      const tablesFenced = await withTransaction(client, () => createTriggers(client, tables, migration), 'BEGIN READ WRITE');
-      return { database, sessionsEnded, tablesFenced };
+      tablesFenced = await withTransaction(client, () => createTriggers(client, tables, migration, LOCK_TIMEOUT), 'BEGIN READ WRITE');
     } catch (error) {
       // A session that connected after the others were ended holds a table: end it too, and try again.
-      if ((error as { code?: string }).code !== '55P03' || attempt >= LOCK_ATTEMPTS) {
-        throw new PgferryError(
-          'pgferry.FenceFailed',
-          `Cannot fence the tables of migration ${migration} in database ${database}: ${(error as Error).message}. ` +
-            'The source stays read-only for new sessions; run the cutover again, or lift the fence with pgferry stop.',
-          { cause: error },
-        );
-      }
+      if (codeOf(error) !== '55P03' || attempt >= LOCK_ATTEMPTS) throw fenceFailed(migration, database, error, true);
       sessionsEnded += await endOtherSessions(client);
     }
   }
+  return { database, sessionsEnded, tablesFenced };
 }
 
-async function createTriggers(client: pg.Client, tables: TableRef[], migration: string): Promise<number> {
-  await client.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
+const codeOf = (error: unknown) => (error as { code?: string })?.code ?? '';
+
+function fenceFailed(migration: string, database: string, error: unknown, readOnly: boolean): PgferryError {
+  return new PgferryError(
+    'pgferry.FenceFailed',
+    `Cannot fence the tables of migration ${migration} in database ${database}: ${(error as Error).message}. ` +
+      (readOnly ? 'The source stays read-only for new sessions; run the cutover again, or lift the fence with pgferry stop.' : 'Nothing was fenced; run the cutover again.'),
+    { cause: error },
+  );
+}
+
+async function createTriggers(client: pg.Client, tables: TableRef[], migration: string, lockTimeout: string): Promise<number> {
+  await client.query(`SET LOCAL lock_timeout = '${lockTimeout}'`);
   await client.query(SKIP_DDL_CAPTURE_SQL);
   await client.query(REFUSE_WRITE_SQL);
   const { rows } = await client.query<{ name: string; fenced: boolean }>(FENCE_TREE_SQL, [

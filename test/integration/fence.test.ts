@@ -169,4 +169,23 @@ describe('fenceWrites / liftFence', () => {
     expect(await fenceState(admin)).toEqual({ fenced: false, tables: 0, migration: null, readOnlyDefault: false, schema: false });
     await admin.end();
   });
+
+  it('completes when a transaction holds a fenced table\'s lock past the brief waits: that session is ended, its write never commits', async () => {
+    const holder = await session('app-holder');
+    await holder.query('BEGIN READ WRITE');
+    await holder.query('UPDATE accounts SET balance = balance + 1000 WHERE id = 1');
+    const before = await one<{ balance: string }>('SELECT balance::text FROM accounts WHERE id = 1');
+
+    const admin = await session('pgferry');
+    const fence = await fenceWrites(admin, fencedTables, { migration: MIGRATION });
+    expect(fence).toMatchObject({ tablesFenced: 6 });
+    expect(fence.sessionsEnded).toBeGreaterThanOrEqual(1);
+    await expect(holder.query('COMMIT')).rejects.toThrow();
+    await holder.end().catch(() => undefined);
+    expect(await one('SELECT balance::text FROM accounts WHERE id = 1')).toEqual(before);
+    expect(await attempt('BEGIN READ WRITE; UPDATE accounts SET balance = 0 WHERE id = 1; COMMIT')).toMatchObject({ code: '25006' });
+
+    expect(await liftFence(admin)).toEqual({ lifted: true });
+    await admin.end();
+  });
 });
