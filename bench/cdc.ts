@@ -434,12 +434,12 @@ async function backlog(source: LocalCluster, target: LocalCluster, dir: string, 
     const order = values.first === 'pgferry' ? (['pgferry', 'native'] as const) : (['native', 'pgferry'] as const);
     for (const name of order) {
       const consumer = consumers[name];
-      const { rows: sent } = await probe.query<{ ahead: string | null }>(
-        'SELECT (sent_lsn - $2::pg_lsn)::text AS ahead FROM pg_stat_replication WHERE application_name = $1',
+      // The processes that work for the drain: the consumer, its walsender, and the target's backends (with native, its apply worker).
+      const { rows: sent } = await probe.query<{ pid: number; ahead: string | null }>(
+        'SELECT pid, (sent_lsn - $2::pg_lsn)::text AS ahead FROM pg_stat_replication WHERE application_name = $1',
         [consumer.walsender, start[0]!.lsn],
       );
-      // The processes that work for the drain: the consumer, its walsender, and the target's backends (with native, its apply worker).
-      const walsender = (await probe.query<{ pid: number }>('SELECT pid FROM pg_stat_replication WHERE application_name = $1', [consumer.walsender])).rows[0]!.pid;
+      const walsender = sent[0]!.pid;
       const targetPids = await serverPids(target);
       const cpuBefore = [cpuSeconds([pids[name]]), cpuSeconds([walsender]), cpuSeconds(targetPids)];
       const started = performance.now();

@@ -35,6 +35,9 @@ export const oneStatement = <C extends pg.QueryConfig | pg.QueryArrayConfig>(con
 /** The message of anything thrown. */
 export const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+/** The SQLSTATE of a PostgreSQL error (undefined for anything else). */
+export const codeOf = (error: unknown): string | undefined => (error as { code?: string } | null)?.code;
+
 /**
  * Runs `body` in one transaction: COMMIT when it returns, ROLLBACK when it throws (the
  * original error goes on; a failed ROLLBACK on a lost connection does not hide it).

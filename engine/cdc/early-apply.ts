@@ -47,27 +47,25 @@ export class EarlyApply {
     return this.streamXid !== undefined || STREAM_TAGS.has(message.tag);
   }
 
-  /** Takes the message if it belongs to a streamed transaction; false when it is the main session's. */
-  async handle(message: PgoutputMessage): Promise<boolean> {
+  /** Applies a message of a streamed transaction (one `takes`). */
+  async handle(message: PgoutputMessage): Promise<void> {
     switch (message.tag) {
       case 'stream-start':
         this.streamXid = message.xid;
         if (!this.open.has(message.xid)) await this.start(message.xid);
-        return true;
+        return;
       case 'stream-stop':
         this.streamXid = undefined;
-        return true;
+        return;
       case 'stream-abort':
         if (message.subxid !== message.xid) throw new StreamingFallback(`a subtransaction of streamed transaction ${message.xid} was rolled back`);
         if (this.open.has(message.xid)) await this.close(message.xid, true);
-        return true;
+        return;
       case 'stream-commit':
         await this.commit(message);
-        return true;
+        return;
       default:
-        if (this.streamXid === undefined) return false;
-        await this.open.get(this.streamXid)!.applier.handle(message);
-        return true;
+        await this.open.get(this.streamXid!)!.applier.handle(message);
     }
   }
 

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { PgferryError } from '../errors.js';
-import { messageOf, sleep } from '../sql.js';
+import { codeOf, messageOf, sleep } from '../sql.js';
 import type { PgoutputMessage } from './pgoutput.js';
 
 /** How an applier marks its transactions and which transactions its stream drops. */
@@ -36,7 +36,6 @@ export function originFamily(name: string): string[] {
   return [name, ...earlyOriginNames(name)];
 }
 
-const codeOf = (error: unknown) => (error as { code?: string } | null)?.code;
 
 /** A session that held an origin may take a moment to exit (a replaced streamer's, a reconnect's). */
 const SETUP_WAIT_MS = 30_000;

@@ -368,6 +368,7 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
     const stages = await changeStages(options, control, startLsn, mainApplier);
     const lateChanges = new LateChangeWatch();
     if (options.flow) flow = await FlowControl.start({ migration, kind: 'cdc', limits: options.flow, control, log });
+    const paced = flow;
     /**
      * Hands the messages of a batch from `from` on to the applier, inside the batcher; returns
      * where it stopped: the end, or right after a message that put flow control over its limit.
@@ -402,7 +403,6 @@ async function streamOnce(options: ReplicatorOptions, claim: GenerationClaim, ru
       });
     // Flow control waits outside the batcher (a batch due meanwhile is still committed): the
     // stream hands over the next messages only once this batch's handler returns.
-    const paced = flow;
     const onMessages = async (batch: StreamedMessage[]) => {
       for (let at = 0; at < batch.length; ) {
         at = await applyFrom(batch, at);

@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import { type TableRef } from '../catalog/tables.js';
-import { quoteIdent, quoteTable, messageOf, oneStatement, sleep, withTransaction } from '../sql.js';
+import { codeOf, quoteIdent, quoteTable, messageOf, oneStatement, sleep, withTransaction } from '../sql.js';
 import { whereCondition } from '../spec/where.js';
 import { serverVersion } from '../connect/index.js';
 import { PgferryError } from '../errors.js';
@@ -34,7 +34,6 @@ export interface PublicationSpec {
   operations?: Partial<Record<Operation, boolean>>;
 }
 
-const codeOf = (error: unknown) => (error as { code?: string } | null)?.code;
 
 /** Creates the publication for exactly `spec.tables`, or brings an existing one in line with the spec. */
 export async function ensurePublication(source: pg.Client, spec: PublicationSpec): Promise<'created' | 'updated'> {

@@ -127,8 +127,10 @@ export class ChangeStream extends EventEmitter {
   /** Highest LSN reported to the server; status updates never go below it. */
   private reported: bigint;
   private timer: NodeJS.Timeout | undefined;
-  /** Decoded and not handed over yet; an Error where a frame could not be decoded (nothing after it is handed over). */
-  private queue: (StreamedMessage | Error)[] = [];
+  /** Decoded and not handed over yet. */
+  private queue: StreamedMessage[] = [];
+  /** A frame that could not be decoded: the stream fails once the messages before it are handed over, and takes no more. */
+  private undecodable: Error | undefined;
   private queuedBytes = 0;
   private delivering = false;
   private paused = false;
@@ -186,21 +188,19 @@ export class ChangeStream extends EventEmitter {
 
   /** One CopyData frame: XLogData is decoded and queued; a keepalive is answered when the server asks. */
   private receive(frame: Buffer, onMessages: Handler): void {
-    if (this.state !== 'streaming') return;
+    if (this.state !== 'streaming' || this.undecodable) return;
     const kind = frame[0];
     if (kind === 0x77) {
       // XLogData: 'w', start LSN, end of WAL, send time (8 bytes each), then the pgoutput message.
       const payload = frame.subarray(25);
-      let item: StreamedMessage | Error;
       try {
         const message = decodePgoutput(payload, { inStream: this.inStream });
         if (message.tag === 'stream-start') this.inStream = true;
         else if (message.tag === 'stream-stop') this.inStream = false;
-        item = new Received(frame.readUInt32BE(1), frame.readUInt32BE(5), message, payload.length);
+        this.queue.push(new Received(frame.readUInt32BE(1), frame.readUInt32BE(5), message, payload.length));
       } catch (error) {
-        item = error instanceof Error ? error : new Error(messageOf(error));
+        this.undecodable = error as Error;
       }
-      this.queue.push(item);
       this.queuedBytes += payload.length;
       if (!this.paused && this.queuedBytes >= HIGH_WATER_BYTES) {
         this.paused = true;
@@ -216,7 +216,7 @@ export class ChangeStream extends EventEmitter {
         try {
           replied = this.sendStatus();
         } catch (error) {
-          this.fail(error instanceof Error ? error : new Error(messageOf(error)));
+          this.fail(error);
           return;
         }
       }
@@ -224,7 +224,7 @@ export class ChangeStream extends EventEmitter {
     }
   }
 
-  /** Hands the queue over, batch by batch, until it is empty; a frame that failed to decode fails the stream in its place. */
+  /** Hands the queue over, batch by batch, until it is empty; then a frame that failed to decode fails the stream. */
   private async deliver(onMessages: Handler): Promise<void> {
     this.delivering = true;
     try {
@@ -236,17 +236,13 @@ export class ChangeStream extends EventEmitter {
           this.paused = false;
           this.connection()?.stream.resume();
         }
-        const failed = taken.findIndex((item) => item instanceof Error);
-        const batch = (failed < 0 ? taken : taken.slice(0, failed)) as StreamedMessage[];
-        if (batch.length > 0) {
-          const handled = onMessages(batch);
-          if (handled) await handled;
-        }
-        if (failed >= 0) throw taken[failed];
+        const handled = onMessages(taken);
+        if (handled) await handled;
       }
+      if (this.undecodable) throw this.undecodable;
     } catch (error) {
       // No later message may be handed over once one failed: the applier would skip it.
-      if (this.state === 'streaming') this.fail(error instanceof Error ? error : new Error(messageOf(error)));
+      if (this.state === 'streaming') this.fail(error);
     } finally {
       this.delivering = false;
     }
@@ -259,7 +255,7 @@ export class ChangeStream extends EventEmitter {
       try {
         this.sendStatus();
       } catch (error) {
-        this.fail(error instanceof Error ? error : new Error(messageOf(error)));
+        this.fail(error);
       }
     }, interval);
     this.timer.unref();
@@ -335,9 +331,9 @@ export class ChangeStream extends EventEmitter {
   }
 
   /** Stops delivering, closes the connection and reports `error` once (unhandled if nobody listens, as Node does). */
-  private fail(error: Error): void {
+  private fail(error: unknown): void {
     if (this.state === 'stopped') return;
     void this.stop();
-    this.emit('error', error);
+    this.emit('error', error instanceof Error ? error : new Error(messageOf(error)));
   }
 }

@@ -21,7 +21,7 @@ import type pg from 'pg';
 import { FENCE_SCHEMA, type TableRef } from '../catalog/tables.js';
 import { SKIP_DDL_CAPTURE_SQL } from '../cdc/ddl/capture.js';
 import { PgferryError } from '../errors.js';
-import { withTransaction } from '../sql.js';
+import { codeOf, withTransaction } from '../sql.js';
 
 export { FENCE_SCHEMA };
 /** The trigger's name on every fenced table. */
@@ -79,7 +79,7 @@ const LOCK_ATTEMPTS = 5;
 const QUICK_ATTEMPTS = 5;
 const QUICK_LOCK_TIMEOUT = '200ms';
 /** lock_not_available, deadlock_detected: a writer held a table; try again. */
-const LOCK_CONFLICTS = new Set(['55P03', '40P01']);
+const LOCK_CONFLICTS = new Set<string | undefined>(['55P03', '40P01']);
 
 export interface FenceResult {
   database: string;
@@ -122,8 +122,6 @@ export async function fenceWrites(client: pg.Client, tables: TableRef[], { migra
   }
   return { database, sessionsEnded, tablesFenced };
 }
-
-const codeOf = (error: unknown) => (error as { code?: string })?.code ?? '';
 
 function fenceFailed(migration: string, database: string, error: unknown, readOnly: boolean): PgferryError {
   return new PgferryError(

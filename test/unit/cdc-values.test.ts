@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ApplyError } from '../../engine/cdc/apply/errors.js';
-import { keyValues, newRelation, rowFor, sameLayout } from '../../engine/cdc/apply/relation.js';
+import { keyValues, newRelation, bufferedBytes, sameLayout } from '../../engine/cdc/apply/relation.js';
 import { fullRowMatch, unnest } from '../../engine/cdc/apply/statements.js';
 import { toTargetTable, type TargetCatalogRow } from '../../engine/cdc/apply/target-table.js';
 import { arrayLiteral, copyText, fill, hasToast, identity, Params, rowBytes, TOAST, BinaryColumnError, type Row } from '../../engine/cdc/apply/values.js';
@@ -34,13 +34,13 @@ describe('buffered rows', () => {
 
   it('refuses binary values, naming the column', () => {
     expect(() => rowBytes([null, Buffer.from('x')])).toThrow(BinaryColumnError);
-    expect(() => rowFor(rel, ['1', Buffer.from('x'), null], 'new tuple')).toThrow(
+    expect(() => bufferedBytes(rel, ['1', Buffer.from('x'), null], 'new tuple')).toThrow(
       /column b of app\.We"ird in binary format/,
     );
   });
 
   it('refuses a tuple whose width differs from its Relation message', () => {
-    expect(() => rowFor(rel, [null], 'old tuple')).toThrow(ApplyError);
+    expect(() => bufferedBytes(rel, [null], 'old tuple')).toThrow(ApplyError);
   });
 });
 

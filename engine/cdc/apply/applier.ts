@@ -33,7 +33,7 @@ import { applyTablePart, ChunkBuffer, type ChunkCounts } from './chunk.js';
 import { ConflictResolver, type ConflictCounts, type ConflictPolicy } from './conflict.js';
 import { ChangedKeyRecorder } from './changed-keys.js';
 import { ApplyError } from './errors.js';
-import { newRelation, rowFor, sameLayout, type Change, type Operation, type Relation } from './relation.js';
+import { newRelation, bufferedBytes, sameLayout, type Change, type Operation, type Relation } from './relation.js';
 import { TargetSession } from './session.js';
 import { targetTableOf, type TargetTable } from './target-table.js';
 import { hasToast, type Row } from './values.js';
@@ -272,7 +272,7 @@ export class Applier {
       throw new ApplyError(`pgoutput sent ${op === 'U' ? 'an UPDATE' : 'a DELETE'} for ${rel.display} (REPLICA IDENTITY FULL) without the old row.`);
     }
     // Validated, the decoded tuples are the rows (a binary value would have failed here).
-    const bytes = (old ? rowFor(rel, old, 'old tuple') : 0) + (tuple ? rowFor(rel, tuple, 'new tuple') : 0);
+    const bytes = (old ? bufferedBytes(rel, old, 'old tuple') : 0) + (tuple ? bufferedBytes(rel, tuple, 'new tuple') : 0);
     const change: Change = { op, old: old as Row | undefined, new: tuple as Row | undefined, lsn: this.txLsn };
     // An inserted row is written whole: an unchanged-TOAST value (an UPDATE the publication's row filter turned into an INSERT) exists only on the source.
     if (op === 'I' && hasToast(change.new!)) throw movedInToastError(rel);

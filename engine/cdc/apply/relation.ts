@@ -69,7 +69,7 @@ export const sameLayout = (a: RelationMessage, b: RelationMessage) =>
   });
 
 /** The memory a tuple of `rel` holds as a buffered row (the tuple itself); readable errors for a wrong width or a binary value. */
-export function rowFor(rel: Relation, tuple: TupleValue[], what: string): number {
+export function bufferedBytes(rel: Relation, tuple: TupleValue[], what: string): number {
   if (tuple.length !== rel.message.columns.length) {
     throw new ApplyError(`pgoutput ${what} for ${rel.display} has ${tuple.length} columns, its Relation message ${rel.message.columns.length}.`);
   }
